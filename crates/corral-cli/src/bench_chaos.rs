@@ -1,0 +1,216 @@
+//! `corral bench chaos`: open-loop load at about 80% of the pool's capacity
+//! (synthetic backend) with random faults — hangs, panics, slow batches — in
+//! about 1% of requests, for N seconds. Every request must get exactly one
+//! answer: `lost` counts the ones that did not (it must be 0).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_core::synthetic::{Fault, FaultKind, Gate, Item, Synthetic, SyntheticSpec};
+use corral_core::{Pool, PoolConfig, PoolError};
+
+/// Options of `corral bench chaos`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// How long to offer load.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Synthetic cost of one request, in milliseconds.
+    #[arg(long, default_value_t = 2.0)]
+    per_item_ms: f64,
+    /// Offered load as a fraction of capacity (workers / per-item time).
+    #[arg(long, default_value_t = 0.8)]
+    load: f64,
+    /// Fraction of requests that carry a fault.
+    #[arg(long, default_value_t = 0.01)]
+    fault_rate: f64,
+    /// Stuck-batch budget, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    stuck_ms: u64,
+    /// Seed for the fault draw.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    wrong: AtomicU64,
+    overloaded: AtomicU64,
+    timeout: AtomicU64,
+    worker_lost: AtomicU64,
+    backend: AtomicU64,
+    other: AtomicU64,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.per_item_ms > 0.0 && a.workers > 0,
+        "per-item time and workers must be positive"
+    );
+    let per_item = Duration::from_secs_f64(a.per_item_ms / 1000.0);
+    let capacity = a.workers as f64 / per_item.as_secs_f64();
+    let rate = capacity * a.load;
+    let spec = SyntheticSpec::with_per_item(per_item);
+    let cfg = PoolConfig {
+        name: Arc::from("chaos"),
+        workers: a.workers,
+        threads_per_worker: Some(1),
+        stuck_base: Duration::from_millis(a.stuck_ms),
+        stuck_per_token: Duration::ZERO,
+        // Faults here are independent events, not a crash loop.
+        max_restarts: 1_000_000,
+        max_abandoned_threads: 256,
+        admission_timeout: Duration::from_secs(10),
+        ..PoolConfig::default()
+    };
+    let pool = Pool::<Synthetic>::spawn(spec.clone(), cfg).await?;
+    pool.wait_ready(Duration::from_secs(10)).await?;
+    println!(
+        "bench chaos: {} s, {} workers, {:.1} ms/request, capacity {:.0}/s, offered {:.0}/s, faults in {:.1}% of requests",
+        a.seconds,
+        a.workers,
+        a.per_item_ms,
+        capacity,
+        rate,
+        a.fault_rate * 100.0
+    );
+
+    let tally = Arc::new(Tally::default());
+    let mut rng = Rng(a.seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut tasks = tokio::task::JoinSet::new();
+    let (mut sent, mut faults) = (0u64, [0u64; 3]);
+    let tick = Duration::from_millis(10);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(a.seconds);
+    let mut owed = 0.0f64;
+    while Instant::now() < end {
+        interval.tick().await;
+        owed += rate * tick.as_secs_f64();
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let id = sent;
+            sent += 1;
+            let item = if rng.unit() < a.fault_rate {
+                let k = (rng.next() % 3) as usize;
+                faults[k] += 1;
+                let kind = match k {
+                    0 => {
+                        // A forward pass that "never" returns: it comes back
+                        // (and its thread exits) only after 2 s, long past
+                        // the budget.
+                        let gate = Gate::new();
+                        let g = gate.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            g.open();
+                        });
+                        FaultKind::Gate(gate)
+                    }
+                    1 => FaultKind::Panic,
+                    _ => FaultKind::Delay(Duration::from_millis(50)),
+                };
+                Item::faulty(id, Fault::once(kind))
+            } else {
+                Item::new(id)
+            };
+            let (pool, tally) = (pool.clone(), tally.clone());
+            tasks.spawn(async move {
+                let counter = match pool.embed(item).await {
+                    Ok(out) if out == id => &tally.ok,
+                    Ok(_) => &tally.wrong,
+                    Err(PoolError::Overloaded { .. }) => &tally.overloaded,
+                    Err(PoolError::Timeout) => &tally.timeout,
+                    Err(PoolError::WorkerLost) => &tally.worker_lost,
+                    Err(PoolError::Backend(_)) => &tally.backend,
+                    Err(_) => &tally.other,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        // Reap finished callers as we go so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    let offered_for = start.elapsed();
+    // Every request must be answered; give stragglers a deadline.
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    let unanswered = tasks.len() as u64;
+    tasks.abort_all();
+
+    let stats = pool.stats().await?;
+    let t = &*tally;
+    let ok = t.ok.load(Ordering::Relaxed);
+    let errors = [
+        &t.overloaded,
+        &t.timeout,
+        &t.worker_lost,
+        &t.backend,
+        &t.other,
+    ]
+    .iter()
+    .map(|c| c.load(Ordering::Relaxed))
+    .sum::<u64>();
+    let wrong = t.wrong.load(Ordering::Relaxed);
+    // Unanswered callers and answers that reached the wrong caller.
+    let lost = sent - ok - errors;
+    debug_assert_eq!(lost, wrong + unanswered);
+    println!(
+        "offered for {:.1} s; faults injected: {} hang, {} panic, {} slow",
+        offered_for.as_secs_f64(),
+        faults[0],
+        faults[1],
+        faults[2]
+    );
+    println!(
+        "errors by kind: overloaded {}, timeout {}, worker_lost {}, backend {}, other {}; wrong answers {}",
+        t.overloaded.load(Ordering::Relaxed),
+        t.timeout.load(Ordering::Relaxed),
+        t.worker_lost.load(Ordering::Relaxed),
+        t.backend.load(Ordering::Relaxed),
+        t.other.load(Ordering::Relaxed),
+        wrong
+    );
+    println!(
+        "stuck {} · panics {} · retries {} · rerouted {} · abandoned now {}",
+        stats.stuck_detected, stats.panics, stats.retries, stats.rerouted, stats.abandoned_threads
+    );
+    println!("sent: {sent}");
+    println!("ok: {ok}");
+    println!("errors: {errors}");
+    println!("lost: {lost}");
+    println!("restarts: {}", stats.restarts);
+    println!(
+        "detection_ms_p50: {:.1}",
+        stats.detection_p50.as_secs_f64() * 1e3
+    );
+    println!(
+        "detection_ms_p99: {:.1}",
+        stats.detection_p99.as_secs_f64() * 1e3
+    );
+    pool.shutdown(Duration::from_secs(10)).await?;
+    anyhow::ensure!(lost == 0, "{lost} requests were lost");
+    Ok(())
+}

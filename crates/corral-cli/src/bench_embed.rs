@@ -1,0 +1,345 @@
+//! `corral bench embed`: embedding throughput over a corpus (sentences per
+//! second), for each workers × threads configuration, through the full pool
+//! and through raw candle (the same [`Embedder`] calls on plain threads, no
+//! pool) in the same run, printed next to the baseline figures.
+//!
+//! Each configuration runs in a child process of its own with
+//! `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` set to its thread count:
+//! candle sizes its process-wide pool for element-wise ops from them once per
+//! process, so one process cannot measure two thread counts fairly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use corral_core::PoolConfig;
+use corral_embed::{EmbedSpec, Embedder};
+use serde::{Deserialize, Serialize};
+
+use crate::embed_cmd::start_pool;
+
+/// Options of `corral bench embed`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// The corpus, one sentence per line.
+    #[arg(long, default_value = "../shared/bench/corpus.txt")]
+    pub(crate) corpus: PathBuf,
+    /// The baseline figures to print alongside.
+    #[arg(long, default_value = "../shared/bench/BASELINE.md")]
+    pub(crate) baseline: PathBuf,
+    /// Model directory (default: $CORRAL_MODEL_DIR, else the fetched default
+    /// model).
+    #[arg(long)]
+    pub(crate) model_dir: Option<PathBuf>,
+    /// Configurations as WORKERSxTHREADS, comma-separated.
+    #[arg(long, default_value = "1x2,2x1")]
+    pub(crate) configs: String,
+    /// Timed runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) runs: usize,
+    /// Texts per request sent to the pool.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) request_size: usize,
+    /// Run every configuration in this process instead of one child process
+    /// each (thread counts of candle's element-wise pool are then shared).
+    #[arg(long)]
+    pub(crate) in_process: bool,
+    /// Internal: run one configuration and print its result as JSON.
+    #[arg(long, hide = true)]
+    pub(crate) child: Option<String>,
+}
+
+/// One configuration's measurements (sentences per second, one per run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Measured {
+    workers: usize,
+    threads: usize,
+    raw: Vec<f64>,
+    pool: Vec<f64>,
+}
+
+fn parse_config(s: &str) -> anyhow::Result<(usize, usize)> {
+    let (w, t) = s
+        .trim()
+        .split_once(['x', 'X', '*'])
+        .with_context(|| format!("configuration {s:?} is not WORKERSxTHREADS"))?;
+    let (w, t): (usize, usize) = (w.trim().parse()?, t.trim().parse()?);
+    if w == 0 || t == 0 {
+        bail!("configuration {s:?}: workers and threads must be at least 1");
+    }
+    Ok((w, t))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Runs `corral bench embed`.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.runs == 0 || args.request_size == 0 {
+        bail!("--runs and --request-size must be at least 1");
+    }
+    let model_dir = corral_embed::model_dir::resolve_model_dir(args.model_dir.clone())?;
+    let corpus = read_corpus(&args.corpus)?;
+    if let Some(config) = &args.child {
+        let (w, t) = parse_config(config)?;
+        let m = measure(&model_dir, &corpus, w, t, &args).await?;
+        println!("{}", serde_json::to_string(&m)?);
+        return Ok(());
+    }
+    let configs = args
+        .configs
+        .split(',')
+        .map(parse_config)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    eprintln!(
+        "corral bench embed: {} sentences from {}, model {}, {} run(s) each, requests of {}",
+        corpus.len(),
+        args.corpus.display(),
+        model_dir.display(),
+        args.runs,
+        args.request_size
+    );
+    let mut results = Vec::new();
+    for &(w, t) in &configs {
+        let m = if args.in_process {
+            measure(&model_dir, &corpus, w, t, &args).await?
+        } else {
+            measure_in_child(w, t)?
+        };
+        results.push(m);
+    }
+    print_report(&results, &args, corpus.len());
+    Ok(())
+}
+
+fn read_corpus(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the corpus {}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    if lines.is_empty() {
+        bail!("the corpus {} is empty", path.display());
+    }
+    Ok(lines)
+}
+
+/// Re-runs this command with `--child WxT` and the thread variables set.
+fn measure_in_child(workers: usize, threads: usize) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe().context("locating the corral executable")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    eprintln!("-- {workers} worker(s) × {threads} thread(s) (child process)");
+    let out = Command::new(exe)
+        .args(&args)
+        .arg("--child")
+        .arg(format!("{workers}x{threads}"))
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("CANDLE_NUM_THREADS", threads.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the benchmark child process")?;
+    if !out.status.success() {
+        bail!(
+            "the benchmark child for {workers}x{threads} failed ({})",
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("the benchmark child printed no result")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Requests of `request_size` texts packed, in corpus order, into the
+/// batches a worker would form: up to `max_batch_tokens` of cost and
+/// `max_batch_requests` requests.
+fn worker_batches(
+    embedder: &Embedder,
+    corpus: &[String],
+    request_size: usize,
+    pool: &PoolConfig,
+) -> Vec<Vec<String>> {
+    let mut batches = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let (mut tokens, mut requests) = (0usize, 0usize);
+    for request in corpus.chunks(request_size) {
+        let cost: usize = request.iter().map(|t| embedder.estimate_tokens(t)).sum();
+        if requests > 0
+            && (tokens + cost > pool.max_batch_tokens || requests + 1 > pool.max_batch_requests)
+        {
+            batches.push(std::mem::take(&mut current));
+            tokens = 0;
+            requests = 0;
+        }
+        current.extend(request.iter().cloned());
+        tokens += cost;
+        requests += 1;
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+async fn measure(
+    model_dir: &Path,
+    corpus: &[String],
+    workers: usize,
+    threads: usize,
+    args: &Args,
+) -> anyhow::Result<Measured> {
+    let spec = EmbedSpec::new(model_dir);
+    let pool_config = PoolConfig {
+        name: "corral-bench".into(),
+        workers,
+        threads_per_worker: Some(threads),
+        ..PoolConfig::default()
+    };
+    let n = corpus.len() as f64;
+
+    // Raw candle: the same Embedder calls on plain threads, no pool.
+    let raw = {
+        let spec = spec.clone();
+        let corpus = corpus.to_vec();
+        let (runs, request_size, cfg) = (args.runs, args.request_size, pool_config.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f64>> {
+            let embedders = (0..workers)
+                .map(|_| Embedder::load(&spec, threads))
+                .collect::<Result<Vec<_>, _>>()?;
+            let batches = worker_batches(&embedders[0], &corpus, request_size, &cfg);
+            let mut rates = Vec::new();
+            for run in 0..=runs {
+                // Run 0 warms up on a few batches and is not counted.
+                let take = if run == 0 {
+                    workers.min(batches.len())
+                } else {
+                    batches.len()
+                };
+                let next = AtomicUsize::new(0);
+                let started = Instant::now();
+                std::thread::scope(|s| {
+                    for e in &embedders {
+                        let (next, batches) = (&next, &batches[..take]);
+                        s.spawn(move || loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(batch) = batches.get(i) else { break };
+                            e.embed(batch).expect("raw embedding failed");
+                        });
+                    }
+                });
+                if run > 0 {
+                    let rate = n / started.elapsed().as_secs_f64();
+                    eprintln!("   raw candle  run {run}: {rate:.1} sentences/s");
+                    rates.push(rate);
+                }
+            }
+            Ok(rates)
+        })
+        .await??
+    };
+
+    // The full pool.
+    let handle = start_pool(spec, pool_config).await?;
+    let requests: Vec<Vec<String>> = corpus
+        .chunks(args.request_size)
+        .map(<[String]>::to_vec)
+        .collect();
+    let mut pool_rates = Vec::new();
+    for run in 0..=args.runs {
+        let take = if run == 0 {
+            workers.min(requests.len())
+        } else {
+            requests.len()
+        };
+        let started = Instant::now();
+        let tasks: Vec<_> = requests[..take]
+            .iter()
+            .map(|r| {
+                let (h, r) = (handle.clone(), r.clone());
+                tokio::spawn(async move { h.embed_batch(r).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        if run > 0 {
+            let rate = n / started.elapsed().as_secs_f64();
+            eprintln!("   pool        run {run}: {rate:.1} sentences/s");
+            pool_rates.push(rate);
+        }
+    }
+    let _ = handle.shutdown(Duration::from_secs(10)).await;
+    Ok(Measured {
+        workers,
+        threads,
+        raw,
+        pool: pool_rates,
+    })
+}
+
+/// Baseline rows (system, configuration, sentences/s) from BASELINE.md's
+/// throughput table.
+fn baseline_rows(path: &Path) -> Vec<(String, String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            if cells.len() != 3 {
+                return None;
+            }
+            let figure = cells[2].trim_matches('*');
+            figure.parse::<f64>().ok()?;
+            Some((cells[0].to_owned(), cells[1].to_owned(), figure.to_owned()))
+        })
+        .collect()
+}
+
+fn print_report(results: &[Measured], args: &Args, sentences: usize) {
+    println!(
+        "\nEmbedding throughput, {sentences} sentences, sentences/s (median of {} runs)\n",
+        args.runs
+    );
+    println!("| configuration | raw candle, no pool | through the pool | pool cost |");
+    println!("|---|---|---|---|");
+    for m in results {
+        let (raw, pool) = (median(&m.raw), median(&m.pool));
+        println!(
+            "| {} worker{} × {} thread{} | {raw:.1} | {pool:.1} | {:+.1}% |",
+            m.workers,
+            if m.workers == 1 { "" } else { "s" },
+            m.threads,
+            if m.threads == 1 { "" } else { "s" },
+            (1.0 - pool / raw) * 100.0
+        );
+    }
+    let rows = baseline_rows(&args.baseline);
+    if !rows.is_empty() {
+        println!("\nBaseline ({}):\n", args.baseline.display());
+        println!("| system | configuration | sentences/s |");
+        println!("|---|---|---|");
+        for (system, config, figure) in rows {
+            println!("| {system} | {config} | {figure} |");
+        }
+    }
+}

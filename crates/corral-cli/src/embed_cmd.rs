@@ -1,0 +1,282 @@
+//! `corral embed`: texts in (a file or stdin; one per line, or JSON Lines
+//! with `--jsonl`), JSON Lines `{"text": …, "embedding": […]}` out, in input
+//! order, through a pool of embedding workers.
+//!
+//! Input is read as it streams: texts are grouped into requests of
+//! `--request-size`, a bounded number of requests are in flight at once, and
+//! answers are written in order as they complete.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use corral_core::{Pool, PoolConfig, PoolHandle};
+use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
+use corral_embed::{EmbedBackend, EmbedSpec, Pooling};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+/// Options of `corral embed`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// File of texts; stdin when absent or `-`.
+    pub(crate) input: Option<PathBuf>,
+    /// Read JSON Lines, one `{"text": "…"}` object per line (texts may then
+    /// hold newlines), instead of one text per line.
+    #[arg(long)]
+    pub(crate) jsonl: bool,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Texts per request sent to the pool.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) request_size: usize,
+}
+
+/// Model and pool options shared by `corral embed` and `corral bench embed`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ModelArgs {
+    /// Model directory (config.json, tokenizer.json, model.safetensors).
+    /// Default: $CORRAL_MODEL_DIR, else the fetched default model
+    /// (all-MiniLM-L6-v2), fetched on first use.
+    #[arg(long)]
+    pub(crate) model_dir: Option<PathBuf>,
+    /// Worker count (default: one per core when threads are automatic).
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Compute threads per worker (default: cores / workers, at least 1).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Do not L2-normalise the embeddings.
+    #[arg(long)]
+    pub(crate) no_normalize: bool,
+    /// Pooling mode instead of the model's own: mean or cls.
+    #[arg(long)]
+    pub(crate) pooling: Option<Pooling>,
+}
+
+impl ModelArgs {
+    /// The model directory to use. Without `--model-dir` and
+    /// `CORRAL_MODEL_DIR`, a missing default model is fetched first.
+    pub(crate) fn resolve_dir(&self) -> anyhow::Result<PathBuf> {
+        let explicit = self.model_dir.is_some() || std::env::var_os(MODEL_DIR_ENV).is_some();
+        let dir = self
+            .model_dir
+            .clone()
+            .unwrap_or_else(model_dir::default_model_dir);
+        if !explicit && model_dir::check_model_dir(&dir).is_err() {
+            eprintln!(
+                "corral: fetching the default model into {} (first use)",
+                dir.display()
+            );
+            let fetched = model_dir::fetch_default_model(&dir, &FetchOptions::default())?;
+            eprintln!("corral: model ready ({fetched:?})");
+        }
+        model_dir::check_model_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// The spec for these options, validated (without loading weights).
+    pub(crate) fn spec(&self) -> anyhow::Result<EmbedSpec> {
+        let mut spec = EmbedSpec::new(self.resolve_dir()?).with_normalize(!self.no_normalize);
+        spec.pooling = self.pooling;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The pool configuration for these options.
+    pub(crate) fn pool_config(&self) -> PoolConfig {
+        let defaults = PoolConfig::default();
+        let cores = corral_core::available_cores();
+        let workers = match (self.workers, self.threads) {
+            (Some(w), _) => w,
+            (None, Some(t)) => (cores / t.max(1)).max(1),
+            (None, None) => defaults.workers,
+        };
+        PoolConfig {
+            name: "corral-embed".into(),
+            workers,
+            threads_per_worker: self.threads,
+            ..defaults
+        }
+    }
+}
+
+/// Starts a pool for `spec` and waits until every worker has loaded.
+pub(crate) async fn start_pool(
+    spec: EmbedSpec,
+    config: PoolConfig,
+) -> anyhow::Result<PoolHandle<EmbedBackend>> {
+    let workers = config.workers;
+    let threads = config.resolved_threads();
+    let load_timeout = config.load_timeout;
+    let started = Instant::now();
+    let handle = Pool::<EmbedBackend>::spawn(spec, config)
+        .await
+        .context("starting the embedding pool")?;
+    handle
+        .wait_ready(load_timeout)
+        .await
+        .context("waiting for the embedding workers to load the model")?;
+    tracing::info!(
+        workers,
+        threads_per_worker = threads,
+        "embedding pool ready in {:.2?}",
+        started.elapsed()
+    );
+    Ok(handle)
+}
+
+#[derive(Deserialize)]
+struct JsonInput {
+    text: String,
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    text: &'a str,
+    embedding: &'a [f32],
+}
+
+type Pending = JoinHandle<(Vec<String>, anyhow::Result<Vec<Vec<f32>>>)>;
+
+/// Runs `corral embed`.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.request_size == 0 {
+        bail!("--request-size must be at least 1");
+    }
+    let spec = args.model.spec()?;
+    let config = args.model.pool_config();
+    let in_flight = (config.workers * 4).max(2);
+    let handle = start_pool(spec, config).await?;
+
+    let reader: Box<dyn BufRead + Send> = match &args.input {
+        Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+
+    let result = pump(
+        reader,
+        &mut out,
+        &handle,
+        args.jsonl,
+        args.request_size,
+        in_flight,
+    )
+    .await;
+    let _ = handle.shutdown(Duration::from_secs(10)).await;
+    let count = result?;
+    out.flush()?;
+    tracing::info!("embedded {count} texts");
+    Ok(())
+}
+
+/// Reads texts on a blocking thread (stdin may be slow) into a bounded
+/// channel.
+fn spawn_reader(
+    reader: Box<dyn BufRead + Send>,
+    jsonl: bool,
+) -> tokio::sync::mpsc::Receiver<anyhow::Result<String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::task::spawn_blocking(move || {
+        for (n, line) in reader.lines().enumerate() {
+            let text = line
+                .with_context(|| format!("reading input line {}", n + 1))
+                .and_then(|line| {
+                    if !jsonl {
+                        return Ok(Some(line));
+                    }
+                    if line.trim().is_empty() {
+                        return Ok(None);
+                    }
+                    serde_json::from_str::<JsonInput>(&line)
+                        .map(|j| Some(j.text))
+                        .with_context(|| {
+                            format!("input line {}: expected {{\"text\": \"…\"}}", n + 1)
+                        })
+                });
+            let stop = text.is_err();
+            match text.transpose() {
+                None => continue,
+                Some(item) => {
+                    if tx.blocking_send(item).is_err() || stop {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Keeps up to `in_flight` requests running and writes answers in input
+/// order. Returns how many texts were embedded.
+async fn pump(
+    reader: Box<dyn BufRead + Send>,
+    out: &mut dyn Write,
+    handle: &PoolHandle<EmbedBackend>,
+    jsonl: bool,
+    request_size: usize,
+    in_flight: usize,
+) -> anyhow::Result<usize> {
+    let mut texts = spawn_reader(reader, jsonl);
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut batch: Vec<String> = Vec::with_capacity(request_size);
+    let mut count = 0usize;
+    while let Some(text) = texts.recv().await {
+        batch.push(text?);
+        if batch.len() == request_size {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(request_size));
+            pending.push_back(send(handle, full));
+            while pending.len() >= in_flight {
+                count += write_front(&mut pending, out).await?;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        pending.push_back(send(handle, batch));
+    }
+    while !pending.is_empty() {
+        count += write_front(&mut pending, out).await?;
+    }
+    Ok(count)
+}
+
+fn send(handle: &PoolHandle<EmbedBackend>, texts: Vec<String>) -> Pending {
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        let result = handle
+            .embed_batch(texts.clone())
+            .await
+            .map_err(anyhow::Error::from);
+        (texts, result)
+    })
+}
+
+async fn write_front(
+    pending: &mut VecDeque<Pending>,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    let Some(next) = pending.pop_front() else {
+        return Ok(0);
+    };
+    let (texts, result) = next.await.context("an embedding task panicked")?;
+    let vectors = result.context("embedding failed")?;
+    for (text, embedding) in texts.iter().zip(&vectors) {
+        serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
+        out.write_all(b"\n")?;
+    }
+    Ok(texts.len())
+}

@@ -1,0 +1,59 @@
+//! The `corral` command: `embed` texts through a pool, `fetch-model`, and
+//! the benchmarks (`bench route`, `bench chaos`, `bench embed`). Each
+//! subcommand lives in its own module with its own `Args`.
+
+mod bench_chaos;
+mod bench_embed;
+mod bench_route;
+mod embed_cmd;
+mod fetch_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Corral: a supervised pool of ML inference workers.
+#[derive(Parser)]
+#[command(name = "corral", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed texts (one per line, or JSON Lines) into JSON Lines through a pool.
+    Embed(embed_cmd::Args),
+    /// Put the default model (all-MiniLM-L6-v2) in the local models directory.
+    FetchModel(fetch_cmd::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Embedding throughput through the pool and through raw candle.
+    Embed(bench_embed::Args),
+    /// Requests routed per second through the pool (no-op backend), beside
+    /// ractor's factory.
+    Route(bench_route::Args),
+    /// Load at ~80% of capacity with random faults; nothing may be lost.
+    Chaos(bench_chaos::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Embed(args) => embed_cmd::run(args).await,
+        Command::FetchModel(args) => fetch_cmd::run(args).await,
+        Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
+        Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
+        Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,
+    }
+}

@@ -1,0 +1,271 @@
+//! A backend with scripted cost and faults, for tests and benchmarks: the
+//! runtime can be exercised — floods, slow workers, hangs, panics, load
+//! failures — without a model.
+//!
+//! Each [`Item`] carries an id (echoed back as its output, so callers can
+//! check that answers reach the right request), a cost in tokens, and
+//! optionally a [`Fault`] that fires a set number of times (so a hung batch
+//! retried elsewhere can succeed the second time).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::backend::{Backend, BackendError, LoadContext};
+
+/// A latch: closed until [`Gate::open`], and it counts who reached it.
+#[derive(Debug, Default)]
+pub struct Gate {
+    state: Mutex<(bool, usize)>,
+    cv: Condvar,
+}
+
+impl Gate {
+    /// A new closed gate.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Opens the gate for good, releasing everyone blocked on it.
+    pub fn open(&self) {
+        self.state.lock().0 = true;
+        self.cv.notify_all();
+    }
+
+    /// Whether the gate is open.
+    pub fn is_open(&self) -> bool {
+        self.state.lock().0
+    }
+
+    /// Blocks until the gate opens.
+    pub fn pass(&self) {
+        let mut s = self.state.lock();
+        s.1 += 1;
+        self.cv.notify_all();
+        while !s.0 {
+            self.cv.wait(&mut s);
+        }
+    }
+
+    /// How many threads have reached the gate so far.
+    pub fn arrived(&self) -> usize {
+        self.state.lock().1
+    }
+
+    /// Blocks until at least `n` threads have reached the gate, or
+    /// `timeout` passes. Returns whether they did.
+    pub fn wait_arrived(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock();
+        while s.1 < n {
+            if self.cv.wait_until(&mut s, deadline).timed_out() {
+                return s.1 >= n;
+            }
+        }
+        true
+    }
+}
+
+/// What a [`Fault`] does when it fires.
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// Block until the spec's `hang_release` gate opens (a forward pass that
+    /// never returns).
+    Hang,
+    /// Panic inside `run`.
+    Panic,
+    /// Return a backend error.
+    Error,
+    /// Take this much longer.
+    Delay(Duration),
+    /// Block until this gate opens.
+    Gate(Arc<Gate>),
+}
+
+/// A fault attached to an input, firing the first `times` times a batch
+/// containing it runs.
+#[derive(Debug)]
+pub struct Fault {
+    kind: FaultKind,
+    remaining: AtomicU32,
+}
+
+impl Fault {
+    /// Fires once.
+    pub fn once(kind: FaultKind) -> Arc<Self> {
+        Self::times(kind, 1)
+    }
+
+    /// Fires `times` times.
+    pub fn times(kind: FaultKind, times: u32) -> Arc<Self> {
+        Arc::new(Self {
+            kind,
+            remaining: AtomicU32::new(times),
+        })
+    }
+
+    /// Fires every time.
+    pub fn always(kind: FaultKind) -> Arc<Self> {
+        Self::times(kind, u32::MAX)
+    }
+
+    fn take(&self) -> Option<&FaultKind> {
+        self.remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+            .ok()
+            .map(|_| &self.kind)
+    }
+}
+
+/// One synthetic input.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Echoed back as the output.
+    pub id: u64,
+    /// Cost in tokens (at least 1).
+    pub cost: usize,
+    /// A fault to fire when this item runs.
+    pub fault: Option<Arc<Fault>>,
+}
+
+impl Item {
+    /// A plain item of cost 1.
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            cost: 1,
+            fault: None,
+        }
+    }
+
+    /// An item of cost 1 carrying `fault`.
+    pub fn faulty(id: u64, fault: Arc<Fault>) -> Self {
+        Self {
+            id,
+            cost: 1,
+            fault: Some(fault),
+        }
+    }
+}
+
+/// How synthetic workers behave. Cheap to clone; the counters are shared.
+#[derive(Debug, Clone)]
+pub struct SyntheticSpec {
+    /// Time per input (per unit of cost) in `run`.
+    pub per_item: Duration,
+    /// Extra time per batch.
+    pub per_batch: Duration,
+    /// Per-load override of `per_item`: the n-th load (0-based) gets
+    /// `per_item_by_load[n]` when present, e.g. to make one worker slow.
+    pub per_item_by_load: Vec<Duration>,
+    /// Time `load` takes.
+    pub load_time: Duration,
+    /// The next this-many loads fail (`usize::MAX`: all of them).
+    pub failing_loads: Arc<AtomicUsize>,
+    /// Load attempts so far.
+    pub loads: Arc<AtomicUsize>,
+    /// What `Hang` faults block on; open it to let hung threads finish.
+    pub hang_release: Arc<Gate>,
+    /// Batches run so far (all workers).
+    pub batches: Arc<AtomicU64>,
+    /// Inputs run so far (all workers).
+    pub items: Arc<AtomicU64>,
+    /// Largest batch seen (inputs).
+    pub max_batch: Arc<AtomicUsize>,
+}
+
+impl Default for SyntheticSpec {
+    fn default() -> Self {
+        Self {
+            per_item: Duration::ZERO,
+            per_batch: Duration::ZERO,
+            per_item_by_load: Vec::new(),
+            load_time: Duration::ZERO,
+            failing_loads: Arc::new(AtomicUsize::new(0)),
+            loads: Arc::new(AtomicUsize::new(0)),
+            hang_release: Gate::new(),
+            batches: Arc::new(AtomicU64::new(0)),
+            items: Arc::new(AtomicU64::new(0)),
+            max_batch: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl SyntheticSpec {
+    /// A spec whose `run` takes `per_item` per input.
+    pub fn with_per_item(per_item: Duration) -> Self {
+        Self {
+            per_item,
+            ..Self::default()
+        }
+    }
+}
+
+/// The synthetic backend. `Input = Item`, `Output = u64` (the item's id).
+#[derive(Debug)]
+pub struct Synthetic {
+    spec: SyntheticSpec,
+    per_item: Duration,
+}
+
+impl Backend for Synthetic {
+    type Spec = SyntheticSpec;
+    type Input = Item;
+    type Output = u64;
+
+    fn load(spec: &SyntheticSpec, _ctx: &LoadContext) -> Result<Self, BackendError> {
+        let n = spec.loads.fetch_add(1, Ordering::AcqRel);
+        if !spec.load_time.is_zero() {
+            std::thread::sleep(spec.load_time);
+        }
+        let failing = spec
+            .failing_loads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| match f {
+                0 => None,
+                usize::MAX => Some(usize::MAX),
+                f => Some(f - 1),
+            })
+            .is_ok();
+        if failing {
+            return Err(BackendError::new(format!("synthetic load {n} failed")));
+        }
+        Ok(Self {
+            per_item: spec.per_item_by_load.get(n).copied().unwrap_or(spec.per_item),
+            spec: spec.clone(),
+        })
+    }
+
+    fn cost(&self, input: &Item) -> usize {
+        input.cost.max(1)
+    }
+
+    fn run(&mut self, batch: &[&Item]) -> Result<Vec<u64>, BackendError> {
+        self.spec.batches.fetch_add(1, Ordering::Relaxed);
+        self.spec.items.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.spec.max_batch.fetch_max(batch.len(), Ordering::Relaxed);
+        let mut extra = Duration::ZERO;
+        for item in batch {
+            let Some(fault) = &item.fault else { continue };
+            match fault.take() {
+                None => {}
+                Some(FaultKind::Hang) => self.spec.hang_release.pass(),
+                Some(FaultKind::Panic) => panic!("synthetic panic on item {}", item.id),
+                Some(FaultKind::Error) => {
+                    return Err(BackendError::new(format!("synthetic error on item {}", item.id)))
+                }
+                Some(FaultKind::Delay(d)) => extra += *d,
+                Some(FaultKind::Gate(g)) => g.pass(),
+            }
+        }
+        let cost: usize = batch.iter().map(|i| i.cost.max(1)).sum();
+        let busy = self.per_item.saturating_mul(u32::try_from(cost).unwrap_or(u32::MAX))
+            + self.spec.per_batch
+            + extra;
+        if !busy.is_zero() {
+            std::thread::sleep(busy);
+        }
+        Ok(batch.iter().map(|i| i.id).collect())
+    }
+}

@@ -1,0 +1,233 @@
+//! A loaded embedding model, usable without the pool: tokenization,
+//! length-sorted slicing of a batch, padding to each slice's longest text,
+//! the forward pass on a private thread pool, pooling and normalisation.
+//!
+//! [`Embedder`] is what each pool worker holds (through
+//! [`crate::EmbedBackend`]) and what benchmarks run directly to measure the
+//! pool's own cost.
+
+use std::path::Path;
+
+use crate::config::ModelConfig;
+use crate::encoder::{Encoder, PaddedBatch};
+use crate::model_dir::check_model_dir;
+use crate::tokenize::{estimate_tokens, Encoded, TextTokenizer};
+use crate::{EmbedError, EmbedSpec, Pooling};
+
+/// Most texts in one forward pass, however short they are.
+const MAX_FORWARD_ROWS: usize = 128;
+
+/// A loaded sentence-embedding model.
+pub struct Embedder {
+    tokenizer: TextTokenizer,
+    encoder: Encoder,
+    pooling: Pooling,
+    normalize: bool,
+    max_seq_length: usize,
+    hidden_size: usize,
+    pad_id: u32,
+    max_forward_tokens: usize,
+    threads: usize,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("pooling", &self.pooling)
+            .field("normalize", &self.normalize)
+            .field("max_seq_length", &self.max_seq_length)
+            .field("hidden_size", &self.hidden_size)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedder {
+    /// Loads the model `spec` describes, to run its forward passes on a
+    /// private pool of `threads` threads (at least 1).
+    ///
+    /// candle's matrix products run on the rayon pool they are called from,
+    /// so the forward pass runs inside this pool. (Large element-wise ops go
+    /// to candle's own process-wide pool, sized by `CANDLE_NUM_THREADS`,
+    /// else `RAYON_NUM_THREADS`, else the core count; it serves one caller at
+    /// a time.)
+    ///
+    /// # Errors
+    /// [`EmbedError::ModelDir`] for a missing or incomplete directory (naming
+    /// the command that fetches the default model), [`EmbedError::Config`]
+    /// for unusable configuration or weights, [`EmbedError::Tokenizer`] for a
+    /// bad `tokenizer.json`.
+    pub fn load(spec: &EmbedSpec, threads: usize) -> Result<Self, EmbedError> {
+        let dir: &Path = &spec.model_dir;
+        check_model_dir(dir)?;
+        let config = ModelConfig::load(dir)?;
+        let max_seq_length = spec
+            .max_seq_length
+            .map_or(config.max_seq_length, |m| m.clamp(2, config.max_seq_length));
+        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), max_seq_length)?;
+        let pad_id = tokenizer
+            .token_to_id("[PAD]")
+            .unwrap_or(config.bert.pad_token_id as u32);
+        let encoder = Encoder::load_candle(dir, &config.bert)?;
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("corral-embed-{i}"))
+            .build()
+            .map_err(|e| EmbedError::ThreadPool(e.to_string()))?;
+        Ok(Self {
+            tokenizer,
+            encoder,
+            pooling: spec.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
+            normalize: spec.normalize,
+            max_seq_length,
+            hidden_size: config.bert.hidden_size,
+            pad_id,
+            max_forward_tokens: spec.max_forward_tokens.max(1),
+            threads,
+            pool,
+        })
+    }
+
+    /// Length of the embeddings.
+    pub fn dim(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Word pieces a text is truncated to, special tokens included.
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// The pooling in use.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Whether embeddings are L2-normalised.
+    pub fn normalize(&self) -> bool {
+        self.normalize
+    }
+
+    /// Threads of the forward pass.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The word-piece ids `text` becomes, special tokens included, truncated
+    /// to [`Embedder::max_seq_length`].
+    ///
+    /// # Errors
+    /// [`EmbedError::Tokenizer`] if the tokenizer fails.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        Ok(self.tokenizer.encode(text)?.ids)
+    }
+
+    /// A cheap estimate of the word pieces of `text` (at least 1, at most
+    /// [`Embedder::max_seq_length`]), without tokenizing.
+    pub fn estimate_tokens(&self, text: &str) -> usize {
+        estimate_tokens(text, self.max_seq_length)
+    }
+
+    /// Embeds `texts`, returning one vector per text, in order.
+    ///
+    /// Texts are sorted by length and run in slices of about
+    /// `max_forward_tokens` padded tokens, each padded to its own longest
+    /// text, so what shares a batch does not change a text's vector beyond
+    /// floating-point noise. Any string embeds, the empty one included.
+    ///
+    /// # Errors
+    /// [`EmbedError::Tokenizer`] or [`EmbedError::Candle`] if tokenizing or
+    /// the forward pass fails.
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encoded = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t.as_ref()))
+            .collect::<Result<Vec<Encoded>, _>>()?;
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].ids.len());
+
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let end = self.slice_end(&order, &encoded, start);
+            let slice = &order[start..end];
+            let batch = self.pad(slice.iter().map(|&i| &encoded[i]));
+            let hidden = self.pool.install(|| self.encoder.forward(&batch))?;
+            for (row, &i) in slice.iter().enumerate() {
+                out[i] = self.pool_row(&hidden, &batch, row);
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// The end of the slice of `order` (sorted by length) that starts at
+    /// `start`: as many texts as fit `max_forward_tokens` once padded to the
+    /// slice's longest, at least one.
+    fn slice_end(&self, order: &[usize], encoded: &[Encoded], start: usize) -> usize {
+        let mut end = start + 1;
+        while end < order.len() && end - start < MAX_FORWARD_ROWS {
+            let longest = encoded[order[end]].ids.len();
+            if (end - start + 1) * longest > self.max_forward_tokens {
+                break;
+            }
+            end += 1;
+        }
+        end
+    }
+
+    fn pad<'a>(&self, rows: impl ExactSizeIterator<Item = &'a Encoded> + Clone) -> PaddedBatch {
+        let n = rows.len();
+        let seq_len = rows.clone().map(|e| e.ids.len()).max().unwrap_or(0);
+        let mut batch = PaddedBatch {
+            rows: n,
+            seq_len,
+            ids: Vec::with_capacity(n * seq_len),
+            type_ids: Vec::with_capacity(n * seq_len),
+            mask: Vec::with_capacity(n * seq_len),
+        };
+        for e in rows {
+            let pad = seq_len - e.ids.len();
+            batch.ids.extend_from_slice(&e.ids);
+            batch.ids.extend(std::iter::repeat_n(self.pad_id, pad));
+            batch.type_ids.extend_from_slice(&e.type_ids);
+            batch.type_ids.extend(std::iter::repeat_n(0, pad));
+            batch.mask.extend(std::iter::repeat_n(1, e.ids.len()));
+            batch.mask.extend(std::iter::repeat_n(0, pad));
+        }
+        batch
+    }
+
+    /// Pools (and normalises) row `row` of a forward pass's hidden state.
+    fn pool_row(&self, hidden: &[f32], batch: &PaddedBatch, row: usize) -> Vec<f32> {
+        let h = self.hidden_size;
+        let row_base = row * batch.seq_len * h;
+        let mut v = match self.pooling {
+            Pooling::Cls => hidden[row_base..row_base + h].to_vec(),
+            Pooling::Mean => {
+                let mut sum = vec![0f32; h];
+                let mut count = 0usize;
+                for t in 0..batch.seq_len {
+                    if batch.mask[row * batch.seq_len + t] == 0 {
+                        continue;
+                    }
+                    count += 1;
+                    let tok = &hidden[row_base + t * h..row_base + (t + 1) * h];
+                    for (s, x) in sum.iter_mut().zip(tok) {
+                        *s += x;
+                    }
+                }
+                let count = count.max(1) as f32;
+                sum.iter_mut().for_each(|s| *s /= count);
+                sum
+            }
+        };
+        if self.normalize {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+}

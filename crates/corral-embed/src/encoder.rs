@@ -1,0 +1,91 @@
+//! The forward pass: from a padded batch of word-piece ids to the last hidden
+//! state of every position.
+//!
+//! [`Encoder`] is the seam where implementations plug in. Today there is one,
+//! candle's BERT ([`Encoder::Candle`]); a hand-written forward (the `fast`
+//! module) can add a variant without touching tokenization, batching or
+//! pooling, which all live outside this module.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{self, BertModel};
+
+use crate::EmbedError;
+
+/// A batch of tokenized texts padded to the same length, row-major.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PaddedBatch {
+    /// Number of texts.
+    pub(crate) rows: usize,
+    /// Length every row is padded to.
+    pub(crate) seq_len: usize,
+    /// Word-piece ids, `rows × seq_len`, padded with the pad id.
+    pub(crate) ids: Vec<u32>,
+    /// Token type ids, `rows × seq_len`.
+    pub(crate) type_ids: Vec<u32>,
+    /// 1 for a real token, 0 for padding, `rows × seq_len`.
+    pub(crate) mask: Vec<u32>,
+}
+
+/// A loaded BERT forward pass.
+pub(crate) enum Encoder {
+    /// candle-transformers' BERT on candle's CPU backend.
+    Candle(CandleBert),
+}
+
+impl Encoder {
+    /// Loads candle's BERT from the weights in `dir`
+    /// (`model.safetensors`, else `pytorch_model.bin`).
+    pub(crate) fn load_candle(dir: &Path, config: &bert::Config) -> Result<Self, EmbedError> {
+        CandleBert::load(dir, config).map(Self::Candle)
+    }
+
+    /// The last hidden state, `rows × seq_len × hidden_size`, row-major.
+    pub(crate) fn forward(&self, batch: &PaddedBatch) -> Result<Vec<f32>, EmbedError> {
+        match self {
+            Self::Candle(model) => model.forward(batch),
+        }
+    }
+}
+
+/// candle-transformers' [`BertModel`] and the device it runs on.
+pub(crate) struct CandleBert {
+    model: BertModel,
+    device: Device,
+}
+
+impl CandleBert {
+    fn load(dir: &Path, config: &bert::Config) -> Result<Self, EmbedError> {
+        let device = Device::Cpu;
+        let safetensors = dir.join("model.safetensors");
+        let vb = if safetensors.is_file() {
+            // SAFETY: the file is mapped read-only and candle copies every
+            // tensor out of the map while loading; the usual caveat of mmap
+            // (another process truncating the file meanwhile) applies.
+            #[allow(unsafe_code)]
+            unsafe {
+                VarBuilder::from_mmaped_safetensors(&[&safetensors], DType::F32, &device)?
+            }
+        } else {
+            VarBuilder::from_pth(dir.join("pytorch_model.bin"), DType::F32, &device)?
+        };
+        let model = BertModel::load(vb, config).map_err(|e| {
+            EmbedError::config(
+                dir,
+                format!("the weights do not match config.json's BERT architecture: {e}"),
+            )
+        })?;
+        Ok(Self { model, device })
+    }
+
+    fn forward(&self, batch: &PaddedBatch) -> Result<Vec<f32>, EmbedError> {
+        let shape = (batch.rows, batch.seq_len);
+        let ids = Tensor::from_slice(&batch.ids, shape, &self.device)?;
+        let type_ids = Tensor::from_slice(&batch.type_ids, shape, &self.device)?;
+        let mask = Tensor::from_slice(&batch.mask, shape, &self.device)?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        Ok(hidden.flatten_all()?.to_vec1::<f32>()?)
+    }
+}

@@ -1,0 +1,79 @@
+//! The one error type of this crate, [`EmbedError`], and its mapping onto
+//! the core runtime's [`BackendError`].
+
+use std::path::PathBuf;
+
+use corral_core::BackendError;
+
+use crate::model_dir::FETCH_COMMAND;
+
+/// Everything that can go wrong while locating, fetching, loading or running
+/// an embedding model.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The model directory does not exist or lacks files the model needs.
+    #[error(
+        "model directory {} is not usable: {problem}. Run `{FETCH_COMMAND}` to put \
+         all-MiniLM-L6-v2 there (add `--dest <dir>` for another directory), or point \
+         --model-dir / CORRAL_MODEL_DIR at a sentence-transformers BERT model directory \
+         (config.json, tokenizer.json, model.safetensors)",
+        dir.display()
+    )]
+    ModelDir {
+        /// The directory that was looked at.
+        dir: PathBuf,
+        /// What is wrong with it (missing files, not a directory, …).
+        problem: String,
+    },
+    /// A configuration file exists but cannot be used.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The tokenizer failed to load or to encode.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// candle failed while loading weights or running the forward pass.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The compute thread pool could not be built.
+    #[error("thread pool: {0}")]
+    ThreadPool(String),
+    /// Downloading or unpacking the default model failed.
+    #[error("fetching the model: {0}")]
+    Fetch(String),
+    /// A file-system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EmbedError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EmbedError> for BackendError {
+    fn from(err: EmbedError) -> Self {
+        BackendError::new(err.to_string())
+    }
+}

@@ -1,0 +1,108 @@
+//! The embedding layer: word + token-type (always type 0) + absolute
+//! position embeddings, summed and layer-normalised in one pass per token,
+//! written straight into the packed token rows.
+//!
+//! This module owns [`Embeddings`].
+
+use super::layer_norm::LayerNorm;
+
+/// Embedding tables and their layer norm.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// `[vocab, hidden]`.
+    pub word: Vec<f32>,
+    /// `[max_positions, hidden]`.
+    pub position: Vec<f32>,
+    /// Row 0 of the token-type table, `[hidden]`.
+    pub token_type0: Vec<f32>,
+    /// The layer norm applied to the sum.
+    pub norm: LayerNorm,
+    /// Hidden size.
+    pub hidden: usize,
+}
+
+impl Embeddings {
+    /// Number of rows in the word table.
+    pub fn vocab(&self) -> usize {
+        self.word.len() / self.hidden
+    }
+
+    /// Number of rows in the position table.
+    pub fn max_positions(&self) -> usize {
+        self.position.len() / self.hidden
+    }
+
+    /// Writes the normalised embedding of token `ids[t]` at position
+    /// `positions[t]` into row `t` of `out` (`[ids.len(), hidden]`).
+    /// Callers have checked that ids and positions are in range.
+    pub fn forward(&self, ids: &[u32], positions: &[u32], out: &mut [f32]) {
+        let h = self.hidden;
+        assert_eq!(ids.len(), positions.len());
+        assert!(out.len() >= ids.len() * h);
+        for ((&id, &pos), row) in ids.iter().zip(positions).zip(out.chunks_exact_mut(h)) {
+            let w = &self.word[id as usize * h..(id as usize + 1) * h];
+            let p = &self.position[pos as usize * h..(pos as usize + 1) * h];
+            // Same association order as candle-transformers: (word + type) + position.
+            for (((o, w), t), p) in row.iter_mut().zip(w).zip(&self.token_type0).zip(p) {
+                *o = (w + t) + p;
+            }
+        }
+        self.norm.forward_in_place(&mut out[..ids.len() * h], None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{candle_mat, max_abs_diff, random_vec};
+    use super::*;
+    use candle_core::{Device, Module, Tensor};
+
+    #[test]
+    fn matches_candle_embedding_sum_and_norm() {
+        let (vocab, maxpos, h) = (11, 9, 7);
+        let word = random_vec(vocab * h, 50);
+        let position = random_vec(maxpos * h, 51);
+        let types = random_vec(2 * h, 52);
+        let gamma = random_vec(h, 53);
+        let beta = random_vec(h, 54);
+        let emb = Embeddings {
+            word: word.clone(),
+            position: position.clone(),
+            token_type0: types[..h].to_vec(),
+            norm: LayerNorm {
+                gamma: gamma.clone(),
+                beta: beta.clone(),
+                eps: 1e-12,
+            },
+            hidden: h,
+        };
+        let ids = [3u32, 10, 0, 5, 5];
+        let pos = [0u32, 1, 2, 3, 8];
+        let mut got = vec![0.0; ids.len() * h];
+        emb.forward(&ids, &pos, &mut got);
+
+        let dev = Device::Cpu;
+        let e = |t: &[f32], rows| candle_nn::Embedding::new(candle_mat(t, rows, h), h);
+        let idt = Tensor::new(&ids[..], &dev).unwrap();
+        let post = Tensor::new(&pos[..], &dev).unwrap();
+        let zeros = Tensor::new(&[0u32; 5][..], &dev).unwrap();
+        let sum = ((e(&word, vocab).forward(&idt).unwrap()
+            + e(&types, 2).forward(&zeros).unwrap())
+        .unwrap()
+            + e(&position, maxpos).forward(&post).unwrap())
+        .unwrap();
+        let ln = candle_nn::LayerNorm::new(
+            Tensor::new(&gamma[..], &dev).unwrap(),
+            Tensor::new(&beta[..], &dev).unwrap(),
+            1e-12,
+        );
+        let want: Vec<f32> = ln
+            .forward(&sum)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(max_abs_diff(&got, &want) < 1e-5);
+    }
+}

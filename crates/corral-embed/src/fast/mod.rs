@@ -1,0 +1,493 @@
+//! A BERT encoder of Corral's own for the CPU, written for throughput on a
+//! few cores (the pool runs one single-threaded worker per core).
+//!
+//! Compared with candle-transformers' `BertModel` it:
+//! - drops padding: only tokens with mask 1 go through the dense layers, and
+//!   attention runs per sequence over exactly its own tokens
+//!   ([`attention`]), so a text gives the same result alone or in a batch;
+//! - transposes the weights once at load and fuses Q, K and V into one
+//!   matmul ([`matmul`]), through the same `gemm` crate candle uses, with the
+//!   parallelism chosen per call (none for a single-threaded worker);
+//! - fuses what candle runs as several passes over memory: residual adds go
+//!   into the matmul's accumulation, bias + layer norm is one pass
+//!   ([`layer_norm`]), bias + exact GELU is one pass with a vectorisable erf
+//!   ([`activation`], [`math`]), the softmax runs in place;
+//! - reuses all its buffers across batches.
+//!
+//! This module owns [`FastBert`] (loading and the forward pass),
+//! [`FastBertConfig`] and [`FastBertError`]; each layer of the computation
+//! lives in its own submodule, each with tests against the plain candle ops.
+
+/// Defines `fn $name` that runs its body compiled for AVX2 + FMA when the
+/// CPU has them (checked at run time; the crate is built for baseline
+/// x86-64, where LLVM only vectorises 4 lanes wide) and the same body built
+/// for the baseline otherwise. The body is identical, so results are too.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just
+                    // above), the only precondition of calling `avx2`.
+                    #[allow(unsafe_code)]
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+pub mod activation;
+pub mod attention;
+pub mod embeddings;
+pub mod layer;
+pub mod layer_norm;
+pub mod math;
+pub mod matmul;
+#[cfg(test)]
+mod test_util;
+
+use std::path::{Path, PathBuf};
+
+use attention::SeqSpan;
+use embeddings::Embeddings;
+use layer::{grow, timed, EncoderLayer, OpTimes, Scratch};
+use layer_norm::LayerNorm;
+use matmul::Linear;
+
+pub use layer::OpTimes as FastBertOpTimes;
+
+/// Errors from loading a model or from malformed inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum FastBertError {
+    /// The weights file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The weights file is not valid safetensors.
+    #[error("parsing safetensors: {0}")]
+    SafeTensors(String),
+    /// A tensor the model needs is absent (with and without `bert.`).
+    #[error("missing tensor {0}")]
+    MissingTensor(String),
+    /// A tensor has the wrong dtype or shape.
+    #[error("tensor {name}: {reason}")]
+    BadTensor {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The configuration is unsupported or inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+    /// The inputs of a forward call are inconsistent.
+    #[error("input: {0}")]
+    Input(String),
+}
+
+/// The BERT hyper-parameters FastBert needs (the fields of a Hugging Face
+/// `config.json` with the same names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastBertConfig {
+    /// `hidden_size`.
+    pub hidden_size: usize,
+    /// `num_attention_heads`.
+    pub num_attention_heads: usize,
+    /// `num_hidden_layers`.
+    pub num_hidden_layers: usize,
+    /// `intermediate_size`.
+    pub intermediate_size: usize,
+    /// `layer_norm_eps`.
+    pub layer_norm_eps: f64,
+    /// `vocab_size`.
+    pub vocab_size: usize,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// `type_vocab_size`.
+    pub type_vocab_size: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct HfConfig {
+    hidden_size: usize,
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    intermediate_size: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    vocab_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    type_vocab_size: usize,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    #[serde(default = "default_pos")]
+    position_embedding_type: String,
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_pos() -> String {
+    "absolute".into()
+}
+
+impl FastBertConfig {
+    /// Parses a Hugging Face BERT `config.json`. Fails for what FastBert does
+    /// not implement: an activation other than exact `gelu`, or position
+    /// embeddings other than `absolute`.
+    pub fn from_hf_json(json: &str) -> Result<Self, FastBertError> {
+        let c: HfConfig =
+            serde_json::from_str(json).map_err(|e| FastBertError::Config(e.to_string()))?;
+        if c.hidden_act != "gelu" {
+            return Err(FastBertError::Config(format!(
+                "hidden_act {:?} is not supported (only \"gelu\")",
+                c.hidden_act
+            )));
+        }
+        if c.position_embedding_type != "absolute" {
+            return Err(FastBertError::Config(format!(
+                "position_embedding_type {:?} is not supported",
+                c.position_embedding_type
+            )));
+        }
+        Ok(Self {
+            hidden_size: c.hidden_size,
+            num_attention_heads: c.num_attention_heads,
+            num_hidden_layers: c.num_hidden_layers,
+            intermediate_size: c.intermediate_size,
+            layer_norm_eps: c.layer_norm_eps,
+            vocab_size: c.vocab_size,
+            max_position_embeddings: c.max_position_embeddings,
+            type_vocab_size: c.type_vocab_size,
+        })
+    }
+}
+
+/// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
+/// kernels. Not `Sync`-shared: each worker owns one (its buffers are reused
+/// across calls).
+#[derive(Debug)]
+pub struct FastBert {
+    config: FastBertConfig,
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    scratch: Scratch,
+    /// Packed hidden states, `[tokens, hidden]`.
+    x: Vec<f32>,
+    /// `[batch, seq, hidden]` output of [`FastBert::forward`].
+    out: Vec<f32>,
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    spans: Vec<SeqSpan>,
+    profile: Option<OpTimes>,
+}
+
+/// Reads tensors by name from a safetensors file, trying `bert.` + name too.
+struct Weights<'a> {
+    st: safetensors::SafeTensors<'a>,
+}
+
+impl Weights<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, FastBertError> {
+        let view = self
+            .st
+            .tensor(name)
+            .or_else(|_| self.st.tensor(&format!("bert.{name}")))
+            .map_err(|_| FastBertError::MissingTensor(name.to_string()))?;
+        let bad = |reason: String| FastBertError::BadTensor {
+            name: name.to_string(),
+            reason,
+        };
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(format!("dtype {:?}, expected F32", view.dtype())));
+        }
+        if view.shape() != shape {
+            return Err(bad(format!(
+                "shape {:?}, expected {:?}",
+                view.shape(),
+                shape
+            )));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<Linear, FastBertError> {
+        let w = self.get(&format!("{prefix}.weight"), &[n, k])?;
+        let b = self.get(&format!("{prefix}.bias"), &[n])?;
+        Ok(Linear::from_torch(&w, b, n, k))
+    }
+
+    fn norm(&self, prefix: &str, h: usize, eps: f32) -> Result<LayerNorm, FastBertError> {
+        // Old checkpoints name the parameters gamma/beta.
+        let gamma = self
+            .get(&format!("{prefix}.weight"), &[h])
+            .or_else(|_| self.get(&format!("{prefix}.gamma"), &[h]))?;
+        let beta = self
+            .get(&format!("{prefix}.bias"), &[h])
+            .or_else(|_| self.get(&format!("{prefix}.beta"), &[h]))?;
+        Ok(LayerNorm { gamma, beta, eps })
+    }
+}
+
+impl FastBert {
+    /// Loads the weights from a safetensors file (F32; names with or without
+    /// a `bert.` prefix), transposing and fusing them for the kernels.
+    pub fn load(safetensors_path: &Path, config: &FastBertConfig) -> Result<Self, FastBertError> {
+        let bytes = std::fs::read(safetensors_path).map_err(|source| FastBertError::Io {
+            path: safetensors_path.to_path_buf(),
+            source,
+        })?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| FastBertError::SafeTensors(e.to_string()))?;
+        Self::from_weights(&Weights { st }, config)
+    }
+
+    fn from_weights(w: &Weights<'_>, config: &FastBertConfig) -> Result<Self, FastBertError> {
+        let h = config.hidden_size;
+        let heads = config.num_attention_heads;
+        if h == 0 || heads == 0 || h % heads != 0 {
+            return Err(FastBertError::Config(format!(
+                "hidden_size {h} is not a positive multiple of num_attention_heads {heads}"
+            )));
+        }
+        if config.type_vocab_size == 0 {
+            return Err(FastBertError::Config("type_vocab_size is 0".into()));
+        }
+        let eps = config.layer_norm_eps as f32;
+        let inter = config.intermediate_size;
+        let types = w.get(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
+        let embeddings = Embeddings {
+            word: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position: w.get(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, h],
+            )?,
+            token_type0: types[..h].to_vec(),
+            norm: w.norm("embeddings.LayerNorm", h, eps)?,
+            hidden: h,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let q = w.linear(&format!("{p}.attention.self.query"), h, h)?;
+            let k = w.linear(&format!("{p}.attention.self.key"), h, h)?;
+            let v = w.linear(&format!("{p}.attention.self.value"), h, h)?;
+            layers.push(EncoderLayer {
+                qkv: Linear::concat_outputs(&[q, k, v]),
+                attn_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                ffn_in: w.linear(&format!("{p}.intermediate.dense"), inter, h)?,
+                ffn_out: w.linear(&format!("{p}.output.dense"), h, inter)?,
+                ffn_norm: w.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                heads,
+            });
+        }
+        Ok(Self {
+            config: config.clone(),
+            embeddings,
+            layers,
+            scratch: Scratch::default(),
+            x: Vec::new(),
+            out: Vec::new(),
+            ids: Vec::new(),
+            positions: Vec::new(),
+            spans: Vec::new(),
+            profile: None,
+        })
+    }
+
+    /// The configuration it was loaded with.
+    pub fn config(&self) -> &FastBertConfig {
+        &self.config
+    }
+
+    /// Turns per-op timing on (resetting it) or off. Costs two clock reads
+    /// per op when on.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(OpTimes::default);
+    }
+
+    /// Per-op times accumulated since profiling was turned on.
+    pub fn op_times(&self) -> Option<&OpTimes> {
+        self.profile.as_ref()
+    }
+
+    /// Packs the real tokens and runs embeddings and all layers over them,
+    /// leaving the result in `self.x` / `self.spans`.
+    fn encode_packed(
+        &mut self,
+        input_ids: &[u32],
+        attention_mask: &[u32],
+        batch: usize,
+        seq: usize,
+        threads: usize,
+    ) -> Result<(), FastBertError> {
+        let n = batch
+            .checked_mul(seq)
+            .ok_or_else(|| FastBertError::Input("batch × seq overflows".into()))?;
+        if input_ids.len() != n || attention_mask.len() != n {
+            return Err(FastBertError::Input(format!(
+                "expected {n} ids and mask values for batch {batch} × seq {seq}, got {} and {}",
+                input_ids.len(),
+                attention_mask.len()
+            )));
+        }
+        if seq > self.embeddings.max_positions() {
+            return Err(FastBertError::Input(format!(
+                "sequence length {seq} exceeds max_position_embeddings {}",
+                self.embeddings.max_positions()
+            )));
+        }
+        let vocab = self.embeddings.vocab() as u32;
+        if let Some(&bad) = input_ids.iter().find(|&&id| id >= vocab) {
+            return Err(FastBertError::Input(format!(
+                "token id {bad} ≥ vocab size {vocab}"
+            )));
+        }
+        let h = self.config.hidden_size;
+        let mut prof = self.profile.take();
+        timed(
+            &mut prof,
+            |p| &mut p.embeddings,
+            || {
+                self.ids.clear();
+                self.positions.clear();
+                self.spans.clear();
+                for b in 0..batch {
+                    let start = self.ids.len();
+                    for t in 0..seq {
+                        if attention_mask[b * seq + t] != 0 {
+                            self.ids.push(input_ids[b * seq + t]);
+                            self.positions.push(t as u32);
+                        }
+                    }
+                    self.spans.push(SeqSpan {
+                        start,
+                        len: self.ids.len() - start,
+                    });
+                }
+                grow(&mut self.x, self.ids.len() * h);
+                self.embeddings
+                    .forward(&self.ids, &self.positions, &mut self.x);
+            },
+        );
+        let x = &mut self.x[..self.ids.len() * h];
+        for layer in &self.layers {
+            layer.forward(x, &self.spans, &mut self.scratch, threads, &mut prof);
+        }
+        if let Some(p) = prof.as_mut() {
+            p.calls += 1;
+        }
+        self.profile = prof;
+        Ok(())
+    }
+
+    /// Last hidden states, `[batch, seq, hidden]` row-major, for `input_ids`
+    /// and `attention_mask` given as `[batch·seq]` row-major (token type 0
+    /// everywhere, positions `0..seq`). Rows whose mask is 0 are returned as
+    /// zeros: padding is never computed (it cannot affect real tokens).
+    /// `threads` is the matmul parallelism (1 = the calling thread only).
+    /// The returned slice borrows a buffer reused by the next call.
+    pub fn forward(
+        &mut self,
+        input_ids: &[u32],
+        attention_mask: &[u32],
+        batch: usize,
+        seq: usize,
+        threads: usize,
+    ) -> Result<&[f32], FastBertError> {
+        self.encode_packed(input_ids, attention_mask, batch, seq, threads)?;
+        let h = self.config.hidden_size;
+        let mut prof = self.profile.take();
+        timed(
+            &mut prof,
+            |p| &mut p.output,
+            || {
+                self.out.clear();
+                self.out.resize(batch * seq * h, 0.0);
+                let mut r = 0;
+                for (i, &m) in attention_mask.iter().enumerate() {
+                    if m != 0 {
+                        self.out[i * h..(i + 1) * h].copy_from_slice(&self.x[r * h..(r + 1) * h]);
+                        r += 1;
+                    }
+                }
+            },
+        );
+        self.profile = prof;
+        Ok(&self.out)
+    }
+
+    /// Sentence embeddings, `[batch, hidden]`: the mean of the last hidden
+    /// states over each text's real tokens (sentence-transformers' mean
+    /// pooling; an all-padding row gives zeros), L2-normalised when
+    /// `normalize`. Same inputs as [`FastBert::forward`].
+    pub fn forward_mean_pooled(
+        &mut self,
+        input_ids: &[u32],
+        attention_mask: &[u32],
+        batch: usize,
+        seq: usize,
+        threads: usize,
+        normalize: bool,
+    ) -> Result<Vec<f32>, FastBertError> {
+        self.encode_packed(input_ids, attention_mask, batch, seq, threads)?;
+        let h = self.config.hidden_size;
+        let mut prof = self.profile.take();
+        let pooled = timed(
+            &mut prof,
+            |p| &mut p.output,
+            || {
+                let mut pooled = vec![0.0f32; batch * h];
+                for (span, out) in self.spans.iter().zip(pooled.chunks_exact_mut(h)) {
+                    for row in self.x[span.start * h..(span.start + span.len) * h].chunks_exact(h) {
+                        for (o, v) in out.iter_mut().zip(row) {
+                            *o += v;
+                        }
+                    }
+                    let inv = 1.0 / (span.len.max(1) as f32);
+                    out.iter_mut().for_each(|o| *o *= inv);
+                    if normalize {
+                        let norm = math::dot(out, out).sqrt().max(1e-12);
+                        out.iter_mut().for_each(|o| *o /= norm);
+                    }
+                }
+                pooled
+            },
+        );
+        self.profile = prof;
+        Ok(pooled)
+    }
+}
+
+#[cfg(test)]
+mod tests;

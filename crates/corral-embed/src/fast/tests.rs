@@ -1,0 +1,232 @@
+//! End-to-end tests: FastBert against candle-transformers' `BertModel` on a
+//! tiny random BERT written to a temporary safetensors file, and batch
+//! invariance. Run them with `--release` (debug builds are slow).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::models::bert::{BertModel, Config};
+
+use super::test_util::random_vec;
+use super::{FastBert, FastBertConfig};
+
+const HIDDEN: usize = 36;
+const HEADS: usize = 4;
+const INTER: usize = 50;
+const LAYERS: usize = 2;
+const VOCAB: usize = 57;
+const MAXPOS: usize = 40;
+
+fn config_json() -> String {
+    format!(
+        r#"{{"vocab_size":{VOCAB},"hidden_size":{HIDDEN},"num_hidden_layers":{LAYERS},
+        "num_attention_heads":{HEADS},"intermediate_size":{INTER},"hidden_act":"gelu",
+        "hidden_dropout_prob":0.1,"max_position_embeddings":{MAXPOS},"type_vocab_size":2,
+        "initializer_range":0.02,"layer_norm_eps":1e-12,"pad_token_id":0,
+        "model_type":"bert"}}"#
+    )
+}
+
+/// Writes random weights for the tiny model (names prefixed with `prefix`)
+/// and returns the file path.
+fn write_tiny_model(prefix: &str, tag: &str) -> PathBuf {
+    let mut seed = 100u64;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut add = |name: String, shape: &[usize], scale: f32, offset: f32| {
+        seed += 1;
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = random_vec(n, seed)
+            .iter()
+            .map(|x| x * scale + offset)
+            .collect();
+        tensors.insert(
+            format!("{prefix}{name}"),
+            Tensor::from_vec(v, shape, &Device::Cpu).unwrap(),
+        );
+    };
+    add(
+        "embeddings.word_embeddings.weight".into(),
+        &[VOCAB, HIDDEN],
+        1.0,
+        0.0,
+    );
+    add(
+        "embeddings.position_embeddings.weight".into(),
+        &[MAXPOS, HIDDEN],
+        0.5,
+        0.0,
+    );
+    add(
+        "embeddings.token_type_embeddings.weight".into(),
+        &[2, HIDDEN],
+        0.5,
+        0.0,
+    );
+    add("embeddings.LayerNorm.weight".into(), &[HIDDEN], 0.2, 1.0);
+    add("embeddings.LayerNorm.bias".into(), &[HIDDEN], 0.1, 0.0);
+    let ws = 1.0 / (HIDDEN as f32).sqrt() * 1.7;
+    for l in 0..LAYERS {
+        let p = format!("encoder.layer.{l}.");
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            add(format!("{p}{m}.weight"), &[HIDDEN, HIDDEN], ws, 0.0);
+            add(format!("{p}{m}.bias"), &[HIDDEN], 0.1, 0.0);
+        }
+        add(
+            format!("{p}intermediate.dense.weight"),
+            &[INTER, HIDDEN],
+            ws,
+            0.0,
+        );
+        add(format!("{p}intermediate.dense.bias"), &[INTER], 0.1, 0.0);
+        add(
+            format!("{p}output.dense.weight"),
+            &[HIDDEN, INTER],
+            1.7 / (INTER as f32).sqrt(),
+            0.0,
+        );
+        add(format!("{p}output.dense.bias"), &[HIDDEN], 0.1, 0.0);
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            add(format!("{p}{ln}.weight"), &[HIDDEN], 0.2, 1.0);
+            add(format!("{p}{ln}.bias"), &[HIDDEN], 0.1, 0.0);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("corral-fastbert-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    path
+}
+
+/// A padded batch of texts of different lengths (ids, mask, batch, seq).
+fn batch_inputs() -> (Vec<u32>, Vec<u32>, usize, usize) {
+    let lens = [7usize, 1, 13, 4, 13, 9];
+    let seq = 13;
+    let mut ids = vec![0u32; lens.len() * seq];
+    let mut mask = vec![0u32; lens.len() * seq];
+    for (b, &l) in lens.iter().enumerate() {
+        for t in 0..l {
+            ids[b * seq + t] = ((b * 31 + t * 7 + 1) % VOCAB) as u32;
+            mask[b * seq + t] = 1;
+        }
+    }
+    (ids, mask, lens.len(), seq)
+}
+
+fn candle_hidden(path: &PathBuf, ids: &[u32], mask: &[u32], batch: usize, seq: usize) -> Vec<f32> {
+    let cfg: Config = serde_json::from_str(&config_json()).unwrap();
+    // SAFETY: the file was just written by this test and is not modified
+    // while mapped.
+    #[allow(unsafe_code)]
+    let vb = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(
+            &[path],
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let model = BertModel::load(vb, &cfg).unwrap();
+    let ids_t = Tensor::from_slice(ids, (batch, seq), &Device::Cpu).unwrap();
+    let mask_t = Tensor::from_slice(mask, (batch, seq), &Device::Cpu).unwrap();
+    let types = ids_t.zeros_like().unwrap();
+    model
+        .forward(&ids_t, &types, Some(&mask_t))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn matches_candle_bert_model_on_tiny_random_bert() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    for (prefix, tag) in [("", "plain"), ("bert.", "prefixed")] {
+        let path = write_tiny_model(prefix, tag);
+        let (ids, mask, batch, seq) = batch_inputs();
+        let want = candle_hidden(&path, &ids, &mask, batch, seq);
+        let mut fast = FastBert::load(&path, &cfg).unwrap();
+        for threads in [1, 2] {
+            let got = fast
+                .forward(&ids, &mask, batch, seq, threads)
+                .unwrap()
+                .to_vec();
+            let mut worst = 0.0f32;
+            for (i, &m) in mask.iter().enumerate() {
+                let (g, w) = (
+                    &got[i * HIDDEN..(i + 1) * HIDDEN],
+                    &want[i * HIDDEN..(i + 1) * HIDDEN],
+                );
+                if m == 1 {
+                    for (a, b) in g.iter().zip(w) {
+                        worst = worst.max((a - b).abs());
+                    }
+                } else {
+                    assert!(g.iter().all(|&v| v == 0.0), "padding rows are zero");
+                }
+            }
+            assert!(worst < 1e-4, "{tag} threads={threads}: max diff {worst}");
+
+            // Mean pooling agrees with pooling the hidden states by hand.
+            let pooled = fast
+                .forward_mean_pooled(&ids, &mask, batch, seq, threads, false)
+                .unwrap();
+            for b in 0..batch {
+                let n: u32 = mask[b * seq..(b + 1) * seq].iter().sum();
+                for j in 0..HIDDEN {
+                    let s: f32 = (0..seq)
+                        .map(|t| want[(b * seq + t) * HIDDEN + j] * mask[b * seq + t] as f32)
+                        .sum();
+                    assert!((pooled[b * HIDDEN + j] - s / n as f32).abs() < 1e-4);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
+
+#[test]
+fn text_alone_equals_text_in_mixed_batch() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let path = write_tiny_model("", "invariance");
+    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let (ids, mask, batch, seq) = batch_inputs();
+    let together = fast
+        .forward_mean_pooled(&ids, &mask, batch, seq, 1, true)
+        .unwrap();
+    for b in 0..batch {
+        let len = mask[b * seq..(b + 1) * seq].iter().sum::<u32>() as usize;
+        let alone = fast
+            .forward_mean_pooled(
+                &ids[b * seq..b * seq + len],
+                &mask[b * seq..b * seq + len],
+                1,
+                len,
+                1,
+                true,
+            )
+            .unwrap();
+        let d = super::test_util::max_abs_diff(&alone, &together[b * HIDDEN..(b + 1) * HIDDEN]);
+        assert!(d <= 1e-5, "text {b}: max diff {d}");
+    }
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn rejects_bad_inputs() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let path = write_tiny_model("", "bad");
+    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    assert!(fast.forward(&[1, 2], &[1], 1, 2, 1).is_err());
+    assert!(fast.forward(&[VOCAB as u32], &[1], 1, 1, 1).is_err());
+    let long = vec![1u32; MAXPOS + 1];
+    assert!(fast.forward(&long, &long, 1, MAXPOS + 1, 1).is_err());
+    assert!(FastBertConfig::from_hf_json(&config_json().replace("\"gelu\"", "\"relu\"")).is_err());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

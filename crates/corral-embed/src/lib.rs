@@ -1,0 +1,41 @@
+//! Sentence embeddings from BERT-family models, run by candle on the CPU, as
+//! a Corral [`Backend`](corral_core::Backend).
+//!
+//! # Layout
+//! - [`model_dir`]: where models live, the check that a directory holds one,
+//!   and fetching the default model (all-MiniLM-L6-v2).
+//! - `spec`: [`EmbedSpec`] (what to load) and [`Pooling`].
+//! - `config`: reading `config.json` and the sentence-transformers files
+//!   (pooling mode, maximum sequence length).
+//! - `tokenize`: `tokenizer.json` with per-batch padding and the
+//!   sentence-transformers truncation; bounded work on very long texts.
+//! - `encoder`: the forward pass behind one seam (candle's BERT today).
+//! - `embedder`: [`Embedder`], a loaded model usable without the pool —
+//!   length-sorted slicing, padding, pooling, normalisation.
+//! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`].
+//!
+//! ```no_run
+//! use corral_embed::{EmbedSpec, Embedder};
+//! let spec = EmbedSpec::default_model()?;
+//! let embedder = Embedder::load(&spec, 1)?;
+//! let vectors = embedder.embed(&["Hello world"])?;
+//! assert_eq!(vectors[0].len(), embedder.dim());
+//! # Ok::<(), corral_embed::EmbedError>(())
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+#![deny(unsafe_code)]
+
+mod backend;
+mod config;
+mod embedder;
+mod encoder;
+mod error;
+pub mod fast;
+pub mod model_dir;
+mod spec;
+mod tokenize;
+
+pub use backend::EmbedBackend;
+pub use embedder::Embedder;
+pub use error::EmbedError;
+pub use spec::{EmbedSpec, Pooling, DEFAULT_MAX_FORWARD_TOKENS};

@@ -1,0 +1,117 @@
+//! What to load: [`EmbedSpec`] (model directory and options) and the
+//! [`Pooling`] modes.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::config::ModelConfig;
+use crate::model_dir::{check_model_dir, resolve_model_dir};
+use crate::tokenize::TextTokenizer;
+use crate::EmbedError;
+
+/// How the token vectors of one text become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pooling {
+    /// The mean of the real (non-padding) tokens' vectors; what
+    /// all-MiniLM-L6-v2 uses.
+    Mean,
+    /// The `[CLS]` token's vector; what the bge models use.
+    Cls,
+}
+
+impl FromStr for Pooling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "mean" => Ok(Self::Mean),
+            "cls" => Ok(Self::Cls),
+            other => Err(format!("unknown pooling {other:?} (mean, cls)")),
+        }
+    }
+}
+
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Mean => "mean",
+            Self::Cls => "cls",
+        })
+    }
+}
+
+/// Padded tokens per forward pass unless configured otherwise.
+pub const DEFAULT_MAX_FORWARD_TOKENS: usize = 1024;
+
+/// What an embedding worker loads; shared by all workers of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedSpec {
+    /// A directory with `config.json`, `tokenizer.json` and
+    /// `model.safetensors` (or `pytorch_model.bin`), and optionally the
+    /// sentence-transformers files.
+    pub model_dir: PathBuf,
+    /// Pooling to use instead of the one the model directory declares
+    /// (`1_Pooling/config.json`; mean when it declares none).
+    pub pooling: Option<Pooling>,
+    /// Scale every embedding to unit L2 norm (default `true`).
+    pub normalize: bool,
+    /// A lower maximum sequence length than the model's (word pieces,
+    /// special tokens included); the model's own limit is never exceeded.
+    pub max_seq_length: Option<usize>,
+    /// Padded tokens (rows × padded length) per forward pass: a batch is
+    /// sorted by length and run in slices of about this size, which bounds
+    /// the memory of one pass (default [`DEFAULT_MAX_FORWARD_TOKENS`]).
+    pub max_forward_tokens: usize,
+}
+
+impl EmbedSpec {
+    /// The model in `model_dir` with its own pooling, normalisation on.
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            model_dir: model_dir.into(),
+            pooling: None,
+            normalize: true,
+            max_seq_length: None,
+            max_forward_tokens: DEFAULT_MAX_FORWARD_TOKENS,
+        }
+    }
+
+    /// The default model (see [`crate::model_dir::default_model_dir`]).
+    ///
+    /// # Errors
+    /// [`EmbedError::ModelDir`], naming the command that fetches the model,
+    /// when it is missing or incomplete.
+    pub fn default_model() -> Result<Self, EmbedError> {
+        Ok(Self::new(resolve_model_dir(None)?))
+    }
+
+    /// Checks, without loading the weights, that the model directory is
+    /// complete and its configuration and tokenizer are usable — so that a
+    /// caller can report a bad directory before starting a pool whose
+    /// workers would fail to load.
+    ///
+    /// # Errors
+    /// As [`crate::Embedder::load`], minus weight errors.
+    pub fn validate(&self) -> Result<(), EmbedError> {
+        check_model_dir(&self.model_dir)?;
+        let config = ModelConfig::load(&self.model_dir)?;
+        TextTokenizer::load(
+            &self.model_dir.join("tokenizer.json"),
+            config.max_seq_length,
+        )?;
+        Ok(())
+    }
+
+    /// This spec with `pooling` instead of the model's own.
+    pub fn with_pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = Some(pooling);
+        self
+    }
+
+    /// This spec with L2 normalisation on or off.
+    pub fn with_normalize(mut self, normalize: bool) -> Self {
+        self.normalize = normalize;
+        self
+    }
+}

@@ -1,0 +1,165 @@
+//! Text to word-piece ids: loads `tokenizer.json`, overrides its padding and
+//! truncation (padding is done per batch by the embedder; truncation follows
+//! the sentence-transformers `max_seq_length`), and bounds the work spent on
+//! very long texts by tokenizing only a prefix long enough to fill the
+//! maximum sequence length.
+
+use std::path::Path;
+
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::EmbedError;
+
+/// Bytes of text tried first per word piece of the maximum sequence length
+/// before a long text is tokenized in full.
+const PREFIX_BYTES_PER_TOKEN: usize = 8;
+
+/// One tokenized text.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoded {
+    pub(crate) ids: Vec<u32>,
+    pub(crate) type_ids: Vec<u32>,
+}
+
+/// A tokenizer set up for embedding: no padding, truncation at the model's
+/// maximum sequence length.
+pub(crate) struct TextTokenizer {
+    inner: Tokenizer,
+    max_seq_length: usize,
+}
+
+impl TextTokenizer {
+    /// Loads `path` and sets truncation to `max_seq_length` word pieces
+    /// (special tokens included).
+    pub(crate) fn load(path: &Path, max_seq_length: usize) -> Result<Self, EmbedError> {
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| EmbedError::Tokenizer(format!("loading {}: {e}", path.display())))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| EmbedError::Tokenizer(format!("setting truncation: {e}")))?;
+        Ok(Self {
+            inner,
+            max_seq_length,
+        })
+    }
+
+    /// The id of `token` in the vocabulary, if present.
+    pub(crate) fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Tokenizes `text` with special tokens, truncated to the maximum
+    /// sequence length.
+    ///
+    /// A long text is tokenized as a prefix cut at a word boundary (see
+    /// `prefix_at_boundary`), so the prefix's word pieces are the whole
+    /// text's first ones; the prefix doubles until it overflows the maximum
+    /// length or is the whole text. The result is the one the whole text
+    /// gives, at a cost bounded by the maximum length for ordinary text and
+    /// by the text's length always.
+    pub(crate) fn encode(&self, text: &str) -> Result<Encoded, EmbedError> {
+        let mut budget = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
+        loop {
+            let (piece, whole) = prefix_at_boundary(text, budget);
+            let enc = self
+                .inner
+                .encode(piece, true)
+                .map_err(|e| EmbedError::Tokenizer(format!("encoding: {e}")))?;
+            if whole || !enc.get_overflowing().is_empty() {
+                return Ok(Encoded {
+                    ids: enc.get_ids().to_vec(),
+                    type_ids: enc.get_type_ids().to_vec(),
+                });
+            }
+            budget = budget.saturating_mul(2);
+        }
+    }
+}
+
+/// Characters of one run (no whitespace or ASCII punctuation) after which a
+/// cut inside the run is safe: a word this long is `[UNK]` whole or cut
+/// (WordPiece gives up on words over 100 characters), and with Chinese
+/// character handling every ideograph is its own word anyway.
+const SAFE_RUN_CHARS: usize = 1000;
+
+/// `text` cut at the first word boundary at or after byte `budget`, and
+/// whether that is the whole text.
+///
+/// A boundary is a whitespace or ASCII punctuation character (the BERT
+/// pre-tokenizer splits there whatever surrounds it), or the point where a
+/// run without one reaches [`SAFE_RUN_CHARS`]; the word pieces of the prefix
+/// are then the first word pieces of the whole text.
+fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
+    if text.len() <= budget {
+        return (text, true);
+    }
+    let mut start = budget;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    for (run, (i, c)) in text[start..].char_indices().enumerate() {
+        if c.is_whitespace() || c.is_ascii_punctuation() || run >= SAFE_RUN_CHARS {
+            return (&text[..start + i], false);
+        }
+    }
+    (text, true)
+}
+
+/// A cheap upper-leaning estimate of the word pieces `text` becomes, capped
+/// at `max_seq_length`: two special tokens, one piece per punctuation or
+/// non-ASCII character, and one per started run of six ASCII letters/digits.
+pub(crate) fn estimate_tokens(text: &str, max_seq_length: usize) -> usize {
+    let mut count = 2usize;
+    let mut run = 0usize;
+    for c in text.chars() {
+        if count >= max_seq_length {
+            break;
+        }
+        if c.is_ascii_alphanumeric() {
+            if run % 6 == 0 {
+                count += 1;
+            }
+            run += 1;
+        } else {
+            run = 0;
+            if !c.is_whitespace() && !c.is_control() {
+                count += 1;
+            }
+        }
+    }
+    count.clamp(1, max_seq_length.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_cuts_at_whitespace_after_budget() {
+        assert_eq!(
+            prefix_at_boundary("abc def ghi", 100),
+            ("abc def ghi", true)
+        );
+        assert_eq!(prefix_at_boundary("abc def ghi", 2), ("abc", false));
+        assert_eq!(prefix_at_boundary("abc def ghi", 4), ("abc def", false));
+        assert_eq!(prefix_at_boundary("abcdefghi", 4), ("abcdefghi", true));
+        // multi-byte characters around the budget
+        assert_eq!(prefix_at_boundary("ééé ééé", 1), ("ééé", false));
+        assert_eq!(prefix_at_boundary("abc,def", 1), ("abc", false));
+        let run = "x".repeat(5000);
+        assert_eq!(prefix_at_boundary(&run, 10).0.len(), 10 + SAFE_RUN_CHARS);
+    }
+
+    #[test]
+    fn estimate_is_at_least_one_and_capped() {
+        assert!(estimate_tokens("", 256) >= 1);
+        assert_eq!(estimate_tokens(&"word ".repeat(10_000), 256), 256);
+        assert_eq!(estimate_tokens("hello world", 256), 4);
+    }
+}

@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use corral::synthetic::{Synthetic, SyntheticSpec};
+use corral::{Pool, PoolConfig, PoolHandle};
+
+/// A small pool config with fast supervision, for tests.
+pub fn config(workers: usize) -> PoolConfig {
+    PoolConfig {
+        workers,
+        threads_per_worker: Some(1),
+        ping_interval: Duration::from_millis(20),
+        watchdog_interval: Duration::from_millis(10),
+        ..PoolConfig::default()
+    }
+}
+
+/// Spawns a synthetic pool and waits until every worker is ready.
+pub async fn ready_pool(spec: SyntheticSpec, config: PoolConfig) -> PoolHandle<Synthetic> {
+    let pool = Pool::<Synthetic>::spawn(spec, config).await.expect("spawn");
+    pool.wait_ready(Duration::from_secs(10)).await.expect("workers ready");
+    pool
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Blocks (off the runtime) until `n` threads reached `gate`.
+pub async fn arrived(gate: &std::sync::Arc<corral::synthetic::Gate>, n: usize) {
+    let g = gate.clone();
+    let ok = tokio::task::spawn_blocking(move || g.wait_arrived(n, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(ok, "{n} batches never reached the gate");
+}

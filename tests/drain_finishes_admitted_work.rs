@@ -1,0 +1,84 @@
+//! Shutdown stops admitting (`ShuttingDown`), finishes what was admitted,
+//! then stops; past its deadline, what is left is answered `ShuttingDown`.
+
+mod common;
+
+use std::time::Duration;
+
+use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::{Health, PoolError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_finishes_admitted_work_and_refuses_new_work() {
+    let spec = SyntheticSpec::with_per_item(Duration::from_millis(10));
+    let pool = common::ready_pool(spec, common::config(1)).await;
+    let gate = Gate::new();
+    let mut admitted = Vec::new();
+    {
+        let pool = pool.clone();
+        let first = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
+        admitted.push(tokio::spawn(async move { pool.try_embed(first).await }));
+    }
+    common::arrived(&gate, 1).await;
+    for id in 1..10u64 {
+        let pool = pool.clone();
+        admitted.push(tokio::spawn(async move { pool.try_embed(Item::new(id)).await }));
+    }
+    common::eventually(Duration::from_secs(5), "all admitted", || {
+        let pool = pool.clone();
+        async move { (pool.stats().await.unwrap().admitted == 10).then_some(()) }
+    })
+    .await;
+
+    let shutdown = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.shutdown(Duration::from_secs(30)).await })
+    };
+    common::eventually(Duration::from_secs(5), "draining", || {
+        let pool = pool.clone();
+        async move { pool.health().await.ok().filter(|h| h.draining).map(|_| ()) }
+    })
+    .await;
+    assert_eq!(pool.health().await.unwrap().health, Health::Unhealthy);
+    assert_eq!(pool.try_embed(Item::new(100)).await, Err(PoolError::ShuttingDown));
+    assert_eq!(pool.embed(Item::new(101)).await, Err(PoolError::ShuttingDown));
+
+    gate.open();
+    for (id, a) in admitted.into_iter().enumerate() {
+        assert_eq!(a.await.unwrap().unwrap(), id as u64, "admitted work finishes");
+    }
+    let report = shutdown.await.unwrap().unwrap();
+    assert!(report.drained);
+    assert_eq!(report.aborted, 0);
+    // Stopped for good.
+    assert_eq!(pool.try_embed(Item::new(102)).await, Err(PoolError::ShuttingDown));
+    assert!(pool.health().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_deadline_answers_what_is_left() {
+    let spec = SyntheticSpec::default();
+    let pool = common::ready_pool(spec.clone(), common::config(1)).await;
+    let gate = Gate::new();
+    let stuck = {
+        let pool = pool.clone();
+        let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
+        tokio::spawn(async move { pool.try_embed(item).await })
+    };
+    common::arrived(&gate, 1).await;
+    let queued = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.try_embed(Item::new(1)).await })
+    };
+    common::eventually(Duration::from_secs(5), "both admitted", || {
+        let pool = pool.clone();
+        async move { (pool.stats().await.unwrap().admitted == 2).then_some(()) }
+    })
+    .await;
+    let report = pool.shutdown(Duration::from_millis(100)).await.unwrap();
+    assert!(!report.drained);
+    assert_eq!(report.aborted, 2);
+    assert_eq!(stuck.await.unwrap(), Err(PoolError::ShuttingDown));
+    assert_eq!(queued.await.unwrap(), Err(PoolError::ShuttingDown));
+    gate.open();
+}

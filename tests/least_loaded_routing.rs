@@ -1,0 +1,76 @@
+//! With one worker made slow, the others take proportionally more, and no
+//! request queues behind the slow one while another has room.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral::synthetic::{Item, SyntheticSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_worker_gets_less_and_nobody_waits_behind_it() {
+    let slow = Duration::from_millis(150);
+    let spec = SyntheticSpec {
+        per_item: Duration::from_millis(1),
+        per_item_by_load: vec![slow],
+        ..SyntheticSpec::default()
+    };
+    let pool = common::ready_pool(spec, common::config(2)).await;
+
+    // Two callers in closed loops: there is always room at the fast worker.
+    let worst = Arc::new(parking_lot::Mutex::new(Duration::ZERO));
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..2u64 {
+        let (pool, worst) = (pool.clone(), worst.clone());
+        set.spawn(async move {
+            for i in 0..150u64 {
+                let t = Instant::now();
+                let id = c * 1000 + i;
+                assert_eq!(pool.try_embed(Item::new(id)).await.unwrap(), id);
+                let took = t.elapsed();
+                let mut w = worst.lock();
+                *w = (*w).max(took);
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let stats = pool.stats().await.unwrap();
+    let mut processed: Vec<u64> = stats.workers.iter().map(|w| w.processed).collect();
+    processed.sort();
+    assert_eq!(processed.iter().sum::<u64>(), 300);
+    assert!(
+        processed[1] >= 10 * processed[0].max(1),
+        "the fast worker should take far more: {processed:?}"
+    );
+    // A request queued behind the slow worker's running item would take at
+    // least two slow items' time.
+    let worst = *worst.lock();
+    assert!(worst < slow * 2, "a request waited behind the slow worker: {worst:?}");
+    pool.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_workers_share_evenly() {
+    let spec = SyntheticSpec::with_per_item(Duration::from_millis(2));
+    let pool = common::ready_pool(spec, common::config(2)).await;
+    let mut set = tokio::task::JoinSet::new();
+    for id in 0..200u64 {
+        let pool = pool.clone();
+        set.spawn(async move { pool.embed(Item::new(id)).await.unwrap() });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let stats = pool.stats().await.unwrap();
+    for w in &stats.workers {
+        assert!(
+            (70..=130).contains(&w.processed),
+            "uneven split: {:?}",
+            stats.workers
+        );
+    }
+    pool.shutdown(Duration::from_secs(5)).await.unwrap();
+}
