@@ -21,7 +21,9 @@ async fn cap_reached_means_unhealthy_and_no_new_threads() {
         ..common::config(1)
     };
     let pool = common::ready_pool(spec.clone(), cfg).await;
-    let r = pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Hang))).await;
+    let r = pool
+        .try_embed(Item::faulty(0, Fault::once(FaultKind::Hang)))
+        .await;
     // No worker left to retry on within reroute_wait.
     assert_eq!(r, Err(PoolError::WorkerLost));
 
@@ -30,8 +32,15 @@ async fn cap_reached_means_unhealthy_and_no_new_threads() {
     assert_eq!(h.workers[0].state, WorkerState::Disabled);
     let stats = pool.stats().await.unwrap();
     assert_eq!(stats.abandoned_threads, 1);
-    assert_eq!(spec.loads.load(Ordering::Relaxed), 1, "no replacement was spawned");
-    assert!(matches!(pool.try_embed(Item::new(1)).await, Err(PoolError::Overloaded { .. })));
+    assert_eq!(
+        spec.loads.load(Ordering::Relaxed),
+        1,
+        "no replacement was spawned"
+    );
+    assert!(matches!(
+        pool.try_embed(Item::new(1)).await,
+        Err(PoolError::Overloaded { .. })
+    ));
     let h = pool.health().await.unwrap();
     assert_eq!(h.health, Health::Unhealthy);
 

@@ -14,14 +14,21 @@ use corral::{Health, PoolConfig, PoolError};
 async fn panic_once_is_retried_and_worker_replaced() {
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec.clone(), common::config(2)).await;
-    let r = pool.try_embed(Item::faulty(7, Fault::once(FaultKind::Panic))).await;
+    let r = pool
+        .try_embed(Item::faulty(7, Fault::once(FaultKind::Panic)))
+        .await;
     assert_eq!(r, Ok(7));
     let stats = pool.stats().await.unwrap();
     assert_eq!(stats.panics, 1);
     assert_eq!(stats.retries, 1);
     common::eventually(Duration::from_secs(5), "replaced", || {
         let pool = pool.clone();
-        async move { pool.health().await.ok().filter(|h| h.health == Health::Healthy) }
+        async move {
+            pool.health()
+                .await
+                .ok()
+                .filter(|h| h.health == Health::Healthy)
+        }
     })
     .await;
     assert_eq!(spec.loads.load(std::sync::atomic::Ordering::Relaxed), 3);
@@ -35,8 +42,13 @@ async fn panic_every_time_is_a_backend_error() {
         ..common::config(2)
     };
     let pool = common::ready_pool(SyntheticSpec::default(), cfg).await;
-    let r = pool.try_embed(Item::faulty(7, Fault::always(FaultKind::Panic))).await;
-    assert!(matches!(&r, Err(PoolError::Backend(m)) if m.contains("panic")), "{r:?}");
+    let r = pool
+        .try_embed(Item::faulty(7, Fault::always(FaultKind::Panic)))
+        .await;
+    assert!(
+        matches!(&r, Err(PoolError::Backend(m)) if m.contains("panic")),
+        "{r:?}"
+    );
     assert_eq!(pool.stats().await.unwrap().panics, 2);
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }
@@ -83,6 +95,10 @@ async fn backend_error_fails_only_its_own_request() {
             assert_eq!(r, Ok(id));
         }
     }
-    assert_eq!(pool.stats().await.unwrap().restarts, 0, "an error is not a crash");
+    assert_eq!(
+        pool.stats().await.unwrap().restarts,
+        0,
+        "an error is not a crash"
+    );
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -34,16 +34,32 @@ async fn deadlocked_actor_is_detected_and_replaced() {
     let took = detected.duration_since(frozen_at);
     // ping_timeout + one ping interval (the first unanswered ping may be
     // sent up to one interval after the freeze) + 100 ms.
-    assert!(took < Duration::from_millis(200 + 20 + 100 + 100), "detected after {took:?}");
+    assert!(
+        took < Duration::from_millis(200 + 20 + 100 + 100),
+        "detected after {took:?}"
+    );
     let stats = pool.stats().await.unwrap();
-    assert!(stats.detection_p99 <= Duration::from_millis(100), "{:?}", stats.detection_p99);
+    assert!(
+        stats.detection_p99 <= Duration::from_millis(100),
+        "{:?}",
+        stats.detection_p99
+    );
 
     for (id, c) in calls.into_iter().enumerate() {
-        assert_eq!(c.await.unwrap().unwrap(), id as u64, "every request answered once");
+        assert_eq!(
+            c.await.unwrap().unwrap(),
+            id as u64,
+            "every request answered once"
+        );
     }
     let h = common::eventually(Duration::from_secs(5), "replacement ready", || {
         let pool = pool.clone();
-        async move { pool.health().await.ok().filter(|h| h.health == Health::Healthy) }
+        async move {
+            pool.health()
+                .await
+                .ok()
+                .filter(|h| h.health == Health::Healthy)
+        }
     })
     .await;
     assert_ne!(h.workers[0].worker_id, first_id, "slot 0 runs a new worker");

@@ -22,7 +22,9 @@ async fn drain_finishes_admitted_work_and_refuses_new_work() {
     common::arrived(&gate, 1).await;
     for id in 1..10u64 {
         let pool = pool.clone();
-        admitted.push(tokio::spawn(async move { pool.try_embed(Item::new(id)).await }));
+        admitted.push(tokio::spawn(
+            async move { pool.try_embed(Item::new(id)).await },
+        ));
     }
     common::eventually(Duration::from_secs(5), "all admitted", || {
         let pool = pool.clone();
@@ -40,18 +42,31 @@ async fn drain_finishes_admitted_work_and_refuses_new_work() {
     })
     .await;
     assert_eq!(pool.health().await.unwrap().health, Health::Unhealthy);
-    assert_eq!(pool.try_embed(Item::new(100)).await, Err(PoolError::ShuttingDown));
-    assert_eq!(pool.embed(Item::new(101)).await, Err(PoolError::ShuttingDown));
+    assert_eq!(
+        pool.try_embed(Item::new(100)).await,
+        Err(PoolError::ShuttingDown)
+    );
+    assert_eq!(
+        pool.embed(Item::new(101)).await,
+        Err(PoolError::ShuttingDown)
+    );
 
     gate.open();
     for (id, a) in admitted.into_iter().enumerate() {
-        assert_eq!(a.await.unwrap().unwrap(), id as u64, "admitted work finishes");
+        assert_eq!(
+            a.await.unwrap().unwrap(),
+            id as u64,
+            "admitted work finishes"
+        );
     }
     let report = shutdown.await.unwrap().unwrap();
     assert!(report.drained);
     assert_eq!(report.aborted, 0);
     // Stopped for good.
-    assert_eq!(pool.try_embed(Item::new(102)).await, Err(PoolError::ShuttingDown));
+    assert_eq!(
+        pool.try_embed(Item::new(102)).await,
+        Err(PoolError::ShuttingDown)
+    );
     assert!(pool.health().await.is_err());
 }
 

@@ -27,20 +27,35 @@ async fn always_failing_load_backs_off_and_reports_degraded() {
     // 1 first load + 3 immediate restarts; then backoffs of about 100, 200,
     // 400, 400 ms (× 0.5–1.5 jitter).
     let loads = || spec.loads.load(Ordering::Relaxed);
-    common::eventually(Duration::from_secs(5), "4 loads", || async { (loads() >= 4).then_some(()) }).await;
+    common::eventually(Duration::from_secs(5), "4 loads", || async {
+        (loads() >= 4).then_some(())
+    })
+    .await;
     let t4 = Instant::now();
     let h = pool.health().await.unwrap();
     assert_eq!(h.health, Health::Degraded);
-    assert!(matches!(pool.try_embed(Item::new(1)).await, Err(PoolError::Overloaded { .. })));
+    assert!(matches!(
+        pool.try_embed(Item::new(1)).await,
+        Err(PoolError::Overloaded { .. })
+    ));
 
-    common::eventually(Duration::from_secs(5), "7 loads", || async { (loads() >= 7).then_some(()) }).await;
+    common::eventually(Duration::from_secs(5), "7 loads", || async {
+        (loads() >= 7).then_some(())
+    })
+    .await;
     let backoff = t4.elapsed();
     // Three backed-off restarts: at least (100 + 200 + 400) × 0.5 ms.
-    assert!(backoff >= Duration::from_millis(350), "no backoff: {backoff:?}");
+    assert!(
+        backoff >= Duration::from_millis(350),
+        "no backoff: {backoff:?}"
+    );
     // A busy loop would have made thousands of attempts by now.
     let elapsed = start.elapsed();
     let attempts = loads();
-    assert!(attempts <= 4 + 1 + elapsed.as_millis() as usize / 50, "{attempts} loads in {elapsed:?}");
+    assert!(
+        attempts <= 4 + 1 + elapsed.as_millis() as usize / 50,
+        "{attempts} loads in {elapsed:?}"
+    );
     let stats = pool.stats().await.unwrap();
     assert!(stats.load_failures >= 7);
     assert_eq!(pool.health().await.unwrap().health, Health::Degraded);

@@ -71,7 +71,10 @@ async fn flood_of_try_embed_is_answered_once_each_and_stays_bounded() {
     let rss_peak = rss_kib("VmHWM:");
 
     assert_eq!(ok + overloaded, CALLS, "every call answered exactly once");
-    assert!(ok >= 2 * cap as u64, "at least the mailboxes' worth ran: {ok}");
+    assert!(
+        ok >= 2 * cap as u64,
+        "at least the mailboxes' worth ran: {ok}"
+    );
     assert!(overloaded > 0, "a flood this size must be refused in part");
     assert!(
         max_depth.load(Ordering::Relaxed) <= cap,

@@ -29,7 +29,9 @@ async fn health_during_a_long_batch_reports_the_true_depth() {
     common::arrived(&gate, 1).await;
     for id in 1..5u64 {
         let pool = pool.clone();
-        calls.push(tokio::spawn(async move { pool.try_embed(Item::new(id)).await }));
+        calls.push(tokio::spawn(
+            async move { pool.try_embed(Item::new(id)).await },
+        ));
     }
     // The batch is blocked in the backend; health answers regardless.
     let h = common::eventually(Duration::from_secs(5), "depth 5", || {

@@ -48,7 +48,10 @@ async fn slow_worker_gets_less_and_nobody_waits_behind_it() {
     // A request queued behind the slow worker's running item would take at
     // least two slow items' time.
     let worst = *worst.lock();
-    assert!(worst < slow * 2, "a request waited behind the slow worker: {worst:?}");
+    assert!(
+        worst < slow * 2,
+        "a request waited behind the slow worker: {worst:?}"
+    );
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -23,7 +23,10 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
 
     let hang = {
         let pool = pool.clone();
-        tokio::spawn(async move { pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Hang))).await })
+        tokio::spawn(async move {
+            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Hang)))
+                .await
+        })
     };
     common::arrived(&spec.hang_release, 1).await;
     let hung_at = Instant::now();
@@ -31,7 +34,9 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
     let mut rest = Vec::new();
     for id in 1..=20u64 {
         let pool = pool.clone();
-        rest.push(tokio::spawn(async move { pool.try_embed(Item::new(id)).await }));
+        rest.push(tokio::spawn(
+            async move { pool.try_embed(Item::new(id)).await },
+        ));
     }
     // The supervisor keeps answering while a worker is hung.
     while hung_at.elapsed() < Duration::from_millis(250) {
@@ -65,18 +70,25 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
         "detected {:?} past the budget",
         stats.detection_p99
     );
-    assert_eq!(stats.abandoned_threads, 1, "the hung thread is abandoned, not joined");
+    assert_eq!(
+        stats.abandoned_threads, 1,
+        "the hung thread is abandoned, not joined"
+    );
 
     // The replacement joins; once the hung thread returns it exits by itself.
     spec.hang_release.open();
-    common::eventually(Duration::from_secs(5), "healthy, no abandoned threads", || {
-        let pool = pool.clone();
-        async move {
-            let h = pool.health().await.unwrap();
-            let s = pool.stats().await.unwrap();
-            (h.health == Health::Healthy && s.abandoned_threads == 0).then_some(())
-        }
-    })
+    common::eventually(
+        Duration::from_secs(5),
+        "healthy, no abandoned threads",
+        || {
+            let pool = pool.clone();
+            async move {
+                let h = pool.health().await.unwrap();
+                let s = pool.stats().await.unwrap();
+                (h.health == Health::Healthy && s.abandoned_threads == 0).then_some(())
+            }
+        },
+    )
     .await;
     assert_eq!(pool.try_embed(Item::new(77)).await.unwrap(), 77);
     pool.shutdown(Duration::from_secs(5)).await.unwrap();

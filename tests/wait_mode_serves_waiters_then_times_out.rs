@@ -23,21 +23,28 @@ async fn waiters_are_served_as_room_frees() {
     let gate = Gate::new();
     let blocker = {
         let (pool, gate) = (pool.clone(), gate.clone());
-        tokio::spawn(async move { pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate)))).await })
+        tokio::spawn(async move {
+            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate))))
+                .await
+        })
     };
     common::arrived(&gate, 1).await;
 
     // Full now: try_embed is refused at once.
     let t = Instant::now();
     let refused = pool.try_embed(Item::new(99)).await;
-    assert!(matches!(refused, Err(PoolError::Overloaded { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(PoolError::Overloaded { .. })),
+        "{refused:?}"
+    );
     assert!(t.elapsed() < Duration::from_millis(500));
 
     let mut waiters = Vec::new();
     for id in 1..=5u64 {
         let p = pool.clone();
         waiters.push(tokio::spawn(async move {
-            p.embed_timeout(Item::new(id), Duration::from_secs(20)).await
+            p.embed_timeout(Item::new(id), Duration::from_secs(20))
+                .await
         }));
         // Queue them in a known order.
         common::eventually(Duration::from_secs(5), "waiter queued", || {
@@ -64,22 +71,34 @@ async fn waiter_past_its_deadline_gets_timeout_and_never_runs() {
     let gate = Gate::new();
     let blocker = {
         let (pool, gate) = (pool.clone(), gate.clone());
-        tokio::spawn(async move { pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate)))).await })
+        tokio::spawn(async move {
+            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate))))
+                .await
+        })
     };
     common::arrived(&gate, 1).await;
 
     let t = Instant::now();
-    let r = pool.embed_timeout(Item::new(1), Duration::from_millis(150)).await;
+    let r = pool
+        .embed_timeout(Item::new(1), Duration::from_millis(150))
+        .await;
     let took = t.elapsed();
     assert_eq!(r, Err(PoolError::Timeout));
-    assert!(took >= Duration::from_millis(150), "timed out early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(150),
+        "timed out early: {took:?}"
+    );
     assert!(took < Duration::from_secs(2), "timed out late: {took:?}");
 
     gate.open();
     blocker.await.unwrap().unwrap();
     let stats = pool.stats().await.unwrap();
     assert_eq!(stats.timed_out, 1);
-    assert_eq!(spec.items.load(std::sync::atomic::Ordering::Relaxed), 1, "the timed-out request never ran");
+    assert_eq!(
+        spec.items.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the timed-out request never ran"
+    );
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -93,13 +112,18 @@ async fn full_waiting_line_refuses_even_waiters() {
     let gate = Gate::new();
     let blocker = {
         let (pool, gate) = (pool.clone(), gate.clone());
-        tokio::spawn(async move { pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate)))).await })
+        tokio::spawn(async move {
+            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate))))
+                .await
+        })
     };
     common::arrived(&gate, 1).await;
     let mut waiters = Vec::new();
     for id in 1..=2u64 {
         let pool2 = pool.clone();
-        waiters.push(tokio::spawn(async move { pool2.embed(Item::new(id)).await }));
+        waiters.push(tokio::spawn(
+            async move { pool2.embed(Item::new(id)).await },
+        ));
     }
     common::eventually(Duration::from_secs(5), "two waiting", || {
         let pool = pool.clone();

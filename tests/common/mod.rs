@@ -21,7 +21,9 @@ pub fn config(workers: usize) -> PoolConfig {
 /// Spawns a synthetic pool and waits until every worker is ready.
 pub async fn ready_pool(spec: SyntheticSpec, config: PoolConfig) -> PoolHandle<Synthetic> {
     let pool = Pool::<Synthetic>::spawn(spec, config).await.expect("spawn");
-    pool.wait_ready(Duration::from_secs(10)).await.expect("workers ready");
+    pool.wait_ready(Duration::from_secs(10))
+        .await
+        .expect("workers ready");
     pool
 }
 

@@ -1,13 +1,13 @@
 //! `corral bench chaos`: open-loop load at about 80% of the pool's capacity
 //! (synthetic backend) with random faults — hangs, panics, slow batches — in
-//! about 1% of requests, for N seconds. Every request must get exactly one
+//! 1% of batches, for N seconds. Every request must get exactly one
 //! answer: `lost` counts the ones that did not (it must be 0).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_core::synthetic::{Fault, FaultKind, Gate, Item, Synthetic, SyntheticSpec};
+use corral_core::synthetic::{Chaos, Item, Synthetic, SyntheticSpec};
 use corral_core::{Pool, PoolConfig, PoolError};
 
 /// Options of `corral bench chaos`.
@@ -25,10 +25,12 @@ pub(crate) struct Args {
     /// Offered load as a fraction of capacity (workers / per-item time).
     #[arg(long, default_value_t = 0.8)]
     load: f64,
-    /// Fraction of requests that carry a fault.
+    /// Fraction of batches that carry a fault (a hang of 2 s, a panic, or
+    /// 50 ms of extra time, in equal shares).
     #[arg(long, default_value_t = 0.01)]
     fault_rate: f64,
-    /// Stuck-batch budget, in milliseconds.
+    /// Stuck-batch budget base, in milliseconds (plus 2× the per-request
+    /// cost for each request in the batch).
     #[arg(long, default_value_t = 200)]
     stuck_ms: u64,
     /// Seed for the fault draw.
@@ -47,20 +49,6 @@ struct Tally {
     other: AtomicU64,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.per_item_ms > 0.0 && a.workers > 0,
@@ -69,13 +57,24 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     let per_item = Duration::from_secs_f64(a.per_item_ms / 1000.0);
     let capacity = a.workers as f64 / per_item.as_secs_f64();
     let rate = capacity * a.load;
-    let spec = SyntheticSpec::with_per_item(per_item);
+    let chaos = Chaos::new(
+        a.fault_rate,
+        Duration::from_secs(2),
+        Duration::from_millis(50),
+        a.seed,
+    );
+    let spec = SyntheticSpec {
+        chaos: Some(chaos.clone()),
+        ..SyntheticSpec::with_per_item(per_item)
+    };
     let cfg = PoolConfig {
         name: Arc::from("chaos"),
         workers: a.workers,
         threads_per_worker: Some(1),
+        // The budget grows with the batch: twice the synthetic cost per
+        // request on top of the base.
         stuck_base: Duration::from_millis(a.stuck_ms),
-        stuck_per_token: Duration::ZERO,
+        stuck_per_token: per_item * 2,
         // Faults here are independent events, not a crash loop.
         max_restarts: 1_000_000,
         max_abandoned_threads: 256,
@@ -85,7 +84,7 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     let pool = Pool::<Synthetic>::spawn(spec.clone(), cfg).await?;
     pool.wait_ready(Duration::from_secs(10)).await?;
     println!(
-        "bench chaos: {} s, {} workers, {:.1} ms/request, capacity {:.0}/s, offered {:.0}/s, faults in {:.1}% of requests",
+        "bench chaos: {} s, {} workers, {:.1} ms/request, capacity {:.0}/s, offered {:.0}/s, faults in {:.1}% of batches",
         a.seconds,
         a.workers,
         a.per_item_ms,
@@ -95,9 +94,8 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     );
 
     let tally = Arc::new(Tally::default());
-    let mut rng = Rng(a.seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut tasks = tokio::task::JoinSet::new();
-    let (mut sent, mut faults) = (0u64, [0u64; 3]);
+    let mut sent = 0u64;
     let tick = Duration::from_millis(10);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -111,32 +109,9 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
             owed -= 1.0;
             let id = sent;
             sent += 1;
-            let item = if rng.unit() < a.fault_rate {
-                let k = (rng.next() % 3) as usize;
-                faults[k] += 1;
-                let kind = match k {
-                    0 => {
-                        // A forward pass that "never" returns: it comes back
-                        // (and its thread exits) only after 2 s, long past
-                        // the budget.
-                        let gate = Gate::new();
-                        let g = gate.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(2)).await;
-                            g.open();
-                        });
-                        FaultKind::Gate(gate)
-                    }
-                    1 => FaultKind::Panic,
-                    _ => FaultKind::Delay(Duration::from_millis(50)),
-                };
-                Item::faulty(id, Fault::once(kind))
-            } else {
-                Item::new(id)
-            };
             let (pool, tally) = (pool.clone(), tally.clone());
             tasks.spawn(async move {
-                let counter = match pool.embed(item).await {
+                let counter = match pool.embed(Item::new(id)).await {
                     Ok(out) if out == id => &tally.ok,
                     Ok(_) => &tally.wrong,
                     Err(PoolError::Overloaded { .. }) => &tally.overloaded,
@@ -178,11 +153,12 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     let lost = sent - ok - errors;
     debug_assert_eq!(lost, wrong + unanswered);
     println!(
-        "offered for {:.1} s; faults injected: {} hang, {} panic, {} slow",
+        "offered for {:.1} s; {} batches; faults injected: {} hang, {} panic, {} slow",
         offered_for.as_secs_f64(),
-        faults[0],
-        faults[1],
-        faults[2]
+        spec.batches.load(Ordering::Relaxed),
+        chaos.injected[0].load(Ordering::Relaxed),
+        chaos.injected[1].load(Ordering::Relaxed),
+        chaos.injected[2].load(Ordering::Relaxed),
     );
     println!(
         "errors by kind: overloaded {}, timeout {}, worker_lost {}, backend {}, other {}; wrong answers {}",

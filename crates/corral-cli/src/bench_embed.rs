@@ -113,7 +113,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let m = if args.in_process {
             measure(&model_dir, &corpus, w, t, &args).await?
         } else {
-            measure_in_child(w, t)?
+            match measure_in_child(w, t) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("   child process failed ({e:#}); measuring in this process");
+                    measure(&model_dir, &corpus, w, t, &args).await?
+                }
+            }
         };
         results.push(m);
     }
@@ -212,61 +218,56 @@ async fn measure(
     let n = corpus.len() as f64;
 
     // Raw candle: the same Embedder calls on plain threads, no pool.
-    let raw = {
+    let embedders = {
         let spec = spec.clone();
-        let corpus = corpus.to_vec();
-        let (runs, request_size, cfg) = (args.runs, args.request_size, pool_config.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f64>> {
-            let embedders = (0..workers)
+        tokio::task::spawn_blocking(move || {
+            (0..workers)
                 .map(|_| Embedder::load(&spec, threads))
-                .collect::<Result<Vec<_>, _>>()?;
-            let batches = worker_batches(&embedders[0], &corpus, request_size, &cfg);
-            let mut rates = Vec::new();
-            for run in 0..=runs {
-                // Run 0 warms up on a few batches and is not counted.
-                let take = if run == 0 {
-                    workers.min(batches.len())
-                } else {
-                    batches.len()
-                };
-                let next = AtomicUsize::new(0);
-                let started = Instant::now();
-                std::thread::scope(|s| {
-                    for e in &embedders {
-                        let (next, batches) = (&next, &batches[..take]);
-                        s.spawn(move || loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(batch) = batches.get(i) else { break };
-                            e.embed(batch).expect("raw embedding failed");
-                        });
-                    }
-                });
-                if run > 0 {
-                    let rate = n / started.elapsed().as_secs_f64();
-                    eprintln!("   raw candle  run {run}: {rate:.1} sentences/s");
-                    rates.push(rate);
-                }
-            }
-            Ok(rates)
+                .collect::<Result<Vec<_>, _>>()
         })
         .await??
     };
-
-    // The full pool.
+    let embedders = std::sync::Arc::new(embedders);
+    let batches = std::sync::Arc::new(worker_batches(
+        &embedders[0],
+        corpus,
+        args.request_size,
+        &pool_config,
+    ));
+    // The full pool, fed requests of `request_size` texts all at once.
     let handle = start_pool(spec, pool_config).await?;
     let requests: Vec<Vec<String>> = corpus
         .chunks(args.request_size)
         .map(<[String]>::to_vec)
         .collect();
-    let mut pool_rates = Vec::new();
+
+    // Raw and pool runs alternate, so that drift in the machine's load
+    // affects both alike. Run 0 warms both up on a little work.
+    let (mut raw, mut pool) = (Vec::new(), Vec::new());
     for run in 0..=args.runs {
-        let take = if run == 0 {
-            workers.min(requests.len())
-        } else {
-            requests.len()
-        };
+        let take = |len: usize| if run == 0 { workers.min(len) } else { len };
+
+        let (e, b) = (embedders.clone(), batches.clone());
+        let take_batches = take(b.len());
         let started = Instant::now();
-        let tasks: Vec<_> = requests[..take]
+        tokio::task::spawn_blocking(move || {
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for embedder in e.iter() {
+                    let (next, batches) = (&next, &b[..take_batches]);
+                    s.spawn(move || loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(i) else { break };
+                        embedder.embed(batch).expect("raw embedding failed");
+                    });
+                }
+            });
+        })
+        .await?;
+        let raw_rate = n / started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        let tasks: Vec<_> = requests[..take(requests.len())]
             .iter()
             .map(|r| {
                 let (h, r) = (handle.clone(), r.clone());
@@ -276,10 +277,11 @@ async fn measure(
         for t in tasks {
             t.await??;
         }
+        let pool_rate = n / started.elapsed().as_secs_f64();
         if run > 0 {
-            let rate = n / started.elapsed().as_secs_f64();
-            eprintln!("   pool        run {run}: {rate:.1} sentences/s");
-            pool_rates.push(rate);
+            eprintln!("   run {run}: raw candle {raw_rate:.1}, pool {pool_rate:.1} sentences/s");
+            raw.push(raw_rate);
+            pool.push(pool_rate);
         }
     }
     let _ = handle.shutdown(Duration::from_secs(10)).await;
@@ -287,7 +289,7 @@ async fn measure(
         workers,
         threads,
         raw,
-        pool: pool_rates,
+        pool,
     })
 }
 

@@ -170,7 +170,7 @@ async fn run_factory(a: &Args) -> anyhow::Result<Run> {
                     None,
                 )
                 .await?;
-            Ok(r.success_or(anyhow::anyhow!("factory call failed"))?)
+            r.success_or(anyhow::anyhow!("factory call failed"))
         }
     })
     .await?;

@@ -183,7 +183,8 @@ impl<B: Backend> PoolHandle<B> {
     /// # Cancel safety
     /// As [`PoolHandle::submit`].
     pub async fn embed(&self, input: B::Input) -> Result<B::Output, PoolError> {
-        self.embed_timeout(input, self.config.admission_timeout).await
+        self.embed_timeout(input, self.config.admission_timeout)
+            .await
     }
 
     /// Runs one input, waiting up to `timeout` for room. The deadline covers
@@ -194,7 +195,11 @@ impl<B: Backend> PoolHandle<B> {
     ///
     /// # Cancel safety
     /// As [`PoolHandle::submit`].
-    pub async fn embed_timeout(&self, input: B::Input, timeout: Duration) -> Result<B::Output, PoolError> {
+    pub async fn embed_timeout(
+        &self,
+        input: B::Input,
+        timeout: Duration,
+    ) -> Result<B::Output, PoolError> {
         only(self.submit(Submit::wait(vec![input], timeout)).await?)
     }
 
@@ -220,7 +225,8 @@ impl<B: Backend> PoolHandle<B> {
     /// # Cancel safety
     /// As [`PoolHandle::submit`].
     pub async fn embed_batch(&self, inputs: Vec<B::Input>) -> Result<Vec<B::Output>, PoolError> {
-        self.submit(Submit::wait(inputs, self.config.admission_timeout)).await
+        self.submit(Submit::wait(inputs, self.config.admission_timeout))
+            .await
     }
 
     /// [`PoolHandle::embed_batch`] with its own wait deadline.
@@ -245,7 +251,10 @@ impl<B: Backend> PoolHandle<B> {
     ///
     /// # Cancel safety
     /// As [`PoolHandle::submit`].
-    pub async fn try_embed_batch(&self, inputs: Vec<B::Input>) -> Result<Vec<B::Output>, PoolError> {
+    pub async fn try_embed_batch(
+        &self,
+        inputs: Vec<B::Input>,
+    ) -> Result<Vec<B::Output>, PoolError> {
         self.submit(Submit::reject(inputs)).await
     }
 
@@ -312,8 +321,6 @@ impl<B: Backend> PoolHandle<B> {
     /// blocks forever in its next handler, as a deadlocked actor would.
     #[doc(hidden)]
     pub fn inject_actor_freeze(&self, slot: usize) {
-        let _ = self
-            .actor
-            .send_message(InternalMsg::Freeze { slot }.into());
+        let _ = self.actor.send_message(InternalMsg::Freeze { slot }.into());
     }
 }

@@ -143,29 +143,31 @@ impl<B: Backend> WorkerShared<B> {
     }
 
     /// Blocks until a job is queued or the mailbox is closed. Returns the
-    /// front job's inputs (to be costed outside the lock), or `None` when
-    /// closed.
-    pub(crate) fn wait_front(&self) -> Option<Arc<Vec<B::Input>>> {
+    /// front job's inputs (to be costed outside the lock) and whether it
+    /// has failed before, or `None` when closed.
+    pub(crate) fn wait_front(&self) -> Option<(Arc<Vec<B::Input>>, bool)> {
         let mut q = self.queue.lock();
         loop {
             if q.closed {
                 return None;
             }
             if let Some(front) = q.jobs.front() {
-                return Some(front.inputs.clone());
+                return Some((front.inputs.clone(), front.failed_attempts > 0));
             }
             q.sleeping = true;
             self.wake.wait(&mut q);
         }
     }
 
-    /// The front job's inputs, if any, without blocking.
-    pub(crate) fn peek_front(&self) -> Option<Arc<Vec<B::Input>>> {
+    /// As [`Self::wait_front`], without blocking.
+    pub(crate) fn peek_front(&self) -> Option<(Arc<Vec<B::Input>>, bool)> {
         let q = self.queue.lock();
         if q.closed {
             return None;
         }
-        q.jobs.front().map(|j| j.inputs.clone())
+        q.jobs
+            .front()
+            .map(|j| (j.inputs.clone(), j.failed_attempts > 0))
     }
 
     /// Takes the front job if it is still the one whose inputs were peeked.

@@ -44,7 +44,12 @@ impl Router for LeastDepth {
         let min_depth = loads.iter().filter(|l| l.has_room).map(|l| l.depth).min()?;
         let tied = |l: &&WorkerLoad| l.has_room && l.depth == min_depth;
         // Unmeasured workers count as fast: they must get work to be measured.
-        let fastest = loads.iter().filter(tied).map(|l| l.service_us).min().unwrap_or(0);
+        let fastest = loads
+            .iter()
+            .filter(tied)
+            .map(|l| l.service_us)
+            .min()
+            .unwrap_or(0);
         let fast_enough = |l: &WorkerLoad| l.service_us <= fastest.saturating_mul(2);
         // Start the scan at the cursor so that, among equals, the winner
         // moves on by one each time.

@@ -150,6 +150,62 @@ impl Item {
     }
 }
 
+/// Random faults at the batch level, for chaos runs: each batch, with
+/// probability `rate`, hangs (sleeps `hang_for`, far past any budget),
+/// panics, or runs `slow_for` longer — one of the three at random.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    /// Probability that a batch carries a fault.
+    pub rate: f64,
+    /// How long a "hung" batch blocks before it returns.
+    pub hang_for: Duration,
+    /// How much longer a slow batch takes.
+    pub slow_for: Duration,
+    state: Arc<AtomicU64>,
+    /// Faults injected so far: hangs, panics, slow batches.
+    pub injected: Arc<[AtomicU64; 3]>,
+}
+
+impl Chaos {
+    /// Faults in `rate` of batches, drawn from `seed`.
+    pub fn new(rate: f64, hang_for: Duration, slow_for: Duration, seed: u64) -> Self {
+        Self {
+            rate,
+            hang_for,
+            slow_for,
+            state: Arc::new(AtomicU64::new(seed.max(1))),
+            injected: Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]),
+        }
+    }
+
+    fn draw(&self) -> u64 {
+        // xorshift64 over a shared state: reproducible enough for a chaos run.
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prev = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| Some(step(x)))
+            .unwrap_or(1);
+        step(prev)
+    }
+
+    /// Which fault (0 hang, 1 panic, 2 slow) this batch gets, if any.
+    fn roll(&self) -> Option<usize> {
+        let u = (self.draw() >> 11) as f64 / (1u64 << 53) as f64;
+        if u < self.rate {
+            let k = (self.draw() % 3) as usize;
+            self.injected[k].fetch_add(1, Ordering::Relaxed);
+            Some(k)
+        } else {
+            None
+        }
+    }
+}
+
 /// How synthetic workers behave. Cheap to clone; the counters are shared.
 #[derive(Debug, Clone)]
 pub struct SyntheticSpec {
@@ -174,6 +230,8 @@ pub struct SyntheticSpec {
     pub items: Arc<AtomicU64>,
     /// Largest batch seen (inputs).
     pub max_batch: Arc<AtomicUsize>,
+    /// Random batch-level faults, if any.
+    pub chaos: Option<Chaos>,
 }
 
 impl Default for SyntheticSpec {
@@ -189,6 +247,7 @@ impl Default for SyntheticSpec {
             batches: Arc::new(AtomicU64::new(0)),
             items: Arc::new(AtomicU64::new(0)),
             max_batch: Arc::new(AtomicUsize::new(0)),
+            chaos: None,
         }
     }
 }
@@ -232,7 +291,11 @@ impl Backend for Synthetic {
             return Err(BackendError::new(format!("synthetic load {n} failed")));
         }
         Ok(Self {
-            per_item: spec.per_item_by_load.get(n).copied().unwrap_or(spec.per_item),
+            per_item: spec
+                .per_item_by_load
+                .get(n)
+                .copied()
+                .unwrap_or(spec.per_item),
             spec: spec.clone(),
         })
     }
@@ -243,9 +306,21 @@ impl Backend for Synthetic {
 
     fn run(&mut self, batch: &[&Item]) -> Result<Vec<u64>, BackendError> {
         self.spec.batches.fetch_add(1, Ordering::Relaxed);
-        self.spec.items.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.spec.max_batch.fetch_max(batch.len(), Ordering::Relaxed);
+        self.spec
+            .items
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.spec
+            .max_batch
+            .fetch_max(batch.len(), Ordering::Relaxed);
         let mut extra = Duration::ZERO;
+        if let Some(chaos) = &self.spec.chaos {
+            match chaos.roll() {
+                Some(0) => extra += chaos.hang_for,
+                Some(1) => panic!("synthetic chaos panic"),
+                Some(_) => extra += chaos.slow_for,
+                None => {}
+            }
+        }
         for item in batch {
             let Some(fault) = &item.fault else { continue };
             match fault.take() {
@@ -253,14 +328,19 @@ impl Backend for Synthetic {
                 Some(FaultKind::Hang) => self.spec.hang_release.pass(),
                 Some(FaultKind::Panic) => panic!("synthetic panic on item {}", item.id),
                 Some(FaultKind::Error) => {
-                    return Err(BackendError::new(format!("synthetic error on item {}", item.id)))
+                    return Err(BackendError::new(format!(
+                        "synthetic error on item {}",
+                        item.id
+                    )))
                 }
                 Some(FaultKind::Delay(d)) => extra += *d,
                 Some(FaultKind::Gate(g)) => g.pass(),
             }
         }
         let cost: usize = batch.iter().map(|i| i.cost.max(1)).sum();
-        let busy = self.per_item.saturating_mul(u32::try_from(cost).unwrap_or(u32::MAX))
+        let busy = self
+            .per_item
+            .saturating_mul(u32::try_from(cost).unwrap_or(u32::MAX))
             + self.spec.per_batch
             + extra;
         if !busy.is_zero() {

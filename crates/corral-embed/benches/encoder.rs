@@ -10,7 +10,7 @@
 //! tokenizer.json), `CORRAL_BENCH_CORPUS` (default
 //! `../shared/bench/corpus.txt` from the workspace), `BENCH_RUNS` (timed runs
 //! per configuration, median reported; default 3), `BENCH_SKIP_CANDLE=1`,
-//! `BENCH_SKIP_TORCH=1`, `ST_PYTHON` (default `~/.venvs/st/bin/python`).
+//! `BENCH_SKIP_TORCH=1`, `BENCH_ONLY_BREAKDOWN=1` (per-op tables only), `ST_PYTHON` (default `~/.venvs/st/bin/python`).
 //!
 //! Every configuration is end to end like the PyTorch baseline: texts sorted
 //! by length, batches of 32 tokenised (padding to the batch's longest,
@@ -392,6 +392,11 @@ fn main() -> Res<()> {
         std::env::set_var("RAYON_NUM_THREADS", *threads);
         run(engines, &tok, &texts, &order[..BATCH * 4])?;
     }
+    let runs = if std::env::var_os("BENCH_ONLY_BREAKDOWN").is_some() {
+        0
+    } else {
+        runs
+    };
     for _ in 0..runs {
         for (k, (_, threads, engines)) in configs.iter_mut().enumerate() {
             std::env::set_var("RAYON_NUM_THREADS", *threads);
@@ -401,7 +406,16 @@ fn main() -> Res<()> {
         }
     }
     println!("\nend to end (tokenise + forward + mean pool + normalise), batch {BATCH}, length-sorted, median of {runs}:");
-    let meds: Vec<f64> = rates.iter().map(|r| median(r.clone())).collect();
+    let meds: Vec<f64> = rates
+        .iter()
+        .map(|r| {
+            if r.is_empty() {
+                f64::NAN
+            } else {
+                median(r.clone())
+            }
+        })
+        .collect();
     for (k, (label, _, _)) in configs.iter().enumerate() {
         println!(
             "  {:<42} {:>7.1} sentences/s  (runs: {:?})",
@@ -451,18 +465,27 @@ fn main() -> Res<()> {
         print_breakdown("candle ops (one layer x 6, padded batch)", &six);
     }
     let mut fb = FastBert::load(&weights, &fcfg)?;
-    fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
-    fb.set_profiling(true);
-    for _ in 0..iters {
+    for avx2 in [false, true] {
+        corral_embed::fast::set_avx2_enabled(avx2);
+        fb.set_profiling(false);
         fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
+        fb.set_profiling(true);
+        for _ in 0..iters {
+            fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
+        }
+        let p = fb.op_times().expect("profiling on").clone();
+        let rows: Vec<(&str, Duration)> = p
+            .entries()
+            .iter()
+            .map(|(n, d)| (*n, *d / iters as u32))
+            .collect();
+        let title = if avx2 {
+            "FastBert, AVX2+FMA kernels (whole forward, real tokens only)"
+        } else {
+            "FastBert, baseline x86-64 kernels (no AVX2)"
+        };
+        print_breakdown(title, &rows);
     }
-    let p = fb.op_times().expect("profiling on").clone();
-    let rows: Vec<(&str, Duration)> = p
-        .entries()
-        .iter()
-        .map(|(n, d)| (*n, *d / iters as u32))
-        .collect();
-    print_breakdown("FastBert (whole forward, real tokens only)", &rows);
 
     if let Some(torch) = torch_baseline(&corpus, runs) {
         println!("\nPyTorch sentence-transformers, 2 threads, batch 32: {torch:.1} sentences/s");

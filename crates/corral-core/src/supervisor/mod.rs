@@ -101,10 +101,14 @@ impl<B: Backend> Actor for Supervisor<B> {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                state.worker_actor_gone(cell.get_id(), reason.unwrap_or_default()).await;
+                state
+                    .worker_actor_gone(cell.get_id(), reason.unwrap_or_default())
+                    .await;
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                state.worker_actor_gone(cell.get_id(), err.to_string()).await;
+                state
+                    .worker_actor_gone(cell.get_id(), err.to_string())
+                    .await;
             }
             _ => {}
         }

@@ -42,7 +42,9 @@ struct Worker<B: Backend> {
 enum Slot<B: Backend> {
     Live(Worker<B>),
     /// Empty; a worker is started at `due`.
-    Restarting { due: Instant },
+    Restarting {
+        due: Instant,
+    },
     /// Empty for good while the abandoned-thread cap is reached.
     Disabled,
 }
@@ -125,7 +127,8 @@ impl Metrics {
     }
 
     fn failure(&self, f: Failure) {
-        metrics::counter!(m::FAILURES, "pool" => self.pool.clone(), "kind" => f.label()).increment(1);
+        metrics::counter!(m::FAILURES, "pool" => self.pool.clone(), "kind" => f.label())
+            .increment(1);
     }
 }
 
@@ -301,8 +304,7 @@ impl<B: Backend> SupervisorState<B> {
         let inside = w.shared.is_busy() || !w.ready;
         if inside
             && !matches!(failure, Failure::LoadFailed | Failure::Panic)
-            && w
-                .thread_state
+            && w.thread_state
                 .compare_exchange(ALIVE, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
@@ -339,25 +341,32 @@ impl<B: Backend> SupervisorState<B> {
             self.stats.rerouted += 1;
             self.reroute(job, now);
         }
-        for mut job in running {
+        self.retry_or_fail(running, panic_reason.as_deref(), now);
+        self.schedule_restart(slot);
+        self.pump_waiting();
+    }
+
+    /// Jobs that were running on a worker that failed: tried again
+    /// elsewhere (where they run alone, see the compute thread) until
+    /// `max_retries` is spent, then answered `WorkerLost` — or the panic's
+    /// `Backend` error when the backend panicked.
+    fn retry_or_fail(&mut self, jobs: Vec<Job<B>>, panic_reason: Option<&str>, now: Instant) {
+        for mut job in jobs {
             job.failed_attempts += 1;
-            if job.failed_attempts > self.config.max_retries {
-                if let Some(reason) = &panic_reason {
-                    // The backend itself failed on this batch every time.
-                    job.answer(Err(PoolError::Backend(format!("backend panicked: {reason}"))));
-                    continue;
-                }
-                self.stats.worker_lost += 1;
-                self.metrics.worker_lost.increment(1);
-                job.answer(Err(PoolError::WorkerLost));
-            } else {
+            if job.failed_attempts <= self.config.max_retries {
                 self.stats.retries += 1;
                 self.metrics.retries.increment(1);
                 self.reroute(job, now);
+            } else if let Some(reason) = panic_reason {
+                job.answer(Err(PoolError::Backend(format!(
+                    "backend panicked: {reason}"
+                ))));
+            } else {
+                self.stats.worker_lost += 1;
+                self.metrics.worker_lost.increment(1);
+                job.answer(Err(PoolError::WorkerLost));
             }
         }
-        self.schedule_restart(slot);
-        self.pump_waiting();
     }
 
     fn schedule_restart(&mut self, slot: usize) {
@@ -427,7 +436,11 @@ impl<B: Backend> SupervisorState<B> {
 
     // -------------------------------------------------------------- admission
 
-    pub(crate) fn submit(&mut self, submit: Submit<B::Input>, reply: RpcReplyPort<Reply<B::Output>>) {
+    pub(crate) fn submit(
+        &mut self,
+        submit: Submit<B::Input>,
+        reply: RpcReplyPort<Reply<B::Output>>,
+    ) {
         if self.drain.is_some() || self.stopped {
             self.metrics.shutting_down.increment(1);
             let _ = reply.send(Err(PoolError::ShuttingDown));
@@ -435,7 +448,9 @@ impl<B: Backend> SupervisorState<B> {
         }
         let n = submit.inputs.len();
         if n == 0 {
-            let _ = reply.send(Err(PoolError::InvalidInput("the request has no inputs".into())));
+            let _ = reply.send(Err(PoolError::InvalidInput(
+                "the request has no inputs".into(),
+            )));
             return;
         }
         if n > self.config.max_client_batch {
@@ -465,14 +480,18 @@ impl<B: Backend> SupervisorState<B> {
             job
         };
         match submit.admission {
-            Admission::Wait(timeout) if !timeout.is_zero() && self.waiting.len() < self.config.max_waiting => {
+            Admission::Wait(timeout)
+                if !timeout.is_zero() && self.waiting.len() < self.config.max_waiting =>
+            {
                 self.waiting.push_back(Waiter {
                     job,
                     since: now,
                     deadline: now + timeout,
                     on_expiry: PoolError::Timeout,
                 });
-                self.shared.waiting.store(self.waiting.len(), Ordering::Release);
+                self.shared
+                    .waiting
+                    .store(self.waiting.len(), Ordering::Release);
             }
             Admission::Wait(timeout) if timeout.is_zero() => {
                 self.stats.timed_out += 1;
@@ -533,7 +552,9 @@ impl<B: Backend> SupervisorState<B> {
                 deadline: now + self.config.reroute_wait,
                 on_expiry: PoolError::WorkerLost,
             });
-            self.shared.waiting.store(self.waiting.len(), Ordering::Release);
+            self.shared
+                .waiting
+                .store(self.waiting.len(), Ordering::Release);
         }
     }
 
@@ -572,7 +593,9 @@ impl<B: Backend> SupervisorState<B> {
                 }
             }
         }
-        self.shared.waiting.store(self.waiting.len(), Ordering::Release);
+        self.shared
+            .waiting
+            .store(self.waiting.len(), Ordering::Release);
     }
 
     fn expire_waiting(&mut self, now: Instant) {
@@ -597,7 +620,9 @@ impl<B: Backend> SupervisorState<B> {
             }
         }
         self.waiting = kept;
-        self.shared.waiting.store(self.waiting.len(), Ordering::Release);
+        self.shared
+            .waiting
+            .store(self.waiting.len(), Ordering::Release);
     }
 
     /// An estimate of when a slot frees: the soonest any ready worker
@@ -607,16 +632,15 @@ impl<B: Backend> SupervisorState<B> {
             .slots
             .iter()
             .filter_map(|s| match s {
-                Slot::Live(w) if w.ready => {
-                    Some(w.shared.service_ewma_us.load(Ordering::Relaxed))
-                }
+                Slot::Live(w) if w.ready => Some(w.shared.service_ewma_us.load(Ordering::Relaxed)),
                 _ => None,
             })
             .filter(|&us| us > 0)
             .min();
         match soonest {
-            Some(us) => Duration::from_micros(us)
-                .clamp(Duration::from_millis(1), Duration::from_secs(5)),
+            Some(us) => {
+                Duration::from_micros(us).clamp(Duration::from_millis(1), Duration::from_secs(5))
+            }
             None => Duration::from_millis(100),
         }
     }
@@ -655,12 +679,13 @@ impl<B: Backend> SupervisorState<B> {
                         self.retire(slot, Failure::Panic, None, jobs, Some(reason));
                         self.start_due().await;
                     }
-                    // Already retired (e.g. found stuck first): its jobs
-                    // were taken then; these cannot exist. Answer defensively.
+                    // Already retired: the watchdog found the batch over
+                    // budget just before it panicked, and took back an empty
+                    // batch. These are that batch's jobs.
                     None => {
-                        for j in jobs {
-                            j.answer(Err(PoolError::Backend(reason.clone())));
-                        }
+                        self.stats.panics += 1;
+                        self.retry_or_fail(jobs, Some(&reason), Instant::now());
+                        self.pump_waiting();
                     }
                 }
             }
@@ -886,7 +911,11 @@ impl<B: Backend> SupervisorState<B> {
 
     // --------------------------------------------------------------- shutdown
 
-    pub(crate) fn begin_shutdown(&mut self, deadline: Duration, reply: RpcReplyPort<ShutdownReport>) {
+    pub(crate) fn begin_shutdown(
+        &mut self,
+        deadline: Duration,
+        reply: RpcReplyPort<ShutdownReport>,
+    ) {
         if let Some(d) = &mut self.drain {
             // Already draining: the earlier caller gets the report; this one
             // is told at once that shutdown is under way.
@@ -939,8 +968,7 @@ impl<B: Backend> SupervisorState<B> {
                 let mut jobs = w.shared.close();
                 jobs.extend(w.shared.take_running());
                 if w.shared.is_busy()
-                    && w
-                        .thread_state
+                    && w.thread_state
                         .compare_exchange(ALIVE, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                 {

@@ -61,9 +61,7 @@ impl<B: Backend> Compute<B> {
 
     pub(crate) fn run(self) {
         let worker = self.shared.id;
-        let loaded = catch_unwind(AssertUnwindSafe(|| {
-            B::load(&self.spec, &self.load_ctx)
-        }));
+        let loaded = catch_unwind(AssertUnwindSafe(|| B::load(&self.spec, &self.load_ctx)));
         match loaded {
             Ok(Ok(mut backend)) => {
                 if !self.shared.retired.load(Ordering::Acquire) {
@@ -94,11 +92,14 @@ impl<B: Backend> Compute<B> {
             let mut next = Some(self.shared.wait_front()?);
             let mut jobs: Vec<Job<B>> = Vec::new();
             let mut cost = 0usize;
-            while let Some(inputs) = next {
+            while let Some((inputs, suspect)) = next {
                 let c: usize = inputs.iter().map(|i| backend.cost(i).max(1)).sum();
-                if !jobs.is_empty()
-                    && (cost + c > self.max_batch_tokens || jobs.len() >= self.max_batch_requests)
-                {
+                let full =
+                    cost + c > self.max_batch_tokens || jobs.len() >= self.max_batch_requests;
+                // A request that was in a batch that killed its worker runs
+                // alone: if it fails again, it fails nobody else.
+                let isolate = suspect || jobs.first().is_some_and(|j| j.failed_attempts > 0);
+                if !jobs.is_empty() && (full || isolate) {
                     break;
                 }
                 if let Some(job) = self.shared.pop_if(&inputs) {

@@ -37,6 +37,68 @@ pub fn softmax_in_place(s: &mut [f32]) {
     }
 }
 
+/// `s[j] = q · kt[.., j]` for a query `q` (`[d]`) and keys stored transposed
+/// (`kt[c·lp + j]`, `lp` a multiple of 8): eight keys at a time, with four
+/// independent accumulators over `c` so the adds do not wait on each other.
+#[inline(always)]
+fn scores_row(q: &[f32], kt: &[f32], lp: usize, s: &mut [f32]) {
+    let k8 = |c: usize, jb: usize| -> &[f32; 8] {
+        let o = c * lp + jb * 8;
+        kt[o..o + 8].try_into().expect("8 lanes")
+    };
+    let whole = q.len() / 4 * 4;
+    for (jb, s8) in s.chunks_exact_mut(8).enumerate() {
+        let mut a = [[0.0f32; 8]; 4];
+        for c4 in (0..whole).step_by(4) {
+            for u in 0..4 {
+                let (qc, k) = (q[c4 + u], k8(c4 + u, jb));
+                for l in 0..8 {
+                    a[u][l] += qc * k[l];
+                }
+            }
+        }
+        for c in whole..q.len() {
+            let (qc, k) = (q[c], k8(c, jb));
+            for l in 0..8 {
+                a[0][l] += qc * k[l];
+            }
+        }
+        for l in 0..8 {
+            s8[l] = (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]);
+        }
+    }
+}
+
+/// `c = Σ_j p[j] · v_j` with `v_j = rows[j·row + vo ..][..8·D8]`, the head
+/// dimension a multiple of 8 known at compile time, so the accumulators stay
+/// in registers (`D8` independent chains).
+#[inline(always)]
+fn context_row<const D8: usize>(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]) {
+    let mut acc = [[0.0f32; 8]; D8];
+    for (&pj, vr) in p.iter().zip(rows.chunks_exact(row)) {
+        let v: &[f32] = &vr[vo..vo + 8 * D8];
+        for t in 0..D8 {
+            for l in 0..8 {
+                acc[t][l] += pj * v[t * 8 + l];
+            }
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        c[t * 8..t * 8 + 8].copy_from_slice(a);
+    }
+}
+
+/// [`context_row`] for any head dimension.
+#[inline(always)]
+fn context_row_any(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]) {
+    c.fill(0.0);
+    for (&pj, vr) in p.iter().zip(rows.chunks_exact(row)) {
+        for (cv, &vv) in c.iter_mut().zip(&vr[vo..vo + c.len()]) {
+            *cv += pj * vv;
+        }
+    }
+}
+
 multiversion! {
     /// Attention for the sequences in `spans`: `ctx[t, h·d..] = softmax(q·kᵀ/√d)·v`
     /// per head `h`, reading `qkv` (`[tokens, 3·hidden]`, biases already added)
@@ -44,9 +106,10 @@ multiversion! {
     /// reused across calls.
     ///
     /// Per (sequence, head) the keys are first gathered transposed into a small
-    /// `[d, len]` block, so a row of scores is `d` contiguous multiply-adds of
-    /// length `len` (vectorised across keys, no horizontal sums); the context is
-    /// `len` multiply-adds of length `d` over the values read in place.
+    /// `[d, len]` block (rows padded with zeros to a multiple of 8), so a row of
+    /// scores is `d` multiply-adds of whole 8-lane vectors across the keys, with
+    /// no horizontal sums; the context is `len` multiply-adds of length `d` over
+    /// the values read in place.
     pub fn attention(
         qkv: &[f32],
         ctx: &mut [f32],
@@ -63,37 +126,34 @@ multiversion! {
             if len == 0 {
                 continue;
             }
-            let need = len * head_dim + len;
+            let lp = len.div_ceil(8) * 8;
+            let need = head_dim * lp + lp;
             if scratch.len() < need {
                 scratch.resize(need, 0.0);
             }
-            let (kt, rest) = scratch.split_at_mut(len * head_dim);
-            let s = &mut rest[..len];
+            let (kt, rest) = scratch.split_at_mut(head_dim * lp);
+            kt.fill(0.0);
+            let s_full = &mut rest[..lp];
             let rows = &qkv[span.start * row..(span.start + len) * row];
             let out = &mut ctx[span.start * hidden..(span.start + len) * hidden];
             for h in 0..heads {
                 let (qo, ko, vo) = (h * head_dim, hidden + h * head_dim, 2 * hidden + h * head_dim);
-                // Kᵀ for this head, pre-scaled by 1/√d: kt[c·len + j] = k[j][c]·scale.
+                // Kᵀ for this head, pre-scaled by 1/√d: kt[c·lp + j] = k[j][c]·scale.
                 for (j, r) in rows.chunks_exact(row).enumerate() {
                     for (c, &v) in r[ko..ko + head_dim].iter().enumerate() {
-                        kt[c * len + j] = v * scale;
+                        kt[c * lp + j] = v * scale;
                     }
                 }
                 for (i, r) in rows.chunks_exact(row).enumerate() {
                     let q = &r[qo..qo + head_dim];
-                    s.fill(0.0);
-                    for (&qc, ktc) in q.iter().zip(kt.chunks_exact(len)) {
-                        for (sj, &kj) in s.iter_mut().zip(ktc) {
-                            *sj += qc * kj;
-                        }
-                    }
+                    scores_row(q, kt, lp, s_full);
+                    let s = &mut s_full[..len];
                     softmax_in_place(s);
                     let c = &mut out[i * hidden + qo..i * hidden + qo + head_dim];
-                    c.fill(0.0);
-                    for (&p, vr) in s.iter().zip(rows.chunks_exact(row)) {
-                        for (cv, &vv) in c.iter_mut().zip(&vr[vo..vo + head_dim]) {
-                            *cv += p * vv;
-                        }
+                    match head_dim {
+                        32 => context_row::<4>(s, rows, row, vo, c),
+                        64 => context_row::<8>(s, rows, row, vo, c),
+                        _ => context_row_any(s, rows, row, vo, c),
                     }
                 }
             }

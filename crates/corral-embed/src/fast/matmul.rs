@@ -173,6 +173,67 @@ mod tests {
         }
     }
 
+    /// Not a check: prints GFLOP/s of the BERT-sized matmuls with the weight
+    /// pre-transposed (`[k, n]`, what [`Linear`] stores) and as stored by
+    /// PyTorch (`[n, k]`, read transposed). `cargo test --release -p
+    /// corral-embed fast::matmul -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn layout_timings() {
+        use std::time::Instant;
+        for &(m, k, n) in &[
+            (900, 384, 1152),
+            (900, 384, 1536),
+            (900, 1536, 384),
+            (900, 384, 384),
+        ] {
+            let x = random_vec(m * k, 1);
+            let w = random_vec(n * k, 2);
+            let lin = Linear::from_torch(&w, vec![0.0; n], n, k);
+            let mut out = vec![0.0; m * n];
+            let (mut t_pre, mut t_torch) = (0.0, 0.0);
+            for _ in 0..15 {
+                let t = Instant::now();
+                lin.forward_no_bias(&x, &mut out, m, false, 1);
+                t_pre += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                // SAFETY: as in `matmul`, with `w` read as [k, n] through
+                // column stride k, row stride 1 (w has n·k elements).
+                #[allow(unsafe_code)]
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        x.as_ptr(),
+                        1,
+                        k as isize,
+                        w.as_ptr(),
+                        k as isize,
+                        1,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                t_torch += t.elapsed().as_secs_f64();
+            }
+            let gf = 2.0 * (m * k * n) as f64 * 15.0 / 1e9;
+            println!(
+                "[{m},{k}]x[{k},{n}]: pre-transposed {:.1} GFLOP/s, torch layout {:.1} GFLOP/s",
+                gf / t_pre,
+                gf / t_torch
+            );
+        }
+    }
+
     #[test]
     fn concat_outputs_is_column_concatenation() {
         let (k, m) = (7, 5);

@@ -34,7 +34,8 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     generic($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
+                if $crate::fast::avx2_enabled()
+                    && std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU supports AVX2 and FMA (checked just
@@ -49,6 +50,19 @@ macro_rules! multiversion {
 }
 
 pub mod activation;
+
+static AVX2_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Allows (the default) or forbids the AVX2 + FMA builds of the element-wise
+/// and attention kernels, process-wide; for measuring what they bring.
+pub fn set_avx2_enabled(on: bool) {
+    AVX2_ALLOWED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_avx2_enabled`] allows the AVX2 + FMA kernels.
+pub fn avx2_enabled() -> bool {
+    AVX2_ALLOWED.load(std::sync::atomic::Ordering::Relaxed)
+}
 pub mod attention;
 pub mod embeddings;
 pub mod layer;

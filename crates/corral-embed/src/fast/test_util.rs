@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor};
 
 /// `n` pseudo-random values in `[-1, 1)` from a fixed seed (xorshift64*).
-pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn random_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -18,12 +18,12 @@ pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// A `[rows, cols]` candle tensor on the CPU.
-pub fn candle_mat(v: &[f32], rows: usize, cols: usize) -> Tensor {
+pub(super) fn candle_mat(v: &[f32], rows: usize, cols: usize) -> Tensor {
     Tensor::from_slice(v, (rows, cols), &Device::Cpu).unwrap()
 }
 
 /// Largest absolute element-wise difference.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter()
         .zip(b)

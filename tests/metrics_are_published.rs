@@ -1,0 +1,160 @@
+//! The pool's figures reach the `metrics` facade, labelled by pool name, so
+//! two pools in one process keep separate series.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::PoolConfig;
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
+use parking_lot::Mutex;
+
+/// A recorder that keeps the last value of every series, keyed by name and
+/// sorted labels.
+#[derive(Default)]
+struct Capture {
+    series: Mutex<HashMap<String, Arc<Cell>>>,
+}
+
+#[derive(Default)]
+struct Cell(AtomicU64);
+
+impl CounterFn for Cell {
+    fn increment(&self, v: u64) {
+        self.0.fetch_add(v, Ordering::Relaxed);
+    }
+    fn absolute(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+impl GaugeFn for Cell {
+    fn increment(&self, v: f64) {
+        self.set(f64::from_bits(self.0.load(Ordering::Relaxed)) + v);
+    }
+    fn decrement(&self, v: f64) {
+        self.set(f64::from_bits(self.0.load(Ordering::Relaxed)) - v);
+    }
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+impl HistogramFn for Cell {
+    fn record(&self, _v: f64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn key_string(key: &Key) -> String {
+    let mut labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    labels.sort();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+impl Capture {
+    fn cell(&self, key: &Key) -> Arc<Cell> {
+        self.series
+            .lock()
+            .entry(key_string(key))
+            .or_default()
+            .clone()
+    }
+    fn counter(&self, k: &str) -> u64 {
+        self.series
+            .lock()
+            .get(k)
+            .map_or(0, |c| c.0.load(Ordering::Relaxed))
+    }
+    fn gauge(&self, k: &str) -> f64 {
+        self.series
+            .lock()
+            .get(k)
+            .map_or(f64::NAN, |c| f64::from_bits(c.0.load(Ordering::Relaxed)))
+    }
+}
+
+struct Shared(&'static Capture);
+
+impl Recorder for Shared {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(self.0.cell(key))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(self.0.cell(key))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(self.0.cell(key))
+    }
+}
+
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let c: &'static Capture = Box::leak(Box::default());
+        metrics::set_global_recorder(Shared(c)).expect("install recorder");
+        c
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_publish_separate_series() {
+    let cap = capture();
+    let cfg = |name: &str| PoolConfig {
+        name: name.into(),
+        embed_queue_capacity: 1,
+        max_batch_requests: 1,
+        ..common::config(1)
+    };
+    let a = common::ready_pool(SyntheticSpec::default(), cfg("a")).await;
+    let b = common::ready_pool(SyntheticSpec::default(), cfg("b")).await;
+
+    for id in 0..5 {
+        a.embed(Item::new(id)).await.unwrap();
+    }
+    // Fill b and get one refusal there.
+    let gate = Gate::new();
+    let hold = {
+        let b = b.clone();
+        let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
+        tokio::spawn(async move { b.try_embed(item).await })
+    };
+    common::arrived(&gate, 1).await;
+    assert!(b.try_embed(Item::new(1)).await.is_err());
+    common::eventually(Duration::from_secs(5), "depth gauge of b is 1", || async {
+        (cap.gauge("corral_worker_depth{pool=b,slot=0}") == 1.0).then_some(())
+    })
+    .await;
+    gate.open();
+    hold.await.unwrap().unwrap();
+
+    assert_eq!(cap.counter("corral_admitted_total{pool=a}"), 5);
+    assert_eq!(cap.counter("corral_admitted_total{pool=b}"), 1);
+    assert_eq!(
+        cap.counter("corral_rejected_total{pool=b,reason=overloaded}"),
+        1
+    );
+    assert_eq!(
+        cap.counter("corral_rejected_total{pool=a,reason=overloaded}"),
+        0
+    );
+    common::eventually(Duration::from_secs(5), "processed counters", || async {
+        (cap.counter("corral_processed_total{pool=a}") == 5
+            && cap.counter("corral_processed_total{pool=b}") == 1)
+            .then_some(())
+    })
+    .await;
+    a.shutdown(Duration::from_secs(5)).await.unwrap();
+    b.shutdown(Duration::from_secs(5)).await.unwrap();
+}
