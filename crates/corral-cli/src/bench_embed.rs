@@ -3,22 +3,29 @@
 //! and through raw candle (the same [`Embedder`] calls on plain threads, no
 //! pool) in the same run, printed next to the baseline figures.
 //!
+//! The pool is driven as `corral embed` drives it (requests of 32 texts,
+//! eight per worker in flight); raw candle gets the same texts in the batches a
+//! worker would form (`max_batch_tokens` of estimated cost), handed out to
+//! its threads from a shared cursor. Raw and pool runs alternate.
+//!
 //! Each configuration runs in a child process of its own with
 //! `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` set to its thread count:
 //! candle sizes its process-wide pool for element-wise ops from them once per
 //! process, so one process cannot measure two thread counts fairly.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use corral_core::PoolConfig;
-use corral_embed::{EmbedSpec, Embedder};
+use corral_core::{PoolConfig, PoolHandle};
+use corral_embed::{EmbedBackend, EmbedSpec, Embedder};
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 
-use crate::embed_cmd::start_pool;
+use crate::embed_cmd::{requests_in_flight, start_pool};
 
 /// Options of `corral bench embed`.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,6 +65,23 @@ struct Measured {
     threads: usize,
     raw: Vec<f64>,
     pool: Vec<f64>,
+    /// CPU milliseconds per sentence (the whole process), per run; empty
+    /// where the platform does not say.
+    #[serde(default)]
+    raw_cpu: Vec<f64>,
+    #[serde(default)]
+    pool_cpu: Vec<f64>,
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat`
+/// (Linux; clock ticks taken as 100 per second).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn parse_config(s: &str) -> anyhow::Result<(usize, usize)> {
@@ -234,7 +258,9 @@ async fn measure(
         args.request_size,
         &pool_config,
     ));
-    // The full pool, fed requests of `request_size` texts all at once.
+    // The full pool, fed as `corral embed` feeds it: requests of
+    // `request_size` texts, eight per worker in flight.
+    let in_flight = requests_in_flight(&pool_config);
     let handle = start_pool(spec, pool_config).await?;
     let requests: Vec<Vec<String>> = corpus
         .chunks(args.request_size)
@@ -244,11 +270,14 @@ async fn measure(
     // Raw and pool runs alternate, so that drift in the machine's load
     // affects both alike. Run 0 warms both up on a little work.
     let (mut raw, mut pool) = (Vec::new(), Vec::new());
+    let (mut raw_cpu, mut pool_cpu) = (Vec::new(), Vec::new());
+    let cpu_ms_per_sentence = |start: Option<f64>| Some((cpu_seconds()? - start?) * 1000.0 / n);
     for run in 0..=args.runs {
         let take = |len: usize| if run == 0 { workers.min(len) } else { len };
 
         let (e, b) = (embedders.clone(), batches.clone());
         let take_batches = take(b.len());
+        let cpu = cpu_seconds();
         let started = Instant::now();
         tokio::task::spawn_blocking(move || {
             let next = AtomicUsize::new(0);
@@ -265,23 +294,22 @@ async fn measure(
         })
         .await?;
         let raw_rate = n / started.elapsed().as_secs_f64();
+        let raw_ms = cpu_ms_per_sentence(cpu);
 
+        let cpu = cpu_seconds();
         let started = Instant::now();
-        let tasks: Vec<_> = requests[..take(requests.len())]
-            .iter()
-            .map(|r| {
-                let (h, r) = (handle.clone(), r.clone());
-                tokio::spawn(async move { h.embed_batch(r).await })
-            })
-            .collect();
-        for t in tasks {
-            t.await??;
-        }
+        embed_windowed(&handle, &requests[..take(requests.len())], in_flight).await?;
         let pool_rate = n / started.elapsed().as_secs_f64();
+        let pool_ms = cpu_ms_per_sentence(cpu);
         if run > 0 {
             eprintln!("   run {run}: raw candle {raw_rate:.1}, pool {pool_rate:.1} sentences/s");
             raw.push(raw_rate);
             pool.push(pool_rate);
+            if let (Some(r), Some(p)) = (raw_ms, pool_ms) {
+                eprintln!("          CPU per sentence: raw {r:.2} ms, pool {p:.2} ms");
+                raw_cpu.push(r);
+                pool_cpu.push(p);
+            }
         }
     }
     let _ = handle.shutdown(Duration::from_secs(10)).await;
@@ -290,7 +318,31 @@ async fn measure(
         threads,
         raw,
         pool,
+        raw_cpu,
+        pool_cpu,
     })
+}
+
+/// Sends `requests` keeping at most `in_flight` of them running, and waits
+/// for all the answers.
+async fn embed_windowed(
+    handle: &PoolHandle<EmbedBackend>,
+    requests: &[Vec<String>],
+    in_flight: usize,
+) -> anyhow::Result<()> {
+    let mut pending = VecDeque::new();
+    for r in requests {
+        if pending.len() >= in_flight {
+            let front: JoinHandle<_> = pending.pop_front().expect("non-empty");
+            front.await??;
+        }
+        let (h, r) = (handle.clone(), r.clone());
+        pending.push_back(tokio::spawn(async move { h.embed_batch(r).await }));
+    }
+    for t in pending {
+        t.await??;
+    }
+    Ok(())
 }
 
 /// Baseline rows (system, configuration, sentences/s) from BASELINE.md's
@@ -322,19 +374,28 @@ fn print_report(results: &[Measured], args: &Args, sentences: usize) {
         "\nEmbedding throughput, {sentences} sentences, sentences/s (median of {} runs)\n",
         args.runs
     );
-    println!("| configuration | raw candle, no pool | through the pool | pool cost |");
-    println!("|---|---|---|---|");
+    println!(
+        "| configuration | raw candle, no pool | through the pool | pool cost (wall) \
+         | CPU ms/sentence raw / pool | pool cost (CPU) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for m in results {
         let (raw, pool) = (median(&m.raw), median(&m.pool));
+        let (raw_cpu, pool_cpu) = (median(&m.raw_cpu), median(&m.pool_cpu));
         println!(
-            "| {} worker{} × {} thread{} | {raw:.1} | {pool:.1} | {:+.1}% |",
+            "| {} worker{} × {} thread{} | {raw:.1} | {pool:.1} | {:+.1}% | {raw_cpu:.2} / {pool_cpu:.2} | {:+.1}% |",
             m.workers,
             if m.workers == 1 { "" } else { "s" },
             m.threads,
             if m.threads == 1 { "" } else { "s" },
-            (1.0 - pool / raw) * 100.0
+            (1.0 - pool / raw) * 100.0,
+            (pool_cpu / raw_cpu - 1.0) * 100.0
         );
     }
+    println!(
+        "\n(pool cost: how much lower the pool's throughput is, or how much more CPU \
+         it spends per sentence, than raw candle's in the same process)"
+    );
     let rows = baseline_rows(&args.baseline);
     if !rows.is_empty() {
         println!("\nBaseline ({}):\n", args.baseline.display());

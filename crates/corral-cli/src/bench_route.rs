@@ -20,7 +20,7 @@ use ractor::factory::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// Options of `corral bench route`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone, Copy)]
 pub(crate) struct Args {
     /// Requests per system.
     #[arg(long, default_value_t = 400_000)]
@@ -31,6 +31,9 @@ pub(crate) struct Args {
     /// Workers in the pool and in the factory.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Requests for the unloaded-latency run (one caller at a time).
+    #[arg(long, default_value_t = 20_000)]
+    latency_requests: usize,
 }
 
 /// Latencies of one run, and its rate.
@@ -235,14 +238,25 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     run_factory(&warm).await?;
     let pool = run_pool(&a).await?;
     let factory = run_factory(&a).await?;
-    println!("system            per_second     p50_us     p99_us");
-    for (name, r) in [
-        ("backend direct", &direct),
-        ("corral pool", &pool),
-        ("ractor factory", &factory),
-    ] {
+    // Unloaded latency: one caller, so nothing queues behind anything.
+    let single = Args {
+        requests: a.latency_requests,
+        callers: 1,
+        ..a
+    };
+    let pool1 = run_pool(&single).await?;
+    let factory1 = run_factory(&single).await?;
+    println!("system            callers  per_second     p50_us     p99_us");
+    let rows = [
+        ("backend direct", 1, &direct),
+        ("corral pool", a.callers, &pool),
+        ("ractor factory", a.callers, &factory),
+        ("corral pool", 1, &pool1),
+        ("ractor factory", 1, &factory1),
+    ];
+    for (name, callers, r) in rows {
         println!(
-            "{name:<16} {:>11.0} {:>10.2} {:>10.2}",
+            "{name:<16} {callers:>8} {:>11.0} {:>10.2} {:>10.2}",
             r.per_second,
             us(r.p50),
             us(r.p99)
@@ -250,11 +264,11 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     }
     println!(
         "pool_added_p50_us: {:.2}",
-        (us(pool.p50) - us(direct.p50)).max(0.0)
+        (us(pool1.p50) - us(direct.p50)).max(0.0)
     );
     println!(
         "pool_added_p99_us: {:.2}",
-        (us(pool.p99) - us(direct.p99)).max(0.0)
+        (us(pool1.p99) - us(direct.p99)).max(0.0)
     );
     println!("routed_per_second: {:.0}", pool.per_second);
     println!("factory_ratio: {:.2}", pool.per_second / factory.per_second);

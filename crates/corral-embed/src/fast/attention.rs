@@ -24,6 +24,11 @@ pub struct SeqSpan {
 
 /// `s ← softmax(s)` in place (max-subtracted, so it never overflows).
 pub fn softmax_in_place(s: &mut [f32]) {
+    softmax_inline(s)
+}
+
+#[inline(always)]
+fn softmax_inline(s: &mut [f32]) {
     if s.is_empty() {
         return;
     }
@@ -38,79 +43,239 @@ pub fn softmax_in_place(s: &mut [f32]) {
 }
 
 /// `s[j] = q · kt[.., j]` for a query `q` (`[d]`) and keys stored transposed
-/// (`kt[c·lp + j]`, `lp` a multiple of 8): eight keys at a time, with four
-/// independent accumulators over `c` so the adds do not wait on each other.
+/// (`kt[c·lp + j]`, `lp = s.len()`): `d` multiply-adds across all keys.
+/// Portable version; see [`avx2`] for the one used on AVX2 CPUs.
 #[inline(always)]
 fn scores_row(q: &[f32], kt: &[f32], lp: usize, s: &mut [f32]) {
-    let k8 = |c: usize, jb: usize| -> &[f32; 8] {
-        let o = c * lp + jb * 8;
-        kt[o..o + 8].try_into().expect("8 lanes")
-    };
-    let whole = q.len() / 4 * 4;
-    for (jb, s8) in s.chunks_exact_mut(8).enumerate() {
-        let mut a = [[0.0f32; 8]; 4];
-        for c4 in (0..whole).step_by(4) {
-            for u in 0..4 {
-                let (qc, k) = (q[c4 + u], k8(c4 + u, jb));
-                for l in 0..8 {
-                    a[u][l] += qc * k[l];
-                }
-            }
-        }
-        for c in whole..q.len() {
-            let (qc, k) = (q[c], k8(c, jb));
-            for l in 0..8 {
-                a[0][l] += qc * k[l];
-            }
-        }
-        for l in 0..8 {
-            s8[l] = (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]);
+    s.fill(0.0);
+    for (&qc, ktc) in q.iter().zip(kt.chunks_exact(lp)) {
+        for (sj, &kj) in s.iter_mut().zip(ktc) {
+            *sj += qc * kj;
         }
     }
 }
 
-/// `c = Σ_j p[j] · v_j` with `v_j = rows[j·row + vo ..][..8·D8]`, the head
-/// dimension a multiple of 8 known at compile time, so the accumulators stay
-/// in registers (`D8` independent chains).
-#[inline(always)]
-fn context_row<const D8: usize>(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]) {
-    let mut acc = [[0.0f32; 8]; D8];
-    for (&pj, vr) in p.iter().zip(rows.chunks_exact(row)) {
-        let v: &[f32] = &vr[vo..vo + 8 * D8];
-        for t in 0..D8 {
-            for l in 0..8 {
-                acc[t][l] += pj * v[t * 8 + l];
-            }
-        }
-    }
-    for (t, a) in acc.iter().enumerate() {
-        c[t * 8..t * 8 + 8].copy_from_slice(a);
-    }
-}
-
-/// [`context_row`] for any head dimension.
+/// `c = Σ_j p[j] · v_j` with `v_j = rows[j·row + vo ..][..c.len()]`.
+/// Portable version; see [`avx2`] for the one used on AVX2 CPUs.
 #[inline(always)]
 fn context_row_any(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]) {
+    let d = c.len();
     c.fill(0.0);
     for (&pj, vr) in p.iter().zip(rows.chunks_exact(row)) {
-        for (cv, &vv) in c.iter_mut().zip(&vr[vo..vo + c.len()]) {
+        for (cv, &vv) in c.iter_mut().zip(&vr[vo..vo + d]) {
             *cv += pj * vv;
         }
     }
 }
 
-multiversion! {
-    /// Attention for the sequences in `spans`: `ctx[t, h·d..] = softmax(q·kᵀ/√d)·v`
-    /// per head `h`, reading `qkv` (`[tokens, 3·hidden]`, biases already added)
-    /// and writing `ctx` (`[tokens, hidden]`). `scratch` is grown as needed and
-    /// reused across calls.
-    ///
-    /// Per (sequence, head) the keys are first gathered transposed into a small
-    /// `[d, len]` block (rows padded with zeros to a multiple of 8), so a row of
-    /// scores is `d` multiply-adds of whole 8-lane vectors across the keys, with
-    /// no horizontal sums; the context is `len` multiply-adds of length `d` over
-    /// the values read in place.
-    pub fn attention(
+/// Attention for the sequences in `spans`: `ctx[t, h·d..] = softmax(q·kᵀ/√d)·v`
+/// per head `h`, reading `qkv` (`[tokens, 3·hidden]`, biases already added)
+/// and writing `ctx` (`[tokens, hidden]`). `scratch` is grown as needed and
+/// reused across calls.
+///
+/// Per (sequence, head) the keys are first gathered transposed into a small
+/// `[d, len]` block (rows padded with zeros to a multiple of 8), so a row of
+/// scores is `d` multiply-adds of whole 8-lane vectors across the keys, with
+/// no horizontal sums; the context is `len` multiply-adds of length `d` over
+/// the values read in place. On CPUs with AVX2 + FMA the two row kernels use
+/// explicit 8-lane registers ([`avx2`]); LLVM does not keep their
+/// accumulators in registers on its own (measured 3× slower).
+pub fn attention(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    scratch: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2_enabled()
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above), the
+        // only precondition of calling a function with those features.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::attention(qkv, ctx, spans, heads, head_dim, scratch)
+        };
+        return;
+    }
+    attention_with(
+        qkv,
+        ctx,
+        spans,
+        heads,
+        head_dim,
+        scratch,
+        scores_row,
+        context_row_any,
+    );
+}
+
+/// The loop over sequences and heads, with the two row kernels passed in:
+/// `scores(q, kt, lp, s)` fills `s[..lp]`, `context(p, rows, row, vo, c)`
+/// writes one head's context row `c`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attention_with(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    scratch: &mut Vec<f32>,
+    scores: impl Fn(&[f32], &[f32], usize, &mut [f32]),
+    context: impl Fn(&[f32], &[f32], usize, usize, &mut [f32]),
+) {
+    let hidden = heads * head_dim;
+    let row = 3 * hidden;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    for span in spans {
+        let len = span.len;
+        if len == 0 {
+            continue;
+        }
+        let lp = len.div_ceil(8) * 8;
+        let need = head_dim * lp + lp;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (kt, rest) = scratch.split_at_mut(head_dim * lp);
+        kt.fill(0.0);
+        let s_full = &mut rest[..lp];
+        let rows = &qkv[span.start * row..(span.start + len) * row];
+        let out = &mut ctx[span.start * hidden..(span.start + len) * hidden];
+        for h in 0..heads {
+            let (qo, ko, vo) = (
+                h * head_dim,
+                hidden + h * head_dim,
+                2 * hidden + h * head_dim,
+            );
+            // Kᵀ for this head, pre-scaled by 1/√d: kt[c·lp + j] = k[j][c]·scale.
+            for (j, r) in rows.chunks_exact(row).enumerate() {
+                for (c, &v) in r[ko..ko + head_dim].iter().enumerate() {
+                    kt[c * lp + j] = v * scale;
+                }
+            }
+            for (i, r) in rows.chunks_exact(row).enumerate() {
+                scores(&r[qo..qo + head_dim], kt, lp, s_full);
+                let s = &mut s_full[..len];
+                softmax_inline(s);
+                context(
+                    s,
+                    rows,
+                    row,
+                    vo,
+                    &mut out[i * hidden + qo..i * hidden + qo + head_dim],
+                );
+            }
+        }
+    }
+}
+
+/// The attention row kernels with AVX2 + FMA intrinsics.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+
+    use super::SeqSpan;
+
+    /// The first 8 lanes of `s`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load8(s: &[f32]) -> __m256 {
+        let a: &[f32; 8] = s[..8].try_into().expect("8 lanes");
+        // SAFETY: `a` is 8 readable, contiguous f32s; `loadu` has no
+        // alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_loadu_ps(a.as_ptr())
+        }
+    }
+
+    /// Writes 8 lanes to the start of `d`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn store8(d: &mut [f32], v: __m256) {
+        let a: &mut [f32; 8] = (&mut d[..8]).try_into().expect("8 lanes");
+        // SAFETY: `a` is 8 writable, contiguous f32s, exclusively borrowed;
+        // `storeu` has no alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_storeu_ps(a.as_mut_ptr(), v)
+        }
+    }
+
+    /// `super::scores_row` for `T` blocks of 8 keys starting at block `jb0`,
+    /// `T` accumulators live in registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn scores_blocks<const T: usize>(q: &[f32], kt: &[f32], lp: usize, jb0: usize, s: &mut [f32]) {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for (c, &qc) in q.iter().enumerate() {
+            let qv = _mm256_set1_ps(qc);
+            let base = c * lp + jb0 * 8;
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, load8(&kt[base + t * 8..]), *a);
+            }
+        }
+        for (t, a) in acc.iter().enumerate() {
+            store8(&mut s[(jb0 + t) * 8..], *a);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn scores_row(q: &[f32], kt: &[f32], lp: usize, s: &mut [f32]) {
+        let blocks = lp / 8;
+        let mut jb = 0;
+        while jb < blocks {
+            match blocks - jb {
+                1 => scores_blocks::<1>(q, kt, lp, jb, s),
+                2 => scores_blocks::<2>(q, kt, lp, jb, s),
+                3 => scores_blocks::<3>(q, kt, lp, jb, s),
+                _ => scores_blocks::<4>(q, kt, lp, jb, s),
+            }
+            jb += 4;
+        }
+    }
+
+    /// `c = Σ_j p[j]·v_j` for a head dimension of `8·D8`, with two sets of
+    /// `D8` accumulators (even and odd `j`) so the chains overlap.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn context_row<const D8: usize>(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]) {
+        let mut even = [_mm256_setzero_ps(); D8];
+        let mut odd = [_mm256_setzero_ps(); D8];
+        let mut pairs = p.chunks_exact(2);
+        let mut j = 0;
+        for pp in &mut pairs {
+            let (p0, p1) = (_mm256_set1_ps(pp[0]), _mm256_set1_ps(pp[1]));
+            let v0 = &rows[j * row + vo..];
+            let v1 = &rows[(j + 1) * row + vo..];
+            for t in 0..D8 {
+                even[t] = _mm256_fmadd_ps(p0, load8(&v0[t * 8..]), even[t]);
+                odd[t] = _mm256_fmadd_ps(p1, load8(&v1[t * 8..]), odd[t]);
+            }
+            j += 2;
+        }
+        if let [pl] = pairs.remainder() {
+            let pv = _mm256_set1_ps(*pl);
+            let v = &rows[j * row + vo..];
+            for t in 0..D8 {
+                even[t] = _mm256_fmadd_ps(pv, load8(&v[t * 8..]), even[t]);
+            }
+        }
+        for t in 0..D8 {
+            store8(&mut c[t * 8..], _mm256_add_ps(even[t], odd[t]));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn attention(
         qkv: &[f32],
         ctx: &mut [f32],
         spans: &[SeqSpan],
@@ -118,46 +283,20 @@ multiversion! {
         head_dim: usize,
         scratch: &mut Vec<f32>,
     ) {
-        let hidden = heads * head_dim;
-        let row = 3 * hidden;
-        let scale = 1.0 / (head_dim as f32).sqrt();
-        for span in spans {
-            let len = span.len;
-            if len == 0 {
-                continue;
-            }
-            let lp = len.div_ceil(8) * 8;
-            let need = head_dim * lp + lp;
-            if scratch.len() < need {
-                scratch.resize(need, 0.0);
-            }
-            let (kt, rest) = scratch.split_at_mut(head_dim * lp);
-            kt.fill(0.0);
-            let s_full = &mut rest[..lp];
-            let rows = &qkv[span.start * row..(span.start + len) * row];
-            let out = &mut ctx[span.start * hidden..(span.start + len) * hidden];
-            for h in 0..heads {
-                let (qo, ko, vo) = (h * head_dim, hidden + h * head_dim, 2 * hidden + h * head_dim);
-                // Kᵀ for this head, pre-scaled by 1/√d: kt[c·lp + j] = k[j][c]·scale.
-                for (j, r) in rows.chunks_exact(row).enumerate() {
-                    for (c, &v) in r[ko..ko + head_dim].iter().enumerate() {
-                        kt[c * lp + j] = v * scale;
-                    }
-                }
-                for (i, r) in rows.chunks_exact(row).enumerate() {
-                    let q = &r[qo..qo + head_dim];
-                    scores_row(q, kt, lp, s_full);
-                    let s = &mut s_full[..len];
-                    softmax_in_place(s);
-                    let c = &mut out[i * hidden + qo..i * hidden + qo + head_dim];
-                    match head_dim {
-                        32 => context_row::<4>(s, rows, row, vo, c),
-                        64 => context_row::<8>(s, rows, row, vo, c),
-                        _ => context_row_any(s, rows, row, vo, c),
-                    }
-                }
-            }
-        }
+        super::attention_with(
+            qkv,
+            ctx,
+            spans,
+            heads,
+            head_dim,
+            scratch,
+            |q, kt, lp, s| scores_row(q, kt, lp, s),
+            |p, rows, row, vo, c| match c.len() {
+                32 => context_row::<4>(p, rows, row, vo, c),
+                64 => context_row::<8>(p, rows, row, vo, c),
+                _ => super::context_row_any(p, rows, row, vo, c),
+            },
+        );
     }
 }
 
@@ -188,7 +327,7 @@ mod tests {
     /// candle-transformers' BERT computes it) on the real tokens.
     #[test]
     fn packed_attention_matches_candle_masked_attention() {
-        for &(heads, d) in &[(1usize, 1usize), (3, 5), (12, 32), (2, 17)] {
+        for &(heads, d) in &[(1usize, 1usize), (3, 5), (12, 32), (2, 17), (2, 64), (3, 8)] {
             let hidden = heads * d;
             let lens = [5usize, 1, 3, 7];
             let seq = *lens.iter().max().unwrap();
@@ -210,9 +349,17 @@ mod tests {
                 }
             }
             let tokens = packed.len() / (3 * hidden);
-            let mut ctx = vec![f32::NAN; tokens * hidden];
-            let mut scratch = Vec::new();
-            attention(&packed, &mut ctx, &spans, heads, d, &mut scratch);
+            // Both builds of the kernels: portable, then AVX2 where the CPU
+            // has it (the switch is process-wide; other tests only ever see
+            // one correct path or the other).
+            let mut runs = Vec::new();
+            for avx2 in [false, true] {
+                crate::fast::set_avx2_enabled(avx2);
+                let mut ctx = vec![f32::NAN; tokens * hidden];
+                let mut scratch = Vec::new();
+                attention(&packed, &mut ctx, &spans, heads, d, &mut scratch);
+                runs.push(ctx);
+            }
 
             // Reference: candle ops, shaped like candle-transformers' BERT.
             let dev = Device::Cpu;
@@ -250,8 +397,10 @@ mod tests {
                     expected.extend_from_slice(&want[b * seq + t]);
                 }
             }
-            let diff = max_abs_diff(&ctx, &expected);
-            assert!(diff < 1e-5, "heads={heads} d={d}: max diff {diff}");
+            for (ctx, path) in runs.iter().zip(["portable", "avx2"]) {
+                let diff = max_abs_diff(ctx, &expected);
+                assert!(diff < 1e-5, "{path} heads={heads} d={d}: max diff {diff}");
+            }
         }
     }
 }

@@ -5,9 +5,9 @@
 //! - drops padding: only tokens with mask 1 go through the dense layers, and
 //!   attention runs per sequence over exactly its own tokens
 //!   ([`attention`]), so a text gives the same result alone or in a batch;
-//! - transposes the weights once at load and fuses Q, K and V into one
-//!   matmul ([`matmul`]), through the same `gemm` crate candle uses, with the
-//!   parallelism chosen per call (none for a single-threaded worker);
+//! - fuses Q, K and V into one matmul ([`matmul`]), through the same `gemm`
+//!   crate candle uses, with the parallelism chosen per call (none for a
+//!   single-threaded worker, so no thread-pool barriers);
 //! - fuses what candle runs as several passes over memory: residual adds go
 //!   into the matmul's accumulation, bias + layer norm is one pass
 //!   ([`layer_norm`]), bias + exact GELU is one pass with a vectorisable erf
@@ -254,7 +254,7 @@ impl Weights<'_> {
     fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<Linear, FastBertError> {
         let w = self.get(&format!("{prefix}.weight"), &[n, k])?;
         let b = self.get(&format!("{prefix}.bias"), &[n])?;
-        Ok(Linear::from_torch(&w, b, n, k))
+        Ok(Linear::from_torch(w, b, n, k))
     }
 
     fn norm(&self, prefix: &str, h: usize, eps: f32) -> Result<LayerNorm, FastBertError> {

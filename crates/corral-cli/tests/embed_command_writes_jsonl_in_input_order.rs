@@ -1,0 +1,130 @@
+//! `corral embed` reads texts (one per line, or `--jsonl` objects whose texts
+//! may hold newlines) and writes `{"text", "embedding"}` JSON Lines in input
+//! order through the pool, matching the sentence-transformers reference.
+//!
+//! Needs all-MiniLM-L6-v2 (found through `CORRAL_MODEL_DIR`, else the fetched
+//! default); fails, naming the fetch command, without it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn model_dir() -> PathBuf {
+    corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn golden() -> Vec<(String, Vec<f64>)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let text = c["text"].as_str().unwrap().to_owned();
+            let emb = c["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (text, emb)
+        })
+        .collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+/// Runs `corral embed` with `args`, feeding `input`; returns the parsed lines.
+fn embed(args: &[&str], input: &str) -> Vec<(String, Vec<f64>)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("embed")
+        .args(args)
+        .arg("--model-dir")
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "corral embed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let emb = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["text"].as_str().unwrap().to_owned(), emb)
+        })
+        .collect()
+}
+
+#[test]
+fn jsonl_input_with_newlines_comes_back_in_order_matching_the_reference() {
+    let cases = golden();
+    assert!(cases.iter().any(|(t, _)| t.contains('\n')));
+    let mut input = String::new();
+    for _ in 0..3 {
+        for (text, _) in &cases {
+            input.push_str(&serde_json::json!({ "text": text }).to_string());
+            input.push('\n');
+        }
+    }
+    let out = embed(
+        &["--jsonl", "--workers", "2", "--request-size", "5"],
+        &input,
+    );
+    assert_eq!(out.len(), cases.len() * 3);
+    for (i, (text, emb)) in out.iter().enumerate() {
+        let (want_text, want) = &cases[i % cases.len()];
+        assert_eq!(text, want_text, "line {i}");
+        let c = cosine(emb, want);
+        assert!(c >= 0.9999, "{text:?}: cosine {c}");
+    }
+}
+
+#[test]
+fn plain_lines_and_options_apply() {
+    let out = embed(
+        &[
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--no-normalize",
+            "--pooling",
+            "cls",
+        ],
+        "Hello world\n\nThe cat sat on the mat.\n",
+    );
+    let texts: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(texts, ["Hello world", "", "The cat sat on the mat."]);
+    for (_, emb) in &out {
+        assert_eq!(emb.len(), 384);
+        let norm = emb.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() > 0.01, "--no-normalize ignored: {norm}");
+    }
+}
