@@ -40,8 +40,21 @@ enum BenchCommand {
     Chaos(bench_chaos::Args),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// candle sizes a process-wide pool for its large element-wise ops from
+/// `CANDLE_NUM_THREADS` (else `RAYON_NUM_THREADS`, else all cores), once, and
+/// that pool ignores the per-worker rayon pools. Size it to one worker's
+/// share, unless the user chose, while the process is still single-threaded.
+fn pin_candle_threads(threads: usize) {
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            // Sound here: no other thread exists yet (the runtime is built
+            // after this).
+            std::env::set_var(var, threads.to_string());
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -49,11 +62,20 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Embed(args) => embed_cmd::run(args).await,
-        Command::FetchModel(args) => fetch_cmd::run(args).await,
-        Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
-        Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
-        Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,
+    let cli = Cli::parse();
+    if let Command::Embed(args) = &cli.command {
+        pin_candle_threads(args.model.pool_config().resolved_threads());
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Embed(args) => embed_cmd::run(args).await,
+            Command::FetchModel(args) => fetch_cmd::run(args).await,
+            Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
+            Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
+            Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,
+        }
+    })
 }
