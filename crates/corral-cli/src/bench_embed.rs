@@ -1,10 +1,10 @@
 //! `corral bench embed`: embedding throughput over a corpus (sentences per
 //! second), for each workers × threads configuration, through the full pool
-//! and through raw candle (the same [`Embedder`] calls on plain threads, no
-//! pool) in the same run, printed next to the baseline figures.
+//! and raw (the same [`Embedder`] calls on plain threads, no pool; engine
+//! per `--engine`) in the same run, printed next to the baseline figures.
 //!
 //! The pool is driven as `corral embed` drives it (requests of 32 texts,
-//! eight per worker in flight); raw candle gets the same texts in the batches a
+//! eight per worker in flight); the raw run gets the same texts in the batches a
 //! worker would form (`max_batch_tokens` of estimated cost), handed out to
 //! its threads from a shared cursor. Raw and pool runs alternate.
 //!
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use corral_core::{PoolConfig, PoolHandle};
-use corral_embed::{EmbedBackend, EmbedSpec, Embedder};
+use corral_embed::{EmbedBackend, EmbedSpec, Embedder, Engine};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Configurations as WORKERSxTHREADS, comma-separated.
     #[arg(long, default_value = "1x2,2x1")]
     pub(crate) configs: String,
+    /// Forward pass: fast (Corral's own kernels) or candle. The raw (no
+    /// pool) runs use the same engine, so the pair measures the pool's cost.
+    #[arg(long, default_value_t = Engine::Fast)]
+    pub(crate) engine: Engine,
     /// Timed runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
@@ -232,7 +236,7 @@ async fn measure(
     threads: usize,
     args: &Args,
 ) -> anyhow::Result<Measured> {
-    let spec = EmbedSpec::new(model_dir);
+    let spec = EmbedSpec::new(model_dir).with_engine(args.engine);
     let pool_config = PoolConfig {
         name: "corral-bench".into(),
         workers,
@@ -241,7 +245,7 @@ async fn measure(
     };
     let n = corpus.len() as f64;
 
-    // Raw candle: the same Embedder calls on plain threads, no pool.
+    // Raw: the same Embedder calls on plain threads, no pool.
     let embedders = {
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || {
@@ -302,7 +306,7 @@ async fn measure(
         let pool_rate = n / started.elapsed().as_secs_f64();
         let pool_ms = cpu_ms_per_sentence(cpu);
         if run > 0 {
-            eprintln!("   run {run}: raw candle {raw_rate:.1}, pool {pool_rate:.1} sentences/s");
+            eprintln!("   run {run}: raw {raw_rate:.1}, pool {pool_rate:.1} sentences/s");
             raw.push(raw_rate);
             pool.push(pool_rate);
             if let (Some(r), Some(p)) = (raw_ms, pool_ms) {
@@ -375,7 +379,7 @@ fn print_report(results: &[Measured], args: &Args, sentences: usize) {
         args.runs
     );
     println!(
-        "| configuration | raw candle, no pool | through the pool | pool cost (wall) \
+        "| configuration | raw, no pool | through the pool | pool cost (wall) \
          | CPU ms/sentence raw / pool | pool cost (CPU) |"
     );
     println!("|---|---|---|---|---|---|");
@@ -394,7 +398,7 @@ fn print_report(results: &[Measured], args: &Args, sentences: usize) {
     }
     println!(
         "\n(pool cost: how much lower the pool's throughput is, or how much more CPU \
-         it spends per sentence, than raw candle's in the same process)"
+         it spends per sentence, than the raw run's in the same process)"
     );
     let rows = baseline_rows(&args.baseline);
     if !rows.is_empty() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
-use corral_embed::{EmbedBackend, EmbedSpec, Pooling};
+use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -57,6 +57,9 @@ pub(crate) struct ModelArgs {
     /// Pooling mode instead of the model's own: mean or cls.
     #[arg(long)]
     pub(crate) pooling: Option<Pooling>,
+    /// Forward pass: fast (Corral's own kernels) or candle.
+    #[arg(long, default_value_t = Engine::Fast)]
+    pub(crate) engine: Engine,
 }
 
 impl ModelArgs {
@@ -85,6 +88,7 @@ impl ModelArgs {
     pub(crate) fn spec(&self) -> anyhow::Result<EmbedSpec> {
         let mut spec = EmbedSpec::new(self.resolve_dir()?).with_normalize(!self.no_normalize);
         spec.pooling = self.pooling;
+        spec.engine = self.engine;
         spec.validate()?;
         Ok(spec)
     }

@@ -31,7 +31,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Embedding throughput through the pool and through raw candle.
+    /// Embedding throughput through the pool and without it (same engine).
     Embed(bench_embed::Args),
     /// Requests routed per second through the pool (no-op backend), beside
     /// ractor's factory.

@@ -11,6 +11,7 @@ use std::path::Path;
 use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PaddedBatch};
 use crate::model_dir::check_model_dir;
+use crate::spec::Engine;
 use crate::tokenize::{estimate_tokens, Encoded, TextTokenizer};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
@@ -69,8 +70,18 @@ impl Embedder {
         let pad_id = tokenizer
             .token_to_id("[PAD]")
             .unwrap_or(config.bert.pad_token_id as u32);
-        let encoder = Encoder::load_candle(dir, &config.bert)?;
         let threads = threads.max(1);
+        let encoder = match spec.engine {
+            Engine::Candle => Encoder::load_candle(dir, &config.bert)?,
+            Engine::Fast => Encoder::load_fast(dir, threads).or_else(|e| {
+                tracing::warn!(
+                    model = %dir.display(),
+                    "the fast encoder does not support this model ({e}); using candle's BERT"
+                );
+                Encoder::load_candle(dir, &config.bert)
+            })?,
+        };
+        tracing::debug!(engine = encoder.name(), threads, "encoder loaded");
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("corral-embed-{i}"))

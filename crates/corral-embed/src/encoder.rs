@@ -1,17 +1,19 @@
 //! The forward pass: from a padded batch of word-piece ids to the last hidden
 //! state of every position.
 //!
-//! [`Encoder`] is the seam where implementations plug in. Today there is one,
-//! candle's BERT ([`Encoder::Candle`]); a hand-written forward (the `fast`
-//! module) can add a variant without touching tokenization, batching or
-//! pooling, which all live outside this module.
+//! [`Encoder`] is the seam where implementations plug in: Corral's own
+//! forward ([`Encoder::Fast`], the `fast` module) and candle's BERT
+//! ([`Encoder::Candle`]). Tokenization, batching and pooling live outside
+//! this module and are the same for both.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{self, BertModel};
 
+use crate::fast::{FastBert, FastBertConfig};
 use crate::EmbedError;
 
 /// A batch of tokenized texts padded to the same length, row-major.
@@ -33,6 +35,13 @@ pub(crate) struct PaddedBatch {
 pub(crate) enum Encoder {
     /// candle-transformers' BERT on candle's CPU backend.
     Candle(CandleBert),
+    /// Corral's fused-kernel BERT; `threads` is its matmul parallelism. The
+    /// mutex is uncontended (one embedder per worker thread); it exists
+    /// because the forward reuses buffers across calls.
+    Fast {
+        model: Mutex<FastBert>,
+        threads: usize,
+    },
 }
 
 impl Encoder {
@@ -42,10 +51,41 @@ impl Encoder {
         CandleBert::load(dir, config).map(Self::Candle)
     }
 
+    /// Loads the fast forward from `dir/model.safetensors`.
+    ///
+    /// # Errors
+    /// When the model is not one it supports (no safetensors, another
+    /// activation or position scheme, non-f32 weights).
+    pub(crate) fn load_fast(dir: &Path, threads: usize) -> Result<Self, EmbedError> {
+        let config_path = dir.join("config.json");
+        let json = std::fs::read_to_string(&config_path)
+            .map_err(|e| EmbedError::io(format!("reading {}", config_path.display()), e))?;
+        let config = FastBertConfig::from_hf_json(&json)?;
+        let model = FastBert::load(&dir.join("model.safetensors"), &config)?;
+        Ok(Self::Fast {
+            model: Mutex::new(model),
+            threads: threads.max(1),
+        })
+    }
+
+    /// Which engine this is, for logs.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Candle(_) => "candle",
+            Self::Fast { .. } => "fast",
+        }
+    }
+
     /// The last hidden state, `rows × seq_len × hidden_size`, row-major.
     pub(crate) fn forward(&self, batch: &PaddedBatch) -> Result<Vec<f32>, EmbedError> {
         match self {
             Self::Candle(model) => model.forward(batch),
+            Self::Fast { model, threads } => {
+                let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
+                let hidden =
+                    model.forward(&batch.ids, &batch.mask, batch.rows, batch.seq_len, *threads)?;
+                Ok(hidden.to_vec())
+            }
         }
     }
 }

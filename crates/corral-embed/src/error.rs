@@ -39,6 +39,9 @@ pub enum EmbedError {
     /// candle failed while loading weights or running the forward pass.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The fast forward pass refused the model or the batch.
+    #[error("fast encoder: {0}")]
+    Fast(#[from] crate::fast::FastBertError),
     /// The compute thread pool could not be built.
     #[error("thread pool: {0}")]
     ThreadPool(String),

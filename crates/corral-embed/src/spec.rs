@@ -1,5 +1,5 @@
-//! What to load: [`EmbedSpec`] (model directory and options) and the
-//! [`Pooling`] modes.
+//! What to load: [`EmbedSpec`] (model directory and options), the
+//! [`Pooling`] modes and the forward-pass [`Engine`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -29,6 +29,39 @@ impl FromStr for Pooling {
             "cls" => Ok(Self::Cls),
             other => Err(format!("unknown pooling {other:?} (mean, cls)")),
         }
+    }
+}
+
+/// Which forward pass runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Engine {
+    /// Corral's own BERT forward ([`crate::fast::FastBert`]): fused CPU
+    /// kernels, padding never computed. Falls back to candle, with a
+    /// warning, for a model it does not support (e.g. no safetensors).
+    #[default]
+    Fast,
+    /// candle-transformers' BERT.
+    Candle,
+}
+
+impl FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fast" => Ok(Self::Fast),
+            "candle" => Ok(Self::Candle),
+            other => Err(format!("unknown engine {other:?} (fast, candle)")),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fast => "fast",
+            Self::Candle => "candle",
+        })
     }
 }
 
@@ -63,6 +96,8 @@ pub struct EmbedSpec {
     /// sorted by length and run in slices of about this size, which bounds
     /// the memory of one pass (default [`DEFAULT_MAX_FORWARD_TOKENS`]).
     pub max_forward_tokens: usize,
+    /// Which forward pass runs the model (default [`Engine::Fast`]).
+    pub engine: Engine,
 }
 
 impl EmbedSpec {
@@ -74,6 +109,7 @@ impl EmbedSpec {
             normalize: true,
             max_seq_length: None,
             max_forward_tokens: DEFAULT_MAX_FORWARD_TOKENS,
+            engine: Engine::default(),
         }
     }
 
@@ -106,6 +142,12 @@ impl EmbedSpec {
     /// This spec with `pooling` instead of the model's own.
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
         self.pooling = Some(pooling);
+        self
+    }
+
+    /// This spec with another forward-pass engine.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
         self
     }
 

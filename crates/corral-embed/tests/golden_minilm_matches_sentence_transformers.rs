@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::cosine;
-use corral_embed::{model_dir, EmbedSpec, Embedder, Pooling};
+use corral_embed::{model_dir, EmbedSpec, Embedder, Engine, Pooling};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -47,11 +47,15 @@ fn fixture<T: for<'de> Deserialize<'de>>(name: &str) -> T {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-fn minilm(threads: usize) -> Embedder {
+fn minilm_with(threads: usize, engine: Engine) -> Embedder {
     let dir = model_dir::resolve_model_dir(None).unwrap_or_else(|e| {
         panic!("the golden test needs all-MiniLM-L6-v2 (set CORRAL_MODEL_DIR or fetch it): {e}")
     });
-    Embedder::load(&EmbedSpec::new(dir), threads).unwrap()
+    Embedder::load(&EmbedSpec::new(dir).with_engine(engine), threads).unwrap()
+}
+
+fn minilm(threads: usize) -> Embedder {
+    minilm_with(threads, Engine::default())
 }
 
 #[test]
@@ -71,11 +75,9 @@ fn golden_token_ids_match_the_reference_tokenizer() {
     }
 }
 
-#[test]
-fn golden_embeddings_match_sentence_transformers() {
+fn check_golden(e: &Embedder) {
     let golden: Golden = fixture("minilm_l6_v2_public.json");
     assert_eq!(golden.cases.len(), 24);
-    let e = minilm(2);
     assert_eq!(e.pooling().to_string(), golden.pooling);
     assert_eq!(e.pooling(), Pooling::Mean);
     assert_eq!(e.normalize(), golden.normalize);
@@ -91,4 +93,14 @@ fn golden_embeddings_match_sentence_transformers() {
         assert!(c >= 0.9999, "{:?}: cosine {c}", case.text);
     }
     eprintln!("lowest cosine 1 - {:.2e} for {:?}", 1.0 - worst.0, worst.1);
+}
+
+#[test]
+fn golden_embeddings_match_sentence_transformers() {
+    check_golden(&minilm(2));
+}
+
+#[test]
+fn golden_embeddings_match_with_the_candle_engine_too() {
+    check_golden(&minilm_with(1, Engine::Candle));
 }
