@@ -34,12 +34,12 @@ pub(crate) struct PaddedBatch {
 /// A loaded BERT forward pass.
 pub(crate) enum Encoder {
     /// candle-transformers' BERT on candle's CPU backend.
-    Candle(CandleBert),
+    Candle(Box<CandleBert>),
     /// Corral's fused-kernel BERT; `threads` is its matmul parallelism. The
     /// mutex is uncontended (one embedder per worker thread); it exists
     /// because the forward reuses buffers across calls.
     Fast {
-        model: Mutex<FastBert>,
+        model: Box<Mutex<FastBert>>,
         threads: usize,
     },
 }
@@ -48,7 +48,7 @@ impl Encoder {
     /// Loads candle's BERT from the weights in `dir`
     /// (`model.safetensors`, else `pytorch_model.bin`).
     pub(crate) fn load_candle(dir: &Path, config: &bert::Config) -> Result<Self, EmbedError> {
-        CandleBert::load(dir, config).map(Self::Candle)
+        CandleBert::load(dir, config).map(|m| Self::Candle(Box::new(m)))
     }
 
     /// Loads the fast forward from `dir/model.safetensors`.
@@ -63,7 +63,7 @@ impl Encoder {
         let config = FastBertConfig::from_hf_json(&json)?;
         let model = FastBert::load(&dir.join("model.safetensors"), &config)?;
         Ok(Self::Fast {
-            model: Mutex::new(model),
+            model: Box::new(Mutex::new(model)),
             threads: threads.max(1),
         })
     }
