@@ -61,14 +61,8 @@ async fn backend_error_fails_only_its_own_request() {
     };
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec, cfg).await;
-    let gate = corral::synthetic::Gate::new();
     // Hold the worker so the next requests share one batch.
-    let hold = {
-        let pool = pool.clone();
-        let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
-        tokio::spawn(async move { pool.try_embed(item).await })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, hold) = common::hold(&pool).await;
     let mut calls = Vec::new();
     for id in 1..=4u64 {
         let pool = pool.clone();

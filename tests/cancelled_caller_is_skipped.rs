@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,13 +17,7 @@ async fn dropped_caller_is_not_computed() {
     };
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec.clone(), cfg).await;
-    let gate = Gate::new();
-    let hold = {
-        let pool = pool.clone();
-        let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
-        tokio::spawn(async move { pool.try_embed(item).await })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, hold) = common::hold(&pool).await;
     let doomed = {
         let pool = pool.clone();
         tokio::spawn(async move { pool.try_embed(Item::new(1)).await })

@@ -74,13 +74,7 @@ async fn drain_finishes_admitted_work_and_refuses_new_work() {
 async fn drain_deadline_answers_what_is_left() {
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec.clone(), common::config(1)).await;
-    let gate = Gate::new();
-    let stuck = {
-        let pool = pool.clone();
-        let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
-        tokio::spawn(async move { pool.try_embed(item).await })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, stuck) = common::hold(&pool).await;
     let queued = {
         let pool = pool.clone();
         tokio::spawn(async move { pool.try_embed(Item::new(1)).await })

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
@@ -124,13 +124,7 @@ async fn two_pools_publish_separate_series() {
         a.embed(Item::new(id)).await.unwrap();
     }
     // Fill b and get one refusal there.
-    let gate = Gate::new();
-    let hold = {
-        let b = b.clone();
-        let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
-        tokio::spawn(async move { b.try_embed(item).await })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, hold) = common::hold(&b).await;
     assert!(b.try_embed(Item::new(1)).await.is_err());
     common::eventually(Duration::from_secs(5), "depth gauge of b is 1", || async {
         (cap.gauge("corral_worker_depth{pool=b,slot=0}") == 1.0).then_some(())

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::synthetic::{Item, SyntheticSpec};
 use corral::{PoolConfig, PoolError};
 
 fn one_slot() -> PoolConfig {
@@ -20,15 +20,7 @@ fn one_slot() -> PoolConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_served_as_room_frees() {
     let pool = common::ready_pool(SyntheticSpec::default(), one_slot()).await;
-    let gate = Gate::new();
-    let blocker = {
-        let (pool, gate) = (pool.clone(), gate.clone());
-        tokio::spawn(async move {
-            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate))))
-                .await
-        })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, blocker) = common::hold(&pool).await;
 
     // Full now: try_embed is refused at once.
     let t = Instant::now();
@@ -68,15 +60,7 @@ async fn waiters_are_served_as_room_frees() {
 async fn waiter_past_its_deadline_gets_timeout_and_never_runs() {
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec.clone(), one_slot()).await;
-    let gate = Gate::new();
-    let blocker = {
-        let (pool, gate) = (pool.clone(), gate.clone());
-        tokio::spawn(async move {
-            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate))))
-                .await
-        })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, blocker) = common::hold(&pool).await;
 
     let t = Instant::now();
     let r = pool
@@ -109,15 +93,7 @@ async fn full_waiting_line_refuses_even_waiters() {
         ..one_slot()
     };
     let pool = common::ready_pool(SyntheticSpec::default(), cfg).await;
-    let gate = Gate::new();
-    let blocker = {
-        let (pool, gate) = (pool.clone(), gate.clone());
-        tokio::spawn(async move {
-            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Gate(gate))))
-                .await
-        })
-    };
-    common::arrived(&gate, 1).await;
+    let (gate, blocker) = common::hold(&pool).await;
     let mut waiters = Vec::new();
     for id in 1..=2u64 {
         let pool2 = pool.clone();

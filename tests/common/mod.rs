@@ -51,3 +51,20 @@ pub async fn arrived(gate: &std::sync::Arc<corral::synthetic::Gate>, n: usize) {
         .unwrap();
     assert!(ok, "{n} batches never reached the gate");
 }
+
+/// Occupies a worker: submits item 0 with a gate fault and returns once its
+/// batch is blocked at the gate (open the gate to let it finish).
+pub async fn hold(
+    pool: &PoolHandle<Synthetic>,
+) -> (
+    std::sync::Arc<corral::synthetic::Gate>,
+    tokio::task::JoinHandle<Result<u64, corral::PoolError>>,
+) {
+    use corral::synthetic::{Fault, FaultKind, Gate, Item};
+    let gate = Gate::new();
+    let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
+    let p = pool.clone();
+    let held = tokio::spawn(async move { p.try_embed(item).await });
+    arrived(&gate, 1).await;
+    (gate, held)
+}
