@@ -599,9 +599,12 @@ impl<B: Backend> SupervisorState<B> {
     }
 
     fn expire_waiting(&mut self, now: Instant) {
-        let before = self.waiting.len();
-        let mut kept = VecDeque::with_capacity(before);
-        for w in self.waiting.drain(..) {
+        // Runs every tick: touch nothing unless someone's deadline passed.
+        if !self.waiting.iter().any(|w| w.deadline <= now) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for w in std::mem::take(&mut self.waiting) {
             if w.deadline <= now {
                 match w.on_expiry {
                     PoolError::Timeout => {
@@ -831,18 +834,14 @@ impl<B: Backend> SupervisorState<B> {
                     running: w.shared.heartbeat.lock().batch_len,
                     last_pong_age: Some(now.saturating_duration_since(w.last_pong)),
                 },
-                Slot::Restarting { .. } => WorkerHealth {
+                Slot::Restarting { .. } | Slot::Disabled => WorkerHealth {
                     slot,
                     worker_id: None,
-                    state: WorkerState::Restarting,
-                    queue_depth: 0,
-                    running: 0,
-                    last_pong_age: None,
-                },
-                Slot::Disabled => WorkerHealth {
-                    slot,
-                    worker_id: None,
-                    state: WorkerState::Disabled,
+                    state: if matches!(s, Slot::Disabled) {
+                        WorkerState::Disabled
+                    } else {
+                        WorkerState::Restarting
+                    },
                     queue_depth: 0,
                     running: 0,
                     last_pong_age: None,

@@ -53,6 +53,11 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A request's cost: the sum of its inputs' costs, each at least 1.
+fn cost_of<B: Backend>(backend: &B, inputs: &[B::Input]) -> usize {
+    inputs.iter().map(|i| backend.cost(i).max(1)).sum()
+}
+
 impl<B: Backend> Compute<B> {
     fn tell(&self, m: InternalMsg<B>) {
         // The supervisor being gone means the pool is gone; nothing to do.
@@ -93,7 +98,7 @@ impl<B: Backend> Compute<B> {
             let mut jobs: Vec<Job<B>> = Vec::new();
             let mut cost = 0usize;
             while let Some((inputs, suspect)) = next {
-                let c: usize = inputs.iter().map(|i| backend.cost(i).max(1)).sum();
+                let c = cost_of(backend, &inputs);
                 let full =
                     cost + c > self.max_batch_tokens || jobs.len() >= self.max_batch_requests;
                 // A request that was in a batch that killed its worker runs
@@ -172,13 +177,17 @@ impl<B: Backend> Compute<B> {
                 // Find the culprit: run each request alone so that one bad
                 // input fails only its own request.
                 drop(refs);
+                tracing::debug!(
+                    worker = self.shared.id,
+                    requests = jobs.len(),
+                    "batch failed ({e}); rerunning its requests one by one"
+                );
                 for job in jobs {
-                    let c: usize = job.inputs.iter().map(|i| backend.cost(i).max(1)).sum();
+                    let c = cost_of(backend, &job.inputs);
                     if !self.run_batch(backend, vec![job], c) {
                         return false;
                     }
                 }
-                let _ = e;
                 true
             }
             Ok(Err(e)) => {
