@@ -1,7 +1,9 @@
 //! A host application that embeds Corral: it spawns a pool in-process, sends
 //! typed `PoolMsg` messages to it from one of its own actors (as a ractor
-//! service would), reads health and stats through the handle, and shuts
-//! down cleanly.
+//! service would) through a `PoolRef` — which takes the pool's admission
+//! permit first, so a flood from the host is refused at the door instead of
+//! piling up in the supervisor's mailbox — reads health and stats through
+//! the handle, and shuts down cleanly.
 //!
 //! Run with `cargo run --release --example host_app`. It uses the synthetic
 //! backend so it needs no model; swap in `corral::embed::EmbedBackend` for
@@ -10,7 +12,7 @@
 use std::time::Duration;
 
 use corral::synthetic::{Item, Synthetic, SyntheticSpec};
-use corral::{Pool, PoolConfig, PoolError, PoolMsg, Submit};
+use corral::{Pool, PoolConfig, PoolError, PoolMsg, PoolRef, Submit};
 use ractor::{call_t, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// The host's own actor: it owns a reference to the pool and serves its own
@@ -24,8 +26,8 @@ enum IndexerMsg {
 
 impl Actor for Indexer {
     type Msg = IndexerMsg;
-    type State = ActorRef<PoolMsg<Synthetic>>;
-    type Arguments = ActorRef<PoolMsg<Synthetic>>;
+    type State = PoolRef<Synthetic>;
+    type Arguments = PoolRef<Synthetic>;
 
     async fn pre_start(
         &self,
@@ -43,10 +45,14 @@ impl Actor for Indexer {
     ) -> Result<(), ActorProcessingErr> {
         let IndexerMsg::Index(n, reply) = msg;
         let docs: Vec<Item> = (0..n).map(Item::new).collect();
-        // A typed call straight to the supervisor: wait up to 5 s for room.
-        let request = Submit::wait(docs, Duration::from_secs(5));
-        let answer = call_t!(pool, PoolMsg::Submit, 10_000, request)?;
-        let _ = reply.send(answer.map(|embeddings| embeddings.len()));
+        // Through the door first (refused here, inputs handed back, when the
+        // pool's whole capacity is in flight), then a typed call straight to
+        // the supervisor: wait up to 5 s for room.
+        let answer = match pool.admit(Submit::wait(docs, Duration::from_secs(5))) {
+            Ok(request) => call_t!(pool.actor(), PoolMsg::Submit, 10_000, request)?,
+            Err(refused) => Err(refused),
+        };
+        let _ = reply.send(answer.map(|vectors| vectors.len()).map_err(PoolError::from));
         Ok(())
     }
 }
@@ -62,19 +68,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::<Synthetic>::spawn(spec, config).await?;
     pool.wait_ready(Duration::from_secs(10)).await?;
 
-    let (indexer, indexer_handle) = Actor::spawn(None, Indexer, pool.actor().clone()).await?;
+    let (indexer, indexer_handle) = Actor::spawn(None, Indexer, pool.pool_ref()).await?;
     let embedded = call_t!(indexer, IndexerMsg::Index, 10_000, 32)??;
     println!("indexer embedded {embedded} documents through the pool");
 
     // The handle's own method family.
-    let one = pool.embed(Item::new(7)).await?;
-    println!("embed(7) -> {one}");
-    match pool.try_embed(Item::new(8)).await {
-        Ok(v) => println!("try_embed(8) -> {v}"),
-        Err(PoolError::Overloaded { retry_after }) => {
-            println!("overloaded; retry after {retry_after:?}")
-        }
-        Err(e) => return Err(e.into()),
+    let one = pool.call(Item::new(7)).await?;
+    println!("call(7) -> {one}");
+    match pool.try_call(Item::new(8)).await {
+        Ok(v) => println!("try_call(8) -> {v}"),
+        Err(refused) => match refused.error {
+            PoolError::Overloaded { retry_after } => {
+                // The item comes back: keep it and retry later.
+                println!(
+                    "overloaded; retry {:?} after {retry_after:?}",
+                    refused.inputs
+                );
+            }
+            e => return Err(e.into()),
+        },
     }
 
     let health = pool.health().await?;

@@ -22,8 +22,9 @@ async fn cap_reached_means_unhealthy_and_no_new_threads() {
     };
     let pool = common::ready_pool(spec.clone(), cfg).await;
     let r = pool
-        .try_embed(Item::faulty(0, Fault::once(FaultKind::Hang)))
-        .await;
+        .try_call(Item::faulty(0, Fault::once(FaultKind::Hang)))
+        .await
+        .map_err(PoolError::from);
     // No worker left to retry on within reroute_wait.
     assert_eq!(r, Err(PoolError::WorkerLost));
 
@@ -38,7 +39,7 @@ async fn cap_reached_means_unhealthy_and_no_new_threads() {
         "no replacement was spawned"
     );
     assert!(matches!(
-        pool.try_embed(Item::new(1)).await,
+        pool.try_call(Item::new(1)).await.map_err(PoolError::from),
         Err(PoolError::Overloaded { .. })
     ));
     let h = pool.health().await.unwrap();
@@ -49,6 +50,9 @@ async fn cap_reached_means_unhealthy_and_no_new_threads() {
     pool.wait_ready(Duration::from_secs(5)).await.unwrap();
     assert_eq!(pool.stats().await.unwrap().abandoned_threads, 0);
     assert_eq!(spec.loads.load(Ordering::Relaxed), 2);
-    assert_eq!(pool.try_embed(Item::new(2)).await, Ok(2));
+    assert_eq!(
+        pool.try_call(Item::new(2)).await.map_err(PoolError::from),
+        Ok(2)
+    );
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }

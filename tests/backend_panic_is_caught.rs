@@ -15,8 +15,9 @@ async fn panic_once_is_retried_and_worker_replaced() {
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec.clone(), common::config(2)).await;
     let r = pool
-        .try_embed(Item::faulty(7, Fault::once(FaultKind::Panic)))
-        .await;
+        .try_call(Item::faulty(7, Fault::once(FaultKind::Panic)))
+        .await
+        .map_err(PoolError::from);
     assert_eq!(r, Ok(7));
     let stats = pool.stats().await.unwrap();
     assert_eq!(stats.panics, 1);
@@ -43,8 +44,9 @@ async fn panic_every_time_is_a_backend_error() {
     };
     let pool = common::ready_pool(SyntheticSpec::default(), cfg).await;
     let r = pool
-        .try_embed(Item::faulty(7, Fault::always(FaultKind::Panic)))
-        .await;
+        .try_call(Item::faulty(7, Fault::always(FaultKind::Panic)))
+        .await
+        .map_err(PoolError::from);
     assert!(
         matches!(&r, Err(PoolError::Backend(m)) if m.contains("panic")),
         "{r:?}"
@@ -56,7 +58,7 @@ async fn panic_every_time_is_a_backend_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_error_fails_only_its_own_request() {
     let cfg = PoolConfig {
-        embed_queue_capacity: 10,
+        queue_capacity: 10,
         ..common::config(1)
     };
     let spec = SyntheticSpec::default();
@@ -71,7 +73,9 @@ async fn backend_error_fails_only_its_own_request() {
         } else {
             Item::new(id)
         };
-        calls.push(tokio::spawn(async move { pool.try_embed(item).await }));
+        calls.push(tokio::spawn(async move {
+            pool.try_call(item).await.map_err(PoolError::from)
+        }));
     }
     common::eventually(Duration::from_secs(5), "queued", || {
         let pool = pool.clone();

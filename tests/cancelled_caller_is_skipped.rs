@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
+use corral::PoolError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_caller_is_not_computed() {
@@ -20,7 +21,7 @@ async fn dropped_caller_is_not_computed() {
     let (gate, hold) = common::hold(&pool).await;
     let doomed = {
         let pool = pool.clone();
-        tokio::spawn(async move { pool.try_embed(Item::new(1)).await })
+        tokio::spawn(async move { pool.try_call(Item::new(1)).await.map_err(PoolError::from) })
     };
     common::eventually(Duration::from_secs(5), "queued", || {
         let pool = pool.clone();

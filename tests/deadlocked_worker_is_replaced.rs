@@ -24,7 +24,7 @@ async fn deadlocked_actor_is_detected_and_replaced() {
     let mut calls = Vec::new();
     for id in 0..100u64 {
         let pool = pool.clone();
-        calls.push(tokio::spawn(async move { pool.embed(Item::new(id)).await }));
+        calls.push(tokio::spawn(async move { pool.call(Item::new(id)).await }));
     }
     let detected = common::eventually(Duration::from_secs(5), "deadlock detected", || {
         let pool = pool.clone();

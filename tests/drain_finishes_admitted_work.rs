@@ -17,14 +17,16 @@ async fn drain_finishes_admitted_work_and_refuses_new_work() {
     {
         let pool = pool.clone();
         let first = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
-        admitted.push(tokio::spawn(async move { pool.try_embed(first).await }));
+        admitted.push(tokio::spawn(async move {
+            pool.try_call(first).await.map_err(PoolError::from)
+        }));
     }
     common::arrived(&gate, 1).await;
     for id in 1..10u64 {
         let pool = pool.clone();
-        admitted.push(tokio::spawn(
-            async move { pool.try_embed(Item::new(id)).await },
-        ));
+        admitted.push(tokio::spawn(async move {
+            pool.try_call(Item::new(id)).await.map_err(PoolError::from)
+        }));
     }
     common::eventually(Duration::from_secs(5), "all admitted", || {
         let pool = pool.clone();
@@ -43,11 +45,11 @@ async fn drain_finishes_admitted_work_and_refuses_new_work() {
     .await;
     assert_eq!(pool.health().await.unwrap().health, Health::Unhealthy);
     assert_eq!(
-        pool.try_embed(Item::new(100)).await,
+        pool.try_call(Item::new(100)).await.map_err(PoolError::from),
         Err(PoolError::ShuttingDown)
     );
     assert_eq!(
-        pool.embed(Item::new(101)).await,
+        pool.call(Item::new(101)).await,
         Err(PoolError::ShuttingDown)
     );
 
@@ -64,7 +66,7 @@ async fn drain_finishes_admitted_work_and_refuses_new_work() {
     assert_eq!(report.aborted, 0);
     // Stopped for good.
     assert_eq!(
-        pool.try_embed(Item::new(102)).await,
+        pool.try_call(Item::new(102)).await.map_err(PoolError::from),
         Err(PoolError::ShuttingDown)
     );
     assert!(pool.health().await.is_err());
@@ -77,7 +79,7 @@ async fn drain_deadline_answers_what_is_left() {
     let (gate, stuck) = common::hold(&pool).await;
     let queued = {
         let pool = pool.clone();
-        tokio::spawn(async move { pool.try_embed(Item::new(1)).await })
+        tokio::spawn(async move { pool.try_call(Item::new(1)).await.map_err(PoolError::from) })
     };
     common::eventually(Duration::from_secs(5), "both admitted", || {
         let pool = pool.clone();

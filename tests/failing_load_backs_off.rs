@@ -35,7 +35,7 @@ async fn always_failing_load_backs_off_and_reports_degraded() {
     let h = pool.health().await.unwrap();
     assert_eq!(h.health, Health::Degraded);
     assert!(matches!(
-        pool.try_embed(Item::new(1)).await,
+        pool.try_call(Item::new(1)).await.map_err(PoolError::from),
         Err(PoolError::Overloaded { .. })
     ));
 
@@ -64,6 +64,9 @@ async fn always_failing_load_backs_off_and_reports_degraded() {
     spec.failing_loads.store(0, Ordering::Relaxed);
     pool.wait_ready(Duration::from_secs(5)).await.unwrap();
     assert_eq!(pool.health().await.unwrap().health, Health::Healthy);
-    assert_eq!(pool.try_embed(Item::new(2)).await, Ok(2));
+    assert_eq!(
+        pool.try_call(Item::new(2)).await.map_err(PoolError::from),
+        Ok(2)
+    );
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -1,4 +1,4 @@
-//! 100,000 `try_embed` calls at once against 2 workers (capacity 100 each,
+//! 100,000 `try_call` calls at once against 2 workers (capacity 100 each,
 //! 1 ms per item): every call gets exactly one answer, `Ok` or `Overloaded`;
 //! no worker's depth ever exceeds its bound; memory stays bounded.
 
@@ -24,10 +24,10 @@ fn rss_kib(field: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flood_of_try_embed_is_answered_once_each_and_stays_bounded() {
+async fn flood_of_try_call_is_answered_once_each_and_stays_bounded() {
     let spec = SyntheticSpec::with_per_item(Duration::from_millis(1));
     let cfg = common::config(2);
-    let cap = cfg.embed_queue_capacity;
+    let cap = cfg.queue_capacity;
     let pool = common::ready_pool(spec.clone(), cfg).await;
     let rss_before = rss_kib("VmRSS:");
 
@@ -50,7 +50,12 @@ async fn flood_of_try_embed_is_answered_once_each_and_stays_bounded() {
     let mut set = tokio::task::JoinSet::new();
     for id in 0..CALLS {
         let pool = pool.clone();
-        set.spawn(async move { (id, pool.try_embed(Item::new(id)).await) });
+        set.spawn(async move {
+            (
+                id,
+                pool.try_call(Item::new(id)).await.map_err(PoolError::from),
+            )
+        });
     }
     let (mut ok, mut overloaded) = (0u64, 0u64);
     while let Some(r) = set.join_next().await {

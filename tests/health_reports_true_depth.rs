@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::PoolError;
 use corral::{Health, PoolConfig, WorkerState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,14 +25,16 @@ async fn health_during_a_long_batch_reports_the_true_depth() {
     let first = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
     {
         let pool = pool.clone();
-        calls.push(tokio::spawn(async move { pool.try_embed(first).await }));
+        calls.push(tokio::spawn(async move {
+            pool.try_call(first).await.map_err(PoolError::from)
+        }));
     }
     common::arrived(&gate, 1).await;
     for id in 1..5u64 {
         let pool = pool.clone();
-        calls.push(tokio::spawn(
-            async move { pool.try_embed(Item::new(id)).await },
-        ));
+        calls.push(tokio::spawn(async move {
+            pool.try_call(Item::new(id)).await.map_err(PoolError::from)
+        }));
     }
     // The batch is blocked in the backend; health answers regardless.
     let h = common::eventually(Duration::from_secs(5), "depth 5", || {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::PoolError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_worker_gets_less_and_nobody_waits_behind_it() {
@@ -27,7 +28,13 @@ async fn slow_worker_gets_less_and_nobody_waits_behind_it() {
             for i in 0..150u64 {
                 let t = Instant::now();
                 let id = c * 1000 + i;
-                assert_eq!(pool.try_embed(Item::new(id)).await.unwrap(), id);
+                assert_eq!(
+                    pool.try_call(Item::new(id))
+                        .await
+                        .map_err(PoolError::from)
+                        .unwrap(),
+                    id
+                );
                 let took = t.elapsed();
                 let mut w = worst.lock();
                 *w = (*w).max(took);
@@ -62,7 +69,7 @@ async fn equal_workers_share_evenly() {
     let mut set = tokio::task::JoinSet::new();
     for id in 0..200u64 {
         let pool = pool.clone();
-        set.spawn(async move { pool.embed(Item::new(id)).await.unwrap() });
+        set.spawn(async move { pool.call(Item::new(id)).await.unwrap() });
     }
     while let Some(r) = set.join_next().await {
         r.unwrap();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
+use corral::PoolError;
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
@@ -113,7 +114,7 @@ async fn two_pools_publish_separate_series() {
     let cap = capture();
     let cfg = |name: &str| PoolConfig {
         name: name.into(),
-        embed_queue_capacity: 1,
+        queue_capacity: 1,
         max_batch_requests: 1,
         ..common::config(1)
     };
@@ -121,11 +122,15 @@ async fn two_pools_publish_separate_series() {
     let b = common::ready_pool(SyntheticSpec::default(), cfg("b")).await;
 
     for id in 0..5 {
-        a.embed(Item::new(id)).await.unwrap();
+        a.call(Item::new(id)).await.unwrap();
     }
     // Fill b and get one refusal there.
     let (gate, hold) = common::hold(&b).await;
-    assert!(b.try_embed(Item::new(1)).await.is_err());
+    assert!(b
+        .try_call(Item::new(1))
+        .await
+        .map_err(PoolError::from)
+        .is_err());
     common::eventually(Duration::from_secs(5), "depth gauge of b is 1", || async {
         (cap.gauge("corral_worker_depth{pool=b,slot=0}") == 1.0).then_some(())
     })

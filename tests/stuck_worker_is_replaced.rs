@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::PoolError;
 use corral::{Health, PoolConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,8 +25,9 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
     let hang = {
         let pool = pool.clone();
         tokio::spawn(async move {
-            pool.try_embed(Item::faulty(0, Fault::once(FaultKind::Hang)))
+            pool.try_call(Item::faulty(0, Fault::once(FaultKind::Hang)))
                 .await
+                .map_err(PoolError::from)
         })
     };
     common::arrived(&spec.hang_release, 1).await;
@@ -34,9 +36,9 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
     let mut rest = Vec::new();
     for id in 1..=20u64 {
         let pool = pool.clone();
-        rest.push(tokio::spawn(
-            async move { pool.try_embed(Item::new(id)).await },
-        ));
+        rest.push(tokio::spawn(async move {
+            pool.try_call(Item::new(id)).await.map_err(PoolError::from)
+        }));
     }
     // The supervisor keeps answering while a worker is hung.
     while hung_at.elapsed() < Duration::from_millis(250) {
@@ -90,7 +92,13 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
         },
     )
     .await;
-    assert_eq!(pool.try_embed(Item::new(77)).await.unwrap(), 77);
+    assert_eq!(
+        pool.try_call(Item::new(77))
+            .await
+            .map_err(PoolError::from)
+            .unwrap(),
+        77
+    );
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -106,8 +114,9 @@ async fn retry_budget_spent_answers_worker_lost() {
     let pool = common::ready_pool(spec.clone(), cfg).await;
     // Hangs on the first worker and on the retry.
     let r = pool
-        .try_embed(Item::faulty(0, Fault::times(FaultKind::Hang, 2)))
-        .await;
+        .try_call(Item::faulty(0, Fault::times(FaultKind::Hang, 2)))
+        .await
+        .map_err(PoolError::from);
     assert_eq!(r, Err(corral::PoolError::WorkerLost));
     let stats = pool.stats().await.unwrap();
     assert_eq!(stats.stuck_detected, 2);

@@ -1,5 +1,5 @@
 //! When every mailbox is full, `embed` waits for room (served in order as
-//! room frees) until its deadline, then gets `Timeout`; `try_embed` is
+//! room frees) until its deadline, then gets `Timeout`; `try_call` is
 //! refused at once with `Overloaded`.
 
 mod common;
@@ -11,7 +11,7 @@ use corral::{PoolConfig, PoolError};
 
 fn one_slot() -> PoolConfig {
     PoolConfig {
-        embed_queue_capacity: 1,
+        queue_capacity: 1,
         max_batch_requests: 1,
         ..common::config(1)
     }
@@ -22,9 +22,9 @@ async fn waiters_are_served_as_room_frees() {
     let pool = common::ready_pool(SyntheticSpec::default(), one_slot()).await;
     let (gate, blocker) = common::hold(&pool).await;
 
-    // Full now: try_embed is refused at once.
+    // Full now: try_call is refused at once.
     let t = Instant::now();
-    let refused = pool.try_embed(Item::new(99)).await;
+    let refused = pool.try_call(Item::new(99)).await.map_err(PoolError::from);
     assert!(
         matches!(refused, Err(PoolError::Overloaded { .. })),
         "{refused:?}"
@@ -35,8 +35,7 @@ async fn waiters_are_served_as_room_frees() {
     for id in 1..=5u64 {
         let p = pool.clone();
         waiters.push(tokio::spawn(async move {
-            p.embed_timeout(Item::new(id), Duration::from_secs(20))
-                .await
+            p.call_timeout(Item::new(id), Duration::from_secs(20)).await
         }));
         // Queue them in a known order.
         common::eventually(Duration::from_secs(5), "waiter queued", || {
@@ -64,7 +63,7 @@ async fn waiter_past_its_deadline_gets_timeout_and_never_runs() {
 
     let t = Instant::now();
     let r = pool
-        .embed_timeout(Item::new(1), Duration::from_millis(150))
+        .call_timeout(Item::new(1), Duration::from_millis(150))
         .await;
     let took = t.elapsed();
     assert_eq!(r, Err(PoolError::Timeout));
@@ -97,16 +96,14 @@ async fn full_waiting_line_refuses_even_waiters() {
     let mut waiters = Vec::new();
     for id in 1..=2u64 {
         let pool2 = pool.clone();
-        waiters.push(tokio::spawn(
-            async move { pool2.embed(Item::new(id)).await },
-        ));
+        waiters.push(tokio::spawn(async move { pool2.call(Item::new(id)).await }));
     }
     common::eventually(Duration::from_secs(5), "two waiting", || {
         let pool = pool.clone();
         async move { (pool.health().await.unwrap().waiting == 2).then_some(()) }
     })
     .await;
-    let r = pool.embed(Item::new(3)).await;
+    let r = pool.call(Item::new(3)).await;
     assert!(matches!(r, Err(PoolError::Overloaded { .. })), "{r:?}");
     gate.open();
     blocker.await.unwrap().unwrap();

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Synthetic, SyntheticSpec};
+use corral::PoolError;
 use corral::{Pool, PoolConfig, PoolHandle};
 
 /// A small pool config with fast supervision, for tests.
@@ -64,7 +65,27 @@ pub async fn hold(
     let gate = Gate::new();
     let item = Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())));
     let p = pool.clone();
-    let held = tokio::spawn(async move { p.try_embed(item).await });
+    let held = tokio::spawn(async move { p.try_call(item).await.map_err(PoolError::from) });
     arrived(&gate, 1).await;
     (gate, held)
+}
+
+/// Runs `fut` with a deadline of its own, so that a regression fails in
+/// seconds with a message instead of hanging CI.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done within {limit:?}"),
+    }
+}
+
+/// Names of this process's threads (as the kernel keeps them: 15 bytes).
+pub fn thread_names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .map(|s| s.trim_end().to_owned())
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! `corral bench chaos`: open-loop load at about 80% of the pool's capacity
-//! (synthetic backend) with random faults — hangs, panics, slow batches — in
+//! (synthetic backend) with random faults — hangs, panics, slow batches, and
+//! batch errors whose isolated rerun then hangs or panics — in
 //! 1% of batches, for N seconds. Every request must get exactly one
 //! answer: `lost` counts the ones that did not (it must be 0).
 
@@ -111,7 +112,7 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
             sent += 1;
             let (pool, tally) = (pool.clone(), tally.clone());
             tasks.spawn(async move {
-                let counter = match pool.embed(Item::new(id)).await {
+                let counter = match pool.call(Item::new(id)).await {
                     Ok(out) if out == id => &tally.ok,
                     Ok(_) => &tally.wrong,
                     Err(PoolError::Overloaded { .. }) => &tally.overloaded,
@@ -153,12 +154,13 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
     let lost = sent - ok - errors;
     debug_assert_eq!(lost, wrong + unanswered);
     println!(
-        "offered for {:.1} s; {} batches; faults injected: {} hang, {} panic, {} slow",
+        "offered for {:.1} s; {} batches; faults injected: {} hang, {} panic, {} slow, {} error (each arming a hang or panic for the next batch, usually an isolated rerun)",
         offered_for.as_secs_f64(),
         spec.batches.load(Ordering::Relaxed),
         chaos.injected[0].load(Ordering::Relaxed),
         chaos.injected[1].load(Ordering::Relaxed),
         chaos.injected[2].load(Ordering::Relaxed),
+        chaos.injected[3].load(Ordering::Relaxed),
     );
     println!(
         "errors by kind: overloaded {}, timeout {}, worker_lost {}, backend {}, other {}; wrong answers {}",
@@ -170,8 +172,13 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
         wrong
     );
     println!(
-        "stuck {} · panics {} · retries {} · rerouted {} · abandoned now {}",
-        stats.stuck_detected, stats.panics, stats.retries, stats.rerouted, stats.abandoned_threads
+        "stuck {} · panics {} · retries {} · rerouted {} · isolated {} · abandoned now {}",
+        stats.stuck_detected,
+        stats.panics,
+        stats.retries,
+        stats.rerouted,
+        stats.isolated,
+        stats.abandoned_threads
     );
     println!("sent: {sent}");
     println!("ok: {ok}");

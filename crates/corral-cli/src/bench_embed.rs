@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use corral_core::{PoolConfig, PoolHandle};
-use corral_embed::{EmbedBackend, EmbedSpec, Embedder, Engine};
+use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder, Engine};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 

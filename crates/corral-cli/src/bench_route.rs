@@ -194,7 +194,7 @@ async fn run_pool(a: &Args) -> anyhow::Result<Run> {
     let p = pool.clone();
     let run = drive(a.requests, a.callers, move |id| {
         let p = p.clone();
-        async move { Ok(p.embed(Item::new(id)).await?) }
+        async move { Ok(p.call(Item::new(id)).await?) }
     })
     .await?;
     pool.shutdown(Duration::from_secs(10)).await?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
-use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling};
+use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Engine, Pooling};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 

@@ -21,14 +21,15 @@ pub struct PoolConfig {
     pub threads_per_worker: Option<usize>,
     /// Per-worker bound on single-input requests (queued plus running).
     /// Default 100.
-    pub embed_queue_capacity: usize,
+    pub queue_capacity: usize,
     /// Per-worker bound on multi-input requests. Default 50.
     pub batch_queue_capacity: usize,
     /// Bound on callers waiting for room in the supervisor's waiting line;
     /// past it even waiting callers are refused with `Overloaded`. Default 1024.
     pub max_waiting: usize,
-    /// How long `embed`/`embed_batch` wait for room before `Timeout`.
-    /// Default 30 s.
+    /// How long `call`/`call_batch` wait for room in a mailbox before
+    /// `Timeout` (the admission timeout: it does not cover the compute; see
+    /// `Submit::within` for an end-to-end deadline). Default 30 s.
     pub admission_timeout: Duration,
     /// Token budget of one batch (sum of `Backend::cost`); a single request
     /// over budget still runs, alone. Default 8192.
@@ -77,8 +78,6 @@ pub struct PoolConfig {
     /// How long requests taken back from a failed worker wait for room
     /// elsewhere before they are answered `WorkerLost`. Default 30 s.
     pub reroute_wait: Duration,
-    /// How long shutdown waits for admitted work by default. Default 30 s.
-    pub shutdown_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -87,7 +86,7 @@ impl Default for PoolConfig {
             name: Arc::from("corral"),
             workers: available_cores(),
             threads_per_worker: None,
-            embed_queue_capacity: 100,
+            queue_capacity: 100,
             batch_queue_capacity: 50,
             max_waiting: 1024,
             admission_timeout: Duration::from_secs(30),
@@ -107,7 +106,6 @@ impl Default for PoolConfig {
             restart_backoff_max: Duration::from_secs(10),
             max_abandoned_threads: 4,
             reroute_wait: Duration::from_secs(30),
-            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -125,7 +123,7 @@ impl PoolConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let nonzero = [
             ("workers", self.workers),
-            ("embed_queue_capacity", self.embed_queue_capacity),
+            ("queue_capacity", self.queue_capacity),
             ("batch_queue_capacity", self.batch_queue_capacity),
             ("max_batch_tokens", self.max_batch_tokens),
             ("max_batch_requests", self.max_batch_requests),
@@ -168,10 +166,25 @@ impl PoolConfig {
             .unwrap_or_else(|| (available_cores() / self.workers.max(1)).max(1))
     }
 
-    /// The most requests the pool holds at once: every mailbox full plus a
-    /// full waiting line. Memory under any load is bounded by this.
+    /// How many requests may be in flight through the pool's door at once:
+    /// [`PoolConfig::total_capacity`] plus `max_waiting` again, for waiters
+    /// whose caller left and whose place the supervisor has freed but not
+    /// yet swept out. Past it the door refuses before anything reaches the
+    /// supervisor's mailbox, so that mailbox never holds more than this.
+    pub fn door_limit(&self) -> usize {
+        self.total_capacity().saturating_add(self.max_waiting)
+    }
+
+    /// The most live requests the pool holds at once: every mailbox full
+    /// plus a full waiting line. Memory under any load is bounded by this
+    /// (and by [`PoolConfig::door_limit`] for requests in transit).
     pub fn total_capacity(&self) -> usize {
-        self.workers * (self.embed_queue_capacity + self.batch_queue_capacity) + self.max_waiting
+        self.workers
+            .saturating_mul(
+                self.queue_capacity
+                    .saturating_add(self.batch_queue_capacity),
+            )
+            .saturating_add(self.max_waiting)
     }
 }
 
@@ -187,11 +200,11 @@ mod tests {
     #[test]
     fn zero_capacity_is_rejected_with_its_name() {
         let c = PoolConfig {
-            embed_queue_capacity: 0,
+            queue_capacity: 0,
             ..PoolConfig::default()
         };
         let e = c.validate().unwrap_err();
-        assert!(e.0.contains("embed_queue_capacity"), "{e}");
+        assert!(e.0.contains("queue_capacity"), "{e}");
     }
 
     #[test]

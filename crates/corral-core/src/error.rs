@@ -1,6 +1,11 @@
 //! The one error type callers see, [`PoolError`]: each variant says what the
 //! caller can do about it. It is plain data (serde), so it can cross the wire
 //! unchanged when pools are reached from other nodes.
+//!
+//! [`CallError`] wraps it for the calls that can refuse a request before it
+//! runs: a refused request hands its inputs back, as tokio's
+//! `TrySendError::Full(T)` does, so a caller that retries later need not
+//! clone them beforehand.
 
 use std::time::Duration;
 
@@ -18,9 +23,9 @@ pub enum PoolError {
         /// The pool's estimate of when a slot frees up.
         retry_after: Duration,
     },
-    /// The caller chose to wait for room and its deadline passed first.
-    /// Nothing was run.
-    #[error("timed out waiting for room in a worker mailbox")]
+    /// A deadline passed: the caller's wait for room (nothing ran), or the
+    /// request's end-to-end deadline (its result, if any, was discarded).
+    #[error("timed out: the request's deadline passed")]
     Timeout,
     /// The worker running the request died or was replaced, and the retry
     /// budget (`max_retries`) is spent. The request may or may not have run.
@@ -43,6 +48,67 @@ impl From<BackendError> for PoolError {
             BackendErrorKind::InvalidInput => PoolError::InvalidInput(e.message().to_owned()),
             BackendErrorKind::Failed => PoolError::Backend(e.message().to_owned()),
         }
+    }
+}
+
+/// A [`PoolError`], and the request's inputs when it never ran.
+///
+/// Returned by the calls that can refuse a request before it is admitted
+/// (`try_call`, `try_call_batch`, `PoolRef::admit`, `PoolRef::submit`).
+/// `inputs` is `Some` when the pool refused the request without running it
+/// (`Overloaded`, `ShuttingDown`, `Timeout` while waiting for room,
+/// `InvalidInput` from the request's size): the caller gets them back to
+/// retry or shed. It is `None` once the inputs were handed to a worker.
+/// Converts into [`PoolError`] with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError<T> {
+    /// Why the request failed.
+    pub error: PoolError,
+    /// The request's inputs, when it never ran.
+    pub inputs: Option<T>,
+}
+
+impl<T> CallError<T> {
+    /// A failure that hands nothing back.
+    pub fn new(error: PoolError) -> Self {
+        Self {
+            error,
+            inputs: None,
+        }
+    }
+
+    /// A refusal that hands `inputs` back.
+    pub fn refused(error: PoolError, inputs: T) -> Self {
+        Self {
+            error,
+            inputs: Some(inputs),
+        }
+    }
+
+    /// Maps the handed-back inputs.
+    pub fn map_inputs<U>(self, f: impl FnOnce(T) -> U) -> CallError<U> {
+        CallError {
+            error: self.error,
+            inputs: self.inputs.map(f),
+        }
+    }
+}
+
+impl<T> std::fmt::Display for CallError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for CallError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<CallError<T>> for PoolError {
+    fn from(e: CallError<T>) -> Self {
+        e.error
     }
 }
 

@@ -1,8 +1,24 @@
-//! The front door for host applications: [`Pool::spawn`] starts a pool and
-//! returns a [`PoolHandle`], a cheap-to-clone typed wrapper over
-//! [`PoolMsg`]. The handle takes an admission permit before it sends, so a
-//! local flood is refused before it ever reaches the supervisor's (unbounded)
-//! ractor mailbox.
+//! The front doors for host applications.
+//!
+//! - [`Pool::spawn`] starts a pool and returns a [`PoolHandle`]: the typed,
+//!   cheap-to-clone handle with the `call*` method family, health, stats,
+//!   readiness and shutdown.
+//! - [`PoolRef`] is what a host *actor* keeps: the supervisor's `ActorRef`
+//!   plus the pool's door. [`PoolRef::admit`] turns a [`Submit`] into an
+//!   [`Admitted`] request — or refuses it on the spot — and only an
+//!   admitted request can be sent as [`PoolMsg::Submit`] (with `call_t!` or
+//!   `send_message`). So every way in takes the same admission permit, and a
+//!   flood never piles up in the supervisor's unbounded ractor mailbox.
+//!
+//! Method family (as tokio's `send` / `try_send` / `send_timeout`, with one
+//! difference a name cannot hide: no call here waits without limit):
+//! - `call` / `call_batch` wait for room up to the pool's
+//!   `admission_timeout` (a timed wait), then `Timeout`;
+//! - `call_timeout` / `call_batch_timeout` wait for room up to a given time;
+//! - `try_call` / `try_call_batch` are refused at once with `Overloaded`
+//!   when every mailbox is full, and hand the inputs back;
+//! - `submit` takes a [`Submit`] for full control, including an end-to-end
+//!   deadline ([`Submit::within`]).
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,32 +26,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorRef, MessagingErr};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
 use crate::config::PoolConfig;
-use crate::error::{PoolError, SpawnError};
+use crate::door::Door;
+use crate::error::{CallError, PoolError, SpawnError};
 use crate::job::Reply;
-use crate::msg::{InternalMsg, PoolMsg, ShutdownReport, Submit};
-use crate::router::{LeastDepth, Router};
+use crate::msg::{Admitted, PoolMsg, ShutdownReport, Submit};
+use crate::router::{LeastWait, Router};
+use crate::stats::recorder::Recorder;
 use crate::stats::{HealthReport, PoolStats};
 use crate::supervisor::{Supervisor, SupervisorArgs};
 
-/// State the handle and the supervisor share. One per pool: nothing global,
-/// so any number of pools live side by side in one process.
+/// State the handles and the supervisor share. One per pool: nothing
+/// global, so any number of pools live side by side in one process.
 pub(crate) struct PoolShared {
     /// Ready workers, published by the supervisor.
     pub(crate) ready: watch::Sender<usize>,
-    /// Callers in the supervisor's waiting line.
-    pub(crate) waiting: Arc<AtomicUsize>,
     /// Abandoned compute threads still alive.
     pub(crate) abandoned: Arc<AtomicUsize>,
     next_worker_id: AtomicU64,
-    /// Requests sent by handles and not yet answered.
-    in_flight: AtomicUsize,
-    permit_limit: usize,
+    pub(crate) door: Arc<Door>,
+    pub(crate) recorder: Arc<Recorder>,
 }
 
 impl PoolShared {
@@ -50,13 +65,14 @@ pub struct Pool<B: Backend>(PhantomData<fn() -> B>);
 impl<B: Backend> Pool<B> {
     /// Validates `config`, spawns the supervisor and its workers (each loads
     /// the model on its own compute thread) and returns a handle. Returns
-    /// before the models are loaded; see [`PoolHandle::wait_ready`].
+    /// before the models are loaded; see [`PoolHandle::wait_ready`]. Routes
+    /// with [`LeastWait`].
     ///
     /// # Errors
     /// [`SpawnError::Config`] for a configuration that cannot work,
     /// [`SpawnError::Actor`] if ractor refuses to spawn.
     pub async fn spawn(spec: B::Spec, config: PoolConfig) -> Result<PoolHandle<B>, SpawnError> {
-        Self::spawn_with_router(spec, config, LeastDepth::default()).await
+        Self::spawn_with_router(spec, config, LeastWait::default()).await
     }
 
     /// [`Pool::spawn`] with another routing policy.
@@ -70,13 +86,13 @@ impl<B: Backend> Pool<B> {
     ) -> Result<PoolHandle<B>, SpawnError> {
         config.validate()?;
         let config = Arc::new(config);
+        let recorder = Arc::new(Recorder::new(&config.name, config.workers));
         let shared = Arc::new(PoolShared {
             ready: watch::Sender::new(0),
-            waiting: Arc::new(AtomicUsize::new(0)),
             abandoned: Arc::new(AtomicUsize::new(0)),
             next_worker_id: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            permit_limit: config.total_capacity(),
+            door: Door::new(config.door_limit(), recorder.clone()),
+            recorder,
         });
         let args = SupervisorArgs {
             config: config.clone(),
@@ -88,174 +104,117 @@ impl<B: Backend> Pool<B> {
             .await
             .map_err(|e| SpawnError::Actor(e.to_string()))?;
         Ok(PoolHandle {
-            actor,
-            shared,
+            pool: PoolRef {
+                actor,
+                shared,
+                max_client_batch: config.max_client_batch,
+            },
             config,
             join: Arc::new(Mutex::new(Some(join))),
         })
     }
 }
 
-/// A typed, cheap-to-clone front door to a pool.
+/// What a host actor keeps to use a pool: the supervisor's `ActorRef` and
+/// the pool's door. Cheap to clone; `Send + Sync`.
 ///
-/// Method family (as tokio's `send`/`try_send`/`send_timeout`):
-/// `embed` waits for room up to `admission_timeout`, `embed_timeout` up to a
-/// given time, `try_embed` is refused at once with `Overloaded` when every
-/// mailbox is full; the `_batch` forms take several inputs in one request.
-pub struct PoolHandle<B: Backend> {
+/// A host actor either awaits [`PoolRef::submit`] (in a task of its own, so
+/// its handler is not blocked), or builds the message itself:
+///
+/// ```ignore
+/// let request = pool.admit(Submit::wait(texts, Duration::from_secs(5)))?; // refused here when full
+/// let reply = ractor::call_t!(pool.actor(), PoolMsg::Submit, 10_000, request)?;
+/// ```
+pub struct PoolRef<B: Backend> {
     actor: ActorRef<PoolMsg<B>>,
     shared: Arc<PoolShared>,
-    config: Arc<PoolConfig>,
-    join: Arc<Mutex<Option<JoinHandle<()>>>>,
+    max_client_batch: usize,
 }
 
-impl<B: Backend> Clone for PoolHandle<B> {
+impl<B: Backend> Clone for PoolRef<B> {
     fn clone(&self) -> Self {
         Self {
             actor: self.actor.clone(),
             shared: self.shared.clone(),
-            config: self.config.clone(),
-            join: self.join.clone(),
+            max_client_batch: self.max_client_batch,
         }
     }
 }
 
-/// Releases a handle's admission permit however the call ends.
-struct Permit<'a>(&'a AtomicUsize);
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn only<O>(mut v: Vec<O>) -> Result<O, PoolError> {
-    match (v.pop(), v.is_empty()) {
-        (Some(o), true) => Ok(o),
-        _ => Err(PoolError::Backend("expected exactly one output".into())),
-    }
-}
-
-impl<B: Backend> PoolHandle<B> {
-    /// The supervisor actor, for host actors that send [`PoolMsg`] directly
-    /// (with `call!`/`call_t!`).
+impl<B: Backend> PoolRef<B> {
+    /// The supervisor actor. Use it to send [`PoolMsg`]s (a `Submit` needs
+    /// an [`Admitted`] request from [`PoolRef::admit`]; `Health`, `Stats`
+    /// and `Shutdown` need nothing) or to link or monitor the pool from your
+    /// own supervision tree.
     pub fn actor(&self) -> &ActorRef<PoolMsg<B>> {
         &self.actor
     }
 
-    /// The configuration the pool runs with.
-    pub fn config(&self) -> &PoolConfig {
-        &self.config
-    }
-
-    /// Sends one request and waits for its answer.
+    /// Passes `submit` through the pool's door: checks its size, and takes
+    /// one of the pool's admission permits, held until the request is
+    /// answered.
     ///
     /// # Errors
-    /// Any [`PoolError`]; `ShuttingDown` once the pool is stopped.
+    /// `InvalidInput` for an empty request or one over `max_client_batch`;
+    /// `Overloaded { retry_after }` (counted like every refusal) when the
+    /// pool's whole capacity is already in flight. Either way the inputs
+    /// come back in the error.
+    pub fn admit(
+        &self,
+        submit: Submit<B::Input>,
+    ) -> Result<Admitted<B::Input>, CallError<Vec<B::Input>>> {
+        let n = submit.inputs.len();
+        if n == 0 || n > self.max_client_batch {
+            let why = if n == 0 {
+                "the request has no inputs".to_owned()
+            } else {
+                format!(
+                    "the request has {n} inputs; the limit (max_client_batch) is {}",
+                    self.max_client_batch
+                )
+            };
+            return Err(CallError::refused(
+                PoolError::InvalidInput(why),
+                submit.inputs,
+            ));
+        }
+        match self.shared.door.enter() {
+            Ok(permit) => Ok(Admitted { submit, permit }),
+            Err(retry_after) => Err(CallError::refused(
+                PoolError::Overloaded { retry_after },
+                submit.inputs,
+            )),
+        }
+    }
+
+    /// Admits `submit` and waits for its answer.
+    ///
+    /// # Errors
+    /// Any [`PoolError`], with the inputs handed back when the request never
+    /// ran (see [`CallError`]).
     ///
     /// # Cancel safety
-    /// Dropping the future withdraws the request: if it has not started
-    /// running, the worker skips it; its permit is released at once.
-    pub async fn submit(&self, submit: Submit<B::Input>) -> Reply<B::Output> {
-        let prev = self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _permit = Permit(&self.shared.in_flight);
-        if prev >= self.shared.permit_limit {
-            // Everything the pool can hold is already held by this handle's
-            // callers: refuse before touching the supervisor's mailbox.
-            return Err(PoolError::Overloaded {
-                retry_after: Duration::from_millis(10),
+    /// Dropping the future withdraws the request: in the waiting line its
+    /// place is freed at once; queued in a mailbox, it is skipped before
+    /// compute. Its permit is released when the pool lets go of it.
+    pub async fn submit(&self, submit: Submit<B::Input>) -> Reply<B::Input, B::Output> {
+        let request = self.admit(submit)?;
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.actor.send_message(PoolMsg::Submit(request, tx.into())) {
+            // The supervisor is gone: the request comes back with the error.
+            let inputs = match e {
+                MessagingErr::SendErr(PoolMsg::Submit(request, _)) => Some(request.submit.inputs),
+                _ => None,
+            };
+            return Err(CallError {
+                error: PoolError::ShuttingDown,
+                inputs,
             });
         }
-        let (tx, rx) = oneshot::channel();
-        self.actor
-            .send_message(PoolMsg::Submit(submit, tx.into()))
-            .map_err(|_| PoolError::ShuttingDown)?;
-        // A reply port dropped unanswered means the supervisor died.
-        rx.await.unwrap_or(Err(PoolError::WorkerLost))
-    }
-
-    /// Runs one input, waiting up to `admission_timeout` for room.
-    ///
-    /// # Errors
-    /// `Timeout` if no room came in time; `Overloaded` if the waiting line
-    /// is full too; any other [`PoolError`].
-    ///
-    /// # Cancel safety
-    /// As [`PoolHandle::submit`].
-    pub async fn embed(&self, input: B::Input) -> Result<B::Output, PoolError> {
-        self.embed_timeout(input, self.config.admission_timeout)
-            .await
-    }
-
-    /// Runs one input, waiting up to `timeout` for room. The deadline covers
-    /// the wait for a mailbox slot, not the compute.
-    ///
-    /// # Errors
-    /// As [`PoolHandle::embed`].
-    ///
-    /// # Cancel safety
-    /// As [`PoolHandle::submit`].
-    pub async fn embed_timeout(
-        &self,
-        input: B::Input,
-        timeout: Duration,
-    ) -> Result<B::Output, PoolError> {
-        only(self.submit(Submit::wait(vec![input], timeout)).await?)
-    }
-
-    /// Runs one input if a mailbox has room now; otherwise `Overloaded`.
-    ///
-    /// # Errors
-    /// `Overloaded { retry_after }` when every mailbox is full; any other
-    /// [`PoolError`].
-    ///
-    /// # Cancel safety
-    /// As [`PoolHandle::submit`].
-    pub async fn try_embed(&self, input: B::Input) -> Result<B::Output, PoolError> {
-        only(self.submit(Submit::reject(vec![input])).await?)
-    }
-
-    /// Runs several inputs as one request (one reply, outputs in order),
-    /// waiting up to `admission_timeout` for room.
-    ///
-    /// # Errors
-    /// As [`PoolHandle::embed`]; `InvalidInput` for an empty request or one
-    /// over `max_client_batch`.
-    ///
-    /// # Cancel safety
-    /// As [`PoolHandle::submit`].
-    pub async fn embed_batch(&self, inputs: Vec<B::Input>) -> Result<Vec<B::Output>, PoolError> {
-        self.submit(Submit::wait(inputs, self.config.admission_timeout))
-            .await
-    }
-
-    /// [`PoolHandle::embed_batch`] with its own wait deadline.
-    ///
-    /// # Errors
-    /// As [`PoolHandle::embed_batch`].
-    ///
-    /// # Cancel safety
-    /// As [`PoolHandle::submit`].
-    pub async fn embed_batch_timeout(
-        &self,
-        inputs: Vec<B::Input>,
-        timeout: Duration,
-    ) -> Result<Vec<B::Output>, PoolError> {
-        self.submit(Submit::wait(inputs, timeout)).await
-    }
-
-    /// [`PoolHandle::embed_batch`] refused at once when the pool is full.
-    ///
-    /// # Errors
-    /// As [`PoolHandle::try_embed`].
-    ///
-    /// # Cancel safety
-    /// As [`PoolHandle::submit`].
-    pub async fn try_embed_batch(
-        &self,
-        inputs: Vec<B::Input>,
-    ) -> Result<Vec<B::Output>, PoolError> {
-        self.submit(Submit::reject(inputs)).await
+        // Every job answers as it drops; a port dropped unanswered would
+        // mean the supervisor died mid-message.
+        rx.await
+            .unwrap_or(Err(CallError::new(PoolError::WorkerLost)))
     }
 
     /// Health, with each worker's real queue depth.
@@ -279,17 +238,328 @@ impl<B: Backend> PoolHandle<B> {
     pub async fn stats(&self) -> Result<PoolStats, PoolError> {
         ractor::call!(self.actor, PoolMsg::Stats).map_err(|_| PoolError::ShuttingDown)
     }
+}
 
-    /// Waits until every worker has loaded its model.
+/// A typed, cheap-to-clone front door to a pool (see the module docs for the
+/// method family).
+///
+/// # Examples
+/// ```
+/// # use corral_core::{Backend, BackendError, LoadContext};
+/// # struct Upper;
+/// # impl Backend for Upper {
+/// #     type Spec = ();
+/// #     type Input = String;
+/// #     type Output = String;
+/// #     fn load(_: &(), _: &LoadContext) -> Result<Self, BackendError> { Ok(Upper) }
+/// #     fn cost(&self, s: &String) -> usize { s.len().max(1) }
+/// #     fn run(&mut self, batch: &[&String]) -> Result<Vec<String>, BackendError> {
+/// #         Ok(batch.iter().map(|s| s.to_uppercase()).collect())
+/// #     }
+/// # }
+/// use std::time::Duration;
+/// use corral_core::{Pool, PoolConfig};
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::<Upper>::spawn((), PoolConfig { workers: 2, ..PoolConfig::default() }).await?;
+/// pool.wait_ready(Duration::from_secs(10)).await?;
+/// assert_eq!(pool.call("hello".to_string()).await?, "HELLO");
+/// let report = pool.shutdown(Duration::from_secs(5)).await?;
+/// assert!(report.drained);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PoolHandle<B: Backend> {
+    pool: PoolRef<B>,
+    config: Arc<PoolConfig>,
+    join: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl<B: Backend> Clone for PoolHandle<B> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            config: self.config.clone(),
+            join: self.join.clone(),
+        }
+    }
+}
+
+fn only<O>(mut v: Vec<O>) -> Result<O, PoolError> {
+    match (v.pop(), v.is_empty()) {
+        (Some(o), true) => Ok(o),
+        _ => Err(PoolError::Backend("expected exactly one output".into())),
+    }
+}
+
+impl<B: Backend> PoolHandle<B> {
+    /// The [`PoolRef`] to give a host actor.
+    pub fn pool_ref(&self) -> PoolRef<B> {
+        self.pool.clone()
+    }
+
+    /// The supervisor actor, for linking or monitoring it, or for sending
+    /// [`PoolMsg`]s; a `Submit` needs [`PoolRef::admit`] (see [`PoolRef`]).
+    pub fn actor(&self) -> &ActorRef<PoolMsg<B>> {
+        self.pool.actor()
+    }
+
+    /// The configuration the pool runs with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Sends one request and waits for its answer; see [`PoolRef::submit`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use corral_core::{Backend, BackendError, LoadContext};
+    /// # struct Upper;
+    /// # impl Backend for Upper {
+    /// #     type Spec = ();
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn load(_: &(), _: &LoadContext) -> Result<Self, BackendError> { Ok(Upper) }
+    /// #     fn cost(&self, s: &String) -> usize { s.len().max(1) }
+    /// #     fn run(&mut self, batch: &[&String]) -> Result<Vec<String>, BackendError> {
+    /// #         Ok(batch.iter().map(|s| s.to_uppercase()).collect())
+    /// #     }
+    /// # }
+    /// # use std::time::Duration;
+    /// # use corral_core::{Pool, PoolConfig};
+    /// use corral_core::Submit;
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::<Upper>::spawn((), PoolConfig::default()).await?;
+    /// # pool.wait_ready(Duration::from_secs(10)).await?;
+    /// // Wait up to 1 s for room; answer within 2 s all told, or `Timeout`.
+    /// let request = Submit::wait(vec!["a".to_string(), "b".to_string()], Duration::from_secs(1))
+    ///     .within(Duration::from_secs(2));
+    /// assert_eq!(pool.submit(request).await?, ["A", "B"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
-    /// `Timeout` if they are not all ready within `timeout`.
+    /// Any [`PoolError`], with the inputs handed back when the request never
+    /// ran (see [`CallError`]).
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn submit(&self, submit: Submit<B::Input>) -> Reply<B::Input, B::Output> {
+        self.pool.submit(submit).await
+    }
+
+    /// Runs one input, waiting for room up to the pool's
+    /// `admission_timeout` (a timed wait; it does not bound the compute).
+    ///
+    /// # Examples
+    /// ```
+    /// # use corral_core::{Backend, BackendError, LoadContext};
+    /// # struct Upper;
+    /// # impl Backend for Upper {
+    /// #     type Spec = ();
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn load(_: &(), _: &LoadContext) -> Result<Self, BackendError> { Ok(Upper) }
+    /// #     fn cost(&self, s: &String) -> usize { s.len().max(1) }
+    /// #     fn run(&mut self, batch: &[&String]) -> Result<Vec<String>, BackendError> {
+    /// #         Ok(batch.iter().map(|s| s.to_uppercase()).collect())
+    /// #     }
+    /// # }
+    /// # use std::time::Duration;
+    /// # use corral_core::{Pool, PoolConfig};
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::<Upper>::spawn((), PoolConfig::default()).await?;
+    /// # pool.wait_ready(Duration::from_secs(10)).await?;
+    /// let shout = pool.call("quiet".to_string()).await?;
+    /// assert_eq!(shout, "QUIET");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `Timeout` if no room came in time; `Overloaded` if the waiting line
+    /// is full too; any other [`PoolError`].
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn call(&self, input: B::Input) -> Result<B::Output, PoolError> {
+        self.call_timeout(input, self.config.admission_timeout)
+            .await
+    }
+
+    /// Runs one input, waiting for room up to `wait` (any length:
+    /// `Duration::MAX` waits as long as the pool lives). The wait covers
+    /// admission, not the compute; see [`Submit::within`].
+    ///
+    /// # Errors
+    /// As [`PoolHandle::call`].
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn call_timeout(
+        &self,
+        input: B::Input,
+        wait: Duration,
+    ) -> Result<B::Output, PoolError> {
+        only(self.submit(Submit::wait(vec![input], wait)).await?)
+    }
+
+    /// Runs one input if a mailbox has room now; otherwise refused at once.
+    ///
+    /// # Examples
+    /// ```
+    /// # use corral_core::{Backend, BackendError, LoadContext};
+    /// # struct Upper;
+    /// # impl Backend for Upper {
+    /// #     type Spec = ();
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn load(_: &(), _: &LoadContext) -> Result<Self, BackendError> { Ok(Upper) }
+    /// #     fn cost(&self, s: &String) -> usize { s.len().max(1) }
+    /// #     fn run(&mut self, batch: &[&String]) -> Result<Vec<String>, BackendError> {
+    /// #         Ok(batch.iter().map(|s| s.to_uppercase()).collect())
+    /// #     }
+    /// # }
+    /// # use std::time::Duration;
+    /// # use corral_core::{Pool, PoolConfig};
+    /// use corral_core::PoolError;
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::<Upper>::spawn((), PoolConfig::default()).await?;
+    /// # pool.wait_ready(Duration::from_secs(10)).await?;
+    /// match pool.try_call("now".to_string()).await {
+    ///     Ok(v) => assert_eq!(v, "NOW"),
+    ///     // Refused: the input comes back, to retry later or shed.
+    ///     Err(e) if matches!(e.error, PoolError::Overloaded { .. }) => {
+    ///         let _later: Option<String> = e.inputs;
+    ///     }
+    ///     Err(e) => return Err(e.error.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `Overloaded { retry_after }` when every mailbox is full (the input
+    /// handed back); any other [`PoolError`].
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn try_call(&self, input: B::Input) -> Result<B::Output, CallError<B::Input>> {
+        match self.submit(Submit::reject(vec![input])).await {
+            Ok(v) => only(v).map_err(CallError::new),
+            Err(e) => Err(e.map_inputs(|mut v| v.pop().expect("one input went in"))),
+        }
+    }
+
+    /// Runs several inputs as one request (one reply, outputs in order),
+    /// waiting for room up to the pool's `admission_timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// # use corral_core::{Backend, BackendError, LoadContext};
+    /// # struct Upper;
+    /// # impl Backend for Upper {
+    /// #     type Spec = ();
+    /// #     type Input = String;
+    /// #     type Output = String;
+    /// #     fn load(_: &(), _: &LoadContext) -> Result<Self, BackendError> { Ok(Upper) }
+    /// #     fn cost(&self, s: &String) -> usize { s.len().max(1) }
+    /// #     fn run(&mut self, batch: &[&String]) -> Result<Vec<String>, BackendError> {
+    /// #         Ok(batch.iter().map(|s| s.to_uppercase()).collect())
+    /// #     }
+    /// # }
+    /// # use std::time::Duration;
+    /// # use corral_core::{Pool, PoolConfig};
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::<Upper>::spawn((), PoolConfig::default()).await?;
+    /// # pool.wait_ready(Duration::from_secs(10)).await?;
+    /// let out = pool.call_batch(vec!["x".into(), "y".into()]).await?;
+    /// assert_eq!(out, ["X", "Y"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`PoolHandle::call`]; `InvalidInput` for an empty request or one
+    /// over `max_client_batch`.
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn call_batch(&self, inputs: Vec<B::Input>) -> Result<Vec<B::Output>, PoolError> {
+        self.call_batch_timeout(inputs, self.config.admission_timeout)
+            .await
+    }
+
+    /// [`PoolHandle::call_batch`] with its own wait for room.
+    ///
+    /// # Errors
+    /// As [`PoolHandle::call_batch`].
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn call_batch_timeout(
+        &self,
+        inputs: Vec<B::Input>,
+        wait: Duration,
+    ) -> Result<Vec<B::Output>, PoolError> {
+        Ok(self.submit(Submit::wait(inputs, wait)).await?)
+    }
+
+    /// [`PoolHandle::call_batch`] refused at once when the pool is full,
+    /// handing the inputs back.
+    ///
+    /// # Errors
+    /// As [`PoolHandle::try_call`].
+    ///
+    /// # Cancel safety
+    /// As [`PoolRef::submit`].
+    pub async fn try_call_batch(
+        &self,
+        inputs: Vec<B::Input>,
+    ) -> Result<Vec<B::Output>, CallError<Vec<B::Input>>> {
+        self.submit(Submit::reject(inputs)).await
+    }
+
+    /// Health, with each worker's real queue depth.
+    ///
+    /// # Errors
+    /// `ShuttingDown` once the pool has stopped.
+    ///
+    /// # Cancel safety
+    /// Safe: nothing is lost if the future is dropped.
+    pub async fn health(&self) -> Result<HealthReport, PoolError> {
+        self.pool.health().await
+    }
+
+    /// Counters since start.
+    ///
+    /// # Errors
+    /// `ShuttingDown` once the pool has stopped.
+    ///
+    /// # Cancel safety
+    /// Safe.
+    pub async fn stats(&self) -> Result<PoolStats, PoolError> {
+        self.pool.stats().await
+    }
+
+    /// Waits until every worker has loaded its model (any `timeout`, even
+    /// `Duration::MAX`).
+    ///
+    /// # Errors
+    /// `Timeout` if they are not all ready within `timeout`; `ShuttingDown`
+    /// if the pool stopped.
     ///
     /// # Cancel safety
     /// Safe.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PoolError> {
         let want = self.config.workers;
-        let mut rx = self.shared.ready.subscribe();
+        let mut rx = self.pool.shared.ready.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|n| *n >= want))
             .await
             .map_err(|_| PoolError::Timeout)?
@@ -298,9 +568,9 @@ impl<B: Backend> PoolHandle<B> {
     }
 
     /// Drains and stops the pool: new requests are refused `ShuttingDown`,
-    /// waiting callers too; admitted requests finish, up to `deadline`, after
-    /// which the rest are answered `ShuttingDown`. Returns once the
-    /// supervisor has stopped.
+    /// waiting callers too; admitted requests finish, up to `deadline` (any
+    /// length), after which the rest are answered `ShuttingDown`. Returns
+    /// once the supervisor has stopped.
     ///
     /// # Errors
     /// `ShuttingDown` if the pool had already stopped.
@@ -308,7 +578,7 @@ impl<B: Backend> PoolHandle<B> {
     /// # Cancel safety
     /// The shutdown goes on if the future is dropped.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, PoolError> {
-        let report = ractor::call!(self.actor, PoolMsg::Shutdown, deadline)
+        let report = ractor::call!(self.pool.actor, PoolMsg::Shutdown, deadline)
             .map_err(|_| PoolError::ShuttingDown)?;
         let join = self.join.lock().take();
         if let Some(join) = join {
@@ -317,10 +587,23 @@ impl<B: Backend> PoolHandle<B> {
         Ok(report)
     }
 
-    /// Fault injection for tests and chaos runs: the worker actor in `slot`
+    /// Fault injection (the `testing` feature): the worker actor in `slot`
     /// blocks forever in its next handler, as a deadlocked actor would.
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub fn inject_actor_freeze(&self, slot: usize) {
-        let _ = self.actor.send_message(InternalMsg::Freeze { slot }.into());
+        let _ = self
+            .pool
+            .actor
+            .send_message(crate::msg::InternalMsg::Freeze { slot }.into());
+    }
+
+    /// Fault injection (the `testing` feature): the supervisor's next
+    /// handler panics, so the actor dies without `post_stop`.
+    #[cfg(feature = "testing")]
+    pub fn inject_supervisor_panic(&self) {
+        let _ = self
+            .pool
+            .actor
+            .send_message(crate::msg::InternalMsg::Panic.into());
     }
 }

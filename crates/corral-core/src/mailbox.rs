@@ -7,9 +7,12 @@
 //! worker's compute thread takes batches out. Depth — queued plus running —
 //! is a pair of atomics any thread can read without a message round-trip.
 //!
-//! The same struct carries the worker's heartbeat (what batch it is running,
-//! how big, since when) and the batch in flight, kept where the supervisor
-//! can take it back if the compute thread never returns.
+//! Everything the compute thread holds stays here, where the supervisor can
+//! take it back: the batch it runs is in `running`, and requests of a failed
+//! batch waiting to be rerun one by one go back to the head of the queue.
+//! The queue and the running set change under one lock (queue first), so the
+//! supervisor's [`WorkerShared::seize`] and the compute thread's hand-overs
+//! never cross: each job is in exactly one place at every moment.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,38 +33,75 @@ pub(crate) struct Heartbeat {
     pub(crate) batch_cost: usize,
     /// Inputs in the running batch.
     pub(crate) batch_len: usize,
+    /// The earliest end-to-end deadline in the running batch.
+    pub(crate) deadline: Option<Instant>,
 }
 
 struct Queue<B: Backend> {
     jobs: VecDeque<Job<B>>,
+    /// The batch being run.
+    running: Vec<Job<B>>,
     /// Set when the worker is retired: nothing more is pushed or taken.
     closed: bool,
     /// The compute thread is parked on the condvar.
     sleeping: bool,
 }
 
+/// Everything a retired worker held, taken back by the supervisor.
+pub(crate) struct Held<B: Backend> {
+    /// Queued, never started: re-route as they are.
+    pub(crate) queued: Vec<Job<B>>,
+    /// In the batch that was running: retry (they may have run).
+    pub(crate) running: Vec<Job<B>>,
+}
+
+/// What [`WorkerShared::take_front`] did with the front job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Added to the batch being assembled.
+    Job,
+    /// Its caller went away: dropped, slot freed.
+    Cancelled,
+    /// Already answered at its deadline: dropped, slot freed.
+    Answered,
+    /// The front changed since it was peeked (the watchdog expired it).
+    Moved,
+    /// The mailbox is closed.
+    Closed,
+}
+
+/// What [`WorkerShared::expire`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expired {
+    /// Queued requests removed and answered `Timeout`.
+    pub(crate) queued: usize,
+    /// Running requests answered `Timeout` (they stay in the batch, their
+    /// result discarded).
+    pub(crate) running: usize,
+}
+
 /// State shared between one worker's compute thread, its actor and the
 /// supervisor.
 pub(crate) struct WorkerShared<B: Backend> {
     pub(crate) id: u64,
-    pub(crate) single_capacity: usize,
-    pub(crate) batch_capacity: usize,
+    single_capacity: usize,
+    batch_capacity: usize,
     single_depth: AtomicUsize,
     batch_depth: AtomicUsize,
+    /// Queued jobs with an end-to-end deadline (the watchdog skips the scan
+    /// when there are none).
+    with_deadline: AtomicUsize,
     queue: Mutex<Queue<B>>,
     wake: Condvar,
-    /// The batch being run; whoever takes it out answers its callers.
-    pub(crate) running: Mutex<Vec<Job<B>>>,
     pub(crate) heartbeat: Mutex<Heartbeat>,
-    /// Set by the supervisor when it gives up on this worker.
-    pub(crate) retired: AtomicBool,
     pub(crate) processed: AtomicU64,
-    pub(crate) cancelled: AtomicU64,
     pub(crate) batches: AtomicU64,
-    /// Exponentially weighted mean service time per request (a batch's
-    /// run time over its requests), in microseconds; feeds routing ties and
+    /// Exponentially weighted mean service time per request (a batch's run
+    /// time over its requests), in microseconds; feeds routing and
     /// `retry_after`.
-    pub(crate) service_ewma_us: AtomicU64,
+    service_ewma_us: AtomicU64,
+    /// Set by the supervisor when it gives up on this worker.
+    retired: AtomicBool,
 }
 
 impl<B: Backend> WorkerShared<B> {
@@ -72,19 +112,19 @@ impl<B: Backend> WorkerShared<B> {
             batch_capacity,
             single_depth: AtomicUsize::new(0),
             batch_depth: AtomicUsize::new(0),
+            with_deadline: AtomicUsize::new(0),
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
+                running: Vec::new(),
                 closed: false,
                 sleeping: false,
             }),
             wake: Condvar::new(),
-            running: Mutex::new(Vec::new()),
             heartbeat: Mutex::new(Heartbeat::default()),
-            retired: AtomicBool::new(false),
             processed: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             service_ewma_us: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -101,19 +141,12 @@ impl<B: Backend> WorkerShared<B> {
         self.single_depth.load(Ordering::Acquire) + self.batch_depth.load(Ordering::Acquire)
     }
 
-    pub(crate) fn depth_of(&self, class: Class) -> usize {
-        self.counter(class).load(Ordering::Acquire)
-    }
-
-    pub(crate) fn capacity_of(&self, class: Class) -> usize {
-        match class {
+    pub(crate) fn has_room(&self, class: Class) -> bool {
+        let cap = match class {
             Class::Single => self.single_capacity,
             Class::Batch => self.batch_capacity,
-        }
-    }
-
-    pub(crate) fn has_room(&self, class: Class) -> bool {
-        self.depth_of(class) < self.capacity_of(class)
+        };
+        self.counter(class).load(Ordering::Acquire) < cap
     }
 
     /// Admits `job`: reserves its slot and queues it. Only the supervisor
@@ -126,6 +159,9 @@ impl<B: Backend> WorkerShared<B> {
             return Err(job);
         }
         self.counter(job.class).fetch_add(1, Ordering::AcqRel);
+        if job.deadline.is_some() {
+            self.with_deadline.fetch_add(1, Ordering::Relaxed);
+        }
         q.jobs.push_back(job);
         if q.sleeping {
             q.sleeping = false;
@@ -135,16 +171,20 @@ impl<B: Backend> WorkerShared<B> {
         Ok(())
     }
 
-    /// Releases the slots of `n` answered jobs of `class`.
-    pub(crate) fn release(&self, class: Class, n: usize) {
-        if n > 0 {
-            self.counter(class).fetch_sub(n, Ordering::AcqRel);
+    /// Releases the slot of one job that left this worker.
+    pub(crate) fn release(&self, job: &Job<B>) {
+        self.counter(job.class).fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn dequeued(&self, job: &Job<B>) {
+        if job.deadline.is_some() {
+            self.with_deadline.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Blocks until a job is queued or the mailbox is closed. Returns the
-    /// front job's inputs (to be costed outside the lock) and whether it
-    /// has failed before, or `None` when closed.
+    /// front job's inputs (to be costed outside the lock) and whether it must
+    /// run alone, or `None` when closed.
     pub(crate) fn wait_front(&self) -> Option<(Arc<Vec<B::Input>>, bool)> {
         let mut q = self.queue.lock();
         loop {
@@ -152,7 +192,7 @@ impl<B: Backend> WorkerShared<B> {
                 return None;
             }
             if let Some(front) = q.jobs.front() {
-                return Some((front.inputs.clone(), front.failed_attempts > 0));
+                return Some((front.inputs.clone(), front.runs_alone()));
             }
             q.sleeping = true;
             self.wake.wait(&mut q);
@@ -165,46 +205,198 @@ impl<B: Backend> WorkerShared<B> {
         if q.closed {
             return None;
         }
-        q.jobs
-            .front()
-            .map(|j| (j.inputs.clone(), j.failed_attempts > 0))
+        q.jobs.front().map(|j| (j.inputs.clone(), j.runs_alone()))
     }
 
-    /// Takes the front job if it is still the one whose inputs were peeked.
-    pub(crate) fn pop_if(&self, peeked: &Arc<Vec<B::Input>>) -> Option<Job<B>> {
+    /// Moves the front job into the batch being assembled (the running
+    /// set), if it is still the one whose inputs were peeked. A job whose
+    /// caller went away (or that was answered at its deadline) leaves
+    /// instead, its slot freed.
+    pub(crate) fn take_front(&self, peeked: &Arc<Vec<B::Input>>) -> Taken {
         let mut q = self.queue.lock();
+        if q.closed {
+            return Taken::Closed;
+        }
+        if !q
+            .jobs
+            .front()
+            .is_some_and(|j| Arc::ptr_eq(&j.inputs, peeked))
+        {
+            return Taken::Moved;
+        }
+        let Some(job) = q.jobs.pop_front() else {
+            return Taken::Moved;
+        };
+        self.dequeued(&job);
+        if job.is_cancelled() {
+            self.release(&job);
+            let answered = job.is_answered();
+            drop(q);
+            drop(job);
+            return if answered {
+                Taken::Answered
+            } else {
+                Taken::Cancelled
+            };
+        }
+        q.running.push(job);
+        Taken::Job
+    }
+
+    /// Starts the assembled batch: publishes the heartbeat and returns its
+    /// inputs, in order, or `None` if the worker was retired meanwhile (the
+    /// supervisor took the batch back; the thread must exit).
+    pub(crate) fn start_batch(
+        &self,
+        started: Instant,
+        cost: usize,
+    ) -> Option<Vec<Arc<Vec<B::Input>>>> {
+        let q = self.queue.lock();
         if q.closed {
             return None;
         }
-        match q.jobs.front() {
-            Some(j) if Arc::ptr_eq(&j.inputs, peeked) => q.jobs.pop_front(),
-            _ => None,
-        }
+        let inputs: Vec<Arc<Vec<B::Input>>> = q.running.iter().map(|j| j.inputs.clone()).collect();
+        *self.heartbeat.lock() = Heartbeat {
+            busy_since: Some(started),
+            batch_cost: cost,
+            batch_len: inputs.iter().map(|v| v.len()).sum(),
+            deadline: q.running.iter().filter_map(|j| j.deadline).min(),
+        };
+        Some(inputs)
     }
 
-    /// Closes the mailbox and hands back everything still queued. The
-    /// compute thread wakes, finds it closed, and exits once its current
-    /// batch (if any) returns.
-    pub(crate) fn close(&self) -> Vec<Job<B>> {
+    /// Jobs in the batch being assembled.
+    pub(crate) fn assembled(&self) -> usize {
+        self.queue.lock().running.len()
+    }
+
+    /// Ends the running batch: clears the heartbeat and hands the batch back
+    /// to the compute thread, or `None` if the supervisor seized it (the
+    /// thread was given up on and must exit).
+    pub(crate) fn finish_batch(&self) -> Option<Vec<Job<B>>> {
+        let mut q = self.queue.lock();
+        *self.heartbeat.lock() = Heartbeat::default();
+        if q.closed {
+            return None;
+        }
+        Some(std::mem::take(&mut q.running))
+    }
+
+    /// After a batch error: puts the running batch's unanswered jobs back
+    /// at the head of the queue, in order, each marked to run alone. Jobs
+    /// already answered (at their deadline) leave, their slots freed.
+    /// Returns how many were put back, or `None` if the supervisor seized
+    /// the batch first.
+    pub(crate) fn requeue_running_alone(&self) -> Option<usize> {
+        let mut q = self.queue.lock();
+        *self.heartbeat.lock() = Heartbeat::default();
+        if q.closed {
+            return None;
+        }
+        let running = std::mem::take(&mut q.running);
+        let mut n = 0;
+        for mut job in running.into_iter().rev() {
+            if job.is_answered() {
+                self.release(&job);
+                continue;
+            }
+            job.isolate = true;
+            if job.deadline.is_some() {
+                self.with_deadline.fetch_add(1, Ordering::Relaxed);
+            }
+            q.jobs.push_front(job);
+            n += 1;
+        }
+        Some(n)
+    }
+
+    /// Answers `Timeout` to every request whose end-to-end deadline passed:
+    /// queued ones leave (slot freed), running ones are answered in place
+    /// (their slot frees when the batch ends). Cheap when no job has a
+    /// deadline.
+    pub(crate) fn expire(&self, now: Instant) -> Expired {
+        let running_due = self.heartbeat.lock().deadline.is_some_and(|d| d <= now);
+        if self.with_deadline.load(Ordering::Relaxed) == 0 && !running_due {
+            return Expired::default();
+        }
+        let mut out = Expired::default();
+        let mut q = self.queue.lock();
+        if q.closed {
+            return out;
+        }
+        let mut i = 0;
+        while i < q.jobs.len() {
+            if q.jobs[i].expired(now) {
+                if let Some(mut job) = q.jobs.remove(i) {
+                    self.dequeued(&job);
+                    self.release(&job);
+                    job.answer(Err(crate::PoolError::Timeout));
+                    out.queued += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if running_due {
+            for job in q.running.iter_mut() {
+                if job.expired(now) && !job.is_answered() {
+                    job.answer(Err(crate::PoolError::Timeout));
+                    out.running += 1;
+                }
+            }
+            let mut hb = self.heartbeat.lock();
+            hb.deadline = q
+                .running
+                .iter()
+                .filter(|j| !j.is_answered())
+                .filter_map(|j| j.deadline)
+                .min();
+        }
+        out
+    }
+
+    /// Retires the worker: closes the mailbox and takes back everything it
+    /// held. The compute thread wakes, finds it closed, and exits once its
+    /// current batch (if any) returns. Idempotent: a second call gets
+    /// nothing.
+    pub(crate) fn seize(&self) -> Held<B> {
+        self.retired.store(true, Ordering::Release);
         let mut q = self.queue.lock();
         q.closed = true;
-        let jobs: Vec<Job<B>> = q.jobs.drain(..).collect();
+        let mut queued: Vec<Job<B>> = q.jobs.drain(..).collect();
+        let mut running = std::mem::take(&mut q.running);
+        let started = self.heartbeat.lock().busy_since.is_some();
         drop(q);
+        if !started {
+            // A batch still being assembled never ran: it goes back as queued.
+            running.append(&mut queued);
+            queued = running;
+            running = Vec::new();
+        }
         self.wake.notify_all();
-        jobs
+        for job in queued.iter().chain(running.iter()) {
+            self.release(job);
+        }
+        self.with_deadline.store(0, Ordering::Relaxed);
+        Held { queued, running }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.queue.lock().closed
     }
 
-    /// Takes the running batch back from the compute thread, if it has one.
-    pub(crate) fn take_running(&self) -> Vec<Job<B>> {
-        std::mem::take(&mut *self.running.lock())
+    /// Whether the supervisor has given up on this worker.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_busy(&self) -> bool {
         self.heartbeat.lock().busy_since.is_some()
+    }
+
+    /// Recent service time per request, in µs (0: not measured yet).
+    pub(crate) fn service_us(&self) -> u64 {
+        self.service_ewma_us.load(Ordering::Relaxed)
     }
 
     /// Folds one batch's service time per request into the average. Only
@@ -215,7 +407,7 @@ impl<B: Backend> WorkerShared<B> {
         let new = if old == 0 {
             micros
         } else {
-            (old * 3 + micros) / 4
+            (old.saturating_mul(3).saturating_add(micros)) / 4
         };
         self.service_ewma_us.store(new, Ordering::Relaxed);
     }

@@ -1,14 +1,16 @@
 //! Choosing a worker for a request from a load snapshot.
 //!
-//! The load metric (a worker's depth against its bound) is measured by the
-//! supervisor and handed in as a slice of [`WorkerLoad`]; the routing
-//! decision is a [`Router`]. The default, [`LeastDepth`], picks the worker
-//! with the fewest requests admitted and not yet answered. Among workers of
-//! equal depth it prefers the ones that are not markedly slower (measured
-//! service time per request within 2× of the fastest), and rotates among
-//! those, so that equal workers share evenly and an idle slow worker does
-//! not win a tie against an idle fast one. Other policies
-//! (power of two choices, weights by measured speed) implement the same trait.
+//! The load metric (a worker's depth against its bound, its measured service
+//! time) is measured by the supervisor and handed in as a slice of
+//! [`WorkerLoad`]; the routing decision is a [`Router`].
+//!
+//! The default, [`LeastWait`], sends each request where it expects to wait
+//! least: depth (queued + running) weighted by the worker's service time,
+//! counted in multiples of the fastest worker's, rounded — so identical
+//! workers (whose measured times differ only by noise) split evenly by
+//! depth, and a worker 20× slower is chosen only once the others are 20
+//! deep. [`LeastDepth`] (depth alone, with slow workers losing ties) stays
+//! available for [`crate::Pool::spawn_with_router`]. Ties rotate.
 
 /// One routable worker as the router sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,50 @@ pub trait Router: Send + 'static {
     /// Returns the index (into `loads`) of the worker to send to: one with
     /// `has_room`, or `None` if none has.
     fn pick(&mut self, loads: &[WorkerLoad]) -> Option<usize>;
+}
+
+/// Least expected wait first: `(depth + 1) × speed`, where `speed` is the
+/// worker's measured service time in whole multiples of the fastest
+/// worker's (at least 1; unmeasured workers count as the fastest, so that
+/// they get work and are measured). Ties rotate.
+#[derive(Debug, Default, Clone)]
+pub struct LeastWait {
+    cursor: usize,
+}
+
+impl LeastWait {
+    /// The expected wait of a new request at each worker, in units of the
+    /// fastest worker's service time (`None` for a worker without room).
+    fn score(load: &WorkerLoad, fastest: u64) -> Option<u64> {
+        if !load.has_room {
+            return None;
+        }
+        let speed = if load.service_us == 0 || fastest == 0 {
+            1
+        } else {
+            // Rounded to the nearest whole multiple, at least 1.
+            ((load.service_us + fastest / 2) / fastest).max(1)
+        };
+        Some((load.depth as u64 + 1).saturating_mul(speed))
+    }
+}
+
+impl Router for LeastWait {
+    fn pick(&mut self, loads: &[WorkerLoad]) -> Option<usize> {
+        let n = loads.len();
+        let fastest = loads
+            .iter()
+            .map(|l| l.service_us)
+            .filter(|&us| us > 0)
+            .min()
+            .unwrap_or(0);
+        let best = loads.iter().filter_map(|l| Self::score(l, fastest)).min()?;
+        let i = (0..n)
+            .map(|k| (self.cursor + k) % n)
+            .find(|&i| Self::score(&loads[i], fastest) == Some(best))?;
+        self.cursor = (i + 1) % n;
+        Some(i)
+    }
 }
 
 /// Least depth first; ties go to the workers within 2× of the fastest
@@ -64,6 +110,65 @@ impl Router for LeastDepth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn timed(depth: usize, service_us: u64) -> WorkerLoad {
+        WorkerLoad {
+            depth,
+            has_room: true,
+            service_us,
+        }
+    }
+
+    #[test]
+    fn least_wait_splits_equal_workers_evenly_despite_noise() {
+        let mut r = LeastWait::default();
+        let mut depth = [0usize; 2];
+        // Service times that differ by noise only; depths build up as a
+        // closed loop would.
+        for _ in 0..100 {
+            let i = r
+                .pick(&[timed(depth[0], 100), timed(depth[1], 130)])
+                .unwrap();
+            depth[i] += 1;
+        }
+        assert_eq!(depth, [50, 50]);
+    }
+
+    #[test]
+    fn least_wait_sends_to_a_slow_worker_only_when_its_wait_is_shortest() {
+        let mut r = LeastWait::default();
+        // Slow worker in slot 0, then in slot 1: the answer must not depend
+        // on the slot.
+        for (slow, fast) in [(0usize, 1usize), (1, 0)] {
+            let at = |slow_depth: usize, fast_depth: usize| {
+                let mut l = [timed(0, 0); 2];
+                l[slow] = timed(slow_depth, 2000);
+                l[fast] = timed(fast_depth, 100);
+                l
+            };
+            // Idle slow vs fast with 18 queued: (0+1)×20 = 20 > (18+1)×1 = 19.
+            assert_eq!(r.pick(&at(0, 18)), Some(fast));
+            // 20 queued on the fast one: 21 > 20, the slow one wins.
+            assert_eq!(r.pick(&at(0, 20)), Some(slow));
+            // Full fast worker: the slow one, whatever its depth.
+            let mut l = at(5, 0);
+            l[fast].has_room = false;
+            assert_eq!(r.pick(&l), Some(slow));
+        }
+    }
+
+    #[test]
+    fn least_wait_gives_unmeasured_workers_work_and_refuses_when_all_full() {
+        let mut r = LeastWait::default();
+        assert_eq!(r.pick(&[timed(1, 100), timed(0, 0)]), Some(1));
+        let full = WorkerLoad {
+            depth: 0,
+            has_room: false,
+            service_us: 1,
+        };
+        assert_eq!(r.pick(&[full, full]), None);
+        assert_eq!(r.pick(&[]), None);
+    }
 
     fn load(depth: usize) -> WorkerLoad {
         WorkerLoad {

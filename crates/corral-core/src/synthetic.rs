@@ -1,4 +1,5 @@
-//! A backend with scripted cost and faults, for tests and benchmarks: the
+//! A backend with scripted cost and faults, for tests and benchmarks (the
+//! `testing` feature, off by default): the
 //! runtime can be exercised — floods, slow workers, hangs, panics, load
 //! failures — without a model.
 //!
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::backend::{Backend, BackendError, LoadContext};
+use crate::rng::Rng;
 
 /// A latch: closed until [`Gate::open`], and it counts who reached it.
 #[derive(Debug, Default)]
@@ -82,6 +84,8 @@ pub enum FaultKind {
     Delay(Duration),
     /// Block until this gate opens.
     Gate(Arc<Gate>),
+    /// Return one output too few for the batch (a backend bug).
+    WrongCount,
 }
 
 /// A fault attached to an input, firing the first `times` times a batch
@@ -151,8 +155,11 @@ impl Item {
 }
 
 /// Random faults at the batch level, for chaos runs: each batch, with
-/// probability `rate`, hangs (sleeps `hang_for`, far past any budget),
-/// panics, or runs `slow_for` longer — one of the three at random.
+/// probability `rate`, gets one of four faults at random — it hangs (sleeps
+/// `hang_for`, far past any budget), panics, runs `slow_for` longer, or
+/// fails with an error *and* arms a hang or a panic for the next batch run
+/// (which, for a multi-request batch, is the first of its requests rerun
+/// alone: a fault inside fault handling).
 #[derive(Debug, Clone)]
 pub struct Chaos {
     /// Probability that a batch carries a fault.
@@ -162,8 +169,19 @@ pub struct Chaos {
     /// How much longer a slow batch takes.
     pub slow_for: Duration,
     state: Arc<AtomicU64>,
-    /// Faults injected so far: hangs, panics, slow batches.
-    pub injected: Arc<[AtomicU64; 3]>,
+    /// A fault armed by an error for the next batch: 0 none, 1 hang, 2 panic.
+    armed: Arc<AtomicU32>,
+    /// Faults injected so far: hangs, panics, slow batches, errors (each
+    /// error's follow-up hang or panic is counted as a hang or a panic).
+    pub injected: Arc<[AtomicU64; 4]>,
+}
+
+/// One batch's chaos fault.
+enum ChaosFault {
+    Hang,
+    Panic,
+    Slow,
+    Error,
 }
 
 impl Chaos {
@@ -174,35 +192,54 @@ impl Chaos {
             hang_for,
             slow_for,
             state: Arc::new(AtomicU64::new(seed.max(1))),
-            injected: Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]),
+            armed: Arc::new(AtomicU32::new(0)),
+            injected: Arc::new(Default::default()),
         }
     }
 
     fn draw(&self) -> u64 {
-        // xorshift64 over a shared state: reproducible enough for a chaos run.
-        let step = |mut x: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        // The runtime's one xorshift, over a shared state: reproducible
+        // enough for a chaos run.
         let prev = self
             .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| Some(step(x)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| Some(Rng::step(x)))
             .unwrap_or(1);
-        step(prev)
+        Rng::step(prev)
     }
 
-    /// Which fault (0 hang, 1 panic, 2 slow) this batch gets, if any.
-    fn roll(&self) -> Option<usize> {
-        let u = (self.draw() >> 11) as f64 / (1u64 << 53) as f64;
-        if u < self.rate {
-            let k = (self.draw() % 3) as usize;
-            self.injected[k].fetch_add(1, Ordering::Relaxed);
-            Some(k)
-        } else {
-            None
+    fn count(&self, k: usize) {
+        self.injected[k].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Which fault this batch gets, if any.
+    fn roll(&self) -> Option<ChaosFault> {
+        match self.armed.swap(0, Ordering::AcqRel) {
+            1 => {
+                self.count(0);
+                return Some(ChaosFault::Hang);
+            }
+            2 => {
+                self.count(1);
+                return Some(ChaosFault::Panic);
+            }
+            _ => {}
         }
+        let u = (self.draw() >> 11) as f64 / (1u64 << 53) as f64;
+        if u >= self.rate {
+            return None;
+        }
+        let k = (self.draw() % 4) as usize;
+        self.count(k);
+        Some(match k {
+            0 => ChaosFault::Hang,
+            1 => ChaosFault::Panic,
+            2 => ChaosFault::Slow,
+            _ => {
+                let follow_up = 1 + (self.draw() % 2) as u32;
+                self.armed.store(follow_up, Ordering::Release);
+                ChaosFault::Error
+            }
+        })
     }
 }
 
@@ -215,7 +252,13 @@ pub struct SyntheticSpec {
     pub per_batch: Duration,
     /// Per-load override of `per_item`: the n-th load (0-based) gets
     /// `per_item_by_load[n]` when present, e.g. to make one worker slow.
+    /// Loads run concurrently, so which slot gets which is not fixed; see
+    /// `per_item_by_worker` for that.
     pub per_item_by_load: Vec<Duration>,
+    /// Per-worker override of `per_item`, by worker id (ids start at 1 and
+    /// the first incarnations take slots in order: id `k + 1` is slot `k`).
+    /// Wins over `per_item_by_load`.
+    pub per_item_by_worker: Vec<Duration>,
     /// Time `load` takes.
     pub load_time: Duration,
     /// The next this-many loads fail (`usize::MAX`: all of them).
@@ -240,6 +283,7 @@ impl Default for SyntheticSpec {
             per_item: Duration::ZERO,
             per_batch: Duration::ZERO,
             per_item_by_load: Vec::new(),
+            per_item_by_worker: Vec::new(),
             load_time: Duration::ZERO,
             failing_loads: Arc::new(AtomicUsize::new(0)),
             loads: Arc::new(AtomicUsize::new(0)),
@@ -274,7 +318,7 @@ impl Backend for Synthetic {
     type Input = Item;
     type Output = u64;
 
-    fn load(spec: &SyntheticSpec, _ctx: &LoadContext) -> Result<Self, BackendError> {
+    fn load(spec: &SyntheticSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
         let n = spec.loads.fetch_add(1, Ordering::AcqRel);
         if !spec.load_time.is_zero() {
             std::thread::sleep(spec.load_time);
@@ -290,10 +334,13 @@ impl Backend for Synthetic {
         if failing {
             return Err(BackendError::new(format!("synthetic load {n} failed")));
         }
+        let by_worker = usize::try_from(ctx.worker_id)
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .and_then(|k| spec.per_item_by_worker.get(k));
         Ok(Self {
-            per_item: spec
-                .per_item_by_load
-                .get(n)
+            per_item: by_worker
+                .or_else(|| spec.per_item_by_load.get(n))
                 .copied()
                 .unwrap_or(spec.per_item),
             spec: spec.clone(),
@@ -313,11 +360,15 @@ impl Backend for Synthetic {
             .max_batch
             .fetch_max(batch.len(), Ordering::Relaxed);
         let mut extra = Duration::ZERO;
+        let mut short = false;
         if let Some(chaos) = &self.spec.chaos {
             match chaos.roll() {
-                Some(0) => extra += chaos.hang_for,
-                Some(1) => panic!("synthetic chaos panic"),
-                Some(_) => extra += chaos.slow_for,
+                Some(ChaosFault::Hang) => extra += chaos.hang_for,
+                Some(ChaosFault::Panic) => panic!("synthetic chaos panic"),
+                Some(ChaosFault::Slow) => extra += chaos.slow_for,
+                Some(ChaosFault::Error) => {
+                    return Err(BackendError::new("synthetic chaos error"));
+                }
                 None => {}
             }
         }
@@ -335,6 +386,7 @@ impl Backend for Synthetic {
                 }
                 Some(FaultKind::Delay(d)) => extra += *d,
                 Some(FaultKind::Gate(g)) => g.pass(),
+                Some(FaultKind::WrongCount) => short = true,
             }
         }
         let cost: usize = batch.iter().map(|i| i.cost.max(1)).sum();
@@ -346,6 +398,10 @@ impl Backend for Synthetic {
         if !busy.is_zero() {
             std::thread::sleep(busy);
         }
-        Ok(batch.iter().map(|i| i.id).collect())
+        let mut out: Vec<u64> = batch.iter().map(|i| i.id).collect();
+        if short {
+            out.pop();
+        }
+        Ok(out)
     }
 }

@@ -13,6 +13,7 @@
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
 //!   length-sorted slicing, padding, pooling, normalisation.
 //! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`].
+//! - `ext`: [`EmbedExt`], the pool's `call*` family named `embed*`.
 //!
 //! ```no_run
 //! use corral_embed::{EmbedSpec, Embedder};
@@ -30,6 +31,7 @@ mod config;
 mod embedder;
 mod encoder;
 mod error;
+mod ext;
 pub mod fast;
 pub mod model_dir;
 mod spec;
@@ -38,4 +40,5 @@ mod tokenize;
 pub use backend::EmbedBackend;
 pub use embedder::Embedder;
 pub use error::EmbedError;
+pub use ext::EmbedExt;
 pub use spec::{EmbedSpec, Engine, Pooling, DEFAULT_MAX_FORWARD_TOKENS};

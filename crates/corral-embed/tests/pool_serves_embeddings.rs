@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{max_abs_diff, tiny_model, Tiny};
 use corral_core::{Pool, PoolConfig, PoolError};
-use corral_embed::{EmbedBackend, EmbedSpec, Embedder};
+use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_get_their_own_vectors_in_order() {

@@ -5,24 +5,28 @@
 //! Its handlers never run model code, never allocate in proportion to load
 //! beyond the bounded waiting line, and never await a worker: its own ractor
 //! mailbox (the one queue Corral cannot bound) stays short because every
-//! message is cheap to handle and refusal is immediate.
+//! message is cheap to handle, refusal is immediate, and requests reach it
+//! only through the door's permits.
 //!
-//! Failure handling, in one place ([`SupervisorState::retire`]):
-//! - *stuck*: a heartbeat shows a batch running past
-//!   `stuck_base + stuck_per_token × cost`;
-//! - *deadlocked*: the worker actor left a ping unanswered past
-//!   `ping_timeout`;
-//! - *crashed*: the backend panicked (the compute thread reports it);
-//! - *load failed / load hung*; *actor died* (a supervision event).
+//! Where to look:
+//! - `state`: the glue — admission (why was this request refused?),
+//!   retirement, re-routing, reports;
+//! - `watchdog`: stuck / deadlocked / hung-load detection, a pure function
+//!   of a worker's probe and the clock (why was this worker restarted?);
+//! - `restart`: restart intensity and backoff with jitter;
+//! - `waiting`: the bounded waiting line;
+//! - `drain`: shutdown's deadline and report.
 //!
-//! A retired worker's mailbox is closed and its queued requests re-routed at
-//! once; the batch it was running is taken back and retried elsewhere up to
-//! `max_retries`, then answered `WorkerLost`. The compute thread is never
-//! joined: if it is still inside the backend it is abandoned (counted,
-//! capped) and exits on its own if it ever returns. Restarts obey an
-//! Erlang-style intensity limit with exponential backoff and jitter.
+//! If the supervisor itself dies (a panic in a handler, which ractor stops
+//! without calling `post_stop`), its state is dropped: each worker's `Drop`
+//! closes its mailbox and answers what it held, and each waiting job answers
+//! as it drops — no request is left unanswered, no compute thread parked.
 
+mod drain;
+mod restart;
 mod state;
+mod waiting;
+mod watchdog;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -33,9 +37,10 @@ use crate::backend::Backend;
 use crate::config::PoolConfig;
 use crate::msg::{InternalMsg, PoolMsg};
 use crate::router::Router;
+use crate::worker::Events;
 use crate::PoolShared;
 
-pub(crate) use state::SupervisorState;
+use state::SupervisorState;
 
 pub(crate) struct Supervisor<B: Backend>(PhantomData<fn() -> B>);
 
@@ -50,6 +55,38 @@ pub(crate) struct SupervisorArgs<B: Backend> {
     pub(crate) spec: Arc<B::Spec>,
     pub(crate) router: Box<dyn Router>,
     pub(crate) shared: Arc<PoolShared>,
+}
+
+/// How workers reach the supervisor: each event becomes one internal
+/// message. A supervisor that is gone drops them (the pool is gone).
+struct SupervisorEvents<B: Backend>(ActorRef<PoolMsg<B>>);
+
+impl<B: Backend> SupervisorEvents<B> {
+    fn tell(&self, m: InternalMsg) {
+        let _ = self.0.send_message(m.into());
+    }
+}
+
+impl<B: Backend> Events for SupervisorEvents<B> {
+    fn loaded(&self, worker: u64) {
+        self.tell(InternalMsg::Loaded { worker });
+    }
+
+    fn load_failed(&self, worker: u64, error: String) {
+        self.tell(InternalMsg::LoadFailed { worker, error });
+    }
+
+    fn crashed(&self, worker: u64, reason: String) {
+        self.tell(InternalMsg::Crashed { worker, reason });
+    }
+
+    fn pong(&self, worker: u64, seq: u64) {
+        self.tell(InternalMsg::Pong { worker, seq });
+    }
+
+    fn freed(&self) {
+        self.tell(InternalMsg::Freed);
+    }
 }
 
 impl<B: Backend> Actor for Supervisor<B> {
@@ -77,7 +114,7 @@ impl<B: Backend> Actor for Supervisor<B> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            PoolMsg::Submit(submit, reply) => state.submit(submit, reply),
+            PoolMsg::Submit(request, reply) => state.submit(request, reply),
             PoolMsg::Health(reply) => {
                 let _ = reply.send(state.health());
             }

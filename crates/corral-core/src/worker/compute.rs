@@ -4,43 +4,78 @@
 //!
 //! This is the only place the backend is touched. It is a plain OS thread so
 //! that a forward pass that never returns blocks nothing but itself: the
-//! supervisor sees the heartbeat go stale, takes the running batch back out
-//! of [`WorkerShared::running`] and abandons the thread. If the thread ever
-//! comes back it finds its batch gone and exits without answering anyone.
+//! supervisor sees the heartbeat go stale, seizes the running batch out of
+//! the mailbox and abandons the thread. If the thread ever comes back it
+//! finds its batch gone and exits without answering anyone.
+//!
+//! The thread never holds a request only on its own stack: a batch is
+//! assembled straight into the mailbox's running set, and when a batch fails
+//! with an error its requests go back to the head of the queue, marked to
+//! run alone — so a rerun that hangs or panics leaves the rest where the
+//! supervisor takes them back.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ractor::ActorRef;
-
+use super::Events;
 use crate::backend::{Backend, LoadContext};
 use crate::error::PoolError;
 use crate::job::Job;
-use crate::mailbox::{Heartbeat, WorkerShared};
-use crate::msg::{InternalMsg, PoolMsg};
+use crate::mailbox::{Taken, WorkerShared};
+use crate::stats::recorder::Recorder;
+
+const ALIVE: u8 = 0;
+const ABANDONED: u8 = 1;
+const EXITED: u8 = 2;
 
 /// Lifecycle of a compute thread, shared with the supervisor so that the
 /// abandoned-thread count is exact: the supervisor moves `ALIVE` to
 /// `ABANDONED` (and counts it) only if the thread has not exited; the thread
 /// swaps in `EXITED` and uncounts itself only if it had been abandoned.
-pub(crate) const ALIVE: u8 = 0;
-pub(crate) const ABANDONED: u8 = 1;
-pub(crate) const EXITED: u8 = 2;
+pub(crate) struct ThreadState {
+    state: AtomicU8,
+    abandoned: Arc<AtomicUsize>,
+}
+
+impl ThreadState {
+    pub(crate) fn new(abandoned: Arc<AtomicUsize>) -> Self {
+        Self {
+            state: AtomicU8::new(ALIVE),
+            abandoned,
+        }
+    }
+
+    /// Gives up on the thread (counted) unless it has exited.
+    pub(crate) fn abandon(&self) {
+        if self
+            .state
+            .compare_exchange(ALIVE, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.abandoned.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The thread is leaving; uncounts it if it had been abandoned.
+    fn exit(&self) {
+        if self.state.swap(EXITED, Ordering::AcqRel) == ABANDONED {
+            self.abandoned.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
 
 pub(crate) struct Compute<B: Backend> {
     pub(crate) shared: Arc<WorkerShared<B>>,
-    pub(crate) supervisor: ActorRef<PoolMsg<B>>,
+    pub(crate) events: Arc<dyn Events>,
     pub(crate) spec: Arc<B::Spec>,
     pub(crate) load_ctx: LoadContext,
     pub(crate) max_batch_tokens: usize,
     pub(crate) max_batch_requests: usize,
-    /// Callers in the supervisor's waiting line; when non-zero, freed slots
-    /// are announced.
     pub(crate) waiting: Arc<AtomicUsize>,
-    pub(crate) thread_state: Arc<AtomicU8>,
-    pub(crate) abandoned_threads: Arc<AtomicUsize>,
+    pub(crate) thread: Arc<ThreadState>,
+    pub(crate) recorder: Arc<Recorder>,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -55,71 +90,83 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// A request's cost: the sum of its inputs' costs, each at least 1.
 fn cost_of<B: Backend>(backend: &B, inputs: &[B::Input]) -> usize {
-    inputs.iter().map(|i| backend.cost(i).max(1)).sum()
+    inputs
+        .iter()
+        .map(|i| backend.cost(i).max(1))
+        .fold(0usize, usize::saturating_add)
+}
+
+/// How a batch ended, for the serving loop.
+enum Next {
+    Continue,
+    Exit,
 }
 
 impl<B: Backend> Compute<B> {
-    fn tell(&self, m: InternalMsg<B>) {
-        // The supervisor being gone means the pool is gone; nothing to do.
-        let _ = self.supervisor.send_message(m.into());
-    }
-
     pub(crate) fn run(self) {
         let worker = self.shared.id;
         let loaded = catch_unwind(AssertUnwindSafe(|| B::load(&self.spec, &self.load_ctx)));
         match loaded {
             Ok(Ok(mut backend)) => {
-                if !self.shared.retired.load(Ordering::Acquire) {
-                    self.tell(InternalMsg::Loaded { worker });
+                if !self.shared.is_retired() {
+                    self.events.loaded(worker);
                     self.serve(&mut backend);
                 }
+                self.thread.exit();
             }
-            Ok(Err(e)) => self.tell(InternalMsg::LoadFailed {
-                worker,
-                error: e.to_string(),
-            }),
-            Err(p) => self.tell(InternalMsg::LoadFailed {
-                worker,
-                error: format!("load panicked: {}", panic_message(p.as_ref())),
-            }),
-        }
-        if self.thread_state.swap(EXITED, Ordering::AcqRel) == ABANDONED {
-            self.abandoned_threads.fetch_sub(1, Ordering::AcqRel);
+            Ok(Err(e)) => {
+                self.thread.exit();
+                self.events.load_failed(worker, e.to_string());
+            }
+            Err(p) => {
+                self.thread.exit();
+                let error = format!("load panicked: {}", panic_message(p.as_ref()));
+                self.events.load_failed(worker, error);
+            }
         }
     }
 
-    /// Takes the next batch: the front request always, then more while the
-    /// token budget and request cap allow. Costs are computed outside the
-    /// mailbox lock. Cancelled requests are skipped here, before compute.
-    /// Returns `None` when the mailbox is closed.
-    fn take_batch(&self, backend: &B) -> Option<(Vec<Job<B>>, usize)> {
+    fn serve(&self, backend: &mut B) {
+        while let Some(cost) = self.assemble(backend) {
+            if let Next::Exit = self.run_batch(backend, cost) {
+                return;
+            }
+        }
+    }
+
+    /// Assembles the next batch in the mailbox's running set: the front
+    /// request always, then more while the token budget and request cap
+    /// allow. A request that must run alone (it failed in a batch before)
+    /// runs alone. Costs are computed outside the mailbox lock; cancelled
+    /// requests are skipped here, before compute. Returns the batch's cost,
+    /// or `None` when the mailbox is closed.
+    fn assemble(&self, backend: &B) -> Option<usize> {
         loop {
             let mut next = Some(self.shared.wait_front()?);
-            let mut jobs: Vec<Job<B>> = Vec::new();
             let mut cost = 0usize;
-            while let Some((inputs, suspect)) = next {
+            let mut jobs = 0usize;
+            let mut alone = false;
+            while let Some((inputs, runs_alone)) = next {
                 let c = cost_of(backend, &inputs);
-                let full =
-                    cost + c > self.max_batch_tokens || jobs.len() >= self.max_batch_requests;
-                // A request that was in a batch that killed its worker runs
-                // alone: if it fails again, it fails nobody else.
-                let isolate = suspect || jobs.first().is_some_and(|j| j.failed_attempts > 0);
-                if !jobs.is_empty() && (full || isolate) {
+                let full = cost.saturating_add(c) > self.max_batch_tokens
+                    || jobs >= self.max_batch_requests;
+                if jobs > 0 && (full || runs_alone || alone) {
                     break;
                 }
-                if let Some(job) = self.shared.pop_if(&inputs) {
-                    if job.is_cancelled() {
-                        self.shared.release(job.class, 1);
-                        self.shared.cancelled.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        cost += c;
-                        jobs.push(job);
+                match self.shared.take_front(&inputs) {
+                    Taken::Job => {
+                        cost = cost.saturating_add(c);
+                        jobs += 1;
+                        alone = runs_alone;
                     }
+                    Taken::Cancelled => self.recorder.cancelled(1),
+                    Taken::Answered | Taken::Moved => {}
+                    Taken::Closed => return None,
                 }
                 next = self.shared.peek_front();
             }
-            if !jobs.is_empty() {
-                return Some((jobs, cost));
+            if jobs > 0 {
+                return Some(cost);
             }
             if self.shared.is_closed() {
                 return None;
@@ -127,113 +174,99 @@ impl<B: Backend> Compute<B> {
         }
     }
 
-    fn serve(&self, backend: &mut B) {
-        while let Some((jobs, cost)) = self.take_batch(backend) {
-            if !self.run_batch(backend, jobs, cost) {
-                return;
-            }
-        }
-    }
-
-    /// Runs one batch and answers it. Returns `false` when the thread must
-    /// exit (it was given up on, or the backend panicked).
-    fn run_batch(&self, backend: &mut B, jobs: Vec<Job<B>>, cost: usize) -> bool {
-        let inputs: Vec<Arc<Vec<B::Input>>> = jobs.iter().map(|j| j.inputs.clone()).collect();
-        let refs: Vec<&B::Input> = inputs.iter().flat_map(|v| v.iter()).collect();
-        *self.shared.running.lock() = jobs;
-        *self.shared.heartbeat.lock() = Heartbeat {
-            busy_since: Some(Instant::now()),
-            batch_cost: cost,
-            batch_len: refs.len(),
-        };
+    /// Runs the assembled batch and answers it.
+    fn run_batch(&self, backend: &mut B, cost: usize) -> Next {
         let started = Instant::now();
+        let Some(inputs) = self.shared.start_batch(started, cost) else {
+            return Next::Exit;
+        };
+        let refs: Vec<&B::Input> = inputs.iter().flat_map(|v| v.iter()).collect();
         let result = catch_unwind(AssertUnwindSafe(|| backend.run(&refs)));
         let took = started.elapsed();
-        *self.shared.heartbeat.lock() = Heartbeat::default();
-        let jobs = self.shared.take_running();
-        if jobs.is_empty() {
-            // The supervisor took the batch back: we were given up on.
-            return false;
-        }
-        match result {
-            Ok(Ok(outputs)) if outputs.len() == refs.len() => {
-                drop(refs);
-                let per_request = took.as_micros() / jobs.len() as u128;
-                self.shared
-                    .record_service(u64::try_from(per_request).unwrap_or(u64::MAX));
-                self.answer_all(jobs, outputs);
-                true
-            }
+        let n_inputs = refs.len();
+        drop(refs);
+        drop(inputs);
+        let outputs = match result {
+            Ok(Ok(outputs)) if outputs.len() == n_inputs => outputs,
             Ok(Ok(outputs)) => {
                 let msg = format!(
-                    "backend returned {} outputs for {} inputs",
-                    outputs.len(),
-                    refs.len()
+                    "backend returned {} outputs for {n_inputs} inputs",
+                    outputs.len()
                 );
-                self.fail_all(jobs, &PoolError::Backend(msg));
-                true
+                return self.batch_failed(PoolError::Backend(msg));
             }
-            Ok(Err(e)) if jobs.len() > 1 => {
-                // Find the culprit: run each request alone so that one bad
-                // input fails only its own request.
-                drop(refs);
-                tracing::debug!(
-                    worker = self.shared.id,
-                    requests = jobs.len(),
-                    "batch failed ({e}); rerunning its requests one by one"
-                );
-                for job in jobs {
-                    let c = cost_of(backend, &job.inputs);
-                    if !self.run_batch(backend, vec![job], c) {
-                        return false;
-                    }
-                }
-                true
-            }
-            Ok(Err(e)) => {
-                self.fail_all(jobs, &PoolError::from(e));
-                true
-            }
+            Ok(Err(e)) => return self.batch_failed(PoolError::from(e)),
             Err(p) => {
-                self.tell(InternalMsg::Crashed {
-                    worker: self.shared.id,
-                    jobs,
-                    reason: panic_message(p.as_ref()),
-                });
-                false
+                // The batch stays in the running set, the heartbeat busy: the
+                // supervisor takes it back and retries it elsewhere.
+                self.thread.exit();
+                self.events
+                    .crashed(self.shared.id, panic_message(p.as_ref()));
+                return Next::Exit;
             }
-        }
+        };
+        let Some(jobs) = self.shared.finish_batch() else {
+            // The supervisor took the batch back: we were given up on.
+            return Next::Exit;
+        };
+        let per_request = took.as_micros() / jobs.len().max(1) as u128;
+        self.shared
+            .record_service(u64::try_from(per_request).unwrap_or(u64::MAX));
+        self.answer_all(jobs, outputs);
+        Next::Continue
     }
 
-    fn after_batch(&self, n: u64) {
-        self.shared.processed.fetch_add(n, Ordering::Relaxed);
-        self.shared.batches.fetch_add(1, Ordering::Relaxed);
-        if self.waiting.load(Ordering::Acquire) > 0 {
-            self.tell(InternalMsg::Freed);
+    /// A batch failed with an error (or the wrong number of outputs). A
+    /// batch of one is answered with the error; a larger one goes back to
+    /// the head of the queue, each request to run alone, so that one bad
+    /// input fails only its own request.
+    fn batch_failed(&self, err: PoolError) -> Next {
+        if self.shared.assembled() > 1 {
+            match self.shared.requeue_running_alone() {
+                Some(n) => {
+                    tracing::debug!(
+                        worker = self.shared.id,
+                        requests = n,
+                        "batch failed ({err}); rerunning its requests one by one"
+                    );
+                    self.recorder.isolated(n as u64);
+                    return Next::Continue;
+                }
+                None => return Next::Exit,
+            }
         }
+        let Some(jobs) = self.shared.finish_batch() else {
+            return Next::Exit;
+        };
+        self.done(jobs, |_| Err(err.clone()));
+        Next::Continue
     }
 
     fn answer_all(&self, jobs: Vec<Job<B>>, outputs: Vec<B::Output>) {
-        let n = jobs.len() as u64;
         let mut outputs = outputs.into_iter();
-        for job in jobs {
-            let k = job.inputs.len();
-            let class = job.class;
-            let mine: Vec<B::Output> = outputs.by_ref().take(k).collect();
-            // Free the slot first: a caller that resubmits as soon as it is
-            // answered must find it free.
-            self.shared.release(class, 1);
-            job.answer(Ok(mine));
-        }
-        self.after_batch(n);
+        self.done(jobs, |job| {
+            Ok(outputs.by_ref().take(job.inputs.len()).collect())
+        });
     }
 
-    fn fail_all(&self, jobs: Vec<Job<B>>, err: &PoolError) {
+    /// Answers each job of a finished batch, freeing its slot first (a
+    /// caller that resubmits as soon as it is answered must find it free).
+    fn done(
+        &self,
+        jobs: Vec<Job<B>>,
+        mut answer: impl FnMut(&Job<B>) -> Result<Vec<B::Output>, PoolError>,
+    ) {
         let n = jobs.len() as u64;
-        for job in jobs {
-            self.shared.release(job.class, 1);
-            job.answer(Err(err.clone()));
+        for mut job in jobs {
+            let reply = answer(&job);
+            self.shared.release(&job);
+            job.answer(reply);
         }
-        self.after_batch(n);
+        self.shared.processed.fetch_add(n, Ordering::Relaxed);
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+        self.recorder.processed(n);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.events.freed();
+        }
     }
 }

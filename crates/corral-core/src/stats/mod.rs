@@ -1,11 +1,17 @@
 //! What the pool reports about itself: [`HealthReport`] (is it serving, how
-//! deep is each worker right now) and [`PoolStats`] (counters since start),
-//! plus the small latency histogram behind the backpressure-wait
-//! percentiles. All plain serde data, so they can cross the wire.
+//! deep is each worker right now) and [`PoolStats`] (counters since start).
+//! All plain serde data, so they can cross the wire.
 //!
-//! The same figures go to the `metrics` facade (see [`metric_names`]), labelled
+//! Every event is counted in one place, the `recorder` (for both
+//! [`PoolStats`] and the `metrics` facade, see [`metric_names`]), labelled
 //! with the pool's name so that two pools in one process never share a
-//! series.
+//! series. `histogram` is the small fixed-memory histogram behind the
+//! percentiles.
+
+mod histogram;
+pub(crate) mod recorder;
+
+pub(crate) use histogram::LatencyHistogram;
 
 use std::time::Duration;
 
@@ -67,6 +73,10 @@ pub struct HealthReport {
     pub waiting: usize,
     /// Whether the pool is draining for shutdown.
     pub draining: bool,
+    /// The pool's estimate of when a mailbox slot frees (the soonest a ready
+    /// worker finishes a request, from its measured service time): the
+    /// `retry_after` every `Overloaded` refusal carries now.
+    pub retry_after: Duration,
 }
 
 impl HealthReport {
@@ -100,11 +110,21 @@ pub struct PoolStats {
     pub workers: Vec<WorkerStats>,
     /// Requests accepted into a worker mailbox.
     pub admitted: u64,
-    /// Requests refused with `Overloaded` (mailboxes and waiting line full).
+    /// Requests refused with `Overloaded`, wherever the refusal happened:
+    /// at a handle's door (the pool's whole capacity in flight) or in the
+    /// supervisor (mailboxes, and the waiting line if the caller chose to
+    /// wait, full).
     pub rejected_overloaded: u64,
-    /// Waiting callers whose deadline passed (`Timeout`).
+    /// Waiting callers whose wait for room ran out (`Timeout`; nothing ran).
     pub timed_out: u64,
-    /// Requests whose caller went away before compute; skipped.
+    /// Admitted requests whose end-to-end deadline passed before they were
+    /// answered (`Timeout`; skipped before compute, or their result
+    /// discarded).
+    pub deadline_exceeded: u64,
+    /// Requests refused with `ShuttingDown`.
+    pub rejected_shutting_down: u64,
+    /// Requests whose caller went away before compute; skipped (in a worker
+    /// mailbox or in the waiting line).
     pub cancelled: u64,
     /// Callers in the waiting line now.
     pub waiting: usize,
@@ -128,6 +148,10 @@ pub struct PoolStats {
     /// Requests taken back from a failed worker's running batch and tried
     /// again elsewhere.
     pub retries: u64,
+    /// Requests of a batch that failed with an error (or the wrong number of
+    /// outputs) put back at the head of their mailbox to run alone, so that
+    /// one bad input fails only its own request.
+    pub isolated: u64,
     /// Requests taken back from a failed worker's queue and re-routed
     /// (they had not run yet).
     pub rerouted: u64,
@@ -151,13 +175,15 @@ pub mod metric_names {
     pub const WAITING: &str = "corral_waiting";
     /// Counter: requests admitted to a worker.
     pub const ADMITTED: &str = "corral_admitted_total";
-    /// Counter: requests refused, label `reason` = `overloaded` | `timeout` | `shutting_down`.
+    /// Counter: requests refused, label `reason` = `overloaded` | `timeout` |
+    /// `deadline` | `shutting_down`.
     pub const REJECTED: &str = "corral_rejected_total";
     /// Histogram (seconds): how long waiting callers waited for room.
     pub const WAIT_SECONDS: &str = "corral_backpressure_wait_seconds";
     /// Counter: worker restarts.
     pub const RESTARTS: &str = "corral_worker_restarts_total";
-    /// Counter: failures detected, label `kind` = `stuck` | `deadlock` | `panic` | `load`.
+    /// Counter: failures detected, label `kind` = `stuck` | `deadlock` |
+    /// `panic` | `load` | `actor_died`.
     pub const FAILURES: &str = "corral_worker_failures_total";
     /// Counter: requests retried after their worker failed mid-batch.
     pub const RETRIES: &str = "corral_retries_total";
@@ -167,105 +193,9 @@ pub mod metric_names {
     pub const ABANDONED: &str = "corral_abandoned_threads";
     /// Counter: requests answered by workers.
     pub const PROCESSED: &str = "corral_processed_total";
-}
-
-/// A fixed-memory latency histogram: log-linear buckets (8 per power of two)
-/// from 1 µs to about 17 minutes, so percentiles are within ~9%.
-#[derive(Debug, Clone)]
-pub(crate) struct LatencyHistogram {
-    counts: Vec<u64>,
-    total: u64,
-}
-
-const SUB: u32 = 8;
-const OCTAVES: u32 = 30;
-
-impl LatencyHistogram {
-    pub(crate) fn new() -> Self {
-        Self {
-            counts: vec![0; (SUB * (OCTAVES + 1)) as usize],
-            total: 0,
-        }
-    }
-
-    fn bucket(micros: u64) -> usize {
-        if micros < u64::from(SUB) {
-            return micros as usize;
-        }
-        let octave = 63 - micros.leading_zeros(); // >= 3
-        let sub = (micros >> (octave - 3)) & u64::from(SUB - 1);
-        let idx = (octave - 2) * SUB + sub as u32;
-        (idx as usize).min((SUB * (OCTAVES + 1)) as usize - 1)
-    }
-
-    fn lower_bound(idx: usize) -> u64 {
-        let idx = idx as u32;
-        if idx < SUB {
-            return u64::from(idx);
-        }
-        let octave = idx / SUB + 2;
-        let sub = u64::from(idx % SUB);
-        (u64::from(SUB) | sub) << (octave - 3)
-    }
-
-    pub(crate) fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.counts[Self::bucket(us)] += 1;
-        self.total += 1;
-    }
-
-    #[cfg(test)]
-    pub(crate) fn count(&self) -> u64 {
-        self.total
-    }
-
-    /// The `q` quantile (0..=1), as the lower bound of its bucket.
-    pub(crate) fn quantile(&self, q: f64) -> Duration {
-        if self.total == 0 {
-            return Duration::ZERO;
-        }
-        let rank = ((self.total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Duration::from_micros(Self::lower_bound(i));
-            }
-        }
-        Duration::from_micros(Self::lower_bound(self.counts.len() - 1))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_quantiles_are_close() {
-        let mut h = LatencyHistogram::new();
-        for us in 1..=10_000u64 {
-            h.record(Duration::from_micros(us));
-        }
-        let p50 = h.quantile(0.5).as_micros() as f64;
-        let p99 = h.quantile(0.99).as_micros() as f64;
-        assert!((p50 / 5000.0 - 1.0).abs() < 0.13, "p50 {p50}");
-        assert!((p99 / 9900.0 - 1.0).abs() < 0.13, "p99 {p99}");
-        assert_eq!(h.count(), 10_000);
-    }
-
-    #[test]
-    fn histogram_buckets_are_monotonic() {
-        let mut last = 0;
-        for us in 0..100_000u64 {
-            let b = LatencyHistogram::bucket(us);
-            assert!(b >= last);
-            assert!(LatencyHistogram::lower_bound(b) <= us);
-            last = b;
-        }
-    }
-
-    #[test]
-    fn empty_histogram_reports_zero() {
-        assert_eq!(LatencyHistogram::new().quantile(0.99), Duration::ZERO);
-    }
+    /// Counter: requests whose caller went away before compute.
+    pub const CANCELLED: &str = "corral_cancelled_total";
+    /// Histogram (seconds): how long after a failure became detectable the
+    /// supervisor acted on it.
+    pub const DETECTION_SECONDS: &str = "corral_detection_seconds";
 }
