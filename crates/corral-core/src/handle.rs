@@ -21,13 +21,12 @@
 //!   deadline ([`Submit::within`]).
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use ractor::{Actor, ActorRef, MessagingErr};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
@@ -37,27 +36,10 @@ use crate::error::{CallError, PoolError, SpawnError};
 use crate::job::Reply;
 use crate::msg::{Admitted, PoolMsg, ShutdownReport, Submit};
 use crate::router::{LeastWait, Router};
+use crate::shared::PoolShared;
 use crate::stats::recorder::Recorder;
 use crate::stats::{HealthReport, PoolStats};
 use crate::supervisor::{Supervisor, SupervisorArgs};
-
-/// State the handles and the supervisor share. One per pool: nothing
-/// global, so any number of pools live side by side in one process.
-pub(crate) struct PoolShared {
-    /// Ready workers, published by the supervisor.
-    pub(crate) ready: watch::Sender<usize>,
-    /// Abandoned compute threads still alive.
-    pub(crate) abandoned: Arc<AtomicUsize>,
-    next_worker_id: AtomicU64,
-    pub(crate) door: Arc<Door>,
-    pub(crate) recorder: Arc<Recorder>,
-}
-
-impl PoolShared {
-    pub(crate) fn next_worker_id(&self) -> u64 {
-        self.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
 
 /// Starts pools.
 pub struct Pool<B: Backend>(PhantomData<fn() -> B>);
@@ -87,13 +69,10 @@ impl<B: Backend> Pool<B> {
         config.validate()?;
         let config = Arc::new(config);
         let recorder = Arc::new(Recorder::new(&config.name, config.workers));
-        let shared = Arc::new(PoolShared {
-            ready: watch::Sender::new(0),
-            abandoned: Arc::new(AtomicUsize::new(0)),
-            next_worker_id: AtomicU64::new(0),
-            door: Door::new(config.door_limit(), recorder.clone()),
+        let shared = Arc::new(PoolShared::new(
+            Door::new(config.door_limit(), recorder.clone()),
             recorder,
-        });
+        ));
         let args = SupervisorArgs {
             config: config.clone(),
             spec: Arc::new(spec),

@@ -8,6 +8,7 @@
 //! - [`handle`]: [`Pool::spawn`], [`PoolHandle`] (the `call*` family) and
 //!   [`PoolRef`] (what a host actor keeps).
 //! - `door`: the admission permits every request takes before it is sent.
+//! - `shared`: the state a pool's handles and its supervisor share.
 //! - [`msg`]: the typed messages ([`PoolMsg`], [`Submit`], [`Admitted`]).
 //! - `job`: one admitted request; answered exactly once, even when dropped.
 //! - `mailbox`: a worker's bounded mailbox and what its compute thread shares
@@ -47,6 +48,7 @@ mod mailbox;
 pub mod msg;
 mod rng;
 pub mod router;
+mod shared;
 pub mod stats;
 mod supervisor;
 #[cfg(feature = "testing")]
@@ -62,5 +64,3 @@ pub use job::Reply;
 pub use msg::{Admission, Admitted, PoolMsg, ShutdownReport, Submit};
 pub use router::{LeastDepth, LeastWait, Router, WorkerLoad};
 pub use stats::{Health, HealthReport, PoolStats, WorkerHealth, WorkerState, WorkerStats};
-
-pub(crate) use handle::PoolShared;

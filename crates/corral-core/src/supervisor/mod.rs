@@ -29,17 +29,13 @@ mod waiting;
 mod watchdog;
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::backend::Backend;
-use crate::config::PoolConfig;
 use crate::msg::{InternalMsg, PoolMsg};
-use crate::router::Router;
-use crate::worker::Events;
-use crate::PoolShared;
 
+pub(crate) use state::SupervisorArgs;
 use state::SupervisorState;
 
 pub(crate) struct Supervisor<B: Backend>(PhantomData<fn() -> B>);
@@ -47,45 +43,6 @@ pub(crate) struct Supervisor<B: Backend>(PhantomData<fn() -> B>);
 impl<B: Backend> Supervisor<B> {
     pub(crate) fn new() -> Self {
         Self(PhantomData)
-    }
-}
-
-pub(crate) struct SupervisorArgs<B: Backend> {
-    pub(crate) config: Arc<PoolConfig>,
-    pub(crate) spec: Arc<B::Spec>,
-    pub(crate) router: Box<dyn Router>,
-    pub(crate) shared: Arc<PoolShared>,
-}
-
-/// How workers reach the supervisor: each event becomes one internal
-/// message. A supervisor that is gone drops them (the pool is gone).
-struct SupervisorEvents<B: Backend>(ActorRef<PoolMsg<B>>);
-
-impl<B: Backend> SupervisorEvents<B> {
-    fn tell(&self, m: InternalMsg) {
-        let _ = self.0.send_message(m.into());
-    }
-}
-
-impl<B: Backend> Events for SupervisorEvents<B> {
-    fn loaded(&self, worker: u64) {
-        self.tell(InternalMsg::Loaded { worker });
-    }
-
-    fn load_failed(&self, worker: u64, error: String) {
-        self.tell(InternalMsg::LoadFailed { worker, error });
-    }
-
-    fn crashed(&self, worker: u64, reason: String) {
-        self.tell(InternalMsg::Crashed { worker, reason });
-    }
-
-    fn pong(&self, worker: u64, seq: u64) {
-        self.tell(InternalMsg::Pong { worker, seq });
-    }
-
-    fn freed(&self) {
-        self.tell(InternalMsg::Freed);
     }
 }
 

@@ -16,18 +16,57 @@ use super::drain::Drain;
 use super::restart::RestartPolicy;
 use super::waiting::{Expiry, Waiter, Waiting, WaitingLine};
 use super::watchdog::{self, Limits};
-use super::SupervisorArgs;
 use crate::backend::{Backend, LoadContext};
 use crate::config::PoolConfig;
 use crate::error::PoolError;
 use crate::job::{Class, Job, Reply};
 use crate::msg::{Admission, Admitted, InternalMsg, PoolMsg, ShutdownReport};
 use crate::router::{Router, WorkerLoad};
+use crate::shared::PoolShared;
 use crate::stats::recorder::{Failure, Recorder};
 use crate::stats::{Health, HealthReport, PoolStats, WorkerHealth, WorkerState, WorkerStats};
 use crate::time;
 use crate::worker::{Events, Worker, WorkerSpawn};
-use crate::PoolShared;
+
+/// What the supervisor starts from.
+pub(crate) struct SupervisorArgs<B: Backend> {
+    pub(crate) config: Arc<PoolConfig>,
+    pub(crate) spec: Arc<B::Spec>,
+    pub(crate) router: Box<dyn Router>,
+    pub(crate) shared: Arc<PoolShared>,
+}
+
+/// How workers reach the supervisor: each event becomes one internal
+/// message. A supervisor that is gone drops them (the pool is gone).
+struct SupervisorEvents<B: Backend>(ActorRef<PoolMsg<B>>);
+
+impl<B: Backend> SupervisorEvents<B> {
+    fn tell(&self, m: InternalMsg) {
+        let _ = self.0.send_message(m.into());
+    }
+}
+
+impl<B: Backend> Events for SupervisorEvents<B> {
+    fn loaded(&self, worker: u64) {
+        self.tell(InternalMsg::Loaded { worker });
+    }
+
+    fn load_failed(&self, worker: u64, error: String) {
+        self.tell(InternalMsg::LoadFailed { worker, error });
+    }
+
+    fn crashed(&self, worker: u64, reason: String) {
+        self.tell(InternalMsg::Crashed { worker, reason });
+    }
+
+    fn pong(&self, worker: u64, seq: u64) {
+        self.tell(InternalMsg::Pong { worker, seq });
+    }
+
+    fn freed(&self) {
+        self.tell(InternalMsg::Freed);
+    }
+}
 
 enum Slot<B: Backend> {
     Live(Worker<B>),
@@ -149,7 +188,7 @@ impl<B: Backend> SupervisorState<B> {
             limits: Limits::of(c),
             line: WaitingLine::new(c.max_waiting),
             recorder: args.shared.recorder.clone(),
-            events: Arc::new(super::SupervisorEvents(myself.clone())),
+            events: Arc::new(SupervisorEvents(myself.clone())),
             myself,
             threads,
             spec: args.spec,
