@@ -9,6 +9,22 @@ use std::time::Duration;
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::{PoolConfig, PoolError};
 
+/// Waits until the pool holds `depth` admitted requests and `waiting` in line.
+async fn settle(
+    pool: &corral::PoolHandle<corral::synthetic::Synthetic>,
+    depth: usize,
+    waiting: usize,
+) {
+    common::eventually(Duration::from_secs(5), "requests in place", || {
+        let pool = pool.clone();
+        async move {
+            let h = pool.health().await.unwrap();
+            (h.total_depth() == depth && h.waiting == waiting).then_some(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
     common::within(Duration::from_secs(30), "test", async {
@@ -45,6 +61,7 @@ async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
         held.push(tokio::spawn(async move {
             p.try_call(Item::new(10)).await.map_err(PoolError::from)
         }));
+        settle(&pool, 2, 0).await;
         let p = pool.clone();
         held.push(tokio::spawn(async move {
             p.try_call_batch(vec![Item::new(11), Item::new(12)])
@@ -52,20 +69,14 @@ async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
                 .map(|v| v[0])
                 .map_err(PoolError::from)
         }));
+        settle(&pool, 3, 0).await;
         for id in 13..=14 {
             let p = pool.clone();
             held.push(tokio::spawn(async move {
                 p.call_timeout(Item::new(id), Duration::from_secs(60)).await
             }));
+            settle(&pool, 3, id as usize - 12).await;
         }
-        common::eventually(Duration::from_secs(5), "full to its bounds", || {
-            let pool = pool.clone();
-            async move {
-                let h = pool.health().await.unwrap();
-                (h.total_depth() == 3 && h.waiting == 2).then_some(())
-            }
-        })
-        .await;
 
         let before = pool.stats().await.unwrap().rejected_overloaded;
         const N: u64 = 25;
