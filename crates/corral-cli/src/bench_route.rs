@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
-use corral_core::{Backend, LoadContext, Pool, PoolConfig};
+use corral_core::{Backend, LeastDepth, LeastWait, LoadContext, Pool, PoolConfig};
 use parking_lot::Mutex;
 use ractor::factory::queues::DefaultQueue;
 use ractor::factory::routing::QueuerRouting;
@@ -34,6 +34,18 @@ pub(crate) struct Args {
     /// Requests for the unloaded-latency run (one caller at a time).
     #[arg(long, default_value_t = 20_000)]
     latency_requests: usize,
+    /// The pool's routing policy.
+    #[arg(long, value_enum, default_value_t = RouterArg::Wait)]
+    router: RouterArg,
+}
+
+/// Which routing policy the pool runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum RouterArg {
+    /// `LeastWait` (the default): depth weighted by service time.
+    Wait,
+    /// `LeastDepth`: depth alone.
+    Depth,
 }
 
 /// Latencies of one run, and its rate.
@@ -173,7 +185,7 @@ async fn run_factory(a: &Args) -> anyhow::Result<Run> {
                     None,
                 )
                 .await?;
-            r.success_or(anyhow::anyhow!("factory call failed"))
+            r.success_or_else(|| anyhow::anyhow!("factory call failed"))
         }
     })
     .await?;
@@ -189,7 +201,15 @@ async fn run_pool(a: &Args) -> anyhow::Result<Run> {
         threads_per_worker: Some(1),
         ..PoolConfig::default()
     };
-    let pool = Pool::<Synthetic>::spawn(SyntheticSpec::default(), cfg).await?;
+    let spec = SyntheticSpec::default();
+    let pool = match a.router {
+        RouterArg::Wait => {
+            Pool::<Synthetic>::spawn_with_router(spec, cfg, LeastWait::default()).await?
+        }
+        RouterArg::Depth => {
+            Pool::<Synthetic>::spawn_with_router(spec, cfg, LeastDepth::default()).await?
+        }
+    };
     pool.wait_ready(Duration::from_secs(10)).await?;
     let p = pool.clone();
     let run = drive(a.requests, a.callers, move |id| {

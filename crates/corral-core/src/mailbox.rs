@@ -97,9 +97,9 @@ pub(crate) struct WorkerShared<B: Backend> {
     pub(crate) processed: AtomicU64,
     pub(crate) batches: AtomicU64,
     /// Exponentially weighted mean service time per request (a batch's run
-    /// time over its requests), in microseconds; feeds routing and
+    /// time over its requests), in nanoseconds; feeds routing and
     /// `retry_after`.
-    service_ewma_us: AtomicU64,
+    service_ewma_ns: AtomicU64,
     /// Set by the supervisor when it gives up on this worker.
     retired: AtomicBool,
 }
@@ -123,7 +123,7 @@ impl<B: Backend> WorkerShared<B> {
             heartbeat: Mutex::new(Heartbeat::default()),
             processed: AtomicU64::new(0),
             batches: AtomicU64::new(0),
-            service_ewma_us: AtomicU64::new(0),
+            service_ewma_ns: AtomicU64::new(0),
             retired: AtomicBool::new(false),
         })
     }
@@ -394,21 +394,21 @@ impl<B: Backend> WorkerShared<B> {
         self.heartbeat.lock().busy_since.is_some()
     }
 
-    /// Recent service time per request, in µs (0: not measured yet).
-    pub(crate) fn service_us(&self) -> u64 {
-        self.service_ewma_us.load(Ordering::Relaxed)
+    /// Recent service time per request, in ns (0: not measured yet).
+    pub(crate) fn service_ns(&self) -> u64 {
+        self.service_ewma_ns.load(Ordering::Relaxed)
     }
 
     /// Folds one batch's service time per request into the average. Only
     /// the compute thread writes it.
-    pub(crate) fn record_service(&self, micros: u64) {
-        let micros = micros.max(1);
-        let old = self.service_ewma_us.load(Ordering::Relaxed);
+    pub(crate) fn record_service(&self, nanos: u64) {
+        let nanos = nanos.max(1);
+        let old = self.service_ewma_ns.load(Ordering::Relaxed);
         let new = if old == 0 {
-            micros
+            nanos
         } else {
-            (old.saturating_mul(3).saturating_add(micros)) / 4
+            (old.saturating_mul(3).saturating_add(nanos)) / 4
         };
-        self.service_ewma_us.store(new, Ordering::Relaxed);
+        self.service_ewma_ns.store(new, Ordering::Relaxed);
     }
 }

@@ -6,10 +6,10 @@
 //!
 //! The default, [`LeastWait`], sends each request where it expects to wait
 //! least: depth (queued + running) weighted by the worker's service time,
-//! counted in multiples of the fastest worker's, rounded — so identical
-//! workers (whose measured times differ only by noise) split evenly by
-//! depth, and a worker 20× slower is chosen only once the others are 20
-//! deep. [`LeastDepth`] (depth alone, with slow workers losing ties) stays
+//! counted in whole multiples of the fastest worker's, rounded down — so
+//! identical workers (whose measured times differ by noise, less than 2×)
+//! split evenly by depth, and a worker 20× slower is chosen only once the
+//! others are 20 deep. [`LeastDepth`] (depth alone, with slow workers losing ties) stays
 //! available for [`crate::Pool::spawn_with_router`]. Ties rotate.
 
 /// One routable worker as the router sees it.
@@ -20,9 +20,9 @@ pub struct WorkerLoad {
     pub depth: usize,
     /// Whether the worker's bound for this request's class has room left.
     pub has_room: bool,
-    /// Recent service time per request, in microseconds (0: not measured
+    /// Recent service time per request, in nanoseconds (0: not measured
     /// yet).
-    pub service_us: u64,
+    pub service_ns: u64,
 }
 
 /// A routing policy. Called by the supervisor once per admission, so it must
@@ -35,8 +35,8 @@ pub trait Router: Send + 'static {
 
 /// Least expected wait first: `(depth + 1) × speed`, where `speed` is the
 /// worker's measured service time in whole multiples of the fastest
-/// worker's (at least 1; unmeasured workers count as the fastest, so that
-/// they get work and are measured). Ties rotate.
+/// worker's, rounded down (at least 1; unmeasured workers count as the
+/// fastest, so that they get work and are measured). Ties rotate.
 #[derive(Debug, Default, Clone)]
 pub struct LeastWait {
     cursor: usize,
@@ -49,11 +49,11 @@ impl LeastWait {
         if !load.has_room {
             return None;
         }
-        let speed = if load.service_us == 0 || fastest == 0 {
+        let speed = if load.service_ns == 0 || fastest == 0 {
             1
         } else {
-            // Rounded to the nearest whole multiple, at least 1.
-            ((load.service_us + fastest / 2) / fastest).max(1)
+            // Whole multiples, rounded down: noise never splits equals.
+            (load.service_ns / fastest).max(1)
         };
         Some((load.depth as u64 + 1).saturating_mul(speed))
     }
@@ -64,8 +64,8 @@ impl Router for LeastWait {
         let n = loads.len();
         let fastest = loads
             .iter()
-            .map(|l| l.service_us)
-            .filter(|&us| us > 0)
+            .map(|l| l.service_ns)
+            .filter(|&ns| ns > 0)
             .min()
             .unwrap_or(0);
         let best = loads.iter().filter_map(|l| Self::score(l, fastest)).min()?;
@@ -93,10 +93,10 @@ impl Router for LeastDepth {
         let fastest = loads
             .iter()
             .filter(tied)
-            .map(|l| l.service_us)
+            .map(|l| l.service_ns)
             .min()
             .unwrap_or(0);
-        let fast_enough = |l: &WorkerLoad| l.service_us <= fastest.saturating_mul(2);
+        let fast_enough = |l: &WorkerLoad| l.service_ns <= fastest.saturating_mul(2);
         // Start the scan at the cursor so that, among equals, the winner
         // moves on by one each time.
         let i = (0..n)
@@ -111,11 +111,11 @@ impl Router for LeastDepth {
 mod tests {
     use super::*;
 
-    fn timed(depth: usize, service_us: u64) -> WorkerLoad {
+    fn timed(depth: usize, service_ns: u64) -> WorkerLoad {
         WorkerLoad {
             depth,
             has_room: true,
-            service_us,
+            service_ns,
         }
     }
 
@@ -164,7 +164,7 @@ mod tests {
         let full = WorkerLoad {
             depth: 0,
             has_room: false,
-            service_us: 1,
+            service_ns: 1,
         };
         assert_eq!(r.pick(&[full, full]), None);
         assert_eq!(r.pick(&[]), None);
@@ -174,7 +174,7 @@ mod tests {
         WorkerLoad {
             depth,
             has_room: true,
-            service_us: 100,
+            service_ns: 100,
         }
     }
 
@@ -190,7 +190,7 @@ mod tests {
         let full = WorkerLoad {
             depth: 0,
             has_room: false,
-            service_us: 0,
+            service_ns: 0,
         };
         assert_eq!(r.pick(&[full, load(5)]), Some(1));
         assert_eq!(r.pick(&[full, full]), None);
@@ -213,7 +213,7 @@ mod tests {
         let slow = |depth| WorkerLoad {
             depth,
             has_room: true,
-            service_us: 10_000,
+            service_ns: 10_000,
         };
         for _ in 0..10 {
             assert_eq!(r.pick(&[slow(0), load(0)]), Some(1));

@@ -111,7 +111,7 @@ impl Routing {
                     self.loads.push(WorkerLoad {
                         depth: w.depth(),
                         has_room: w.has_room(job.class),
-                        service_us: w.service_us(),
+                        service_ns: w.service_ns(),
                     });
                     self.routable.push(i);
                 }
@@ -155,6 +155,8 @@ pub(crate) struct SupervisorState<B: Backend> {
     threads: usize,
     slots: Vec<Slot<B>>,
     totals: Vec<SlotTotals>,
+    /// Requests answered by workers, as last published to `metrics`.
+    processed_published: u64,
     line: WaitingLine<Job<B>>,
     restarts: RestartPolicy,
     limits: Limits,
@@ -200,6 +202,7 @@ impl<B: Backend> SupervisorState<B> {
             shared: args.shared,
             slots: (0..n).map(|_| Slot::Restarting { due: now }).collect(),
             totals: vec![SlotTotals::default(); n],
+            processed_published: 0,
             last_ping_round: now,
             drain: None,
             stopped: false,
@@ -541,14 +544,14 @@ impl<B: Backend> SupervisorState<B> {
             .slots
             .iter()
             .filter_map(|s| match s {
-                Slot::Live(w) if w.is_ready() => Some(w.service_us()),
+                Slot::Live(w) if w.is_ready() => Some(w.service_ns()),
                 _ => None,
             })
-            .filter(|&us| us > 0)
+            .filter(|&ns| ns > 0)
             .min();
         match soonest {
-            Some(us) => {
-                Duration::from_micros(us).clamp(Duration::from_millis(1), Duration::from_secs(5))
+            Some(ns) => {
+                Duration::from_nanos(ns).clamp(Duration::from_millis(1), Duration::from_secs(5))
             }
             None => Duration::from_millis(100),
         }
@@ -643,7 +646,11 @@ impl<B: Backend> SupervisorState<B> {
         self.advance_drain(now);
     }
 
-    fn publish_levels(&self) {
+    /// Publishes the levels (depths, line, abandoned threads), the requests
+    /// processed since the last tick — read from the workers' own counters,
+    /// so the compute threads never touch a shared cache line per batch —
+    /// and the door's `retry_after`.
+    fn publish_levels(&mut self) {
         let depths: Vec<usize> = self
             .slots
             .iter()
@@ -652,6 +659,21 @@ impl<B: Backend> SupervisorState<B> {
                 _ => 0,
             })
             .collect();
+        let processed: u64 = self
+            .slots
+            .iter()
+            .zip(&self.totals)
+            .map(|(s, t)| {
+                t.processed
+                    + match s {
+                        Slot::Live(w) => w.processed(),
+                        _ => 0,
+                    }
+            })
+            .sum();
+        self.recorder
+            .processed(processed.saturating_sub(self.processed_published));
+        self.processed_published = self.processed_published.max(processed);
         let abandoned = self.shared.abandoned.load(Ordering::Relaxed);
         self.recorder.levels(&depths, self.line.len(), abandoned);
         self.shared.door.set_retry_after(self.retry_after());

@@ -209,7 +209,7 @@ impl<B: Backend> Compute<B> {
             // The supervisor took the batch back: we were given up on.
             return Next::Exit;
         };
-        let per_request = took.as_micros() / jobs.len().max(1) as u128;
+        let per_request = took.as_nanos() / jobs.len().max(1) as u128;
         self.shared
             .record_service(u64::try_from(per_request).unwrap_or(u64::MAX));
         self.answer_all(jobs, outputs);
@@ -264,7 +264,6 @@ impl<B: Backend> Compute<B> {
         }
         self.shared.processed.fetch_add(n, Ordering::Relaxed);
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
-        self.recorder.processed(n);
         if self.waiting.load(Ordering::Acquire) > 0 {
             self.events.freed();
         }

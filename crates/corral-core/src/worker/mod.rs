@@ -167,8 +167,8 @@ impl<B: Backend> Worker<B> {
         self.shared.has_room(class)
     }
 
-    pub(crate) fn service_us(&self) -> u64 {
-        self.shared.service_us()
+    pub(crate) fn service_ns(&self) -> u64 {
+        self.shared.service_ns()
     }
 
     /// Inputs in the batch running now.
