@@ -55,6 +55,22 @@ pub(crate) struct Held<B: Backend> {
     pub(crate) running: Vec<Job<B>>,
 }
 
+/// The front job as the compute thread sees it before taking it: its
+/// inputs (to be costed outside the lock) and whether it must run alone.
+pub(crate) struct Front<B: Backend> {
+    pub(crate) inputs: Arc<Vec<B::Input>>,
+    pub(crate) alone: bool,
+}
+
+impl<B: Backend> Front<B> {
+    fn of(job: &Job<B>) -> Self {
+        Self {
+            inputs: job.inputs.clone(),
+            alone: job.runs_alone(),
+        }
+    }
+}
+
 /// What [`WorkerShared::take_front`] did with the front job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Taken {
@@ -185,14 +201,14 @@ impl<B: Backend> WorkerShared<B> {
     /// Blocks until a job is queued or the mailbox is closed. Returns the
     /// front job's inputs (to be costed outside the lock) and whether it must
     /// run alone, or `None` when closed.
-    pub(crate) fn wait_front(&self) -> Option<(Arc<Vec<B::Input>>, bool)> {
+    pub(crate) fn wait_front(&self) -> Option<Front<B>> {
         let mut q = self.queue.lock();
         loop {
             if q.closed {
                 return None;
             }
             if let Some(front) = q.jobs.front() {
-                return Some((front.inputs.clone(), front.runs_alone()));
+                return Some(Front::of(front));
             }
             q.sleeping = true;
             self.wake.wait(&mut q);
@@ -200,12 +216,12 @@ impl<B: Backend> WorkerShared<B> {
     }
 
     /// As [`Self::wait_front`], without blocking.
-    pub(crate) fn peek_front(&self) -> Option<(Arc<Vec<B::Input>>, bool)> {
+    pub(crate) fn peek_front(&self) -> Option<Front<B>> {
         let q = self.queue.lock();
         if q.closed {
             return None;
         }
-        q.jobs.front().map(|j| (j.inputs.clone(), j.runs_alone()))
+        q.jobs.front().map(Front::of)
     }
 
     /// Moves the front job into the batch being assembled (the running

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use crate::config::PoolConfig;
 use crate::stats::recorder::Failure;
 use crate::time;
+#[cfg(test)]
+use crate::worker::Busy;
 use crate::worker::Probe;
 
 /// The budgets a probe is checked against.
@@ -56,10 +58,10 @@ pub(crate) fn inspect(p: &Probe, now: Instant, limits: &Limits) -> Option<Detect
             since: due,
         });
     }
-    if let Some((started, cost)) = p.busy {
+    if let Some(busy) = p.busy {
         let due = time::after(
-            started,
-            time::budget(limits.stuck_base, limits.stuck_per_token, cost),
+            busy.since,
+            time::budget(limits.stuck_base, limits.stuck_per_token, busy.cost),
         );
         if now > due {
             return Some(Detection {
@@ -79,6 +81,7 @@ pub(crate) fn inspect(p: &Probe, now: Instant, limits: &Limits) -> Option<Detect
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::Busy;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -110,7 +113,10 @@ mod tests {
     fn the_stuck_budget_grows_with_the_batch_cost() {
         let t0 = Instant::now();
         let p = Probe {
-            busy: Some((t0, 50)),
+            busy: Some(Busy {
+                since: t0,
+                cost: 50,
+            }),
             ..probe(t0)
         };
         // 100 ms + 50 × 2 ms = 200 ms.
@@ -151,7 +157,7 @@ mod tests {
     fn stuck_wins_over_deadlock_and_huge_budgets_never_fire() {
         let t0 = Instant::now();
         let p = Probe {
-            busy: Some((t0, 1)),
+            busy: Some(Busy { since: t0, cost: 1 }),
             ping_sent: Some(t0),
             ..probe(t0)
         };

@@ -23,7 +23,7 @@ use super::Events;
 use crate::backend::{Backend, LoadContext};
 use crate::error::PoolError;
 use crate::job::Job;
-use crate::mailbox::{Taken, WorkerShared};
+use crate::mailbox::{Front, Taken, WorkerShared};
 use crate::stats::recorder::Recorder;
 
 const ALIVE: u8 = 0;
@@ -146,7 +146,11 @@ impl<B: Backend> Compute<B> {
             let mut cost = 0usize;
             let mut jobs = 0usize;
             let mut alone = false;
-            while let Some((inputs, runs_alone)) = next {
+            while let Some(Front {
+                inputs,
+                alone: runs_alone,
+            }) = next
+            {
                 let c = cost_of(backend, &inputs);
                 let full = cost.saturating_add(c) > self.max_batch_tokens
                     || jobs >= self.max_batch_requests;

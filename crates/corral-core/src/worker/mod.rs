@@ -71,10 +71,25 @@ pub(crate) struct WorkerSpawn<B: Backend> {
 pub(crate) struct Probe {
     pub(crate) ready: bool,
     pub(crate) started: Instant,
-    /// When the running batch started, and its cost.
-    pub(crate) busy: Option<(Instant, usize)>,
+    /// The running batch, if any.
+    pub(crate) busy: Option<Busy>,
     /// When the outstanding ping was sent.
     pub(crate) ping_sent: Option<Instant>,
+}
+
+/// A batch in progress, as the watchdog sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Busy {
+    pub(crate) since: Instant,
+    /// The batch's cost (tokens).
+    pub(crate) cost: usize,
+}
+
+/// A ping in flight.
+#[derive(Debug, Clone, Copy)]
+struct Ping {
+    seq: u64,
+    sent: Instant,
 }
 
 /// The supervisor's handle on one worker incarnation. Dropping it retires
@@ -88,8 +103,7 @@ pub(crate) struct Worker<B: Backend> {
     started: Instant,
     last_pong: Instant,
     ping_seq: u64,
-    /// The ping in flight and when it was sent.
-    ping_outstanding: Option<(u64, Instant)>,
+    ping_outstanding: Option<Ping>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -197,14 +211,17 @@ impl<B: Backend> Worker<B> {
     pub(crate) fn ping(&mut self, now: Instant) {
         if self.ping_outstanding.is_none() {
             self.ping_seq += 1;
-            self.ping_outstanding = Some((self.ping_seq, now));
+            self.ping_outstanding = Some(Ping {
+                seq: self.ping_seq,
+                sent: now,
+            });
             let _ = self.actor.send_message(WorkerMsg::Ping(self.ping_seq));
         }
     }
 
     /// Records the answer to ping `seq`.
     pub(crate) fn pong(&mut self, seq: u64, now: Instant) {
-        if self.ping_outstanding.is_some_and(|(s, _)| s == seq) {
+        if self.ping_outstanding.is_some_and(|p| p.seq == seq) {
             self.ping_outstanding = None;
             self.last_pong = now;
         }
@@ -215,8 +232,11 @@ impl<B: Backend> Worker<B> {
         Probe {
             ready: self.ready,
             started: self.started,
-            busy: hb.busy_since.map(|t| (t, hb.batch_cost)),
-            ping_sent: self.ping_outstanding.map(|(_, t)| t),
+            busy: hb.busy_since.map(|since| Busy {
+                since,
+                cost: hb.batch_cost,
+            }),
+            ping_sent: self.ping_outstanding.map(|p| p.sent),
         }
     }
 
