@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use crate::config::PoolConfig;
 use crate::stats::recorder::Failure;
 use crate::time;
-#[cfg(test)]
-use crate::worker::Busy;
 use crate::worker::Probe;
 
 /// The budgets a probe is checked against.
