@@ -36,7 +36,9 @@ pub trait Backend: Send + 'static {
 
     /// The cost of one input in the unit `max_batch_tokens` is counted in
     /// (tokens for text). Used to fill batches up to a budget and to size the
-    /// stuck-batch deadline. Must be cheap and must not fail; at least 1.
+    /// stuck-batch deadline. Must be cheap and should not fail; at least 1.
+    /// (A panic here is caught: the request then costs a whole batch and
+    /// runs alone.)
     fn cost(&self, input: &Self::Input) -> usize;
 
     /// Runs one batch and returns exactly one output per input, in order.
@@ -44,7 +46,9 @@ pub trait Backend: Send + 'static {
     /// # Errors
     /// A [`BackendError`] fails the batch. The pool then reruns each request
     /// of a multi-request batch on its own, so that one bad input fails only
-    /// its own request.
+    /// its own request; so does a result with the wrong number of outputs. A
+    /// panic is caught: the worker is replaced and the batch retried
+    /// elsewhere, each request alone.
     fn run(&mut self, batch: &[&Self::Input]) -> Result<Vec<Self::Output>, BackendError>;
 }
 

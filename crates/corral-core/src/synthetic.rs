@@ -86,6 +86,8 @@ pub enum FaultKind {
     Gate(Arc<Gate>),
     /// Return one output too few for the batch (a backend bug).
     WrongCount,
+    /// Panic in `Backend::cost` (every time; `run` is unaffected).
+    PanicInCost,
 }
 
 /// A fault attached to an input, firing the first `times` times a batch
@@ -348,6 +350,11 @@ impl Backend for Synthetic {
     }
 
     fn cost(&self, input: &Item) -> usize {
+        if let Some(f) = &input.fault {
+            if matches!(f.kind, FaultKind::PanicInCost) {
+                panic!("synthetic panic in cost of item {}", input.id);
+            }
+        }
         input.cost.max(1)
     }
 
@@ -387,6 +394,7 @@ impl Backend for Synthetic {
                 Some(FaultKind::Delay(d)) => extra += *d,
                 Some(FaultKind::Gate(g)) => g.pass(),
                 Some(FaultKind::WrongCount) => short = true,
+                Some(FaultKind::PanicInCost) => {}
             }
         }
         let cost: usize = batch.iter().map(|i| i.cost.max(1)).sum();

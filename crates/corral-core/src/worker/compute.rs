@@ -88,12 +88,21 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A request's cost: the sum of its inputs' costs, each at least 1.
-fn cost_of<B: Backend>(backend: &B, inputs: &[B::Input]) -> usize {
-    inputs
-        .iter()
-        .map(|i| backend.cost(i).max(1))
-        .fold(0usize, usize::saturating_add)
+/// A request's cost: the sum of its inputs' costs, each at least 1. A
+/// `cost` that panics (it must not, but it is a backend's code) makes the
+/// request cost a whole batch, so that it runs alone — where a panicking
+/// `run` is caught and handled like any other.
+fn cost_of<B: Backend>(backend: &B, inputs: &[B::Input], whole_batch: usize) -> usize {
+    catch_unwind(AssertUnwindSafe(|| {
+        inputs
+            .iter()
+            .map(|i| backend.cost(i).max(1))
+            .fold(0usize, usize::saturating_add)
+    }))
+    .unwrap_or_else(|p| {
+        tracing::error!("Backend::cost panicked: {}", panic_message(p.as_ref()));
+        whole_batch
+    })
 }
 
 /// How a batch ended, for the serving loop.
@@ -151,7 +160,7 @@ impl<B: Backend> Compute<B> {
                 alone: runs_alone,
             }) = next
             {
-                let c = cost_of(backend, &inputs);
+                let c = cost_of(backend, &inputs, self.max_batch_tokens);
                 let full = cost.saturating_add(c) > self.max_batch_tokens
                     || jobs >= self.max_batch_requests;
                 if jobs > 0 && (full || runs_alone || alone) {
