@@ -215,48 +215,41 @@ impl<B: Backend> WorkerShared<B> {
         }
     }
 
-    /// As [`Self::wait_front`], without blocking.
-    pub(crate) fn peek_front(&self) -> Option<Front<B>> {
-        let q = self.queue.lock();
-        if q.closed {
-            return None;
-        }
-        q.jobs.front().map(Front::of)
-    }
-
     /// Moves the front job into the batch being assembled (the running
     /// set), if it is still the one whose inputs were peeked. A job whose
     /// caller went away (or that was answered at its deadline) leaves
-    /// instead, its slot freed.
-    pub(crate) fn take_front(&self, peeked: &Arc<Vec<B::Input>>) -> Taken {
+    /// instead, its slot freed. Also peeks at the next front job, under the
+    /// same lock.
+    pub(crate) fn take_front(&self, peeked: &Arc<Vec<B::Input>>) -> (Taken, Option<Front<B>>) {
         let mut q = self.queue.lock();
         if q.closed {
-            return Taken::Closed;
+            return (Taken::Closed, None);
         }
         if !q
             .jobs
             .front()
             .is_some_and(|j| Arc::ptr_eq(&j.inputs, peeked))
         {
-            return Taken::Moved;
+            return (Taken::Moved, q.jobs.front().map(Front::of));
         }
         let Some(job) = q.jobs.pop_front() else {
-            return Taken::Moved;
+            return (Taken::Moved, None);
         };
         self.dequeued(&job);
+        let next = q.jobs.front().map(Front::of);
         if job.is_cancelled() {
             self.release(&job);
-            let answered = job.is_answered();
-            drop(q);
-            drop(job);
-            return if answered {
+            let taken = if job.is_answered() {
                 Taken::Answered
             } else {
                 Taken::Cancelled
             };
+            drop(q);
+            drop(job);
+            return (taken, next);
         }
         q.running.push(job);
-        Taken::Job
+        (Taken::Job, next)
     }
 
     /// Starts the assembled batch: publishes the heartbeat and returns its

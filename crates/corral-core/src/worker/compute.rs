@@ -166,7 +166,8 @@ impl<B: Backend> Compute<B> {
                 if jobs > 0 && (full || runs_alone || alone) {
                     break;
                 }
-                match self.shared.take_front(&inputs) {
+                let (taken, after) = self.shared.take_front(&inputs);
+                match taken {
                     Taken::Job => {
                         cost = cost.saturating_add(c);
                         jobs += 1;
@@ -176,7 +177,7 @@ impl<B: Backend> Compute<B> {
                     Taken::Answered | Taken::Moved => {}
                     Taken::Closed => return None,
                 }
-                next = self.shared.peek_front();
+                next = after;
             }
             if jobs > 0 {
                 return Some(cost);
