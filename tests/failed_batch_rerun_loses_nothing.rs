@@ -8,10 +8,32 @@ mod common;
 
 use std::time::Duration;
 
-use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
-use corral::{PoolConfig, PoolError};
+use corral::synthetic::{Fault, FaultKind, Gate, Item, Synthetic, SyntheticSpec};
+use corral::{PoolConfig, PoolError, PoolHandle};
 
 const STUCK: Duration = Duration::from_millis(200);
+
+type Call = tokio::task::JoinHandle<Result<u64, PoolError>>;
+
+/// Submits `items` one at a time, each once the one before is queued (the
+/// pool already holds `held`), so that they batch in this order.
+async fn queue_in_order(pool: &PoolHandle<Synthetic>, items: Vec<Item>, held: usize) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for (k, item) in items.into_iter().enumerate() {
+        let p = pool.clone();
+        calls.push(tokio::spawn(async move {
+            p.try_call(item).await.map_err(PoolError::from)
+        }));
+        common::eventually(Duration::from_secs(5), "queued", || {
+            let pool = pool.clone();
+            async move {
+                (pool.health().await.unwrap().total_depth() == held + k + 1).then_some(())
+            }
+        })
+        .await;
+    }
+    calls
+}
 
 /// One worker held at a gate; four requests queued behind it, which will
 /// run as one batch: item 1 errors (once), then item 2's fault fires when it
@@ -20,11 +42,21 @@ async fn batch_error_then(second: FaultKind) {
     let spec = SyntheticSpec::default();
     let cfg = PoolConfig {
         stuck_base: STUCK,
-        stuck_per_token: Duration::ZERO,
+        stuck_per_token: Duration::from_millis(10),
         ..common::config(1)
     };
     let pool = common::ready_pool(spec.clone(), cfg).await;
-    let (gate, hold) = common::hold(&pool).await;
+    // The held batch costs 1,000 tokens: a budget of 10 s, so that a busy
+    // machine cannot make it look stuck while the test sets up. The hung
+    // rerun (1 token) is found after 210 ms.
+    let gate = Gate::new();
+    let held = Item {
+        cost: 1000,
+        ..Item::faulty(0, Fault::once(FaultKind::Gate(gate.clone())))
+    };
+    let p = pool.clone();
+    let hold = tokio::spawn(async move { p.try_call(held).await.map_err(PoolError::from) });
+    common::arrived(&gate, 1).await;
 
     let items = [
         Item::faulty(1, Fault::once(FaultKind::Error)),
@@ -36,18 +68,7 @@ async fn batch_error_then(second: FaultKind) {
     // its fault fires on its first run alone.
     let mut items = items.to_vec();
     items[1].fault = Some(Fault::once(second));
-    let mut calls = Vec::new();
-    for item in items {
-        let p = pool.clone();
-        calls.push(tokio::spawn(async move {
-            p.try_call(item).await.map_err(PoolError::from)
-        }));
-    }
-    common::eventually(Duration::from_secs(5), "four queued", || {
-        let pool = pool.clone();
-        async move { (pool.health().await.unwrap().total_depth() == 5).then_some(()) }
-    })
-    .await;
+    let calls = queue_in_order(&pool, items, 1).await;
     gate.open();
     assert_eq!(hold.await.unwrap().unwrap(), 0);
 
