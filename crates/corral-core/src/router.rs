@@ -220,4 +220,55 @@ mod tests {
         }
         assert_eq!(r.pick(&[slow(0), load(1)]), Some(0));
     }
+
+    #[test]
+    fn least_wait_rotates_ties_between_identical_workers() {
+        let mut r = LeastWait::default();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| {
+                r.pick(&[timed(2, 100), timed(2, 100), timed(2, 100)])
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        // A full worker is skipped by the rotation, not stalled on.
+        let mut l = [timed(0, 100); 3];
+        l[1].has_room = false;
+        let picks: Vec<usize> = (0..4).map(|_| r.pick(&l).unwrap()).collect();
+        assert_eq!(picks, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn least_wait_rounds_speed_to_the_nearest_multiple_of_the_fastest() {
+        // Below 1.5× the fastest counts as 1×, from 1.5× as 2×, 2.5× as 3×.
+        assert_eq!(LeastWait::score(&timed(0, 149), 100), Some(1));
+        assert_eq!(LeastWait::score(&timed(0, 150), 100), Some(2));
+        assert_eq!(LeastWait::score(&timed(2, 250), 100), Some(9));
+        assert_eq!(LeastWait::score(&timed(4, 0), 100), Some(5), "unmeasured");
+        assert_eq!(
+            LeastWait::score(&timed(4, 700), 0),
+            Some(5),
+            "nothing measured"
+        );
+        assert_eq!(LeastWait::score(&timed(0, 10), 100), Some(1), "at least 1×");
+        let full = WorkerLoad {
+            has_room: false,
+            ..timed(0, 100)
+        };
+        assert_eq!(LeastWait::score(&full, 100), None);
+        // Through pick: a worker at 1.6× loses a tie in depth.
+        let mut r = LeastWait::default();
+        for _ in 0..3 {
+            assert_eq!(r.pick(&[timed(0, 160), timed(0, 100)]), Some(1));
+        }
+    }
+
+    #[test]
+    fn least_depth_counts_a_worker_at_exactly_twice_the_fastest_as_fast() {
+        let mut r = LeastDepth::default();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| r.pick(&[load(0), timed(0, 200), timed(0, 201)]).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
 }
