@@ -81,10 +81,6 @@ async fn a_poisonous_input_retried_after_a_crash_fails_only_itself() {
         let stats = pool.stats().await.unwrap();
         assert_eq!(stats.panics, 2, "the first batch, then request 2 alone");
         assert_eq!(stats.retries, 3);
-        assert!(
-            stats.workers.iter().map(|w| w.batches).sum::<u64>() >= 3,
-            "{stats:?}"
-        );
         pool.shutdown(Duration::from_secs(5)).await.unwrap();
     })
     .await;
