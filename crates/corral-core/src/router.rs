@@ -271,4 +271,29 @@ mod tests {
             .collect();
         assert_eq!(picks, [0, 1, 0, 1]);
     }
+
+    #[test]
+    fn least_wait_measures_speed_against_the_fastest_measured_worker() {
+        // An unmeasured worker does not make the slow one look fast.
+        let mut r = LeastWait::default();
+        for _ in 0..3 {
+            assert_eq!(
+                r.pick(&[timed(0, 2000), timed(1, 0), timed(0, 100)]),
+                Some(2)
+            );
+        }
+    }
+
+    #[test]
+    fn least_depth_never_picks_a_full_worker_at_the_least_depth() {
+        let mut r = LeastDepth::default();
+        let full = WorkerLoad {
+            depth: 2,
+            has_room: false,
+            service_us: 100,
+        };
+        for _ in 0..3 {
+            assert_eq!(r.pick(&[full, load(2)]), Some(1));
+        }
+    }
 }

@@ -427,6 +427,7 @@ mod tests {
         assert_eq!(published.load(Ordering::Acquire), 2);
         line.push_front(waiter(item(3, Class::Single), t, S));
         assert_eq!((line.len(), published.load(Ordering::Acquire)), (3, 3));
+        assert!(!line.is_empty());
         gone.gone.set(true);
         assert_eq!(line.sweep_gone(), 1);
         assert_eq!(published.load(Ordering::Acquire), 2);
