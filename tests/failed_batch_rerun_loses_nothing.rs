@@ -36,18 +36,20 @@ async fn batch_error_then(second: FaultKind) {
     // its fault fires on its first run alone.
     let mut items = items.to_vec();
     items[1].fault = Some(Fault::once(second));
+    // Queued one at a time, so that the batch runs them in this order
+    // (item 1's error must fire before item 2's fault).
     let mut calls = Vec::new();
-    for item in items {
+    for (k, item) in items.into_iter().enumerate() {
         let p = pool.clone();
         calls.push(tokio::spawn(async move {
             p.try_call(item).await.map_err(PoolError::from)
         }));
+        common::eventually(Duration::from_secs(5), "queued in order", || {
+            let pool = pool.clone();
+            async move { (pool.health().await.unwrap().total_depth() == k + 2).then_some(()) }
+        })
+        .await;
     }
-    common::eventually(Duration::from_secs(5), "four queued", || {
-        let pool = pool.clone();
-        async move { (pool.health().await.unwrap().total_depth() == 5).then_some(()) }
-    })
-    .await;
     gate.open();
     assert_eq!(hold.await.unwrap().unwrap(), 0);
 
