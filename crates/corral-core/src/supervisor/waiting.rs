@@ -460,4 +460,40 @@ mod tests {
         );
         assert_eq!(line.len(), 3);
     }
+
+    #[test]
+    fn a_blocked_class_is_not_offered_again_in_the_same_pump() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(10);
+        for (id, class) in [
+            (0, Class::Single),
+            (1, Class::Single),
+            (2, Class::Batch),
+            (3, Class::Single),
+        ] {
+            line.push_back(waiter(item(id, class), t, S)).0.unwrap();
+        }
+        let mut offered = Vec::new();
+        line.pump(t, |it| {
+            offered.push(it.id);
+            if it.class == Class::Single {
+                Err(it)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(offered, [0, 2]);
+        assert_eq!(line.len(), 3);
+    }
+
+    #[test]
+    fn a_line_whose_every_waiter_is_due_expires_them_all() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(10);
+        line.push_back(waiter(item(0, Class::Single), t, S))
+            .0
+            .unwrap();
+        assert_eq!(line.expire(t + 2 * S).len(), 1);
+        assert!(line.is_empty());
+    }
 }
