@@ -12,6 +12,15 @@ use corral::{Health, PoolConfig, PoolError, WorkerState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_reached_means_unhealthy_and_no_new_threads() {
+    common::within(
+        Duration::from_secs(30),
+        "cap_reached_means_unhealthy_and_no_new_threads",
+        cap_reached_means_unhealthy_and_no_new_threads_body(),
+    )
+    .await;
+}
+
+async fn cap_reached_means_unhealthy_and_no_new_threads_body() {
     let spec = SyntheticSpec::default();
     let cfg = PoolConfig {
         stuck_base: Duration::from_millis(100),

@@ -12,6 +12,15 @@ use corral::{Health, PoolConfig, PoolError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panic_once_is_retried_and_worker_replaced() {
+    common::within(
+        Duration::from_secs(30),
+        "panic_once_is_retried_and_worker_replaced",
+        panic_once_is_retried_and_worker_replaced_body(),
+    )
+    .await;
+}
+
+async fn panic_once_is_retried_and_worker_replaced_body() {
     let spec = SyntheticSpec::default();
     let pool = common::ready_pool(spec.clone(), common::config(2)).await;
     let r = pool
@@ -38,6 +47,15 @@ async fn panic_once_is_retried_and_worker_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panic_every_time_is_a_backend_error() {
+    common::within(
+        Duration::from_secs(30),
+        "panic_every_time_is_a_backend_error",
+        panic_every_time_is_a_backend_error_body(),
+    )
+    .await;
+}
+
+async fn panic_every_time_is_a_backend_error_body() {
     let cfg = PoolConfig {
         max_retries: 1,
         ..common::config(2)
@@ -57,6 +75,15 @@ async fn panic_every_time_is_a_backend_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_error_fails_only_its_own_request() {
+    common::within(
+        Duration::from_secs(30),
+        "backend_error_fails_only_its_own_request",
+        backend_error_fails_only_its_own_request_body(),
+    )
+    .await;
+}
+
+async fn backend_error_fails_only_its_own_request_body() {
     let cfg = PoolConfig {
         queue_capacity: 10,
         ..common::config(1)

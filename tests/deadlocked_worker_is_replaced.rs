@@ -11,6 +11,15 @@ use corral::{Health, PoolConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlocked_actor_is_detected_and_replaced() {
+    common::within(
+        Duration::from_secs(30),
+        "deadlocked_actor_is_detected_and_replaced",
+        deadlocked_actor_is_detected_and_replaced_body(),
+    )
+    .await;
+}
+
+async fn deadlocked_actor_is_detected_and_replaced_body() {
     let spec = SyntheticSpec::with_per_item(Duration::from_millis(5));
     let cfg = PoolConfig {
         ping_timeout: Duration::from_millis(200),

@@ -12,6 +12,15 @@ use corral::{Health, Pool, PoolConfig, PoolError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_failing_load_backs_off_and_reports_degraded() {
+    common::within(
+        Duration::from_secs(30),
+        "always_failing_load_backs_off_and_reports_degraded",
+        always_failing_load_backs_off_and_reports_degraded_body(),
+    )
+    .await;
+}
+
+async fn always_failing_load_backs_off_and_reports_degraded_body() {
     let spec = SyntheticSpec::default();
     spec.failing_loads.store(usize::MAX, Ordering::Relaxed);
     let cfg = PoolConfig {

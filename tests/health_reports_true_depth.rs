@@ -11,6 +11,15 @@ use corral::{Health, PoolConfig, WorkerState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_during_a_long_batch_reports_the_true_depth() {
+    common::within(
+        Duration::from_secs(30),
+        "health_during_a_long_batch_reports_the_true_depth",
+        health_during_a_long_batch_reports_the_true_depth_body(),
+    )
+    .await;
+}
+
+async fn health_during_a_long_batch_reports_the_true_depth_body() {
     let cfg = PoolConfig {
         max_batch_requests: 1,
         ..common::config(1)

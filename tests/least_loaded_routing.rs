@@ -11,6 +11,15 @@ use corral::PoolError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_worker_gets_less_and_nobody_waits_behind_it() {
+    common::within(
+        Duration::from_secs(30),
+        "slow worker",
+        slow_worker_gets_less(),
+    )
+    .await;
+}
+
+async fn slow_worker_gets_less() {
     let slow = Duration::from_millis(150);
     let spec = SyntheticSpec {
         per_item: Duration::from_millis(1),
@@ -62,25 +71,34 @@ async fn slow_worker_gets_less_and_nobody_waits_behind_it() {
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Fewer requests than one worker's bound, so that a router which fills
+/// one worker up to its bound before using the next (which would still
+/// split a flood of twice the bound evenly) puts them all on one worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_workers_share_evenly() {
-    let spec = SyntheticSpec::with_per_item(Duration::from_millis(2));
-    let pool = common::ready_pool(spec, common::config(2)).await;
-    let mut set = tokio::task::JoinSet::new();
-    for id in 0..200u64 {
-        let pool = pool.clone();
-        set.spawn(async move { pool.call(Item::new(id)).await.unwrap() });
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
-    }
-    let stats = pool.stats().await.unwrap();
-    for w in &stats.workers {
-        assert!(
-            (70..=130).contains(&w.processed),
-            "uneven split: {:?}",
-            stats.workers
-        );
-    }
-    pool.shutdown(Duration::from_secs(5)).await.unwrap();
+    common::within(Duration::from_secs(20), "equal split", async {
+        let spec = SyntheticSpec::with_per_item(Duration::from_millis(2));
+        let cfg = common::config(2);
+        let n = 120u64;
+        assert!(n < 2 * cfg.queue_capacity as u64 && n > cfg.queue_capacity as u64);
+        let pool = common::ready_pool(spec, cfg).await;
+        let mut set = tokio::task::JoinSet::new();
+        for id in 0..n {
+            let pool = pool.clone();
+            set.spawn(async move { assert_eq!(pool.call(Item::new(id)).await.unwrap(), id) });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        let stats = pool.stats().await.unwrap();
+        for w in &stats.workers {
+            assert!(
+                (40..=80).contains(&w.processed),
+                "uneven split of {n}: {:?}",
+                stats.workers
+            );
+        }
+        pool.shutdown(Duration::from_secs(5)).await.unwrap();
+    })
+    .await;
 }

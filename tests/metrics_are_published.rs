@@ -1,5 +1,7 @@
 //! The pool's figures reach the `metrics` facade, labelled by pool name, so
-//! two pools in one process keep separate series.
+//! two pools in one process keep separate series; the wait histogram, the
+//! restart counter and the failure counters (by kind) move when their
+//! events happen.
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use corral::synthetic::{Item, SyntheticSpec};
+use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
 use corral::PoolConfig;
 use corral::PoolError;
 use metrics::{
@@ -111,6 +113,10 @@ fn capture() -> &'static Capture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pools_publish_separate_series() {
+    common::within(Duration::from_secs(20), "two pools", two_pools()).await;
+}
+
+async fn two_pools() {
     let cap = capture();
     let cfg = |name: &str| PoolConfig {
         name: name.into(),
@@ -156,4 +162,82 @@ async fn two_pools_publish_separate_series() {
     .await;
     a.shutdown(Duration::from_secs(5)).await.unwrap();
     b.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_restarts_and_failures_are_published() {
+    common::within(Duration::from_secs(20), "event series", async {
+        let cap = capture();
+        let cfg = PoolConfig {
+            name: "events".into(),
+            queue_capacity: 1,
+            max_batch_requests: 1,
+            ping_timeout: Duration::from_millis(100),
+            max_retries: 0,
+            ..common::config(1)
+        };
+        let spec = SyntheticSpec::default();
+        let pool = common::ready_pool(spec.clone(), cfg).await;
+
+        // Two callers wait for room: two samples in the wait histogram.
+        let (gate, held) = common::hold(&pool).await;
+        let mut waiters = Vec::new();
+        for id in 1..=2u64 {
+            let p = pool.clone();
+            waiters.push(tokio::spawn(async move {
+                p.call_timeout(Item::new(id), Duration::from_secs(10)).await
+            }));
+        }
+        common::eventually(Duration::from_secs(5), "two waiting", || {
+            let pool = pool.clone();
+            async move { (pool.health().await.unwrap().waiting == 2).then_some(()) }
+        })
+        .await;
+        assert_eq!(
+            cap.counter("corral_backpressure_wait_seconds{pool=events}"),
+            0
+        );
+        gate.open();
+        held.await.unwrap().unwrap();
+        for w in waiters {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            cap.counter("corral_backpressure_wait_seconds{pool=events}"),
+            2,
+            "one wait sample per admitted waiter"
+        );
+
+        // A panic, then a deadlocked worker actor: one failure of each kind,
+        // two restarts.
+        assert_eq!(cap.counter("corral_worker_restarts_total{pool=events}"), 0);
+        let r = pool
+            .try_call(Item::faulty(3, Fault::once(FaultKind::Panic)))
+            .await
+            .map_err(PoolError::from);
+        assert!(matches!(r, Err(PoolError::Backend(_))), "{r:?}");
+        pool.wait_ready(Duration::from_secs(5)).await.unwrap();
+        pool.inject_actor_freeze(0);
+        common::eventually(Duration::from_secs(5), "deadlock detected", || {
+            let pool = pool.clone();
+            async move { (pool.stats().await.unwrap().deadlocks_detected == 1).then_some(()) }
+        })
+        .await;
+        pool.wait_ready(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            cap.counter("corral_worker_failures_total{kind=panic,pool=events}"),
+            1
+        );
+        assert_eq!(
+            cap.counter("corral_worker_failures_total{kind=deadlock,pool=events}"),
+            1
+        );
+        assert_eq!(
+            cap.counter("corral_worker_failures_total{kind=stuck,pool=events}"),
+            0
+        );
+        assert_eq!(cap.counter("corral_worker_restarts_total{pool=events}"), 2);
+        pool.shutdown(Duration::from_secs(5)).await.unwrap();
+    })
+    .await;
 }

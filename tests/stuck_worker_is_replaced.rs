@@ -13,6 +13,15 @@ use corral::{Health, PoolConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_batch_is_detected_rerouted_and_retried() {
+    common::within(
+        Duration::from_secs(30),
+        "hung_batch_is_detected_rerouted_and_retried",
+        hung_batch_is_detected_rerouted_and_retried_body(),
+    )
+    .await;
+}
+
+async fn hung_batch_is_detected_rerouted_and_retried_body() {
     let spec = SyntheticSpec::with_per_item(Duration::from_millis(20));
     let cfg = PoolConfig {
         stuck_base: Duration::from_millis(300),
@@ -104,6 +113,15 @@ async fn hung_batch_is_detected_rerouted_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_budget_spent_answers_worker_lost() {
+    common::within(
+        Duration::from_secs(30),
+        "retry_budget_spent_answers_worker_lost",
+        retry_budget_spent_answers_worker_lost_body(),
+    )
+    .await;
+}
+
+async fn retry_budget_spent_answers_worker_lost_body() {
     let spec = SyntheticSpec::default();
     let cfg = PoolConfig {
         stuck_base: Duration::from_millis(100),

@@ -111,4 +111,19 @@ mod tests {
         drop(a);
         assert!(door.enter().is_ok(), "a dropped permit frees its place");
     }
+
+    #[test]
+    fn retry_after_starts_at_the_default_and_saturates() {
+        let door = Door::new(1, Arc::new(Recorder::new("door-test-2", 1)));
+        assert_eq!(door.retry_after(), DEFAULT_RETRY_AFTER);
+        door.set_retry_after(Duration::from_micros(1500));
+        assert_eq!(door.retry_after(), Duration::from_micros(1500));
+        door.set_retry_after(Duration::MAX);
+        assert_eq!(door.retry_after(), Duration::from_micros(u64::MAX));
+        // A limit of one: the second caller is refused while the first holds.
+        let p = door.enter().unwrap();
+        assert!(door.enter().is_err());
+        drop(p);
+        assert_eq!(door.in_flight(), 0);
+    }
 }

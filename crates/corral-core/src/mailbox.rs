@@ -215,6 +215,17 @@ impl<B: Backend> WorkerShared<B> {
         }
     }
 
+    /// The front job, without taking it (tests only: the compute thread
+    /// peeks through [`Self::take_front`]).
+    #[cfg(test)]
+    pub(crate) fn peek_front(&self) -> Option<Front<B>> {
+        let q = self.queue.lock();
+        if q.closed {
+            return None;
+        }
+        q.jobs.front().map(Front::of)
+    }
+
     /// Moves the front job into the batch being assembled (the running
     /// set), if it is still the one whose inputs were peeked. A job whose
     /// caller went away (or that was answered at its deadline) leaves
@@ -419,5 +430,345 @@ impl<B: Backend> WorkerShared<B> {
             (old.saturating_mul(3).saturating_add(nanos)) / 4
         };
         self.service_ewma_ns.store(new, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendError, LoadContext};
+    use crate::door::Door;
+    use crate::error::PoolError;
+    use crate::job::Reply;
+    use crate::stats::recorder::Recorder;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    /// A backend that is never run: the mailbox only needs its types.
+    struct Echo;
+
+    impl Backend for Echo {
+        type Spec = ();
+        type Input = u32;
+        type Output = u32;
+        fn load(_: &(), _: &LoadContext) -> Result<Self, BackendError> {
+            Ok(Echo)
+        }
+        fn cost(&self, _: &u32) -> usize {
+            1
+        }
+        fn run(&mut self, batch: &[&u32]) -> Result<Vec<u32>, BackendError> {
+            Ok(batch.iter().map(|x| **x).collect())
+        }
+    }
+
+    type Rx = oneshot::Receiver<Reply<u32, u32>>;
+
+    fn door() -> Arc<Door> {
+        Door::new(100, Arc::new(Recorder::new("mailbox-test", 1)))
+    }
+
+    fn job(door: &Arc<Door>, inputs: Vec<u32>, deadline: Option<Instant>) -> (Job<Echo>, Rx) {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::new(inputs, tx.into(), deadline, door.enter().unwrap());
+        (job, rx)
+    }
+
+    fn mailbox(single: usize, batch: usize) -> Arc<WorkerShared<Echo>> {
+        WorkerShared::new(7, single, batch)
+    }
+
+    fn push(m: &WorkerShared<Echo>, j: Job<Echo>) {
+        assert!(m.push(j).is_ok(), "the mailbox is open");
+    }
+
+    /// Takes the front job into the running set.
+    fn take(m: &WorkerShared<Echo>) -> Taken {
+        let front = m.peek_front().expect("a queued job").inputs;
+        m.take_front(&front).0
+    }
+
+    fn answer(rx: &mut Rx) -> Option<Reply<u32, u32>> {
+        rx.try_recv().ok()
+    }
+
+    #[test]
+    fn each_class_has_its_own_bound_and_depth_counts_both() {
+        let d = door();
+        let m = mailbox(2, 1);
+        assert!(m.has_room(Class::Single) && m.has_room(Class::Batch));
+        let (a, _ra) = job(&d, vec![1], None);
+        let (b, _rb) = job(&d, vec![2], None);
+        push(&m, a);
+        assert!(m.has_room(Class::Single));
+        push(&m, b);
+        assert!(!m.has_room(Class::Single), "two singles fill a bound of 2");
+        assert!(m.has_room(Class::Batch), "the batch bound is separate");
+        let (c, _rc) = job(&d, vec![3, 4], None);
+        push(&m, c);
+        assert!(!m.has_room(Class::Batch));
+        assert_eq!(m.depth(), 3);
+        assert_eq!(m.single_depth.load(Ordering::Acquire), 2);
+        assert_eq!(m.batch_depth.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn a_batch_runs_in_order_and_frees_its_slots_when_released() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let (a, _ra) = job(&d, vec![1], Some(Instant::now() + Duration::from_secs(9)));
+        let (b, _rb) = job(
+            &d,
+            vec![2, 3],
+            Some(Instant::now() + Duration::from_secs(5)),
+        );
+        push(&m, a);
+        push(&m, b);
+        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 2);
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 0);
+        assert_eq!(m.assembled(), 2);
+        assert!(m.peek_front().is_none());
+        assert!(!m.is_busy());
+
+        let t0 = Instant::now();
+        let inputs = m.start_batch(t0, 3).unwrap();
+        let flat: Vec<u32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
+        assert_eq!(flat, [1, 2, 3]);
+        let hb = *m.heartbeat.lock();
+        assert_eq!(hb.busy_since, Some(t0));
+        assert_eq!((hb.batch_cost, hb.batch_len), (3, 3));
+        assert!(
+            hb.deadline.unwrap() < t0 + Duration::from_secs(6),
+            "the earliest"
+        );
+        assert!(m.is_busy());
+        assert_eq!(m.depth(), 2, "running requests still count");
+
+        let jobs = m.finish_batch().unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert!(!m.is_busy());
+        assert_eq!(m.assembled(), 0);
+        for j in &jobs {
+            m.release(j);
+        }
+        assert_eq!(m.depth(), 0);
+    }
+
+    #[test]
+    fn take_front_skips_gone_callers_and_moved_fronts() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let (a, ra) = job(&d, vec![1], None);
+        let (b, _rb) = job(&d, vec![2], None);
+        push(&m, a);
+        push(&m, b);
+        let stale = m.peek_front().unwrap().inputs;
+        drop(ra);
+        assert_eq!(m.depth(), 2);
+        assert_eq!(m.take_front(&stale).0, Taken::Cancelled);
+        assert_eq!(m.depth(), 1, "a gone caller's slot is freed");
+        assert_eq!(
+            m.take_front(&stale).0,
+            Taken::Moved,
+            "not the front any more"
+        );
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(m.depth(), 1);
+        m.seize();
+        assert_eq!(m.take_front(&stale).0, Taken::Closed);
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_to_the_head_in_order_each_to_run_alone() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let (a, _ra) = job(&d, vec![1], Some(Instant::now() + Duration::from_secs(9)));
+        let (b, _rb) = job(&d, vec![2], None);
+        let (c, _rc) = job(&d, vec![3], None);
+        push(&m, a);
+        push(&m, b);
+        push(&m, c);
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(take(&m), Taken::Job);
+        m.start_batch(Instant::now(), 2).unwrap();
+        assert_eq!(m.requeue_running_alone(), Some(2));
+        assert!(!m.is_busy(), "the heartbeat is cleared");
+        assert_eq!(m.assembled(), 0);
+        assert_eq!(m.depth(), 3, "nothing released: all still held");
+        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 1);
+        let q = m.queue.lock();
+        let order: Vec<u32> = q.jobs.iter().map(|j| j.inputs[0]).collect();
+        assert_eq!(order, [1, 2, 3]);
+        let alone: Vec<bool> = q.jobs.iter().map(|j| j.runs_alone()).collect();
+        assert_eq!(alone, [true, true, false]);
+    }
+
+    #[test]
+    fn requeue_drops_jobs_already_answered_and_fails_once_seized() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let past = Instant::now();
+        let (a, mut ra) = job(&d, vec![1], Some(past));
+        let (b, _rb) = job(&d, vec![2], None);
+        push(&m, a);
+        push(&m, b);
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(take(&m), Taken::Job);
+        m.start_batch(past, 2).unwrap();
+        // The running job past its deadline is answered in place.
+        let e = m.expire(past + Duration::from_millis(1));
+        assert_eq!(
+            e,
+            Expired {
+                queued: 0,
+                running: 1
+            }
+        );
+        assert_eq!(
+            answer(&mut ra).unwrap().unwrap_err().error,
+            PoolError::Timeout
+        );
+        assert_eq!(m.requeue_running_alone(), Some(1));
+        assert_eq!(m.depth(), 1, "the answered one left");
+
+        assert_eq!(take(&m), Taken::Job);
+        m.seize();
+        assert_eq!(m.requeue_running_alone(), None);
+        assert!(m.finish_batch().is_none());
+        assert!(m.start_batch(Instant::now(), 1).is_none());
+    }
+
+    #[test]
+    fn expiry_answers_exactly_the_jobs_past_their_deadline() {
+        let d = door();
+        let m = mailbox(8, 8);
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        // Nothing has a deadline: nothing to do.
+        let (plain, _rp) = job(&d, vec![9], None);
+        push(&m, plain);
+        assert_eq!(m.expire(t0 + 100 * s), Expired::default());
+
+        let (a, mut ra) = job(&d, vec![1], Some(t0 + s));
+        let (b, mut rb) = job(&d, vec![2], Some(t0 + 3 * s));
+        let (c, mut rc) = job(&d, vec![3], Some(t0 + 2 * s));
+        push(&m, a);
+        push(&m, b);
+        push(&m, c);
+        assert_eq!(m.expire(t0), Expired::default());
+        assert_eq!(
+            m.expire(t0 + 2 * s),
+            Expired {
+                queued: 2,
+                running: 0
+            },
+            "a deadline is due at its instant"
+        );
+        assert!(answer(&mut ra).is_some() && answer(&mut rc).is_some());
+        assert!(answer(&mut rb).is_none());
+        assert_eq!(m.depth(), 2, "expired queued jobs free their slots");
+        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 1);
+        let left: Vec<u32> = m.queue.lock().jobs.iter().map(|j| j.inputs[0]).collect();
+        assert_eq!(left, [9, 2]);
+
+        // Running: answered in place, the heartbeat's deadline moves on.
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(take(&m), Taken::Job);
+        m.start_batch(t0, 2).unwrap();
+        assert_eq!(m.heartbeat.lock().deadline, Some(t0 + 3 * s));
+        assert_eq!(
+            m.expire(t0 + 3 * s),
+            Expired {
+                queued: 0,
+                running: 1
+            }
+        );
+        assert!(answer(&mut rb).is_some());
+        assert_eq!(m.heartbeat.lock().deadline, None);
+        assert_eq!(m.depth(), 2, "running slots free when the batch ends");
+        assert_eq!(m.expire(t0 + 4 * s), Expired::default(), "answered once");
+    }
+
+    #[test]
+    fn seize_takes_everything_back_once() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let (a, _ra) = job(&d, vec![1], None);
+        let (b, _rb) = job(
+            &d,
+            vec![2, 3],
+            Some(Instant::now() + Duration::from_secs(9)),
+        );
+        let (c, _rc) = job(&d, vec![4], None);
+        push(&m, a);
+        push(&m, b);
+        push(&m, c);
+        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(take(&m), Taken::Job);
+        // Assembled but not started: it never ran, so it comes back queued,
+        // ahead of the rest.
+        assert!(!m.is_retired() && !m.is_closed());
+        let held = m.seize();
+        let ids: Vec<u32> = held.queued.iter().map(|j| j.inputs[0]).collect();
+        assert_eq!(ids, [1, 2, 4]);
+        assert!(held.running.is_empty());
+        assert_eq!(m.depth(), 0);
+        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 0);
+        assert!(m.is_retired() && m.is_closed());
+        assert!(m.wait_front().is_none() && m.peek_front().is_none());
+        let (late, _rl) = job(&d, vec![5], None);
+        assert!(m.push(late).is_err(), "a closed mailbox takes nothing");
+        let again = m.seize();
+        assert!(again.queued.is_empty() && again.running.is_empty());
+    }
+
+    #[test]
+    fn seize_of_a_started_batch_keeps_it_apart() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let (a, _ra) = job(&d, vec![1], None);
+        let (b, _rb) = job(&d, vec![2], None);
+        push(&m, a);
+        push(&m, b);
+        assert_eq!(take(&m), Taken::Job);
+        m.start_batch(Instant::now(), 1).unwrap();
+        let held = m.seize();
+        assert_eq!(held.running.len(), 1);
+        assert_eq!(held.running[0].inputs[0], 1);
+        assert_eq!(held.queued.len(), 1);
+        assert_eq!(m.depth(), 0);
+    }
+
+    #[test]
+    fn wait_front_wakes_on_push() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let m2 = m.clone();
+        let waiter = std::thread::spawn(move || m2.wait_front().map(|f| (f.inputs[0], f.alone)));
+        // Whether the thread is parked yet or not, a push must reach it.
+        let (a, _ra) = job(&d, vec![42], None);
+        push(&m, a);
+        assert_eq!(waiter.join().unwrap(), Some((42, false)));
+        let m3 = m.clone();
+        let front = m.peek_front().unwrap().inputs;
+        assert_eq!(m.take_front(&front).0, Taken::Job);
+        let closed = std::thread::spawn(move || m3.wait_front().is_none());
+        m.seize();
+        assert!(closed.join().unwrap(), "a closed mailbox wakes its thread");
+    }
+
+    #[test]
+    fn service_time_is_a_moving_average() {
+        let m = mailbox(1, 1);
+        assert_eq!(m.service_ns(), 0);
+        m.record_service(0);
+        assert_eq!(m.service_ns(), 1, "at least 1 ns once measured");
+        let m = mailbox(1, 1);
+        m.record_service(400);
+        assert_eq!(m.service_ns(), 400);
+        m.record_service(800);
+        assert_eq!(m.service_ns(), (3 * 400 + 800) / 4);
     }
 }

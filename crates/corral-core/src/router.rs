@@ -220,4 +220,85 @@ mod tests {
         }
         assert_eq!(r.pick(&[slow(0), load(1)]), Some(0));
     }
+
+    #[test]
+    fn least_wait_rotates_ties_between_identical_workers() {
+        let mut r = LeastWait::default();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| {
+                r.pick(&[timed(2, 100), timed(2, 100), timed(2, 100)])
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        // A full worker is skipped by the rotation, not stalled on.
+        let mut l = [timed(0, 100); 3];
+        l[1].has_room = false;
+        let picks: Vec<usize> = (0..4).map(|_| r.pick(&l).unwrap()).collect();
+        assert_eq!(picks, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn least_wait_rounds_speed_down_to_a_whole_multiple_of_the_fastest() {
+        // Below 2× the fastest counts as 1×, from 2× as 2×, 3.5× as 3×.
+        assert_eq!(LeastWait::score(&timed(0, 199), 100), Some(1));
+        assert_eq!(LeastWait::score(&timed(0, 200), 100), Some(2));
+        assert_eq!(LeastWait::score(&timed(2, 350), 100), Some(9));
+        assert_eq!(LeastWait::score(&timed(4, 0), 100), Some(5), "unmeasured");
+        assert_eq!(
+            LeastWait::score(&timed(4, 700), 0),
+            Some(5),
+            "nothing measured"
+        );
+        assert_eq!(LeastWait::score(&timed(0, 10), 100), Some(1), "at least 1×");
+        let full = WorkerLoad {
+            has_room: false,
+            ..timed(0, 100)
+        };
+        assert_eq!(LeastWait::score(&full, 100), None);
+        // Through pick: a worker at 2.1× loses a tie in depth; one at 1.6×
+        // (noise) shares it.
+        let mut r = LeastWait::default();
+        for _ in 0..3 {
+            assert_eq!(r.pick(&[timed(0, 210), timed(0, 100)]), Some(1));
+        }
+        let picks: Vec<usize> = (0..4)
+            .map(|_| r.pick(&[timed(0, 160), timed(0, 100)]).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn least_depth_counts_a_worker_at_exactly_twice_the_fastest_as_fast() {
+        let mut r = LeastDepth::default();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| r.pick(&[load(0), timed(0, 200), timed(0, 201)]).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn least_wait_measures_speed_against_the_fastest_measured_worker() {
+        // An unmeasured worker does not make the slow one look fast.
+        let mut r = LeastWait::default();
+        for _ in 0..3 {
+            assert_eq!(
+                r.pick(&[timed(0, 2000), timed(1, 0), timed(0, 100)]),
+                Some(2)
+            );
+        }
+    }
+
+    #[test]
+    fn least_depth_never_picks_a_full_worker_at_the_least_depth() {
+        let mut r = LeastDepth::default();
+        let full = WorkerLoad {
+            depth: 2,
+            has_room: false,
+            service_ns: 100,
+        };
+        for _ in 0..3 {
+            assert_eq!(r.pick(&[full, load(2)]), Some(1));
+        }
+    }
 }

@@ -125,6 +125,58 @@ impl Fault {
     }
 }
 
+/// Counts the [`Payload`]s alive, and the most ever alive at once: a
+/// stand-in for the memory that inputs held by a pool pin, exact where RSS
+/// is noise.
+#[derive(Debug, Default)]
+pub struct Census {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Census {
+    /// A new census with nothing alive.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Payloads alive now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// The most payloads alive at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Acquire)
+    }
+}
+
+/// A counted payload: alive from creation (or clone) to drop, in its
+/// [`Census`].
+#[derive(Debug)]
+pub struct Payload(Arc<Census>);
+
+impl Payload {
+    /// A new payload, counted in `census`.
+    pub fn new(census: &Arc<Census>) -> Self {
+        let now = census.live.fetch_add(1, Ordering::AcqRel) + 1;
+        census.peak.fetch_max(now, Ordering::AcqRel);
+        Self(census.clone())
+    }
+}
+
+impl Clone for Payload {
+    fn clone(&self) -> Self {
+        Self::new(&self.0)
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One synthetic input.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -134,6 +186,8 @@ pub struct Item {
     pub cost: usize,
     /// A fault to fire when this item runs.
     pub fault: Option<Arc<Fault>>,
+    /// A counted payload, to measure how many inputs are alive.
+    pub payload: Option<Payload>,
 }
 
 impl Item {
@@ -143,6 +197,7 @@ impl Item {
             id,
             cost: 1,
             fault: None,
+            payload: None,
         }
     }
 
@@ -152,6 +207,20 @@ impl Item {
             id,
             cost: 1,
             fault: Some(fault),
+            payload: None,
+        }
+    }
+
+    /// This item with cost `cost`.
+    pub fn costing(self, cost: usize) -> Self {
+        Self { cost, ..self }
+    }
+
+    /// This item carrying a payload counted in `census`.
+    pub fn counted(self, census: &Arc<Census>) -> Self {
+        Self {
+            payload: Some(Payload::new(census)),
+            ..self
         }
     }
 }
@@ -277,6 +346,12 @@ pub struct SyntheticSpec {
     pub max_batch: Arc<AtomicUsize>,
     /// Random batch-level faults, if any.
     pub chaos: Option<Chaos>,
+    /// The next this-many loads hang until `hang_release` opens (a model
+    /// load that never returns).
+    pub hanging_loads: Arc<AtomicUsize>,
+    /// When set, the ids of the items run, in the order they ran (all
+    /// workers).
+    pub run_log: Option<Arc<Mutex<Vec<u64>>>>,
 }
 
 impl Default for SyntheticSpec {
@@ -294,6 +369,8 @@ impl Default for SyntheticSpec {
             items: Arc::new(AtomicU64::new(0)),
             max_batch: Arc::new(AtomicUsize::new(0)),
             chaos: None,
+            hanging_loads: Arc::new(AtomicUsize::new(0)),
+            run_log: None,
         }
     }
 }
@@ -322,6 +399,13 @@ impl Backend for Synthetic {
 
     fn load(spec: &SyntheticSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
         let n = spec.loads.fetch_add(1, Ordering::AcqRel);
+        let hangs = spec
+            .hanging_loads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1))
+            .is_ok();
+        if hangs {
+            spec.hang_release.pass();
+        }
         if !spec.load_time.is_zero() {
             std::thread::sleep(spec.load_time);
         }
@@ -366,6 +450,9 @@ impl Backend for Synthetic {
         self.spec
             .max_batch
             .fetch_max(batch.len(), Ordering::Relaxed);
+        if let Some(log) = &self.spec.run_log {
+            log.lock().extend(batch.iter().map(|i| i.id));
+        }
         let mut extra = Duration::ZERO;
         let mut short = false;
         if let Some(chaos) = &self.spec.chaos {

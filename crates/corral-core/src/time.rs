@@ -48,4 +48,11 @@ mod tests {
             Duration::from_millis(1050)
         );
     }
+
+    #[test]
+    fn the_horizon_is_a_century() {
+        assert_eq!(HORIZON, Duration::from_secs(3_153_600_000));
+        let now = Instant::now();
+        assert_eq!(after(now, Duration::MAX), after(now, HORIZON));
+    }
 }

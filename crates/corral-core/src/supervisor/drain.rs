@@ -55,3 +55,55 @@ impl Drain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn drain(now: Instant, deadline: Duration) -> (Drain, oneshot::Receiver<ShutdownReport>) {
+        let (tx, rx) = oneshot::channel();
+        (Drain::new(now, deadline, 3, tx.into()), rx)
+    }
+
+    #[test]
+    fn a_drain_is_over_when_idle_or_at_its_deadline() {
+        let t0 = Instant::now();
+        let (d, _rx) = drain(t0, 100 * MS);
+        assert!(!d.is_over(false, t0));
+        assert!(!d.is_over(false, t0 + 99 * MS));
+        assert!(d.is_over(false, t0 + 100 * MS), "due at the deadline");
+        assert!(d.is_over(true, t0), "idle ends it at once");
+        let (never, _rx) = drain(t0, Duration::MAX);
+        assert!(!never.is_over(false, t0 + 1_000_000 * MS));
+    }
+
+    #[test]
+    fn the_report_counts_refused_waiters_and_goes_out_once() {
+        let t0 = Instant::now();
+        let (mut d, mut rx) = drain(t0, 100 * MS);
+        assert_eq!(
+            d.report(),
+            ShutdownReport {
+                refused_waiting: 3,
+                ..ShutdownReport::default()
+            }
+        );
+        assert!(rx.try_recv().is_err(), "no report before the end");
+        d.finish(false, 2);
+        let sent = rx.try_recv().unwrap();
+        assert_eq!(
+            sent,
+            ShutdownReport {
+                refused_waiting: 3,
+                aborted: 2,
+                drained: false,
+            }
+        );
+        assert_eq!(d.report(), sent);
+        d.finish(true, 0);
+        assert!(d.report().drained);
+    }
+}

@@ -164,4 +164,51 @@ mod tests {
         let r = p.next(t0);
         assert!(r.due > t0);
     }
+
+    #[test]
+    fn a_restart_exactly_one_window_old_still_counts() {
+        let mut p = RestartPolicy::new(1, 1000 * MS, 100 * MS, 800 * MS, 42);
+        let t0 = Instant::now();
+        assert!(!p.next(t0).backing_off);
+        assert!(p.next(t0 + 1000 * MS).backing_off, "inside the window");
+        let mut p = RestartPolicy::new(1, 1000 * MS, 100 * MS, 800 * MS, 42);
+        p.next(t0);
+        assert!(!p.next(t0 + 1001 * MS).backing_off, "past the window");
+    }
+
+    #[test]
+    fn after_the_window_resets_the_backoff_starts_again_from_the_base() {
+        let mut p = RestartPolicy::new(1, 1000 * MS, 100 * MS, 800 * MS, 42);
+        let t0 = Instant::now();
+        p.next(t0);
+        for _ in 0..4 {
+            assert!(p.next(t0).backing_off);
+        }
+        // Long after: immediate, and the next backoff is the base again.
+        let later = t0 + 100_000 * MS;
+        assert!(!p.next(later).backing_off);
+        let r = p.next(later);
+        assert!(r.backing_off);
+        let delay = r.due - later;
+        assert!(
+            delay >= 50 * MS && delay < 150 * MS,
+            "level not reset: {delay:?}"
+        );
+    }
+
+    #[test]
+    fn the_backoff_cap_holds_at_high_levels_and_a_small_max_is_raised_to_the_base() {
+        let mut p = RestartPolicy::new(0, 1000 * MS, 100 * MS, 300 * MS, 3);
+        let t0 = Instant::now();
+        for _ in 0..40 {
+            let d = p.next(t0).due - t0;
+            assert!(d < 450 * MS, "{d:?} past 1.5 × the cap");
+        }
+        // A cap below the base: the base wins.
+        let mut p = RestartPolicy::new(0, 1000 * MS, 100 * MS, 10 * MS, 3);
+        for _ in 0..5 {
+            let d = p.next(t0).due - t0;
+            assert!(d >= 50 * MS && d < 150 * MS, "{d:?}");
+        }
+    }
 }

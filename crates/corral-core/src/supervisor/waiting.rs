@@ -393,4 +393,107 @@ mod tests {
         assert_eq!(line.len(), 1);
         assert_eq!(line.published().load(Ordering::Acquire), 1);
     }
+
+    #[test]
+    fn a_waiter_is_due_exactly_at_its_deadline() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(10);
+        line.push_back(waiter(item(0, Class::Single), t, S))
+            .0
+            .unwrap();
+        line.push_back(waiter(item(1, Class::Single), t, 2 * S))
+            .0
+            .unwrap();
+        let due: Vec<u32> = line.expire(t + S).into_iter().map(|w| w.item.id).collect();
+        assert_eq!(due, [0]);
+        assert_eq!(line.published().load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn the_line_publishes_its_length_after_every_change() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(2);
+        let published = line.published();
+        let gone = item(0, Class::Single);
+        line.push_back(waiter(gone.clone(), t, S)).0.unwrap();
+        line.push_back(waiter(item(1, Class::Batch), t, S))
+            .0
+            .unwrap();
+        assert_eq!(published.load(Ordering::Acquire), 2);
+        assert!(line
+            .push_back(waiter(item(2, Class::Single), t, S))
+            .0
+            .is_err());
+        assert_eq!(published.load(Ordering::Acquire), 2);
+        line.push_front(waiter(item(3, Class::Single), t, S));
+        assert_eq!((line.len(), published.load(Ordering::Acquire)), (3, 3));
+        assert!(!line.is_empty());
+        gone.gone.set(true);
+        assert_eq!(line.sweep_gone(), 1);
+        assert_eq!(published.load(Ordering::Acquire), 2);
+        // Both classes blocked: the pump stops and keeps the order.
+        let p = line.pump(t, Err);
+        assert!(p.waits.is_empty() && p.gone == 0);
+        assert_eq!(published.load(Ordering::Acquire), 2);
+        let left: Vec<u32> = line.drain().into_iter().map(|w| w.item.id).collect();
+        assert_eq!(left, [3, 1]);
+        assert_eq!(published.load(Ordering::Acquire), 0);
+        assert!(line.is_empty());
+    }
+
+    #[test]
+    fn once_both_classes_are_blocked_the_pump_offers_nothing_more() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(10);
+        for (id, class) in [(0, Class::Single), (1, Class::Batch), (2, Class::Single)] {
+            line.push_back(waiter(item(id, class), t, S)).0.unwrap();
+        }
+        let mut offered = Vec::new();
+        line.pump(t, |it| {
+            offered.push(it.id);
+            Err(it)
+        });
+        assert_eq!(
+            offered,
+            [0, 1],
+            "each class is offered once, then the pump stops"
+        );
+        assert_eq!(line.len(), 3);
+    }
+
+    #[test]
+    fn a_blocked_class_is_not_offered_again_in_the_same_pump() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(10);
+        for (id, class) in [
+            (0, Class::Single),
+            (1, Class::Single),
+            (2, Class::Batch),
+            (3, Class::Single),
+        ] {
+            line.push_back(waiter(item(id, class), t, S)).0.unwrap();
+        }
+        let mut offered = Vec::new();
+        line.pump(t, |it| {
+            offered.push(it.id);
+            if it.class == Class::Single {
+                Err(it)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(offered, [0, 2]);
+        assert_eq!(line.len(), 3);
+    }
+
+    #[test]
+    fn a_line_whose_every_waiter_is_due_expires_them_all() {
+        let t = Instant::now();
+        let mut line = WaitingLine::new(10);
+        line.push_back(waiter(item(0, Class::Single), t, S))
+            .0
+            .unwrap();
+        assert_eq!(line.expire(t + 2 * S).len(), 1);
+        assert!(line.is_empty());
+    }
 }

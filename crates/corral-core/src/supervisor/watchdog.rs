@@ -169,4 +169,37 @@ mod tests {
         };
         assert_eq!(inspect(&p, t0 + 1000 * MS, &huge), None);
     }
+
+    #[test]
+    fn a_load_is_hung_only_past_its_timeout_and_says_since_when() {
+        let t0 = Instant::now();
+        let p = Probe {
+            ready: false,
+            ..probe(t0)
+        };
+        assert_eq!(inspect(&p, t0 + 1000 * MS, &limits()), None);
+        let d = inspect(&p, t0 + 1001 * MS, &limits()).unwrap();
+        assert_eq!((d.failure, d.since), (Failure::LoadHung, t0 + 1000 * MS));
+    }
+
+    #[test]
+    fn limits_come_from_the_config() {
+        let c = PoolConfig {
+            stuck_base: MS,
+            stuck_per_token: 2 * MS,
+            ping_timeout: 3 * MS,
+            load_timeout: 4 * MS,
+            ..PoolConfig::default()
+        };
+        let l = Limits::of(&c);
+        assert_eq!(
+            (
+                l.stuck_base,
+                l.stuck_per_token,
+                l.ping_timeout,
+                l.load_timeout
+            ),
+            (MS, 2 * MS, 3 * MS, 4 * MS)
+        );
+    }
 }
