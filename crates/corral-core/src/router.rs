@@ -9,8 +9,11 @@
 //! counted in whole multiples of the fastest worker's, rounded down — so
 //! identical workers (whose measured times differ by noise, less than 2×)
 //! split evenly by depth, and a worker 20× slower is chosen only once the
-//! others are 20 deep. [`LeastDepth`] (depth alone, with slow workers losing ties) stays
+//! others are 20 deep; service times under 100 µs count as equal.
+//! [`LeastDepth`] (depth alone, with slow workers losing ties) stays
 //! available for [`crate::Pool::spawn_with_router`]. Ties rotate.
+
+use std::time::Duration;
 
 /// One routable worker as the router sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +40,33 @@ pub trait Router: Send + 'static {
 /// worker's measured service time in whole multiples of the fastest
 /// worker's, rounded down (at least 1; unmeasured workers count as the
 /// fastest, so that they get work and are measured). Ties rotate.
-#[derive(Debug, Default, Clone)]
+///
+/// Service times under a floor (100 µs by default) count as equal: a wait
+/// that short cannot matter, and per-request times that small are mostly a
+/// batch's fixed overhead split over its requests — a worker that happens
+/// to run small batches would look slower, get less work, run smaller
+/// batches still, and starve.
+#[derive(Debug, Clone)]
 pub struct LeastWait {
     cursor: usize,
+    floor_ns: u64,
+}
+
+impl Default for LeastWait {
+    fn default() -> Self {
+        Self::with_floor(Duration::from_micros(100))
+    }
 }
 
 impl LeastWait {
+    /// A `LeastWait` that counts service times under `floor` as equal.
+    pub fn with_floor(floor: Duration) -> Self {
+        Self {
+            cursor: 0,
+            floor_ns: u64::try_from(floor.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
     /// The expected wait of a new request at each worker, in units of the
     /// fastest worker's service time (`None` for a worker without room).
     fn score(load: &WorkerLoad, fastest: u64) -> Option<u64> {
@@ -67,7 +91,7 @@ impl Router for LeastWait {
             .map(|l| l.service_ns)
             .filter(|&ns| ns > 0)
             .min()
-            .unwrap_or(0);
+            .map_or(0, |ns| ns.max(self.floor_ns));
         let best = loads.iter().filter_map(|l| Self::score(l, fastest)).min()?;
         let i = (0..n)
             .map(|k| (self.cursor + k) % n)
@@ -120,8 +144,32 @@ mod tests {
     }
 
     #[test]
-    fn least_wait_splits_equal_workers_evenly_despite_noise() {
+    fn least_wait_counts_service_times_under_its_floor_as_equal() {
+        // 2 µs against 40 µs: both under the default 100 µs floor, so depth
+        // alone decides (a no-op backend's batch overhead is not speed).
         let mut r = LeastWait::default();
+        let mut depth = [0usize; 2];
+        for _ in 0..10 {
+            let i = r
+                .pick(&[timed(depth[0], 2_000), timed(depth[1], 40_000)])
+                .unwrap();
+            depth[i] += 1;
+        }
+        assert_eq!(depth, [5, 5]);
+        // 2 ms against 40 ms: 20× slower, as measured.
+        assert_eq!(
+            r.pick(&[timed(0, 40_000_000), timed(18, 2_000_000)]),
+            Some(1)
+        );
+        assert_eq!(
+            r.pick(&[timed(0, 40_000_000), timed(20, 2_000_000)]),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn least_wait_splits_equal_workers_evenly_despite_noise() {
+        let mut r = LeastWait::with_floor(Duration::ZERO);
         let mut depth = [0usize; 2];
         // Service times that differ by noise only; depths build up as a
         // closed loop would.
@@ -136,7 +184,7 @@ mod tests {
 
     #[test]
     fn least_wait_sends_to_a_slow_worker_only_when_its_wait_is_shortest() {
-        let mut r = LeastWait::default();
+        let mut r = LeastWait::with_floor(Duration::ZERO);
         // Slow worker in slot 0, then in slot 1: the answer must not depend
         // on the slot.
         for (slow, fast) in [(0usize, 1usize), (1, 0)] {
@@ -159,7 +207,7 @@ mod tests {
 
     #[test]
     fn least_wait_gives_unmeasured_workers_work_and_refuses_when_all_full() {
-        let mut r = LeastWait::default();
+        let mut r = LeastWait::with_floor(Duration::ZERO);
         assert_eq!(r.pick(&[timed(1, 100), timed(0, 0)]), Some(1));
         let full = WorkerLoad {
             depth: 0,
@@ -223,7 +271,7 @@ mod tests {
 
     #[test]
     fn least_wait_rotates_ties_between_identical_workers() {
-        let mut r = LeastWait::default();
+        let mut r = LeastWait::with_floor(Duration::ZERO);
         let picks: Vec<usize> = (0..6)
             .map(|_| {
                 r.pick(&[timed(2, 100), timed(2, 100), timed(2, 100)])
@@ -258,7 +306,7 @@ mod tests {
         assert_eq!(LeastWait::score(&full, 100), None);
         // Through pick: a worker at 2.1× loses a tie in depth; one at 1.6×
         // (noise) shares it.
-        let mut r = LeastWait::default();
+        let mut r = LeastWait::with_floor(Duration::ZERO);
         for _ in 0..3 {
             assert_eq!(r.pick(&[timed(0, 210), timed(0, 100)]), Some(1));
         }
@@ -280,7 +328,7 @@ mod tests {
     #[test]
     fn least_wait_measures_speed_against_the_fastest_measured_worker() {
         // An unmeasured worker does not make the slow one look fast.
-        let mut r = LeastWait::default();
+        let mut r = LeastWait::with_floor(Duration::ZERO);
         for _ in 0..3 {
             assert_eq!(
                 r.pick(&[timed(0, 2000), timed(1, 0), timed(0, 100)]),
