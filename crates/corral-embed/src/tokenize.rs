@@ -70,7 +70,7 @@ impl TextTokenizer {
             let enc = self
                 .inner
                 .encode(piece, true)
-                .map_err(|e| EmbedError::Tokenizer(format!("encoding: {e}")))?;
+                .map_err(|e| EmbedError::InvalidInput(format!("tokenizing: {e}")))?;
             if whole || !enc.get_overflowing().is_empty() {
                 return Ok(Encoded {
                     ids: enc.get_ids().to_vec(),
