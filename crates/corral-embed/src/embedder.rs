@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PaddedBatch};
 use crate::model_dir::check_model_dir;
-use crate::spec::Engine;
+use crate::spec::{Engine, Quantize};
 use crate::tokenize::{estimate_tokens, Encoded, TextTokenizer};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
@@ -72,8 +72,13 @@ impl Embedder {
             .unwrap_or(config.bert.pad_token_id as u32);
         let threads = threads.max(1);
         let encoder = match spec.engine {
-            Engine::Candle => Encoder::load_candle(dir, &config.bert)?,
-            Engine::Fast => Encoder::load_fast(dir, threads).or_else(|e| {
+            Engine::Candle => {
+                if spec.quantize != Quantize::None {
+                    tracing::warn!("the candle engine has no int8 path: running in fp32");
+                }
+                Encoder::load_candle(dir, &config.bert)?
+            }
+            Engine::Fast => Encoder::load_fast(dir, threads, spec.quantize).or_else(|e| {
                 tracing::warn!(
                     model = %dir.display(),
                     "the fast encoder does not support this model ({e}); using candle's BERT"

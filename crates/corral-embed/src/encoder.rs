@@ -13,7 +13,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{self, BertModel};
 
-use crate::fast::{FastBert, FastBertConfig};
+use crate::fast::{FastBert, FastBertConfig, Int8Layers};
+use crate::spec::Quantize;
 use crate::EmbedError;
 
 /// A batch of tokenized texts padded to the same length, row-major.
@@ -56,12 +57,19 @@ impl Encoder {
     /// # Errors
     /// When the model is not one it supports (no safetensors, another
     /// activation or position scheme, non-f32 weights).
-    pub(crate) fn load_fast(dir: &Path, threads: usize) -> Result<Self, EmbedError> {
+    pub(crate) fn load_fast(
+        dir: &Path,
+        threads: usize,
+        quantize: Quantize,
+    ) -> Result<Self, EmbedError> {
         let config_path = dir.join("config.json");
         let json = std::fs::read_to_string(&config_path)
             .map_err(|e| EmbedError::io(format!("reading {}", config_path.display()), e))?;
         let config = FastBertConfig::from_hf_json(&json)?;
-        let model = FastBert::load(&dir.join("model.safetensors"), &config)?;
+        let mut model = FastBert::load(&dir.join("model.safetensors"), &config)?;
+        if quantize == Quantize::Int8 && !model.quantize(Int8Layers::DEFAULT_INT8) {
+            tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
+        }
         Ok(Self::Fast {
             model: Box::new(Mutex::new(model)),
             threads: threads.max(1),

@@ -38,4 +38,4 @@ mod tokenize;
 pub use backend::EmbedBackend;
 pub use embedder::Embedder;
 pub use error::EmbedError;
-pub use spec::{EmbedSpec, Engine, Pooling, DEFAULT_MAX_FORWARD_TOKENS};
+pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
