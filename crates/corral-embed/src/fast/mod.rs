@@ -31,7 +31,7 @@ macro_rules! multiversion {
         }
 
         /// The same, by the kernel build `isa` selects.
-        #[allow(dead_code)]
+        #[allow(dead_code, clippy::too_many_arguments)]
         pub(crate) fn $on(isa: $crate::fast::Isa, $($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body

@@ -464,7 +464,7 @@ impl Kernel {
         pairs: usize,
         tile: &mut [[i32; NR]; MR],
     ) {
-        assert!(mr >= 1 && mr <= MR, "tile rows");
+        assert!((1..=MR).contains(&mr), "tile rows");
         assert!(
             lda >= 2 * pairs && a.len() >= (mr - 1) * lda + 2 * pairs,
             "lhs"
