@@ -201,8 +201,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// Minimum and mean cosine of `quantized`'s vectors to `reference`'s.
 fn cosine_stats(
-    reference: &Embedder,
-    quantized: &Embedder,
+    reference: &mut Embedder,
+    quantized: &mut Embedder,
     texts: &[String],
 ) -> anyhow::Result<(f64, f64, usize)> {
     let (mut min, mut sum, mut argmin) = (f64::MAX, 0.0, 0);
@@ -223,13 +223,13 @@ fn cosine_stats(
 /// The fidelity table: int8 against fp32 (same engine), golden texts and
 /// corpus.
 fn fidelity(spec: &EmbedSpec, golden: &[String], corpus: &[String]) -> anyhow::Result<String> {
-    let reference = Embedder::load(spec, 1)?;
-    let quantized = Embedder::load(&spec.clone().with_quantize(Quantize::Int8), 1)?;
+    let mut reference = Embedder::load(spec, 1)?;
+    let mut quantized = Embedder::load(&spec.clone().with_quantize(Quantize::Int8), 1)?;
     let mut out = String::from(
         "\nFidelity, int8 vs fp32 embeddings (cosine)\n\n| texts | count | min | mean |\n|---|---|---|---|\n",
     );
     for (name, texts) in [("golden", golden), ("corpus", corpus)] {
-        let (min, mean, argmin) = cosine_stats(&reference, &quantized, texts)?;
+        let (min, mean, argmin) = cosine_stats(&mut reference, &mut quantized, texts)?;
         out.push_str(&format!(
             "| {name} | {} | {min:.6} | {mean:.6} |\n",
             texts.len()
@@ -335,7 +335,7 @@ async fn measure(
     let n = corpus.len() as f64;
 
     // Raw: the same Embedder calls on plain threads, no pool.
-    let embedders = {
+    let mut embedders = {
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || {
             (0..workers)
@@ -344,7 +344,6 @@ async fn measure(
         })
         .await??
     };
-    let embedders = std::sync::Arc::new(embedders);
     let batches = std::sync::Arc::new(worker_batches(
         &embedders[0],
         corpus,
@@ -368,14 +367,14 @@ async fn measure(
     for run in 0..=args.runs {
         let take = |len: usize| if run == 0 { workers.min(len) } else { len };
 
-        let (e, b) = (embedders.clone(), batches.clone());
+        let (mut e, b) = (std::mem::take(&mut embedders), batches.clone());
         let take_batches = take(b.len());
         let cpu = cpu_seconds();
         let started = Instant::now();
-        tokio::task::spawn_blocking(move || {
+        embedders = tokio::task::spawn_blocking(move || {
             let next = AtomicUsize::new(0);
             std::thread::scope(|s| {
-                for embedder in e.iter() {
+                for embedder in e.iter_mut() {
                     let (next, batches) = (&next, &b[..take_batches]);
                     s.spawn(move || loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -384,6 +383,7 @@ async fn measure(
                     });
                 }
             });
+            e
         })
         .await?;
         let raw_rate = n / started.elapsed().as_secs_f64();

@@ -49,11 +49,6 @@ impl TextTokenizer {
         })
     }
 
-    /// The id of `token` in the vocabulary, if present.
-    pub(crate) fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
-    }
-
     /// Tokenizes `text` with special tokens, truncated to the maximum
     /// sequence length.
     ///

@@ -89,7 +89,7 @@ const MAX_ABS: f32 = 1e-5;
 /// Largest difference allowed between a vector's norm and the reference's.
 const NORM_TOL: f32 = 1e-5;
 
-fn check_golden(e: &Embedder) {
+fn check_golden(e: &mut Embedder) {
     let golden: Golden = fixture("minilm_l6_v2_public.json");
     assert_eq!(golden.cases.len(), 24);
     assert_eq!(e.pooling().to_string(), golden.pooling);
@@ -122,12 +122,12 @@ fn check_golden(e: &Embedder) {
 
 #[test]
 fn golden_embeddings_match_sentence_transformers() {
-    check_golden(&minilm(2));
+    check_golden(&mut minilm(2));
 }
 
 #[test]
 fn golden_embeddings_match_with_the_candle_engine_too() {
-    check_golden(&minilm_with(1, Engine::Candle));
+    check_golden(&mut minilm_with(1, Engine::Candle));
 }
 
 /// Without normalisation the reference has no vectors, so the two engines

@@ -66,8 +66,8 @@ fn int8_golden_vectors_stay_within_cosine_0995_of_fp32() {
     );
     let golden: Golden = fixture("minilm_l6_v2_public.json");
     let texts: Vec<&str> = golden.cases.iter().map(|c| c.text.as_str()).collect();
-    let fp32 = Embedder::load(&EmbedSpec::new(dir()), 1).unwrap();
-    let int8 = Embedder::load(&EmbedSpec::new(dir()).with_quantize(Quantize::Int8), 2).unwrap();
+    let mut fp32 = Embedder::load(&EmbedSpec::new(dir()), 1).unwrap();
+    let mut int8 = Embedder::load(&EmbedSpec::new(dir()).with_quantize(Quantize::Int8), 2).unwrap();
     let a = fp32.embed(&texts).unwrap();
     let b = int8.embed(&texts).unwrap();
     let (mut min, mut sum) = (f64::MAX, 0.0);
@@ -100,7 +100,7 @@ fn int8_golden_vectors_stay_within_cosine_0995_of_fp32() {
 
 #[test]
 fn int8_text_alone_equals_text_in_a_mixed_batch() {
-    let e = Embedder::load(&EmbedSpec::new(dir()).with_quantize(Quantize::Int8), 2).unwrap();
+    let mut e = Embedder::load(&EmbedSpec::new(dir()).with_quantize(Quantize::Int8), 2).unwrap();
     let golden: Golden = fixture("minilm_l6_v2_public.json");
     let mut texts: Vec<String> = golden.cases.iter().map(|c| c.text.clone()).collect();
     texts.push(String::new());

@@ -421,15 +421,14 @@ impl FastBert {
         self.profile.as_ref()
     }
 
-    /// Packs the real tokens and runs embeddings and all layers over them,
-    /// leaving the result in `self.x` / `self.spans`.
-    fn encode_packed(
+    /// Packs the real tokens of a padded batch into `self.ids` /
+    /// `self.positions` / `self.spans`.
+    fn pack_padded(
         &mut self,
         input_ids: &[u32],
         attention_mask: &[u32],
         batch: usize,
         seq: usize,
-        threads: usize,
     ) -> Result<(), FastBertError> {
         let n = batch
             .checked_mul(seq)
@@ -441,14 +440,66 @@ impl FastBert {
                 attention_mask.len()
             )));
         }
-        if seq > self.embeddings.max_positions() {
+        self.ids.clear();
+        self.positions.clear();
+        self.spans.clear();
+        for b in 0..batch {
+            let start = self.ids.len();
+            for t in 0..seq {
+                if attention_mask[b * seq + t] != 0 {
+                    self.ids.push(input_ids[b * seq + t]);
+                    self.positions.push(t as u32);
+                }
+            }
+            self.spans.push(SeqSpan {
+                start,
+                len: self.ids.len() - start,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes a packed batch (see [`FastBert::forward_packed`]) into
+    /// `self.ids` / `self.positions` / `self.spans`.
+    fn pack_offsets(&mut self, ids: &[u32], offsets: &[usize]) -> Result<(), FastBertError> {
+        let ok = offsets.first() == Some(&0)
+            && offsets.last() == Some(&ids.len())
+            && offsets.windows(2).all(|w| w[0] <= w[1]);
+        if !ok {
             return Err(FastBertError::Input(format!(
-                "sequence length {seq} exceeds max_position_embeddings {}",
-                self.embeddings.max_positions()
+                "offsets must rise from 0 to the {} ids, got {} offsets",
+                ids.len(),
+                offsets.len()
             )));
         }
+        self.ids.clear();
+        self.ids.extend_from_slice(ids);
+        self.positions.clear();
+        self.spans.clear();
+        for w in offsets.windows(2) {
+            self.positions.extend(0..(w[1] - w[0]) as u32);
+            self.spans.push(SeqSpan {
+                start: w[0],
+                len: w[1] - w[0],
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs embeddings and all layers over the packed tokens, leaving the
+    /// result in `self.x`.
+    fn run_packed(&mut self, threads: usize) -> Result<(), FastBertError> {
+        let max_positions = self.embeddings.max_positions();
+        if let Some(&p) = self.positions.iter().max() {
+            if p as usize >= max_positions {
+                return Err(FastBertError::Input(format!(
+                    "sequence length {} exceeds max_position_embeddings {max_positions}",
+                    p + 1
+                )));
+            }
+        }
         let vocab = self.embeddings.vocab() as u32;
-        if let Some(&bad) = input_ids.iter().find(|&&id| id >= vocab) {
+        if let Some(&bad) = self.ids.iter().find(|&&id| id >= vocab) {
             return Err(FastBertError::Input(format!(
                 "token id {bad} ≥ vocab size {vocab}"
             )));
@@ -459,22 +510,6 @@ impl FastBert {
             &mut prof,
             |p| &mut p.embeddings,
             || {
-                self.ids.clear();
-                self.positions.clear();
-                self.spans.clear();
-                for b in 0..batch {
-                    let start = self.ids.len();
-                    for t in 0..seq {
-                        if attention_mask[b * seq + t] != 0 {
-                            self.ids.push(input_ids[b * seq + t]);
-                            self.positions.push(t as u32);
-                        }
-                    }
-                    self.spans.push(SeqSpan {
-                        start,
-                        len: self.ids.len() - start,
-                    });
-                }
                 grow(&mut self.x, self.ids.len() * h);
                 self.embeddings
                     .forward(&self.ids, &self.positions, &mut self.x);
@@ -491,6 +526,27 @@ impl FastBert {
         Ok(())
     }
 
+    /// Last hidden states of a packed batch, `[ids.len(), hidden]`: text `i`
+    /// is `ids[offsets[i]..offsets[i + 1]]` (so `offsets` rises from 0 to
+    /// `ids.len()`), token type 0, positions from 0 in each text — TEI's
+    /// `Batch` layout, with no padding anywhere. `threads` is the forward's
+    /// parallelism (1 = the calling thread only; more use the current rayon
+    /// pool). The returned slice borrows a buffer reused by the next call.
+    ///
+    /// # Errors
+    /// [`FastBertError::Input`] for offsets that do not describe `ids`, an
+    /// id outside the vocabulary or a text longer than the position table.
+    pub fn forward_packed(
+        &mut self,
+        ids: &[u32],
+        offsets: &[usize],
+        threads: usize,
+    ) -> Result<&[f32], FastBertError> {
+        self.pack_offsets(ids, offsets)?;
+        self.run_packed(threads)?;
+        Ok(&self.x[..ids.len() * self.config.hidden_size])
+    }
+
     /// Last hidden states, `[batch, seq, hidden]` row-major, for `input_ids`
     /// and `attention_mask` given as `[batch·seq]` row-major (token type 0
     /// everywhere, positions `0..seq`). Rows whose mask is 0 are returned as
@@ -505,7 +561,8 @@ impl FastBert {
         seq: usize,
         threads: usize,
     ) -> Result<&[f32], FastBertError> {
-        self.encode_packed(input_ids, attention_mask, batch, seq, threads)?;
+        self.pack_padded(input_ids, attention_mask, batch, seq)?;
+        self.run_packed(threads)?;
         let h = self.config.hidden_size;
         let mut prof = self.profile.take();
         timed(
@@ -540,28 +597,19 @@ impl FastBert {
         threads: usize,
         normalize: bool,
     ) -> Result<Vec<f32>, FastBertError> {
-        self.encode_packed(input_ids, attention_mask, batch, seq, threads)?;
+        self.pack_padded(input_ids, attention_mask, batch, seq)?;
+        self.run_packed(threads)?;
         let h = self.config.hidden_size;
         let mut prof = self.profile.take();
         let pooled = timed(
             &mut prof,
             |p| &mut p.output,
             || {
-                let mut pooled = vec![0.0f32; batch * h];
-                for (span, out) in self.spans.iter().zip(pooled.chunks_exact_mut(h)) {
-                    for row in self.x[span.start * h..(span.start + span.len) * h].chunks_exact(h) {
-                        for (o, v) in out.iter_mut().zip(row) {
-                            *o += v;
-                        }
-                    }
-                    let inv = 1.0 / (span.len.max(1) as f32);
-                    out.iter_mut().for_each(|o| *o *= inv);
-                    if normalize {
-                        let norm = math::dot(out, out).sqrt().max(1e-12);
-                        out.iter_mut().for_each(|o| *o /= norm);
-                    }
-                }
-                pooled
+                let mut offsets: Vec<usize> = self.spans.iter().map(|s| s.start).collect();
+                offsets.push(self.ids.len());
+                let rows =
+                    crate::pooling::pool(&self.x, h, &offsets, crate::Pooling::Mean, normalize);
+                rows.concat()
             },
         );
         self.profile = prof;
