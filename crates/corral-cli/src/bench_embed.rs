@@ -8,6 +8,10 @@
 //! worker would form (`max_batch_tokens` of estimated cost), handed out to
 //! its threads from a shared cursor. Raw and pool runs alternate.
 //!
+//! With `--quantize int8` it also prints the fidelity of the int8 vectors:
+//! the minimum and mean cosine to the fp32 vectors of the same engine, over
+//! the golden texts and over the corpus.
+//!
 //! Each configuration runs in a child process of its own with
 //! `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` set to its thread count:
 //! candle sizes its process-wide pool for element-wise ops from them once per
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use corral_core::{PoolConfig, PoolHandle};
-use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder, Engine};
+use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder, Engine, Quantize};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -47,6 +51,14 @@ pub(crate) struct Args {
     /// pool) runs use the same engine, so the pair measures the pool's cost.
     #[arg(long, default_value_t = Engine::Fast)]
     pub(crate) engine: Engine,
+    /// Dense-layer arithmetic: none (fp32) or int8. With int8 the fidelity
+    /// to fp32 (cosine over the golden texts and the corpus) is printed too.
+    #[arg(long, default_value_t = Quantize::None)]
+    pub(crate) quantize: Quantize,
+    /// The golden texts (sentence-transformers' reference JSON) over which
+    /// int8 fidelity is measured.
+    #[arg(long, default_value = "../shared/golden/minilm_l6_v2_public.json")]
+    pub(crate) golden: PathBuf,
     /// Timed runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
@@ -152,7 +164,82 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         results.push(m);
     }
     print_report(&results, &args, corpus.len());
+    if args.quantize != Quantize::None {
+        let spec = EmbedSpec::new(&model_dir).with_engine(args.engine);
+        let golden = read_golden(&args.golden)?;
+        let report =
+            tokio::task::spawn_blocking(move || fidelity(&spec, &golden, &corpus)).await??;
+        println!("{report}");
+    }
     Ok(())
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    cases: Vec<GoldenCase>,
+}
+
+#[derive(Deserialize)]
+struct GoldenCase {
+    text: String,
+}
+
+fn read_golden(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the golden texts {}", path.display()))?;
+    let golden: Golden = serde_json::from_str(&text)
+        .with_context(|| format!("parsing the golden texts {}", path.display()))?;
+    Ok(golden.cases.into_iter().map(|c| c.text).collect())
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(f64::MIN_POSITIVE)
+}
+
+/// Minimum and mean cosine of `quantized`'s vectors to `reference`'s.
+fn cosine_stats(
+    reference: &mut Embedder,
+    quantized: &mut Embedder,
+    texts: &[String],
+) -> anyhow::Result<(f64, f64, usize)> {
+    let (mut min, mut sum, mut argmin) = (f64::MAX, 0.0, 0);
+    for (i, chunk) in texts.chunks(64).enumerate() {
+        let a = reference.embed(chunk)?;
+        let b = quantized.embed(chunk)?;
+        for (j, (x, y)) in a.iter().zip(&b).enumerate() {
+            let c = cosine(x, y);
+            sum += c;
+            if c < min {
+                (min, argmin) = (c, i * 64 + j);
+            }
+        }
+    }
+    Ok((min, sum / texts.len().max(1) as f64, argmin))
+}
+
+/// The fidelity table: int8 against fp32 (same engine), golden texts and
+/// corpus.
+fn fidelity(spec: &EmbedSpec, golden: &[String], corpus: &[String]) -> anyhow::Result<String> {
+    let mut reference = Embedder::load(spec, 1)?;
+    let mut quantized = Embedder::load(&spec.clone().with_quantize(Quantize::Int8), 1)?;
+    let mut out = String::from(
+        "\nFidelity, int8 vs fp32 embeddings (cosine)\n\n| texts | count | min | mean |\n|---|---|---|---|\n",
+    );
+    for (name, texts) in [("golden", golden), ("corpus", corpus)] {
+        let (min, mean, argmin) = cosine_stats(&mut reference, &mut quantized, texts)?;
+        out.push_str(&format!(
+            "| {name} | {} | {min:.6} | {mean:.6} |\n",
+            texts.len()
+        ));
+        tracing::debug!(
+            "lowest {name} cosine for text {argmin}: {:?}",
+            texts[argmin]
+        );
+    }
+    Ok(out)
 }
 
 fn read_corpus(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -236,7 +323,9 @@ async fn measure(
     threads: usize,
     args: &Args,
 ) -> anyhow::Result<Measured> {
-    let spec = EmbedSpec::new(model_dir).with_engine(args.engine);
+    let spec = EmbedSpec::new(model_dir)
+        .with_engine(args.engine)
+        .with_quantize(args.quantize);
     let pool_config = PoolConfig {
         name: "corral-bench".into(),
         workers,
@@ -246,7 +335,7 @@ async fn measure(
     let n = corpus.len() as f64;
 
     // Raw: the same Embedder calls on plain threads, no pool.
-    let embedders = {
+    let mut embedders = {
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || {
             (0..workers)
@@ -255,7 +344,6 @@ async fn measure(
         })
         .await??
     };
-    let embedders = std::sync::Arc::new(embedders);
     let batches = std::sync::Arc::new(worker_batches(
         &embedders[0],
         corpus,
@@ -279,14 +367,14 @@ async fn measure(
     for run in 0..=args.runs {
         let take = |len: usize| if run == 0 { workers.min(len) } else { len };
 
-        let (e, b) = (embedders.clone(), batches.clone());
+        let (mut e, b) = (std::mem::take(&mut embedders), batches.clone());
         let take_batches = take(b.len());
         let cpu = cpu_seconds();
         let started = Instant::now();
-        tokio::task::spawn_blocking(move || {
+        embedders = tokio::task::spawn_blocking(move || {
             let next = AtomicUsize::new(0);
             std::thread::scope(|s| {
-                for embedder in e.iter() {
+                for embedder in e.iter_mut() {
                     let (next, batches) = (&next, &b[..take_batches]);
                     s.spawn(move || loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +383,7 @@ async fn measure(
                     });
                 }
             });
+            e
         })
         .await?;
         let raw_rate = n / started.elapsed().as_secs_f64();

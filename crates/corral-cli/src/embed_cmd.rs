@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
-use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Engine, Pooling};
+use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Engine, Pooling, Quantize};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -60,6 +60,10 @@ pub(crate) struct ModelArgs {
     /// Forward pass: fast (Corral's own kernels) or candle.
     #[arg(long, default_value_t = Engine::Fast)]
     pub(crate) engine: Engine,
+    /// Dense-layer arithmetic: none (fp32) or int8 (fast engine, AVX2;
+    /// falls back to fp32 with a warning elsewhere).
+    #[arg(long, default_value_t = Quantize::None)]
+    pub(crate) quantize: Quantize,
 }
 
 impl ModelArgs {
@@ -89,6 +93,7 @@ impl ModelArgs {
         let mut spec = EmbedSpec::new(self.resolve_dir()?).with_normalize(!self.no_normalize);
         spec.pooling = self.pooling;
         spec.engine = self.engine;
+        spec.quantize = self.quantize;
         spec.validate()?;
         Ok(spec)
     }

@@ -1,6 +1,8 @@
 //! `corral embed` reads texts (one per line, or `--jsonl` objects whose texts
 //! may hold newlines) and writes `{"text", "embedding"}` JSON Lines in input
-//! order through the pool, matching the sentence-transformers reference.
+//! order through the pool, matching the sentence-transformers reference
+//! element-wise (max |Δ| ≤ 1e-5) and in norm, on both engines; with
+//! `--quantize int8` within cosine 0.995 of it.
 //!
 //! Needs all-MiniLM-L6-v2 (found through `CORRAL_MODEL_DIR`, else the fetched
 //! default); fails, naming the fetch command, without it.
@@ -34,6 +36,18 @@ fn golden() -> Vec<(String, Vec<f64>)> {
             (text, emb)
         })
         .collect()
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn norm(a: &[f64]) -> f64 {
+    a.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
@@ -103,7 +117,59 @@ fn jsonl_input_with_newlines_comes_back_in_order_matching_the_reference() {
         assert_eq!(text, want_text, "line {i}");
         let c = cosine(emb, want);
         assert!(c >= 0.9999, "{text:?}: cosine {c}");
+        let d = max_abs_diff(emb, want);
+        assert!(d <= 1e-5, "{text:?}: max abs diff {d}");
+        let n = (norm(emb) - norm(want)).abs();
+        assert!(n <= 1e-5, "{text:?}: norm differs by {n}");
     }
+}
+
+fn golden_jsonl() -> String {
+    golden()
+        .iter()
+        .map(|(text, _)| format!("{}\n", serde_json::json!({ "text": text })))
+        .collect()
+}
+
+#[test]
+fn candle_engine_matches_the_reference_element_wise() {
+    let cases = golden();
+    let out = embed(
+        &["--jsonl", "--workers", "1", "--engine", "candle"],
+        &golden_jsonl(),
+    );
+    assert_eq!(out.len(), cases.len());
+    for ((text, emb), (_, want)) in out.iter().zip(&cases) {
+        let d = max_abs_diff(emb, want);
+        assert!(d <= 1e-5, "{text:?}: max abs diff {d}");
+        let n = (norm(emb) - norm(want)).abs();
+        assert!(n <= 1e-5, "{text:?}: norm differs by {n}");
+    }
+}
+
+#[test]
+fn int8_stays_within_cosine_0995_of_the_reference() {
+    let cases = golden();
+    let out = embed(
+        &["--jsonl", "--workers", "2", "--quantize", "int8"],
+        &golden_jsonl(),
+    );
+    assert_eq!(out.len(), cases.len());
+    let mut differs = false;
+    for ((text, emb), (_, want)) in out.iter().zip(&cases) {
+        let c = cosine(emb, want);
+        assert!(c >= 0.995, "{text:?}: cosine {c}");
+        assert!(
+            (norm(emb) - 1.0).abs() <= 1e-5,
+            "{text:?}: norm {}",
+            norm(emb)
+        );
+        differs |= max_abs_diff(emb, want) > 1e-4;
+    }
+    assert!(
+        differs,
+        "--quantize int8 gave fp32's vectors: was it applied?"
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_transformers::models::bert::{BertModel, Config};
-use corral_embed::fast::{FastBert, FastBertConfig};
+use corral_embed::fast::{FastBert, FastBertConfig, Int8Layers};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 const BATCH: usize = 32;
@@ -412,6 +412,20 @@ fn main() -> Res<()> {
     ));
     configs.push(("FastBert, 1 worker x 2 threads", "2", vec![fast(2)?]));
     configs.push(("FastBert, 1 worker x 1 thread", "1", vec![fast(1)?]));
+    let int8 = |threads| -> Res<Engine> {
+        let mut fb = FastBert::load(&weights, &fcfg)?;
+        if !fb.quantize(Int8Layers::DEFAULT_INT8) {
+            return Err("this CPU has no AVX2 for the int8 kernel".into());
+        }
+        Ok(Engine::Fast(Box::new(fb), threads))
+    };
+    let int8_first = configs.len();
+    configs.push((
+        "FastBert int8, 2 workers x 1 thread",
+        "1",
+        vec![int8(1)?, int8(1)?],
+    ));
+    configs.push(("FastBert int8, 1 worker x 1 thread", "1", vec![int8(1)?]));
 
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let mut embs: Vec<Vec<Vec<f32>>> = vec![Vec::new(); configs.len()];
@@ -462,8 +476,20 @@ fn main() -> Res<()> {
                 .collect::<Vec<_>>()
         );
     }
+    if runs > 0 {
+        for k in 0..2 {
+            let (q, f) = (int8_first + k, int8_first - 3 + 2 * k);
+            println!(
+                "  ratio {:<36} {:>6.2}x vs {}; min cosine to it over the corpus {:.6}",
+                configs[q].0,
+                meds[q] / meds[f],
+                configs[f].0,
+                min_cosine(&embs[q], &embs[f])
+            );
+        }
+    }
     if !skip_candle {
-        let n = configs.len() / 2;
+        let n = (configs.len() - 2) / 2;
         for k in 0..n {
             println!(
                 "  ratio {:<36} {:>6.2}x",
@@ -499,8 +525,11 @@ fn main() -> Res<()> {
             .collect();
         print_breakdown("candle ops (one layer x 6, padded batch)", &six);
     }
-    let mut fb = FastBert::load(&weights, &fcfg)?;
-    for avx2 in [false, true] {
+    for (avx2, int8) in [(false, false), (true, false), (true, true)] {
+        let mut fb = FastBert::load(&weights, &fcfg)?;
+        if int8 {
+            fb.quantize(Int8Layers::DEFAULT_INT8);
+        }
         corral_embed::fast::set_avx2_enabled(avx2);
         fb.set_profiling(false);
         fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
@@ -514,7 +543,9 @@ fn main() -> Res<()> {
             .iter()
             .map(|(n, d)| (*n, *d / iters as u32))
             .collect();
-        let title = if avx2 {
+        let title = if int8 {
+            "FastBert int8, AVX2 kernels (whole forward, real tokens only)"
+        } else if avx2 {
             "FastBert, AVX2+FMA kernels (whole forward, real tokens only)"
         } else {
             "FastBert, baseline x86-64 kernels (no AVX2)"
@@ -528,7 +559,7 @@ fn main() -> Res<()> {
             "\nPyTorch sentence-transformers, 2 threads, batch 32, one run per round: {torch:.1} sentences/s (runs: {:?})",
             torch_rates.iter().map(|r| (r * 10.0).round() / 10.0).collect::<Vec<_>>()
         );
-        let fast = configs.len() - 3;
+        let fast = int8_first - 3;
         for k in [fast, fast + 1] {
             let per_round: Vec<f64> = rates[k]
                 .iter()

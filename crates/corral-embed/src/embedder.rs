@@ -1,6 +1,7 @@
 //! A loaded embedding model, usable without the pool: tokenization,
-//! length-sorted slicing of a batch, padding to each slice's longest text,
-//! the forward pass on a private thread pool, pooling and normalisation.
+//! length-sorted slicing of a batch, one packed batch per slice (ids plus
+//! offsets, no padding) through the forward pass on a private thread pool,
+//! pooled and normalised rows back.
 //!
 //! [`Embedder`] is what each pool worker holds (through
 //! [`crate::EmbedBackend`]) and what benchmarks run directly to measure the
@@ -9,9 +10,9 @@
 use std::path::Path;
 
 use crate::config::ModelConfig;
-use crate::encoder::{Encoder, PaddedBatch};
+use crate::encoder::{Encoder, PackedBatch};
 use crate::model_dir::check_model_dir;
-use crate::spec::Engine;
+use crate::spec::{Engine, Quantize};
 use crate::tokenize::{estimate_tokens, Encoded, TextTokenizer};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
@@ -26,7 +27,6 @@ pub struct Embedder {
     normalize: bool,
     max_seq_length: usize,
     hidden_size: usize,
-    pad_id: u32,
     max_forward_tokens: usize,
     threads: usize,
     pool: rayon::ThreadPool,
@@ -67,13 +67,15 @@ impl Embedder {
             .max_seq_length
             .map_or(config.max_seq_length, |m| m.clamp(2, config.max_seq_length));
         let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), max_seq_length)?;
-        let pad_id = tokenizer
-            .token_to_id("[PAD]")
-            .unwrap_or(config.bert.pad_token_id as u32);
         let threads = threads.max(1);
         let encoder = match spec.engine {
-            Engine::Candle => Encoder::load_candle(dir, &config.bert)?,
-            Engine::Fast => Encoder::load_fast(dir, threads).or_else(|e| {
+            Engine::Candle => {
+                if spec.quantize != Quantize::None {
+                    tracing::warn!("the candle engine has no int8 path: running in fp32");
+                }
+                Encoder::load_candle(dir, &config.bert)?
+            }
+            Engine::Fast => Encoder::load_fast(dir, threads, spec.quantize).or_else(|e| {
                 tracing::warn!(
                     model = %dir.display(),
                     "the fast encoder does not support this model ({e}); using candle's BERT"
@@ -94,7 +96,6 @@ impl Embedder {
             normalize: spec.normalize,
             max_seq_length,
             hidden_size: config.bert.hidden_size,
-            pad_id,
             max_forward_tokens: spec.max_forward_tokens.max(1),
             threads,
             pool,
@@ -144,14 +145,17 @@ impl Embedder {
     /// Embeds `texts`, returning one vector per text, in order.
     ///
     /// Texts are sorted by length and run in slices of about
-    /// `max_forward_tokens` padded tokens, each padded to its own longest
-    /// text, so what shares a batch does not change a text's vector beyond
-    /// floating-point noise. Any string embeds, the empty one included.
+    /// `max_forward_tokens` tokens (counted as if padded to the slice's
+    /// longest text, which is what the candle engine computes), each slice
+    /// one packed batch, so what shares a batch does not change a text's
+    /// vector beyond floating-point noise. Any string embeds, the empty one
+    /// included.
     ///
     /// # Errors
-    /// [`EmbedError::Tokenizer`] or [`EmbedError::Candle`] if tokenizing or
-    /// the forward pass fails.
-    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// [`EmbedError::InvalidInput`] if the tokenizer refuses a text;
+    /// [`EmbedError::Candle`] or [`EmbedError::Fast`] if the forward pass
+    /// fails.
+    pub fn embed<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encoded = texts
             .iter()
             .map(|t| self.tokenizer.encode(t.as_ref()))
@@ -164,10 +168,17 @@ impl Embedder {
         while start < order.len() {
             let end = self.slice_end(&order, &encoded, start);
             let slice = &order[start..end];
-            let batch = self.pad(slice.iter().map(|&i| &encoded[i]));
-            let hidden = self.pool.install(|| self.encoder.forward(&batch))?;
-            for (row, &i) in slice.iter().enumerate() {
-                out[i] = self.pool_row(&hidden, &batch, row);
+            let mut batch = PackedBatch::new();
+            for &i in slice {
+                batch.push(&encoded[i].ids, &encoded[i].type_ids);
+            }
+            let (pooling, normalize) = (self.pooling, self.normalize);
+            let encoder = &mut self.encoder;
+            let rows = self
+                .pool
+                .install(|| encoder.forward_pooled(&batch, pooling, normalize))?;
+            for (v, &i) in rows.into_iter().zip(slice) {
+                out[i] = v;
             }
             start = end;
         }
@@ -187,58 +198,5 @@ impl Embedder {
             end += 1;
         }
         end
-    }
-
-    fn pad<'a>(&self, rows: impl ExactSizeIterator<Item = &'a Encoded> + Clone) -> PaddedBatch {
-        let n = rows.len();
-        let seq_len = rows.clone().map(|e| e.ids.len()).max().unwrap_or(0);
-        let mut batch = PaddedBatch {
-            rows: n,
-            seq_len,
-            ids: Vec::with_capacity(n * seq_len),
-            type_ids: Vec::with_capacity(n * seq_len),
-            mask: Vec::with_capacity(n * seq_len),
-        };
-        for e in rows {
-            let pad = seq_len - e.ids.len();
-            batch.ids.extend_from_slice(&e.ids);
-            batch.ids.extend(std::iter::repeat_n(self.pad_id, pad));
-            batch.type_ids.extend_from_slice(&e.type_ids);
-            batch.type_ids.extend(std::iter::repeat_n(0, pad));
-            batch.mask.extend(std::iter::repeat_n(1, e.ids.len()));
-            batch.mask.extend(std::iter::repeat_n(0, pad));
-        }
-        batch
-    }
-
-    /// Pools (and normalises) row `row` of a forward pass's hidden state.
-    fn pool_row(&self, hidden: &[f32], batch: &PaddedBatch, row: usize) -> Vec<f32> {
-        let h = self.hidden_size;
-        let row_base = row * batch.seq_len * h;
-        let mut v = match self.pooling {
-            Pooling::Cls => hidden[row_base..row_base + h].to_vec(),
-            Pooling::Mean => {
-                let mut sum = vec![0f32; h];
-                let mut count = 0usize;
-                for t in 0..batch.seq_len {
-                    if batch.mask[row * batch.seq_len + t] == 0 {
-                        continue;
-                    }
-                    count += 1;
-                    let tok = &hidden[row_base + t * h..row_base + (t + 1) * h];
-                    for (s, x) in sum.iter_mut().zip(tok) {
-                        *s += x;
-                    }
-                }
-                let count = count.max(1) as f32;
-                sum.iter_mut().for_each(|s| *s /= count);
-                sum
-            }
-        };
-        if self.normalize {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|x| *x /= norm);
-        }
-        v
     }
 }

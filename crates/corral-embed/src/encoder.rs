@@ -1,45 +1,73 @@
-//! The forward pass: from a padded batch of word-piece ids to the last hidden
-//! state of every position.
+//! The forward pass: from a packed batch of word-piece ids (each text's ids
+//! one after another, with offsets — TEI's `Batch` layout) to pooled rows.
 //!
 //! [`Encoder`] is the seam where implementations plug in: Corral's own
-//! forward ([`Encoder::Fast`], the `fast` module) and candle's BERT
-//! ([`Encoder::Candle`]). Tokenization, batching and pooling live outside
-//! this module and are the same for both.
+//! forward ([`Encoder::Fast`], the `fast` module), which never pads, and
+//! candle's BERT ([`Encoder::Candle`]), which pads for itself and drops the
+//! padding rows again. Both hand packed hidden states to the one pooling
+//! implementation ([`crate::pooling`]).
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{self, BertModel};
 
-use crate::fast::{FastBert, FastBertConfig};
-use crate::EmbedError;
+use crate::fast::{FastBert, FastBertConfig, Int8Layers};
+use crate::pooling::pool;
+use crate::spec::Quantize;
+use crate::{EmbedError, Pooling};
 
-/// A batch of tokenized texts padded to the same length, row-major.
+/// Tokenized texts packed one after another, no padding.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct PaddedBatch {
-    /// Number of texts.
-    pub(crate) rows: usize,
-    /// Length every row is padded to.
-    pub(crate) seq_len: usize,
-    /// Word-piece ids, `rows × seq_len`, padded with the pad id.
+pub(crate) struct PackedBatch {
+    /// Word-piece ids of every text, concatenated.
     pub(crate) ids: Vec<u32>,
-    /// Token type ids, `rows × seq_len`.
+    /// Token type ids, aligned with `ids`.
     pub(crate) type_ids: Vec<u32>,
-    /// 1 for a real token, 0 for padding, `rows × seq_len`.
-    pub(crate) mask: Vec<u32>,
+    /// Text `i` is `ids[offsets[i]..offsets[i + 1]]`; starts at 0, ends at
+    /// `ids.len()`.
+    pub(crate) offsets: Vec<usize>,
+}
+
+impl PackedBatch {
+    /// An empty batch (offsets `[0]`).
+    pub(crate) fn new() -> Self {
+        Self {
+            offsets: vec![0],
+            ..Self::default()
+        }
+    }
+
+    /// Appends one text.
+    pub(crate) fn push(&mut self, ids: &[u32], type_ids: &[u32]) {
+        self.ids.extend_from_slice(ids);
+        self.type_ids.extend_from_slice(type_ids);
+        self.offsets.push(self.ids.len());
+    }
+
+    /// Number of texts.
+    pub(crate) fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The longest text's length.
+    pub(crate) fn max_len(&self) -> usize {
+        self.offsets
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// A loaded BERT forward pass.
 pub(crate) enum Encoder {
     /// candle-transformers' BERT on candle's CPU backend.
     Candle(Box<CandleBert>),
-    /// Corral's fused-kernel BERT; `threads` is its matmul parallelism. The
-    /// mutex is uncontended (one embedder per worker thread); it exists
-    /// because the forward reuses buffers across calls.
+    /// Corral's fused-kernel BERT; `threads` is its parallelism.
     Fast {
-        model: Box<Mutex<FastBert>>,
+        model: Box<FastBert>,
         threads: usize,
     },
 }
@@ -51,19 +79,27 @@ impl Encoder {
         CandleBert::load(dir, config).map(|m| Self::Candle(Box::new(m)))
     }
 
-    /// Loads the fast forward from `dir/model.safetensors`.
+    /// Loads the fast forward from `dir/model.safetensors`, with the dense
+    /// layers in int8 when `quantize` says so and the CPU can.
     ///
     /// # Errors
     /// When the model is not one it supports (no safetensors, another
     /// activation or position scheme, non-f32 weights).
-    pub(crate) fn load_fast(dir: &Path, threads: usize) -> Result<Self, EmbedError> {
+    pub(crate) fn load_fast(
+        dir: &Path,
+        threads: usize,
+        quantize: Quantize,
+    ) -> Result<Self, EmbedError> {
         let config_path = dir.join("config.json");
         let json = std::fs::read_to_string(&config_path)
             .map_err(|e| EmbedError::io(format!("reading {}", config_path.display()), e))?;
         let config = FastBertConfig::from_hf_json(&json)?;
-        let model = FastBert::load(&dir.join("model.safetensors"), &config)?;
+        let mut model = FastBert::load(&dir.join("model.safetensors"), &config)?;
+        if quantize == Quantize::Int8 && !model.quantize(Int8Layers::DEFAULT_INT8) {
+            tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
+        }
         Ok(Self::Fast {
-            model: Box::new(Mutex::new(model)),
+            model: Box::new(model),
             threads: threads.max(1),
         })
     }
@@ -76,15 +112,23 @@ impl Encoder {
         }
     }
 
-    /// The last hidden state, `rows × seq_len × hidden_size`, row-major.
-    pub(crate) fn forward(&self, batch: &PaddedBatch) -> Result<Vec<f32>, EmbedError> {
+    /// One pooled (and, when `normalize`, L2-normalised) vector per text of
+    /// `batch`.
+    pub(crate) fn forward_pooled(
+        &mut self,
+        batch: &PackedBatch,
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         match self {
-            Self::Candle(model) => model.forward(batch),
+            Self::Candle(model) => {
+                let (hidden, h) = model.forward_packed(batch)?;
+                Ok(pool(&hidden, h, &batch.offsets, pooling, normalize))
+            }
             Self::Fast { model, threads } => {
-                let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
-                let hidden =
-                    model.forward(&batch.ids, &batch.mask, batch.rows, batch.seq_len, *threads)?;
-                Ok(hidden.to_vec())
+                let h = model.config().hidden_size;
+                let hidden = model.forward_packed(&batch.ids, &batch.offsets, *threads)?;
+                Ok(pool(hidden, h, &batch.offsets, pooling, normalize))
             }
         }
     }
@@ -94,6 +138,7 @@ impl Encoder {
 pub(crate) struct CandleBert {
     model: BertModel,
     device: Device,
+    hidden: usize,
 }
 
 impl CandleBert {
@@ -117,15 +162,42 @@ impl CandleBert {
                 format!("the weights do not match config.json's BERT architecture: {e}"),
             )
         })?;
-        Ok(Self { model, device })
+        Ok(Self {
+            model,
+            device,
+            hidden: config.hidden_size,
+        })
     }
 
-    fn forward(&self, batch: &PaddedBatch) -> Result<Vec<f32>, EmbedError> {
-        let shape = (batch.rows, batch.seq_len);
-        let ids = Tensor::from_slice(&batch.ids, shape, &self.device)?;
-        let type_ids = Tensor::from_slice(&batch.type_ids, shape, &self.device)?;
-        let mask = Tensor::from_slice(&batch.mask, shape, &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        Ok(hidden.flatten_all()?.to_vec1::<f32>()?)
+    /// Pads `batch` to its longest text, runs the model, and returns the
+    /// real tokens' hidden states packed again (`[tokens, h]`) with `h`.
+    fn forward_packed(&self, batch: &PackedBatch) -> Result<(Vec<f32>, usize), EmbedError> {
+        let (rows, seq) = (batch.rows(), batch.max_len());
+        let mut ids = vec![0u32; rows * seq];
+        let mut type_ids = vec![0u32; rows * seq];
+        let mut mask = vec![0u32; rows * seq];
+        for (r, w) in batch.offsets.windows(2).enumerate() {
+            let len = w[1] - w[0];
+            ids[r * seq..r * seq + len].copy_from_slice(&batch.ids[w[0]..w[1]]);
+            type_ids[r * seq..r * seq + len].copy_from_slice(&batch.type_ids[w[0]..w[1]]);
+            mask[r * seq..r * seq + len].fill(1);
+        }
+        if rows == 0 || seq == 0 {
+            return Ok((Vec::new(), self.hidden));
+        }
+        let shape = (rows, seq);
+        let ids = Tensor::from_slice(&ids, shape, &self.device)?;
+        let type_ids = Tensor::from_slice(&type_ids, shape, &self.device)?;
+        let mask_t = Tensor::from_slice(&mask, shape, &self.device)?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask_t))?;
+        let h = hidden.dim(2)?;
+        let padded = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let mut packed = Vec::with_capacity(batch.ids.len() * h);
+        for (i, &m) in mask.iter().enumerate() {
+            if m != 0 {
+                packed.extend_from_slice(&padded[i * h..(i + 1) * h]);
+            }
+        }
+        Ok((packed, h))
     }
 }

@@ -33,9 +33,13 @@ pub enum EmbedError {
         /// What is wrong with it.
         message: String,
     },
-    /// The tokenizer failed to load or to encode.
+    /// The tokenizer failed to load.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// An input cannot be embedded (the tokenizer refused it, or its ids
+    /// do not fit the model); the caller should not retry it.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// candle failed while loading weights or running the forward pass.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
@@ -76,7 +80,44 @@ impl EmbedError {
 }
 
 impl From<EmbedError> for BackendError {
+    /// Input errors (tokenizing, ids the model cannot take) become
+    /// `InvalidInput`, everything else a backend failure.
     fn from(err: EmbedError) -> Self {
-        BackendError::new(err.to_string())
+        match &err {
+            EmbedError::InvalidInput(_)
+            | EmbedError::Fast(crate::fast::FastBertError::Input(_)) => {
+                BackendError::invalid_input(err.to_string())
+            }
+            _ => BackendError::new(err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_core::BackendErrorKind;
+
+    #[test]
+    fn input_errors_map_to_invalid_input_and_the_rest_to_failed() {
+        let kind = |e: EmbedError| BackendError::from(e).kind();
+        assert_eq!(
+            kind(EmbedError::InvalidInput("x".into())),
+            BackendErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(EmbedError::Fast(crate::fast::FastBertError::Input(
+                "x".into()
+            ))),
+            BackendErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(EmbedError::Tokenizer("loading".into())),
+            BackendErrorKind::Failed
+        );
+        assert_eq!(
+            kind(EmbedError::ThreadPool("x".into())),
+            BackendErrorKind::Failed
+        );
     }
 }

@@ -9,16 +9,19 @@
 //!   (pooling mode, maximum sequence length).
 //! - `tokenize`: `tokenizer.json` with per-batch padding and the
 //!   sentence-transformers truncation; bounded work on very long texts.
-//! - `encoder`: the forward pass behind one seam (candle's BERT today).
+//! - `encoder`: the forward pass behind one seam (FastBert or candle's
+//!   BERT), from one packed batch (ids + offsets) to pooled rows.
+//! - `pooling`: the one pooling implementation (mean or `[CLS]`, then L2
+//!   normalisation) over packed hidden states.
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
-//!   length-sorted slicing, padding, pooling, normalisation.
+//!   tokenizing, length-sorted slicing into packed batches.
 //! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`].
 //! - `ext`: [`EmbedExt`], the pool's `call*` family named `embed*`.
 //!
 //! ```no_run
 //! use corral_embed::{EmbedSpec, Embedder};
 //! let spec = EmbedSpec::default_model()?;
-//! let embedder = Embedder::load(&spec, 1)?;
+//! let mut embedder = Embedder::load(&spec, 1)?;
 //! let vectors = embedder.embed(&["Hello world"])?;
 //! assert_eq!(vectors[0].len(), embedder.dim());
 //! # Ok::<(), corral_embed::EmbedError>(())
@@ -34,6 +37,7 @@ mod error;
 mod ext;
 pub mod fast;
 pub mod model_dir;
+mod pooling;
 mod spec;
 mod tokenize;
 
@@ -41,4 +45,4 @@ pub use backend::EmbedBackend;
 pub use embedder::Embedder;
 pub use error::EmbedError;
 pub use ext::EmbedExt;
-pub use spec::{EmbedSpec, Engine, Pooling, DEFAULT_MAX_FORWARD_TOKENS};
+pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};

@@ -74,6 +74,40 @@ impl fmt::Display for Pooling {
     }
 }
 
+/// The arithmetic of the dense layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Quantize {
+    /// fp32 throughout (the default).
+    #[default]
+    None,
+    /// 8-bit integer dense layers in the fast engine (weights per output
+    /// channel, activations per token; attention, softmax, layer norms and
+    /// GELU stay fp32). Needs AVX2; without it, and on the candle engine,
+    /// the model runs in fp32 with a warning.
+    Int8,
+}
+
+impl FromStr for Quantize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "fp32" | "f32" => Ok(Self::None),
+            "int8" | "i8" => Ok(Self::Int8),
+            other => Err(format!("unknown quantization {other:?} (none, int8)")),
+        }
+    }
+}
+
+impl fmt::Display for Quantize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Int8 => "int8",
+        })
+    }
+}
+
 /// Padded tokens per forward pass unless configured otherwise.
 pub const DEFAULT_MAX_FORWARD_TOKENS: usize = 1024;
 
@@ -98,6 +132,8 @@ pub struct EmbedSpec {
     pub max_forward_tokens: usize,
     /// Which forward pass runs the model (default [`Engine::Fast`]).
     pub engine: Engine,
+    /// The dense layers' arithmetic (default [`Quantize::None`], fp32).
+    pub quantize: Quantize,
 }
 
 impl EmbedSpec {
@@ -110,6 +146,7 @@ impl EmbedSpec {
             max_seq_length: None,
             max_forward_tokens: DEFAULT_MAX_FORWARD_TOKENS,
             engine: Engine::default(),
+            quantize: Quantize::default(),
         }
     }
 
@@ -148,6 +185,12 @@ impl EmbedSpec {
     /// This spec with another forward-pass engine.
     pub fn with_engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
+        self
+    }
+
+    /// This spec with another dense-layer arithmetic.
+    pub fn with_quantize(mut self, quantize: Quantize) -> Self {
+        self.quantize = quantize;
         self
     }
 

@@ -49,11 +49,6 @@ impl TextTokenizer {
         })
     }
 
-    /// The id of `token` in the vocabulary, if present.
-    pub(crate) fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
-    }
-
     /// Tokenizes `text` with special tokens, truncated to the maximum
     /// sequence length.
     ///
@@ -70,7 +65,7 @@ impl TextTokenizer {
             let enc = self
                 .inner
                 .encode(piece, true)
-                .map_err(|e| EmbedError::Tokenizer(format!("encoding: {e}")))?;
+                .map_err(|e| EmbedError::InvalidInput(format!("tokenizing: {e}")))?;
             if whole || !enc.get_overflowing().is_empty() {
                 return Ok(Encoded {
                     ids: enc.get_ids().to_vec(),

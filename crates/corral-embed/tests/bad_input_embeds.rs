@@ -28,7 +28,7 @@ fn awkward_texts() -> Vec<String> {
 #[test]
 fn awkward_texts_all_embed_to_finite_unit_vectors() {
     let (_tmp, dir) = tiny_model(&Tiny::default());
-    let e = Embedder::load(&EmbedSpec::new(&dir), 1).unwrap();
+    let mut e = Embedder::load(&EmbedSpec::new(&dir), 1).unwrap();
     let texts = awkward_texts();
     let vectors = e.embed(&texts).unwrap();
     assert_eq!(vectors.len(), texts.len());

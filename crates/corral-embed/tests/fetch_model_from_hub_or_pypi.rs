@@ -148,7 +148,7 @@ fn hub_download_writes_a_complete_model_atomically() {
     }
     assert!(leftovers(dest.parent().unwrap(), "all-MiniLM-L6-v2").is_empty());
     // The fetched model loads and embeds.
-    let e = Embedder::load(&EmbedSpec::new(&dest), 1).unwrap();
+    let mut e = Embedder::load(&EmbedSpec::new(&dest), 1).unwrap();
     assert_eq!(e.embed(&["hello world"]).unwrap()[0].len(), common::HIDDEN);
     // A second fetch finds it and downloads nothing.
     assert_eq!(

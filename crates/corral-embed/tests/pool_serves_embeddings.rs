@@ -14,7 +14,7 @@ use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder};
 async fn concurrent_requests_get_their_own_vectors_in_order() {
     let (_tmp, dir) = tiny_model(&Tiny::default());
     let spec = EmbedSpec::new(&dir);
-    let direct = Embedder::load(&spec, 1).unwrap();
+    let mut direct = Embedder::load(&spec, 1).unwrap();
     let config = PoolConfig {
         name: "embed-test".into(),
         workers: 2,

@@ -37,7 +37,7 @@ fn reference(dir: &std::path::Path, ids: &[u32], pooling: Pooling) -> Vec<f32> {
 fn mean_pooling_is_read_from_the_model_and_matches_plain_candle() {
     let (_tmp, dir) = tiny_model(&Tiny::default());
     let spec = EmbedSpec::new(&dir).with_normalize(false);
-    let e = Embedder::load(&spec, 1).unwrap();
+    let mut e = Embedder::load(&spec, 1).unwrap();
     assert_eq!(e.pooling(), Pooling::Mean);
     assert_eq!(e.dim(), HIDDEN);
     assert_eq!(e.max_seq_length(), 24);
@@ -56,7 +56,7 @@ fn cls_pooling_is_read_from_the_pooling_config() {
         pooling: Some("cls"),
         ..Tiny::default()
     });
-    let e = Embedder::load(&EmbedSpec::new(&dir).with_normalize(false), 1).unwrap();
+    let mut e = Embedder::load(&EmbedSpec::new(&dir).with_normalize(false), 1).unwrap();
     assert_eq!(e.pooling(), Pooling::Cls);
     let texts = ["hello", "the cat sat on the mat and it is slow"];
     let got = e.embed(&texts).unwrap();
@@ -72,11 +72,11 @@ fn pooling_option_overrides_the_model_and_mean_is_the_fallback() {
         pooling: None,
         ..Tiny::default()
     });
-    let mean = Embedder::load(&EmbedSpec::new(&dir), 1).unwrap();
+    let mut mean = Embedder::load(&EmbedSpec::new(&dir), 1).unwrap();
     assert_eq!(mean.pooling(), Pooling::Mean);
     // Without sentence_bert_config.json the limit is the position table.
     assert_eq!(mean.max_seq_length(), common::MAX_POSITIONS);
-    let cls = Embedder::load(&EmbedSpec::new(&dir).with_pooling(Pooling::Cls), 1).unwrap();
+    let mut cls = Embedder::load(&EmbedSpec::new(&dir).with_pooling(Pooling::Cls), 1).unwrap();
     assert_eq!(cls.pooling(), Pooling::Cls);
     let a = &mean.embed(&["the dog runs"]).unwrap()[0];
     let b = &cls.embed(&["the dog runs"]).unwrap()[0];
@@ -86,8 +86,8 @@ fn pooling_option_overrides_the_model_and_mean_is_the_fallback() {
 #[test]
 fn normalisation_is_on_by_default_and_off_by_option() {
     let (_tmp, dir) = tiny_model(&Tiny::default());
-    let on = Embedder::load(&EmbedSpec::new(&dir), 1).unwrap();
-    let off = Embedder::load(&EmbedSpec::new(&dir).with_normalize(false), 1).unwrap();
+    let mut on = Embedder::load(&EmbedSpec::new(&dir), 1).unwrap();
+    let mut off = Embedder::load(&EmbedSpec::new(&dir).with_normalize(false), 1).unwrap();
     assert!(on.normalize() && !off.normalize());
     let a = &on.embed(&["hello world"]).unwrap()[0];
     let b = &off.embed(&["hello world"]).unwrap()[0];

@@ -8,7 +8,7 @@ use super::math;
 
 multiversion! {
     /// `x[r, j] ← gelu_erf(x[r, j] + bias[j])` in place for every row.
-    pub fn bias_gelu_in_place(x: &mut [f32], bias: &[f32]) {
+    pub fn bias_gelu_in_place / bias_gelu_in_place_on(x: &mut [f32], bias: &[f32]) {
         let n = bias.len();
         assert!(n > 0 && x.len() % n == 0, "rows are not whole");
         for row in x.chunks_exact_mut(n) {
@@ -23,6 +23,7 @@ multiversion! {
 mod tests {
     use super::super::test_util::{candle_mat, max_abs_diff, random_vec};
     use super::*;
+    use crate::fast::Isa;
 
     #[test]
     fn matches_candle_gelu_erf_odd_sizes() {
@@ -34,12 +35,14 @@ mod tests {
                 .collect();
             let bias = random_vec(n, 21);
             let mut got = x.clone();
-            crate::fast::set_avx2_enabled(false);
-            bias_gelu_in_place(&mut got, &bias);
-            let mut got_avx2 = x.clone();
-            crate::fast::set_avx2_enabled(true);
-            bias_gelu_in_place(&mut got_avx2, &bias);
-            assert_eq!(got, got_avx2, "same code, same results");
+            bias_gelu_in_place_on(Isa::BASELINE, &mut got, &bias);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx2 = Isa::avx2().expect("this test needs an AVX2 + FMA CPU");
+                let mut got_avx2 = x.clone();
+                bias_gelu_in_place_on(avx2, &mut got_avx2, &bias);
+                assert_eq!(got, got_avx2, "same code, same results");
+            }
             let want = candle_mat(&x, rows, n)
                 .broadcast_add(&candle_mat(&bias, 1, n))
                 .unwrap()

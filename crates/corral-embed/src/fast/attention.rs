@@ -88,13 +88,32 @@ pub fn attention(
     head_dim: usize,
     scratch: &mut Vec<f32>,
 ) {
+    attention_on(
+        super::Isa::current(),
+        qkv,
+        ctx,
+        spans,
+        heads,
+        head_dim,
+        scratch,
+    )
+}
+
+/// [`attention`] by the kernel build `isa` selects.
+pub(crate) fn attention_on(
+    isa: super::Isa,
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    scratch: &mut Vec<f32>,
+) {
     #[cfg(target_arch = "x86_64")]
-    if super::avx2_enabled()
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above), the
-        // only precondition of calling a function with those features.
+    if isa.is_avx2() {
+        // SAFETY: an AVX2 `Isa` exists only once the CPU was found to
+        // support AVX2 and FMA, the only precondition of calling a function
+        // with those features.
         #[allow(unsafe_code)]
         unsafe {
             avx2::attention(qkv, ctx, spans, heads, head_dim, scratch)
@@ -349,15 +368,14 @@ mod tests {
                 }
             }
             let tokens = packed.len() / (3 * hidden);
-            // Both builds of the kernels: portable, then AVX2 where the CPU
-            // has it (the switch is process-wide; other tests only ever see
-            // one correct path or the other).
+            // Both builds of the kernels, each called directly: portable,
+            // then AVX2 (this project's machines have it).
             let mut runs = Vec::new();
-            for avx2 in [false, true] {
-                crate::fast::set_avx2_enabled(avx2);
+            let avx2 = crate::fast::Isa::avx2().expect("this test needs an AVX2 + FMA CPU");
+            for isa in [crate::fast::Isa::BASELINE, avx2] {
                 let mut ctx = vec![f32::NAN; tokens * hidden];
                 let mut scratch = Vec::new();
-                attention(&packed, &mut ctx, &spans, heads, d, &mut scratch);
+                attention_on(isa, &packed, &mut ctx, &spans, heads, d, &mut scratch);
                 runs.push(ctx);
             }
 

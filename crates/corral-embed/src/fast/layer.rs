@@ -14,24 +14,101 @@
 
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use super::activation;
 use super::attention::{self, SeqSpan};
 use super::layer_norm::LayerNorm;
 use super::matmul::Linear;
+use super::qmatmul::{QLinear, QuantizedRows};
+
+/// A dense layer in fp32 or int8; both leave the bias to the caller's
+/// fused pass.
+#[derive(Debug, Clone)]
+pub enum Dense {
+    /// fp32 weights, `gemm`.
+    F32(Linear),
+    /// int8 weights per output channel, activations quantised per row.
+    Int8(QLinear),
+}
+
+impl Dense {
+    /// Output features.
+    pub fn n(&self) -> usize {
+        match self {
+            Self::F32(l) => l.n,
+            Self::Int8(l) => l.n,
+        }
+    }
+
+    /// The bias, `[n]`.
+    pub fn bias(&self) -> &[f32] {
+        match self {
+            Self::F32(l) => &l.bias,
+            Self::Int8(l) => &l.bias,
+        }
+    }
+
+    /// `out (+)= x · Wᵀ` for `m` rows, as [`Linear::forward_no_bias`];
+    /// `q` holds the quantised rows of an int8 layer.
+    pub fn forward_no_bias(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        m: usize,
+        accumulate: bool,
+        threads: usize,
+        q: &mut QuantizedRows,
+    ) {
+        match self {
+            Self::F32(l) => l.forward_no_bias(x, out, m, accumulate, threads),
+            Self::Int8(l) => l.forward_no_bias(x, out, m, accumulate, threads, q),
+        }
+    }
+
+    /// Turns an fp32 layer whose input leaves `norm` into int8, smoothing
+    /// the input's channels by the norm's parameters (see
+    /// [`QLinear::from_torch_smoothed`]).
+    pub fn quantize_smoothed(&mut self, norm: &LayerNorm, k: usize) {
+        if let Self::F32(l) = self {
+            assert_eq!(l.k, k, "input width");
+            let f = QLinear::smoothing_for_norm(&l.w, l.n, l.k, &norm.gamma, &norm.beta);
+            *self = Self::Int8(QLinear::from_torch_smoothed(
+                &l.w,
+                std::mem::take(&mut l.bias),
+                l.n,
+                l.k,
+                &f,
+            ));
+        }
+    }
+
+    /// Turns an fp32 layer into int8 (an int8 one stays as it is).
+    pub fn quantize_in_place(&mut self) {
+        if let Self::F32(l) = self {
+            *self = Self::Int8(QLinear::from_torch(
+                &l.w,
+                std::mem::take(&mut l.bias),
+                l.n,
+                l.k,
+            ));
+        }
+    }
+}
 
 /// Weights of one encoder layer.
 #[derive(Debug, Clone)]
 pub struct EncoderLayer {
     /// Fused Q|K|V projection, `[hidden, 3·hidden]`.
-    pub qkv: Linear,
+    pub qkv: Dense,
     /// Attention output projection.
-    pub attn_out: Linear,
+    pub attn_out: Dense,
     /// Layer norm after attention.
     pub attn_norm: LayerNorm,
     /// Feed-forward up projection (`intermediate`).
-    pub ffn_in: Linear,
+    pub ffn_in: Dense,
     /// Feed-forward down projection (`output`).
-    pub ffn_out: Linear,
+    pub ffn_out: Dense,
     /// Layer norm after the feed-forward block.
     pub ffn_norm: LayerNorm,
     /// Attention heads.
@@ -49,6 +126,8 @@ pub struct Scratch {
     pub inter: Vec<f32>,
     /// One row of attention scores.
     pub scores: Vec<f32>,
+    /// The quantised input of an int8 layer.
+    pub q: QuantizedRows,
 }
 
 /// Accumulated wall time per kind of op (filled only when profiling is on).
@@ -119,7 +198,7 @@ pub(crate) fn timed<R>(
 impl EncoderLayer {
     /// Hidden size.
     pub fn hidden(&self) -> usize {
-        self.attn_out.n
+        self.attn_out.n()
     }
 
     /// Transforms the packed hidden states `x` (`[tokens, hidden]`) in place.
@@ -133,8 +212,8 @@ impl EncoderLayer {
     ) {
         let h = self.hidden();
         let tokens = x.len() / h;
-        let n3 = self.qkv.n;
-        let ni = self.ffn_in.n;
+        let n3 = self.qkv.n();
+        let ni = self.ffn_in.n();
         grow(&mut scratch.qkv, tokens * n3);
         grow(&mut scratch.ctx, tokens * h);
         grow(&mut scratch.inter, tokens * ni);
@@ -147,36 +226,43 @@ impl EncoderLayer {
             |p| &mut p.qkv_matmul,
             || {
                 for row in qkv.chunks_exact_mut(n3) {
-                    row.copy_from_slice(&self.qkv.bias);
+                    row.copy_from_slice(self.qkv.bias());
                 }
-                self.qkv.forward_no_bias(x, qkv, tokens, true, threads);
+                self.qkv
+                    .forward_no_bias(x, qkv, tokens, true, threads, &mut scratch.q);
             },
         );
         timed(
             prof,
             |p| &mut p.attention,
             || {
-                attention::attention(
+                par_attention(
                     qkv,
                     ctx,
                     spans,
                     self.heads,
                     h / self.heads,
                     &mut scratch.scores,
+                    threads,
                 )
             },
         );
         timed(
             prof,
             |p| &mut p.attn_out_matmul,
-            || self.attn_out.forward_no_bias(ctx, x, tokens, true, threads),
+            || {
+                self.attn_out
+                    .forward_no_bias(ctx, x, tokens, true, threads, &mut scratch.q)
+            },
         );
         timed(
             prof,
             |p| &mut p.layer_norm,
             || {
-                self.attn_norm
-                    .forward_in_place(x, Some(&self.attn_out.bias))
+                par_rows(x, h, threads, |rows| {
+                    self.attn_norm
+                        .forward_in_place(rows, Some(self.attn_out.bias()))
+                })
             },
         );
         timed(
@@ -184,28 +270,103 @@ impl EncoderLayer {
             |p| &mut p.ffn_in_matmul,
             || {
                 self.ffn_in
-                    .forward_no_bias(x, inter, tokens, false, threads)
+                    .forward_no_bias(x, inter, tokens, false, threads, &mut scratch.q)
             },
         );
         timed(
             prof,
             |p| &mut p.bias_gelu,
-            || activation::bias_gelu_in_place(inter, &self.ffn_in.bias),
+            || {
+                par_rows(inter, ni, threads, |rows| {
+                    activation::bias_gelu_in_place(rows, self.ffn_in.bias())
+                })
+            },
         );
         timed(
             prof,
             |p| &mut p.ffn_out_matmul,
             || {
                 self.ffn_out
-                    .forward_no_bias(inter, x, tokens, true, threads)
+                    .forward_no_bias(inter, x, tokens, true, threads, &mut scratch.q)
             },
         );
         timed(
             prof,
             |p| &mut p.layer_norm,
-            || self.ffn_norm.forward_in_place(x, Some(&self.ffn_out.bias)),
+            || {
+                par_rows(x, h, threads, |rows| {
+                    self.ffn_norm
+                        .forward_in_place(rows, Some(self.ffn_out.bias()))
+                })
+            },
         );
     }
+}
+
+/// Runs `f` over whole rows of `x` (`width` values each): on the calling
+/// thread when `threads <= 1`, else in about `threads` chunks on the
+/// current rayon pool. Each row's result does not depend on the split.
+pub(crate) fn par_rows(x: &mut [f32], width: usize, threads: usize, f: impl Fn(&mut [f32]) + Sync) {
+    let rows = x.len() / width.max(1);
+    if threads <= 1 || rows < 2 {
+        f(x);
+        return;
+    }
+    let per = rows.div_ceil(threads) * width;
+    x.par_chunks_mut(per).for_each(&f);
+}
+
+/// [`attention::attention`] with the sequences shared out over about
+/// `threads` groups of similar token counts on the current rayon pool
+/// (`threads <= 1`: the calling thread, with `scratch`). Each sequence is
+/// computed whole by one thread, so results do not depend on the split.
+#[allow(clippy::too_many_arguments)]
+fn par_attention(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    scratch: &mut Vec<f32>,
+    threads: usize,
+) {
+    if threads <= 1 || spans.len() < 2 {
+        attention::attention(qkv, ctx, spans, heads, head_dim, scratch);
+        return;
+    }
+    let hidden = heads * head_dim;
+    let tokens: usize = spans.iter().map(|s| s.len).sum();
+    let target = tokens.div_ceil(threads).max(1);
+    // Groups of consecutive spans, each over a contiguous token range.
+    let mut jobs = Vec::new();
+    let (mut rest_ctx, mut first, mut done) = (ctx, 0usize, 0usize);
+    while first < spans.len() {
+        let t0 = spans[first].start;
+        let mut last = first;
+        let mut count = 0;
+        while last < spans.len() && (count < target || last == first) {
+            count += spans[last].len;
+            last += 1;
+        }
+        let t1 = t0 + count;
+        let rebased: Vec<SeqSpan> = spans[first..last]
+            .iter()
+            .map(|s| SeqSpan {
+                start: s.start - t0,
+                len: s.len,
+            })
+            .collect();
+        let (mine, tail) = std::mem::take(&mut rest_ctx).split_at_mut((t1 - done) * hidden);
+        let mine = &mut mine[(t0 - done) * hidden..];
+        rest_ctx = tail;
+        done = t1;
+        jobs.push((&qkv[t0 * 3 * hidden..t1 * 3 * hidden], mine, rebased));
+        first = last;
+    }
+    jobs.into_par_iter().for_each(|(q, c, sp)| {
+        let mut scratch = Vec::new();
+        attention::attention(q, c, &sp, heads, head_dim, &mut scratch);
+    });
 }
 
 /// Grows `v` to at least `n` elements (never shrinks, so buffers are reused).

@@ -1,0 +1,67 @@
+//! The one pooling implementation: from the packed last hidden states of a
+//! batch (`[tokens, hidden]`, each text's real tokens one after another, no
+//! padding) and the texts' offsets to one vector per text — mean or `[CLS]`
+//! pooling, then L2 normalisation when asked.
+//!
+//! Both engines hand their output here packed (the candle engine drops its
+//! padding rows first), so pooling never sees a mask.
+
+use crate::Pooling;
+
+/// Pools `hidden` (`[offsets.last(), h]` row-major) into one `h`-vector per
+/// text: text `i` owns rows `offsets[i]..offsets[i + 1]`. A text without
+/// tokens pools to zeros (and stays zero after normalisation).
+pub(crate) fn pool(
+    hidden: &[f32],
+    h: usize,
+    offsets: &[usize],
+    pooling: Pooling,
+    normalize: bool,
+) -> Vec<Vec<f32>> {
+    offsets
+        .windows(2)
+        .map(|w| {
+            let rows = &hidden[w[0] * h..w[1] * h];
+            let mut v = match pooling {
+                Pooling::Cls => rows.get(..h).map_or_else(|| vec![0.0; h], <[f32]>::to_vec),
+                Pooling::Mean => {
+                    let mut sum = vec![0f32; h];
+                    for row in rows.chunks_exact(h) {
+                        for (s, x) in sum.iter_mut().zip(row) {
+                            *s += x;
+                        }
+                    }
+                    let inv = 1.0 / (w[1] - w[0]).max(1) as f32;
+                    sum.iter_mut().for_each(|s| *s *= inv);
+                    sum
+                }
+            };
+            if normalize {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_cls_and_normalisation_over_packed_rows() {
+        // Two texts of 2 and 1 tokens, then an empty one; h = 2.
+        let hidden = [1.0, 2.0, 3.0, 6.0, -4.0, 0.0];
+        let offsets = [0, 2, 3, 3];
+        let mean = pool(&hidden, 2, &offsets, Pooling::Mean, false);
+        assert_eq!(mean, vec![vec![2.0, 4.0], vec![-4.0, 0.0], vec![0.0, 0.0]]);
+        let cls = pool(&hidden, 2, &offsets, Pooling::Cls, false);
+        assert_eq!(cls, vec![vec![1.0, 2.0], vec![-4.0, 0.0], vec![0.0, 0.0]]);
+        let unit = pool(&hidden, 2, &offsets, Pooling::Mean, true);
+        let n = 20f32.sqrt();
+        assert_eq!(unit[0], vec![2.0 / n, 4.0 / n]);
+        assert_eq!(unit[1], vec![-1.0, 0.0]);
+        assert_eq!(unit[2], vec![0.0, 0.0]);
+    }
+}
