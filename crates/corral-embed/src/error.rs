@@ -33,6 +33,10 @@ pub enum EmbedError {
         /// What is wrong with it.
         message: String,
     },
+    /// An input the model cannot take (an id outside the vocabulary, an
+    /// empty or over-long list of ids); retrying it will not help.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The tokenizer failed to load or to encode.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -77,6 +81,9 @@ impl EmbedError {
 
 impl From<EmbedError> for BackendError {
     fn from(err: EmbedError) -> Self {
+        if let EmbedError::InvalidInput(message) = err {
+            return BackendError::invalid_input(message);
+        }
         BackendError::new(err.to_string())
     }
 }

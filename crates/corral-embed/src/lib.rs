@@ -13,6 +13,9 @@
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
 //!   length-sorted slicing, padding, pooling, normalisation.
 //! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`].
+//! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
+//!   [`EmbedTokenizer`], the model's tokenizer with the pool's settings, for
+//!   front ends that tokenise before they submit.
 //!
 //! ```no_run
 //! use corral_embed::{EmbedSpec, Embedder};
@@ -31,11 +34,13 @@ mod embedder;
 mod encoder;
 mod error;
 pub mod fast;
+mod input;
 pub mod model_dir;
 mod spec;
 mod tokenize;
 
-pub use backend::EmbedBackend;
+pub use backend::{EmbedBackend, EmbedOutput};
 pub use embedder::Embedder;
 pub use error::EmbedError;
+pub use input::{EmbedInput, EmbedTokenizer, ModelInfo, Tokenized, TruncationSide};
 pub use spec::{EmbedSpec, Engine, Pooling, DEFAULT_MAX_FORWARD_TOKENS};
