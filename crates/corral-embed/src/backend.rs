@@ -1,32 +1,38 @@
 //! [`EmbedBackend`]: the [`Backend`] the core pool runs — one [`Embedder`]
 //! per worker, loaded with the worker's thread count.
 //!
-//! Two input types: `EmbedBackend` (= `EmbedBackend<String>`) takes texts
-//! and answers vectors; `EmbedBackend<EmbedInput>` takes texts or
-//! pre-tokenised ids and answers [`EmbedOutput`], each vector with when its
-//! batch started and how long it ran, so a front end can tell queue time
-//! from compute time.
+//! Two backends over the same [`Embedder`]: [`EmbedBackend`] takes texts
+//! and answers vectors; [`EmbedInputBackend`] takes texts or pre-tokenised
+//! ids ([`EmbedInput`]) and answers [`EmbedOutput`], each vector with when
+//! its batch started and how long it ran, so a front end can tell queue time
+//! from compute time. (Two types rather than one generic one, so that
+//! `EmbedBackend::load(..)` and `Pool::<EmbedBackend>` keep inferring.)
 
-use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use corral_core::{Backend, BackendError, LoadContext};
 
 use crate::{EmbedInput, EmbedSpec, Embedder};
 
-/// Sentence embeddings as a Corral backend: `I` in (`String` by default,
-/// or [`EmbedInput`]), one vector out per input.
+/// Sentence embeddings as a Corral backend: `String` in, `Vec<f32>` out.
 ///
-/// `cost` is a cheap word-piece estimate for a text (no tokenizing) and the
-/// id count for pre-tokenised input; `run` sorts the batch by length, pads
-/// per slice and answers in input order (see [`Embedder::embed`]).
+/// `cost` is a cheap word-piece estimate (no tokenizing); `run` sorts the
+/// batch by length, pads per slice and answers in input order (see
+/// [`Embedder::embed`]).
 #[derive(Debug)]
-pub struct EmbedBackend<I = String> {
+pub struct EmbedBackend {
     embedder: Embedder,
-    input: PhantomData<fn(I)>,
 }
 
-/// One answer of an `EmbedBackend<EmbedInput>` pool.
+/// Sentence embeddings as a Corral backend for front ends that tokenise
+/// first: [`EmbedInput`] in (a text, or ids with special tokens), a timed
+/// [`EmbedOutput`] out. `cost` is the id count for ids.
+#[derive(Debug)]
+pub struct EmbedInputBackend {
+    embedder: Embedder,
+}
+
+/// One answer of an [`EmbedInputBackend`] pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbedOutput {
     /// The embedding.
@@ -37,38 +43,42 @@ pub struct EmbedOutput {
     pub batch_time: Duration,
 }
 
-impl<I> EmbedBackend<I> {
+impl EmbedBackend {
     /// The loaded model.
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
     }
+}
 
-    fn load_embedder(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
-        let embedder = Embedder::load(spec, ctx.threads)?;
-        tracing::info!(
-            pool = %ctx.pool,
-            worker = ctx.worker_id,
-            threads = embedder.threads(),
-            pooling = %embedder.pooling(),
-            normalize = embedder.normalize(),
-            max_seq_length = embedder.max_seq_length(),
-            "loaded embedding model from {}",
-            spec.model_dir.display()
-        );
-        Ok(Self {
-            embedder,
-            input: PhantomData,
-        })
+impl EmbedInputBackend {
+    /// The loaded model.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
     }
 }
 
-impl Backend for EmbedBackend<String> {
+fn load_embedder(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Embedder, BackendError> {
+    let embedder = Embedder::load(spec, ctx.threads)?;
+    tracing::info!(
+        pool = %ctx.pool,
+        worker = ctx.worker_id,
+        threads = embedder.threads(),
+        pooling = %embedder.pooling(),
+        normalize = embedder.normalize(),
+        max_seq_length = embedder.max_seq_length(),
+        "loaded embedding model from {}",
+        spec.model_dir.display()
+    );
+    Ok(embedder)
+}
+
+impl Backend for EmbedBackend {
     type Spec = EmbedSpec;
     type Input = String;
     type Output = Vec<f32>;
 
     fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
-        Self::load_embedder(spec, ctx)
+        load_embedder(spec, ctx).map(|embedder| Self { embedder })
     }
 
     fn cost(&self, input: &String) -> usize {
@@ -80,13 +90,13 @@ impl Backend for EmbedBackend<String> {
     }
 }
 
-impl Backend for EmbedBackend<EmbedInput> {
+impl Backend for EmbedInputBackend {
     type Spec = EmbedSpec;
     type Input = EmbedInput;
     type Output = EmbedOutput;
 
     fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
-        Self::load_embedder(spec, ctx)
+        load_embedder(spec, ctx).map(|embedder| Self { embedder })
     }
 
     fn cost(&self, input: &EmbedInput) -> usize {

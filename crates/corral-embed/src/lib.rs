@@ -39,7 +39,7 @@ pub mod model_dir;
 mod spec;
 mod tokenize;
 
-pub use backend::{EmbedBackend, EmbedOutput};
+pub use backend::{EmbedBackend, EmbedInputBackend, EmbedOutput};
 pub use embedder::Embedder;
 pub use error::EmbedError;
 pub use input::{EmbedInput, EmbedTokenizer, ModelInfo, Tokenized, TruncationSide};

@@ -61,11 +61,7 @@ pub(crate) struct AppState {
 
 impl AppState {
     /// The model `name` names, or the default one.
-    pub(crate) fn model(
-        &self,
-        dialect: Dialect,
-        name: Option<&str>,
-    ) -> Result<Arc<dyn EmbedModel>, ApiError> {
+    pub(crate) fn model(&self, name: Option<&str>) -> Result<Arc<dyn EmbedModel>, ApiError> {
         match name {
             None => self
                 .models
@@ -80,7 +76,6 @@ impl AppState {
                 .ok_or_else(|| {
                     let known: Vec<&str> =
                         self.models.iter().map(|m| m.card().name.as_str()).collect();
-                    let _ = dialect;
                     ApiError::unknown_model(name, &known)
                 }),
         }

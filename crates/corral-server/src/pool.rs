@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use corral_core::{HealthReport, Pool, PoolConfig, PoolError, PoolHandle};
 use corral_embed::{
-    EmbedBackend, EmbedError, EmbedInput, EmbedSpec, EmbedTokenizer, Tokenized, TruncationSide,
+    EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, Tokenized, TruncationSide,
 };
 
 use crate::model::{BoxFuture, EmbedModel, Embedded, ModelCard};
 
 /// The pool type the server runs: texts or token ids in, timed vectors out.
-pub type EmbedPool = PoolHandle<EmbedBackend<EmbedInput>>;
+pub type EmbedPool = PoolHandle<EmbedInputBackend>;
 
 /// A served model backed by a Corral embedding pool.
 #[derive(Clone)]
@@ -52,7 +52,7 @@ impl PoolModel {
     ) -> Result<Self, String> {
         let spec = spec.with_normalize(false);
         let tokenizer = EmbedTokenizer::load(&spec).map_err(|e| e.to_string())?;
-        let pool = Pool::<EmbedBackend<EmbedInput>>::spawn(spec.clone(), config)
+        let pool = Pool::<EmbedInputBackend>::spawn(spec.clone(), config)
             .await
             .map_err(|e| e.to_string())?;
         if let Err(e) = pool.wait_ready(ready_timeout).await {

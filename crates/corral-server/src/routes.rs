@@ -87,7 +87,7 @@ async fn openai_inner(
     let body = read_json(d, headers, body, state.config.max_body).await?;
     let inputs = parse_inputs(d, "input", body.get("input"))?;
     let model_name = opt_str(d, &body, "model")?;
-    let model = state.model(d, model_name)?;
+    let model = state.model(model_name)?;
     let base64 = match opt_str(d, &body, "encoding_format")? {
         None | Some("float") => false,
         Some("base64") => true,
@@ -165,7 +165,7 @@ async fn tei_inner(
     let d = Dialect::Tei;
     let body = read_json(d, headers, body, state.config.max_body).await?;
     let inputs = parse_inputs(d, "inputs", body.get("inputs"))?;
-    let model = state.model(d, opt_str(d, &body, "model")?)?;
+    let model = state.model(opt_str(d, &body, "model")?)?;
     let normalize = opt_bool(d, &body, "normalize")?.unwrap_or(true);
     let truncate = opt_bool(d, &body, "truncate")?.unwrap_or(false);
     let side = match opt_str(d, &body, "truncation_direction")? {
