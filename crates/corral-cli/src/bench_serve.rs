@@ -218,6 +218,20 @@ impl Drop for ChildServer {
     }
 }
 
+impl Args {
+    /// The pool options of the in-process run (and of the served pool).
+    pub(crate) fn model_args(&self) -> ModelArgs {
+        ModelArgs {
+            model_dir: self.model_dir.clone(),
+            workers: self.workers,
+            threads: self.threads,
+            no_normalize: false,
+            pooling: None,
+            engine: Engine::Fast,
+        }
+    }
+}
+
 /// In-process throughput of the same batches of 32 from 4 callers, through
 /// a pool like `corral embed`'s.
 async fn inprocess(
@@ -226,14 +240,7 @@ async fn inprocess(
     warmup: Duration,
     seconds: Duration,
 ) -> anyhow::Result<f64> {
-    let model = ModelArgs {
-        model_dir: args.model_dir.clone(),
-        workers: args.workers,
-        threads: args.threads,
-        no_normalize: false,
-        pooling: None,
-        engine: Engine::Fast,
-    };
+    let model = args.model_args();
     let handle = start_pool(model.spec()?, model.pool_config()).await?;
     let measure_from = Instant::now() + warmup;
     let end = measure_from + seconds;

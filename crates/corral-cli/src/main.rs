@@ -81,6 +81,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             pin_candle_threads(args.model_args(None).pool_config().resolved_threads());
         }
+        Command::Bench(BenchCommand::Serve(args)) => {
+            pin_candle_threads(args.model_args().pool_config().resolved_threads());
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
