@@ -5,9 +5,12 @@
 //! Input is read as it streams: texts are grouped into requests of
 //! `--request-size`, a bounded number of requests are in flight at once, and
 //! answers are written in order as they complete.
+//!
+//! When stderr is a terminal (and without `--quiet`) a progress bar shows
+//! texts done, texts/s and, for a file, the ETA; piped, it stays silent.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,7 @@ use anyhow::{bail, Context};
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
 use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Engine, Pooling, Quantize};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -35,6 +39,42 @@ pub(crate) struct Args {
     /// Texts per request sent to the pool.
     #[arg(long, default_value_t = 32)]
     pub(crate) request_size: usize,
+    /// No progress bar, even on a terminal.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// A progress bar on stderr when it is a terminal and not `quiet`; a hidden
+/// one otherwise. With a known total it shows the ETA.
+fn progress_bar(quiet: bool, total: Option<u64>) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{bar:30} {pos}/{len} texts, {per_sec}, ETA {eta}",
+        ),
+        None => (ProgressBar::no_length(), "{spinner} {pos} texts, {per_sec}"),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Texts in `path` (its lines; non-blank lines for JSON Lines), for the ETA.
+fn count_texts(path: &std::path::Path, jsonl: bool) -> Option<u64> {
+    let file = std::fs::File::open(path).ok()?;
+    let lines = std::io::BufReader::new(file).lines();
+    let mut n = 0u64;
+    for line in lines {
+        let line = line.ok()?;
+        if !jsonl || !line.trim().is_empty() {
+            n += 1;
+        }
+    }
+    Some(n)
 }
 
 /// Model and pool options shared by `corral embed` and `corral bench embed`.
@@ -186,15 +226,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
 
+    let total = match &args.input {
+        Some(p) if p.as_os_str() != "-" && !args.quiet && std::io::stderr().is_terminal() => {
+            count_texts(p, args.jsonl)
+        }
+        _ => None,
+    };
+    let progress = progress_bar(args.quiet, total);
     let result = pump(
         reader,
         &mut out,
         &handle,
-        args.jsonl,
-        args.request_size,
-        in_flight,
+        Batching {
+            jsonl: args.jsonl,
+            request_size: args.request_size,
+            in_flight,
+        },
+        &progress,
     )
     .await;
+    progress.finish_and_clear();
     let _ = handle.shutdown(Duration::from_secs(10)).await;
     let count = result?;
     out.flush()?;
@@ -240,16 +291,27 @@ fn spawn_reader(
     rx
 }
 
+/// How input is read and grouped into requests.
+struct Batching {
+    jsonl: bool,
+    request_size: usize,
+    in_flight: usize,
+}
+
 /// Keeps up to `in_flight` requests running and writes answers in input
 /// order. Returns how many texts were embedded.
 async fn pump(
     reader: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
     handle: &PoolHandle<EmbedBackend>,
-    jsonl: bool,
-    request_size: usize,
-    in_flight: usize,
+    batching: Batching,
+    progress: &ProgressBar,
 ) -> anyhow::Result<usize> {
+    let Batching {
+        jsonl,
+        request_size,
+        in_flight,
+    } = batching;
     let mut texts = spawn_reader(reader, jsonl);
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut batch: Vec<String> = Vec::with_capacity(request_size);
@@ -260,7 +322,7 @@ async fn pump(
             let full = std::mem::replace(&mut batch, Vec::with_capacity(request_size));
             pending.push_back(send(handle, full));
             while pending.len() >= in_flight {
-                count += write_front(&mut pending, out).await?;
+                count += write_front(&mut pending, out, progress).await?;
             }
         }
     }
@@ -268,7 +330,7 @@ async fn pump(
         pending.push_back(send(handle, batch));
     }
     while !pending.is_empty() {
-        count += write_front(&mut pending, out).await?;
+        count += write_front(&mut pending, out, progress).await?;
     }
     Ok(count)
 }
@@ -287,6 +349,7 @@ fn send(handle: &PoolHandle<EmbedBackend>, texts: Vec<String>) -> Pending {
 async fn write_front(
     pending: &mut VecDeque<Pending>,
     out: &mut dyn Write,
+    progress: &ProgressBar,
 ) -> anyhow::Result<usize> {
     let Some(next) = pending.pop_front() else {
         return Ok(0);
@@ -297,5 +360,6 @@ async fn write_front(
         serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
         out.write_all(b"\n")?;
     }
+    progress.inc(texts.len() as u64);
     Ok(texts.len())
 }

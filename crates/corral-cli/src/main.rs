@@ -1,12 +1,15 @@
-//! The `corral` command: `embed` texts through a pool, `fetch-model`, and
-//! the benchmarks (`bench route`, `bench chaos`, `bench embed`). Each
-//! subcommand lives in its own module with its own `Args`.
+//! The `corral` command: `embed` texts through a pool, `serve` them over
+//! HTTP, `fetch-model`, and the benchmarks (`bench route`, `bench chaos`,
+//! `bench embed`, `bench serve`). Each subcommand lives in its own module
+//! with its own `Args`.
 
 mod bench_chaos;
 mod bench_embed;
 mod bench_route;
+mod bench_serve;
 mod embed_cmd;
 mod fetch_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +25,9 @@ struct Cli {
 enum Command {
     /// Embed texts (one per line, or JSON Lines) into JSON Lines through a pool.
     Embed(embed_cmd::Args),
+    /// Serve embeddings over HTTP (OpenAI /v1/embeddings, TEI /embed,
+    /// /health, /metrics, /info) until SIGTERM or Ctrl-C.
+    Serve(serve_cmd::Args),
     /// Put the default model (all-MiniLM-L6-v2) in the local models directory.
     FetchModel(fetch_cmd::Args),
     /// Benchmarks.
@@ -38,6 +44,9 @@ enum BenchCommand {
     Route(bench_route::Args),
     /// Load at ~80% of capacity with random faults; nothing may be lost.
     Chaos(bench_chaos::Args),
+    /// HTTP throughput and latency of `corral serve` from a closed-loop
+    /// client on loopback, beside `corral embed`'s in-process throughput.
+    Serve(bench_serve::Args),
 }
 
 /// candle sizes a process-wide pool for its large element-wise ops from
@@ -55,16 +64,27 @@ fn pin_candle_threads(threads: usize) {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    if let Command::Embed(args) = &cli.command {
-        pin_candle_threads(args.model.pool_config().resolved_threads());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match &cli.command {
+        Command::Serve(args) if args.log_format == serve_cmd::LogFormat::Json => {
+            logs.json().init();
+        }
+        _ => logs.init(),
+    }
+    match &cli.command {
+        Command::Embed(args) => pin_candle_threads(args.model.pool_config().resolved_threads()),
+        Command::Serve(args) => {
+            pin_candle_threads(args.model_args(None).pool_config().resolved_threads());
+        }
+        Command::Bench(BenchCommand::Serve(args)) => {
+            pin_candle_threads(args.model_args().pool_config().resolved_threads());
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,10 +92,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Embed(args) => embed_cmd::run(args).await,
+            Command::Serve(args) => serve_cmd::run(args).await,
             Command::FetchModel(args) => fetch_cmd::run(args).await,
             Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
             Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
             Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,
+            Command::Bench(BenchCommand::Serve(args)) => bench_serve::run(args).await,
         }
     })
 }

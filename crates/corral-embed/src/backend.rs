@@ -1,9 +1,18 @@
 //! [`EmbedBackend`]: the [`Backend`] the core pool runs — one [`Embedder`]
 //! per worker, loaded with the worker's thread count.
+//!
+//! Two backends over the same [`Embedder`]: [`EmbedBackend`] takes texts
+//! and answers vectors; [`EmbedInputBackend`] takes texts or pre-tokenised
+//! ids ([`EmbedInput`]) and answers [`EmbedOutput`], each vector with when
+//! its batch started and how long it ran, so a front end can tell queue time
+//! from compute time. (Two types rather than one generic one, so that
+//! `EmbedBackend::load(..)` and `Pool::<EmbedBackend>` keep inferring.)
+
+use std::time::{Duration, Instant};
 
 use corral_core::{Backend, BackendError, LoadContext};
 
-use crate::{EmbedSpec, Embedder};
+use crate::{EmbedInput, EmbedSpec, Embedder};
 
 /// Sentence embeddings as a Corral backend: `String` in, `Vec<f32>` out.
 ///
@@ -15,11 +24,52 @@ pub struct EmbedBackend {
     embedder: Embedder,
 }
 
+/// Sentence embeddings as a Corral backend for front ends that tokenise
+/// first: [`EmbedInput`] in (a text, or ids with special tokens), a timed
+/// [`EmbedOutput`] out. `cost` is the id count for ids.
+#[derive(Debug)]
+pub struct EmbedInputBackend {
+    embedder: Embedder,
+}
+
+/// One answer of an [`EmbedInputBackend`] pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedOutput {
+    /// The embedding.
+    pub vector: Vec<f32>,
+    /// When the batch that computed it started running.
+    pub batch_started: Instant,
+    /// How long that batch ran.
+    pub batch_time: Duration,
+}
+
 impl EmbedBackend {
     /// The loaded model.
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
     }
+}
+
+impl EmbedInputBackend {
+    /// The loaded model.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+}
+
+fn load_embedder(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Embedder, BackendError> {
+    let embedder = Embedder::load(spec, ctx.threads)?;
+    tracing::info!(
+        pool = %ctx.pool,
+        worker = ctx.worker_id,
+        threads = embedder.threads(),
+        pooling = %embedder.pooling(),
+        normalize = embedder.normalize(),
+        max_seq_length = embedder.max_seq_length(),
+        "loaded embedding model from {}",
+        spec.model_dir.display()
+    );
+    Ok(embedder)
 }
 
 impl Backend for EmbedBackend {
@@ -28,18 +78,7 @@ impl Backend for EmbedBackend {
     type Output = Vec<f32>;
 
     fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
-        let embedder = Embedder::load(spec, ctx.threads)?;
-        tracing::info!(
-            pool = %ctx.pool,
-            worker = ctx.worker_id,
-            threads = embedder.threads(),
-            pooling = %embedder.pooling(),
-            normalize = embedder.normalize(),
-            max_seq_length = embedder.max_seq_length(),
-            "loaded embedding model from {}",
-            spec.model_dir.display()
-        );
-        Ok(Self { embedder })
+        load_embedder(spec, ctx).map(|embedder| Self { embedder })
     }
 
     fn cost(&self, input: &String) -> usize {
@@ -48,5 +87,36 @@ impl Backend for EmbedBackend {
 
     fn run(&mut self, batch: &[&String]) -> Result<Vec<Vec<f32>>, BackendError> {
         Ok(self.embedder.embed(batch)?)
+    }
+}
+
+impl Backend for EmbedInputBackend {
+    type Spec = EmbedSpec;
+    type Input = EmbedInput;
+    type Output = EmbedOutput;
+
+    fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
+        load_embedder(spec, ctx).map(|embedder| Self { embedder })
+    }
+
+    fn cost(&self, input: &EmbedInput) -> usize {
+        match input {
+            EmbedInput::Text(t) => self.embedder.estimate_tokens(t),
+            EmbedInput::Tokens(ids) => ids.len().clamp(1, self.embedder.max_seq_length()),
+        }
+    }
+
+    fn run(&mut self, batch: &[&EmbedInput]) -> Result<Vec<EmbedOutput>, BackendError> {
+        let batch_started = Instant::now();
+        let vectors = self.embedder.embed_inputs(batch)?;
+        let batch_time = batch_started.elapsed();
+        Ok(vectors
+            .into_iter()
+            .map(|vector| EmbedOutput {
+                vector,
+                batch_started,
+                batch_time,
+            })
+            .collect())
     }
 }

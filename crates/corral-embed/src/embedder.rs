@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PackedBatch};
+use crate::input::{effective_max_len, EmbedInput};
 use crate::model_dir::check_model_dir;
 use crate::spec::{Engine, Quantize};
 use crate::tokenize::{estimate_tokens, Encoded, TextTokenizer};
@@ -27,6 +28,7 @@ pub struct Embedder {
     normalize: bool,
     max_seq_length: usize,
     hidden_size: usize,
+    vocab_size: usize,
     max_forward_tokens: usize,
     threads: usize,
     pool: rayon::ThreadPool,
@@ -63,9 +65,7 @@ impl Embedder {
         let dir: &Path = &spec.model_dir;
         check_model_dir(dir)?;
         let config = ModelConfig::load(dir)?;
-        let max_seq_length = spec
-            .max_seq_length
-            .map_or(config.max_seq_length, |m| m.clamp(2, config.max_seq_length));
+        let max_seq_length = effective_max_len(spec, &config);
         let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), max_seq_length)?;
         let threads = threads.max(1);
         let encoder = match spec.engine {
@@ -96,6 +96,7 @@ impl Embedder {
             normalize: spec.normalize,
             max_seq_length,
             hidden_size: config.bert.hidden_size,
+            vocab_size: config.bert.vocab_size,
             max_forward_tokens: spec.max_forward_tokens.max(1),
             threads,
             pool,
@@ -160,13 +161,56 @@ impl Embedder {
             .iter()
             .map(|t| self.tokenizer.encode(t.as_ref()))
             .collect::<Result<Vec<Encoded>, _>>()?;
+        self.embed_encoded(&encoded)
+    }
+
+    /// [`Embedder::embed`] for texts and pre-tokenised ids
+    /// ([`EmbedInput::Tokens`], special tokens included).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] for an empty list of ids, one longer
+    /// than [`Embedder::max_seq_length`] or an id outside the vocabulary;
+    /// otherwise as [`Embedder::embed`].
+    pub fn embed_inputs(&mut self, inputs: &[&EmbedInput]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encoded = inputs
+            .iter()
+            .map(|input| match input {
+                EmbedInput::Text(t) => self.tokenizer.encode(t),
+                EmbedInput::Tokens(ids) => self.check_ids(ids).map(|()| Encoded {
+                    ids: ids.clone(),
+                    type_ids: vec![0; ids.len()],
+                }),
+            })
+            .collect::<Result<Vec<Encoded>, _>>()?;
+        self.embed_encoded(&encoded)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<(), EmbedError> {
+        if ids.is_empty() || ids.len() > self.max_seq_length {
+            return Err(EmbedError::InvalidInput(format!(
+                "{} token ids; between 1 and {} are accepted",
+                ids.len(),
+                self.max_seq_length
+            )));
+        }
+        match ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            Some(bad) => Err(EmbedError::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary (0..{})",
+                self.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Length-sorted slices of `encoded`, each one packed batch.
+    fn embed_encoded(&mut self, encoded: &[Encoded]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| encoded[i].ids.len());
 
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
         let mut start = 0;
         while start < order.len() {
-            let end = self.slice_end(&order, &encoded, start);
+            let end = self.slice_end(&order, encoded, start);
             let slice = &order[start..end];
             let mut batch = PackedBatch::new();
             for &i in slice {

@@ -90,7 +90,7 @@ const SAFE_RUN_CHARS: usize = 1000;
 /// pre-tokenizer splits there whatever surrounds it), or the point where a
 /// run without one reaches [`SAFE_RUN_CHARS`]; the word pieces of the prefix
 /// are then the first word pieces of the whole text.
-fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
+pub(crate) fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
     if text.len() <= budget {
         return (text, true);
     }

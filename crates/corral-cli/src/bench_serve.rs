@@ -1,0 +1,497 @@
+//! `corral bench serve`: a closed-loop load client of the project's own,
+//! on loopback, against `corral serve` started as a child process — 1, 16
+//! and 64 clients sending single sentences from the corpus and 4 clients
+//! sending batches of 32 — then `corral embed`'s in-process throughput with
+//! the same batches, for the server's cost. infinity-emb runs side by side
+//! only when `infinity_emb` is installed; otherwise its figures are quoted
+//! from `BASELINE.md` (and the report says so).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use corral_embed::{EmbedExt, Engine, Quantize};
+use serde_json::json;
+
+use crate::embed_cmd::{start_pool, ModelArgs};
+
+/// Options of `corral bench serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// The corpus, one sentence per line.
+    #[arg(long, default_value = "../shared/bench/corpus.txt")]
+    pub(crate) corpus: PathBuf,
+    /// Seconds measured per load point (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) seconds: f64,
+    /// Seconds of load before each point's measurement.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) warmup: f64,
+    /// Bench this running server instead of starting `corral serve`.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// Model directory (default: the fetched default model).
+    #[arg(long)]
+    pub(crate) model_dir: Option<PathBuf>,
+    /// Workers of the served pool and of the in-process run.
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Threads per worker.
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Skip the in-process comparison.
+    #[arg(long)]
+    pub(crate) no_inprocess: bool,
+}
+
+/// infinity-emb's figures on this project's machine, quoted from
+/// `BASELINE.md` (clients, sentences per request, sentences/s, p50 ms, p99 ms).
+const INFINITY_QUOTED: [(usize, usize, f64, f64, f64); 4] = [
+    (1, 1, 39.6, 25.0, 36.0),
+    (16, 1, 67.2, 230.0, 299.0),
+    (64, 1, 63.3, 907.0, 1339.0),
+    (4, 32, 76.8, 1518.0, 1734.0),
+];
+
+/// One load point's result.
+#[derive(Debug, Clone)]
+struct Point {
+    clients: usize,
+    batch: usize,
+    sentences_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: usize,
+    errors: usize,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs `clients` closed-loop clients for warm-up + `seconds`, each sending
+/// `batch` sentences per request to `{base}/v1/embeddings`; counts what
+/// completes inside the measured window.
+async fn load_point(
+    base: &str,
+    corpus: Arc<Vec<String>>,
+    clients: usize,
+    batch: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> Point {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + seconds;
+    let url = format!("{base}/v1/embeddings");
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let corpus = corpus.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut next = (c * 7919) % corpus.len();
+            let (mut lat, mut sentences, mut errors) = (Vec::new(), 0usize, 0usize);
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let texts: Vec<&str> = (0..batch)
+                    .map(|k| corpus[(next + k) % corpus.len()].as_str())
+                    .collect();
+                next = (next + batch) % corpus.len();
+                let input = if batch == 1 {
+                    json!(texts[0])
+                } else {
+                    json!(texts)
+                };
+                let body = json!({ "input": input, "model": "all-MiniLM-L6-v2" });
+                // A request still running at the end of the window is
+                // abandoned; one that completes inside it counts.
+                let send = async {
+                    match client.post(&url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        Ok(_) | Err(_) => false,
+                    }
+                };
+                let Ok(ok) = tokio::time::timeout_at(end.into(), send).await else {
+                    break;
+                };
+                let done = Instant::now();
+                if done >= measure_from {
+                    if ok {
+                        lat.push(done.duration_since(sent).as_secs_f64() * 1e3);
+                        sentences += batch;
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, sentences, errors)
+        }));
+    }
+    let (mut lat, mut sentences, mut errors) = (Vec::new(), 0, 0);
+    for t in tasks {
+        if let Ok((l, s, e)) = t.await {
+            lat.extend(l);
+            sentences += s;
+            errors += e;
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Point {
+        clients,
+        batch,
+        sentences_per_s: sentences as f64 / seconds.as_secs_f64(),
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        requests: lat.len(),
+        errors,
+    }
+}
+
+/// `corral serve` started as a child process on a free loopback port.
+struct ChildServer {
+    child: Child,
+    base: String,
+}
+
+impl ChildServer {
+    fn start(args: &Args) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("locating the corral binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(d) = &args.model_dir {
+            cmd.arg("--model-dir").arg(d);
+        }
+        if let Some(w) = args.workers {
+            cmd.args(["--workers", &w.to_string()]);
+        }
+        if let Some(t) = args.threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        let mut child = cmd.spawn().context("starting corral serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("corral: listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    bail!("corral serve exited before listening");
+                }
+            }
+        };
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, base })
+    }
+
+    /// SIGTERM (a graceful drain), then wait.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+impl Args {
+    /// The pool options of the in-process run (and of the served pool).
+    pub(crate) fn model_args(&self) -> ModelArgs {
+        ModelArgs {
+            model_dir: self.model_dir.clone(),
+            workers: self.workers,
+            threads: self.threads,
+            no_normalize: false,
+            pooling: None,
+            engine: Engine::Fast,
+            quantize: Quantize::None,
+        }
+    }
+}
+
+/// In-process throughput of the same batches of 32 from 4 callers, through
+/// a pool like `corral embed`'s.
+async fn inprocess(
+    args: &Args,
+    corpus: Arc<Vec<String>>,
+    warmup: Duration,
+    seconds: Duration,
+) -> anyhow::Result<f64> {
+    let model = args.model_args();
+    let handle = start_pool(model.spec()?, model.pool_config()).await?;
+    let measure_from = Instant::now() + warmup;
+    let end = measure_from + seconds;
+    let mut tasks = Vec::new();
+    for c in 0..4usize {
+        let handle = handle.clone();
+        let corpus = corpus.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut next = (c * 7919) % corpus.len();
+            let mut sentences = 0usize;
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let texts: Vec<String> = (0..32)
+                    .map(|k| corpus[(next + k) % corpus.len()].clone())
+                    .collect();
+                next = (next + 32) % corpus.len();
+                let Ok(ok) = tokio::time::timeout_at(end.into(), handle.embed_batch(texts)).await
+                else {
+                    break;
+                };
+                if ok.is_ok() && Instant::now() >= measure_from {
+                    sentences += 32;
+                }
+            }
+            sentences
+        }));
+    }
+    let mut sentences = 0;
+    for t in tasks {
+        sentences += t.await.unwrap_or(0);
+    }
+    let _ = handle.shutdown(Duration::from_secs(10)).await;
+    Ok(sentences as f64 / seconds.as_secs_f64())
+}
+
+fn read_corpus(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the corpus {}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    if lines.is_empty() {
+        bail!("the corpus {} is empty", path.display());
+    }
+    Ok(lines)
+}
+
+/// infinity-emb serving the same model directory on a free loopback port.
+struct Infinity {
+    child: Child,
+    base: String,
+}
+
+impl Infinity {
+    fn start(args: &Args) -> anyhow::Result<Self> {
+        let dir = ModelArgs {
+            model_dir: args.model_dir.clone(),
+            workers: None,
+            threads: None,
+            no_normalize: false,
+            pooling: None,
+            engine: Engine::Fast,
+            quantize: Quantize::None,
+        }
+        .resolve_dir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("infinity_emb")
+            .arg("v2")
+            .arg("--model-id")
+            .arg(&dir)
+            .args([
+                "--engine",
+                "torch",
+                "--device",
+                "cpu",
+                "--url-prefix",
+                "/v1",
+            ])
+            .args([
+                "--served-model-name",
+                "all-MiniLM-L6-v2",
+                "--port",
+                &port.to_string(),
+            ])
+            .env("HF_HUB_OFFLINE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting infinity_emb")?;
+        let me = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("infinity_emb did not listen within 180 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(me)
+    }
+}
+
+impl Drop for Infinity {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn infinity_installed() -> bool {
+    Command::new("python3")
+        .args(["-c", "import infinity_emb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn all_points(
+    base: &str,
+    corpus: &Arc<Vec<String>>,
+    warmup: Duration,
+    seconds: Duration,
+) -> Vec<Point> {
+    let mut points = Vec::new();
+    for (clients, batch) in [(1, 1), (16, 1), (64, 1), (4, 32)] {
+        let p = load_point(base, corpus.clone(), clients, batch, warmup, seconds).await;
+        eprintln!(
+            "  {clients:>2} clients × {batch:>2}: {:.1} sentences/s, p50 {:.1} ms, p99 {:.1} ms ({} requests, {} errors)",
+            p.sentences_per_s, p.p50_ms, p.p99_ms, p.requests, p.errors
+        );
+        points.push(p);
+    }
+    points
+}
+
+/// Runs `corral bench serve`.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let corpus = Arc::new(read_corpus(&args.corpus)?);
+    let seconds = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
+    let warmup = Duration::try_from_secs_f64(args.warmup).context("--warmup")?;
+    if seconds.is_zero() {
+        bail!("--seconds must be more than zero");
+    }
+    eprintln!(
+        "corral serve ({} sentences from {}):",
+        corpus.len(),
+        args.corpus.display()
+    );
+    let points = match &args.url {
+        Some(url) => all_points(url.trim_end_matches('/'), &corpus, warmup, seconds).await,
+        None => {
+            let server = ChildServer::start(&args)?;
+            let points = all_points(&server.base, &corpus, warmup, seconds).await;
+            server.stop();
+            points
+        }
+    };
+    let measured_infinity = if infinity_installed() {
+        eprintln!("infinity_emb (side by side, same client):");
+        match Infinity::start(&args) {
+            Ok(inf) => {
+                let points = all_points(&inf.base, &corpus, warmup, seconds).await;
+                drop(inf);
+                Some(points)
+            }
+            Err(e) => {
+                eprintln!("  could not start infinity_emb ({e:#}); quoting BASELINE.md");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let infinity =
+        "quoted from BASELINE.md (infinity_emb is not installed; not measured in this run)";
+    let in_process = if args.no_inprocess {
+        None
+    } else {
+        eprintln!("corral embed in process, 4 callers × 32:");
+        let s = inprocess(&args, corpus.clone(), warmup, seconds).await?;
+        eprintln!("  {s:.1} sentences/s");
+        Some(s)
+    };
+
+    println!("| system | clients × sentences per request | sentences/s | p50 | p99 | errors |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for p in &points {
+        println!(
+            "| corral serve | {} × {} | {:.1} | {:.1} ms | {:.1} ms | {} |",
+            p.clients, p.batch, p.sentences_per_s, p.p50_ms, p.p99_ms, p.errors
+        );
+    }
+    match &measured_infinity {
+        Some(inf) => {
+            for p in inf {
+                println!(
+                    "| infinity-emb (measured in this run) | {} × {} | {:.1} | {:.1} ms | {:.1} ms | {} |",
+                    p.clients, p.batch, p.sentences_per_s, p.p50_ms, p.p99_ms, p.errors
+                );
+            }
+        }
+        None => {
+            for (c, b, s, p50, p99) in INFINITY_QUOTED {
+                println!("| infinity-emb ({infinity}) | {c} × {b} | {s:.1} | {p50:.0} ms | {p99:.0} ms | |");
+            }
+        }
+    }
+    if let Some(s) = in_process {
+        println!("| corral embed in process (pool, no HTTP) | 4 × 32 | {s:.1} | | | |");
+    }
+    println!();
+    if let Some(inf) = &measured_infinity {
+        for (p, i) in points.iter().zip(inf) {
+            println!(
+                "serve_ratio_measured_{}x{}: {:.2}  (vs infinity-emb measured side by side)",
+                p.clients,
+                p.batch,
+                p.sentences_per_s / i.sentences_per_s
+            );
+        }
+    }
+    for (p, (_, _, quoted, _, _)) in points.iter().zip(INFINITY_QUOTED) {
+        println!(
+            "serve_ratio_{}x{}: {:.2}  (vs infinity-emb's figure quoted from BASELINE.md, not measured here)",
+            p.clients,
+            p.batch,
+            p.sentences_per_s / quoted
+        );
+    }
+    if let Some(p64) = points.iter().find(|p| p.clients == 64) {
+        println!(
+            "serve_ratio: {:.2}  (64 clients; target ≥ 2.0; against the quoted 63.3 sentences/s)",
+            p64.sentences_per_s / 63.3
+        );
+    }
+    if let (Some(s), Some(b)) = (in_process, points.iter().find(|p| p.batch == 32)) {
+        println!(
+            "server_vs_inprocess_batch32: {:.2}  (target ≥ 0.90)",
+            b.sentences_per_s / s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The official `openai` Python package, calling `/v1/embeddings` on a
+//! running `corral serve` (the real binary, real model, port 0, API key on),
+//! gets the golden vectors for single strings, a batch and base64; then
+//! SIGTERM drains the server and it exits 0.
+//!
+//! Fails — never skips — when python3 or the `openai` package is missing
+//! (`.ci/run` installs it) or the model is absent.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "test-key-123";
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_serve() -> (Serve, String) {
+    let dir = corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--workers",
+            "1",
+            "--drain-timeout",
+            "10",
+        ])
+        .arg("--model-dir")
+        .arg(&dir)
+        .args(["--model-name", "all-MiniLM-L6-v2"])
+        .env("CORRAL_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting corral serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("corral serve exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("corral: listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (Serve(child), base)
+}
+
+fn wait_healthy(base: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{base}/health")).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "corral serve never became healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
+#[test]
+fn openai_python_client_gets_golden_vectors_and_sigterm_exits_zero() {
+    let probe = Command::new("python3")
+        .args(["-c", "import openai; print(openai.__version__)"])
+        .output()
+        .expect("python3 is required for this test (CI installs it)");
+    assert!(
+        probe.status.success(),
+        "the `openai` Python package is required: python3 -m pip install openai \
+         (or with --break-system-packages); .ci/run installs it.\n{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    let (mut serve, base) = start_serve();
+    wait_healthy(&base);
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(here.join("tests/openai_client_check.py"))
+        .arg(format!("{base}/v1"))
+        .arg(KEY)
+        .arg("all-MiniLM-L6-v2")
+        .arg(here.join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "openai client check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok: 69 vectors matched"), "{stdout}");
+
+    // A wrong key is refused, through the same official client.
+    let wrong = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, openai\n\
+             c = openai.OpenAI(base_url=sys.argv[1], api_key='wrong', max_retries=0)\n\
+             try:\n    c.embeddings.create(input='x', model='all-MiniLM-L6-v2')\n    sys.exit(1)\n\
+             except openai.AuthenticationError:\n    print('refused')\n",
+        ])
+        .arg(format!("{base}/v1"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&wrong.stdout).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    // SIGTERM: drain, exit 0.
+    let pid = serve.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "corral serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "corral serve exited with {status}");
+}

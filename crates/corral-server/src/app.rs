@@ -1,0 +1,266 @@
+//! The router and what wraps it: API key, HTTP metrics, one tracing span per
+//! request, and graceful shutdown (stop accepting, let admitted requests
+//! finish within the drain deadline, answer the rest 503).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
+
+use crate::error::{ApiError, Dialect};
+use crate::model::EmbedModel;
+use crate::routes;
+use crate::telemetry::{install_metrics, HTTP_DURATION, HTTP_REQUESTS};
+
+/// Limits and access of a server. Plain data with documented defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most inputs in one request; more is a 400/413 naming the field.
+    /// Default 512.
+    pub max_batch_inputs: usize,
+    /// Largest request body in bytes; more is a 413. Default 2 MiB.
+    pub max_body: usize,
+    /// When set, every route but `/health` needs
+    /// `Authorization: Bearer <key>`; otherwise 401. Default none.
+    pub api_key: Option<String>,
+    /// Where `/metrics` reads from; `None` answers it 404. Default: the
+    /// process's recorder from [`install_metrics`] if it could be installed.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_inputs: 512,
+            max_body: 2 * 1024 * 1024,
+            api_key: None,
+            metrics: install_metrics().ok(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    /// Served models; the first is the default when a request names none.
+    pub(crate) models: Vec<Arc<dyn EmbedModel>>,
+    pub(crate) config: ServerConfig,
+    /// Set once shutdown began: new requests are answered 503.
+    pub(crate) draining: AtomicBool,
+}
+
+impl AppState {
+    /// The model `name` names, or the default one.
+    pub(crate) fn model(&self, name: Option<&str>) -> Result<Arc<dyn EmbedModel>, ApiError> {
+        match name {
+            None => self
+                .models
+                .first()
+                .cloned()
+                .ok_or_else(|| ApiError::unavailable("no model is served")),
+            Some(name) => self
+                .models
+                .iter()
+                .find(|m| m.card().name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        self.models.iter().map(|m| m.card().name.as_str()).collect();
+                    ApiError::unknown_model(name, &known)
+                }),
+        }
+    }
+}
+
+/// An HTTP server over a set of served models.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// A server for `models` (at least one; the first is the default).
+    pub fn new(models: Vec<Arc<dyn EmbedModel>>, config: ServerConfig) -> Self {
+        Self {
+            state: Arc::new(AppState {
+                models,
+                config,
+                draining: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The routes, with their layers, to mount in an axum app.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/v1/embeddings", post(routes::openai_embeddings))
+            .route("/embed", post(routes::tei_embed))
+            .route("/health", get(routes::health))
+            .route("/metrics", get(routes::metrics))
+            .route("/info", get(routes::info))
+            .route("/v1/models", get(routes::models))
+            .fallback(routes::not_found)
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_api_key,
+            ))
+            .layer(middleware::from_fn(count_requests))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        let route = req
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map_or("unmatched", |p| p.as_str());
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            route,
+                            model = Empty,
+                            inputs = Empty,
+                            tokens = Empty,
+                            status = Empty,
+                            queue_ms = Empty,
+                            compute_ms = Empty,
+                        )
+                    })
+                    .on_request(())
+                    .on_response(|res: &Response, latency: Duration, span: &tracing::Span| {
+                        span.record("status", res.status().as_u16());
+                        tracing::info!(latency_ms = latency.as_secs_f64() * 1e3, "answered");
+                    }),
+            )
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops
+    /// accepting, lets admitted requests finish within `drain_timeout`,
+    /// answers the rest 503, stops the pools and returns.
+    ///
+    /// # Errors
+    /// An I/O error from the listener.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops serving at once, without draining.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        drain_timeout: Duration,
+    ) -> std::io::Result<()> {
+        let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+        let app = self.router();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = fired_rx.wait_for(|f| *f).await;
+        });
+        let mut server = tokio::spawn(async move { server.await });
+        tokio::select! {
+            res = &mut server => return res.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown => {}
+        }
+        tracing::info!(?drain_timeout, "shutting down: draining admitted requests");
+        self.state.draining.store(true, Ordering::SeqCst);
+        let _ = fired_tx.send(true);
+        let drains: Vec<_> = self
+            .state
+            .models
+            .iter()
+            .cloned()
+            .map(|m| tokio::spawn(async move { m.shutdown(drain_timeout).await }))
+            .collect();
+        for d in drains {
+            let _ = d.await;
+        }
+        // Every admitted request has its answer now; connections close as
+        // they deliver them. A client that reads nothing is not waited for.
+        match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+            Ok(res) => res.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                server.abort();
+                tracing::warn!("connections still open after the drain; closed");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The routes for `models` with [`ServerConfig::default`]: what a host app
+/// that already runs pools mounts in its own axum app.
+pub fn router(models: Vec<Arc<dyn EmbedModel>>) -> Router {
+    Server::new(models, ServerConfig::default()).router()
+}
+
+/// 401 unless the request carries the configured key (`/health` is open).
+async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(key) = state.config.api_key.as_deref() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+        return next.run(req).await;
+    }
+    let dialect = dialect_of(req.uri().path());
+    ApiError::unauthorized().render(dialect)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// TEI's body shape on TEI's route, OpenAI's elsewhere.
+pub(crate) fn dialect_of(path: &str) -> Dialect {
+    if path == "/embed" {
+        Dialect::Tei
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+/// Request count and duration by route and status.
+async fn count_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "status" => status)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// 503 while draining.
+pub(crate) fn refuse_if_draining(state: &AppState) -> Result<(), ApiError> {
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::unavailable("the server is shutting down"));
+    }
+    Ok(())
+}
+
+/// A 404 in OpenAI's shape for paths the server does not have.
+pub(crate) fn no_route(path: &str) -> Response {
+    let mut e = ApiError::unavailable(format!("no route {path}"));
+    e.status = StatusCode::NOT_FOUND;
+    e.render(dialect_of(path)).into_response()
+}

@@ -1,0 +1,55 @@
+//! Prometheus export of the `metrics` facade, and the names of the series
+//! the server adds to the pool's own (`corral_worker_depth`,
+//! `corral_rejected_total{reason}`, … — see `corral_core::stats`).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests answered, by `route` and `status`.
+pub const HTTP_REQUESTS: &str = "corral_http_requests_total";
+/// HTTP request duration in seconds, by `route` and `status`.
+pub const HTTP_DURATION: &str = "corral_http_request_duration_seconds";
+/// Inputs per embedding request, by `model`.
+pub const REQUEST_INPUTS: &str = "corral_request_inputs";
+/// Word pieces per embedding request, by `model`.
+pub const REQUEST_TOKENS: &str = "corral_request_tokens";
+/// Seconds between submission to the pool and the start of the batch that
+/// ran the request, by `model`.
+pub const QUEUE_TIME: &str = "corral_queue_time_seconds";
+/// Seconds the batch that ran the request took, by `model`.
+pub const COMPUTE_TIME: &str = "corral_compute_time_seconds";
+
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const COUNTS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0,
+];
+
+static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// Installs the Prometheus recorder as this process's `metrics` recorder
+/// (once; later calls return the same handle), so that the pools' figures
+/// and the server's own appear on `/metrics`. Install it before spawning
+/// pools.
+///
+/// # Errors
+/// When another recorder is installed already (a host app with its own
+/// exporter: it then serves the figures itself).
+pub fn install_metrics() -> Result<PrometheusHandle, String> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(REQUEST_INPUTS.into()), COUNTS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(REQUEST_TOKENS.into()), COUNTS)
+                })
+                .map_err(|e| e.to_string())?;
+            builder.install_recorder().map_err(|e| e.to_string())
+        })
+        .clone()
+}
