@@ -86,9 +86,15 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // Only the HTTP commands need tokio's I/O driver (sockets, signals); the
+    // others run without it, so that a task woken by a compute thread
+    // unparks a runtime thread with a futex, not an eventfd write.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    match &cli.command {
+        Command::Serve(_) | Command::Bench(BenchCommand::Serve(_)) => runtime.enable_all(),
+        _ => runtime.enable_time(),
+    };
+    let runtime = runtime.build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Embed(args) => embed_cmd::run(args).await,
