@@ -116,23 +116,13 @@ async fn a_batch_with_too_few_outputs_fails_only_the_request_that_causes_it() {
     common::within(Duration::from_secs(20), "test", async {
         let pool = common::ready_pool(SyntheticSpec::default(), common::config(1)).await;
         let (gate, hold) = common::hold(&pool).await;
-        let mut calls = Vec::new();
-        for id in 1..=4u64 {
-            let item = if id == 3 {
-                Item::faulty(id, Fault::always(FaultKind::WrongCount))
-            } else {
-                Item::new(id)
-            };
-            let p = pool.clone();
-            calls.push(tokio::spawn(async move {
-                p.try_call(item).await.map_err(PoolError::from)
-            }));
-        }
-        common::eventually(Duration::from_secs(5), "queued", || {
-            let pool = pool.clone();
-            async move { (pool.health().await.unwrap().total_depth() == 5).then_some(()) }
-        })
-        .await;
+        let items = (1..=4u64)
+            .map(|id| match id {
+                3 => Item::faulty(id, Fault::always(FaultKind::WrongCount)),
+                _ => Item::new(id),
+            })
+            .collect();
+        let calls = queue_in_order(&pool, items, 1).await;
         gate.open();
         hold.await.unwrap().unwrap();
         for (i, call) in calls.into_iter().enumerate() {
@@ -157,23 +147,13 @@ async fn a_backend_whose_cost_panics_still_answers_and_keeps_serving() {
     common::within(Duration::from_secs(20), "test", async {
         let pool = common::ready_pool(SyntheticSpec::default(), common::config(1)).await;
         let (gate, hold) = common::hold(&pool).await;
-        let mut calls = Vec::new();
-        for id in 1..=3u64 {
-            let item = if id == 2 {
-                Item::faulty(id, Fault::always(FaultKind::PanicInCost))
-            } else {
-                Item::new(id)
-            };
-            let p = pool.clone();
-            calls.push(tokio::spawn(async move {
-                p.try_call(item).await.map_err(PoolError::from)
-            }));
-        }
-        common::eventually(Duration::from_secs(5), "queued", || {
-            let pool = pool.clone();
-            async move { (pool.health().await.unwrap().total_depth() == 4).then_some(()) }
-        })
-        .await;
+        let items = (1..=3u64)
+            .map(|id| match id {
+                2 => Item::faulty(id, Fault::always(FaultKind::PanicInCost)),
+                _ => Item::new(id),
+            })
+            .collect();
+        let calls = queue_in_order(&pool, items, 1).await;
         gate.open();
         hold.await.unwrap().unwrap();
         for (i, call) in calls.into_iter().enumerate() {
