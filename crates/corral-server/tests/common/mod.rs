@@ -198,7 +198,14 @@ impl EmbedModel for FakeModel {
             while self.held.load(Ordering::SeqCst) > 0 && Instant::now() < end {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            // Aborted work lets go at once; a fake that does not is a test
+            // bug, reported within seconds rather than hanging the suite.
+            let abort_by = Instant::now() + Duration::from_secs(5);
             while self.held.load(Ordering::SeqCst) > 0 {
+                assert!(
+                    Instant::now() < abort_by,
+                    "the fake model's held requests ignored the abort"
+                );
                 self.abort.notify_waiters();
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
