@@ -1,0 +1,1 @@
+//! Corral pools across ractor_cluster nodes (work in progress).
