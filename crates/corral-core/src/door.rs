@@ -73,9 +73,13 @@ impl Door {
     }
 
     /// Requests holding a permit now.
-    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The most permits out at once (the pool's whole capacity).
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
     }
 
     /// The pool's current estimate of when a slot frees.

@@ -21,6 +21,7 @@
 //!   deadline ([`Submit::within`]).
 
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ use crate::msg::{Admitted, PoolMsg, ShutdownReport, Submit};
 use crate::router::{LeastWait, Router};
 use crate::shared::PoolShared;
 use crate::stats::recorder::Recorder;
-use crate::stats::{HealthReport, PoolStats};
+use crate::stats::{HealthReport, PoolLoad, PoolStats};
 use crate::supervisor::{Supervisor, SupervisorArgs};
 
 /// Starts pools.
@@ -196,6 +197,19 @@ impl<B: Backend> PoolRef<B> {
             .unwrap_or(Err(CallError::new(PoolError::WorkerLost)))
     }
 
+    /// The pool's load now, from shared counters (no message to the
+    /// supervisor; cheap enough to call per request).
+    pub fn load(&self) -> PoolLoad {
+        PoolLoad {
+            in_flight: self.shared.door.in_flight().min(self.shared.door.limit()),
+            capacity: self.shared.door.limit(),
+            ready_workers: *self.shared.ready.borrow(),
+            per_request: Duration::from_nanos(self.shared.per_request_ns.load(Ordering::Relaxed)),
+            retry_after: self.shared.door.retry_after(),
+            draining: self.shared.draining.load(Ordering::Relaxed),
+        }
+    }
+
     /// Health, with each worker's real queue depth.
     ///
     /// # Errors
@@ -282,6 +296,11 @@ impl<B: Backend> PoolHandle<B> {
     /// [`PoolMsg`]s; a `Submit` needs [`PoolRef::admit`] (see [`PoolRef`]).
     pub fn actor(&self) -> &ActorRef<PoolMsg<B>> {
         self.pool.actor()
+    }
+
+    /// The pool's load now; see [`PoolRef::load`].
+    pub fn load(&self) -> PoolLoad {
+        self.pool.load()
     }
 
     /// The configuration the pool runs with.

@@ -63,4 +63,6 @@ pub use handle::{Pool, PoolHandle, PoolRef};
 pub use job::Reply;
 pub use msg::{Admission, Admitted, PoolMsg, ShutdownReport, Submit};
 pub use router::{LeastDepth, LeastWait, Router, WorkerLoad};
-pub use stats::{Health, HealthReport, PoolStats, WorkerHealth, WorkerState, WorkerStats};
+pub use stats::{
+    Health, HealthReport, PoolLoad, PoolStats, WorkerHealth, WorkerState, WorkerStats,
+};

@@ -3,7 +3,7 @@
 //! recorder. One per pool: nothing global, so any number of pools live side
 //! by side in one process.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -20,6 +20,11 @@ pub(crate) struct PoolShared {
     next_worker_id: AtomicU64,
     pub(crate) door: Arc<Door>,
     pub(crate) recorder: Arc<Recorder>,
+    /// The pool's time between completions with every ready worker busy
+    /// (ns; 0 until measured), published by the supervisor each tick.
+    pub(crate) per_request_ns: AtomicU64,
+    /// Set once the pool starts draining for shutdown.
+    pub(crate) draining: AtomicBool,
 }
 
 impl PoolShared {
@@ -30,6 +35,8 @@ impl PoolShared {
             next_worker_id: AtomicU64::new(0),
             door,
             recorder,
+            per_request_ns: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
         }
     }
 

@@ -86,6 +86,29 @@ impl HealthReport {
     }
 }
 
+/// A pool's load at a moment, read from shared counters without a message
+/// to the supervisor ([`crate::PoolRef::load`]): what a router in front of
+/// many pools needs to pick one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PoolLoad {
+    /// Requests holding one of the pool's admission permits now: queued,
+    /// running or waiting for room.
+    pub in_flight: usize,
+    /// The most permits out at once (worker capacity plus the waiting line);
+    /// at `in_flight == capacity` the pool refuses with `Overloaded`.
+    pub capacity: usize,
+    /// Workers loaded and serving.
+    pub ready_workers: usize,
+    /// Time between completions with every ready worker busy (the pool's
+    /// measured service rate, inverted); zero until measured. A new request
+    /// waits about `in_flight × per_request` before it finishes.
+    pub per_request: Duration,
+    /// The `retry_after` a refusal would carry now.
+    pub retry_after: Duration,
+    /// The pool is draining for shutdown and admits nothing new.
+    pub draining: bool,
+}
+
 /// Per-worker figures in [`PoolStats`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStats {

@@ -677,6 +677,30 @@ impl<B: Backend> SupervisorState<B> {
         let abandoned = self.shared.abandoned.load(Ordering::Relaxed);
         self.recorder.levels(&depths, self.line.len(), abandoned);
         self.shared.door.set_retry_after(self.retry_after());
+        self.shared
+            .per_request_ns
+            .store(self.per_request_ns(), Ordering::Relaxed);
+    }
+
+    /// The pool's time between completions when every ready worker is busy:
+    /// `1 / Σ 1/service_time` over the ready workers that have a measured
+    /// service time (ns; 0 when none has).
+    fn per_request_ns(&self) -> u64 {
+        let rate: f64 = self
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Live(w) if w.is_ready() && w.service_ns() > 0 => {
+                    Some(1.0 / w.service_ns() as f64)
+                }
+                _ => None,
+            })
+            .sum();
+        if rate > 0.0 {
+            (1.0 / rate) as u64
+        } else {
+            0
+        }
     }
 
     // ---------------------------------------------------------------- reports
@@ -784,6 +808,7 @@ impl<B: Backend> SupervisorState<B> {
         }
         let refused = self.refuse_waiting();
         tracing::info!(pool = %self.config.name, ?deadline, "draining");
+        self.shared.draining.store(true, Ordering::Relaxed);
         self.drain = Some(Drain::new(Instant::now(), deadline, refused, reply));
         self.advance_drain(Instant::now());
     }
