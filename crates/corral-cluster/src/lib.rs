@@ -1,1 +1,34 @@
-//! Corral pools across ractor_cluster nodes (work in progress).
+//! Corral pools across ractor_cluster nodes, used as one pool.
+//!
+//! - [`wire`]: the bytes a request and its reply cross the network as —
+//!   versioned, every length checked before anything is allocated.
+//! - [`Member`]: puts a local pool in its process group
+//!   ([`group_name`]), answers requests through the pool's own door and
+//!   pings with the pool's load.
+//! - [`ClusterHandle`]: a router on any node, with the local handle's
+//!   method family and errors: least expected wait across members (local
+//!   first on ties), refusals and waiting as locally, failover of requests
+//!   in flight to a lost member, and liveness of its own (a node frozen
+//!   without closing its connection is out of routing within
+//!   `liveness + ping_interval`).
+//! - [`Node`]: a ractor_cluster node server that reconnects to its peers
+//!   and sets up TLS.
+//!
+//! How load travels: every reply carries the member pool's load report
+//! (fresh under load, at no extra message), and the router pings every
+//! member each `ping_interval` (which keeps idle members' figures and
+//! liveness current). Between reports, a router counts its own requests
+//! out to each member exactly.
+
+pub mod handle;
+pub mod member;
+pub mod node;
+mod router;
+mod table;
+pub mod wire;
+
+pub use handle::{ClusterConfig, ClusterHandle, ClusterStats, MemberInfo};
+pub use member::{group_name, Member, MemberMsg};
+pub use node::{Node, NodeConfig, NodeError, TlsConfig};
+pub use table::MemberCounts;
+pub use wire::{LoadReport, Wire, WireError};

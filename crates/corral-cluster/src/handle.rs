@@ -1,0 +1,571 @@
+//! [`ClusterHandle`]: the cluster-wide handle, with the same method family
+//! and the same [`PoolError`]s as a local `PoolHandle`.
+//!
+//! A call takes a place at the handle's own door (`max_in_flight`; past it
+//! the call is refused `Overloaded` at once, counted), picks the member with
+//! the least expected wait from the router's [`Table`], and calls it
+//! directly — the router actor is never on the request path. Then:
+//! - outputs: done (the reply's load report updates the table);
+//! - refused by a full or draining member: the next member is tried; when
+//!   none would admit it, `Overloaded` with the soonest `retry_after`
+//!   (`Reject`), or the caller waits for room until its admission timeout
+//!   (`Wait`), exactly as a local pool does;
+//! - the member is lost with the request in flight (its node disconnected,
+//!   fell silent past the liveness bound, or dropped the reply): retried
+//!   once elsewhere (`failover_retries`), then `WorkerLost` — so every
+//!   request gets exactly one answer;
+//! - any other error (invalid input, backend error, the member pool's own
+//!   timeout) is the answer.
+//!
+//! An end-to-end deadline ([`Submit::deadline`]) covers all of it,
+//! failovers included, and is passed on to the member as what is left of
+//! it.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorRef};
+use tokio::sync::watch;
+
+use corral_core::{Admission, CallError, PoolError, Reply, Submit};
+
+use crate::member::MemberMsg;
+use crate::router::{Router, RouterArgs, RouterMsg};
+use crate::table::{Choice, MemberCounts, Outcome, Table};
+use crate::wire::{self, Limits, LoadReport, Wire, WireReply};
+
+/// How a cluster handle routes and what it tolerates.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The process group of the pools to use (see [`crate::group_name`]).
+    pub group: String,
+    /// How often the router pings each member for its load and liveness.
+    pub ping_interval: Duration,
+    /// A member not heard from (ping answer or reply) for this long leaves
+    /// routing, and the requests in flight to it fail over. Together with
+    /// `ping_interval` it bounds how long a frozen node stays in routing:
+    /// at most `liveness + ping_interval`.
+    pub liveness: Duration,
+    /// Requests this handle has in flight at most (waiting for room
+    /// included); past it, calls are refused `Overloaded` at once.
+    pub max_in_flight: usize,
+    /// How many times a request whose member was lost is tried elsewhere
+    /// before it is answered `WorkerLost`.
+    pub failover_retries: u32,
+    /// How long `call` and `call_batch` wait for room.
+    pub admission_timeout: Duration,
+    /// The decoder's limits for replies.
+    pub limits: Limits,
+}
+
+impl ClusterConfig {
+    /// Defaults for `group`: pings every 250 ms, out of routing after 1.5 s
+    /// of silence (so a frozen node is out within 1.75 s), 4,096 requests
+    /// in flight, one failover, 30 s admission timeout.
+    pub fn new(group: impl Into<String>) -> Self {
+        Self {
+            group: group.into(),
+            ping_interval: Duration::from_millis(250),
+            liveness: Duration::from_millis(1500),
+            max_in_flight: 4096,
+            failover_retries: 1,
+            admission_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One member pool as the handle sees it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    /// The member actor's id (remote ids carry the node's session id).
+    pub id: ActorId,
+    /// Whether it runs in this process.
+    pub local: bool,
+    /// Whether it is in routing now.
+    pub in_routing: bool,
+    /// The load it last reported.
+    pub load: Option<LoadReport>,
+    /// This handle's requests out to it now.
+    pub outstanding: u32,
+    /// Counters for it.
+    pub counts: MemberCounts,
+}
+
+/// Counters since the handle started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Requests answered with outputs.
+    pub answered: u64,
+    /// Requests refused `Overloaded` (at the handle's door, or because no
+    /// member would admit them).
+    pub rejected_overloaded: u64,
+    /// Requests whose wait for room ran out (`Timeout`).
+    pub timed_out: u64,
+    /// Requests retried on another member after theirs was lost.
+    pub failed_over: u64,
+    /// Requests answered `WorkerLost` (lost again after their retries).
+    pub worker_lost: u64,
+    /// Requests answered with any other error.
+    pub errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    answered: AtomicU64,
+    rejected_overloaded: AtomicU64,
+    timed_out: AtomicU64,
+    failed_over: AtomicU64,
+    worker_lost: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct Inner {
+    config: ClusterConfig,
+    table: Arc<Table<ActorRef<MemberMsg>>>,
+    router: ActorRef<RouterMsg>,
+    in_flight: AtomicUsize,
+    counters: Counters,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.router.stop(None);
+    }
+}
+
+/// A cheap-to-clone handle to every pool of one group across the cluster;
+/// see the module docs. The router stops when the last clone is dropped.
+pub struct ClusterHandle<I, O> {
+    inner: Arc<Inner>,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for ClusterHandle<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+/// A place at the handle's door, released on drop.
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One request out to a member; its end is recorded exactly once, also
+/// when the caller's future is dropped mid-call.
+struct Out<'a> {
+    table: &'a Table<ActorRef<MemberMsg>>,
+    id: ActorId,
+    ended: bool,
+}
+
+impl Out<'_> {
+    fn end(mut self, outcome: Outcome, report: Option<LoadReport>) {
+        self.ended = true;
+        self.table.done(self.id, outcome, report, Instant::now());
+    }
+}
+
+impl Drop for Out<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.table.done(self.id, Outcome::Other, None, Instant::now());
+        }
+    }
+}
+
+/// How one try ended.
+enum Try<O> {
+    Done(Vec<O>),
+    /// Refused without running: try another member.
+    Refused,
+    Lost,
+    Failed(PoolError, bool),
+}
+
+fn after(now: Instant, d: Duration) -> Instant {
+    // Far enough for any caller, and never an overflow.
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+impl<I, O> ClusterHandle<I, O>
+where
+    I: Wire + Send + Sync + 'static,
+    O: Wire + Send + 'static,
+{
+    /// Starts a router for `config.group` on this node and returns its
+    /// handle. Members already in the group are found at once; later ones
+    /// as they join.
+    ///
+    /// # Errors
+    /// ractor's spawn error.
+    pub async fn spawn(config: ClusterConfig) -> Result<Self, ractor::SpawnErr> {
+        let table = Arc::new(Table::new());
+        let (router, _join) = Actor::spawn(
+            None,
+            Router,
+            RouterArgs {
+                group: config.group.clone(),
+                table: table.clone(),
+                ping_interval: config.ping_interval,
+                liveness: config.liveness,
+            },
+        )
+        .await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                table,
+                router,
+                in_flight: AtomicUsize::new(0),
+                counters: Counters::default(),
+            }),
+            _types: PhantomData,
+        })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// Every member, in routing or not.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.inner
+            .table
+            .snapshot()
+            .into_iter()
+            .map(|(id, local, in_routing, load, outstanding, counts)| MemberInfo {
+                id,
+                local,
+                in_routing,
+                load,
+                outstanding,
+                counts,
+            })
+            .collect()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> ClusterStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClusterStats {
+            answered: get(&c.answered),
+            rejected_overloaded: get(&c.rejected_overloaded),
+            timed_out: get(&c.timed_out),
+            failed_over: get(&c.failed_over),
+            worker_lost: get(&c.worker_lost),
+            errors: get(&c.errors),
+        }
+    }
+
+    /// Waits until at least `n` members are in routing.
+    ///
+    /// # Errors
+    /// `Timeout` if they are not within `timeout`.
+    pub async fn wait_members(&self, n: usize, timeout: Duration) -> Result<(), PoolError> {
+        let until = after(Instant::now(), timeout);
+        loop {
+            let changed = self.inner.table.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.members().iter().filter(|m| m.in_routing).count() >= n {
+                return Ok(());
+            }
+            let tick = Instant::now() + self.inner.config.ping_interval;
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(tick.min(until).into()) => {}
+            }
+            if Instant::now() >= until {
+                return Err(PoolError::Timeout);
+            }
+        }
+    }
+
+    /// One input, waiting up to `admission_timeout` for room.
+    ///
+    /// # Errors
+    /// Any [`PoolError`].
+    pub async fn call(&self, input: I) -> Result<O, PoolError> {
+        self.call_timeout(input, self.inner.config.admission_timeout)
+            .await
+    }
+
+    /// One input, waiting up to `timeout` for room.
+    ///
+    /// # Errors
+    /// Any [`PoolError`].
+    pub async fn call_timeout(&self, input: I, timeout: Duration) -> Result<O, PoolError> {
+        let out = self.submit(Submit::wait(vec![input], timeout)).await?;
+        only(out)
+    }
+
+    /// One input, refused at once with `Overloaded` when no member has
+    /// room; a refused input comes back in the error.
+    ///
+    /// # Errors
+    /// Any [`PoolError`].
+    pub async fn try_call(&self, input: I) -> Result<O, CallError<I>> {
+        match self.submit(Submit::reject(vec![input])).await {
+            Ok(out) => only(out).map_err(CallError::new),
+            Err(e) => Err(e.map_inputs(|mut v| v.remove(0))),
+        }
+    }
+
+    /// A batch, waiting up to `admission_timeout` for room.
+    ///
+    /// # Errors
+    /// Any [`PoolError`].
+    pub async fn call_batch(&self, inputs: Vec<I>) -> Result<Vec<O>, PoolError> {
+        self.call_batch_timeout(inputs, self.inner.config.admission_timeout)
+            .await
+    }
+
+    /// A batch, waiting up to `timeout` for room.
+    ///
+    /// # Errors
+    /// Any [`PoolError`].
+    pub async fn call_batch_timeout(
+        &self,
+        inputs: Vec<I>,
+        timeout: Duration,
+    ) -> Result<Vec<O>, PoolError> {
+        Ok(self.submit(Submit::wait(inputs, timeout)).await?)
+    }
+
+    /// A batch, refused at once when no member has room.
+    ///
+    /// # Errors
+    /// Any [`PoolError`], with the inputs when the batch never ran.
+    pub async fn try_call_batch(&self, inputs: Vec<I>) -> Reply<I, O> {
+        self.submit(Submit::reject(inputs)).await
+    }
+
+    /// Sends one request; see the module docs for where it goes and what
+    /// can come back.
+    ///
+    /// # Errors
+    /// Any [`PoolError`], with the inputs handed back when the request
+    /// never ran.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops waiting; a member already running the
+    /// request finishes it and its answer is dropped.
+    pub async fn submit(&self, submit: Submit<I>) -> Reply<I, O> {
+        let inner = &*self.inner;
+        if submit.inputs.is_empty() {
+            return Err(CallError::refused(
+                PoolError::InvalidInput("the request has no inputs".into()),
+                submit.inputs,
+            ));
+        }
+        let prev = inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _place = Place(&inner.in_flight);
+        if prev >= inner.config.max_in_flight {
+            inner.counters.rejected_overloaded.fetch_add(1, Ordering::Relaxed);
+            let retry_after = inner
+                .table
+                .retry_after()
+                .unwrap_or(crate::table::NO_MEMBER_RETRY);
+            return Err(CallError::refused(
+                PoolError::Overloaded { retry_after },
+                submit.inputs,
+            ));
+        }
+        let start = Instant::now();
+        let deadline = submit.deadline.map(|d| after(start, d));
+        let result = match deadline {
+            Some(at) => match tokio::time::timeout_at(at.into(), self.run(&submit, start)).await {
+                Ok(r) => r,
+                Err(_) => Err((PoolError::Timeout, false)),
+            },
+            None => self.run(&submit, start).await,
+        };
+        let c = &inner.counters;
+        match result {
+            Ok(out) => {
+                c.answered.fetch_add(1, Ordering::Relaxed);
+                Ok(out)
+            }
+            Err((error, refused)) => {
+                match &error {
+                    PoolError::Overloaded { .. } => &c.rejected_overloaded,
+                    PoolError::Timeout => &c.timed_out,
+                    PoolError::WorkerLost => &c.worker_lost,
+                    _ => &c.errors,
+                }
+                .fetch_add(1, Ordering::Relaxed);
+                Err(if refused {
+                    CallError::refused(error, submit.inputs)
+                } else {
+                    CallError::new(error)
+                })
+            }
+        }
+    }
+
+    /// Tries members until one answers; `Err((error, never_ran))`.
+    async fn run(&self, submit: &Submit<I>, start: Instant) -> Result<Vec<O>, (PoolError, bool)> {
+        let inner = &*self.inner;
+        let wait_until = match submit.admission {
+            Admission::Reject => None,
+            Admission::Wait(t) => Some(after(start, t)),
+        };
+        let deadline = submit.deadline.map(|d| after(start, d));
+        let mut refused_by: Vec<ActorId> = vec![];
+        let mut losses = 0u32;
+        let mut ran_somewhere = false;
+        loop {
+            let changed = inner.table.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match inner.table.choose(&refused_by) {
+                Choice::Member { id, actor, gone } => {
+                    let now = Instant::now();
+                    let admission = match wait_until {
+                        None => Admission::Reject,
+                        Some(u) => Admission::Wait(u.saturating_duration_since(now)),
+                    };
+                    let left = deadline.map(|d| d.saturating_duration_since(now));
+                    let bytes = wire::encode_request_parts(admission, left, &submit.inputs);
+                    let out = Out {
+                        table: &inner.table,
+                        id,
+                        ended: false,
+                    };
+                    match self.try_member(out, actor, gone, bytes, submit.inputs.len()).await {
+                        Try::Done(v) => return Ok(v),
+                        Try::Refused => refused_by.push(id),
+                        Try::Failed(e, never_ran) => return Err((e, never_ran && !ran_somewhere)),
+                        Try::Lost => {
+                            ran_somewhere = true;
+                            losses += 1;
+                            if losses > inner.config.failover_retries {
+                                return Err((PoolError::WorkerLost, false));
+                            }
+                            inner.counters.failed_over.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(member = %id, "member lost with a request in flight: retrying elsewhere");
+                            refused_by.push(id);
+                        }
+                    }
+                }
+                Choice::AllFull { retry_after } => match wait_until {
+                    None => return Err((PoolError::Overloaded { retry_after }, !ran_somewhere)),
+                    Some(u) => {
+                        self.wait_for_room(changed, u).await.map_err(|e| (e, !ran_somewhere))?;
+                        refused_by.clear();
+                    }
+                },
+                Choice::NoMember => match wait_until {
+                    None => {
+                        if ran_somewhere {
+                            return Err((PoolError::WorkerLost, false));
+                        }
+                        return Err((
+                            PoolError::Overloaded {
+                                retry_after: crate::table::NO_MEMBER_RETRY,
+                            },
+                            true,
+                        ));
+                    }
+                    Some(u) => {
+                        self.wait_for_room(changed, u).await.map_err(|e| (e, !ran_somewhere))?;
+                        refused_by.clear();
+                    }
+                },
+            }
+        }
+    }
+
+    /// Waits for the table to change (or a ping interval, whichever comes
+    /// first), or `Timeout` at `until`.
+    async fn wait_for_room(
+        &self,
+        changed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        until: Instant,
+    ) -> Result<(), PoolError> {
+        let now = Instant::now();
+        if now >= until {
+            return Err(PoolError::Timeout);
+        }
+        let tick = (now + self.inner.config.ping_interval).min(until);
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(tick.into()) => {}
+        }
+        Ok(())
+    }
+
+    async fn try_member(
+        &self,
+        out: Out<'_>,
+        actor: ActorRef<MemberMsg>,
+        mut gone: watch::Receiver<bool>,
+        bytes: Vec<u8>,
+        n: usize,
+    ) -> Try<O> {
+        let call = actor.call(|port| MemberMsg::Call(bytes, port), None);
+        let answer = tokio::select! {
+            r = call => r,
+            _ = gone.wait_for(|&g| g) => {
+                out.end(Outcome::Lost, None);
+                return Try::Lost;
+            }
+        };
+        let bytes = match answer {
+            Ok(ractor::rpc::CallResult::Success(b)) => b,
+            _ => {
+                out.end(Outcome::Lost, None);
+                return Try::Lost;
+            }
+        };
+        match wire::decode_reply::<O>(&bytes, &self.inner.config.limits) {
+            Err(e) => {
+                out.end(Outcome::Other, None);
+                Try::Failed(PoolError::Backend(format!("undecodable reply: {e}")), false)
+            }
+            Ok((load, WireReply::Done(v))) => {
+                if v.len() != n {
+                    out.end(Outcome::Other, Some(load));
+                    return Try::Failed(
+                        PoolError::Backend(format!("{} outputs for {n} inputs", v.len())),
+                        false,
+                    );
+                }
+                out.end(Outcome::Answered, Some(load));
+                Try::Done(v)
+            }
+            Ok((load, WireReply::Failed { error, refused })) => {
+                if refused
+                    && matches!(error, PoolError::Overloaded { .. } | PoolError::ShuttingDown)
+                {
+                    out.end(Outcome::Refused, Some(load));
+                    Try::Refused
+                } else {
+                    out.end(Outcome::Other, Some(load));
+                    Try::Failed(error, refused)
+                }
+            }
+        }
+    }
+}
+
+fn only<O>(mut v: Vec<O>) -> Result<O, PoolError> {
+    match (v.pop(), v.is_empty()) {
+        (Some(o), true) => Ok(o),
+        _ => Err(PoolError::Backend("expected exactly one output".into())),
+    }
+}
