@@ -1,1 +1,3 @@
 //! Corral pools across ractor_cluster nodes (work in progress).
+
+pub mod wire;
