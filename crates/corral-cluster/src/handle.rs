@@ -179,7 +179,8 @@ impl Out<'_> {
 impl Drop for Out<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            self.table.done(self.id, Outcome::Other, None, Instant::now());
+            self.table
+                .done(self.id, Outcome::Other, None, Instant::now());
         }
     }
 }
@@ -246,14 +247,16 @@ where
             .table
             .snapshot()
             .into_iter()
-            .map(|(id, local, in_routing, load, outstanding, counts)| MemberInfo {
-                id,
-                local,
-                in_routing,
-                load,
-                outstanding,
-                counts,
-            })
+            .map(
+                |(id, local, in_routing, load, outstanding, counts)| MemberInfo {
+                    id,
+                    local,
+                    in_routing,
+                    load,
+                    outstanding,
+                    counts,
+                },
+            )
             .collect()
     }
 
@@ -375,7 +378,10 @@ where
         let prev = inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let _place = Place(&inner.in_flight);
         if prev >= inner.config.max_in_flight {
-            inner.counters.rejected_overloaded.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .rejected_overloaded
+                .fetch_add(1, Ordering::Relaxed);
             let retry_after = inner
                 .table
                 .retry_after()
@@ -446,7 +452,10 @@ where
                         id,
                         ended: false,
                     };
-                    match self.try_member(out, actor, gone, bytes, submit.inputs.len()).await {
+                    match self
+                        .try_member(out, actor, gone, bytes, submit.inputs.len())
+                        .await
+                    {
                         Try::Done(v) => return Ok(v),
                         Try::Refused => refused_by.push(id),
                         Try::Failed(e, never_ran) => return Err((e, never_ran && !ran_somewhere)),
@@ -465,7 +474,9 @@ where
                 Choice::AllFull { retry_after } => match wait_until {
                     None => return Err((PoolError::Overloaded { retry_after }, !ran_somewhere)),
                     Some(u) => {
-                        self.wait_for_room(changed, u).await.map_err(|e| (e, !ran_somewhere))?;
+                        self.wait_for_room(changed, u)
+                            .await
+                            .map_err(|e| (e, !ran_somewhere))?;
                         refused_by.clear();
                     }
                 },
@@ -482,7 +493,9 @@ where
                         ));
                     }
                     Some(u) => {
-                        self.wait_for_room(changed, u).await.map_err(|e| (e, !ran_somewhere))?;
+                        self.wait_for_room(changed, u)
+                            .await
+                            .map_err(|e| (e, !ran_somewhere))?;
                         refused_by.clear();
                     }
                 },
@@ -550,7 +563,10 @@ where
             }
             Ok((load, WireReply::Failed { error, refused })) => {
                 if refused
-                    && matches!(error, PoolError::Overloaded { .. } | PoolError::ShuttingDown)
+                    && matches!(
+                        error,
+                        PoolError::Overloaded { .. } | PoolError::ShuttingDown
+                    )
                 {
                     out.end(Outcome::Refused, Some(load));
                     Try::Refused

@@ -20,6 +20,8 @@
 //! liveness current). Between reports, a router counts its own requests
 //! out to each member exactly.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod handle;
 pub mod member;
 pub mod node;

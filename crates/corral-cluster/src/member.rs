@@ -175,9 +175,9 @@ where
                 tokio::spawn(async move {
                     // Every job answers as it drops; a port dropped
                     // unanswered means the supervisor died mid-message.
-                    let reply = rx.await.unwrap_or(Err(corral_core::CallError::new(
-                        PoolError::WorkerLost,
-                    )));
+                    let reply = rx
+                        .await
+                        .unwrap_or(Err(corral_core::CallError::new(PoolError::WorkerLost)));
                     let load = report(&pool.load());
                     let reply = match reply {
                         Ok(outputs) => WireReply::Done(outputs),

@@ -18,7 +18,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::sync::Notify;
@@ -310,7 +312,10 @@ async fn keep_connected(
                         changed.await;
                     }
                 };
-                if tokio::time::timeout(Duration::from_secs(5), ready).await.is_ok() {
+                if tokio::time::timeout(Duration::from_secs(5), ready)
+                    .await
+                    .is_ok()
+                {
                     backoff = BACKOFF_MIN;
                     continue;
                 }

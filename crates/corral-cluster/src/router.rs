@@ -25,7 +25,7 @@ use crate::wire;
 
 /// The router's own messages.
 #[derive(RactorMessage)]
-pub enum RouterMsg {
+pub(crate) enum RouterMsg {
     /// Ping members and expire silent ones.
     Tick,
 }
@@ -110,7 +110,10 @@ impl Actor for Router {
                     let limit = state.args.liveness;
                     tokio::spawn(async move {
                         let answer = actor
-                            .call(|port| MemberMsg::Ping(wire::encode_ping(), port), Some(limit))
+                            .call(
+                                |port| MemberMsg::Ping(wire::encode_ping(), port),
+                                Some(limit),
+                            )
                             .await;
                         if let Ok(ractor::rpc::CallResult::Success(bytes)) = answer {
                             match wire::decode_load(&bytes, &wire::Limits::default()) {

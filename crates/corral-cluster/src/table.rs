@@ -218,8 +218,7 @@ impl<A: Clone> Table<A> {
                     }
                 }
                 None => {
-                    retry_after =
-                        Some(retry_after.map_or(r.retry_after, |d| d.min(r.retry_after)));
+                    retry_after = Some(retry_after.map_or(r.retry_after, |d| d.min(r.retry_after)));
                 }
             }
         }
@@ -243,7 +242,13 @@ impl<A: Clone> Table<A> {
 
     /// A request out to `id` ended: `outcome` says how; `report` is the
     /// load its reply carried, if any.
-    pub(crate) fn done(&self, id: ActorId, outcome: Outcome, report: Option<LoadReport>, now: Instant) {
+    pub(crate) fn done(
+        &self,
+        id: ActorId,
+        outcome: Outcome,
+        report: Option<LoadReport>,
+        now: Instant,
+    ) {
         let mut entries = self.entries.lock();
         if let Some(e) = entries.iter_mut().find(|e| e.id == id) {
             e.outstanding = e.outstanding.saturating_sub(1);
@@ -278,7 +283,9 @@ impl<A: Clone> Table<A> {
     }
 
     /// A snapshot for reports.
-    pub(crate) fn snapshot(&self) -> Vec<(ActorId, bool, bool, Option<LoadReport>, u32, MemberCounts)> {
+    pub(crate) fn snapshot(
+        &self,
+    ) -> Vec<(ActorId, bool, bool, Option<LoadReport>, u32, MemberCounts)> {
         self.entries
             .lock()
             .iter()
@@ -309,10 +316,7 @@ mod tests {
     }
 
     fn remote(n: u64) -> ActorId {
-        ActorId::Remote {
-            node_id: n,
-            pid: n,
-        }
+        ActorId::Remote { node_id: n, pid: n }
     }
 
     fn load(in_flight: u32, capacity: u32, per_request_ms: u64) -> LoadReport {
@@ -364,7 +368,10 @@ mod tests {
     #[test]
     fn the_slow_member_gets_about_its_share() {
         // With requests held out, A (1 ms) takes ~10× what B (10 ms) takes.
-        let (t, _) = table(&[(remote(1), load(0, 1000, 1)), (remote(2), load(0, 1000, 10))]);
+        let (t, _) = table(&[
+            (remote(1), load(0, 1000, 1)),
+            (remote(2), load(0, 1000, 10)),
+        ]);
         let mut a = 0;
         for _ in 0..110 {
             if chosen(&t, &[]) == Some(remote(1)) {
@@ -440,7 +447,10 @@ mod tests {
         // B keeps reporting; A falls silent.
         let later = now + Duration::from_millis(1600);
         t.heard(remote(2), load(3, 10, 1), later);
-        assert_eq!(t.expire(later, Duration::from_millis(1500)), vec![remote(1)]);
+        assert_eq!(
+            t.expire(later, Duration::from_millis(1500)),
+            vec![remote(1)]
+        );
         assert!(*gone.borrow(), "the call in flight to A is told");
         assert_eq!(chosen(&t, &[]), Some(remote(2)));
         // A speaks again: back in routing, with a fresh signal.

@@ -32,7 +32,9 @@ async fn pool(per_item: Duration, cfg: PoolConfig) -> PoolHandle<Synthetic> {
     let pool = Pool::<Synthetic>::spawn(SyntheticSpec::with_per_item(per_item), cfg)
         .await
         .expect("spawn");
-    pool.wait_ready(Duration::from_secs(10)).await.expect("ready");
+    pool.wait_ready(Duration::from_secs(10))
+        .await
+        .expect("ready");
     pool
 }
 
@@ -126,10 +128,19 @@ async fn the_faster_pool_gets_more_of_the_load() {
                 .map(|m| m.counts.answered)
                 .unwrap()
         };
-        let (f, s) = (count(fm.get_id()), members.iter().map(|m| m.counts.answered).sum::<u64>() - count(fm.get_id()));
+        let (f, s) = (
+            count(fm.get_id()),
+            members.iter().map(|m| m.counts.answered).sum::<u64>() - count(fm.get_id()),
+        );
         assert_eq!(f + s, 320);
-        assert!(f > 3 * s, "the 10× faster pool should take far more: fast {f}, slow {s}");
-        assert!(s > 0, "the slow pool is still used when the fast one is deep");
+        assert!(
+            f > 3 * s,
+            "the 10× faster pool should take far more: fast {f}, slow {s}"
+        );
+        assert!(
+            s > 0,
+            "the slow pool is still used when the fast one is deep"
+        );
     })
     .await;
 }
@@ -152,12 +163,22 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
             let h = h.clone();
             tokio::spawn(async move { h.call(Item::new(1)).await })
         };
-        eventually(Duration::from_secs(5), "first request in", || p.load().in_flight == 1).await;
+        eventually(Duration::from_secs(5), "first request in", || {
+            p.load().in_flight == 1
+        })
+        .await;
         let t0 = Instant::now();
         let refused = h.try_call(Item::new(2)).await.unwrap_err();
         assert!(t0.elapsed() < Duration::from_millis(100), "refused at once");
-        assert!(matches!(refused.error, PoolError::Overloaded { .. }), "{refused:?}");
-        assert_eq!(refused.inputs.map(|i| i.id), Some(2), "the input comes back");
+        assert!(
+            matches!(refused.error, PoolError::Overloaded { .. }),
+            "{refused:?}"
+        );
+        assert_eq!(
+            refused.inputs.map(|i| i.id),
+            Some(2),
+            "the input comes back"
+        );
         // A caller that waits is served once the first is done.
         let waited = h.call_timeout(Item::new(3), Duration::from_secs(5)).await;
         assert_eq!(waited, Ok(3));
@@ -167,8 +188,13 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
             let h = h.clone();
             tokio::spawn(async move { h.call(Item::new(4)).await })
         };
-        eventually(Duration::from_secs(5), "request in", || p.load().in_flight == 1).await;
-        let r = h.call_timeout(Item::new(5), Duration::from_millis(50)).await;
+        eventually(Duration::from_secs(5), "request in", || {
+            p.load().in_flight == 1
+        })
+        .await;
+        let r = h
+            .call_timeout(Item::new(5), Duration::from_millis(50))
+            .await;
         assert_eq!(r, Err(PoolError::Timeout));
         assert_eq!(first.await.unwrap(), Ok(4));
         let s = h.stats();
@@ -222,7 +248,10 @@ async fn lost_again_after_its_retries_is_worker_lost() {
             let h = h.clone();
             tokio::spawn(async move { h.call(Item::new(1)).await })
         };
-        eventually(Duration::from_secs(5), "request in", || a.load().in_flight == 1).await;
+        eventually(Duration::from_secs(5), "request in", || {
+            a.load().in_flight == 1
+        })
+        .await;
         am.stop(None);
         assert_eq!(call.await.unwrap(), Err(PoolError::WorkerLost));
         assert_eq!(h.stats().worker_lost, 1);
@@ -309,9 +338,11 @@ async fn a_silent_member_leaves_routing_within_the_bound_and_its_requests_move()
             let h = h.clone();
             tokio::spawn(async move { h.call(Item::new(9)).await })
         };
-        eventually(Duration::from_secs(5), "request at the silent member", || {
-            h.members().iter().any(|m| m.outstanding == 1)
-        })
+        eventually(
+            Duration::from_secs(5),
+            "request at the silent member",
+            || h.members().iter().any(|m| m.outstanding == 1),
+        )
         .await;
         let _real = member(&p, "t/silent").await;
         let answer = call.await.unwrap();
@@ -349,7 +380,10 @@ async fn garbage_on_the_wire_is_an_error_reply_not_a_crash() {
             wire::encode_ping(),
         ] {
             let reply = m
-                .call(|port| MemberMsg::Call(bytes.clone(), port), Some(Duration::from_secs(5)))
+                .call(
+                    |port| MemberMsg::Call(bytes.clone(), port),
+                    Some(Duration::from_secs(5)),
+                )
                 .await
                 .unwrap();
             let ractor::rpc::CallResult::Success(reply) = reply else {
@@ -367,7 +401,10 @@ async fn garbage_on_the_wire_is_an_error_reply_not_a_crash() {
         // Still serving.
         let ok = wire::encode_request(&Submit::reject(vec![Item::new(5)]));
         let reply = m
-            .call(|port| MemberMsg::Call(ok, port), Some(Duration::from_secs(5)))
+            .call(
+                |port| MemberMsg::Call(ok, port),
+                Some(Duration::from_secs(5)),
+            )
             .await
             .unwrap();
         let ractor::rpc::CallResult::Success(reply) = reply else {
@@ -387,15 +424,25 @@ async fn an_end_to_end_deadline_covers_the_remote_call() {
         let h = handle(cluster_config("t/deadline"), 1).await;
         let t0 = Instant::now();
         let r = h
-            .submit(Submit::wait(vec![Item::new(1)], Duration::from_secs(10)).within(Duration::from_millis(200)))
+            .submit(
+                Submit::wait(vec![Item::new(1)], Duration::from_secs(10))
+                    .within(Duration::from_millis(200)),
+            )
             .await;
         assert_eq!(r.unwrap_err().error, PoolError::Timeout);
-        assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t0.elapsed()
+        );
         // Huge durations are clamped, never an overflow.
         let r = h
             .submit(Submit::reject(vec![Item::new(2)]).within(Duration::MAX))
             .await;
-        assert!(r.is_ok() || matches!(r, Err(ref e) if matches!(e.error, PoolError::Overloaded{..})), "{r:?}");
+        assert!(
+            r.is_ok() || matches!(r, Err(ref e) if matches!(e.error, PoolError::Overloaded{..})),
+            "{r:?}"
+        );
         p.shutdown(Duration::from_millis(10)).await.ok();
     })
     .await;

@@ -1,0 +1,1694 @@
+//! The bytes a pool request and its reply are carried in between
+//! ractor_cluster nodes.
+//!
+//! ractor_cluster can only carry `BytesConvertable` fields, and
+//! `BytesConvertable::from_bytes` cannot fail, so every remote message holds
+//! one of the frames below as a `Vec<u8>` and is decoded here, where a bad
+//! frame becomes an `Err(`[`WireError`]`)`. Decoding never panics and never
+//! reserves memory from a length it has not checked against both the bytes
+//! that are left and a [`Limits`] bound.
+//!
+//! # Encoding
+//!
+//! Hand-written, little-endian, no padding, no self-description:
+//!
+//! | Value | Bytes |
+//! |-------|-------|
+//! | `u8`, `bool` | 1 byte; a bool is `0` or `1`, anything else is [`WireError::Invalid`] |
+//! | `u32`, `u64`, `f32` | 4, 8, 4 bytes LE; an `f32` travels as its bits (NaN payloads kept) |
+//! | `usize` (item cost) | as `u64` |
+//! | [`Duration`] | `u64` microseconds, rounded down; over `u64::MAX` µs (about 584,542 years, e.g. `Duration::MAX`) is sent as `u64::MAX` µs |
+//! | `String` | `u32` byte length, then UTF-8 (length ≤ [`Limits::max_item_bytes`]) |
+//! | `Vec<f32>`, `Vec<u32>` | `u32` element count, then the elements (count × 4 ≤ [`Limits::max_item_bytes`]) |
+//! | `Option<T>` | tag `0` (none), or tag `1` then `T` |
+//! | items (`Vec<T>`, see [`encode_items`]) | `u32` count (≤ [`Limits::max_items`]), then each `T` |
+//! | [`Admission`] | tag `0` `Reject`, or tag `1` `Wait` then a duration |
+//! | [`LoadReport`] | `in_flight: u32`, `capacity: u32`, `ready_workers: u32`, `per_request: duration`, `retry_after: duration`, `draining: bool` (29 bytes) |
+//! | [`PoolError`] | tag `0` `Overloaded` + `retry_after: duration`; `1` `Timeout`; `2` `WorkerLost`; `3` `ShuttingDown`; `4` `InvalidInput` + string; `5` `Backend` + string (strings ≤ [`Limits::max_message`] bytes) |
+//! | `synthetic::Item` (feature `testing`) | `id: u64`, `cost: u64`; its fault and payload do not travel |
+//! | `EmbedInput` (feature `embed`) | tag `0` then a string (`Text`), or tag `1` then a `Vec<u32>` (`Tokens`) |
+//! | `EmbedOutput` (feature `embed`) | `vector: Vec<f32>`, `batch_time: duration`; `batch_started` does not travel (see below) |
+//!
+//! A length or count that does not fit a `u32` is written as `u32::MAX`
+//! followed by that many bytes or elements, so a frame stays well formed
+//! (and a receiver's limits refuse it); nothing that size is expected.
+//!
+//! # Frames
+//!
+//! Every frame starts with [`VERSION`] and a [`FrameKind`] byte, and must end
+//! exactly where its last field does:
+//!
+//! | Frame | Layout | Made by | Read by |
+//! |-------|--------|---------|---------|
+//! | request | `[VERSION][1][admission][deadline: Option<duration>][items]` | [`encode_request`] | [`decode_request`] |
+//! | reply | `[VERSION][2][load][0][items]` or `[VERSION][2][load][1][error][refused: bool]` | [`encode_reply`] | [`decode_reply`] |
+//! | ping | `[VERSION][3]` | [`encode_ping`] | [`decode_ping`] |
+//! | load | `[VERSION][4][load]` | [`encode_load`] | [`decode_load`] |
+//!
+//! A decoder checks the frame's size against [`Limits::max_frame`] first,
+//! then the version, then the kind, then the fields, then that no bytes are
+//! left over.
+//!
+//! # Example
+//!
+//! ```
+//! use corral_cluster::wire::{self, Limits};
+//! use corral_core::Submit;
+//! use std::time::Duration;
+//!
+//! let request = Submit::wait(vec!["hello".to_owned()], Duration::from_secs(5));
+//! let bytes = wire::encode_request(&request);
+//! let back: Submit<String> = wire::decode_request(&bytes, &Limits::default())?;
+//! assert_eq!(back, request);
+//! # Ok::<(), wire::WireError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+use std::time::Duration;
+
+use corral_core::{Admission, PoolError, Submit};
+
+/// The wire format's version, the first byte of every frame.
+pub const VERSION: u8 = 1;
+
+/// What a frame holds: its second byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A pool request ([`encode_request`]).
+    Request = 1,
+    /// A pool reply with the pool's load ([`encode_reply`]).
+    Reply = 2,
+    /// A load query ([`encode_ping`]).
+    Ping = 3,
+    /// The pool's load alone, the answer to a ping ([`encode_load`]).
+    Load = 4,
+}
+
+impl FrameKind {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Request),
+            2 => Some(Self::Reply),
+            3 => Some(Self::Ping),
+            4 => Some(Self::Load),
+            _ => None,
+        }
+    }
+}
+
+/// Bounds a decoder holds a frame to, so a hostile or corrupt frame cannot
+/// make it allocate more than about [`Limits::max_frame`] worth of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame accepted, in bytes (default 64 MiB).
+    pub max_frame: usize,
+    /// Most items in one request or reply (default 65,536).
+    pub max_items: usize,
+    /// Largest single string or vector, in bytes (default 4 MiB).
+    pub max_item_bytes: usize,
+    /// Largest error message, in bytes (default 64 KiB).
+    pub max_message: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 64 << 20,
+            max_items: 65_536,
+            max_item_bytes: 4 << 20,
+            max_message: 64 << 10,
+        }
+    }
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame ends inside a field.
+    #[error(
+        "truncated frame: the field at offset {at} needs {needed} byte(s), the frame ends sooner"
+    )]
+    Truncated {
+        /// Bytes the field needs.
+        needed: usize,
+        /// Offset of the field in the frame.
+        at: usize,
+    },
+    /// The frame was written by another version of the format.
+    #[error("unsupported wire version {found} (this node speaks version {VERSION})")]
+    Version {
+        /// The version byte found.
+        found: u8,
+    },
+    /// The frame is not of the kind the decoder reads (or of no known kind).
+    #[error("unexpected frame kind {found}")]
+    Kind {
+        /// The kind byte found.
+        found: u8,
+    },
+    /// A length is over its [`Limits`] bound.
+    #[error("{what} is too long: {len} over the limit of {limit}")]
+    TooLong {
+        /// What was too long ("frame", "string", "items"…).
+        what: &'static str,
+        /// Its length: bytes for frames, strings and messages, elements for
+        /// vectors and items.
+        len: usize,
+        /// The bound, in the same unit.
+        limit: usize,
+    },
+    /// A field holds a value that cannot be (bad UTF-8, unknown tag…).
+    #[error("invalid frame: {0}")]
+    Invalid(String),
+    /// Bytes are left after the frame's last field.
+    #[error("{count} unexpected byte(s) after the end of the frame")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// A cursor over a frame: every read checks that the bytes are there.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Offset of the next byte to read.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next `len` bytes.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] if fewer are left.
+    pub fn bytes(&mut self, len: usize) -> Result<&'a [u8], WireError> {
+        if len > self.remaining() {
+            return Err(WireError::Truncated {
+                needed: len,
+                at: self.pos,
+            });
+        }
+        let out = &self.buf[self.pos..self.pos + len];
+        self.pos += len;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    /// One byte.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] at the end of the frame.
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    /// A little-endian `u32`.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] if fewer than 4 bytes are left.
+    pub fn u32(&mut self) -> Result<u32, WireError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    /// A little-endian `u64`.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] if fewer than 8 bytes are left.
+    pub fn u64(&mut self) -> Result<u64, WireError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    /// An `f32` from its little-endian bits (NaN payloads kept).
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] if fewer than 4 bytes are left.
+    pub fn f32(&mut self) -> Result<f32, WireError> {
+        self.u32().map(f32::from_bits)
+    }
+
+    /// A bool: `0` or `1`.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] at the end of the frame,
+    /// [`WireError::Invalid`] for any other byte.
+    pub fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(WireError::Invalid(format!(
+                "bool byte {b} at offset {}",
+                self.pos - 1
+            ))),
+        }
+    }
+
+    /// A `u32` length or count, checked before anything is reserved for it:
+    /// it must be at most `limit`, and `len × unit` bytes (`unit`: the
+    /// fewest bytes one element takes) must be left in the frame.
+    ///
+    /// # Errors
+    /// [`WireError::TooLong`] (named `what`) over `limit`,
+    /// [`WireError::Truncated`] if the frame cannot hold that many elements.
+    pub fn length(
+        &mut self,
+        what: &'static str,
+        limit: usize,
+        unit: usize,
+    ) -> Result<usize, WireError> {
+        let len = self.u32()? as usize;
+        if len > limit {
+            return Err(WireError::TooLong { what, len, limit });
+        }
+        let needed = len.saturating_mul(unit);
+        if needed > self.remaining() {
+            return Err(WireError::Truncated {
+                needed,
+                at: self.pos,
+            });
+        }
+        Ok(len)
+    }
+
+    /// Checks that the whole frame was read.
+    ///
+    /// # Errors
+    /// [`WireError::TrailingBytes`] if bytes are left.
+    pub fn finish(&self) -> Result<(), WireError> {
+        match self.remaining() {
+            0 => Ok(()),
+            count => Err(WireError::TrailingBytes { count }),
+        }
+    }
+
+    /// A string of at most `limit` bytes.
+    fn string(&mut self, what: &'static str, limit: usize) -> Result<String, WireError> {
+        let len = self.length(what, limit, 1)?;
+        let at = self.pos;
+        let bytes = self.bytes(len)?;
+        // Validated before the one allocation, whose size is now checked.
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|e| WireError::Invalid(format!("{what} at offset {at} is not UTF-8: {e}")))
+    }
+
+    fn tag(&mut self, what: &str, max: u8) -> Result<u8, WireError> {
+        let at = self.pos;
+        match self.u8()? {
+            t if t <= max => Ok(t),
+            t => Err(WireError::Invalid(format!(
+                "unknown {what} tag {t} at offset {at}"
+            ))),
+        }
+    }
+}
+
+/// A value with a wire form.
+///
+/// Decoding is strict: a value decodes only from the bytes its `encode`
+/// writes, so `decode` followed by `encode` gives the same bytes back.
+pub trait Wire: Sized {
+    /// The fewest bytes one encoded value takes. A count of values is
+    /// refused, before anything is reserved, when the frame cannot hold
+    /// `count × MIN_LEN` bytes; `0` turns that check off (and nothing is
+    /// reserved up front).
+    const MIN_LEN: usize = 0;
+
+    /// Appends the value's wire form to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+
+    /// Reads one value from `r`, within `limits`.
+    ///
+    /// # Errors
+    /// Any [`WireError`] for bytes that are not one value's wire form.
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError>;
+}
+
+/// Writes `len` as a `u32` (clamped) and returns how many elements to write.
+fn put_len(out: &mut Vec<u8>, len: usize) -> usize {
+    let n = u32::try_from(len).unwrap_or(u32::MAX);
+    out.extend_from_slice(&n.to_le_bytes());
+    n as usize
+}
+
+fn put_bool(out: &mut Vec<u8>, b: bool) {
+    out.push(u8::from(b));
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let n = put_len(out, s.len());
+    out.extend_from_slice(&s.as_bytes()[..n]);
+}
+
+impl Wire for u64 {
+    const MIN_LEN: usize = 8;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+
+    fn decode(r: &mut Reader<'_>, _: &Limits) -> Result<Self, WireError> {
+        r.u64()
+    }
+}
+
+/// Microseconds, rounded down and saturating at `u64::MAX` µs.
+impl Wire for Duration {
+    const MIN_LEN: usize = 8;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        u64::try_from(self.as_micros())
+            .unwrap_or(u64::MAX)
+            .encode(out);
+    }
+
+    fn decode(r: &mut Reader<'_>, _: &Limits) -> Result<Self, WireError> {
+        r.u64().map(Duration::from_micros)
+    }
+}
+
+/// Byte length ([`Limits::max_item_bytes`]) and UTF-8.
+impl Wire for String {
+    const MIN_LEN: usize = 4;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, self);
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        r.string("string", limits.max_item_bytes)
+    }
+}
+
+/// Element count (at most [`Limits::max_item_bytes`] / 4), then the bits.
+impl Wire for Vec<f32> {
+    const MIN_LEN: usize = 4;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let n = put_len(out, self.len());
+        out.reserve(n * 4);
+        for x in &self[..n] {
+            out.extend_from_slice(&x.to_bits().to_le_bytes());
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        let n = r.length("f32 vector", limits.max_item_bytes / 4, 4)?;
+        (0..n).map(|_| r.f32()).collect()
+    }
+}
+
+/// Element count (at most [`Limits::max_item_bytes`] / 4), then the values.
+impl Wire for Vec<u32> {
+    const MIN_LEN: usize = 4;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let n = put_len(out, self.len());
+        out.reserve(n * 4);
+        for x in &self[..n] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        let n = r.length("u32 vector", limits.max_item_bytes / 4, 4)?;
+        (0..n).map(|_| r.u32()).collect()
+    }
+}
+
+/// Tag `0` (none) or tag `1` and the value.
+impl<T: Wire> Wire for Option<T> {
+    const MIN_LEN: usize = 1;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                v.encode(out);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        match r.tag("option", 1)? {
+            0 => Ok(None),
+            _ => T::decode(r, limits).map(Some),
+        }
+    }
+}
+
+/// Tag `0` `Reject`, or tag `1` `Wait` and the duration.
+impl Wire for Admission {
+    const MIN_LEN: usize = 1;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Admission::Reject => out.push(0),
+            Admission::Wait(d) => {
+                out.push(1);
+                d.encode(out);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        match r.tag("admission", 1)? {
+            0 => Ok(Admission::Reject),
+            _ => Duration::decode(r, limits).map(Admission::Wait),
+        }
+    }
+}
+
+/// One tag byte per variant; `Overloaded` adds its `retry_after`,
+/// `InvalidInput` and `Backend` their message (at most
+/// [`Limits::max_message`] bytes).
+impl Wire for PoolError {
+    const MIN_LEN: usize = 1;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            PoolError::Overloaded { retry_after } => {
+                out.push(0);
+                retry_after.encode(out);
+            }
+            PoolError::Timeout => out.push(1),
+            PoolError::WorkerLost => out.push(2),
+            PoolError::ShuttingDown => out.push(3),
+            PoolError::InvalidInput(m) => {
+                out.push(4);
+                put_str(out, m);
+            }
+            PoolError::Backend(m) => {
+                out.push(5);
+                put_str(out, m);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        Ok(match r.tag("pool error", 5)? {
+            0 => PoolError::Overloaded {
+                retry_after: Duration::decode(r, limits)?,
+            },
+            1 => PoolError::Timeout,
+            2 => PoolError::WorkerLost,
+            3 => PoolError::ShuttingDown,
+            4 => PoolError::InvalidInput(r.string("error message", limits.max_message)?),
+            _ => PoolError::Backend(r.string("error message", limits.max_message)?),
+        })
+    }
+}
+
+/// A pool's load as its node reports it: piggybacked on every reply, and
+/// sent alone as the answer to a ping, so callers can route to the least
+/// loaded pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadReport {
+    /// Requests admitted and not yet answered.
+    pub in_flight: u32,
+    /// How many requests the pool admits at once.
+    pub capacity: u32,
+    /// Workers with a loaded model, able to run requests.
+    pub ready_workers: u32,
+    /// The pool's recent time per request.
+    pub per_request: Duration,
+    /// The pool's estimate of when a slot frees up.
+    pub retry_after: Duration,
+    /// Whether the pool is shutting down (it admits nothing new).
+    pub draining: bool,
+}
+
+impl Wire for LoadReport {
+    const MIN_LEN: usize = 29;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        for n in [self.in_flight, self.capacity, self.ready_workers] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        self.per_request.encode(out);
+        self.retry_after.encode(out);
+        put_bool(out, self.draining);
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        Ok(Self {
+            in_flight: r.u32()?,
+            capacity: r.u32()?,
+            ready_workers: r.u32()?,
+            per_request: Duration::decode(r, limits)?,
+            retry_after: Duration::decode(r, limits)?,
+            draining: r.bool()?,
+        })
+    }
+}
+
+/// The synthetic backend's input: its `id` and `cost` travel; its `fault`
+/// and `payload` (in-process test hooks) do not, and decode as `None`.
+#[cfg(feature = "testing")]
+impl Wire for corral_core::synthetic::Item {
+    const MIN_LEN: usize = 16;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.id.encode(out);
+        u64::try_from(self.cost).unwrap_or(u64::MAX).encode(out);
+    }
+
+    fn decode(r: &mut Reader<'_>, _: &Limits) -> Result<Self, WireError> {
+        let id = r.u64()?;
+        let at = r.position();
+        let cost = usize::try_from(r.u64()?)
+            .map_err(|_| WireError::Invalid(format!("item cost at offset {at} overflows usize")))?;
+        Ok(Self {
+            id,
+            cost,
+            fault: None,
+            payload: None,
+        })
+    }
+}
+
+/// Tag `0` and the text, or tag `1` and the token ids.
+#[cfg(feature = "embed")]
+impl Wire for corral_embed::EmbedInput {
+    const MIN_LEN: usize = 5;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Text(s) => {
+                out.push(0);
+                s.encode(out);
+            }
+            Self::Tokens(ids) => {
+                out.push(1);
+                ids.encode(out);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        match r.tag("embed input", 1)? {
+            0 => String::decode(r, limits).map(Self::Text),
+            _ => Vec::<u32>::decode(r, limits).map(Self::Tokens),
+        }
+    }
+}
+
+/// The vector and `batch_time`. An `Instant` means nothing on another
+/// node, so `batch_started` does not travel: decoding sets it to
+/// `Instant::now() - batch_time` on the receiving node, or to `now` itself
+/// where the clock cannot go back that far.
+#[cfg(feature = "embed")]
+impl Wire for corral_embed::EmbedOutput {
+    const MIN_LEN: usize = 12;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.vector.encode(out);
+        self.batch_time.encode(out);
+    }
+
+    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
+        let vector = Vec::<f32>::decode(r, limits)?;
+        let batch_time = Duration::decode(r, limits)?;
+        let now = std::time::Instant::now();
+        Ok(Self {
+            vector,
+            batch_started: now.checked_sub(batch_time).unwrap_or(now),
+            batch_time,
+        })
+    }
+}
+
+/// Appends `items`: a `u32` count, then each item.
+pub fn encode_items<T: Wire>(items: &[T], out: &mut Vec<u8>) {
+    let n = put_len(out, items.len());
+    for item in &items[..n] {
+        item.encode(out);
+    }
+}
+
+/// Reads what [`encode_items`] wrote: at most [`Limits::max_items`] items,
+/// whose count is checked against the bytes left (`T::MIN_LEN` each) before
+/// anything is reserved.
+///
+/// # Errors
+/// [`WireError::TooLong`] over the limit, or any error decoding an item.
+pub fn decode_items<T: Wire>(r: &mut Reader<'_>, limits: &Limits) -> Result<Vec<T>, WireError> {
+    let n = r.length("items", limits.max_items, T::MIN_LEN)?;
+    let mut items = Vec::with_capacity(if T::MIN_LEN == 0 { 0 } else { n });
+    for _ in 0..n {
+        items.push(T::decode(r, limits)?);
+    }
+    Ok(items)
+}
+
+fn frame(kind: FrameKind) -> Vec<u8> {
+    vec![VERSION, kind as u8]
+}
+
+/// Checks the size, version and kind, and returns a reader past them.
+fn open<'a>(bytes: &'a [u8], limits: &Limits, want: FrameKind) -> Result<Reader<'a>, WireError> {
+    let mut r = Reader::new(bytes);
+    match frame_kind_of(&mut r, limits)? {
+        kind if kind == want => Ok(r),
+        kind => Err(WireError::Kind { found: kind as u8 }),
+    }
+}
+
+fn frame_kind_of(r: &mut Reader<'_>, limits: &Limits) -> Result<FrameKind, WireError> {
+    if r.remaining() > limits.max_frame {
+        return Err(WireError::TooLong {
+            what: "frame",
+            len: r.remaining(),
+            limit: limits.max_frame,
+        });
+    }
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(WireError::Version { found: version });
+    }
+    let kind = r.u8()?;
+    FrameKind::from_byte(kind).ok_or(WireError::Kind { found: kind })
+}
+
+/// What `bytes` holds, from its header alone (size, version, kind), so a
+/// node that takes several kinds of frame knows which decoder to call.
+///
+/// # Errors
+/// [`WireError::TooLong`] over [`Limits::max_frame`],
+/// [`WireError::Truncated`] under two bytes, [`WireError::Version`],
+/// [`WireError::Kind`] for an unknown kind.
+pub fn frame_kind(bytes: &[u8], limits: &Limits) -> Result<FrameKind, WireError> {
+    frame_kind_of(&mut Reader::new(bytes), limits)
+}
+
+/// A request frame for `submit` (see the module docs for the layout).
+pub fn encode_request<I: Wire>(submit: &Submit<I>) -> Vec<u8> {
+    encode_request_parts(submit.admission, submit.deadline, &submit.inputs)
+}
+
+/// A request frame from its parts, for a caller that keeps its inputs (a
+/// router re-encodes a request with what is left of its waits when it
+/// tries another pool).
+pub fn encode_request_parts<I: Wire>(
+    admission: Admission,
+    deadline: Option<Duration>,
+    inputs: &[I],
+) -> Vec<u8> {
+    let mut out = frame(FrameKind::Request);
+    admission.encode(&mut out);
+    deadline.encode(&mut out);
+    encode_items(inputs, &mut out);
+    out
+}
+
+/// Reads a request frame.
+///
+/// # Errors
+/// Any [`WireError`]; see [`frame_kind`] for the header's.
+pub fn decode_request<I: Wire>(bytes: &[u8], limits: &Limits) -> Result<Submit<I>, WireError> {
+    let mut r = open(bytes, limits, FrameKind::Request)?;
+    let admission = Admission::decode(&mut r, limits)?;
+    let deadline = Option::<Duration>::decode(&mut r, limits)?;
+    let inputs = decode_items(&mut r, limits)?;
+    r.finish()?;
+    Ok(Submit {
+        inputs,
+        admission,
+        deadline,
+    })
+}
+
+/// A pool's answer to a remote request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WireReply<O> {
+    /// One output per input, in order.
+    Done(Vec<O>),
+    /// The request failed.
+    Failed {
+        /// Why.
+        error: PoolError,
+        /// `true` when the request never ran (refused at the door, or
+        /// timed out waiting for room), so the caller may send it to
+        /// another pool; `false` when it may have run.
+        refused: bool,
+    },
+}
+
+impl<O> WireReply<O> {
+    /// The outputs, or the error.
+    ///
+    /// # Errors
+    /// The pool's error for a failed request.
+    pub fn into_result(self) -> Result<Vec<O>, PoolError> {
+        match self {
+            Self::Done(outputs) => Ok(outputs),
+            Self::Failed { error, .. } => Err(error),
+        }
+    }
+}
+
+/// A reply frame: the pool's `load`, then `reply`.
+pub fn encode_reply<O: Wire>(load: &LoadReport, reply: &WireReply<O>) -> Vec<u8> {
+    let mut out = frame(FrameKind::Reply);
+    load.encode(&mut out);
+    match reply {
+        WireReply::Done(outputs) => {
+            out.push(0);
+            encode_items(outputs, &mut out);
+        }
+        WireReply::Failed { error, refused } => {
+            out.push(1);
+            error.encode(&mut out);
+            put_bool(&mut out, *refused);
+        }
+    }
+    out
+}
+
+/// Reads a reply frame: the pool's load and its answer.
+///
+/// # Errors
+/// Any [`WireError`]; see [`frame_kind`] for the header's.
+pub fn decode_reply<O: Wire>(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(LoadReport, WireReply<O>), WireError> {
+    let mut r = open(bytes, limits, FrameKind::Reply)?;
+    let load = LoadReport::decode(&mut r, limits)?;
+    let reply = match r.tag("reply", 1)? {
+        0 => WireReply::Done(decode_items(&mut r, limits)?),
+        _ => WireReply::Failed {
+            error: PoolError::decode(&mut r, limits)?,
+            refused: r.bool()?,
+        },
+    };
+    r.finish()?;
+    Ok((load, reply))
+}
+
+/// A ping frame: asks a pool for its [`LoadReport`].
+pub fn encode_ping() -> Vec<u8> {
+    frame(FrameKind::Ping)
+}
+
+/// Checks a ping frame.
+///
+/// # Errors
+/// Any [`WireError`]; see [`frame_kind`] for the header's.
+pub fn decode_ping(bytes: &[u8], limits: &Limits) -> Result<(), WireError> {
+    open(bytes, limits, FrameKind::Ping)?.finish()
+}
+
+/// A load frame: the answer to a ping.
+pub fn encode_load(load: &LoadReport) -> Vec<u8> {
+    let mut out = frame(FrameKind::Load);
+    load.encode(&mut out);
+    out
+}
+
+/// Reads a load frame.
+///
+/// # Errors
+/// Any [`WireError`]; see [`frame_kind`] for the header's.
+pub fn decode_load(bytes: &[u8], limits: &Limits) -> Result<LoadReport, WireError> {
+    let mut r = open(bytes, limits, FrameKind::Load)?;
+    let load = LoadReport::decode(&mut r, limits)?;
+    r.finish()?;
+    Ok(load)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use std::time::Instant;
+
+    /// Records the largest single allocation each thread asks for, so a test
+    /// can show that hostile lengths never size an allocation.
+    mod probe {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub(super) struct Probe;
+
+        thread_local! {
+            static LARGEST: Cell<usize> = const { Cell::new(0) };
+        }
+
+        fn note(size: usize) {
+            let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+        }
+
+        // SAFETY: every call is passed straight to `System`; `note` only
+        // touches a const-initialised thread-local without a destructor,
+        // which neither allocates nor reenters the allocator.
+        #[allow(unsafe_code)]
+        unsafe impl GlobalAlloc for Probe {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                // SAFETY: as the caller promised us.
+                unsafe { System.alloc(layout) }
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                // SAFETY: as the caller promised us.
+                unsafe { System.alloc_zeroed(layout) }
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: as the caller promised us.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note(new_size);
+                // SAFETY: as the caller promised us.
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+        }
+
+        /// Runs `f`, and returns its result and the largest allocation it
+        /// asked for on this thread.
+        pub(super) fn largest_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
+            LARGEST.with(|l| l.set(0));
+            let r = f();
+            (r, LARGEST.with(Cell::get))
+        }
+    }
+
+    #[global_allocator]
+    static PROBE: probe::Probe = probe::Probe;
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
+    fn roundtrip<T: Wire>(v: &T) -> T {
+        let mut out = Vec::new();
+        v.encode(&mut out);
+        let mut r = Reader::new(&out);
+        let back = T::decode(&mut r, &lim()).expect("decodes");
+        r.finish().expect("no trailing bytes");
+        let mut again = Vec::new();
+        back.encode(&mut again);
+        assert_eq!(again, out, "decode then encode gives the same bytes");
+        back
+    }
+
+    fn decode_value<T: Wire>(bytes: &[u8], limits: &Limits) -> Result<T, WireError> {
+        let mut r = Reader::new(bytes);
+        let v = T::decode(&mut r, limits)?;
+        r.finish()?;
+        Ok(v)
+    }
+
+    /// What a duration comes back as: whole microseconds, saturating.
+    fn on_the_wire(d: Duration) -> Duration {
+        Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn load() -> LoadReport {
+        LoadReport {
+            in_flight: 3,
+            capacity: 64,
+            ready_workers: 4,
+            per_request: Duration::from_micros(1_500),
+            retry_after: Duration::from_millis(20),
+            draining: false,
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn scalars_strings_and_vectors_round_trip() {
+        for n in [0, 1, u64::MAX] {
+            assert_eq!(roundtrip(&n), n);
+        }
+        for s in ["", "hello", "héllo wörld ✓ 日本語 🦀", "\0nul"] {
+            assert_eq!(roundtrip(&s.to_owned()), s);
+        }
+        let floats = vec![
+            0.0,
+            -0.0,
+            1.5,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE / 2.0,
+            f32::NAN,
+            f32::from_bits(0x7fc0_1234),
+            f32::from_bits(0xffbf_ffff),
+        ];
+        assert_eq!(bits(&roundtrip(&floats)), bits(&floats));
+        assert!(roundtrip(&Vec::<f32>::new()).is_empty());
+        let ids = vec![0, 101, u32::MAX];
+        assert_eq!(roundtrip(&ids), ids);
+        assert_eq!(roundtrip(&Some(7u64)), Some(7));
+        assert_eq!(roundtrip(&None::<u64>), None);
+    }
+
+    #[test]
+    fn durations_saturate_both_ways() {
+        assert_eq!(roundtrip(&Duration::ZERO), Duration::ZERO);
+        let d = Duration::new(3, 123_456_789);
+        assert_eq!(roundtrip(&d), Duration::new(3, 123_456_000));
+        let max = roundtrip(&Duration::MAX);
+        assert_eq!(max, Duration::from_micros(u64::MAX));
+        let years = max.as_secs() / (365 * 24 * 3600);
+        assert!(years >= 584_000, "{years} years");
+        // A saturated value round-trips to itself.
+        assert_eq!(roundtrip(&max), max);
+    }
+
+    #[test]
+    fn admission_and_errors_round_trip() {
+        for a in [
+            Admission::Reject,
+            Admission::Wait(Duration::ZERO),
+            Admission::Wait(Duration::from_secs(5)),
+        ] {
+            assert_eq!(roundtrip(&a), a);
+        }
+        assert_eq!(
+            roundtrip(&Admission::Wait(Duration::MAX)),
+            Admission::Wait(Duration::from_micros(u64::MAX))
+        );
+        for e in [
+            PoolError::Overloaded {
+                retry_after: Duration::from_millis(12),
+            },
+            PoolError::Timeout,
+            PoolError::WorkerLost,
+            PoolError::ShuttingDown,
+            PoolError::InvalidInput(String::new()),
+            PoolError::InvalidInput("too long: ✗".into()),
+            PoolError::Backend("candle: out of memory".into()),
+        ] {
+            assert_eq!(roundtrip(&e), e);
+        }
+        assert_eq!(roundtrip(&load()), load());
+        let l = LoadReport {
+            in_flight: u32::MAX,
+            draining: true,
+            per_request: Duration::MAX,
+            ..LoadReport::default()
+        };
+        assert_eq!(roundtrip(&l).per_request, on_the_wire(Duration::MAX));
+    }
+
+    #[test]
+    fn request_frames_round_trip() {
+        let reqs = [
+            Submit::reject(vec![]),
+            Submit::reject(vec!["a".to_owned(), String::new(), "ünï".to_owned()]),
+            Submit::wait(vec!["x".to_owned()], Duration::from_secs(2))
+                .within(Duration::from_secs(9)),
+        ];
+        for req in &reqs {
+            let bytes = encode_request(req);
+            assert_eq!(&bytes[..2], &[VERSION, 1]);
+            assert_eq!(frame_kind(&bytes, &lim()), Ok(FrameKind::Request));
+            assert_eq!(&decode_request::<String>(&bytes, &lim()).unwrap(), req);
+        }
+        let forever = Submit::wait(vec![1u64, 2], Duration::MAX).within(Duration::MAX);
+        let back: Submit<u64> = decode_request(&encode_request(&forever), &lim()).unwrap();
+        assert_eq!(back.admission, Admission::Wait(on_the_wire(Duration::MAX)));
+        assert_eq!(back.deadline, Some(on_the_wire(Duration::MAX)));
+        assert_eq!(back.inputs, vec![1, 2]);
+    }
+
+    #[test]
+    fn reply_ping_and_load_frames_round_trip() {
+        let done = WireReply::Done(vec![vec![1.0f32, f32::NAN], vec![]]);
+        let (l, back) = decode_reply::<Vec<f32>>(&encode_reply(&load(), &done), &lim()).unwrap();
+        assert_eq!(l, load());
+        match back {
+            WireReply::Done(v) => {
+                assert_eq!(v.len(), 2);
+                assert_eq!(bits(&v[0]), bits(&[1.0, f32::NAN]));
+                assert!(v[1].is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        for refused in [false, true] {
+            let failed = WireReply::<u64>::Failed {
+                error: PoolError::ShuttingDown,
+                refused,
+            };
+            let bytes = encode_reply(&load(), &failed);
+            assert_eq!(decode_reply(&bytes, &lim()), Ok((load(), failed.clone())));
+            assert_eq!(failed.into_result(), Err(PoolError::ShuttingDown));
+        }
+        assert_eq!(WireReply::Done(vec![5u64]).into_result(), Ok(vec![5]));
+
+        let ping = encode_ping();
+        assert_eq!(ping, vec![VERSION, 3]);
+        assert_eq!(decode_ping(&ping, &lim()), Ok(()));
+        let bytes = encode_load(&load());
+        assert_eq!(bytes.len(), 2 + LoadReport::MIN_LEN);
+        assert_eq!(decode_load(&bytes, &lim()), Ok(load()));
+        assert_eq!(frame_kind(&bytes, &lim()), Ok(FrameKind::Load));
+    }
+
+    #[cfg(feature = "testing")]
+    #[test]
+    fn synthetic_items_carry_id_and_cost_only() {
+        use corral_core::synthetic::Item;
+        let items = vec![
+            Item::new(7).costing(3),
+            Item::new(u64::MAX).costing(usize::MAX),
+        ];
+        let bytes = encode_request(&Submit::reject(items));
+        let back: Submit<Item> = decode_request(&bytes, &lim()).unwrap();
+        let got: Vec<_> = back.inputs.iter().map(|i| (i.id, i.cost)).collect();
+        assert_eq!(got, vec![(7, 3), (u64::MAX, usize::MAX)]);
+        assert!(back
+            .inputs
+            .iter()
+            .all(|i| i.fault.is_none() && i.payload.is_none()));
+        let (_, reply) =
+            decode_reply::<u64>(&encode_reply(&load(), &WireReply::Done(vec![7])), &lim()).unwrap();
+        assert_eq!(reply, WireReply::Done(vec![7]));
+    }
+
+    #[cfg(feature = "embed")]
+    #[test]
+    fn embed_inputs_and_outputs_round_trip() {
+        use corral_embed::{EmbedInput, EmbedOutput};
+        for input in [
+            EmbedInput::Text(String::new()),
+            EmbedInput::Text("naïve café".into()),
+            EmbedInput::Tokens(vec![]),
+            EmbedInput::Tokens(vec![101, 7592, 102]),
+        ] {
+            assert_eq!(roundtrip(&input), input);
+        }
+        let req = Submit::wait(
+            vec![EmbedInput::from("a"), EmbedInput::from(vec![1, 2])],
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            decode_request::<EmbedInput>(&encode_request(&req), &lim()),
+            Ok(req)
+        );
+
+        let before = Instant::now();
+        let out = EmbedOutput {
+            vector: vec![0.25, -1.0, f32::NAN],
+            batch_started: before,
+            batch_time: Duration::from_millis(40),
+        };
+        let back = roundtrip(&out);
+        let after = Instant::now();
+        assert_eq!(bits(&back.vector), bits(&out.vector));
+        assert_eq!(back.batch_time, out.batch_time);
+        assert!(back.batch_started + back.batch_time >= before);
+        assert!(back.batch_started + back.batch_time <= after);
+        // A batch time longer than the clock can go back does not panic.
+        let huge = EmbedOutput {
+            batch_time: Duration::MAX,
+            ..out
+        };
+        assert_eq!(roundtrip(&huge).batch_time, on_the_wire(Duration::MAX));
+    }
+
+    #[test]
+    fn each_error_comes_from_a_crafted_frame() {
+        let req = encode_request(&Submit::reject(vec!["hello".to_owned()]));
+        let l = lim();
+
+        // Truncated: the frame ends inside the string.
+        let cut = &req[..req.len() - 1];
+        assert_eq!(
+            decode_request::<String>(cut, &l),
+            Err(WireError::Truncated {
+                needed: 5,
+                at: req.len() - 5
+            })
+        );
+        assert_eq!(
+            decode_ping(&[], &l),
+            Err(WireError::Truncated { needed: 1, at: 0 })
+        );
+        assert_eq!(
+            decode_ping(&[VERSION], &l),
+            Err(WireError::Truncated { needed: 1, at: 1 })
+        );
+
+        // Version, checked before the kind.
+        let mut v2 = req.clone();
+        v2[0] = 2;
+        assert_eq!(
+            decode_request::<String>(&v2, &l),
+            Err(WireError::Version { found: 2 })
+        );
+        assert_eq!(
+            decode_ping(&[0, 0], &l),
+            Err(WireError::Version { found: 0 })
+        );
+
+        // Kind: another kind of frame, or no known kind.
+        assert_eq!(
+            decode_reply::<String>(&req, &l),
+            Err(WireError::Kind { found: 1 })
+        );
+        assert_eq!(
+            decode_ping(&[VERSION, 9], &l),
+            Err(WireError::Kind { found: 9 })
+        );
+        assert_eq!(
+            frame_kind(&[VERSION, 0], &l),
+            Err(WireError::Kind { found: 0 })
+        );
+
+        // TooLong: the frame (checked first, even before the version), a
+        // string, the items, a vector, an error message.
+        let small = Limits { max_frame: 8, ..l };
+        let mut big = vec![0xEE; 9];
+        assert_eq!(
+            decode_ping(&big, &small),
+            Err(WireError::TooLong {
+                what: "frame",
+                len: 9,
+                limit: 8
+            })
+        );
+        big.truncate(8);
+        assert_eq!(
+            decode_ping(&big, &small),
+            Err(WireError::Version { found: 0xEE })
+        );
+
+        let tight = Limits {
+            max_item_bytes: 4,
+            max_items: 1,
+            max_message: 3,
+            ..l
+        };
+        assert_eq!(
+            decode_request::<String>(&req, &tight),
+            Err(WireError::TooLong {
+                what: "string",
+                len: 5,
+                limit: 4
+            })
+        );
+        let two = encode_request(&Submit::reject(vec![1u64, 2]));
+        assert_eq!(
+            decode_request::<u64>(&two, &tight),
+            Err(WireError::TooLong {
+                what: "items",
+                len: 2,
+                limit: 1
+            })
+        );
+        let mut vbytes = Vec::new();
+        vec![1.0f32, 2.0].encode(&mut vbytes);
+        assert_eq!(
+            decode_value::<Vec<f32>>(&vbytes, &tight),
+            Err(WireError::TooLong {
+                what: "f32 vector",
+                len: 2,
+                limit: 1
+            })
+        );
+        let reply = encode_reply::<u64>(
+            &load(),
+            &WireReply::Failed {
+                error: PoolError::Backend("boom".into()),
+                refused: false,
+            },
+        );
+        assert_eq!(
+            decode_reply::<u64>(&reply, &tight),
+            Err(WireError::TooLong {
+                what: "error message",
+                len: 4,
+                limit: 3
+            })
+        );
+
+        // Invalid: bad UTF-8, unknown tags, a bool that is not 0 or 1.
+        let mut bad_utf8 = req.clone();
+        let n = bad_utf8.len();
+        bad_utf8[n - 5] = 0xFF;
+        assert!(matches!(
+            decode_request::<String>(&bad_utf8, &l),
+            Err(WireError::Invalid(m)) if m.contains("UTF-8")
+        ));
+        let mut bad_admission = req.clone();
+        bad_admission[2] = 2;
+        assert!(matches!(
+            decode_request::<String>(&bad_admission, &l),
+            Err(WireError::Invalid(m)) if m.contains("admission tag 2")
+        ));
+        let mut bad_deadline = req.clone();
+        bad_deadline[3] = 7;
+        assert!(matches!(
+            decode_request::<String>(&bad_deadline, &l),
+            Err(WireError::Invalid(m)) if m.contains("option tag 7")
+        ));
+        let mut bad_bool = encode_load(&load());
+        *bad_bool.last_mut().unwrap() = 2;
+        assert!(
+            matches!(decode_load(&bad_bool, &l), Err(WireError::Invalid(m)) if m.contains("bool"))
+        );
+        let mut bad_error = reply.clone();
+        bad_error[2 + LoadReport::MIN_LEN + 1] = 6;
+        assert!(matches!(
+            decode_reply::<u64>(&bad_error, &l),
+            Err(WireError::Invalid(m)) if m.contains("pool error tag 6")
+        ));
+        let mut bad_reply = reply.clone();
+        bad_reply[2 + LoadReport::MIN_LEN] = 2;
+        assert!(matches!(
+            decode_reply::<u64>(&bad_reply, &l),
+            Err(WireError::Invalid(m)) if m.contains("reply tag 2")
+        ));
+        #[cfg(feature = "embed")]
+        assert!(matches!(
+            decode_value::<corral_embed::EmbedInput>(&[2, 0, 0, 0, 0], &l),
+            Err(WireError::Invalid(m)) if m.contains("embed input tag 2")
+        ));
+
+        // TrailingBytes.
+        let mut long = req.clone();
+        long.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            decode_request::<String>(&long, &l),
+            Err(WireError::TrailingBytes { count: 2 })
+        );
+        assert_eq!(
+            decode_ping(&[VERSION, 3, 0], &l),
+            Err(WireError::TrailingBytes { count: 1 })
+        );
+
+        // The messages say what went wrong.
+        assert_eq!(
+            WireError::Version { found: 2 }.to_string(),
+            "unsupported wire version 2 (this node speaks version 1)"
+        );
+        assert_eq!(
+            WireError::TooLong {
+                what: "string",
+                len: 5,
+                limit: 4
+            }
+            .to_string(),
+            "string is too long: 5 over the limit of 4"
+        );
+    }
+
+    #[test]
+    fn a_huge_length_is_refused_without_allocating() {
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 10]);
+        let unlimited = Limits {
+            max_frame: usize::MAX,
+            max_items: usize::MAX,
+            max_item_bytes: usize::MAX,
+            max_message: usize::MAX,
+        };
+        let started = Instant::now();
+        let (results, largest) = probe::largest_during(|| {
+            let mut results = vec![
+                decode_value::<String>(&bytes, &lim()),
+                decode_value::<String>(&bytes, &unlimited),
+            ];
+            results.push(decode_value::<Vec<f32>>(&bytes, &unlimited).map(|_| String::new()));
+            results.push(decode_value::<Vec<u32>>(&bytes, &unlimited).map(|_| String::new()));
+            let mut r = Reader::new(&bytes);
+            results.push(decode_items::<u64>(&mut r, &unlimited).map(|_| String::new()));
+            let mut r = Reader::new(&bytes);
+            results.push(decode_items::<String>(&mut r, &lim()).map(|_| String::new()));
+            let mut frame = vec![VERSION, 1, 0, 0];
+            frame.extend_from_slice(&bytes);
+            results.push(decode_request::<String>(&frame, &unlimited).map(|_| String::new()));
+            results
+        });
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(largest < 4096, "an allocation of {largest} bytes");
+        assert_eq!(
+            results[0],
+            Err(WireError::TooLong {
+                what: "string",
+                len: u32::MAX as usize,
+                limit: 4 << 20
+            })
+        );
+        for r in &results[1..] {
+            assert!(
+                matches!(
+                    r,
+                    Err(WireError::Truncated { .. } | WireError::TooLong { .. })
+                ),
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            results[1],
+            Err(WireError::Truncated {
+                needed: u32::MAX as usize,
+                at: 4
+            })
+        );
+    }
+
+    // ---- property tests ----
+
+    fn arb_duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::MAX),
+            (0u64..10_000_000).prop_map(Duration::from_micros),
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    fn arb_admission() -> impl Strategy<Value = Admission> {
+        prop_oneof![
+            Just(Admission::Reject),
+            arb_duration().prop_map(Admission::Wait)
+        ]
+    }
+
+    fn arb_submit<I: std::fmt::Debug>(
+        input: impl Strategy<Value = I>,
+    ) -> impl Strategy<Value = Submit<I>> {
+        (
+            vec(input, 0..8),
+            arb_admission(),
+            proptest::option::of(arb_duration()),
+        )
+            .prop_map(|(inputs, admission, deadline)| Submit {
+                inputs,
+                admission,
+                deadline,
+            })
+    }
+
+    fn arb_error() -> impl Strategy<Value = PoolError> {
+        prop_oneof![
+            arb_duration().prop_map(|retry_after| PoolError::Overloaded { retry_after }),
+            Just(PoolError::Timeout),
+            Just(PoolError::WorkerLost),
+            Just(PoolError::ShuttingDown),
+            any::<String>().prop_map(PoolError::InvalidInput),
+            any::<String>().prop_map(PoolError::Backend),
+        ]
+    }
+
+    fn arb_load() -> impl Strategy<Value = LoadReport> {
+        (
+            any::<[u32; 3]>(),
+            arb_duration(),
+            arb_duration(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |([in_flight, capacity, ready_workers], per_request, retry_after, draining)| {
+                    LoadReport {
+                        in_flight,
+                        capacity,
+                        ready_workers,
+                        per_request,
+                        retry_after,
+                        draining,
+                    }
+                },
+            )
+    }
+
+    fn arb_reply<O: std::fmt::Debug>(
+        output: impl Strategy<Value = O>,
+    ) -> impl Strategy<Value = WireReply<O>> {
+        prop_oneof![
+            vec(output, 0..8).prop_map(WireReply::Done),
+            (arb_error(), any::<bool>())
+                .prop_map(|(error, refused)| WireReply::Failed { error, refused }),
+        ]
+    }
+
+    fn arb_floats() -> impl Strategy<Value = Vec<f32>> {
+        vec(any::<u32>().prop_map(f32::from_bits), 0..16)
+    }
+
+    #[cfg(feature = "embed")]
+    fn arb_embed_input() -> impl Strategy<Value = corral_embed::EmbedInput> {
+        use corral_embed::EmbedInput;
+        prop_oneof![
+            any::<String>().prop_map(EmbedInput::Text),
+            vec(any::<u32>(), 0..16).prop_map(EmbedInput::Tokens),
+        ]
+    }
+
+    /// Submit with durations as they come back from the wire.
+    fn landed<I>(mut s: Submit<I>) -> Submit<I> {
+        if let Admission::Wait(d) = s.admission {
+            s.admission = Admission::Wait(on_the_wire(d));
+        }
+        s.deadline = s.deadline.map(on_the_wire);
+        s
+    }
+
+    fn landed_load(l: LoadReport) -> LoadReport {
+        LoadReport {
+            per_request: on_the_wire(l.per_request),
+            retry_after: on_the_wire(l.retry_after),
+            ..l
+        }
+    }
+
+    fn landed_reply<O>(r: WireReply<O>) -> WireReply<O> {
+        match r {
+            WireReply::Failed {
+                error: PoolError::Overloaded { retry_after },
+                refused,
+            } => WireReply::Failed {
+                error: PoolError::Overloaded {
+                    retry_after: on_the_wire(retry_after),
+                },
+                refused,
+            },
+            other => other,
+        }
+    }
+
+    /// Some valid frames of every kind, for mutation.
+    fn arb_frame() -> impl Strategy<Value = Vec<u8>> {
+        let frames = prop_oneof![
+            arb_submit(any::<String>()).prop_map(|s| encode_request(&s)),
+            arb_submit(any::<u64>()).prop_map(|s| encode_request(&s)),
+            (arb_load(), arb_reply(arb_floats())).prop_map(|(l, r)| encode_reply(&l, &r)),
+            (arb_load(), arb_reply(any::<String>())).prop_map(|(l, r)| encode_reply(&l, &r)),
+            arb_load().prop_map(|l| encode_load(&l)),
+            Just(encode_ping()),
+        ];
+        #[cfg(feature = "embed")]
+        let frames = prop_oneof![
+            4 => frames,
+            1 => arb_submit(arb_embed_input()).prop_map(|s| encode_request(&s)),
+        ];
+        frames
+    }
+
+    /// Decodes `bytes` with every decoder. None may panic, and whatever
+    /// decodes must encode back to exactly `bytes` (decoding is strict).
+    fn every_decoder(bytes: &[u8]) {
+        let l = lim();
+        fn check<T>(bytes: &[u8], r: Result<T, WireError>, encode: impl Fn(&T) -> Vec<u8>) {
+            if let Ok(v) = r {
+                assert_eq!(encode(&v), bytes);
+            }
+        }
+        let _ = frame_kind(bytes, &l);
+        check(bytes, decode_ping(bytes, &l), |_| encode_ping());
+        check(bytes, decode_load(bytes, &l), encode_load);
+        check(bytes, decode_request::<String>(bytes, &l), encode_request);
+        check(bytes, decode_request::<u64>(bytes, &l), encode_request);
+        check(bytes, decode_request::<Vec<f32>>(bytes, &l), encode_request);
+        check(bytes, decode_reply::<String>(bytes, &l), |(l, r)| {
+            encode_reply(l, r)
+        });
+        check(bytes, decode_reply::<u64>(bytes, &l), |(l, r)| {
+            encode_reply(l, r)
+        });
+        check(bytes, decode_reply::<Vec<f32>>(bytes, &l), |(l, r)| {
+            encode_reply(l, r)
+        });
+        #[cfg(feature = "testing")]
+        check(
+            bytes,
+            decode_request::<corral_core::synthetic::Item>(bytes, &l),
+            encode_request,
+        );
+        #[cfg(feature = "embed")]
+        {
+            use corral_embed::{EmbedInput, EmbedOutput};
+            check(
+                bytes,
+                decode_request::<EmbedInput>(bytes, &l),
+                encode_request,
+            );
+            check(bytes, decode_reply::<EmbedOutput>(bytes, &l), |(l, r)| {
+                encode_reply(l, r)
+            });
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip(usize, u8),
+        Insert(usize, u8),
+        Delete(usize),
+        Truncate(usize),
+    }
+
+    fn arb_mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), 1u8..=255).prop_map(|(i, b)| Mutation::Flip(i, b)),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            any::<usize>().prop_map(Mutation::Delete),
+            any::<usize>().prop_map(Mutation::Truncate),
+        ]
+    }
+
+    fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
+        let n = bytes.len();
+        match *m {
+            Mutation::Flip(i, b) if n > 0 => bytes[i % n] ^= b,
+            Mutation::Insert(i, b) => bytes.insert(i % (n + 1), b),
+            Mutation::Delete(i) if n > 0 => {
+                bytes.remove(i % n);
+            }
+            Mutation::Truncate(i) => bytes.truncate(i % (n + 1)),
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..64)) {
+            every_decoder(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bodies_never_panic(kind in 0u8..6, body in vec(any::<u8>(), 0..96)) {
+            let mut bytes = vec![VERSION, kind];
+            bytes.extend_from_slice(&body);
+            every_decoder(&bytes);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            frame in arb_frame(),
+            mutations in vec(arb_mutation(), 1..4),
+        ) {
+            let mut bytes = frame;
+            for m in &mutations {
+                mutate(&mut bytes, m);
+            }
+            every_decoder(&bytes);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn string_requests_round_trip(s in arb_submit(any::<String>())) {
+            let bytes = encode_request(&s);
+            prop_assert_eq!(decode_request::<String>(&bytes, &lim()), Ok(landed(s)));
+            every_decoder(&bytes);
+        }
+
+        #[cfg(feature = "embed")]
+        #[test]
+        fn embed_requests_round_trip(s in arb_submit(arb_embed_input())) {
+            let bytes = encode_request(&s);
+            prop_assert_eq!(decode_request(&bytes, &lim()), Ok(landed(s)));
+            every_decoder(&bytes);
+        }
+
+        #[test]
+        fn replies_round_trip(load in arb_load(), reply in arb_reply(any::<String>())) {
+            let bytes = encode_reply(&load, &reply);
+            prop_assert_eq!(
+                decode_reply::<String>(&bytes, &lim()),
+                Ok((landed_load(load), landed_reply(reply)))
+            );
+            every_decoder(&bytes);
+        }
+
+        #[test]
+        fn vector_replies_round_trip_bit_exact(load in arb_load(), reply in arb_reply(arb_floats())) {
+            let bytes = encode_reply(&load, &reply);
+            let (l, back) = decode_reply::<Vec<f32>>(&bytes, &lim()).unwrap();
+            prop_assert_eq!(l, landed_load(load));
+            match (landed_reply(reply), back) {
+                (WireReply::Done(a), WireReply::Done(b)) => {
+                    let a: Vec<_> = a.iter().map(|v| bits(v)).collect();
+                    let b: Vec<_> = b.iter().map(|v| bits(v)).collect();
+                    prop_assert_eq!(a, b);
+                }
+                (a, b) => prop_assert_eq!(a, b),
+            }
+        }
+
+        #[cfg(feature = "embed")]
+        #[test]
+        fn embed_output_replies_round_trip(
+            load in arb_load(),
+            outputs in vec((arb_floats(), arb_duration()), 0..6),
+        ) {
+            use corral_embed::EmbedOutput;
+            let outputs: Vec<_> = outputs
+                .into_iter()
+                .map(|(vector, batch_time)| EmbedOutput {
+                    vector,
+                    batch_started: Instant::now(),
+                    batch_time,
+                })
+                .collect();
+            let bytes = encode_reply(&load, &WireReply::Done(outputs.clone()));
+            let (_, back) = decode_reply::<EmbedOutput>(&bytes, &lim()).unwrap();
+            let WireReply::Done(back) = back else { panic!("not done") };
+            prop_assert_eq!(back.len(), outputs.len());
+            for (a, b) in outputs.iter().zip(&back) {
+                prop_assert_eq!(bits(&a.vector), bits(&b.vector));
+                prop_assert_eq!(on_the_wire(a.batch_time), b.batch_time);
+            }
+        }
+    }
+}
