@@ -24,6 +24,12 @@ enum IndexerMsg {
     Index(u64, RpcReplyPort<Result<usize, PoolError>>),
 }
 
+// With ractor's `cluster` feature (corral's `cluster` feature, on by
+// default), a message type says it is one; a local-only one needs nothing
+// more. Without it, ractor implements `Message` for every type itself.
+#[cfg(feature = "cluster")]
+impl ractor::Message for IndexerMsg {}
+
 impl Actor for Indexer {
     type Msg = IndexerMsg;
     type State = PoolRef<Synthetic>;

@@ -14,3 +14,6 @@ pub use corral_core::*;
 /// Text embeddings with candle (the `corral-embed` crate).
 #[cfg(feature = "embed")]
 pub use corral_embed as embed;
+
+#[cfg(feature = "cluster")]
+pub use corral_cluster as cluster;

@@ -103,19 +103,28 @@ where
 
 struct Req(Item, RpcReplyPort<u64>);
 
+// ractor's `cluster` feature (on in this workspace for corral-cluster)
+// wants every message type to say it is one; neither crosses the wire.
+impl ractor::Message for Req {}
+
+/// The worker's start argument: the loaded backend.
+struct Start(Synthetic);
+
+impl ractor::Message for Start {}
+
 struct NoopWorker;
 
 impl Worker for NoopWorker {
     type Key = ();
     type Message = Req;
     type State = Synthetic;
-    type Arguments = Synthetic;
+    type Arguments = Start;
 
     async fn pre_start(
         &self,
         _wid: WorkerId,
         _factory: &ActorRef<FactoryMessage<(), Req>>,
-        backend: Synthetic,
+        Start(backend): Start,
     ) -> Result<Synthetic, ActorProcessingErr> {
         Ok(backend)
     }
@@ -136,12 +145,12 @@ impl Worker for NoopWorker {
 
 struct NoopBuilder(SyntheticSpec);
 
-impl WorkerBuilder<NoopWorker, Synthetic> for NoopBuilder {
-    fn build(&mut self, wid: usize) -> (NoopWorker, Synthetic) {
+impl WorkerBuilder<NoopWorker, Start> for NoopBuilder {
+    fn build(&mut self, wid: usize) -> (NoopWorker, Start) {
         let ctx = load_ctx(wid as u64);
         (
             NoopWorker,
-            Synthetic::load(&self.0, &ctx).expect("synthetic load"),
+            Start(Synthetic::load(&self.0, &ctx).expect("synthetic load")),
         )
     }
 }
@@ -155,7 +164,7 @@ fn load_ctx(worker_id: u64) -> LoadContext {
 }
 
 type NoopFactory =
-    Factory<(), Req, Synthetic, NoopWorker, QueuerRouting<(), Req>, DefaultQueue<(), Req>>;
+    Factory<(), Req, Start, NoopWorker, QueuerRouting<(), Req>, DefaultQueue<(), Req>>;
 
 async fn run_factory(a: &Args) -> anyhow::Result<Run> {
     let args = FactoryArguments::builder()

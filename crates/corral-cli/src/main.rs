@@ -9,6 +9,7 @@ mod bench_route;
 mod bench_serve;
 mod embed_cmd;
 mod fetch_cmd;
+mod node_cmd;
 mod serve_cmd;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     /// Serve embeddings over HTTP (OpenAI /v1/embeddings, TEI /embed,
     /// /health, /metrics, /info) until SIGTERM or Ctrl-C.
     Serve(serve_cmd::Args),
+    /// Run a cluster node (ractor_cluster) that hosts a pool for the other
+    /// nodes and keeps its peers connected, until SIGTERM or Ctrl-C.
+    Node(node_cmd::Args),
     /// Put the default model (all-MiniLM-L6-v2) in the local models directory.
     FetchModel(fetch_cmd::Args),
     /// Benchmarks.
@@ -78,6 +82,7 @@ fn main() -> anyhow::Result<()> {
     }
     match &cli.command {
         Command::Embed(args) => pin_candle_threads(args.model.pool_config().resolved_threads()),
+        Command::Node(args) => pin_candle_threads(args.model.pool_config().resolved_threads()),
         Command::Serve(args) => {
             pin_candle_threads(args.model_args(None).pool_config().resolved_threads());
         }
@@ -91,7 +96,9 @@ fn main() -> anyhow::Result<()> {
     // unparks a runtime thread with a futex, not an eventfd write.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match &cli.command {
-        Command::Serve(_) | Command::Bench(BenchCommand::Serve(_)) => runtime.enable_all(),
+        Command::Serve(_) | Command::Node(_) | Command::Bench(BenchCommand::Serve(_)) => {
+            runtime.enable_all()
+        }
         _ => runtime.enable_time(),
     };
     let runtime = runtime.build()?;
@@ -100,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             Command::Embed(args) => embed_cmd::run(args).await,
             Command::Serve(args) => serve_cmd::run(args).await,
             Command::FetchModel(args) => fetch_cmd::run(args).await,
+            Command::Node(args) => node_cmd::run(args).await,
             Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
             Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
             Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,

@@ -185,7 +185,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,319 @@
+//! The cluster across processes: `corral node` processes on loopback host
+//! synthetic pools, and this test process is the node that routes (the
+//! process-group registry is global to a process, so every node is a
+//! process of its own). Each test uses a model name of its own, so its
+//! group is its own even though the tests share this process.
+//!
+//! - kill a node mid-run: every request is answered exactly once, the split
+//!   follows the pools' speed, and the node restarted on its port rejoins;
+//! - freeze a node (SIGSTOP): out of routing within the stated bound,
+//!   requests keep being answered, back after SIGCONT;
+//! - a wrong cookie gets nothing through.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig};
+use corral_core::synthetic::Item;
+use ractor::ActorId;
+
+type Handle = ClusterHandle<Item, u64>;
+
+const COOKIE: &str = "cluster-test-cookie";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A `corral node` child process, killed when dropped.
+struct NodeProc {
+    child: Child,
+}
+
+impl NodeProc {
+    /// Starts a node hosting a synthetic pool of `per_item_ms` per input and
+    /// waits for its ready line.
+    fn start(name: &str, port: u16, model: &str, per_item_ms: f64, cookie: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["node", "--name", name, "--port", &port.to_string()])
+            .args(["--cookie", cookie, "--model-name", model])
+            .args(["--synthetic-ms", &per_item_ms.to_string()])
+            .args(["--workers", "2", "--threads", "1"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn corral node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains(" ready on ") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("node {name} did not report ready"));
+        Self { child }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die promptly.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        self.kill();
+    }
+}
+
+/// Serialises the tests of this file (see the module docs).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn router_node(cookie: &str) -> Node {
+    Node::start(NodeConfig {
+        name: format!("router-{}", free_port()),
+        host: "127.0.0.1".into(),
+        port: free_port(),
+        cookie: cookie.into(),
+        tls: None,
+    })
+    .await
+    .expect("router node")
+}
+
+fn in_routing(h: &Handle) -> Vec<ActorId> {
+    h.members()
+        .into_iter()
+        .filter(|m| m.in_routing)
+        .map(|m| m.id)
+        .collect()
+}
+
+async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < until, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `n` requests from `callers` closed-loop callers; each task returns the
+/// ids it got back (checked against what it sent).
+fn load(h: &Handle, callers: u64, n: u64) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    (0..callers)
+        .map(|c| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut got = vec![];
+                let mut id = c;
+                while id < n {
+                    match h.call(Item::new(id)).await {
+                        Ok(out) => {
+                            assert_eq!(out, id, "an answer for another request");
+                            got.push(out);
+                        }
+                        Err(e) => panic!("request {id} failed: {e}"),
+                    }
+                    id += callers;
+                }
+                got
+            })
+        })
+        .collect()
+}
+
+async fn answered_once(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>, n: u64) {
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.expect("caller panicked") {
+            assert!(seen.insert(id), "request {id} answered twice");
+        }
+    }
+    assert_eq!(seen.len() as u64, n, "every request answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_the_split_follows_speed_and_it_rejoins() {
+    let _serial = one_at_a_time();
+    let model = "kill";
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = NodeProc::start("a", pa, model, 1.0, COOKIE);
+    let _b = NodeProc::start("b", pb, model, 10.0, COOKIE);
+    let c = router_node(COOKIE).await;
+    let h = Handle::spawn(ClusterConfig::new(group_name("synthetic", model)))
+        .await
+        .unwrap();
+    c.connect(addr(pa));
+    h.wait_members(1, Duration::from_secs(10))
+        .await
+        .expect("A found");
+    let id_a = in_routing(&h)[0];
+    c.connect(addr(pb));
+    h.wait_members(2, Duration::from_secs(10))
+        .await
+        .expect("B found");
+
+    const N: u64 = 1000;
+    let tasks = load(&h, 16, N);
+    wait_until(Duration::from_secs(30), "300 answered", || {
+        h.stats().answered >= 300
+    })
+    .await;
+    let before = h.members();
+    let answered = |id: ActorId| {
+        before
+            .iter()
+            .find(|m| m.id == id)
+            .map_or(0, |m| m.counts.answered)
+    };
+    let on_a = answered(id_a);
+    let on_b: u64 = before.iter().map(|m| m.counts.answered).sum::<u64>() - on_a;
+    assert!(
+        on_a > 3 * on_b && on_b > 0,
+        "A is 10× faster and should take most, B some: A {on_a}, B {on_b}"
+    );
+    a.kill();
+    answered_once(tasks, N).await;
+    let s = h.stats();
+    assert_eq!(s.answered, N);
+    assert_eq!(s.worker_lost, 0, "{s:?}");
+    assert!(!in_routing(&h).contains(&id_a), "A left routing");
+
+    // A comes back on its port; the router node reconnects by itself.
+    let _a2 = NodeProc::start("a", pa, model, 1.0, COOKIE);
+    h.wait_members(2, Duration::from_secs(15))
+        .await
+        .expect("restarted A rejoins routing");
+    let back: Vec<ActorId> = in_routing(&h);
+    let tasks = load(&h, 16, 200);
+    answered_once(tasks, 200).await;
+    let new_a = h.members().into_iter().find(|m| {
+        back.contains(&m.id) && m.id != id_a && m.counts.answered > 0 && {
+            m.load
+                .is_some_and(|l| l.per_request < Duration::from_millis(5))
+        }
+    });
+    assert!(
+        new_a.is_some(),
+        "the restarted A serves again: {:?}",
+        h.members()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_leaves_routing_within_the_bound_and_comes_back() {
+    let _serial = one_at_a_time();
+    let model = "freeze";
+    let (pa, pb) = (free_port(), free_port());
+    let _a = NodeProc::start("fa", pa, model, 2.0, COOKIE);
+    let b = NodeProc::start("fb", pb, model, 2.0, COOKIE);
+    let c = router_node(COOKIE).await;
+    let cfg = ClusterConfig::new(group_name("synthetic", model));
+    let bound = cfg.liveness + cfg.ping_interval;
+    assert!(bound <= Duration::from_secs(2), "the stated bound is 2 s");
+    let h = Handle::spawn(cfg).await.unwrap();
+    c.connect(addr(pa));
+    h.wait_members(1, Duration::from_secs(10)).await.unwrap();
+    let id_a = in_routing(&h)[0];
+    c.connect(addr(pb));
+    h.wait_members(2, Duration::from_secs(10)).await.unwrap();
+    let id_b = *in_routing(&h).iter().find(|&&id| id != id_a).unwrap();
+
+    const N: u64 = 3000;
+    let tasks = load(&h, 8, N);
+    wait_until(Duration::from_secs(30), "both serving", || {
+        h.members().iter().all(|m| m.counts.answered > 10)
+    })
+    .await;
+    b.signal("-STOP");
+    let frozen_at = Instant::now();
+    wait_until(Duration::from_secs(5), "B out of routing", || {
+        !in_routing(&h).contains(&id_b)
+    })
+    .await;
+    let took = frozen_at.elapsed();
+    assert!(
+        took <= bound + Duration::from_millis(300),
+        "frozen B left routing after {took:?}; the stated bound is {bound:?}"
+    );
+    let answered = h.stats().answered;
+    wait_until(Duration::from_secs(5), "A keeps answering", || {
+        h.stats().answered > answered + 100
+    })
+    .await;
+    b.signal("-CONT");
+    wait_until(Duration::from_secs(5), "B back in routing", || {
+        in_routing(&h).contains(&id_b)
+    })
+    .await;
+    answered_once(tasks, N).await;
+    let s = h.stats();
+    assert_eq!((s.answered, s.worker_lost), (N, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cookie_gets_nothing_through() {
+    let _serial = one_at_a_time();
+    let model = "cookie";
+    let pa = free_port();
+    let _a = NodeProc::start("ca", pa, model, 1.0, COOKIE);
+    let intruder = router_node("not-the-cookie").await;
+    let h = Handle::spawn(ClusterConfig::new(group_name("synthetic", model)))
+        .await
+        .unwrap();
+    intruder.connect(addr(pa));
+    assert!(
+        !intruder
+            .wait_connected(addr(pa), Duration::from_secs(3))
+            .await,
+        "a session with a wrong cookie must not come up"
+    );
+    assert!(
+        h.members().is_empty(),
+        "no pool is visible: {:?}",
+        h.members()
+    );
+    let r = h.try_call(Item::new(1)).await;
+    assert!(r.is_err(), "{r:?}");
+    // The right cookie gets through to the same node.
+    let friend = router_node(COOKIE).await;
+    friend.connect(addr(pa));
+    assert!(
+        friend
+            .wait_connected(addr(pa), Duration::from_secs(10))
+            .await
+    );
+    h.wait_members(1, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(h.call(Item::new(7)).await, Ok(7));
+}
