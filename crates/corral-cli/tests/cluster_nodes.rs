@@ -95,9 +95,9 @@ impl Drop for NodeProc {
 }
 
 /// Serialises the tests of this file (see the module docs).
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 async fn router_node(cookie: &str) -> Node {
@@ -165,7 +165,7 @@ async fn answered_once(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_nothing_the_split_follows_speed_and_it_rejoins() {
-    let _serial = one_at_a_time();
+    let _serial = one_at_a_time().await;
     let model = "kill";
     let (pa, pb) = (free_port(), free_port());
     let mut a = NodeProc::start("a", pa, model, 1.0, COOKIE);
@@ -233,7 +233,7 @@ async fn a_killed_node_loses_nothing_the_split_follows_speed_and_it_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_node_leaves_routing_within_the_bound_and_comes_back() {
-    let _serial = one_at_a_time();
+    let _serial = one_at_a_time().await;
     let model = "freeze";
     let (pa, pb) = (free_port(), free_port());
     let _a = NodeProc::start("fa", pa, model, 2.0, COOKIE);
@@ -284,7 +284,7 @@ async fn a_frozen_node_leaves_routing_within_the_bound_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_cookie_gets_nothing_through() {
-    let _serial = one_at_a_time();
+    let _serial = one_at_a_time().await;
     let model = "cookie";
     let pa = free_port();
     let _a = NodeProc::start("ca", pa, model, 1.0, COOKIE);
