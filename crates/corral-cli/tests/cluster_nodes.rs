@@ -8,7 +8,9 @@
 //!   follows the pools' speed, and the node restarted on its port rejoins;
 //! - freeze a node (SIGSTOP): out of routing within the stated bound,
 //!   requests keep being answered, back after SIGCONT;
-//! - a wrong cookie gets nothing through.
+//! - a wrong cookie gets nothing through;
+//! - nodes talk over mutual TLS with certificates made at test time, and a
+//!   node without TLS gets nothing through.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -16,7 +18,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig};
+use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig, TlsConfig};
 use corral_core::synthetic::Item;
 use ractor::ActorId;
 
@@ -45,8 +47,22 @@ impl NodeProc {
     /// Starts a node hosting a synthetic pool of `per_item_ms` per input and
     /// waits for its ready line.
     fn start(name: &str, port: u16, model: &str, per_item_ms: f64, cookie: &str) -> Self {
+        Self::start_with(name, port, model, per_item_ms, cookie, &[])
+    }
+
+    /// As `start`, with more arguments.
+    fn start_with(
+        name: &str,
+        port: u16,
+        model: &str,
+        per_item_ms: f64,
+        cookie: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-            .args(["node", "--name", name, "--port", &port.to_string()])
+            .arg("node")
+            .args(extra)
+            .args(["--name", name, "--port", &port.to_string()])
             .args(["--cookie", cookie, "--model-name", model])
             .args(["--synthetic-ms", &per_item_ms.to_string()])
             .args(["--workers", "2", "--threads", "1"])
@@ -89,6 +105,7 @@ impl Drop for NodeProc {
         // A stopped process must be continued to die promptly.
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         self.kill();
     }
@@ -316,4 +333,94 @@ async fn a_wrong_cookie_gets_nothing_through() {
     );
     h.wait_members(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(h.call(Item::new(7)).await, Ok(7));
+}
+
+/// A CA and one node certificate it signs (for `localhost`, good for both
+/// ends of a connection), written as PEM files under a fresh directory.
+fn make_certs() -> (std::path::PathBuf, [std::path::PathBuf; 3]) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    let dir =
+        std::env::temp_dir().join(format!("corral-tls-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let node_key = KeyPair::generate().unwrap();
+    let mut node_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    node_params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let node_cert = node_params.signed_by(&node_key, &ca).unwrap();
+    let paths = [
+        dir.join("node.pem"),
+        dir.join("node.key"),
+        dir.join("ca.pem"),
+    ];
+    std::fs::write(&paths[0], node_cert.pem()).unwrap();
+    std::fs::write(&paths[1], node_key.serialize_pem()).unwrap();
+    std::fs::write(&paths[2], ca.pem()).unwrap();
+    (dir, paths)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_talk_over_mutual_tls_and_a_plain_node_gets_nothing_through() {
+    let _serial = one_at_a_time().await;
+    let model = "tls";
+    let (dir, [cert, key, ca]) = make_certs();
+    let pa = free_port();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let _a = NodeProc::start_with(
+        "ta",
+        pa,
+        model,
+        1.0,
+        COOKIE,
+        &[
+            "--tls-cert",
+            &s(&cert),
+            "--tls-key",
+            &s(&key),
+            "--tls-ca",
+            &s(&ca),
+        ],
+    );
+    let h = Handle::spawn(ClusterConfig::new(group_name("synthetic", model)))
+        .await
+        .unwrap();
+    // A node without TLS: the handshake never completes.
+    let plain = router_node(COOKIE).await;
+    plain.connect(addr(pa));
+    assert!(
+        !plain.wait_connected(addr(pa), Duration::from_secs(3)).await,
+        "a plain-TCP node must not get a session with a TLS node"
+    );
+    assert!(h.members().is_empty(), "{:?}", h.members());
+    drop(plain);
+    // A node with a certificate from the same CA.
+    let c = Node::start(NodeConfig {
+        name: "tls-router".into(),
+        host: "127.0.0.1".into(),
+        port: free_port(),
+        cookie: COOKIE.into(),
+        tls: Some(TlsConfig::from_pem_files(&cert, &key, &ca, "localhost").unwrap()),
+    })
+    .await
+    .unwrap();
+    c.connect(addr(pa));
+    assert!(
+        c.wait_connected(addr(pa), Duration::from_secs(10)).await,
+        "TLS session"
+    );
+    h.wait_members(1, Duration::from_secs(10)).await.unwrap();
+    let out = h.call_batch((0..5).map(Item::new).collect()).await.unwrap();
+    assert_eq!(out, vec![0, 1, 2, 3, 4]);
+    let _ = std::fs::remove_dir_all(dir);
 }
