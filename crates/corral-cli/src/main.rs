@@ -4,6 +4,7 @@
 //! with its own `Args`.
 
 mod bench_chaos;
+mod bench_cluster;
 mod bench_embed;
 mod bench_route;
 mod bench_serve;
@@ -48,6 +49,9 @@ enum BenchCommand {
     Route(bench_route::Args),
     /// Load at ~80% of capacity with random faults; nothing may be lost.
     Chaos(bench_chaos::Args),
+    /// What the cluster layer costs on loopback: remote vs local latency,
+    /// routed vs raw ractor_cluster throughput to two remote pools.
+    Cluster(bench_cluster::Args),
     /// HTTP throughput and latency of `corral serve` from a closed-loop
     /// client on loopback, beside `corral embed`'s in-process throughput.
     Serve(bench_serve::Args),
@@ -96,9 +100,9 @@ fn main() -> anyhow::Result<()> {
     // unparks a runtime thread with a futex, not an eventfd write.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match &cli.command {
-        Command::Serve(_) | Command::Node(_) | Command::Bench(BenchCommand::Serve(_)) => {
-            runtime.enable_all()
-        }
+        Command::Serve(_)
+        | Command::Node(_)
+        | Command::Bench(BenchCommand::Serve(_) | BenchCommand::Cluster(_)) => runtime.enable_all(),
         _ => runtime.enable_time(),
     };
     let runtime = runtime.build()?;
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
             Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
             Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,
+            Command::Bench(BenchCommand::Cluster(args)) => bench_cluster::run(args).await,
             Command::Bench(BenchCommand::Serve(args)) => bench_serve::run(args).await,
         }
     })
