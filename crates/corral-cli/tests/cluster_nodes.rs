@@ -9,6 +9,8 @@
 //! - freeze a node (SIGSTOP): out of routing within the stated bound,
 //!   requests keep being answered, back after SIGCONT;
 //! - a wrong cookie gets nothing through;
+//! - two nodes with the real model answer the golden texts as
+//!   sentence-transformers does (fails, not skips, without the model);
 //! - nodes talk over mutual TLS with certificates made at test time, and a
 //!   node without TLS gets nothing through.
 
@@ -59,13 +61,20 @@ impl NodeProc {
         cookie: &str,
         extra: &[&str],
     ) -> Self {
+        let ms = per_item_ms.to_string();
+        let mut args = extra.to_vec();
+        args.extend(["--synthetic-ms", &ms, "--workers", "2"]);
+        Self::spawn(name, port, model, cookie, &args)
+    }
+
+    /// A node with `args` after the common ones; waits for its ready line.
+    fn spawn(name: &str, port: u16, model: &str, cookie: &str, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
             .arg("node")
-            .args(extra)
+            .args(args)
             .args(["--name", name, "--port", &port.to_string()])
             .args(["--cookie", cookie, "--model-name", model])
-            .args(["--synthetic-ms", &per_item_ms.to_string()])
-            .args(["--workers", "2", "--threads", "1"])
+            .args(["--threads", "1"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -80,7 +89,7 @@ impl NodeProc {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30))
+        rx.recv_timeout(Duration::from_secs(120))
             .unwrap_or_else(|_| panic!("node {name} did not report ready"));
         Self { child }
     }
@@ -423,4 +432,69 @@ async fn nodes_talk_over_mutual_tls_and_a_plain_node_gets_nothing_through() {
     let out = h.call_batch((0..5).map(Item::new).collect()).await.unwrap();
     assert_eq!(out, vec![0, 1, 2, 3, 4]);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    cases: Vec<GoldenCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenCase {
+    text: String,
+    embedding: Vec<f32>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_model_nodes_answer_the_golden_texts_as_sentence_transformers_does() {
+    use corral_embed::{EmbedInput, EmbedOutput};
+    let _serial = one_at_a_time().await;
+    let golden: Golden = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // The default model directory: fetched by CI before the tests; a node
+    // that cannot load it never reports ready, and the test fails.
+    let dir = corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| panic!("{e}"));
+    let dir = dir.to_str().unwrap().to_owned();
+    let model = "all-MiniLM-L6-v2";
+    let (pa, pb) = (free_port(), free_port());
+    let args = ["--model-dir", dir.as_str(), "--workers", "1"];
+    let _a = NodeProc::spawn("ea", pa, model, COOKIE, &args);
+    let _b = NodeProc::spawn("eb", pb, model, COOKIE, &args);
+    let c = router_node(COOKIE).await;
+    let h = ClusterHandle::<EmbedInput, EmbedOutput>::spawn(ClusterConfig::new(group_name(
+        "embed", model,
+    )))
+    .await
+    .unwrap();
+    c.connect(addr(pa));
+    c.connect(addr(pb));
+    h.wait_members(2, Duration::from_secs(20)).await.unwrap();
+    let calls: Vec<_> = golden
+        .cases
+        .iter()
+        .map(|case| {
+            let h = h.clone();
+            let text = case.text.clone();
+            tokio::spawn(async move { h.call(EmbedInput::Text(text)).await })
+        })
+        .collect();
+    for (case, call) in golden.cases.iter().zip(calls) {
+        let got = call.await.unwrap().unwrap().vector;
+        assert_eq!(got.len(), case.embedding.len());
+        let dot: f32 = got.iter().zip(&case.embedding).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cos = dot / (norm(&got) * norm(&case.embedding));
+        assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
+    }
+    let members = h.members();
+    assert!(
+        members.iter().all(|m| m.counts.answered > 0),
+        "both nodes served: {members:?}"
+    );
 }
