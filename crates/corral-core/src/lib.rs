@@ -17,8 +17,9 @@
 //!   handle each way.
 //! - [`router`]: the routing decision ([`LeastWait`] by default), kept apart
 //!   from the load it reads.
-//! - `supervisor`: the actor, and its policies one file each — admission
-//!   and retirement (`state`), detection (`watchdog`), restarts
+//! - `supervisor`: the actor, and its policies one file each — the worker
+//!   lifecycle (`state`), admission and routing (`state::admission`),
+//!   reports (`state::reports`), detection (`watchdog`), restarts
 //!   (`restart`), the waiting line (`waiting`), shutdown (`drain`).
 //! - [`stats`]: [`HealthReport`] / [`PoolStats`], the `metrics` names, and
 //!   the one recorder that counts every event.

@@ -55,11 +55,14 @@ pub(crate) struct Held<B: Backend> {
     pub(crate) running: Vec<Job<B>>,
 }
 
-/// The front job as the compute thread sees it before taking it: its
-/// inputs (to be costed outside the lock) and whether it must run alone.
+/// A queued job as the compute thread sees it before taking it: its
+/// inputs (to be costed outside the lock), whether it must run alone, and
+/// its cost once the compute thread has computed it.
 pub(crate) struct Front<B: Backend> {
     pub(crate) inputs: Arc<Vec<B::Input>>,
     pub(crate) alone: bool,
+    /// Filled in by the compute thread, outside the lock.
+    pub(crate) cost: usize,
 }
 
 impl<B: Backend> Front<B> {
@@ -67,23 +70,22 @@ impl<B: Backend> Front<B> {
         Self {
             inputs: job.inputs.clone(),
             alone: job.runs_alone(),
+            cost: 0,
         }
     }
 }
 
-/// What [`WorkerShared::take_front`] did with the front job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Taken {
-    /// Added to the batch being assembled.
-    Job,
-    /// Its caller went away: dropped, slot freed.
-    Cancelled,
-    /// Already answered at its deadline: dropped, slot freed.
-    Answered,
-    /// The front changed since it was peeked (the watchdog expired it).
-    Moved,
-    /// The mailbox is closed.
-    Closed,
+/// What [`WorkerShared::take_batch`] did with the jobs it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Took {
+    /// Moved into the running set: the batch started with these.
+    pub(crate) jobs: usize,
+    /// Their callers went away: dropped, slots freed.
+    pub(crate) cancelled: usize,
+    /// Already answered at their deadline: dropped, slots freed.
+    pub(crate) answered: usize,
+    /// The batch's cost: the sum of the taken jobs' costs.
+    pub(crate) cost: usize,
 }
 
 /// What [`WorkerShared::expire`] did.
@@ -198,108 +200,126 @@ impl<B: Backend> WorkerShared<B> {
         }
     }
 
-    /// Blocks until a job is queued or the mailbox is closed. Returns the
-    /// front job's inputs (to be costed outside the lock) and whether it must
-    /// run alone, or `None` when closed.
-    pub(crate) fn wait_front(&self) -> Option<Front<B>> {
+    /// Peeks at up to `max` queued jobs from the front, in order, into
+    /// `out` (emptied first), to be costed outside the lock. With `block`,
+    /// waits until a job is queued. Returns `false` when the mailbox is
+    /// closed, or when nothing is queued and `block` is not set.
+    pub(crate) fn peek_fronts(&self, max: usize, block: bool, out: &mut Vec<Front<B>>) -> bool {
+        out.clear();
         let mut q = self.queue.lock();
         loop {
             if q.closed {
-                return None;
+                return false;
             }
-            if let Some(front) = q.jobs.front() {
-                return Some(Front::of(front));
+            if !q.jobs.is_empty() {
+                out.extend(q.jobs.iter().take(max.max(1)).map(Front::of));
+                return true;
+            }
+            if !block {
+                return false;
             }
             q.sleeping = true;
             self.wake.wait(&mut q);
         }
     }
 
-    /// The front job, without taking it (tests only: the compute thread
-    /// peeks through [`Self::take_front`]).
+    /// Up to `max` queued jobs from the front, without blocking (tests
+    /// only).
     #[cfg(test)]
-    pub(crate) fn peek_front(&self) -> Option<Front<B>> {
-        let q = self.queue.lock();
-        if q.closed {
-            return None;
-        }
-        q.jobs.front().map(Front::of)
+    pub(crate) fn fronts(&self, max: usize) -> Vec<Front<B>> {
+        let mut out = Vec::new();
+        self.peek_fronts(max, false, &mut out);
+        out
     }
 
-    /// Moves the front job into the batch being assembled (the running
-    /// set), if it is still the one whose inputs were peeked. A job whose
-    /// caller went away (or that was answered at its deadline) leaves
-    /// instead, its slot freed. Also peeks at the next front job, under the
-    /// same lock.
-    pub(crate) fn take_front(&self, peeked: &Arc<Vec<B::Input>>) -> (Taken, Option<Front<B>>) {
+    /// Takes the jobs peeked in `peeked` (drained) that are still queued,
+    /// in order, into the running set, and starts the batch — its heartbeat
+    /// published — under one lock, so that the supervisor's pushes wait on
+    /// it once per batch rather than once per job. A job whose caller went
+    /// away (or that was answered at its deadline) leaves instead, its slot
+    /// freed; one no longer queued (the watchdog expired it) is skipped.
+    /// The taken jobs' inputs are pushed to `inputs`, in order. A batch
+    /// already started (and not yet run) grows by the jobs taken: its
+    /// heartbeat keeps its start and adds their cost. Returns `None` if the
+    /// mailbox is closed (nothing taken); a batch starts only if at least
+    /// one job was taken.
+    pub(crate) fn take_batch(
+        &self,
+        peeked: &mut Vec<Front<B>>,
+        started: Instant,
+        inputs: &mut Vec<Arc<Vec<B::Input>>>,
+    ) -> Option<Took> {
+        let mut took = Took::default();
         let mut q = self.queue.lock();
         if q.closed {
-            return (Taken::Closed, None);
-        }
-        if !q
-            .jobs
-            .front()
-            .is_some_and(|j| Arc::ptr_eq(&j.inputs, peeked))
-        {
-            return (Taken::Moved, q.jobs.front().map(Front::of));
-        }
-        let Some(job) = q.jobs.pop_front() else {
-            return (Taken::Moved, None);
-        };
-        self.dequeued(&job);
-        let next = q.jobs.front().map(Front::of);
-        if job.is_cancelled() {
-            self.release(&job);
-            let taken = if job.is_answered() {
-                Taken::Answered
-            } else {
-                Taken::Cancelled
-            };
-            drop(q);
-            drop(job);
-            return (taken, next);
-        }
-        q.running.push(job);
-        (Taken::Job, next)
-    }
-
-    /// Starts the assembled batch: publishes the heartbeat and returns its
-    /// inputs, in order, or `None` if the worker was retired meanwhile (the
-    /// supervisor took the batch back; the thread must exit).
-    pub(crate) fn start_batch(
-        &self,
-        started: Instant,
-        cost: usize,
-    ) -> Option<Vec<Arc<Vec<B::Input>>>> {
-        let q = self.queue.lock();
-        if q.closed {
+            peeked.clear();
             return None;
         }
-        let inputs: Vec<Arc<Vec<B::Input>>> = q.running.iter().map(|j| j.inputs.clone()).collect();
-        *self.heartbeat.lock() = Heartbeat {
-            busy_since: Some(started),
-            batch_cost: cost,
-            batch_len: inputs.iter().map(|v| v.len()).sum(),
-            deadline: q.running.iter().filter_map(|j| j.deadline).min(),
-        };
-        Some(inputs)
+        for front in peeked.drain(..) {
+            // Only the compute thread takes from the front and jobs are
+            // pushed at the back, so the peeked jobs still queued are at the
+            // front, in order; one that is not there has left the queue.
+            if !q
+                .jobs
+                .front()
+                .is_some_and(|j| Arc::ptr_eq(&j.inputs, &front.inputs))
+            {
+                continue;
+            }
+            let Some(job) = q.jobs.pop_front() else {
+                break;
+            };
+            self.dequeued(&job);
+            if job.is_cancelled() {
+                self.release(&job);
+                if job.is_answered() {
+                    took.answered += 1;
+                } else {
+                    took.cancelled += 1;
+                }
+                continue;
+            }
+            took.jobs += 1;
+            took.cost = took.cost.saturating_add(front.cost);
+            inputs.push(front.inputs);
+            q.running.push(job);
+        }
+        if took.jobs > 0 {
+            let mut hb = self.heartbeat.lock();
+            let (since, cost) = match hb.busy_since {
+                Some(since) => (since, hb.batch_cost.saturating_add(took.cost)),
+                None => (started, took.cost),
+            };
+            *hb = Heartbeat {
+                busy_since: Some(since),
+                batch_cost: cost,
+                batch_len: q.running.iter().map(|j| j.inputs.len()).sum(),
+                deadline: q.running.iter().filter_map(|j| j.deadline).min(),
+            };
+        }
+        Some(took)
     }
 
-    /// Jobs in the batch being assembled.
+    /// Jobs in the running batch.
     pub(crate) fn assembled(&self) -> usize {
         self.queue.lock().running.len()
     }
 
     /// Ends the running batch: clears the heartbeat and hands the batch back
-    /// to the compute thread, or `None` if the supervisor seized it (the
-    /// thread was given up on and must exit).
-    pub(crate) fn finish_batch(&self) -> Option<Vec<Job<B>>> {
+    /// to the compute thread by swapping it with `into` (empty; its capacity
+    /// becomes the next batch's, so that assembling a batch allocates
+    /// nothing under the lock). Returns `false`, leaving `into` empty, if
+    /// the supervisor seized the batch (the thread was given up on and must
+    /// exit).
+    pub(crate) fn finish_batch(&self, into: &mut Vec<Job<B>>) -> bool {
+        debug_assert!(into.is_empty());
         let mut q = self.queue.lock();
         *self.heartbeat.lock() = Heartbeat::default();
         if q.closed {
-            return None;
+            return false;
         }
-        Some(std::mem::take(&mut q.running))
+        std::mem::swap(&mut q.running, into);
+        true
     }
 
     /// After a batch error: puts the running batch's unanswered jobs back
@@ -313,9 +333,9 @@ impl<B: Backend> WorkerShared<B> {
         if q.closed {
             return None;
         }
-        let running = std::mem::take(&mut q.running);
         let mut n = 0;
-        for mut job in running.into_iter().rev() {
+        // From the back, each to the head: the batch's order is kept.
+        while let Some(mut job) = q.running.pop() {
             if job.is_answered() {
                 self.release(&job);
                 continue;
@@ -383,16 +403,11 @@ impl<B: Backend> WorkerShared<B> {
         self.retired.store(true, Ordering::Release);
         let mut q = self.queue.lock();
         q.closed = true;
-        let mut queued: Vec<Job<B>> = q.jobs.drain(..).collect();
-        let mut running = std::mem::take(&mut q.running);
-        let started = self.heartbeat.lock().busy_since.is_some();
+        let queued: Vec<Job<B>> = q.jobs.drain(..).collect();
+        // A batch is taken and started under one lock: whatever is in the
+        // running set has started.
+        let running = std::mem::take(&mut q.running);
         drop(q);
-        if !started {
-            // A batch still being assembled never ran: it goes back as queued.
-            running.append(&mut queued);
-            queued = running;
-            running = Vec::new();
-        }
         self.wake.notify_all();
         for job in queued.iter().chain(running.iter()) {
             self.release(job);
@@ -401,6 +416,7 @@ impl<B: Backend> WorkerShared<B> {
         Held { queued, running }
     }
 
+    #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
         self.queue.lock().closed
     }
@@ -482,10 +498,28 @@ mod tests {
         assert!(m.push(j).is_ok(), "the mailbox is open");
     }
 
-    /// Takes the front job into the running set.
-    fn take(m: &WorkerShared<Echo>) -> Taken {
-        let front = m.peek_front().expect("a queued job").inputs;
-        m.take_front(&front).0
+    /// Peeks at up to `n` queued jobs, costs each one per input, and takes
+    /// them as one batch started at `at`; returns what was taken and the
+    /// batch's inputs, flattened.
+    fn take_n(m: &WorkerShared<Echo>, n: usize, at: Instant) -> (Took, Vec<u32>) {
+        let mut peeked = m.fronts(n);
+        assert!(!peeked.is_empty(), "queued jobs");
+        for f in &mut peeked {
+            f.cost = f.inputs.len();
+        }
+        let mut inputs = Vec::new();
+        let took = m.take_batch(&mut peeked, at, &mut inputs).expect("open");
+        assert!(peeked.is_empty(), "drained");
+        let flat = inputs.iter().flat_map(|v| v.iter().copied()).collect();
+        (took, flat)
+    }
+
+    fn took(jobs: usize, cost: usize) -> Took {
+        Took {
+            jobs,
+            cost,
+            ..Took::default()
+        }
     }
 
     fn answer(rx: &mut Rx) -> Option<Reply<u32, u32>> {
@@ -525,17 +559,15 @@ mod tests {
         push(&m, a);
         push(&m, b);
         assert_eq!(m.with_deadline.load(Ordering::Relaxed), 2);
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 0);
-        assert_eq!(m.assembled(), 2);
-        assert!(m.peek_front().is_none());
         assert!(!m.is_busy());
 
         let t0 = Instant::now();
-        let inputs = m.start_batch(t0, 3).unwrap();
-        let flat: Vec<u32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
+        let (t, flat) = take_n(&m, 8, t0);
+        assert_eq!(t, took(2, 3));
         assert_eq!(flat, [1, 2, 3]);
+        assert_eq!(m.with_deadline.load(Ordering::Relaxed), 0);
+        assert_eq!(m.assembled(), 2);
+        assert!(m.fronts(8).is_empty());
         let hb = *m.heartbeat.lock();
         assert_eq!(hb.busy_since, Some(t0));
         assert_eq!((hb.batch_cost, hb.batch_len), (3, 3));
@@ -546,7 +578,8 @@ mod tests {
         assert!(m.is_busy());
         assert_eq!(m.depth(), 2, "running requests still count");
 
-        let jobs = m.finish_batch().unwrap();
+        let mut jobs = Vec::new();
+        assert!(m.finish_batch(&mut jobs));
         assert_eq!(jobs.len(), 2);
         assert!(!m.is_busy());
         assert_eq!(m.assembled(), 0);
@@ -557,27 +590,78 @@ mod tests {
     }
 
     #[test]
-    fn take_front_skips_gone_callers_and_moved_fronts() {
+    fn take_batch_skips_gone_callers_and_jobs_no_longer_queued() {
         let d = door();
         let m = mailbox(4, 4);
+        let t0 = Instant::now();
         let (a, ra) = job(&d, vec![1], None);
-        let (b, _rb) = job(&d, vec![2], None);
+        let (b, _rb) = job(&d, vec![2], Some(t0 + Duration::from_secs(1)));
+        let (c, _rc) = job(&d, vec![3], None);
+        let (e, _re) = job(&d, vec![4], None);
         push(&m, a);
         push(&m, b);
-        let stale = m.peek_front().unwrap().inputs;
+        push(&m, c);
+        push(&m, e);
+        let mut peeked = m.fronts(3);
         drop(ra);
-        assert_eq!(m.depth(), 2);
-        assert_eq!(m.take_front(&stale).0, Taken::Cancelled);
-        assert_eq!(m.depth(), 1, "a gone caller's slot is freed");
+        // The watchdog expires the second while the batch is being costed.
+        assert_eq!(m.expire(t0 + Duration::from_secs(2)).queued, 1);
+        assert_eq!(m.depth(), 3);
+        let mut inputs = Vec::new();
+        let t = m.take_batch(&mut peeked, t0, &mut inputs).unwrap();
         assert_eq!(
-            m.take_front(&stale).0,
-            Taken::Moved,
-            "not the front any more"
+            t,
+            Took {
+                jobs: 1,
+                cancelled: 1,
+                answered: 0,
+                cost: 0
+            }
         );
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(m.depth(), 1);
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0][0], 3);
+        assert_eq!(m.depth(), 2, "a gone caller's slot is freed");
+        assert!(m.is_busy(), "the batch started");
+        let left: Vec<u32> = m.fronts(8).iter().map(|f| f.inputs[0]).collect();
+        assert_eq!(left, [4], "jobs not peeked stay queued");
+        let mut jobs = Vec::new();
+        assert!(m.finish_batch(&mut jobs));
+        // Nothing left of what was peeked: nothing taken, nothing started.
+        let mut stale = m.fronts(1);
+        let (extra, _rx) = job(&d, vec![5], None);
+        push(&m, extra);
+        assert_eq!(take_n(&m, 1, t0).0, took(1, 1));
+        jobs.clear();
+        assert!(m.finish_batch(&mut jobs));
+        assert_eq!(
+            m.take_batch(&mut stale, t0, &mut inputs).unwrap(),
+            Took::default(),
+            "taken already"
+        );
         m.seize();
-        assert_eq!(m.take_front(&stale).0, Taken::Closed);
+        let mut none = Vec::new();
+        assert!(m.take_batch(&mut none, t0, &mut inputs).is_none());
+    }
+
+    #[test]
+    fn a_started_batch_grows_by_what_is_taken_before_it_runs() {
+        let d = door();
+        let m = mailbox(4, 4);
+        let t0 = Instant::now();
+        let (a, _ra) = job(&d, vec![1], None);
+        push(&m, a);
+        assert_eq!(take_n(&m, 4, t0), (took(1, 1), vec![1]));
+        let (b, _rb) = job(&d, vec![2, 3], Some(t0 + Duration::from_secs(4)));
+        push(&m, b);
+        let later = t0 + Duration::from_millis(5);
+        assert_eq!(take_n(&m, 4, later), (took(1, 2), vec![2, 3]));
+        let hb = *m.heartbeat.lock();
+        assert_eq!(hb.busy_since, Some(t0), "the batch keeps its start");
+        assert_eq!((hb.batch_cost, hb.batch_len), (3, 3));
+        assert_eq!(hb.deadline, Some(t0 + Duration::from_secs(4)));
+        assert_eq!(m.assembled(), 2);
+        let held = m.seize();
+        assert_eq!(held.running.len(), 2, "all of it started");
     }
 
     #[test]
@@ -590,9 +674,7 @@ mod tests {
         push(&m, a);
         push(&m, b);
         push(&m, c);
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(take(&m), Taken::Job);
-        m.start_batch(Instant::now(), 2).unwrap();
+        assert_eq!(take_n(&m, 2, Instant::now()).0, took(2, 2));
         assert_eq!(m.requeue_running_alone(), Some(2));
         assert!(!m.is_busy(), "the heartbeat is cleared");
         assert_eq!(m.assembled(), 0);
@@ -614,9 +696,7 @@ mod tests {
         let (b, _rb) = job(&d, vec![2], None);
         push(&m, a);
         push(&m, b);
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(take(&m), Taken::Job);
-        m.start_batch(past, 2).unwrap();
+        assert_eq!(take_n(&m, 2, past).0, took(2, 2));
         // The running job past its deadline is answered in place.
         let e = m.expire(past + Duration::from_millis(1));
         assert_eq!(
@@ -633,11 +713,12 @@ mod tests {
         assert_eq!(m.requeue_running_alone(), Some(1));
         assert_eq!(m.depth(), 1, "the answered one left");
 
-        assert_eq!(take(&m), Taken::Job);
+        assert_eq!(take_n(&m, 1, past).0, took(1, 1));
         m.seize();
         assert_eq!(m.requeue_running_alone(), None);
-        assert!(m.finish_batch().is_none());
-        assert!(m.start_batch(Instant::now(), 1).is_none());
+        let mut jobs = Vec::new();
+        assert!(!m.finish_batch(&mut jobs));
+        assert!(jobs.is_empty());
     }
 
     #[test]
@@ -674,9 +755,7 @@ mod tests {
         assert_eq!(left, [9, 2]);
 
         // Running: answered in place, the heartbeat's deadline moves on.
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(take(&m), Taken::Job);
-        m.start_batch(t0, 2).unwrap();
+        assert_eq!(take_n(&m, 2, t0).0, took(2, 2));
         assert_eq!(m.heartbeat.lock().deadline, Some(t0 + 3 * s));
         assert_eq!(
             m.expire(t0 + 3 * s),
@@ -705,10 +784,6 @@ mod tests {
         push(&m, a);
         push(&m, b);
         push(&m, c);
-        assert_eq!(take(&m), Taken::Job);
-        assert_eq!(take(&m), Taken::Job);
-        // Assembled but not started: it never ran, so it comes back queued,
-        // ahead of the rest.
         assert!(!m.is_retired() && !m.is_closed());
         let held = m.seize();
         let ids: Vec<u32> = held.queued.iter().map(|j| j.inputs[0]).collect();
@@ -717,7 +792,8 @@ mod tests {
         assert_eq!(m.depth(), 0);
         assert_eq!(m.with_deadline.load(Ordering::Relaxed), 0);
         assert!(m.is_retired() && m.is_closed());
-        assert!(m.wait_front().is_none() && m.peek_front().is_none());
+        let mut out = Vec::new();
+        assert!(!m.peek_fronts(4, true, &mut out) && m.fronts(4).is_empty());
         let (late, _rl) = job(&d, vec![5], None);
         assert!(m.push(late).is_err(), "a closed mailbox takes nothing");
         let again = m.seize();
@@ -732,8 +808,7 @@ mod tests {
         let (b, _rb) = job(&d, vec![2], None);
         push(&m, a);
         push(&m, b);
-        assert_eq!(take(&m), Taken::Job);
-        m.start_batch(Instant::now(), 1).unwrap();
+        assert_eq!(take_n(&m, 1, Instant::now()).0, took(1, 1));
         let held = m.seize();
         assert_eq!(held.running.len(), 1);
         assert_eq!(held.running[0].inputs[0], 1);
@@ -742,19 +817,24 @@ mod tests {
     }
 
     #[test]
-    fn wait_front_wakes_on_push() {
+    fn wait_fronts_wakes_on_push() {
         let d = door();
         let m = mailbox(4, 4);
         let m2 = m.clone();
-        let waiter = std::thread::spawn(move || m2.wait_front().map(|f| (f.inputs[0], f.alone)));
+        let waiter = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            m2.peek_fronts(4, true, &mut out);
+            out.iter()
+                .map(|f| (f.inputs[0], f.alone))
+                .collect::<Vec<_>>()
+        });
         // Whether the thread is parked yet or not, a push must reach it.
         let (a, _ra) = job(&d, vec![42], None);
         push(&m, a);
-        assert_eq!(waiter.join().unwrap(), Some((42, false)));
+        assert_eq!(waiter.join().unwrap(), [(42, false)]);
         let m3 = m.clone();
-        let front = m.peek_front().unwrap().inputs;
-        assert_eq!(m.take_front(&front).0, Taken::Job);
-        let closed = std::thread::spawn(move || m3.wait_front().is_none());
+        assert_eq!(take_n(&m, 1, Instant::now()).0, took(1, 1));
+        let closed = std::thread::spawn(move || !m3.peek_fronts(4, true, &mut Vec::new()));
         m.seize();
         assert!(closed.join().unwrap(), "a closed mailbox wakes its thread");
     }

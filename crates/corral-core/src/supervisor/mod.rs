@@ -9,8 +9,10 @@
 //! only through the door's permits.
 //!
 //! Where to look:
-//! - `state`: the glue — admission (why was this request refused?),
-//!   retirement, re-routing, reports;
+//! - `state`: the glue — the worker lifecycle (start, retirement and
+//!   re-routing, restarts, the tick, shutdown); its children
+//!   `state::admission` (why was this request refused?) and
+//!   `state::reports` (health, stats, levels, `retry_after`);
 //! - `watchdog`: stuck / deadlocked / hung-load detection, a pure function
 //!   of a worker's probe and the clock (why was this worker restarted?);
 //! - `restart`: restart intensity and backoff with jitter;

@@ -2,9 +2,14 @@
 //! about them, wired together. Each decision lives in its own module —
 //! [`super::watchdog`] (is a worker stuck?), [`super::restart`] (when does
 //! its replacement start?), [`super::waiting`] (who is served next?),
-//! [`super::drain`] (is shutdown over?), the router (which worker?) — and
-//! this file only applies them: admission ("why was this request refused?"
-//! is [`SupervisorState::submit`]), retirement, re-routing, reports.
+//! [`super::drain`] (is shutdown over?), the router (which worker?). This
+//! file keeps the worker lifecycle — start, retire, restart, the internal
+//! messages and the tick, shutdown; its children hold admission and routing
+//! (`admission`: "why was this request refused?") and the reports
+//! (`reports`: health, stats, levels, `retry_after`).
+
+mod admission;
+mod reports;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,20 +17,19 @@ use std::time::{Duration, Instant};
 
 use ractor::{ActorId, ActorRef, RpcReplyPort};
 
+use self::admission::Routing;
 use super::drain::Drain;
 use super::restart::RestartPolicy;
-use super::waiting::{Expiry, Waiter, Waiting, WaitingLine};
+use super::waiting::WaitingLine;
 use super::watchdog::{self, Limits};
 use crate::backend::{Backend, LoadContext};
 use crate::config::PoolConfig;
 use crate::error::PoolError;
-use crate::job::{Class, Job, Reply};
-use crate::msg::{Admission, Admitted, InternalMsg, PoolMsg, ShutdownReport};
-use crate::router::{Router, WorkerLoad};
+use crate::job::Job;
+use crate::msg::{InternalMsg, PoolMsg, ShutdownReport};
+use crate::router::Router;
 use crate::shared::PoolShared;
 use crate::stats::recorder::{Failure, Recorder};
-use crate::stats::{Health, HealthReport, PoolStats, WorkerHealth, WorkerState, WorkerStats};
-use crate::time;
 use crate::worker::{Events, Worker, WorkerSpawn};
 
 /// What the supervisor starts from.
@@ -86,64 +90,6 @@ struct SlotTotals {
     batches: u64,
 }
 
-/// The router and its reused scratch space.
-struct Routing {
-    router: Box<dyn Router>,
-    /// The routable workers' loads and their slots, rebuilt per admission.
-    loads: Vec<WorkerLoad>,
-    routable: Vec<usize>,
-}
-
-impl Routing {
-    /// Routes `job` to the worker the router picks among the ready workers
-    /// with room in the job's class, or hands it back.
-    fn admit<B: Backend>(
-        &mut self,
-        slots: &[Slot<B>],
-        recorder: &Recorder,
-        job: Job<B>,
-    ) -> Result<(), Job<B>> {
-        self.loads.clear();
-        self.routable.clear();
-        for (i, s) in slots.iter().enumerate() {
-            if let Slot::Live(w) = s {
-                if w.is_ready() {
-                    self.loads.push(WorkerLoad {
-                        depth: w.depth(),
-                        has_room: w.has_room(job.class),
-                        service_ns: w.service_ns(),
-                    });
-                    self.routable.push(i);
-                }
-            }
-        }
-        let Some(k) = self.router.pick(&self.loads) else {
-            return Err(job);
-        };
-        // A router that picks a full worker (or out of range) must not break
-        // the bound.
-        if !self.loads.get(k).is_some_and(|l| l.has_room) {
-            return Err(job);
-        }
-        let Some(Slot::Live(w)) = slots.get(self.routable[k]) else {
-            return Err(job);
-        };
-        w.push(job)?;
-        recorder.admitted();
-        Ok(())
-    }
-}
-
-impl<B: Backend> Waiting for Job<B> {
-    fn is_gone(&self) -> bool {
-        self.is_cancelled()
-    }
-
-    fn class(&self) -> Class {
-        self.class
-    }
-}
-
 pub(crate) struct SupervisorState<B: Backend> {
     myself: ActorRef<PoolMsg<B>>,
     config: Arc<PoolConfig>,
@@ -194,11 +140,7 @@ impl<B: Backend> SupervisorState<B> {
             myself,
             threads,
             spec: args.spec,
-            routing: Routing {
-                router: args.router,
-                loads: Vec::with_capacity(n),
-                routable: Vec::with_capacity(n),
-            },
+            routing: Routing::new(args.router, n),
             shared: args.shared,
             slots: (0..n).map(|_| Slot::Restarting { due: now }).collect(),
             totals: vec![SlotTotals::default(); n],
@@ -407,156 +349,6 @@ impl<B: Backend> SupervisorState<B> {
         }
     }
 
-    // -------------------------------------------------------------- admission
-
-    /// Admits a request to the least-loaded worker with room, or puts it in
-    /// the waiting line, or refuses it — the caller's choice, per request.
-    pub(crate) fn submit(
-        &mut self,
-        request: Admitted<B::Input>,
-        reply: RpcReplyPort<Reply<B::Input, B::Output>>,
-    ) {
-        let Admitted { submit, permit } = request;
-        let now = Instant::now();
-        let deadline = submit.deadline.map(|d| time::after(now, d));
-        let job = Job::new(submit.inputs, reply, deadline, permit);
-        if self.drain.is_some() || self.stopped {
-            self.recorder.shutting_down(1);
-            return job.refuse(PoolError::ShuttingDown);
-        }
-        if job.expired(now) {
-            self.recorder.deadline_exceeded(1);
-            return job.refuse(PoolError::Timeout);
-        }
-        // Callers already waiting go first.
-        if !self.line.is_empty() {
-            self.pump();
-        }
-        let job = if self.line.is_empty() {
-            match self.try_admit(job) {
-                Ok(()) => return,
-                Err(job) => job,
-            }
-        } else {
-            job
-        };
-        let wait = match submit.admission {
-            Admission::Reject => {
-                self.recorder.overloaded();
-                let retry_after = self.retry_after();
-                return job.refuse(PoolError::Overloaded { retry_after });
-            }
-            Admission::Wait(wait) if wait.is_zero() => {
-                self.recorder.timed_out();
-                return job.refuse(PoolError::Timeout);
-            }
-            Admission::Wait(wait) => wait,
-        };
-        let (until, expiry) = match deadline {
-            Some(d) if d < time::after(now, wait) => (d, Expiry::Deadline),
-            _ => (time::after(now, wait), Expiry::Timeout),
-        };
-        let waiter = Waiter {
-            item: job,
-            since: now,
-            deadline: until,
-            expiry,
-        };
-        let (pushed, gone) = self.line.push_back(waiter);
-        self.recorder.cancelled(gone as u64);
-        if let Err(w) = pushed {
-            self.recorder.overloaded();
-            let retry_after = self.retry_after();
-            w.item.refuse(PoolError::Overloaded { retry_after });
-        }
-    }
-
-    fn try_admit(&mut self, job: Job<B>) -> Result<(), Job<B>> {
-        self.routing.admit(&self.slots, &self.recorder, job)
-    }
-
-    /// Puts a job taken back from a failed worker on another worker, or at
-    /// the head of the waiting line for up to `reroute_wait`.
-    fn reroute(&mut self, job: Job<B>, now: Instant) {
-        if job.is_cancelled() {
-            self.recorder.cancelled(1);
-            return;
-        }
-        if let Err(job) = self.try_admit(job) {
-            let reroute_until = time::after(now, self.config.reroute_wait);
-            let (deadline, expiry) = match job.deadline {
-                Some(d) if d < reroute_until => (d, Expiry::Deadline),
-                _ => (reroute_until, Expiry::WorkerLost),
-            };
-            self.line.push_front(Waiter {
-                item: job,
-                since: now,
-                deadline,
-                expiry,
-            });
-        }
-    }
-
-    /// Admits waiting callers, in order, while there is room.
-    fn pump(&mut self) {
-        if self.line.is_empty() {
-            return;
-        }
-        let (routing, slots, recorder) = (&mut self.routing, &self.slots, &self.recorder);
-        let pumped = self
-            .line
-            .pump(Instant::now(), |job| routing.admit(slots, recorder, job));
-        self.recorder.cancelled(pumped.gone as u64);
-        for w in pumped.waits {
-            self.recorder.waited(w);
-        }
-    }
-
-    /// Answers the waiters whose deadline passed.
-    fn expire_waiting(&mut self, now: Instant) {
-        for w in self.line.expire(now) {
-            let mut job = w.item;
-            if job.is_cancelled() {
-                self.recorder.cancelled(1);
-                continue;
-            }
-            match w.expiry {
-                Expiry::Timeout => {
-                    self.recorder.timed_out();
-                    job.refuse(PoolError::Timeout);
-                }
-                Expiry::Deadline => {
-                    self.recorder.deadline_exceeded(1);
-                    job.refuse(PoolError::Timeout);
-                }
-                Expiry::WorkerLost => {
-                    self.recorder.worker_lost();
-                    job.answer(Err(PoolError::WorkerLost));
-                }
-            }
-        }
-    }
-
-    /// The pool's estimate of when a slot frees: the soonest any ready
-    /// worker finishes a request, from its measured service time.
-    fn retry_after(&self) -> Duration {
-        let soonest = self
-            .slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Live(w) if w.is_ready() => Some(w.service_ns()),
-                _ => None,
-            })
-            .filter(|&ns| ns > 0)
-            .min();
-        match soonest {
-            Some(ns) => {
-                Duration::from_nanos(ns).clamp(Duration::from_millis(1), Duration::from_secs(5))
-            }
-            None => Duration::from_millis(100),
-        }
-    }
-
     // ---------------------------------------------------------- internal msgs
 
     pub(crate) async fn internal(&mut self, msg: InternalMsg) {
@@ -644,153 +436,6 @@ impl<B: Backend> SupervisorState<B> {
         self.pump();
         self.publish_levels();
         self.advance_drain(now);
-    }
-
-    /// Publishes the levels (depths, line, abandoned threads), the requests
-    /// processed since the last tick — read from the workers' own counters,
-    /// so the compute threads never touch a shared cache line per batch —
-    /// and the door's `retry_after`.
-    fn publish_levels(&mut self) {
-        let depths: Vec<usize> = self
-            .slots
-            .iter()
-            .map(|s| match s {
-                Slot::Live(w) => w.depth(),
-                _ => 0,
-            })
-            .collect();
-        let processed: u64 = self
-            .slots
-            .iter()
-            .zip(&self.totals)
-            .map(|(s, t)| {
-                t.processed
-                    + match s {
-                        Slot::Live(w) => w.processed(),
-                        _ => 0,
-                    }
-            })
-            .sum();
-        self.recorder
-            .processed(processed.saturating_sub(self.processed_published));
-        self.processed_published = self.processed_published.max(processed);
-        let abandoned = self.shared.abandoned.load(Ordering::Relaxed);
-        self.recorder.levels(&depths, self.line.len(), abandoned);
-        self.shared.door.set_retry_after(self.retry_after());
-        self.shared
-            .per_request_ns
-            .store(self.per_request_ns(), Ordering::Relaxed);
-    }
-
-    /// The pool's time between completions when every ready worker is busy:
-    /// `1 / Σ 1/service_time` over the ready workers that have a measured
-    /// service time (ns; 0 when none has).
-    fn per_request_ns(&self) -> u64 {
-        let rate: f64 = self
-            .slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Live(w) if w.is_ready() && w.service_ns() > 0 => {
-                    Some(1.0 / w.service_ns() as f64)
-                }
-                _ => None,
-            })
-            .sum();
-        if rate > 0.0 {
-            (1.0 / rate) as u64
-        } else {
-            0
-        }
-    }
-
-    // ---------------------------------------------------------------- reports
-
-    pub(crate) fn health(&self) -> HealthReport {
-        let now = Instant::now();
-        let workers: Vec<WorkerHealth> = self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(slot, s)| match s {
-                Slot::Live(w) => WorkerHealth {
-                    slot,
-                    worker_id: Some(w.id()),
-                    state: if w.is_ready() {
-                        WorkerState::Ready
-                    } else {
-                        WorkerState::Loading
-                    },
-                    queue_depth: w.depth(),
-                    running: w.running_inputs(),
-                    last_pong_age: Some(now.saturating_duration_since(w.last_pong())),
-                },
-                Slot::Restarting { .. } | Slot::Disabled => WorkerHealth {
-                    slot,
-                    worker_id: None,
-                    state: if matches!(s, Slot::Disabled) {
-                        WorkerState::Disabled
-                    } else {
-                        WorkerState::Restarting
-                    },
-                    queue_depth: 0,
-                    running: 0,
-                    last_pong_age: None,
-                },
-            })
-            .collect();
-        let health = if self.stopped
-            || self.drain.is_some()
-            || workers.iter().any(|w| w.state == WorkerState::Disabled)
-        {
-            Health::Unhealthy
-        } else if workers.iter().all(|w| w.state == WorkerState::Ready) {
-            Health::Healthy
-        } else {
-            Health::Degraded
-        };
-        let retry_after = self.retry_after();
-        self.shared.door.set_retry_after(retry_after);
-        HealthReport {
-            health,
-            workers,
-            waiting: self.line.len(),
-            draining: self.drain.is_some(),
-            retry_after,
-        }
-    }
-
-    pub(crate) fn stats(&self) -> PoolStats {
-        let mut s = PoolStats::default();
-        self.recorder.fill(&mut s);
-        s.workers = self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(slot, st)| {
-                let past = self.totals[slot];
-                match st {
-                    Slot::Live(w) => WorkerStats {
-                        slot,
-                        worker_id: Some(w.id()),
-                        depth: w.depth(),
-                        in_flight: w.running_inputs(),
-                        processed: past.processed + w.processed(),
-                        batches: past.batches + w.batches(),
-                    },
-                    _ => WorkerStats {
-                        slot,
-                        worker_id: None,
-                        depth: 0,
-                        in_flight: 0,
-                        processed: past.processed,
-                        batches: past.batches,
-                    },
-                }
-            })
-            .collect();
-        s.waiting = self.line.len();
-        s.abandoned_threads = self.shared.abandoned.load(Ordering::Acquire);
-        s
     }
 
     // --------------------------------------------------------------- shutdown

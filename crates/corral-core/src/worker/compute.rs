@@ -8,11 +8,13 @@
 //! the mailbox and abandons the thread. If the thread ever comes back it
 //! finds its batch gone and exits without answering anyone.
 //!
-//! The thread never holds a request only on its own stack: a batch is
-//! assembled straight into the mailbox's running set, and when a batch fails
-//! with an error its requests go back to the head of the queue, marked to
-//! run alone — so a rerun that hangs or panics leaves the rest where the
-//! supervisor takes them back.
+//! The thread never holds a request only on its own stack: a batch is costed
+//! outside the mailbox lock, then taken from the queue into the mailbox's
+//! running set and started under one lock (so the supervisor's pushes wait
+//! on that lock once per batch, not once per request), and when a batch
+//! fails with an error its requests go back to the head of the queue,
+//! marked to run alone — so a rerun that hangs or panics leaves the rest
+//! where the supervisor takes them back.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -23,7 +25,7 @@ use super::Events;
 use crate::backend::{Backend, LoadContext};
 use crate::error::PoolError;
 use crate::job::Job;
-use crate::mailbox::{Front, Taken, WorkerShared};
+use crate::mailbox::{Front, WorkerShared};
 use crate::stats::recorder::Recorder;
 
 const ALIVE: u8 = 0;
@@ -136,70 +138,100 @@ impl<B: Backend> Compute<B> {
     }
 
     fn serve(&self, backend: &mut B) {
-        while let Some(cost) = self.assemble(backend) {
-            if let Next::Exit = self.run_batch(backend, cost) {
+        // Reused from batch to batch: the peeked jobs, the running batch's
+        // inputs, and the finished batch's jobs (swapped with the mailbox's
+        // running set), so that a batch allocates nothing under the lock.
+        let mut peeked = Vec::new();
+        let mut inputs = Vec::new();
+        let mut jobs = Vec::new();
+        while self.take_batch(backend, &mut peeked, &mut inputs) {
+            if let Next::Exit = self.run_batch(backend, &mut inputs, &mut jobs) {
                 return;
             }
         }
     }
 
-    /// Assembles the next batch in the mailbox's running set: the front
-    /// request always, then more while the token budget and request cap
-    /// allow. A request that must run alone (it failed in a batch before)
-    /// runs alone. Costs are computed outside the mailbox lock; cancelled
-    /// requests are skipped here, before compute. Returns the batch's cost,
-    /// or `None` when the mailbox is closed.
-    fn assemble(&self, backend: &B) -> Option<usize> {
+    /// Takes the next batch and starts it: peeks at the queued requests,
+    /// costs them outside the mailbox lock, and takes the front request
+    /// always, then more while the token budget and request cap allow. A
+    /// request that must run alone (it failed in a batch before) runs alone.
+    /// While every request peeked fitted, requests queued meanwhile are
+    /// peeked and taken into the same batch (it has not run yet). Cancelled
+    /// requests are skipped here, before compute. The batch's inputs are
+    /// collected, in order, into `inputs`. Returns `false` when the mailbox
+    /// is closed.
+    fn take_batch(
+        &self,
+        backend: &B,
+        peeked: &mut Vec<Front<B>>,
+        inputs: &mut Vec<Arc<Vec<B::Input>>>,
+    ) -> bool {
+        inputs.clear();
+        // The cost and count of the requests taken so far, and whether the
+        // first of them must run alone.
+        let (mut cost, mut jobs, mut alone) = (0usize, 0usize, false);
         loop {
-            let mut next = Some(self.shared.wait_front()?);
-            let mut cost = 0usize;
-            let mut jobs = 0usize;
-            let mut alone = false;
-            while let Some(Front {
-                inputs,
-                alone: runs_alone,
-            }) = next
-            {
-                let c = cost_of(backend, &inputs, self.max_batch_tokens);
-                let full = cost.saturating_add(c) > self.max_batch_tokens
-                    || jobs >= self.max_batch_requests;
-                if jobs > 0 && (full || runs_alone || alone) {
+            let room = self.max_batch_requests.saturating_sub(jobs);
+            if !self.shared.peek_fronts(room, jobs == 0, peeked) {
+                // Closed, or (with a batch started) nothing more queued.
+                return jobs > 0 && !self.shared.is_retired();
+            }
+            let mut complete = false;
+            let (mut n, mut planned) = (0usize, cost);
+            for front in peeked.iter_mut() {
+                let c = cost_of(backend, &front.inputs, self.max_batch_tokens);
+                let full = planned.saturating_add(c) > self.max_batch_tokens
+                    || jobs + n >= self.max_batch_requests;
+                if jobs + n > 0 && (full || front.alone || alone) {
+                    complete = true;
                     break;
                 }
-                let (taken, after) = self.shared.take_front(&inputs);
-                match taken {
-                    Taken::Job => {
-                        cost = cost.saturating_add(c);
-                        jobs += 1;
-                        alone = runs_alone;
-                    }
-                    Taken::Cancelled => self.recorder.cancelled(1),
-                    Taken::Answered | Taken::Moved => {}
-                    Taken::Closed => return None,
-                }
-                next = after;
+                front.cost = c;
+                planned = planned.saturating_add(c);
+                alone = front.alone;
+                n += 1;
             }
-            if jobs > 0 {
-                return Some(cost);
+            if n == 0 {
+                // The batch taken so far is full (n == 0 only when jobs > 0).
+                // Let go of the peeked inputs: a queued request refused
+                // later hands its inputs back only if nobody else holds them.
+                peeked.clear();
+                return true;
             }
-            if self.shared.is_closed() {
-                return None;
+            peeked.truncate(n);
+            let Some(took) = self.shared.take_batch(peeked, Instant::now(), inputs) else {
+                return false;
+            };
+            self.recorder.cancelled(took.cancelled as u64);
+            cost = cost.saturating_add(took.cost);
+            jobs += took.jobs;
+            if jobs == 0 {
+                // Everything peeked had left: wait for the next request.
+                alone = false;
+                continue;
+            }
+            if complete || alone || jobs >= self.max_batch_requests {
+                return true;
             }
         }
     }
 
-    /// Runs the assembled batch and answers it.
-    fn run_batch(&self, backend: &mut B, cost: usize) -> Next {
+    /// Runs the started batch (its inputs in `inputs`, emptied here) and
+    /// answers it; `jobs` is the empty buffer the finished batch is handed
+    /// back in.
+    fn run_batch(
+        &self,
+        backend: &mut B,
+        inputs: &mut Vec<Arc<Vec<B::Input>>>,
+        jobs: &mut Vec<Job<B>>,
+    ) -> Next {
         let started = Instant::now();
-        let Some(inputs) = self.shared.start_batch(started, cost) else {
-            return Next::Exit;
-        };
         let refs: Vec<&B::Input> = inputs.iter().flat_map(|v| v.iter()).collect();
         let result = catch_unwind(AssertUnwindSafe(|| backend.run(&refs)));
         let took = started.elapsed();
         let n_inputs = refs.len();
         drop(refs);
-        drop(inputs);
+        inputs.clear();
         let outputs = match result {
             Ok(Ok(outputs)) if outputs.len() == n_inputs => outputs,
             Ok(Ok(outputs)) => {
@@ -207,9 +239,9 @@ impl<B: Backend> Compute<B> {
                     "backend returned {} outputs for {n_inputs} inputs",
                     outputs.len()
                 );
-                return self.batch_failed(PoolError::Backend(msg));
+                return self.batch_failed(PoolError::Backend(msg), jobs);
             }
-            Ok(Err(e)) => return self.batch_failed(PoolError::from(e)),
+            Ok(Err(e)) => return self.batch_failed(PoolError::from(e), jobs),
             Err(p) => {
                 // The batch stays in the running set, the heartbeat busy: the
                 // supervisor takes it back and retries it elsewhere.
@@ -219,10 +251,10 @@ impl<B: Backend> Compute<B> {
                 return Next::Exit;
             }
         };
-        let Some(jobs) = self.shared.finish_batch() else {
+        if !self.shared.finish_batch(jobs) {
             // The supervisor took the batch back: we were given up on.
             return Next::Exit;
-        };
+        }
         let per_request = took.as_nanos() / jobs.len().max(1) as u128;
         self.shared
             .record_service(u64::try_from(per_request).unwrap_or(u64::MAX));
@@ -234,7 +266,7 @@ impl<B: Backend> Compute<B> {
     /// batch of one is answered with the error; a larger one goes back to
     /// the head of the queue, each request to run alone, so that one bad
     /// input fails only its own request.
-    fn batch_failed(&self, err: PoolError) -> Next {
+    fn batch_failed(&self, err: PoolError, jobs: &mut Vec<Job<B>>) -> Next {
         if self.shared.assembled() > 1 {
             match self.shared.requeue_running_alone() {
                 Some(n) => {
@@ -249,14 +281,14 @@ impl<B: Backend> Compute<B> {
                 None => return Next::Exit,
             }
         }
-        let Some(jobs) = self.shared.finish_batch() else {
+        if !self.shared.finish_batch(jobs) {
             return Next::Exit;
-        };
+        }
         self.done(jobs, |_| Err(err.clone()));
         Next::Continue
     }
 
-    fn answer_all(&self, jobs: Vec<Job<B>>, outputs: Vec<B::Output>) {
+    fn answer_all(&self, jobs: &mut Vec<Job<B>>, outputs: Vec<B::Output>) {
         let mut outputs = outputs.into_iter();
         self.done(jobs, |job| {
             Ok(outputs.by_ref().take(job.inputs.len()).collect())
@@ -265,13 +297,14 @@ impl<B: Backend> Compute<B> {
 
     /// Answers each job of a finished batch, freeing its slot first (a
     /// caller that resubmits as soon as it is answered must find it free).
+    /// Leaves `jobs` empty, its capacity kept for the next batch.
     fn done(
         &self,
-        jobs: Vec<Job<B>>,
+        jobs: &mut Vec<Job<B>>,
         mut answer: impl FnMut(&Job<B>) -> Result<Vec<B::Output>, PoolError>,
     ) {
         let n = jobs.len() as u64;
-        for mut job in jobs {
+        for mut job in jobs.drain(..) {
             let reply = answer(&job);
             self.shared.release(&job);
             job.answer(reply);
