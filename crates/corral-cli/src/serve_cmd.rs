@@ -72,6 +72,10 @@ pub(crate) struct Args {
     /// Largest request body, bytes.
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     pub(crate) max_body: usize,
+    /// Embedding requests held at once (reading, tokenising, waiting for
+    /// the pool); past it, 429 at once, before the body is read.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) max_concurrent_requests: usize,
     /// Require `Authorization: Bearer <key>` (default: $CORRAL_API_KEY).
     #[arg(long)]
     pub(crate) api_key: Option<String>,
@@ -167,6 +171,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_batch_inputs: args.max_batch_inputs.max(1),
         max_body: args.max_body,
+        max_concurrent_requests: args.max_concurrent_requests,
         api_key,
         metrics,
     };

@@ -31,6 +31,13 @@ pub struct ServerConfig {
     pub max_batch_inputs: usize,
     /// Largest request body in bytes; more is a 413. Default 2 MiB.
     pub max_body: usize,
+    /// Embedding requests (`POST`) the server holds at once — reading the
+    /// body, tokenising, waiting for the pool — at most; past it a request
+    /// is answered 429 with `Retry-After` at once, before its body is read.
+    /// With `max_body` it bounds the memory requests can hold: about
+    /// `max_concurrent_requests × max_body` for bodies (default 512 × 2 MiB
+    /// = 1 GiB at worst; far less for real bodies). Default 512.
+    pub max_concurrent_requests: usize,
     /// When set, every route but `/health` needs
     /// `Authorization: Bearer <key>`; otherwise 401. Default none.
     pub api_key: Option<String>,
@@ -44,6 +51,7 @@ impl Default for ServerConfig {
         Self {
             max_batch_inputs: 512,
             max_body: 2 * 1024 * 1024,
+            max_concurrent_requests: 512,
             api_key: None,
             metrics: install_metrics().ok(),
         }
@@ -57,6 +65,8 @@ pub(crate) struct AppState {
     pub(crate) config: ServerConfig,
     /// Set once shutdown began: new requests are answered 503.
     pub(crate) draining: AtomicBool,
+    /// Places for embedding requests (`max_concurrent_requests`).
+    pub(crate) places: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -92,6 +102,9 @@ impl Server {
     pub fn new(models: Vec<Arc<dyn EmbedModel>>, config: ServerConfig) -> Self {
         Self {
             state: Arc::new(AppState {
+                places: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_concurrent_requests.max(1),
+                )),
                 models,
                 config,
                 draining: AtomicBool::new(false),
@@ -110,6 +123,10 @@ impl Server {
             .route("/info", get(routes::info))
             .route("/v1/models", get(routes::models))
             .fallback(routes::not_found)
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                limit_concurrency,
+            ))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 require_api_key,
@@ -219,6 +236,36 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
     }
     let dialect = dialect_of(req.uri().path());
     ApiError::unauthorized().render(dialect)
+}
+
+/// Holds a place for every `POST` (the embedding routes) while it is
+/// served; with none free, answers 429 at once, before the body is read.
+/// `GET`s (health, metrics, info) are cheap and always served.
+async fn limit_concurrency(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    match state.places.clone().try_acquire_owned() {
+        Ok(place) => {
+            let response = next.run(req).await;
+            drop(place);
+            response
+        }
+        Err(_) => {
+            let dialect = dialect_of(req.uri().path());
+            ApiError::from_pool(
+                dialect,
+                corral_core::PoolError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                },
+            )
+            .render(dialect)
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -275,3 +275,57 @@ async fn a_client_that_disconnects_withdraws_its_request_from_the_pool() {
     );
     assert_eq!(m.held.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn past_max_concurrent_requests_a_request_is_refused_429_before_its_body_is_read() {
+    let (s, m) = server_with(ServerConfig {
+        max_concurrent_requests: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    m.set(Script::Hold);
+    let mut held = vec![];
+    for _ in 0..2 {
+        let client = s.client.clone();
+        let url = s.url("/v1/embeddings");
+        held.push(tokio::spawn(async move {
+            client.post(url).json(&json!({"input": "a"})).send().await
+        }));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || m
+            .held
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 2)
+        .await
+    );
+    // Both routes refuse the third at once, in their own dialect.
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.post("/v1/embeddings", json!({"input": "b"})),
+    )
+    .await
+    .expect("refused at once, not held");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let r = s.post("/embed", json!({"inputs": "b"})).await;
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error_type"].is_string(), "{body}");
+    // Cheap reads are never refused.
+    assert_eq!(s.get("/health").await.status(), 200);
+    // The places come back when the held requests are answered.
+    m.set(Script::Answer);
+    m.gate.notify_waiters();
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(
+        s.post("/v1/embeddings", json!({"input": "c"}))
+            .await
+            .status(),
+        200
+    );
+}
