@@ -170,11 +170,6 @@ async fn raw_call(member: &ActorRef<MemberMsg>, bytes: Vec<u8>) -> anyhow::Resul
     }
 }
 
-fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let cookie = format!("corral-bench-{}", std::process::id());
     let (pa, pb) = (free_port()?, free_port()?);
@@ -287,7 +282,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         println!("  round {round}: raw {raw:>9.0}/s  routed {routed:>9.0}/s  ratio {ratio:.3}");
         ratios.push(ratio);
     }
-    let (med, lo, hi) = median_range(ratios);
+    let (med, lo, hi) = crate::median_range(ratios);
     println!(
         "cluster_overhead_ratio: {med:.3} (range {lo:.3}–{hi:.3}; raw ÷ routed, target ≤ 1.10)"
     );

@@ -93,11 +93,6 @@ fn median_points(rounds: &[Vec<Point>]) -> Vec<Point> {
         .collect()
 }
 
-fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -509,7 +504,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .zip(&infinity_rounds)
                 .map(|(c, i)| c[k].sentences_per_s / i[k].sentences_per_s)
                 .collect();
-            let (med, lo, hi) = median_range(ratios);
+            let (med, lo, hi) = crate::median_range(ratios);
             println!(
                 "serve_ratio_measured_{}x{}: {med:.2}  (range {lo:.2}–{hi:.2} over {} alternating rounds; vs infinity-emb measured side by side)",
                 p.clients,

@@ -71,6 +71,13 @@ fn pin_candle_threads(threads: usize) {
     }
 }
 
+/// The median of alternating rounds' ratios, with their range (lowest,
+/// highest), as every side-by-side bench quotes them.
+pub(crate) fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorId, ActorRef};
 use tokio::sync::watch;
 
+use corral_core::time::after;
 use corral_core::{Admission, CallError, PoolError, Reply, Submit};
 
 use crate::member::MemberMsg;
 use crate::router::{Router, RouterArgs, RouterMsg};
-use crate::table::{Choice, MemberCounts, Outcome, Table};
+use crate::table::{Choice, MemberInfo, Outcome, Table};
 use crate::wire::{self, Limits, LoadReport, Wire, WireReply};
 
 /// How a cluster handle routes and what it tolerates.
@@ -75,23 +76,6 @@ impl ClusterConfig {
             limits: Limits::default(),
         }
     }
-}
-
-/// One member pool as the handle sees it.
-#[derive(Debug, Clone)]
-pub struct MemberInfo {
-    /// The member actor's id (remote ids carry the node's session id).
-    pub id: ActorId,
-    /// Whether it runs in this process.
-    pub local: bool,
-    /// Whether it is in routing now.
-    pub in_routing: bool,
-    /// The load it last reported.
-    pub load: Option<LoadReport>,
-    /// This handle's requests out to it now.
-    pub outstanding: u32,
-    /// Counters for it.
-    pub counts: MemberCounts,
 }
 
 /// Counters since the handle started.
@@ -194,12 +178,6 @@ enum Try<O> {
     Failed(PoolError, bool),
 }
 
-fn after(now: Instant, d: Duration) -> Instant {
-    // Far enough for any caller, and never an overflow.
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 impl<I, O> ClusterHandle<I, O>
 where
     I: Wire + Send + Sync + 'static,
@@ -243,21 +221,7 @@ where
 
     /// Every member, in routing or not.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.inner
-            .table
-            .snapshot()
-            .into_iter()
-            .map(
-                |(id, local, in_routing, load, outstanding, counts)| MemberInfo {
-                    id,
-                    local,
-                    in_routing,
-                    load,
-                    outstanding,
-                    counts,
-                },
-            )
-            .collect()
+        self.inner.table.snapshot()
     }
 
     /// Counters since start.
@@ -394,11 +358,13 @@ where
         let start = Instant::now();
         let deadline = submit.deadline.map(|d| after(start, d));
         let result = match deadline {
-            Some(at) => match tokio::time::timeout_at(at.into(), self.run(&submit, start)).await {
-                Ok(r) => r,
-                Err(_) => Err((PoolError::Timeout, false)),
-            },
-            None => self.run(&submit, start).await,
+            Some(at) => {
+                match tokio::time::timeout_at(at.into(), self.run(&submit, start, deadline)).await {
+                    Ok(r) => r,
+                    Err(_) => Err((PoolError::Timeout, false)),
+                }
+            }
+            None => self.run(&submit, start, None).await,
         };
         let c = &inner.counters;
         match result {
@@ -424,13 +390,17 @@ where
     }
 
     /// Tries members until one answers; `Err((error, never_ran))`.
-    async fn run(&self, submit: &Submit<I>, start: Instant) -> Result<Vec<O>, (PoolError, bool)> {
+    async fn run(
+        &self,
+        submit: &Submit<I>,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<O>, (PoolError, bool)> {
         let inner = &*self.inner;
         let wait_until = match submit.admission {
             Admission::Reject => None,
             Admission::Wait(t) => Some(after(start, t)),
         };
-        let deadline = submit.deadline.map(|d| after(start, d));
         let mut refused_by: Vec<ActorId> = vec![];
         let mut losses = 0u32;
         let mut ran_somewhere = false;

@@ -29,8 +29,8 @@ mod router;
 mod table;
 pub mod wire;
 
-pub use handle::{ClusterConfig, ClusterHandle, ClusterStats, MemberInfo};
+pub use handle::{ClusterConfig, ClusterHandle, ClusterStats};
 pub use member::{group_name, Member, MemberMsg};
 pub use node::{Node, NodeConfig, NodeError, TlsConfig};
-pub use table::MemberCounts;
+pub use table::{MemberCounts, MemberInfo};
 pub use wire::{LoadReport, Wire, WireError};

@@ -32,6 +32,23 @@ pub struct MemberCounts {
     pub lost: u64,
 }
 
+/// One member pool as a handle reports it ([`crate::ClusterHandle::members`]).
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    /// The member actor's id (remote ids carry the node's session id).
+    pub id: ActorId,
+    /// Whether it runs in this process.
+    pub local: bool,
+    /// Whether it is in routing now.
+    pub in_routing: bool,
+    /// The load it last reported.
+    pub load: Option<LoadReport>,
+    /// This handle's requests out to it now.
+    pub outstanding: u32,
+    /// Counters for it.
+    pub counts: MemberCounts,
+}
+
 /// One member pool.
 pub(crate) struct Entry<A> {
     pub(crate) id: ActorId,
@@ -283,13 +300,18 @@ impl<A: Clone> Table<A> {
     }
 
     /// A snapshot for reports.
-    pub(crate) fn snapshot(
-        &self,
-    ) -> Vec<(ActorId, bool, bool, Option<LoadReport>, u32, MemberCounts)> {
+    pub(crate) fn snapshot(&self) -> Vec<MemberInfo> {
         self.entries
             .lock()
             .iter()
-            .map(|e| (e.id, e.local, e.live, e.report, e.outstanding, e.counts))
+            .map(|e| MemberInfo {
+                id: e.id,
+                local: e.local,
+                in_routing: e.live,
+                load: e.report,
+                outstanding: e.outstanding,
+                counts: e.counts,
+            })
             .collect()
     }
 }

@@ -54,7 +54,7 @@ pub mod stats;
 mod supervisor;
 #[cfg(feature = "testing")]
 pub mod synthetic;
-mod time;
+pub mod time;
 mod worker;
 
 pub use backend::{Backend, BackendError, BackendErrorKind, LoadContext};

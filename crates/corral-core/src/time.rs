@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 /// A horizon no pool outlives; durations past it are clamped to it.
 pub(crate) const HORIZON: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// `now + d`, clamped to [`HORIZON`] so that it never overflows.
-pub(crate) fn after(now: Instant, d: Duration) -> Instant {
+/// `now + d`, clamped to a century so that it never overflows: the one way
+/// Corral turns a caller's duration into a deadline (the cluster handle
+/// uses it too).
+pub fn after(now: Instant, d: Duration) -> Instant {
     now.checked_add(d.min(HORIZON))
         .or_else(|| now.checked_add(Duration::from_secs(3600)))
         .unwrap_or(now)
