@@ -65,8 +65,13 @@ async fn always_failing_load_backs_off_and_reports_degraded_body() {
         attempts <= 4 + 1 + elapsed.as_millis() as usize / 50,
         "{attempts} loads in {elapsed:?}"
     );
-    let stats = pool.stats().await.unwrap();
-    assert!(stats.load_failures >= 7);
+    // The seventh failure is counted when the supervisor hears of it, a
+    // moment after the load itself began: wait for it, with a deadline.
+    common::eventually(Duration::from_secs(5), "7 load failures counted", || {
+        let pool = pool.clone();
+        async move { (pool.stats().await.unwrap().load_failures >= 7).then_some(()) }
+    })
+    .await;
     assert_eq!(pool.health().await.unwrap().health, Health::Degraded);
 
     // Once loads succeed again, the pool heals.
