@@ -1,5 +1,6 @@
-//! The pool's figures reach the `metrics` facade, labelled by pool name, so
-//! two pools in one process keep separate series; the wait histogram, the
+//! The pool's figures reach the `metrics` facade, labelled by pool name (and
+//! the configuration's extra labels), so two pools in one process keep
+//! separate series; the wait histogram, the
 //! restart counter and the failure counters (by kind) move when their
 //! events happen.
 
@@ -125,7 +126,14 @@ async fn two_pools() {
         ..common::config(1)
     };
     let a = common::ready_pool(SyntheticSpec::default(), cfg("a")).await;
-    let b = common::ready_pool(SyntheticSpec::default(), cfg("b")).await;
+    let b = common::ready_pool(
+        SyntheticSpec::default(),
+        PoolConfig {
+            metric_labels: vec![("model".into(), "m-b".into())],
+            ..cfg("b")
+        },
+    )
+    .await;
 
     for id in 0..5 {
         a.call(Item::new(id)).await.unwrap();
@@ -138,16 +146,16 @@ async fn two_pools() {
         .map_err(PoolError::from)
         .is_err());
     common::eventually(Duration::from_secs(5), "depth gauge of b is 1", || async {
-        (cap.gauge("corral_worker_depth{pool=b,slot=0}") == 1.0).then_some(())
+        (cap.gauge("corral_worker_depth{model=m-b,pool=b,slot=0}") == 1.0).then_some(())
     })
     .await;
     gate.open();
     hold.await.unwrap().unwrap();
 
     assert_eq!(cap.counter("corral_admitted_total{pool=a}"), 5);
-    assert_eq!(cap.counter("corral_admitted_total{pool=b}"), 1);
+    assert_eq!(cap.counter("corral_admitted_total{model=m-b,pool=b}"), 1);
     assert_eq!(
-        cap.counter("corral_rejected_total{pool=b,reason=overloaded}"),
+        cap.counter("corral_rejected_total{model=m-b,pool=b,reason=overloaded}"),
         1
     );
     assert_eq!(
@@ -156,7 +164,7 @@ async fn two_pools() {
     );
     common::eventually(Duration::from_secs(5), "processed counters", || async {
         (cap.counter("corral_processed_total{pool=a}") == 5
-            && cap.counter("corral_processed_total{pool=b}") == 1)
+            && cap.counter("corral_processed_total{model=m-b,pool=b}") == 1)
             .then_some(())
     })
     .await;

@@ -76,6 +76,11 @@ pub(crate) struct Args {
     /// the pool); past it, 429 at once, before the body is read.
     #[arg(long, default_value_t = 512)]
     pub(crate) max_concurrent_requests: usize,
+    /// Requests tokenised at once off the async threads; tokenising holds
+    /// up to ~170 bytes per byte of text, so this bounds that memory
+    /// (default: the number of cores).
+    #[arg(long)]
+    pub(crate) tokenize_concurrency: Option<usize>,
     /// Require `Authorization: Bearer <key>` (default: $CORRAL_API_KEY).
     #[arg(long)]
     pub(crate) api_key: Option<String>,
@@ -172,6 +177,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         max_batch_inputs: args.max_batch_inputs.max(1),
         max_body: args.max_body,
         max_concurrent_requests: args.max_concurrent_requests,
+        tokenize_concurrency: args
+            .tokenize_concurrency
+            .unwrap_or_else(corral_core::available_cores),
         api_key,
         metrics,
     };

@@ -78,6 +78,11 @@ pub struct PoolConfig {
     /// How long requests taken back from a failed worker wait for room
     /// elsewhere before they are answered `WorkerLost`. Default 30 s.
     pub reroute_wait: Duration,
+    /// Labels added, after `pool`, to every `metrics` series this pool
+    /// publishes, for example `("model", "all-MiniLM-L6-v2")` as `corral
+    /// serve` sets. Default none. Keys must not be `pool`, `reason`, `slot`
+    /// or `kind`, which the series already carry.
+    pub metric_labels: Vec<(String, String)>,
 }
 
 impl Default for PoolConfig {
@@ -106,6 +111,7 @@ impl Default for PoolConfig {
             restart_backoff_max: Duration::from_secs(10),
             max_abandoned_threads: 4,
             reroute_wait: Duration::from_secs(30),
+            metric_labels: Vec::new(),
         }
     }
 }
@@ -156,6 +162,15 @@ impl PoolConfig {
         if self.name.is_empty() {
             return Err(ConfigError("name must not be empty".into()));
         }
+        if let Some((k, _)) = self
+            .metric_labels
+            .iter()
+            .find(|(k, _)| k.is_empty() || ["pool", "reason", "slot", "kind"].contains(&k.as_str()))
+        {
+            return Err(ConfigError(format!(
+                "metric_labels: {k:?} is empty or a label the pool's series already carry"
+            )));
+        }
         Ok(())
     }
 
@@ -205,6 +220,19 @@ mod tests {
         };
         let e = c.validate().unwrap_err();
         assert!(e.0.contains("queue_capacity"), "{e}");
+    }
+
+    #[test]
+    fn metric_labels_may_not_shadow_the_pools_own() {
+        let with = |k: &str| PoolConfig {
+            metric_labels: vec![(k.into(), "x".into())],
+            ..PoolConfig::default()
+        };
+        with("model").validate().unwrap();
+        for k in ["pool", "reason", "slot", "kind", ""] {
+            let e = with(k).validate().unwrap_err();
+            assert!(e.0.contains("metric_labels"), "{k}: {e}");
+        }
     }
 
     #[test]

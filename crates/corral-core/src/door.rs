@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn refuses_past_the_limit_counts_it_and_frees_on_drop() {
-        let rec = Arc::new(Recorder::new("door-test", 1));
+        let rec = Arc::new(Recorder::new("door-test", 1, &[]));
         let door = Door::new(2, rec.clone());
         door.set_retry_after(Duration::from_millis(7));
         let a = door.enter().unwrap();
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn retry_after_starts_at_the_default_and_saturates() {
-        let door = Door::new(1, Arc::new(Recorder::new("door-test-2", 1)));
+        let door = Door::new(1, Arc::new(Recorder::new("door-test-2", 1, &[])));
         assert_eq!(door.retry_after(), DEFAULT_RETRY_AFTER);
         door.set_retry_after(Duration::from_micros(1500));
         assert_eq!(door.retry_after(), Duration::from_micros(1500));

@@ -69,7 +69,11 @@ impl<B: Backend> Pool<B> {
     ) -> Result<PoolHandle<B>, SpawnError> {
         config.validate()?;
         let config = Arc::new(config);
-        let recorder = Arc::new(Recorder::new(&config.name, config.workers));
+        let recorder = Arc::new(Recorder::new(
+            &config.name,
+            config.workers,
+            &config.metric_labels,
+        ));
         let shared = Arc::new(PoolShared::new(
             Door::new(config.door_limit(), recorder.clone()),
             recorder,

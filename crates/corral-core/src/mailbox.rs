@@ -481,7 +481,7 @@ mod tests {
     type Rx = oneshot::Receiver<Reply<u32, u32>>;
 
     fn door() -> Arc<Door> {
-        Door::new(100, Arc::new(Recorder::new("mailbox-test", 1)))
+        Door::new(100, Arc::new(Recorder::new("mailbox-test", 1, &[])))
     }
 
     fn job(door: &Arc<Door>, inputs: Vec<u32>, deadline: Option<Instant>) -> (Job<Echo>, Rx) {

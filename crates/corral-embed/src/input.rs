@@ -12,7 +12,7 @@ use tokenizers::Tokenizer;
 
 use crate::config::ModelConfig;
 use crate::model_dir::check_model_dir;
-use crate::tokenize::prefix_at_boundary;
+use crate::tokenize::{prefix_at_boundary, suffix_at_boundary};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
 /// One input to an embedding pool.
@@ -198,26 +198,27 @@ impl EmbedTokenizer {
     }
 
     /// Tokenises `text` as the pool would, cutting from `side` if it is over
-    /// the maximum length (and saying so). Work is bounded by the maximum
-    /// length for [`TruncationSide::Right`]; `Left` tokenises the whole text.
+    /// the maximum length (and saying so). A long text is tokenised as a
+    /// piece cut at a word boundary from the kept side, doubled until it
+    /// overflows the maximum length or is the whole text, so work and memory
+    /// are bounded by the maximum length for ordinary text on either side.
     ///
     /// # Errors
     /// [`EmbedError::Tokenizer`] if the tokenizer fails.
     pub fn encode(&self, text: &str, side: TruncationSide) -> Result<Tokenized, EmbedError> {
         let budget = self.max_content_tokens();
-        let content = match side {
-            TruncationSide::Right => {
-                let mut bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
-                loop {
-                    let (piece, whole) = prefix_at_boundary(text, bytes);
-                    let ids = self.content_ids(piece)?;
-                    if whole || ids.len() > budget {
-                        break ids;
-                    }
-                    bytes = bytes.saturating_mul(2);
-                }
+        let cut = match side {
+            TruncationSide::Right => prefix_at_boundary,
+            TruncationSide::Left => suffix_at_boundary,
+        };
+        let mut bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
+        let content = loop {
+            let (piece, whole) = cut(text, bytes);
+            let ids = self.content_ids(piece)?;
+            if whole || ids.len() > budget {
+                break ids;
             }
-            TruncationSide::Left => self.content_ids(text)?,
+            bytes = bytes.saturating_mul(2);
         };
         Ok(self.wrap_content(content, side))
     }

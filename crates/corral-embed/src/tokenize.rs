@@ -106,6 +106,28 @@ pub(crate) fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
     (text, true)
 }
 
+/// `text` cut at the last word boundary at or before `budget` bytes from its
+/// end (the boundary character kept), and whether that is the whole text:
+/// the mirror of [`prefix_at_boundary`], whose word pieces are the whole
+/// text's last ones.
+pub(crate) fn suffix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
+    if text.len() <= budget {
+        return (text, true);
+    }
+    let mut end = text.len() - budget;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    // The character at `end` may itself be the boundary.
+    let upto = end + text[end..].chars().next().map_or(0, char::len_utf8);
+    for (run, (i, c)) in text[..upto].char_indices().rev().enumerate() {
+        if c.is_whitespace() || c.is_ascii_punctuation() || run >= SAFE_RUN_CHARS {
+            return (&text[i..], false);
+        }
+    }
+    (text, true)
+}
+
 /// A cheap upper-leaning estimate of the word pieces `text` becomes, capped
 /// at `max_seq_length`: two special tokens, one piece per punctuation or
 /// non-ASCII character, and one per started run of six ASCII letters/digits.
@@ -149,6 +171,22 @@ mod tests {
         assert_eq!(prefix_at_boundary("abc,def", 1), ("abc", false));
         let run = "x".repeat(5000);
         assert_eq!(prefix_at_boundary(&run, 10).0.len(), 10 + SAFE_RUN_CHARS);
+    }
+
+    #[test]
+    fn suffix_cuts_at_whitespace_before_the_last_budget_bytes() {
+        assert_eq!(
+            suffix_at_boundary("abc def ghi", 100),
+            ("abc def ghi", true)
+        );
+        assert_eq!(suffix_at_boundary("abc def ghi", 2), (" ghi", false));
+        assert_eq!(suffix_at_boundary("abc def ghi", 4), (" ghi", false));
+        assert_eq!(suffix_at_boundary("abc def ghi", 5), (" def ghi", false));
+        assert_eq!(suffix_at_boundary("abcdefghi", 4), ("abcdefghi", true));
+        assert_eq!(suffix_at_boundary("ééé ééé", 1), (" ééé", false));
+        assert_eq!(suffix_at_boundary("abc,def", 1), (",def", false));
+        let run = "x".repeat(5000);
+        assert_eq!(suffix_at_boundary(&run, 10).0.len(), 10 + SAFE_RUN_CHARS);
     }
 
     #[test]

@@ -94,3 +94,56 @@ fn token_ids_embed_as_their_text_does_and_bad_ids_are_invalid_input() {
         );
     }
 }
+
+#[test]
+fn a_long_text_cut_from_either_side_gives_the_whole_texts_pieces() {
+    let spec = spec();
+    let t = EmbedTokenizer::load(&spec).unwrap();
+    let mut reference =
+        tokenizers::Tokenizer::from_file(spec.model_dir.join("tokenizer.json")).unwrap();
+    reference.with_truncation(None).unwrap();
+    reference.with_padding(None);
+    let whole = |text: &str| {
+        reference
+            .encode_fast(text, false)
+            .unwrap()
+            .get_ids()
+            .to_vec()
+    };
+    // Long enough for several doublings of the piece tokenised; words,
+    // punctuation, accents, ideographs and a run too long for one word.
+    let mut long = String::new();
+    for i in 0..4000 {
+        long.push_str(&format!(
+            "Sentence {i}, with café-crème, 日本語の文 and more. "
+        ));
+        if i % 997 == 0 {
+            long.push_str(&"x".repeat(3000));
+        }
+    }
+    let content = t.max_content_tokens();
+    let all = whole(&long);
+    assert!(all.len() > 20 * content, "{} pieces", all.len());
+    let right = t.encode(&long, TruncationSide::Right).unwrap();
+    let left = t.encode(&long, TruncationSide::Left).unwrap();
+    assert!(right.truncated && left.truncated);
+    assert_eq!(right.ids[1..=content], all[..content]);
+    assert_eq!(left.ids[1..=content], all[all.len() - content..]);
+    // Ends that start or stop inside the long run, and in the ideographs.
+    for text in [
+        format!("{} tail words here", "y".repeat(5000)),
+        format!("head words here {}", "y".repeat(5000)),
+        "日本語".repeat(3000),
+    ] {
+        let all = whole(&text);
+        for side in [TruncationSide::Left, TruncationSide::Right] {
+            let got = t.encode(&text, side).unwrap();
+            let keep = all.len().min(content);
+            let expect = match side {
+                TruncationSide::Right => &all[..keep],
+                TruncationSide::Left => &all[all.len() - keep..],
+            };
+            assert_eq!(got.ids[1..=keep], *expect, "{side:?} of {:.20}…", text);
+        }
+    }
+}

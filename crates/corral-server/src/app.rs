@@ -38,6 +38,18 @@ pub struct ServerConfig {
     /// `max_concurrent_requests × max_body` for bodies (default 512 × 2 MiB
     /// = 1 GiB at worst; far less for real bodies). Default 512.
     pub max_concurrent_requests: usize,
+    /// Requests whose inputs are tokenised at once off the async threads
+    /// (those over a few KiB of text; smaller ones are tokenised inline).
+    /// Tokenising holds far more than the text — up to about 170 bytes per
+    /// byte for runs of words (each word's token strings, offsets and
+    /// alignments). A long text is tokenised as a piece cut from the side it
+    /// keeps, a few KiB for ordinary text, but a text with few word pieces
+    /// per byte may be tokenised whole; so this, not
+    /// `max_concurrent_requests`, bounds that memory: at most about
+    /// `tokenize_concurrency × 170 × max_body`. The others wait, holding
+    /// their place. Default: the number of cores (tokenising is CPU-bound;
+    /// more at once would not finish sooner).
+    pub tokenize_concurrency: usize,
     /// When set, every route but `/health` needs
     /// `Authorization: Bearer <key>`; otherwise 401. Default none.
     pub api_key: Option<String>,
@@ -52,6 +64,7 @@ impl Default for ServerConfig {
             max_batch_inputs: 512,
             max_body: 2 * 1024 * 1024,
             max_concurrent_requests: 512,
+            tokenize_concurrency: corral_core::available_cores(),
             api_key: None,
             metrics: install_metrics().ok(),
         }
@@ -67,6 +80,8 @@ pub(crate) struct AppState {
     pub(crate) draining: AtomicBool,
     /// Places for embedding requests (`max_concurrent_requests`).
     pub(crate) places: Arc<tokio::sync::Semaphore>,
+    /// Permits to tokenise off the async threads (`tokenize_concurrency`).
+    pub(crate) tokenizing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -104,6 +119,9 @@ impl Server {
             state: Arc::new(AppState {
                 places: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_requests.max(1),
+                )),
+                tokenizing: Arc::new(tokio::sync::Semaphore::new(
+                    config.tokenize_concurrency.max(1),
                 )),
                 models,
                 config,

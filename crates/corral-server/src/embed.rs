@@ -205,7 +205,7 @@ pub(crate) async fn embed(
         OverLimit::Refuse => TruncationSide::Right,
         OverLimit::Truncate(side) => side,
     };
-    let tokenized = tokenize(model.clone(), inputs, side)
+    let tokenized = tokenize(state, model.clone(), inputs, side)
         .await?
         .map_err(|m| ApiError::invalid(dialect, field, m))?;
     if over_limit == OverLimit::Refuse {
@@ -278,8 +278,11 @@ pub(crate) async fn embed(
 const INLINE_TOKENIZE_BYTES: usize = 4096;
 
 /// Tokenises `inputs` with the model's tokenizer: inline when small, else
-/// on the blocking pool so the async threads never stall on a large body.
+/// on the blocking pool so the async threads never stall on a large body,
+/// at most `tokenize_concurrency` requests at once (see
+/// [`ServerConfig::tokenize_concurrency`](crate::ServerConfig)).
 async fn tokenize(
+    state: &AppState,
     model: Arc<dyn EmbedModel>,
     inputs: Inputs,
     side: TruncationSide,
@@ -301,9 +304,19 @@ async fn tokenize(
     if bytes <= INLINE_TOKENIZE_BYTES {
         return Ok(work());
     }
-    tokio::task::spawn_blocking(work)
+    let permit = state
+        .tokenizing
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| ApiError::internal(format!("tokenising failed: {e}")))
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    tokio::task::spawn_blocking(move || {
+        let tokenized = work();
+        drop(permit);
+        tokenized
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenising failed: {e}")))
 }
 
 /// Scales `v` to unit L2 norm (a zero vector stays zero).

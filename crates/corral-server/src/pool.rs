@@ -40,7 +40,9 @@ impl std::fmt::Debug for PoolModel {
 impl PoolModel {
     /// Spawns a pool for `spec` (normalisation off: the server normalises,
     /// so that TEI's `normalize: false` can be honoured) and waits up to
-    /// `ready_timeout` for its workers to load.
+    /// `ready_timeout` for its workers to load. The pool's metrics series
+    /// carry the label `model = name` unless `config.metric_labels` already
+    /// names a `model`.
     ///
     /// # Errors
     /// A bad model directory, a bad config, or workers not ready in time.
@@ -50,6 +52,11 @@ impl PoolModel {
         config: PoolConfig,
         ready_timeout: Duration,
     ) -> Result<Self, String> {
+        let name = name.into();
+        let mut config = config;
+        if !config.metric_labels.iter().any(|(k, _)| k == "model") {
+            config.metric_labels.push(("model".into(), name.clone()));
+        }
         let spec = spec.with_normalize(false);
         let tokenizer = EmbedTokenizer::load(&spec).map_err(|e| e.to_string())?;
         let pool = Pool::<EmbedInputBackend>::spawn(spec.clone(), config)
@@ -63,7 +70,9 @@ impl PoolModel {
     }
 
     /// Wraps a pool a host app already runs. The pool should be spawned
-    /// with `normalize` off (the server normalises); `spec` is the one it
+    /// with `normalize` off (the server normalises), and with
+    /// `PoolConfig::metric_labels` holding `("model", name)` for its series
+    /// to be labelled by model as the server's own are; `spec` is the one it
     /// was spawned with.
     ///
     /// # Errors

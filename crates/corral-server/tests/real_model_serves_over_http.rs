@@ -213,10 +213,17 @@ async fn golden_vectors_come_back_over_every_route_with_real_token_counts() {
     assert!(cosine(&v[1], &golden.cases[0].embedding) >= 0.9999);
     assert_eq!(s.get("/health").await.status(), 200);
     let metrics = s.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("corral_worker_depth"),
-        "the pool's own series are exported"
-    );
+    let labelled = |series: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(series) && l.contains(r#"model="all-MiniLM-L6-v2""#))
+    };
+    for series in ["corral_worker_depth", "corral_admitted_total"] {
+        assert!(
+            labelled(series),
+            "the pool's own {series} is exported, labelled by model:\n{metrics}"
+        );
+    }
 }
 
 /// The 1-minute load average and the core count.

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram, Label};
 use parking_lot::Mutex;
 
 use super::{metric_names as m, LatencyHistogram, PoolStats};
@@ -67,7 +67,8 @@ impl Count {
 
 /// See the module docs.
 pub(crate) struct Recorder {
-    pool: String,
+    /// `pool`, then the configuration's extra labels: on every series.
+    labels: Vec<Label>,
     admitted: Count,
     overloaded: Count,
     timed_out: Count,
@@ -92,37 +93,50 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// Handles on every series of the pool `pool` with `slots` workers.
-    pub(crate) fn new(pool: &str, slots: usize) -> Self {
-        let p = pool.to_owned();
-        let rejected = |reason: &'static str| {
-            Count::new(metrics::counter!(m::REJECTED, "pool" => p.clone(), "reason" => reason))
+    /// Handles on every series of the pool `pool` with `slots` workers,
+    /// each labelled `pool` and then `extra` (`PoolConfig::metric_labels`).
+    pub(crate) fn new(pool: &str, slots: usize, extra: &[(String, String)]) -> Self {
+        let labels: Vec<Label> = std::iter::once(Label::new("pool", pool.to_owned()))
+            .chain(extra.iter().map(|(k, v)| Label::new(k.clone(), v.clone())))
+            .collect();
+        // The pool's labels plus `more`.
+        let with = |more: &[(&'static str, String)]| -> Vec<Label> {
+            let mut l = labels.clone();
+            l.extend(more.iter().map(|(k, v)| Label::new(*k, v.clone())));
+            l
         };
+        let rejected = |reason: &'static str| {
+            Count::new(metrics::counter!(
+                m::REJECTED,
+                with(&[("reason", reason.into())])
+            ))
+        };
+        let count = |name: &'static str| Count::new(metrics::counter!(name, with(&[])));
         Self {
-            admitted: Count::new(metrics::counter!(m::ADMITTED, "pool" => p.clone())),
+            admitted: count(m::ADMITTED),
             overloaded: rejected("overloaded"),
             timed_out: rejected("timeout"),
             deadline: rejected("deadline"),
             shutting_down: rejected("shutting_down"),
-            cancelled: Count::new(metrics::counter!(m::CANCELLED, "pool" => p.clone())),
+            cancelled: count(m::CANCELLED),
             waited: AtomicU64::new(0),
             wait: Mutex::new(LatencyHistogram::new()),
-            wait_series: metrics::histogram!(m::WAIT_SECONDS, "pool" => p.clone()),
-            restarts: Count::new(metrics::counter!(m::RESTARTS, "pool" => p.clone())),
-            retries: Count::new(metrics::counter!(m::RETRIES, "pool" => p.clone())),
+            wait_series: metrics::histogram!(m::WAIT_SECONDS, with(&[])),
+            restarts: count(m::RESTARTS),
+            retries: count(m::RETRIES),
             rerouted: AtomicU64::new(0),
             isolated: AtomicU64::new(0),
-            worker_lost: Count::new(metrics::counter!(m::WORKER_LOST, "pool" => p.clone())),
-            processed: Count::new(metrics::counter!(m::PROCESSED, "pool" => p.clone())),
+            worker_lost: count(m::WORKER_LOST),
+            processed: count(m::PROCESSED),
             failures: Default::default(),
             detection: Mutex::new(LatencyHistogram::new()),
-            detection_series: metrics::histogram!(m::DETECTION_SECONDS, "pool" => p.clone()),
+            detection_series: metrics::histogram!(m::DETECTION_SECONDS, with(&[])),
             depth: (0..slots)
-                .map(|s| metrics::gauge!(m::WORKER_DEPTH, "pool" => p.clone(), "slot" => s.to_string()))
+                .map(|s| metrics::gauge!(m::WORKER_DEPTH, with(&[("slot", s.to_string())])))
                 .collect(),
-            waiting: metrics::gauge!(m::WAITING, "pool" => p.clone()),
-            abandoned: metrics::gauge!(m::ABANDONED, "pool" => p.clone()),
-            pool: p,
+            waiting: metrics::gauge!(m::WAITING, with(&[])),
+            abandoned: metrics::gauge!(m::ABANDONED, with(&[])),
+            labels,
         }
     }
 
@@ -204,8 +218,9 @@ impl Recorder {
             Failure::ActorDied => 4,
         };
         self.failures[ix].fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::FAILURES, "pool" => self.pool.clone(), "kind" => f.label())
-            .increment(1);
+        let mut labels = self.labels.clone();
+        labels.push(Label::new("kind", f.label()));
+        metrics::counter!(m::FAILURES, labels).increment(1);
         if let Some(late) = late {
             self.detection.lock().record(late);
             self.detection_series.record(late.as_secs_f64());
@@ -259,7 +274,7 @@ mod tests {
 
     #[test]
     fn every_event_lands_in_its_own_field() {
-        let r = Recorder::new("t", 1);
+        let r = Recorder::new("t", 1, &[]);
         r.admitted();
         r.overloaded();
         r.overloaded();
