@@ -1,0 +1,207 @@
+//! What the CLI prints around its real output: `corral embed` draws a
+//! progress bar (texts done of the total, rate, ETA) when stderr is a
+//! terminal and stays silent when stderr is piped or with `--quiet`;
+//! `corral serve --log-format json` writes one JSON object per line, and the
+//! request's line carries its span's route, model, inputs, tokens, status
+//! and the pool's queue and compute times.
+//!
+//! The terminal is a real pseudo-terminal from util-linux's `script`. Fails —
+//! never skips — when `script` or the model is missing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TEXTS: usize = 300;
+
+fn corral() -> &'static str {
+    env!("CARGO_BIN_EXE_corral")
+}
+
+fn model_dir() -> PathBuf {
+    corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| {
+        panic!("this test needs all-MiniLM-L6-v2 (set CORRAL_MODEL_DIR or fetch it): {e}")
+    })
+}
+
+fn input_file(dir: &Path) -> PathBuf {
+    let path = dir.join("texts.txt");
+    let lines: Vec<String> = (0..TEXTS)
+        .map(|i| format!("text number {i} for the progress bar, long enough to take a moment"))
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// `corral embed` over the input file, run under a pseudo-terminal when
+/// `tty`; returns what reached the terminal (or the piped stderr).
+fn embed(tty: bool, extra: &[&str]) -> String {
+    let dir = tempdir();
+    let input = input_file(&dir);
+    let output = dir.join("out.jsonl");
+    let mut args: Vec<String> = vec![
+        "embed".into(),
+        "--workers".into(),
+        "1".into(),
+        "--request-size".into(),
+        "4".into(),
+        "--output".into(),
+        output.display().to_string(),
+        "--model-dir".into(),
+        model_dir().display().to_string(),
+        input.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = if tty {
+        // `script -qec CMD /dev/null`: CMD's stdio is a fresh pty, whose
+        // transcript `script` copies to its own stdout.
+        let cmd = std::iter::once(corral().to_string())
+            .chain(args)
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("util-linux `script` is required for this test")
+    } else {
+        Command::new(corral())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(out.status.success(), "{out:?}");
+    let lines = std::fs::read_to_string(&output).unwrap().lines().count();
+    assert_eq!(lines, TEXTS, "every text embedded");
+    let _ = std::fs::remove_dir_all(&dir);
+    if tty {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    } else {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "corral-cli-out-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn progress_bar_on_a_terminal_only_and_never_with_quiet() {
+    let on_tty = embed(true, &[]);
+    assert!(
+        on_tty.contains(&format!("/{TEXTS} texts")) && on_tty.contains("ETA"),
+        "a terminal shows texts done of the total and the ETA:\n{on_tty}"
+    );
+    let quiet = embed(true, &["--quiet"]);
+    assert!(
+        !quiet.contains("texts"),
+        "--quiet draws nothing, even on a terminal:\n{quiet}"
+    );
+    let piped = embed(false, &[]);
+    assert!(
+        piped.trim().is_empty(),
+        "with stderr piped nothing but logs is written:\n{piped}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_requests_span() {
+    let mut child = Command::new(corral())
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--workers",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .arg("--model-dir")
+        .arg(model_dir())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = stdout.next().expect("serve exited").unwrap();
+        if let Some(url) = line.strip_prefix("corral: listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = client
+                .post(format!("{base}/v1/embeddings"))
+                .json(&serde_json::json!({ "input": ["json logs", "second text"] }))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 200 => return 200,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("never served: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(status, 200);
+
+    // Every line is a JSON object; wait (bounded) for the request's own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("no log line for the embedding request");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        let span = &v["span"];
+        if v["fields"]["message"] == "answered" && span["route"] == "/v1/embeddings" {
+            break v;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let span = &found["span"];
+    assert_eq!(span["name"], "request", "{found}");
+    assert_eq!(span["status"], 200, "{found}");
+    assert_eq!(span["model"], "all-MiniLM-L6-v2", "{found}");
+    assert_eq!(span["inputs"], 2, "{found}");
+    assert!(span["tokens"].as_u64().unwrap() >= 6, "{found}");
+    assert!(
+        span["queue_ms"].is_number() && span["compute_ms"].is_number(),
+        "{found}"
+    );
+    assert!(found["fields"]["latency_ms"].is_number(), "{found}");
+}
