@@ -88,7 +88,7 @@ impl EmbedSpec {
         check_model_dir(&self.model_dir)?;
         let config = ModelConfig::load(&self.model_dir)?;
         Ok(ModelInfo {
-            dim: config.bert.hidden_size,
+            dim: config.hidden_size,
             max_seq_length: effective_max_len(self, &config),
             pooling: self.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
             normalize: self.normalize,
@@ -139,7 +139,7 @@ impl EmbedTokenizer {
         Self::from_file(
             &spec.model_dir.join("tokenizer.json"),
             effective_max_len(spec, &config),
-            config.bert.vocab_size,
+            config.vocab_size,
         )
     }
 
