@@ -8,8 +8,8 @@ CI does not run this script (it has no torch); the tests read the files.
                        intermediate 64, 66 positions (64 tokens + padding_idx 1 + 1)
     model.safetensors  random fp32 weights (fixed seed), names as
                        XLMRobertaModel.save_pretrained writes them (no prefix)
-    tokenizer.json     a small Unigram (SentencePiece-style) tokenizer trained
-                       here on inline multilingual text, with XLM-R's special
+    tokenizer.json     a small Unigram (SentencePiece-style) tokenizer built
+                       here from inline multilingual text, with XLM-R's special
                        tokens <s> <pad> </s> <unk> at ids 0..3, <mask> last,
                        Metaspace pre-tokenizer and a `<s> … </s>` post-processor
     golden.json        texts (ASCII and not), their token ids, and the
@@ -26,25 +26,27 @@ same versions gives the same files.
 """
 
 import json
+import math
 import os
 import sys
+import unicodedata
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors  # noqa: E402
 from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast  # noqa: E402
 
 SEED = 20261127
 OUT = Path(__file__).resolve().parent.parent / "crates" / "corral-embed" / "tests" / "data" / "tiny-xlmr"
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
-VOCAB_SIZE = 320
 MAX_TOKENS = 64
 PADDING_IDX = 1
 
-# Training text for the tokenizer: a few languages and scripts, so that the
-# vocabulary has pieces for each.
+# The tokenizer's vocabulary comes from this text: a few languages and
+# scripts, so that the vocabulary has pieces for each.
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "Hello world, this is a small multilingual test corpus for a tiny model.",
@@ -65,8 +67,8 @@ CORPUS = [
 
 # What the golden output covers: ASCII, accents, Cyrillic, CJK, Greek,
 # Korean, an emoji (unknown to the vocabulary), a repeated word, runs of
-# spaces (normalised to one), the empty
-# string, and a text long enough to be truncated at 64 tokens.
+# spaces (normalised to one), the empty string, and a text long enough to be
+# truncated at 64 tokens.
 TEXTS = [
     "Hello world",
     "The quick brown fox jumps over the lazy dog.",
@@ -85,23 +87,41 @@ TEXTS = [
 ]
 
 
+def unigram_vocab() -> list:
+    """A Unigram vocabulary built from CORPUS by rule, not by training (the
+    tokenizers trainer is not deterministic from run to run): the special
+    tokens, then every word of the corpus as one `▁word` piece, then every
+    character alone (`▁` included). Scores are log frequencies, characters
+    well below words, so a corpus word is one piece and any other word
+    falls back to characters; a character never seen is `<unk>`."""
+    words, chars = Counter(), Counter()
+    for line in CORPUS:
+        norm = unicodedata.normalize("NFKC", line)
+        for w in norm.split():
+            words["▁" + w] += 1
+        for c in "▁" + norm.replace(" ", "▁"):
+            chars[c] += 1
+    total_w, total_c = sum(words.values()), sum(chars.values())
+    vocab = [(t, 0.0) for t in SPECIALS]
+    for w, n in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        vocab.append((w, math.log(n / total_w)))
+    for c, n in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0])):
+        if c not in words:  # a one-character word is already a piece
+            vocab.append((c, math.log(n / total_c) - 10.0))
+    vocab.append(("<mask>", 0.0))
+    return vocab
+
+
 def build_tokenizer() -> Tokenizer:
-    tok = Tokenizer(models.Unigram())
+    tok = Tokenizer(models.Unigram(unigram_vocab(), unk_id=SPECIALS.index("<unk>")))
     tok.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
     )
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=VOCAB_SIZE - 1,  # <mask> is added after training
-        special_tokens=SPECIALS,
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
+    tok.add_special_tokens(SPECIALS + ["<mask>"])
     for i, t in enumerate(SPECIALS):
         assert tok.token_to_id(t) == i, f"{t} should be id {i}"
-    tok.add_special_tokens(["<mask>"])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
         pair="<s> $A </s> </s> $B </s>",
