@@ -182,3 +182,22 @@ fn a_bert_config_keeps_positions_from_zero() {
     assert_eq!(config.padding_idx, Some(1));
     assert_eq!(config.max_tokens(), 10);
 }
+
+#[test]
+fn an_xlmr_the_fast_engine_cannot_run_falls_back_to_candle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tiny-xlmr-gelu-new");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixture_dir().join(f), dir.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap()
+        .replace("\"gelu\"", "\"gelu_new\"");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    let spec = EmbedSpec::new(&dir).with_engine(Engine::Fast);
+    let mut e = Embedder::load(&spec, 1).unwrap();
+    assert_eq!(e.engine(), Engine::Candle);
+    let v = e.embed(&["Grüße aus Köln"]).unwrap();
+    assert!((common::norm(&v[0]) - 1.0).abs() < 1e-5);
+}
