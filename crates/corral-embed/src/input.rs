@@ -12,7 +12,7 @@ use tokenizers::Tokenizer;
 
 use crate::config::ModelConfig;
 use crate::model_dir::check_model_dir;
-use crate::tokenize::prefix_at_boundary;
+use crate::tokenize::{prefix_at_boundary, splits_at_punctuation};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
 /// One input to an embedding pool.
@@ -117,6 +117,8 @@ pub struct EmbedTokenizer {
     vocab_size: usize,
     prefix: Vec<u32>,
     suffix: Vec<u32>,
+    /// Whether a long text may be cut at ASCII punctuation.
+    punctuation: bool,
 }
 
 impl std::fmt::Debug for EmbedTokenizer {
@@ -174,6 +176,7 @@ impl EmbedTokenizer {
             )));
         }
         Ok(Self {
+            punctuation: splits_at_punctuation(&inner),
             inner,
             max_seq_length,
             vocab_size,
@@ -209,7 +212,7 @@ impl EmbedTokenizer {
             TruncationSide::Right => {
                 let mut bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
                 loop {
-                    let (piece, whole) = prefix_at_boundary(text, bytes);
+                    let (piece, whole) = prefix_at_boundary(text, bytes, self.punctuation);
                     let ids = self.content_ids(piece)?;
                     if whole || ids.len() > budget {
                         break ids;

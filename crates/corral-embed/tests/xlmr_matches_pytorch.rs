@@ -201,3 +201,51 @@ fn an_xlmr_the_fast_engine_cannot_run_falls_back_to_candle() {
     let v = e.embed(&["Grüße aus Köln"]).unwrap();
     assert!((common::norm(&v[0]) - 1.0).abs() < 1e-5);
 }
+
+/// Long texts are tokenized from a prefix; for a SentencePiece tokenizer
+/// the prefix may end only at whitespace (punctuation sits inside its
+/// words: `▁dog.` is one piece here, `▁dog` is not), or the last pieces
+/// kept would differ from the whole text's.
+#[test]
+fn long_texts_keep_the_whole_texts_first_pieces() {
+    let dir = fixture_dir();
+    let e = load(&dir, Engine::Fast, Pooling::Mean);
+    let tok = EmbedTokenizer::load(&EmbedSpec::new(&dir)).unwrap();
+    let mut whole = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    whole
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: e.max_seq_length(),
+            ..Default::default()
+        }))
+        .unwrap();
+    // Long one-piece words (over 8 bytes a piece, so the first prefix has
+    // fewer pieces than the limit) and words that end in punctuation.
+    let words = [
+        "Embeddings",
+        "multilingual",
+        "Embeddings",
+        "multilingual",
+        "world,",
+        "dog.",
+        "vectors;",
+    ];
+    let mut state = 12345u64;
+    for n in 0..400 {
+        let mut text = String::new();
+        while text.len() < 600 + n {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push_str(words[(state >> 33) as usize % words.len()]);
+            text.push(' ');
+        }
+        let want = whole
+            .encode(text.as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(e.token_ids(&text).unwrap(), want, "{text:?}");
+        let got = tok.encode(&text, TruncationSide::Right).unwrap().ids;
+        assert_eq!(got, want, "{text:?} (EmbedTokenizer)");
+    }
+}
