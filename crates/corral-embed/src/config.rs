@@ -1,24 +1,57 @@
-//! Reading a model directory's configuration: the BERT `config.json` and the
-//! sentence-transformers files (`modules.json`, `1_Pooling/config.json`,
+//! Reading a model directory's configuration: `config.json` (parsed once,
+//! here, into the architecture and the configurations both engines need) and
+//! the sentence-transformers files (`modules.json`, `1_Pooling/config.json`,
 //! `sentence_bert_config.json`) that say how to pool and where to truncate.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle_transformers::models::bert;
+use candle_transformers::models::{bert, xlm_roberta};
 use serde::Deserialize;
 
+use crate::fast::FastBertConfig;
 use crate::{EmbedError, Pooling};
 
-/// Everything loading learns from a model directory's JSON files.
+/// The model families that load, with the configuration candle's model for
+/// each reads.
 #[derive(Debug, Clone)]
+pub(crate) enum Architecture {
+    /// BERT (`model_type` `"bert"`, `Bert*` architectures): all-MiniLM,
+    /// bge, gte, e5.
+    Bert(bert::Config),
+    /// XLM-RoBERTa (`model_type` `"xlm-roberta"`, `XLMRoberta*`
+    /// architectures): multilingual-e5, bge-m3's dense output.
+    XlmRoberta(xlm_roberta::Config),
+}
+
+/// Everything loading learns from a model directory's JSON files.
+#[derive(Debug)]
 pub(crate) struct ModelConfig {
-    /// The BERT architecture, as candle's BERT reads it.
-    pub(crate) bert: bert::Config,
+    /// The architecture, as candle reads it.
+    pub(crate) arch: Architecture,
+    /// What FastBert reads from the same `config.json`, or why it cannot
+    /// run this model (the fast engine then falls back to candle).
+    pub(crate) fast: Result<FastBertConfig, String>,
+    /// `hidden_size`: the length of the embeddings.
+    pub(crate) hidden_size: usize,
+    /// `vocab_size`.
+    pub(crate) vocab_size: usize,
     /// Pooling declared by the sentence-transformers pooling module, if any.
     pub(crate) pooling: Option<Pooling>,
     /// Maximum sequence length in word pieces (special tokens included).
     pub(crate) max_seq_length: usize,
+}
+
+/// The sizes both architectures share, read to check them and to bound the
+/// sequence length.
+#[derive(Deserialize)]
+struct Sizes {
+    hidden_size: usize,
+    num_attention_heads: usize,
+    vocab_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default)]
+    pad_token_id: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -75,47 +108,66 @@ fn read_optional_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Optio
 
 impl ModelConfig {
     /// Reads the configuration of the model in `dir` (already checked to hold
-    /// `config.json`).
+    /// `config.json`), parsing `config.json` once.
     pub(crate) fn load(dir: &Path) -> Result<Self, EmbedError> {
         let config_path = dir.join("config.json");
-        let probe: ArchitectureProbe = read_json(&config_path)?;
-        let is_bert = probe.model_type.as_deref() == Some("bert")
-            || probe
-                .architectures
-                .iter()
-                .flatten()
-                .any(|a| a.starts_with("Bert"));
-        if !is_bert {
+        let json: serde_json::Value = read_json(&config_path)?;
+        let bad = |e: serde_json::Error| EmbedError::config(&config_path, e.to_string());
+        let probe = ArchitectureProbe::deserialize(&json).map_err(bad)?;
+        let named = |model_type: &str, arch_prefix: &str| {
+            probe.model_type.as_deref() == Some(model_type)
+                || probe
+                    .architectures
+                    .iter()
+                    .flatten()
+                    .any(|a| a.starts_with(arch_prefix))
+        };
+        let arch = if named("bert", "Bert") {
+            Architecture::Bert(bert::Config::deserialize(&json).map_err(bad)?)
+        } else if named("xlm-roberta", "XLMRoberta") {
+            Architecture::XlmRoberta(xlm_roberta::Config::deserialize(&json).map_err(bad)?)
+        } else {
             return Err(EmbedError::config(
                 &config_path,
                 format!(
-                    "not a BERT-architecture model (model_type {:?}, architectures {:?}); \
-                     only BERT-family models are supported",
+                    "unsupported architecture (model_type {:?}, architectures {:?}): \
+                     only the BERT family (model_type \"bert\") and the XLM-RoBERTa \
+                     family (model_type \"xlm-roberta\") load",
                     probe.model_type, probe.architectures
                 ),
             ));
-        }
-        let bert: bert::Config = read_json(&config_path)?;
-        if bert.hidden_size == 0
-            || bert.num_attention_heads == 0
-            || bert.hidden_size % bert.num_attention_heads != 0
+        };
+        let sizes = Sizes::deserialize(&json).map_err(bad)?;
+        if sizes.hidden_size == 0
+            || sizes.num_attention_heads == 0
+            || sizes.hidden_size % sizes.num_attention_heads != 0
         {
             return Err(EmbedError::config(
                 &config_path,
                 format!(
                     "hidden_size {} is not a multiple of num_attention_heads {}",
-                    bert.hidden_size, bert.num_attention_heads
+                    sizes.hidden_size, sizes.num_attention_heads
                 ),
             ));
         }
+        // XLM-RoBERTa's positions start past its padding index, so its
+        // position table holds padding_idx + 1 fewer tokens than rows.
+        let max_tokens = match &arch {
+            Architecture::Bert(_) => sizes.max_position_embeddings,
+            Architecture::XlmRoberta(_) => {
+                let skipped = sizes.pad_token_id.unwrap_or(1) + 1;
+                sizes.max_position_embeddings.saturating_sub(skipped)
+            }
+        };
+        let fast = FastBertConfig::from_hf_value(&json).map_err(|e| e.to_string());
 
         let pooling = read_pooling(dir)?;
         let st_config: Option<SentenceBertConfig> =
             read_optional_json(&dir.join("sentence_bert_config.json"))?;
         let max_seq_length = st_config
             .and_then(|c| c.max_seq_length)
-            .unwrap_or(bert.max_position_embeddings)
-            .min(bert.max_position_embeddings);
+            .unwrap_or(max_tokens)
+            .min(max_tokens);
         if max_seq_length < 2 {
             return Err(EmbedError::config(
                 dir.join("sentence_bert_config.json"),
@@ -123,7 +175,10 @@ impl ModelConfig {
             ));
         }
         Ok(Self {
-            bert,
+            arch,
+            fast,
+            hidden_size: sizes.hidden_size,
+            vocab_size: sizes.vocab_size,
             pooling,
             max_seq_length,
         })

@@ -73,14 +73,18 @@ impl Embedder {
                 if spec.quantize != Quantize::None {
                     tracing::warn!("the candle engine has no int8 path: running in fp32");
                 }
-                Encoder::load_candle(dir, &config.bert)?
+                Encoder::load_candle(dir, &config.arch)?
             }
-            Engine::Fast => Encoder::load_fast(dir, threads, spec.quantize).or_else(|e| {
+            Engine::Fast => match &config.fast {
+                Ok(fast) => Encoder::load_fast(dir, fast, threads, spec.quantize),
+                Err(e) => Err(EmbedError::config(dir.join("config.json"), e.clone())),
+            }
+            .or_else(|e| {
                 tracing::warn!(
                     model = %dir.display(),
-                    "the fast encoder does not support this model ({e}); using candle's BERT"
+                    "the fast encoder does not support this model ({e}); using candle's"
                 );
-                Encoder::load_candle(dir, &config.bert)
+                Encoder::load_candle(dir, &config.arch)
             })?,
         };
         tracing::debug!(engine = encoder.name(), threads, "encoder loaded");
@@ -95,8 +99,8 @@ impl Embedder {
             pooling: spec.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
             normalize: spec.normalize,
             max_seq_length,
-            hidden_size: config.bert.hidden_size,
-            vocab_size: config.bert.vocab_size,
+            hidden_size: config.hidden_size,
+            vocab_size: config.vocab_size,
             max_forward_tokens: spec.max_forward_tokens.max(1),
             threads,
             pool,
@@ -121,6 +125,13 @@ impl Embedder {
     /// Whether embeddings are L2-normalised.
     pub fn normalize(&self) -> bool {
         self.normalize
+    }
+
+    /// The engine that runs the forward pass: the one the spec asked for,
+    /// or [`Engine::Candle`] where the fast engine does not support the
+    /// model and loading fell back.
+    pub fn engine(&self) -> Engine {
+        self.encoder.engine()
     }
 
     /// Threads of the forward pass.

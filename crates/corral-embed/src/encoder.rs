@@ -11,11 +11,13 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{self, BertModel};
+use candle_transformers::models::bert::BertModel;
+use candle_transformers::models::xlm_roberta::XLMRobertaModel;
 
+use crate::config::Architecture;
 use crate::fast::{FastBert, FastBertConfig, Int8Layers};
 use crate::pooling::pool;
-use crate::spec::Quantize;
+use crate::spec::{Engine, Quantize};
 use crate::{EmbedError, Pooling};
 
 /// Tokenized texts packed one after another, no padding.
@@ -61,9 +63,9 @@ impl PackedBatch {
     }
 }
 
-/// A loaded BERT forward pass.
+/// A loaded forward pass.
 pub(crate) enum Encoder {
-    /// candle-transformers' BERT on candle's CPU backend.
+    /// candle-transformers' BERT or XLM-RoBERTa on candle's CPU backend.
     Candle(Box<CandleBert>),
     /// Corral's fused-kernel BERT; `threads` is its parallelism.
     Fast {
@@ -73,28 +75,26 @@ pub(crate) enum Encoder {
 }
 
 impl Encoder {
-    /// Loads candle's BERT from the weights in `dir`
+    /// Loads candle's model for `arch` from the weights in `dir`
     /// (`model.safetensors`, else `pytorch_model.bin`).
-    pub(crate) fn load_candle(dir: &Path, config: &bert::Config) -> Result<Self, EmbedError> {
-        CandleBert::load(dir, config).map(|m| Self::Candle(Box::new(m)))
+    pub(crate) fn load_candle(dir: &Path, arch: &Architecture) -> Result<Self, EmbedError> {
+        CandleBert::load(dir, arch).map(|m| Self::Candle(Box::new(m)))
     }
 
-    /// Loads the fast forward from `dir/model.safetensors`, with the dense
-    /// layers in int8 when `quantize` says so and the CPU can.
+    /// Loads the fast forward from `dir/model.safetensors` with `config`
+    /// (read from `config.json` by the caller), with the dense layers in
+    /// int8 when `quantize` says so and the CPU can.
     ///
     /// # Errors
     /// When the model is not one it supports (no safetensors, another
     /// activation or position scheme, non-f32 weights).
     pub(crate) fn load_fast(
         dir: &Path,
+        config: &FastBertConfig,
         threads: usize,
         quantize: Quantize,
     ) -> Result<Self, EmbedError> {
-        let config_path = dir.join("config.json");
-        let json = std::fs::read_to_string(&config_path)
-            .map_err(|e| EmbedError::io(format!("reading {}", config_path.display()), e))?;
-        let config = FastBertConfig::from_hf_json(&json)?;
-        let mut model = FastBert::load(&dir.join("model.safetensors"), &config)?;
+        let mut model = FastBert::load(&dir.join("model.safetensors"), config)?;
         if quantize == Quantize::Int8 && !model.quantize(Int8Layers::DEFAULT_INT8) {
             tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
         }
@@ -102,6 +102,14 @@ impl Encoder {
             model: Box::new(model),
             threads: threads.max(1),
         })
+    }
+
+    /// Which engine this is.
+    pub(crate) fn engine(&self) -> Engine {
+        match self {
+            Self::Candle(_) => Engine::Candle,
+            Self::Fast { .. } => Engine::Fast,
+        }
     }
 
     /// Which engine this is, for logs.
@@ -134,15 +142,27 @@ impl Encoder {
     }
 }
 
-/// candle-transformers' [`BertModel`] and the device it runs on.
+/// One of candle-transformers' encoders.
+enum CandleModel {
+    Bert(BertModel),
+    /// XLM-RoBERTa pads with its `pad_token_id`, from which it derives the
+    /// positions.
+    XlmRoberta {
+        model: XLMRobertaModel,
+        pad_id: u32,
+    },
+}
+
+/// candle-transformers' [`BertModel`] or [`XLMRobertaModel`] and the device
+/// it runs on.
 pub(crate) struct CandleBert {
-    model: BertModel,
+    model: CandleModel,
     device: Device,
     hidden: usize,
 }
 
 impl CandleBert {
-    fn load(dir: &Path, config: &bert::Config) -> Result<Self, EmbedError> {
+    fn load(dir: &Path, arch: &Architecture) -> Result<Self, EmbedError> {
         let device = Device::Cpu;
         let safetensors = dir.join("model.safetensors");
         let vb = if safetensors.is_file() {
@@ -156,16 +176,38 @@ impl CandleBert {
         } else {
             VarBuilder::from_pth(dir.join("pytorch_model.bin"), DType::F32, &device)?
         };
-        let model = BertModel::load(vb, config).map_err(|e| {
+        let mismatch = |name: &str, e: candle_core::Error| {
             EmbedError::config(
                 dir,
-                format!("the weights do not match config.json's BERT architecture: {e}"),
+                format!("the weights do not match config.json's {name} architecture: {e}"),
             )
-        })?;
+        };
+        let (model, hidden) = match arch {
+            Architecture::Bert(config) => (
+                CandleModel::Bert(BertModel::load(vb, config).map_err(|e| mismatch("BERT", e))?),
+                config.hidden_size,
+            ),
+            Architecture::XlmRoberta(config) => {
+                // Checkpoints of models with a head keep the encoder under
+                // `roberta.`; candle's model reads bare names.
+                let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+                    vb
+                } else {
+                    vb.pp("roberta")
+                };
+                let model =
+                    XLMRobertaModel::new(config, vb).map_err(|e| mismatch("XLM-RoBERTa", e))?;
+                let pad_id = config.pad_token_id;
+                (
+                    CandleModel::XlmRoberta { model, pad_id },
+                    config.hidden_size,
+                )
+            }
+        };
         Ok(Self {
             model,
             device,
-            hidden: config.hidden_size,
+            hidden,
         })
     }
 
@@ -173,7 +215,11 @@ impl CandleBert {
     /// real tokens' hidden states packed again (`[tokens, h]`) with `h`.
     fn forward_packed(&self, batch: &PackedBatch) -> Result<(Vec<f32>, usize), EmbedError> {
         let (rows, seq) = (batch.rows(), batch.max_len());
-        let mut ids = vec![0u32; rows * seq];
+        let pad = match &self.model {
+            CandleModel::Bert(_) => 0,
+            CandleModel::XlmRoberta { pad_id, .. } => *pad_id,
+        };
+        let mut ids = vec![pad; rows * seq];
         let mut type_ids = vec![0u32; rows * seq];
         let mut mask = vec![0u32; rows * seq];
         for (r, w) in batch.offsets.windows(2).enumerate() {
@@ -189,7 +235,12 @@ impl CandleBert {
         let ids = Tensor::from_slice(&ids, shape, &self.device)?;
         let type_ids = Tensor::from_slice(&type_ids, shape, &self.device)?;
         let mask_t = Tensor::from_slice(&mask, shape, &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask_t))?;
+        let hidden = match &self.model {
+            CandleModel::Bert(model) => model.forward(&ids, &type_ids, Some(&mask_t))?,
+            CandleModel::XlmRoberta { model, .. } => {
+                model.forward(&ids, &mask_t, &type_ids, None, None, None)?
+            }
+        };
         let h = hidden.dim(2)?;
         let padded = hidden.flatten_all()?.to_vec1::<f32>()?;
         let mut packed = Vec::with_capacity(batch.ids.len() * h);

@@ -12,7 +12,7 @@ use tokenizers::Tokenizer;
 
 use crate::config::ModelConfig;
 use crate::model_dir::check_model_dir;
-use crate::tokenize::{prefix_at_boundary, suffix_at_boundary};
+use crate::tokenize::{prefix_at_boundary, splits_at_punctuation, suffix_at_boundary};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
 /// One input to an embedding pool.
@@ -88,7 +88,7 @@ impl EmbedSpec {
         check_model_dir(&self.model_dir)?;
         let config = ModelConfig::load(&self.model_dir)?;
         Ok(ModelInfo {
-            dim: config.bert.hidden_size,
+            dim: config.hidden_size,
             max_seq_length: effective_max_len(self, &config),
             pooling: self.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
             normalize: self.normalize,
@@ -117,6 +117,8 @@ pub struct EmbedTokenizer {
     vocab_size: usize,
     prefix: Vec<u32>,
     suffix: Vec<u32>,
+    /// Whether a long text may be cut at ASCII punctuation.
+    punctuation: bool,
 }
 
 impl std::fmt::Debug for EmbedTokenizer {
@@ -139,7 +141,7 @@ impl EmbedTokenizer {
         Self::from_file(
             &spec.model_dir.join("tokenizer.json"),
             effective_max_len(spec, &config),
-            config.bert.vocab_size,
+            config.vocab_size,
         )
     }
 
@@ -174,6 +176,7 @@ impl EmbedTokenizer {
             )));
         }
         Ok(Self {
+            punctuation: splits_at_punctuation(&inner),
             inner,
             max_seq_length,
             vocab_size,
@@ -213,7 +216,7 @@ impl EmbedTokenizer {
         };
         let mut bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
         let content = loop {
-            let (piece, whole) = cut(text, bytes);
+            let (piece, whole) = cut(text, bytes, self.punctuation);
             let ids = self.content_ids(piece)?;
             if whole || ids.len() > budget {
                 break ids;

@@ -1,16 +1,19 @@
-//! Sentence embeddings from BERT-family models, run by candle on the CPU, as
-//! a Corral [`Backend`](corral_core::Backend).
+//! Sentence embeddings from BERT- and XLM-RoBERTa-family models, run on the
+//! CPU by Corral's own encoder (FastBert) or candle's, as a Corral
+//! [`Backend`](corral_core::Backend).
 //!
 //! # Layout
 //! - [`model_dir`]: where models live, the check that a directory holds one,
 //!   and fetching the default model (all-MiniLM-L6-v2).
 //! - `spec`: [`EmbedSpec`] (what to load) and [`Pooling`].
-//! - `config`: reading `config.json` and the sentence-transformers files
+//! - `config`: reading `config.json` (once: the architecture, candle's and
+//!   FastBert's configurations) and the sentence-transformers files
 //!   (pooling mode, maximum sequence length).
 //! - `tokenize`: `tokenizer.json` with per-batch padding and the
 //!   sentence-transformers truncation; bounded work on very long texts.
 //! - `encoder`: the forward pass behind one seam (FastBert or candle's
-//!   BERT), from one packed batch (ids + offsets) to pooled rows.
+//!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets) to pooled
+//!   rows.
 //! - `pooling`: the one pooling implementation (mean or `[CLS]`, then L2
 //!   normalisation) over packed hidden states.
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —

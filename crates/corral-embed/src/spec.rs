@@ -35,12 +35,12 @@ impl FromStr for Pooling {
 /// Which forward pass runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Engine {
-    /// Corral's own BERT forward ([`crate::fast::FastBert`]): fused CPU
-    /// kernels, padding never computed. Falls back to candle, with a
-    /// warning, for a model it does not support (e.g. no safetensors).
+    /// Corral's own BERT / XLM-RoBERTa forward ([`crate::fast::FastBert`]):
+    /// fused CPU kernels, padding never computed. Falls back to candle, with
+    /// a warning, for a model it does not support (e.g. no safetensors).
     #[default]
     Fast,
-    /// candle-transformers' BERT.
+    /// candle-transformers' BERT or XLM-RoBERTa.
     Candle,
 }
 

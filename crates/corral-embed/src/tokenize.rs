@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::EmbedError;
@@ -26,6 +27,8 @@ pub(crate) struct Encoded {
 pub(crate) struct TextTokenizer {
     inner: Tokenizer,
     max_seq_length: usize,
+    /// Whether ASCII punctuation is a word boundary ([`splits_at_punctuation`]).
+    punctuation: bool,
 }
 
 impl TextTokenizer {
@@ -44,6 +47,7 @@ impl TextTokenizer {
             }))
             .map_err(|e| EmbedError::Tokenizer(format!("setting truncation: {e}")))?;
         Ok(Self {
+            punctuation: splits_at_punctuation(&inner),
             inner,
             max_seq_length,
         })
@@ -61,7 +65,7 @@ impl TextTokenizer {
     pub(crate) fn encode(&self, text: &str) -> Result<Encoded, EmbedError> {
         let mut budget = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
         loop {
-            let (piece, whole) = prefix_at_boundary(text, budget);
+            let (piece, whole) = prefix_at_boundary(text, budget, self.punctuation);
             let enc = self
                 .inner
                 .encode(piece, true)
@@ -77,6 +81,17 @@ impl TextTokenizer {
     }
 }
 
+/// Whether `tokenizer` splits words at ASCII punctuation whatever surrounds
+/// it — BERT's pre-tokenizer does; SentencePiece's Metaspace (XLM-RoBERTa)
+/// and byte-level BPE keep punctuation inside a word, so for them only
+/// whitespace is a safe place to cut a long text.
+pub(crate) fn splits_at_punctuation(tokenizer: &Tokenizer) -> bool {
+    matches!(
+        tokenizer.get_pre_tokenizer(),
+        Some(PreTokenizerWrapper::BertPreTokenizer(_))
+    )
+}
+
 /// Characters of one run (no whitespace or ASCII punctuation) after which a
 /// cut inside the run is safe: a word this long is `[UNK]` whole or cut
 /// (WordPiece gives up on words over 100 characters), and with Chinese
@@ -86,11 +101,12 @@ const SAFE_RUN_CHARS: usize = 1000;
 /// `text` cut at the first word boundary at or after byte `budget`, and
 /// whether that is the whole text.
 ///
-/// A boundary is a whitespace or ASCII punctuation character (the BERT
-/// pre-tokenizer splits there whatever surrounds it), or the point where a
-/// run without one reaches [`SAFE_RUN_CHARS`]; the word pieces of the prefix
+/// A boundary is a whitespace character, an ASCII punctuation character
+/// when `punctuation` (the BERT pre-tokenizer splits there whatever
+/// surrounds it; see [`splits_at_punctuation`]), or the point where a run
+/// without one reaches [`SAFE_RUN_CHARS`]; the word pieces of the prefix
 /// are then the first word pieces of the whole text.
-pub(crate) fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
+pub(crate) fn prefix_at_boundary(text: &str, budget: usize, punctuation: bool) -> (&str, bool) {
     if text.len() <= budget {
         return (text, true);
     }
@@ -99,7 +115,7 @@ pub(crate) fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
         start += 1;
     }
     for (run, (i, c)) in text[start..].char_indices().enumerate() {
-        if c.is_whitespace() || c.is_ascii_punctuation() || run >= SAFE_RUN_CHARS {
+        if c.is_whitespace() || (punctuation && c.is_ascii_punctuation()) || run >= SAFE_RUN_CHARS {
             return (&text[..start + i], false);
         }
     }
@@ -110,7 +126,7 @@ pub(crate) fn prefix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
 /// end (the boundary character kept), and whether that is the whole text:
 /// the mirror of [`prefix_at_boundary`], whose word pieces are the whole
 /// text's last ones.
-pub(crate) fn suffix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
+pub(crate) fn suffix_at_boundary(text: &str, budget: usize, punctuation: bool) -> (&str, bool) {
     if text.len() <= budget {
         return (text, true);
     }
@@ -121,7 +137,7 @@ pub(crate) fn suffix_at_boundary(text: &str, budget: usize) -> (&str, bool) {
     // The character at `end` may itself be the boundary.
     let upto = end + text[end..].chars().next().map_or(0, char::len_utf8);
     for (run, (i, c)) in text[..upto].char_indices().rev().enumerate() {
-        if c.is_whitespace() || c.is_ascii_punctuation() || run >= SAFE_RUN_CHARS {
+        if c.is_whitespace() || (punctuation && c.is_ascii_punctuation()) || run >= SAFE_RUN_CHARS {
             return (&text[i..], false);
         }
     }
@@ -160,33 +176,60 @@ mod tests {
     #[test]
     fn prefix_cuts_at_whitespace_after_budget() {
         assert_eq!(
-            prefix_at_boundary("abc def ghi", 100),
+            prefix_at_boundary("abc def ghi", 100, true),
             ("abc def ghi", true)
         );
-        assert_eq!(prefix_at_boundary("abc def ghi", 2), ("abc", false));
-        assert_eq!(prefix_at_boundary("abc def ghi", 4), ("abc def", false));
-        assert_eq!(prefix_at_boundary("abcdefghi", 4), ("abcdefghi", true));
+        assert_eq!(prefix_at_boundary("abc def ghi", 2, true), ("abc", false));
+        assert_eq!(
+            prefix_at_boundary("abc def ghi", 4, true),
+            ("abc def", false)
+        );
+        assert_eq!(
+            prefix_at_boundary("abcdefghi", 4, true),
+            ("abcdefghi", true)
+        );
         // multi-byte characters around the budget
-        assert_eq!(prefix_at_boundary("ééé ééé", 1), ("ééé", false));
-        assert_eq!(prefix_at_boundary("abc,def", 1), ("abc", false));
+        assert_eq!(prefix_at_boundary("ééé ééé", 1, true), ("ééé", false));
+        assert_eq!(prefix_at_boundary("abc,def", 1, true), ("abc", false));
+        // Without punctuation boundaries only whitespace cuts.
+        assert_eq!(
+            prefix_at_boundary("abc,def ghi", 1, false),
+            ("abc,def", false)
+        );
         let run = "x".repeat(5000);
-        assert_eq!(prefix_at_boundary(&run, 10).0.len(), 10 + SAFE_RUN_CHARS);
+        assert_eq!(
+            prefix_at_boundary(&run, 10, true).0.len(),
+            10 + SAFE_RUN_CHARS
+        );
     }
 
     #[test]
     fn suffix_cuts_at_whitespace_before_the_last_budget_bytes() {
         assert_eq!(
-            suffix_at_boundary("abc def ghi", 100),
+            suffix_at_boundary("abc def ghi", 100, true),
             ("abc def ghi", true)
         );
-        assert_eq!(suffix_at_boundary("abc def ghi", 2), (" ghi", false));
-        assert_eq!(suffix_at_boundary("abc def ghi", 4), (" ghi", false));
-        assert_eq!(suffix_at_boundary("abc def ghi", 5), (" def ghi", false));
-        assert_eq!(suffix_at_boundary("abcdefghi", 4), ("abcdefghi", true));
-        assert_eq!(suffix_at_boundary("ééé ééé", 1), (" ééé", false));
-        assert_eq!(suffix_at_boundary("abc,def", 1), (",def", false));
+        assert_eq!(suffix_at_boundary("abc def ghi", 2, true), (" ghi", false));
+        assert_eq!(suffix_at_boundary("abc def ghi", 4, true), (" ghi", false));
+        assert_eq!(
+            suffix_at_boundary("abc def ghi", 5, true),
+            (" def ghi", false)
+        );
+        assert_eq!(
+            suffix_at_boundary("abcdefghi", 4, true),
+            ("abcdefghi", true)
+        );
+        assert_eq!(suffix_at_boundary("ééé ééé", 1, true), (" ééé", false));
+        assert_eq!(suffix_at_boundary("abc,def", 1, true), (",def", false));
+        assert_eq!(
+            suffix_at_boundary("abc def,ghi", 1, false),
+            (" def,ghi", false)
+        );
         let run = "x".repeat(5000);
-        assert_eq!(suffix_at_boundary(&run, 10).0.len(), 10 + SAFE_RUN_CHARS);
+        assert_eq!(
+            suffix_at_boundary(&run, 10, true).0.len(),
+            10 + SAFE_RUN_CHARS
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The embedding layer: word + token-type (always type 0) + absolute
 //! position embeddings, summed and layer-normalised in one pass per token,
-//! written straight into the packed token rows.
+//! written straight into the packed token rows; and where each token's
+//! position is (BERT counts from 0, XLM-RoBERTa from past its padding
+//! index).
 //!
 //! This module owns [`Embeddings`].
 
@@ -19,6 +21,9 @@ pub struct Embeddings {
     pub norm: LayerNorm,
     /// Hidden size.
     pub hidden: usize,
+    /// XLM-RoBERTa's padding index, past which positions start (see
+    /// [`Embeddings::push_positions`]); `None` for BERT.
+    pub padding_idx: Option<u32>,
 }
 
 impl Embeddings {
@@ -30,6 +35,28 @@ impl Embeddings {
     /// Number of rows in the position table.
     pub fn max_positions(&self) -> usize {
         self.position.len() / self.hidden
+    }
+
+    /// Appends the positions of one text's tokens `ids` to `out`: `0..n`
+    /// for BERT; for XLM-RoBERTa what Hugging Face's
+    /// `create_position_ids_from_input_ids` gives — `padding_idx + 1 + i`
+    /// for the `i`-th token that is not `padding_idx`, and `padding_idx`
+    /// for a token that is.
+    pub fn push_positions(&self, ids: &[u32], out: &mut Vec<u32>) {
+        match self.padding_idx {
+            None => out.extend(0..ids.len() as u32),
+            Some(pad) => {
+                let mut next = pad + 1;
+                out.extend(ids.iter().map(|&id| {
+                    if id == pad {
+                        pad
+                    } else {
+                        next += 1;
+                        next - 1
+                    }
+                }));
+            }
+        }
     }
 
     /// Writes the normalised embedding of token `ids[t]` at position
@@ -75,6 +102,7 @@ mod tests {
                 eps: 1e-12,
             },
             hidden: h,
+            padding_idx: None,
         };
         let ids = [3u32, 10, 0, 5, 5];
         let pos = [0u32, 1, 2, 3, 8];
@@ -104,5 +132,29 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-5);
+    }
+
+    #[test]
+    fn positions_count_from_zero_or_past_the_padding_index() {
+        let mut emb = Embeddings {
+            word: vec![0.0; 4],
+            position: vec![0.0; 4],
+            token_type0: vec![0.0; 2],
+            norm: LayerNorm {
+                gamma: vec![1.0; 2],
+                beta: vec![0.0; 2],
+                eps: 1e-12,
+            },
+            hidden: 2,
+            padding_idx: None,
+        };
+        let mut out = vec![9];
+        emb.push_positions(&[0, 5, 1, 7], &mut out);
+        assert_eq!(out, [9, 0, 1, 2, 3]);
+        emb.padding_idx = Some(1);
+        out.clear();
+        // The pad id itself sits at the padding index and is not counted.
+        emb.push_positions(&[0, 5, 1, 7], &mut out);
+        assert_eq!(out, [2, 3, 1, 4]);
     }
 }

@@ -67,14 +67,15 @@ pub mod matmul;
 pub mod qmatmul;
 #[cfg(test)]
 mod test_util;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 
 use attention::SeqSpan;
 use embeddings::Embeddings;
-use layer::{grow, timed, Dense, EncoderLayer, OpTimes, Scratch};
-use layer_norm::LayerNorm;
-use matmul::Linear;
+use layer::{grow, timed, EncoderLayer, OpTimes, Scratch};
+use serde::Deserialize;
+pub use weights::Weights;
 
 pub use layer::OpTimes as FastBertOpTimes;
 
@@ -92,7 +93,8 @@ pub enum FastBertError {
     /// The weights file is not valid safetensors.
     #[error("parsing safetensors: {0}")]
     SafeTensors(String),
-    /// A tensor the model needs is absent (with and without `bert.`).
+    /// A tensor the model needs is absent (the name says under which prefix
+    /// it was looked for: none, `bert.` or `roberta.`).
     #[error("missing tensor {0}")]
     MissingTensor(String),
     /// A tensor has the wrong dtype or shape.
@@ -151,8 +153,8 @@ impl Int8Layers {
     };
 }
 
-/// The BERT hyper-parameters FastBert needs (the fields of a Hugging Face
-/// `config.json` with the same names).
+/// The hyper-parameters FastBert needs (the fields of a Hugging Face
+/// `config.json` with the same names), for a BERT or an XLM-RoBERTa model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FastBertConfig {
     /// `hidden_size`.
@@ -171,9 +173,14 @@ pub struct FastBertConfig {
     pub max_position_embeddings: usize,
     /// `type_vocab_size`.
     pub type_vocab_size: usize,
+    /// Where positions start. `None` for BERT: token `i` of a text is at
+    /// position `i`. `Some(p)` for XLM-RoBERTa, `p` being its `padding_idx`
+    /// (`pad_token_id`, usually 1): token `i` is at `p + 1 + i`, counting
+    /// only tokens other than `p`, and a `p` token itself is at `p`.
+    pub padding_idx: Option<u32>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct HfConfig {
     hidden_size: usize,
     num_attention_heads: usize,
@@ -189,6 +196,12 @@ struct HfConfig {
     hidden_act: String,
     #[serde(default = "default_pos")]
     position_embedding_type: String,
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Option<Vec<String>>,
+    #[serde(default)]
+    pad_token_id: Option<u32>,
 }
 fn default_eps() -> f64 {
     1e-12
@@ -204,12 +217,28 @@ fn default_pos() -> String {
 }
 
 impl FastBertConfig {
-    /// Parses a Hugging Face BERT `config.json`. Fails for what FastBert does
-    /// not implement: an activation other than exact `gelu`, or position
-    /// embeddings other than `absolute`.
+    /// Parses a Hugging Face `config.json` (see
+    /// [`FastBertConfig::from_hf_value`]).
+    ///
+    /// # Errors
+    /// As [`FastBertConfig::from_hf_value`], and for text that is not JSON.
     pub fn from_hf_json(json: &str) -> Result<Self, FastBertError> {
-        let c: HfConfig =
+        let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| FastBertError::Config(e.to_string()))?;
+        Self::from_hf_value(&value)
+    }
+
+    /// Reads an already parsed Hugging Face `config.json` of a BERT model,
+    /// or of an XLM-RoBERTa one (`model_type` `"xlm-roberta"` or an
+    /// `XLMRoberta*` architecture: positions past `pad_token_id`, see
+    /// [`FastBertConfig::padding_idx`]). Fails for
+    /// what FastBert does not implement: an activation other than exact
+    /// `gelu`, or position embeddings other than `absolute`.
+    ///
+    /// # Errors
+    /// [`FastBertError::Config`] naming the unsupported or missing field.
+    pub fn from_hf_value(value: &serde_json::Value) -> Result<Self, FastBertError> {
+        let c = HfConfig::deserialize(value).map_err(|e| FastBertError::Config(e.to_string()))?;
         if c.hidden_act != "gelu" {
             return Err(FastBertError::Config(format!(
                 "hidden_act {:?} is not supported (only \"gelu\")",
@@ -222,7 +251,18 @@ impl FastBertConfig {
                 c.position_embedding_type
             )));
         }
-        Ok(Self {
+        // The same rule as the embedder's: BERT first, by model_type or
+        // architecture.
+        let named = |model_type: &str, arch_prefix: &str| {
+            c.model_type.as_deref() == Some(model_type)
+                || c.architectures
+                    .iter()
+                    .flatten()
+                    .any(|a| a.starts_with(arch_prefix))
+        };
+        let xlm_roberta = !named("bert", "Bert") && named("xlm-roberta", "XLMRoberta");
+        let padding_idx = xlm_roberta.then(|| c.pad_token_id.unwrap_or(1));
+        let config = Self {
             hidden_size: c.hidden_size,
             num_attention_heads: c.num_attention_heads,
             num_hidden_layers: c.num_hidden_layers,
@@ -231,7 +271,37 @@ impl FastBertConfig {
             vocab_size: c.vocab_size,
             max_position_embeddings: c.max_position_embeddings,
             type_vocab_size: c.type_vocab_size,
-        })
+            padding_idx,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The longest text the position table holds, special tokens included:
+    /// `max_position_embeddings`, less `padding_idx + 1` for XLM-RoBERTa.
+    pub fn max_tokens(&self) -> usize {
+        let skipped = self.padding_idx.map_or(0, |p| p as usize + 1);
+        self.max_position_embeddings.saturating_sub(skipped)
+    }
+
+    /// Checks that the sizes are consistent.
+    fn check(&self) -> Result<(), FastBertError> {
+        let (h, heads) = (self.hidden_size, self.num_attention_heads);
+        if h == 0 || heads == 0 || h % heads != 0 {
+            return Err(FastBertError::Config(format!(
+                "hidden_size {h} is not a positive multiple of num_attention_heads {heads}"
+            )));
+        }
+        if self.type_vocab_size == 0 {
+            return Err(FastBertError::Config("type_vocab_size is 0".into()));
+        }
+        if self.max_tokens() == 0 {
+            return Err(FastBertError::Config(format!(
+                "max_position_embeddings {} leaves no position past padding_idx {:?}",
+                self.max_position_embeddings, self.padding_idx
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -254,113 +324,38 @@ pub struct FastBert {
     profile: Option<OpTimes>,
 }
 
-/// Reads tensors by name from a safetensors file, trying `bert.` + name too.
-struct Weights<'a> {
-    st: safetensors::SafeTensors<'a>,
-}
-
-impl Weights<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, FastBertError> {
-        let view = self
-            .st
-            .tensor(name)
-            .or_else(|_| self.st.tensor(&format!("bert.{name}")))
-            .map_err(|_| FastBertError::MissingTensor(name.to_string()))?;
-        let bad = |reason: String| FastBertError::BadTensor {
-            name: name.to_string(),
-            reason,
-        };
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(bad(format!("dtype {:?}, expected F32", view.dtype())));
-        }
-        if view.shape() != shape {
-            return Err(bad(format!(
-                "shape {:?}, expected {:?}",
-                view.shape(),
-                shape
-            )));
-        }
-        Ok(view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    }
-
-    fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<Linear, FastBertError> {
-        let w = self.get(&format!("{prefix}.weight"), &[n, k])?;
-        let b = self.get(&format!("{prefix}.bias"), &[n])?;
-        Ok(Linear::from_torch(w, b, n, k))
-    }
-
-    fn norm(&self, prefix: &str, h: usize, eps: f32) -> Result<LayerNorm, FastBertError> {
-        // Old checkpoints name the parameters gamma/beta.
-        let gamma = self
-            .get(&format!("{prefix}.weight"), &[h])
-            .or_else(|_| self.get(&format!("{prefix}.gamma"), &[h]))?;
-        let beta = self
-            .get(&format!("{prefix}.bias"), &[h])
-            .or_else(|_| self.get(&format!("{prefix}.beta"), &[h]))?;
-        Ok(LayerNorm { gamma, beta, eps })
-    }
-}
-
 impl FastBert {
-    /// Loads the weights from a safetensors file (F32; names with or without
-    /// a `bert.` prefix), transposing and fusing them for the kernels.
+    /// Loads the weights from a safetensors file (F32; names bare or under
+    /// `bert.` or `roberta.`), transposing and fusing them for the kernels.
+    ///
+    /// # Errors
+    /// [`FastBertError::Io`] when the file cannot be read; otherwise as
+    /// [`FastBert::from_weights`].
     pub fn load(safetensors_path: &Path, config: &FastBertConfig) -> Result<Self, FastBertError> {
         let bytes = std::fs::read(safetensors_path).map_err(|source| FastBertError::Io {
             path: safetensors_path.to_path_buf(),
             source,
         })?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| FastBertError::SafeTensors(e.to_string()))?;
-        Self::from_weights(&Weights { st }, config)
+        Self::from_weights(&Weights::from_bytes(&bytes)?, config)
     }
 
-    fn from_weights(w: &Weights<'_>, config: &FastBertConfig) -> Result<Self, FastBertError> {
-        let h = config.hidden_size;
-        let heads = config.num_attention_heads;
-        if h == 0 || heads == 0 || h % heads != 0 {
-            return Err(FastBertError::Config(format!(
-                "hidden_size {h} is not a positive multiple of num_attention_heads {heads}"
-            )));
-        }
-        if config.type_vocab_size == 0 {
-            return Err(FastBertError::Config("type_vocab_size is 0".into()));
-        }
-        let eps = config.layer_norm_eps as f32;
-        let inter = config.intermediate_size;
-        let types = w.get(
-            "embeddings.token_type_embeddings.weight",
-            &[config.type_vocab_size, h],
-        )?;
-        let embeddings = Embeddings {
-            word: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position: w.get(
-                "embeddings.position_embeddings.weight",
-                &[config.max_position_embeddings, h],
-            )?,
-            token_type0: types[..h].to_vec(),
-            norm: w.norm("embeddings.LayerNorm", h, eps)?,
-            hidden: h,
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let p = format!("encoder.layer.{i}");
-            let q = w.linear(&format!("{p}.attention.self.query"), h, h)?;
-            let k = w.linear(&format!("{p}.attention.self.key"), h, h)?;
-            let v = w.linear(&format!("{p}.attention.self.value"), h, h)?;
-            layers.push(EncoderLayer {
-                qkv: Dense::F32(Linear::concat_outputs(&[q, k, v])),
-                attn_out: Dense::F32(w.linear(&format!("{p}.attention.output.dense"), h, h)?),
-                attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
-                ffn_in: Dense::F32(w.linear(&format!("{p}.intermediate.dense"), inter, h)?),
-                ffn_out: Dense::F32(w.linear(&format!("{p}.output.dense"), h, inter)?),
-                ffn_norm: w.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
-                heads,
-            });
-        }
+    /// Builds the model from `weights`: [`Embeddings::load`] from
+    /// `embeddings`, then [`EncoderLayer::load`] from each
+    /// `encoder.layer.{i}`.
+    ///
+    /// # Errors
+    /// [`FastBertError::Config`] for an inconsistent configuration,
+    /// [`FastBertError::MissingTensor`] / [`FastBertError::BadTensor`] for
+    /// weights that do not match it.
+    pub fn from_weights(
+        weights: &Weights<'_>,
+        config: &FastBertConfig,
+    ) -> Result<Self, FastBertError> {
+        config.check()?;
+        let embeddings = Embeddings::load(weights, "embeddings", config)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| EncoderLayer::load(weights, &format!("encoder.layer.{i}"), config))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             config: config.clone(),
             embeddings,
@@ -443,13 +438,20 @@ impl FastBert {
         self.ids.clear();
         self.positions.clear();
         self.spans.clear();
+        let bert_positions = self.config.padding_idx.is_none();
         for b in 0..batch {
             let start = self.ids.len();
             for t in 0..seq {
                 if attention_mask[b * seq + t] != 0 {
                     self.ids.push(input_ids[b * seq + t]);
-                    self.positions.push(t as u32);
+                    if bert_positions {
+                        self.positions.push(t as u32);
+                    }
                 }
+            }
+            if !bert_positions {
+                self.embeddings
+                    .push_positions(&self.ids[start..], &mut self.positions);
             }
             self.spans.push(SeqSpan {
                 start,
@@ -477,7 +479,8 @@ impl FastBert {
         self.positions.clear();
         self.spans.clear();
         for w in offsets.windows(2) {
-            self.positions.extend(0..(w[1] - w[0]) as u32);
+            self.embeddings
+                .push_positions(&ids[w[0]..w[1]], &mut self.positions);
             self.spans.push(SeqSpan {
                 start: w[0],
                 len: w[1] - w[0],
@@ -528,7 +531,8 @@ impl FastBert {
 
     /// Last hidden states of a packed batch, `[ids.len(), hidden]`: text `i`
     /// is `ids[offsets[i]..offsets[i + 1]]` (so `offsets` rises from 0 to
-    /// `ids.len()`), token type 0, positions from 0 in each text — TEI's
+    /// `ids.len()`), token type 0, positions from 0 in each text (from
+    /// `padding_idx + 1` for XLM-RoBERTa) — TEI's
     /// `Batch` layout, with no padding anywhere. `threads` is the forward's
     /// parallelism (1 = the calling thread only; more use the current rayon
     /// pool). The returned slice borrows a buffer reused by the next call.
@@ -549,7 +553,8 @@ impl FastBert {
 
     /// Last hidden states, `[batch, seq, hidden]` row-major, for `input_ids`
     /// and `attention_mask` given as `[batch·seq]` row-major (token type 0
-    /// everywhere, positions `0..seq`). Rows whose mask is 0 are returned as
+    /// everywhere, positions `0..seq`; for XLM-RoBERTa, counted over the
+    /// real tokens past `padding_idx`). Rows whose mask is 0 are returned as
     /// zeros: padding is never computed (it cannot affect real tokens).
     /// `threads` is the matmul parallelism (1 = the calling thread only).
     /// The returned slice borrows a buffer reused by the next call.
