@@ -1,0 +1,21 @@
+#!/bin/bash
+# Side-by-side `corral bench route` of two corral binaries, alternating the
+# order each round; prints each pair's routed_per_second and the median
+# new/old ratio with its range.
+#
+#   benches/route_ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [extra bench args]
+#
+# Build OLD from the commit to compare with, e.g.
+#   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release -p corral-cli)
+set -euo pipefail
+old=$1 new=$2 rounds=${3:-10}
+shift $(( $# < 3 ? $# : 3 ))
+rate() { local bin=$1; shift; RUST_LOG=warn "$bin" bench route "$@" 2>/dev/null | awk '/^routed_per_second:/ {print $2}'; }
+ratios=()
+for r in $(seq 1 "$rounds"); do
+  if (( r % 2 )); then o=$(rate "$old" "$@"); n=$(rate "$new" "$@"); else n=$(rate "$new" "$@"); o=$(rate "$old" "$@"); fi
+  ratio=$(echo "$n / $o" | bc -l)
+  ratios+=("$ratio")
+  printf 'round %2d  old %9d  new %9d  new/old %.3f\n' "$r" "$o" "$n" "$ratio"
+done
+printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "median new/old %.3f (range %.3f-%.3f, %d rounds)\n", m, a[1], a[NR], NR}'
