@@ -13,16 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{model_dir, start_serve};
+
 const TEXTS: usize = 300;
 
 fn corral() -> &'static str {
     env!("CARGO_BIN_EXE_corral")
-}
-
-fn model_dir() -> PathBuf {
-    corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| {
-        panic!("this test needs all-MiniLM-L6-v2 (set CORRAL_MODEL_DIR or fetch it): {e}")
-    })
 }
 
 fn input_file(dir: &Path) -> PathBuf {
@@ -120,31 +118,14 @@ fn progress_bar_on_a_terminal_only_and_never_with_quiet() {
 
 #[test]
 fn json_logs_are_one_object_per_line_with_the_requests_span() {
-    let mut child = Command::new(corral())
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--workers",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .arg("--model-dir")
-        .arg(model_dir())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = stdout.next().expect("serve exited").unwrap();
-        if let Some(url) = line.strip_prefix("corral: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    let stderr = child.stderr.take().unwrap();
+    let mut serve = start_serve(
+        &["--workers", "1", "--log-format", "json"],
+        &[],
+        "info",
+        true,
+    );
+    let base = serve.base.clone();
+    let stderr = serve.take_stderr();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -191,8 +172,7 @@ fn json_logs_are_one_object_per_line_with_the_requests_span() {
             break v;
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serve);
     let span = &found["span"];
     assert_eq!(span["name"], "request", "{found}");
     assert_eq!(span["status"], 200, "{found}");

@@ -6,56 +6,25 @@
 //! Fails — never skips — when python3 or the `openai` package is missing
 //! (`.ci/run` installs it) or the model is absent.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{start_serve, Serve};
 
 const KEY: &str = "test-key-123";
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_serve() -> (Serve, String) {
-    let dir = corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--workers",
-            "1",
-            "--drain-timeout",
-            "10",
-        ])
-        .arg("--model-dir")
-        .arg(&dir)
-        .args(["--model-name", "all-MiniLM-L6-v2"])
-        .env("CORRAL_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting corral serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("corral serve exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("corral: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (Serve(child), base)
+fn start() -> (Serve, String) {
+    let serve = start_serve(
+        &["--workers", "1", "--drain-timeout", "10"],
+        &[("CORRAL_API_KEY", KEY)],
+        "warn",
+        false,
+    );
+    let base = serve.base.clone();
+    (serve, base)
 }
 
 fn wait_healthy(base: &str) {
@@ -93,7 +62,7 @@ fn openai_python_client_gets_golden_vectors_and_sigterm_exits_zero() {
         String::from_utf8_lossy(&probe.stderr)
     );
 
-    let (mut serve, base) = start_serve();
+    let (mut serve, base) = start();
     wait_healthy(&base);
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
@@ -131,7 +100,7 @@ fn openai_python_client_gets_golden_vectors_and_sigterm_exits_zero() {
     );
 
     // SIGTERM: drain, exit 0.
-    let pid = serve.0.id().to_string();
+    let pid = serve.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -139,7 +108,7 @@ fn openai_python_client_gets_golden_vectors_and_sigterm_exits_zero() {
         .success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = serve.0.try_wait().unwrap() {
+        if let Some(status) = serve.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -1,0 +1,72 @@
+//! What the CLI's integration tests share: the default model's directory and
+//! a `corral serve` child process on a free port.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Stdio};
+
+/// The default model's directory; panics (the test fails, never skips)
+/// when it is absent.
+pub fn model_dir() -> PathBuf {
+    corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| {
+        panic!("this test needs all-MiniLM-L6-v2 (set CORRAL_MODEL_DIR or fetch it): {e}")
+    })
+}
+
+/// A running `corral serve`, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `corral serve --port 0 --model-dir <default model> ARGS` with
+/// `envs` and `RUST_LOG` = `log`, and returns once it printed its address.
+/// Its stderr is inherited, or piped (see [`Serve::take_stderr`]) when
+/// `pipe_stderr`.
+pub fn start_serve(args: &[&str], envs: &[(&str, &str)], log: &str, pipe_stderr: bool) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["serve", "--port", "0"])
+        .arg("--model-dir")
+        .arg(model_dir())
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(if pipe_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .spawn()
+        .expect("starting corral serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("corral serve exited before listening")
+            .unwrap();
+        // Scripts and tests read the port from this line.
+        if let Some(url) = line.strip_prefix("corral: listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Serve { child, base }
+}
+
+impl Serve {
+    /// The piped stderr (once).
+    pub fn take_stderr(&mut self) -> ChildStderr {
+        self.child.stderr.take().expect("stderr piped, taken once")
+    }
+}
