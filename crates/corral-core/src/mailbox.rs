@@ -24,6 +24,17 @@ use parking_lot::{Condvar, Mutex};
 use crate::backend::Backend;
 use crate::job::{Class, Job};
 
+/// How long an idle compute thread looks for work before it parks:
+/// `SPIN_ROUNDS` rounds of `SPINS_PER_ROUND` pause instructions (about a
+/// microsecond all told), then `YIELD_ROUNDS` scheduler yields, which hand
+/// the core to whatever else is runnable (the supervisor, the callers).
+/// Parking costs the next push a futex wake on the supervisor's thread, the
+/// one thread every request passes through; `corral bench route` is how
+/// these were chosen (benches/route_ab.sh).
+const SPIN_ROUNDS: u32 = 4;
+const SPINS_PER_ROUND: u32 = 16;
+const YIELD_ROUNDS: u32 = 8;
+
 /// What a compute thread is doing right now.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Heartbeat {
@@ -206,6 +217,7 @@ impl<B: Backend> WorkerShared<B> {
     /// closed, or when nothing is queued and `block` is not set.
     pub(crate) fn peek_fronts(&self, max: usize, block: bool, out: &mut Vec<Front<B>>) -> bool {
         out.clear();
+        let mut spun = false;
         let mut q = self.queue.lock();
         loop {
             if q.closed {
@@ -218,8 +230,39 @@ impl<B: Backend> WorkerShared<B> {
             if !block {
                 return false;
             }
+            if !spun {
+                // Before parking, look for work for a few microseconds with
+                // the lock released: a request pushed meanwhile is found
+                // without a futex wake on the supervisor's thread (the one
+                // thread every request passes through).
+                spun = true;
+                drop(q);
+                self.spin_for_work();
+                q = self.queue.lock();
+                continue;
+            }
             q.sleeping = true;
             self.wake.wait(&mut q);
+        }
+    }
+
+    /// Spins, then yields (see [`SPIN_ROUNDS`]), until something is queued
+    /// or the worker is retired. A hint only: the caller confirms under the
+    /// lock. Depth counts only queued requests here: the compute thread
+    /// calls this with no batch of its own (its last batch's slots were
+    /// freed as it was answered).
+    fn spin_for_work(&self) {
+        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+            if self.depth() > 0 || self.is_retired() {
+                return;
+            }
+            if round < SPIN_ROUNDS {
+                for _ in 0..SPINS_PER_ROUND {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 
