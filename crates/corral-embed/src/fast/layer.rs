@@ -9,10 +9,10 @@
 //! 4. `inter = gelu(x·W_i + b_i)` — matmul, then one fused bias + GELU pass;
 //! 5. `x ← LayerNorm(x + inter·W_o2 + b_o2)` as in 3.
 //!
-//! This module owns [`EncoderLayer`], [`Scratch`] (the buffers reused across
-//! layers and batches) and [`OpTimes`] (the optional per-op profile).
-
-use std::time::{Duration, Instant};
+//! Each step runs inside its op span (see [`super::op_timer`]).
+//!
+//! This module owns [`EncoderLayer`] and [`Scratch`] (the buffers reused
+//! across layers and batches).
 
 use rayon::prelude::*;
 
@@ -20,6 +20,7 @@ use super::activation;
 use super::attention::{self, SeqSpan};
 use super::layer_norm::LayerNorm;
 use super::matmul::Linear;
+use super::op_timer::op_span;
 use super::qmatmul::{QLinear, QuantizedRows};
 
 /// A dense layer in fp32 or int8; both leave the bias to the caller's
@@ -130,71 +131,6 @@ pub struct Scratch {
     pub q: QuantizedRows,
 }
 
-/// Accumulated wall time per kind of op (filled only when profiling is on).
-#[derive(Debug, Default, Clone)]
-pub struct OpTimes {
-    /// Gathering real tokens, embedding sum and its layer norm.
-    pub embeddings: Duration,
-    /// QKV matmul including the bias pre-fill.
-    pub qkv_matmul: Duration,
-    /// Scores, softmax and context for all heads.
-    pub attention: Duration,
-    /// Attention output matmul (+ residual, fused into gemm).
-    pub attn_out_matmul: Duration,
-    /// Feed-forward up matmul.
-    pub ffn_in_matmul: Duration,
-    /// Fused bias + GELU.
-    pub bias_gelu: Duration,
-    /// Feed-forward down matmul (+ residual).
-    pub ffn_out_matmul: Duration,
-    /// Both fused bias + layer norms.
-    pub layer_norm: Duration,
-    /// Scattering packed rows back to `[batch, seq, hidden]` / pooling.
-    pub output: Duration,
-    /// Number of forward calls profiled.
-    pub calls: u64,
-}
-
-impl OpTimes {
-    /// `(name, time)` pairs in forward order.
-    pub fn entries(&self) -> [(&'static str, Duration); 9] {
-        [
-            ("embeddings (gather+sum+LN)", self.embeddings),
-            ("QKV matmul (+bias)", self.qkv_matmul),
-            ("attention (scores+softmax+context)", self.attention),
-            ("attn-out matmul (+residual)", self.attn_out_matmul),
-            ("FFN-in matmul", self.ffn_in_matmul),
-            ("bias+GELU", self.bias_gelu),
-            ("FFN-out matmul (+residual)", self.ffn_out_matmul),
-            ("bias+LayerNorm (x2)", self.layer_norm),
-            ("output scatter/pool", self.output),
-        ]
-    }
-
-    /// Sum of all entries.
-    pub fn total(&self) -> Duration {
-        self.entries().iter().map(|e| e.1).sum()
-    }
-}
-
-/// Runs `f`, adding its wall time to `slot` when profiling.
-#[inline]
-pub(crate) fn timed<R>(
-    prof: &mut Option<OpTimes>,
-    slot: fn(&mut OpTimes) -> &mut Duration,
-    f: impl FnOnce() -> R,
-) -> R {
-    match prof {
-        None => f(),
-        Some(p) => {
-            let t = Instant::now();
-            let r = f();
-            *slot(p) += t.elapsed();
-            r
-        }
-    }
-}
-
 impl EncoderLayer {
     /// Hidden size.
     pub fn hidden(&self) -> usize {
@@ -202,14 +138,7 @@ impl EncoderLayer {
     }
 
     /// Transforms the packed hidden states `x` (`[tokens, hidden]`) in place.
-    pub fn forward(
-        &self,
-        x: &mut [f32],
-        spans: &[SeqSpan],
-        scratch: &mut Scratch,
-        threads: usize,
-        prof: &mut Option<OpTimes>,
-    ) {
+    pub fn forward(&self, x: &mut [f32], spans: &[SeqSpan], scratch: &mut Scratch, threads: usize) {
         let h = self.hidden();
         let tokens = x.len() / h;
         let n3 = self.qkv.n();
@@ -221,85 +150,53 @@ impl EncoderLayer {
         let ctx = &mut scratch.ctx[..tokens * h];
         let inter = &mut scratch.inter[..tokens * ni];
 
-        timed(
-            prof,
-            |p| &mut p.qkv_matmul,
-            || {
-                for row in qkv.chunks_exact_mut(n3) {
-                    row.copy_from_slice(self.qkv.bias());
-                }
-                self.qkv
-                    .forward_no_bias(x, qkv, tokens, true, threads, &mut scratch.q);
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.attention,
-            || {
-                par_attention(
-                    qkv,
-                    ctx,
-                    spans,
-                    self.heads,
-                    h / self.heads,
-                    &mut scratch.scores,
-                    threads,
-                )
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.attn_out_matmul,
-            || {
-                self.attn_out
-                    .forward_no_bias(ctx, x, tokens, true, threads, &mut scratch.q)
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.layer_norm,
-            || {
-                par_rows(x, h, threads, |rows| {
-                    self.attn_norm
-                        .forward_in_place(rows, Some(self.attn_out.bias()))
-                })
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.ffn_in_matmul,
-            || {
-                self.ffn_in
-                    .forward_no_bias(x, inter, tokens, false, threads, &mut scratch.q)
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.bias_gelu,
-            || {
-                par_rows(inter, ni, threads, |rows| {
-                    activation::bias_gelu_in_place(rows, self.ffn_in.bias())
-                })
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.ffn_out_matmul,
-            || {
-                self.ffn_out
-                    .forward_no_bias(inter, x, tokens, true, threads, &mut scratch.q)
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.layer_norm,
-            || {
-                par_rows(x, h, threads, |rows| {
-                    self.ffn_norm
-                        .forward_in_place(rows, Some(self.ffn_out.bias()))
-                })
-            },
-        );
+        op_span!("qkv_matmul").in_scope(|| {
+            for row in qkv.chunks_exact_mut(n3) {
+                row.copy_from_slice(self.qkv.bias());
+            }
+            self.qkv
+                .forward_no_bias(x, qkv, tokens, true, threads, &mut scratch.q);
+        });
+        op_span!("attention").in_scope(|| {
+            par_attention(
+                qkv,
+                ctx,
+                spans,
+                self.heads,
+                h / self.heads,
+                &mut scratch.scores,
+                threads,
+            )
+        });
+        op_span!("attn_out_matmul").in_scope(|| {
+            self.attn_out
+                .forward_no_bias(ctx, x, tokens, true, threads, &mut scratch.q)
+        });
+        op_span!("layer_norm").in_scope(|| {
+            par_rows(x, h, threads, |rows| {
+                self.attn_norm
+                    .forward_in_place(rows, Some(self.attn_out.bias()))
+            })
+        });
+        op_span!("ffn_in_matmul").in_scope(|| {
+            self.ffn_in
+                .forward_no_bias(x, inter, tokens, false, threads, &mut scratch.q)
+        });
+        op_span!("bias_gelu").in_scope(|| {
+            par_rows(inter, ni, threads, |rows| {
+                activation::bias_gelu_in_place(rows, self.ffn_in.bias())
+            })
+        });
+        op_span!("ffn_out_matmul").in_scope(|| {
+            self.ffn_out
+                .forward_no_bias(inter, x, tokens, true, threads, &mut scratch.q)
+        });
+        op_span!("layer_norm").in_scope(|| {
+            par_rows(x, h, threads, |rows| {
+                self.ffn_norm
+                    .forward_in_place(rows, Some(self.ffn_out.bias()))
+            })
+        });
     }
 }
 

@@ -67,6 +67,7 @@ pub mod layer;
 pub mod layer_norm;
 pub mod math;
 pub mod matmul;
+pub mod op_timer;
 pub mod qmatmul;
 #[cfg(test)]
 mod test_util;
@@ -76,10 +77,10 @@ use std::path::{Path, PathBuf};
 
 use attention::SeqSpan;
 use embeddings::Embeddings;
-use layer::{grow, timed, EncoderLayer, OpTimes, Scratch};
+use layer::{grow, EncoderLayer, Scratch};
+use op_timer::{op_span, FORWARD, OP_TARGET};
+pub use op_timer::{OpTime, OpTimer, OpTimes};
 pub use weights::Weights;
-
-pub use layer::OpTimes as FastBertOpTimes;
 
 /// Errors from loading a model or from malformed inputs.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +118,8 @@ pub enum FastBertError {
 
 /// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
 /// kernels. Not `Sync`-shared: each worker owns one (its buffers are reused
-/// across calls).
+/// across calls). Each op of a forward runs in a TRACE-level span, which
+/// [`OpTimer`] can sum per op (see [`op_timer`]).
 #[derive(Debug)]
 pub struct FastBert {
     config: FastBertConfig,
@@ -131,7 +133,6 @@ pub struct FastBert {
     ids: Vec<u32>,
     positions: Vec<u32>,
     spans: Vec<SeqSpan>,
-    profile: Option<OpTimes>,
 }
 
 impl FastBert {
@@ -176,7 +177,6 @@ impl FastBert {
             ids: Vec::new(),
             positions: Vec::new(),
             spans: Vec::new(),
-            profile: None,
         })
     }
 
@@ -213,17 +213,6 @@ impl FastBert {
             }
         }
         true
-    }
-
-    /// Turns per-op timing on (resetting it) or off. Costs two clock reads
-    /// per op when on.
-    pub fn set_profiling(&mut self, on: bool) {
-        self.profile = on.then(OpTimes::default);
-    }
-
-    /// Per-op times accumulated since profiling was turned on.
-    pub fn op_times(&self) -> Option<&OpTimes> {
-        self.profile.as_ref()
     }
 
     /// Packs the real tokens of a padded batch into `self.ids` /
@@ -318,24 +307,15 @@ impl FastBert {
             )));
         }
         let h = self.config.hidden_size;
-        let mut prof = self.profile.take();
-        timed(
-            &mut prof,
-            |p| &mut p.embeddings,
-            || {
-                grow(&mut self.x, self.ids.len() * h);
-                self.embeddings
-                    .forward(&self.ids, &self.positions, &mut self.x);
-            },
-        );
+        op_span!("embeddings").in_scope(|| {
+            grow(&mut self.x, self.ids.len() * h);
+            self.embeddings
+                .forward(&self.ids, &self.positions, &mut self.x);
+        });
         let x = &mut self.x[..self.ids.len() * h];
         for layer in &self.layers {
-            layer.forward(x, &self.spans, &mut self.scratch, threads, &mut prof);
+            layer.forward(x, &self.spans, &mut self.scratch, threads);
         }
-        if let Some(p) = prof.as_mut() {
-            p.calls += 1;
-        }
-        self.profile = prof;
         Ok(())
     }
 
@@ -356,6 +336,7 @@ impl FastBert {
         offsets: &[usize],
         threads: usize,
     ) -> Result<&[f32], FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_offsets(ids, offsets)?;
         self.run_packed(threads)?;
         Ok(&self.x[..ids.len() * self.config.hidden_size])
@@ -376,26 +357,21 @@ impl FastBert {
         seq: usize,
         threads: usize,
     ) -> Result<&[f32], FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_padded(input_ids, attention_mask, batch, seq)?;
         self.run_packed(threads)?;
         let h = self.config.hidden_size;
-        let mut prof = self.profile.take();
-        timed(
-            &mut prof,
-            |p| &mut p.output,
-            || {
-                self.out.clear();
-                self.out.resize(batch * seq * h, 0.0);
-                let mut r = 0;
-                for (i, &m) in attention_mask.iter().enumerate() {
-                    if m != 0 {
-                        self.out[i * h..(i + 1) * h].copy_from_slice(&self.x[r * h..(r + 1) * h]);
-                        r += 1;
-                    }
+        op_span!("output").in_scope(|| {
+            self.out.clear();
+            self.out.resize(batch * seq * h, 0.0);
+            let mut r = 0;
+            for (i, &m) in attention_mask.iter().enumerate() {
+                if m != 0 {
+                    self.out[i * h..(i + 1) * h].copy_from_slice(&self.x[r * h..(r + 1) * h]);
+                    r += 1;
                 }
-            },
-        );
-        self.profile = prof;
+            }
+        });
         Ok(&self.out)
     }
 
@@ -412,22 +388,16 @@ impl FastBert {
         threads: usize,
         normalize: bool,
     ) -> Result<Vec<f32>, FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_padded(input_ids, attention_mask, batch, seq)?;
         self.run_packed(threads)?;
         let h = self.config.hidden_size;
-        let mut prof = self.profile.take();
-        let pooled = timed(
-            &mut prof,
-            |p| &mut p.output,
-            || {
-                let mut offsets: Vec<usize> = self.spans.iter().map(|s| s.start).collect();
-                offsets.push(self.ids.len());
-                let rows =
-                    crate::pooling::pool(&self.x, h, &offsets, crate::Pooling::Mean, normalize);
-                rows.concat()
-            },
-        );
-        self.profile = prof;
+        let pooled = op_span!("output").in_scope(|| {
+            let mut offsets: Vec<usize> = self.spans.iter().map(|s| s.start).collect();
+            offsets.push(self.ids.len());
+            let rows = crate::pooling::pool(&self.x, h, &offsets, crate::Pooling::Mean, normalize);
+            rows.concat()
+        });
         Ok(pooled)
     }
 }
