@@ -127,6 +127,9 @@ pub struct Scratch {
     pub inter: Vec<f32>,
     /// One row of attention scores.
     pub scores: Vec<f32>,
+    /// The contexts of the head groups when one sequence's attention is
+    /// split over threads, `[tokens, hidden]` in all.
+    pub attn_parts: Vec<f32>,
     /// The quantised input of an int8 layer.
     pub q: QuantizedRows,
 }
@@ -165,6 +168,7 @@ impl EncoderLayer {
                 self.heads,
                 h / self.heads,
                 &mut scratch.scores,
+                &mut scratch.attn_parts,
                 threads,
             )
         });
@@ -213,10 +217,16 @@ pub(crate) fn par_rows(x: &mut [f32], width: usize, threads: usize, f: impl Fn(&
     x.par_chunks_mut(per).for_each(&f);
 }
 
-/// [`attention::attention`] with the sequences shared out over about
-/// `threads` groups of similar token counts on the current rayon pool
-/// (`threads <= 1`: the calling thread, with `scratch`). Each sequence is
-/// computed whole by one thread, so results do not depend on the split.
+/// [`attention::attention`] on about `threads` threads of the current
+/// rayon pool (`threads <= 1`: the calling thread, with `scratch`). With at
+/// least as many sequences as threads, the sequences are shared out in
+/// groups of similar token counts, each computed whole by one thread into
+/// `ctx`. With fewer (a single sentence, say), each sequence's heads are
+/// split into about `threads / sequences` ranges, each computed by one
+/// thread into its part of `parts` ([`attention::attention_heads`]) and
+/// then copied into its columns of `ctx`. Every (sequence, head) is
+/// computed by the same code either way, so results do not depend on the
+/// split: they are bit-identical to the single-thread path.
 #[allow(clippy::too_many_arguments)]
 fn par_attention(
     qkv: &[f32],
@@ -225,10 +235,16 @@ fn par_attention(
     heads: usize,
     head_dim: usize,
     scratch: &mut Vec<f32>,
+    parts: &mut Vec<f32>,
     threads: usize,
 ) {
-    if threads <= 1 || spans.len() < 2 {
+    let groups = threads.div_ceil(spans.len().max(1)).min(heads);
+    if threads <= 1 || (spans.len() < 2 && groups < 2) {
         attention::attention(qkv, ctx, spans, heads, head_dim, scratch);
+        return;
+    }
+    if groups > 1 {
+        par_attention_heads(qkv, ctx, spans, heads, head_dim, parts, groups);
         return;
     }
     let hidden = heads * head_dim;
@@ -266,9 +282,153 @@ fn par_attention(
     });
 }
 
+/// [`par_attention`] with each sequence's heads split into `groups` ranges
+/// of about equal size, one rayon job per (sequence, head range).
+fn par_attention_heads(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    parts: &mut Vec<f32>,
+    groups: usize,
+) {
+    let hidden = heads * head_dim;
+    let row = 3 * hidden;
+    // (span, head range), in the order their outputs sit in `parts`.
+    let layout: Vec<(SeqSpan, std::ops::Range<usize>)> = spans
+        .iter()
+        .flat_map(|&s| (0..groups).map(move |g| (s, g * heads / groups..(g + 1) * heads / groups)))
+        .filter(|(s, r)| s.len > 0 && !r.is_empty())
+        .collect();
+    let total: usize = layout.iter().map(|(s, r)| s.len * r.len() * head_dim).sum();
+    grow(parts, total);
+    let mut rest = &mut parts[..total];
+    let mut jobs = Vec::with_capacity(layout.len());
+    for (s, r) in &layout {
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(s.len * r.len() * head_dim);
+        rest = tail;
+        jobs.push((
+            &qkv[s.start * row..(s.start + s.len) * row],
+            mine,
+            s.len,
+            r.clone(),
+        ));
+    }
+    jobs.into_par_iter().for_each(|(q, out, len, r)| {
+        let mut scratch = Vec::new();
+        let span = [SeqSpan { start: 0, len }];
+        attention::attention_heads(q, out, &span, heads, head_dim, r, &mut scratch);
+    });
+    let mut at = 0;
+    for (s, r) in &layout {
+        let w = r.len() * head_dim;
+        let part = &parts[at..at + s.len * w];
+        at += s.len * w;
+        for (i, src) in part.chunks_exact(w).enumerate() {
+            let t = (s.start + i) * hidden + r.start * head_dim;
+            ctx[t..t + w].copy_from_slice(src);
+        }
+    }
+}
+
 /// Grows `v` to at least `n` elements (never shrinks, so buffers are reused).
 pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
         v.resize(n, 0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::super::test_util::random_vec;
+    use super::*;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// `par_attention` over random Q|K|V rows for sequences of `lens`.
+    fn attention_on_threads(lens: &[usize], heads: usize, d: usize, threads: usize) -> Vec<f32> {
+        let hidden = heads * d;
+        let tokens: usize = lens.iter().sum();
+        let qkv = random_vec(tokens * 3 * hidden, 7 + hidden as u64);
+        let mut spans = Vec::new();
+        let mut start = 0;
+        for &len in lens {
+            spans.push(SeqSpan { start, len });
+            start += len;
+        }
+        let mut ctx = vec![f32::NAN; tokens * hidden];
+        let (mut scratch, mut parts) = (Vec::new(), Vec::new());
+        pool(threads).install(|| {
+            par_attention(
+                &qkv,
+                &mut ctx,
+                &spans,
+                heads,
+                d,
+                &mut scratch,
+                &mut parts,
+                threads,
+            )
+        });
+        ctx
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Splitting attention over threads, by heads within one sequence or
+    /// by sequences, gives exactly the single-thread result.
+    #[test]
+    fn attention_on_several_threads_is_bit_identical_to_one() {
+        let cases: [&[usize]; 5] = [&[23], &[1], &[9, 1], &[5, 0, 17, 3, 11], &[0]];
+        for &(heads, d) in &[(12usize, 32usize), (3, 8), (5, 7), (1, 16), (2, 64)] {
+            for lens in cases {
+                let want = attention_on_threads(lens, heads, d, 1);
+                assert!(want.iter().all(|v| v.is_finite()));
+                for threads in [2, 3, 4, 8] {
+                    let got = attention_on_threads(lens, heads, d, threads);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "heads={heads} d={d} lens={lens:?} threads={threads}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The row-wise passes (bias + GELU, bias + layer norm) split one
+    /// sequence's rows over the threads too, with the same results.
+    #[test]
+    fn par_rows_splits_one_sequence_over_threads() {
+        let (rows, width) = (7, 10);
+        let bias = random_vec(width, 2);
+        let input = random_vec(rows * width, 3);
+        let mut want = input.clone();
+        par_rows(&mut want, width, 1, |r| {
+            activation::bias_gelu_in_place(r, &bias)
+        });
+        for threads in [2, 3] {
+            let chunks = AtomicUsize::new(0);
+            let mut got = input.clone();
+            pool(threads).install(|| {
+                par_rows(&mut got, width, threads, |r| {
+                    assert_eq!(r.len() % width, 0, "whole rows");
+                    chunks.fetch_add(1, Ordering::Relaxed);
+                    activation::bias_gelu_in_place(r, &bias)
+                })
+            });
+            assert_eq!(chunks.into_inner(), threads, "one chunk per thread");
+            assert_eq!(bits(&got), bits(&want));
+        }
     }
 }
