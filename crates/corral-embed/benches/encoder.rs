@@ -2,7 +2,8 @@
 //! when its virtual environment exists, sentence-transformers/PyTorch),
 //! measured back to back in one run over the benchmark corpus, plus a per-op
 //! breakdown of one forward pass for both (FastBert's from its op spans,
-//! summed by `corral_embed::fast::OpTimer`).
+//! summed by `corral_embed::fast::OpTimer`) and FastBert's latency on a
+//! single sentence.
 //!
 //! ```text
 //! CORRAL_MODEL_DIR=/path/to/all-MiniLM-L6-v2 cargo bench -p corral-embed --bench encoder
@@ -12,6 +13,7 @@
 //! `../shared/bench/corpus.txt` from the workspace), `BENCH_RUNS` (timed runs
 //! per configuration, median reported; default 3), `BENCH_SKIP_CANDLE=1`,
 //! `BENCH_SKIP_TORCH=1`, `BENCH_ONLY_BREAKDOWN=1` (per-op tables only),
+//! `BENCH_ONLY_LATENCY=1` (golden check and single-sentence latency only),
 //! `ST_PYTHON` (default `~/.venvs/st/bin/python`).
 //!
 //! Every configuration is end to end like the PyTorch baseline: texts sorted
@@ -382,6 +384,12 @@ fn main() -> Res<()> {
         corpus.display(),
         dir.display()
     );
+
+    let sentence = texts.first().copied().unwrap_or("A short sentence.");
+    fastbert::print_single_sentence_latency(&tok, sentence, &weights, &fcfg)?;
+    if std::env::var_os("BENCH_ONLY_LATENCY").is_some() {
+        return Ok(());
+    }
 
     let fast = |threads| -> Res<Engine> {
         Ok(Engine::Fast(
