@@ -1,7 +1,9 @@
 //! Throughput of FastBert against candle-transformers' `BertModel` (and,
 //! when its virtual environment exists, sentence-transformers/PyTorch),
 //! measured back to back in one run over the benchmark corpus, plus a per-op
-//! breakdown of one forward pass for both.
+//! breakdown of one forward pass for both (FastBert's from its op spans,
+//! summed by `corral_embed::fast::OpTimer`) and FastBert's latency on a
+//! single sentence.
 //!
 //! ```text
 //! CORRAL_MODEL_DIR=/path/to/all-MiniLM-L6-v2 cargo bench -p corral-embed --bench encoder
@@ -10,7 +12,9 @@
 //! tokenizer.json), `CORRAL_BENCH_CORPUS` (default
 //! `../shared/bench/corpus.txt` from the workspace), `BENCH_RUNS` (timed runs
 //! per configuration, median reported; default 3), `BENCH_SKIP_CANDLE=1`,
-//! `BENCH_SKIP_TORCH=1`, `BENCH_ONLY_BREAKDOWN=1` (per-op tables only), `ST_PYTHON` (default `~/.venvs/st/bin/python`).
+//! `BENCH_SKIP_TORCH=1`, `BENCH_ONLY_BREAKDOWN=1` (per-op tables only),
+//! `BENCH_ONLY_LATENCY=1` (golden check and single-sentence latency only),
+//! `ST_PYTHON` (default `~/.venvs/st/bin/python`).
 //!
 //! Every configuration is end to end like the PyTorch baseline: texts sorted
 //! by length, batches of 32 tokenised (padding to the batch's longest,
@@ -24,6 +28,8 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_transformers::models::bert::{BertModel, Config};
 use corral_embed::fast::{FastBert, FastBertConfig, Int8Layers};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+mod fastbert;
 
 const BATCH: usize = 32;
 const MAX_LEN: usize = 256;
@@ -379,6 +385,12 @@ fn main() -> Res<()> {
         dir.display()
     );
 
+    let sentence = texts.first().copied().unwrap_or("A short sentence.");
+    fastbert::print_single_sentence_latency(&tok, sentence, &weights, &fcfg)?;
+    if std::env::var_os("BENCH_ONLY_LATENCY").is_some() {
+        return Ok(());
+    }
+
     let fast = |threads| -> Res<Engine> {
         Ok(Engine::Fast(
             Box::new(FastBert::load(&weights, &fcfg)?),
@@ -531,18 +543,7 @@ fn main() -> Res<()> {
             fb.quantize(Int8Layers::DEFAULT_INT8);
         }
         corral_embed::fast::set_avx2_enabled(avx2);
-        fb.set_profiling(false);
-        fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
-        fb.set_profiling(true);
-        for _ in 0..iters {
-            fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
-        }
-        let p = fb.op_times().expect("profiling on").clone();
-        let rows: Vec<(&str, Duration)> = p
-            .entries()
-            .iter()
-            .map(|(n, d)| (*n, *d / iters as u32))
-            .collect();
+        let rows = fastbert::op_profile(&mut fb, &b, iters)?;
         let title = if int8 {
             "FastBert int8, AVX2 kernels (whole forward, real tokens only)"
         } else if avx2 {

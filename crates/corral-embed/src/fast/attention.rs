@@ -9,7 +9,11 @@
 //! transposed or per-head copies are made; the softmax runs in place on one
 //! row of scores at a time.
 //!
-//! This module owns [`SeqSpan`], [`softmax_in_place`] and [`attention`].
+//! This module owns [`SeqSpan`], [`softmax_in_place`], [`attention`] and
+//! [`attention_heads`] (a range of heads only, for splitting one sequence
+//! over threads).
+
+use std::ops::Range;
 
 use super::math;
 
@@ -109,6 +113,48 @@ pub(crate) fn attention_on(
     head_dim: usize,
     scratch: &mut Vec<f32>,
 ) {
+    attention_heads_on(isa, qkv, ctx, spans, heads, head_dim, 0..heads, scratch)
+}
+
+/// [`attention`] for the heads in `head_range` only, writing `ctx` as
+/// `[tokens, head_range.len()·head_dim]` (head `h` at columns
+/// `(h − head_range.start)·head_dim ..`). Each (sequence, head) is computed
+/// exactly as by [`attention`], so the values are bit-identical to the
+/// matching columns of its output.
+pub fn attention_heads(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    head_range: Range<usize>,
+    scratch: &mut Vec<f32>,
+) {
+    attention_heads_on(
+        super::Isa::current(),
+        qkv,
+        ctx,
+        spans,
+        heads,
+        head_dim,
+        head_range,
+        scratch,
+    )
+}
+
+/// [`attention_heads`] by the kernel build `isa` selects.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_heads_on(
+    isa: super::Isa,
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    head_range: Range<usize>,
+    scratch: &mut Vec<f32>,
+) {
+    assert!(head_range.end <= heads, "head range past the heads");
     #[cfg(target_arch = "x86_64")]
     if isa.is_avx2() {
         // SAFETY: an AVX2 `Isa` exists only once the CPU was found to
@@ -116,7 +162,7 @@ pub(crate) fn attention_on(
         // with those features.
         #[allow(unsafe_code)]
         unsafe {
-            avx2::attention(qkv, ctx, spans, heads, head_dim, scratch)
+            avx2::attention(qkv, ctx, spans, heads, head_dim, head_range, scratch)
         };
         return;
     }
@@ -126,15 +172,17 @@ pub(crate) fn attention_on(
         spans,
         heads,
         head_dim,
+        head_range,
         scratch,
         scores_row,
         context_row_any,
     );
 }
 
-/// The loop over sequences and heads, with the two row kernels passed in:
-/// `scores(q, kt, lp, s)` fills `s[..lp]`, `context(p, rows, row, vo, c)`
-/// writes one head's context row `c`.
+/// The loop over sequences and the heads of `head_range`, with the two row
+/// kernels passed in: `scores(q, kt, lp, s)` fills `s[..lp]`,
+/// `context(p, rows, row, vo, c)` writes one head's context row `c`.
+/// `ctx` rows are `head_range.len()·head_dim` wide.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_with(
@@ -143,12 +191,15 @@ fn attention_with(
     spans: &[SeqSpan],
     heads: usize,
     head_dim: usize,
+    head_range: Range<usize>,
     scratch: &mut Vec<f32>,
     scores: impl Fn(&[f32], &[f32], usize, &mut [f32]),
     context: impl Fn(&[f32], &[f32], usize, usize, &mut [f32]),
 ) {
     let hidden = heads * head_dim;
     let row = 3 * hidden;
+    let out_row = head_range.len() * head_dim;
+    let h0 = head_range.start;
     let scale = 1.0 / (head_dim as f32).sqrt();
     for span in spans {
         let len = span.len;
@@ -164,8 +215,9 @@ fn attention_with(
         kt.fill(0.0);
         let s_full = &mut rest[..lp];
         let rows = &qkv[span.start * row..(span.start + len) * row];
-        let out = &mut ctx[span.start * hidden..(span.start + len) * hidden];
-        for h in 0..heads {
+        let out = &mut ctx[span.start * out_row..(span.start + len) * out_row];
+        for h in head_range.clone() {
+            let oo = (h - h0) * head_dim;
             let (qo, ko, vo) = (
                 h * head_dim,
                 hidden + h * head_dim,
@@ -186,7 +238,7 @@ fn attention_with(
                     rows,
                     row,
                     vo,
-                    &mut out[i * hidden + qo..i * hidden + qo + head_dim],
+                    &mut out[i * out_row + oo..i * out_row + oo + head_dim],
                 );
             }
         }
@@ -200,6 +252,8 @@ mod avx2 {
         __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
+
+    use std::ops::Range;
 
     use super::SeqSpan;
 
@@ -300,6 +354,7 @@ mod avx2 {
         spans: &[SeqSpan],
         heads: usize,
         head_dim: usize,
+        head_range: Range<usize>,
         scratch: &mut Vec<f32>,
     ) {
         super::attention_with(
@@ -308,6 +363,7 @@ mod avx2 {
             spans,
             heads,
             head_dim,
+            head_range,
             scratch,
             |q, kt, lp, s| scores_row(q, kt, lp, s),
             |p, rows, row, vo, c| match c.len() {

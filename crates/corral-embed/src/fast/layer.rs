@@ -9,10 +9,10 @@
 //! 4. `inter = gelu(x·W_i + b_i)` — matmul, then one fused bias + GELU pass;
 //! 5. `x ← LayerNorm(x + inter·W_o2 + b_o2)` as in 3.
 //!
-//! This module owns [`EncoderLayer`], [`Scratch`] (the buffers reused across
-//! layers and batches) and [`OpTimes`] (the optional per-op profile).
-
-use std::time::{Duration, Instant};
+//! Each step runs inside its op span (see [`super::op_timer`]).
+//!
+//! This module owns [`EncoderLayer`] and [`Scratch`] (the buffers reused
+//! across layers and batches).
 
 use rayon::prelude::*;
 
@@ -20,6 +20,7 @@ use super::activation;
 use super::attention::{self, SeqSpan};
 use super::layer_norm::LayerNorm;
 use super::matmul::Linear;
+use super::op_timer::op_span;
 use super::qmatmul::{QLinear, QuantizedRows};
 
 /// A dense layer in fp32 or int8; both leave the bias to the caller's
@@ -126,73 +127,11 @@ pub struct Scratch {
     pub inter: Vec<f32>,
     /// One row of attention scores.
     pub scores: Vec<f32>,
+    /// The contexts of the head groups when one sequence's attention is
+    /// split over threads, `[tokens, hidden]` in all.
+    pub attn_parts: Vec<f32>,
     /// The quantised input of an int8 layer.
     pub q: QuantizedRows,
-}
-
-/// Accumulated wall time per kind of op (filled only when profiling is on).
-#[derive(Debug, Default, Clone)]
-pub struct OpTimes {
-    /// Gathering real tokens, embedding sum and its layer norm.
-    pub embeddings: Duration,
-    /// QKV matmul including the bias pre-fill.
-    pub qkv_matmul: Duration,
-    /// Scores, softmax and context for all heads.
-    pub attention: Duration,
-    /// Attention output matmul (+ residual, fused into gemm).
-    pub attn_out_matmul: Duration,
-    /// Feed-forward up matmul.
-    pub ffn_in_matmul: Duration,
-    /// Fused bias + GELU.
-    pub bias_gelu: Duration,
-    /// Feed-forward down matmul (+ residual).
-    pub ffn_out_matmul: Duration,
-    /// Both fused bias + layer norms.
-    pub layer_norm: Duration,
-    /// Scattering packed rows back to `[batch, seq, hidden]` / pooling.
-    pub output: Duration,
-    /// Number of forward calls profiled.
-    pub calls: u64,
-}
-
-impl OpTimes {
-    /// `(name, time)` pairs in forward order.
-    pub fn entries(&self) -> [(&'static str, Duration); 9] {
-        [
-            ("embeddings (gather+sum+LN)", self.embeddings),
-            ("QKV matmul (+bias)", self.qkv_matmul),
-            ("attention (scores+softmax+context)", self.attention),
-            ("attn-out matmul (+residual)", self.attn_out_matmul),
-            ("FFN-in matmul", self.ffn_in_matmul),
-            ("bias+GELU", self.bias_gelu),
-            ("FFN-out matmul (+residual)", self.ffn_out_matmul),
-            ("bias+LayerNorm (x2)", self.layer_norm),
-            ("output scatter/pool", self.output),
-        ]
-    }
-
-    /// Sum of all entries.
-    pub fn total(&self) -> Duration {
-        self.entries().iter().map(|e| e.1).sum()
-    }
-}
-
-/// Runs `f`, adding its wall time to `slot` when profiling.
-#[inline]
-pub(crate) fn timed<R>(
-    prof: &mut Option<OpTimes>,
-    slot: fn(&mut OpTimes) -> &mut Duration,
-    f: impl FnOnce() -> R,
-) -> R {
-    match prof {
-        None => f(),
-        Some(p) => {
-            let t = Instant::now();
-            let r = f();
-            *slot(p) += t.elapsed();
-            r
-        }
-    }
 }
 
 impl EncoderLayer {
@@ -202,14 +141,7 @@ impl EncoderLayer {
     }
 
     /// Transforms the packed hidden states `x` (`[tokens, hidden]`) in place.
-    pub fn forward(
-        &self,
-        x: &mut [f32],
-        spans: &[SeqSpan],
-        scratch: &mut Scratch,
-        threads: usize,
-        prof: &mut Option<OpTimes>,
-    ) {
+    pub fn forward(&self, x: &mut [f32], spans: &[SeqSpan], scratch: &mut Scratch, threads: usize) {
         let h = self.hidden();
         let tokens = x.len() / h;
         let n3 = self.qkv.n();
@@ -221,85 +153,54 @@ impl EncoderLayer {
         let ctx = &mut scratch.ctx[..tokens * h];
         let inter = &mut scratch.inter[..tokens * ni];
 
-        timed(
-            prof,
-            |p| &mut p.qkv_matmul,
-            || {
-                for row in qkv.chunks_exact_mut(n3) {
-                    row.copy_from_slice(self.qkv.bias());
-                }
-                self.qkv
-                    .forward_no_bias(x, qkv, tokens, true, threads, &mut scratch.q);
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.attention,
-            || {
-                par_attention(
-                    qkv,
-                    ctx,
-                    spans,
-                    self.heads,
-                    h / self.heads,
-                    &mut scratch.scores,
-                    threads,
-                )
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.attn_out_matmul,
-            || {
-                self.attn_out
-                    .forward_no_bias(ctx, x, tokens, true, threads, &mut scratch.q)
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.layer_norm,
-            || {
-                par_rows(x, h, threads, |rows| {
-                    self.attn_norm
-                        .forward_in_place(rows, Some(self.attn_out.bias()))
-                })
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.ffn_in_matmul,
-            || {
-                self.ffn_in
-                    .forward_no_bias(x, inter, tokens, false, threads, &mut scratch.q)
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.bias_gelu,
-            || {
-                par_rows(inter, ni, threads, |rows| {
-                    activation::bias_gelu_in_place(rows, self.ffn_in.bias())
-                })
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.ffn_out_matmul,
-            || {
-                self.ffn_out
-                    .forward_no_bias(inter, x, tokens, true, threads, &mut scratch.q)
-            },
-        );
-        timed(
-            prof,
-            |p| &mut p.layer_norm,
-            || {
-                par_rows(x, h, threads, |rows| {
-                    self.ffn_norm
-                        .forward_in_place(rows, Some(self.ffn_out.bias()))
-                })
-            },
-        );
+        op_span!("qkv_matmul").in_scope(|| {
+            for row in qkv.chunks_exact_mut(n3) {
+                row.copy_from_slice(self.qkv.bias());
+            }
+            self.qkv
+                .forward_no_bias(x, qkv, tokens, true, threads, &mut scratch.q);
+        });
+        op_span!("attention").in_scope(|| {
+            par_attention(
+                qkv,
+                ctx,
+                spans,
+                self.heads,
+                h / self.heads,
+                &mut scratch.scores,
+                &mut scratch.attn_parts,
+                threads,
+            )
+        });
+        op_span!("attn_out_matmul").in_scope(|| {
+            self.attn_out
+                .forward_no_bias(ctx, x, tokens, true, threads, &mut scratch.q)
+        });
+        op_span!("layer_norm").in_scope(|| {
+            par_rows(x, h, threads, |rows| {
+                self.attn_norm
+                    .forward_in_place(rows, Some(self.attn_out.bias()))
+            })
+        });
+        op_span!("ffn_in_matmul").in_scope(|| {
+            self.ffn_in
+                .forward_no_bias(x, inter, tokens, false, threads, &mut scratch.q)
+        });
+        op_span!("bias_gelu").in_scope(|| {
+            par_rows(inter, ni, threads, |rows| {
+                activation::bias_gelu_in_place(rows, self.ffn_in.bias())
+            })
+        });
+        op_span!("ffn_out_matmul").in_scope(|| {
+            self.ffn_out
+                .forward_no_bias(inter, x, tokens, true, threads, &mut scratch.q)
+        });
+        op_span!("layer_norm").in_scope(|| {
+            par_rows(x, h, threads, |rows| {
+                self.ffn_norm
+                    .forward_in_place(rows, Some(self.ffn_out.bias()))
+            })
+        });
     }
 }
 
@@ -316,10 +217,16 @@ pub(crate) fn par_rows(x: &mut [f32], width: usize, threads: usize, f: impl Fn(&
     x.par_chunks_mut(per).for_each(&f);
 }
 
-/// [`attention::attention`] with the sequences shared out over about
-/// `threads` groups of similar token counts on the current rayon pool
-/// (`threads <= 1`: the calling thread, with `scratch`). Each sequence is
-/// computed whole by one thread, so results do not depend on the split.
+/// [`attention::attention`] on about `threads` threads of the current
+/// rayon pool (`threads <= 1`: the calling thread, with `scratch`). With at
+/// least as many sequences as threads, the sequences are shared out in
+/// groups of similar token counts, each computed whole by one thread into
+/// `ctx`. With fewer (a single sentence, say), each sequence's heads are
+/// split into about `threads / sequences` ranges, each computed by one
+/// thread into its part of `parts` ([`attention::attention_heads`]) and
+/// then copied into its columns of `ctx`. Every (sequence, head) is
+/// computed by the same code either way, so results do not depend on the
+/// split: they are bit-identical to the single-thread path.
 #[allow(clippy::too_many_arguments)]
 fn par_attention(
     qkv: &[f32],
@@ -328,10 +235,16 @@ fn par_attention(
     heads: usize,
     head_dim: usize,
     scratch: &mut Vec<f32>,
+    parts: &mut Vec<f32>,
     threads: usize,
 ) {
-    if threads <= 1 || spans.len() < 2 {
+    let groups = threads.div_ceil(spans.len().max(1)).min(heads);
+    if threads <= 1 || (spans.len() < 2 && groups < 2) {
         attention::attention(qkv, ctx, spans, heads, head_dim, scratch);
+        return;
+    }
+    if groups > 1 {
+        par_attention_heads(qkv, ctx, spans, heads, head_dim, parts, groups);
         return;
     }
     let hidden = heads * head_dim;
@@ -369,9 +282,153 @@ fn par_attention(
     });
 }
 
+/// [`par_attention`] with each sequence's heads split into `groups` ranges
+/// of about equal size, one rayon job per (sequence, head range).
+fn par_attention_heads(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    spans: &[SeqSpan],
+    heads: usize,
+    head_dim: usize,
+    parts: &mut Vec<f32>,
+    groups: usize,
+) {
+    let hidden = heads * head_dim;
+    let row = 3 * hidden;
+    // (span, head range), in the order their outputs sit in `parts`.
+    let layout: Vec<(SeqSpan, std::ops::Range<usize>)> = spans
+        .iter()
+        .flat_map(|&s| (0..groups).map(move |g| (s, g * heads / groups..(g + 1) * heads / groups)))
+        .filter(|(s, r)| s.len > 0 && !r.is_empty())
+        .collect();
+    let total: usize = layout.iter().map(|(s, r)| s.len * r.len() * head_dim).sum();
+    grow(parts, total);
+    let mut rest = &mut parts[..total];
+    let mut jobs = Vec::with_capacity(layout.len());
+    for (s, r) in &layout {
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(s.len * r.len() * head_dim);
+        rest = tail;
+        jobs.push((
+            &qkv[s.start * row..(s.start + s.len) * row],
+            mine,
+            s.len,
+            r.clone(),
+        ));
+    }
+    jobs.into_par_iter().for_each(|(q, out, len, r)| {
+        let mut scratch = Vec::new();
+        let span = [SeqSpan { start: 0, len }];
+        attention::attention_heads(q, out, &span, heads, head_dim, r, &mut scratch);
+    });
+    let mut at = 0;
+    for (s, r) in &layout {
+        let w = r.len() * head_dim;
+        let part = &parts[at..at + s.len * w];
+        at += s.len * w;
+        for (i, src) in part.chunks_exact(w).enumerate() {
+            let t = (s.start + i) * hidden + r.start * head_dim;
+            ctx[t..t + w].copy_from_slice(src);
+        }
+    }
+}
+
 /// Grows `v` to at least `n` elements (never shrinks, so buffers are reused).
 pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
         v.resize(n, 0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::super::test_util::random_vec;
+    use super::*;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// `par_attention` over random Q|K|V rows for sequences of `lens`.
+    fn attention_on_threads(lens: &[usize], heads: usize, d: usize, threads: usize) -> Vec<f32> {
+        let hidden = heads * d;
+        let tokens: usize = lens.iter().sum();
+        let qkv = random_vec(tokens * 3 * hidden, 7 + hidden as u64);
+        let mut spans = Vec::new();
+        let mut start = 0;
+        for &len in lens {
+            spans.push(SeqSpan { start, len });
+            start += len;
+        }
+        let mut ctx = vec![f32::NAN; tokens * hidden];
+        let (mut scratch, mut parts) = (Vec::new(), Vec::new());
+        pool(threads).install(|| {
+            par_attention(
+                &qkv,
+                &mut ctx,
+                &spans,
+                heads,
+                d,
+                &mut scratch,
+                &mut parts,
+                threads,
+            )
+        });
+        ctx
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Splitting attention over threads, by heads within one sequence or
+    /// by sequences, gives exactly the single-thread result.
+    #[test]
+    fn attention_on_several_threads_is_bit_identical_to_one() {
+        let cases: [&[usize]; 5] = [&[23], &[1], &[9, 1], &[5, 0, 17, 3, 11], &[0]];
+        for &(heads, d) in &[(12usize, 32usize), (3, 8), (5, 7), (1, 16), (2, 64)] {
+            for lens in cases {
+                let want = attention_on_threads(lens, heads, d, 1);
+                assert!(want.iter().all(|v| v.is_finite()));
+                for threads in [2, 3, 4, 8] {
+                    let got = attention_on_threads(lens, heads, d, threads);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "heads={heads} d={d} lens={lens:?} threads={threads}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The row-wise passes (bias + GELU, bias + layer norm) split one
+    /// sequence's rows over the threads too, with the same results.
+    #[test]
+    fn par_rows_splits_one_sequence_over_threads() {
+        let (rows, width) = (7, 10);
+        let bias = random_vec(width, 2);
+        let input = random_vec(rows * width, 3);
+        let mut want = input.clone();
+        par_rows(&mut want, width, 1, |r| {
+            activation::bias_gelu_in_place(r, &bias)
+        });
+        for threads in [2, 3] {
+            let chunks = AtomicUsize::new(0);
+            let mut got = input.clone();
+            pool(threads).install(|| {
+                par_rows(&mut got, width, threads, |r| {
+                    assert_eq!(r.len() % width, 0, "whole rows");
+                    chunks.fetch_add(1, Ordering::Relaxed);
+                    activation::bias_gelu_in_place(r, &bias)
+                })
+            });
+            assert_eq!(chunks.into_inner(), threads, "one chunk per thread");
+            assert_eq!(bits(&got), bits(&want));
+        }
     }
 }

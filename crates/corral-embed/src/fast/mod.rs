@@ -14,9 +14,10 @@
 //!   ([`activation`], [`math`]), the softmax runs in place;
 //! - reuses all its buffers across batches.
 //!
-//! This module owns [`FastBert`] (loading and the forward pass),
-//! [`FastBertConfig`] and [`FastBertError`]; each layer of the computation
-//! lives in its own submodule, each with tests against the plain candle ops.
+//! This module owns [`FastBert`] (loading and the forward pass) and
+//! [`FastBertError`]; [`FastBertConfig`] and [`Int8Layers`] live in `config`
+//! (re-exported here), and each layer of the computation lives in its own
+//! submodule, each with tests against the plain candle ops.
 
 /// Defines `fn $name` that runs `$on` with [`Isa::current`], and `fn $on`
 /// that runs the body compiled for AVX2 + FMA when given an AVX2 [`Isa`]
@@ -59,11 +60,14 @@ pub mod activation;
 mod isa;
 pub use isa::{avx2_enabled, set_avx2_enabled, Isa};
 pub mod attention;
+mod config;
+pub use config::{FastBertConfig, Int8Layers};
 pub mod embeddings;
 pub mod layer;
 pub mod layer_norm;
 pub mod math;
 pub mod matmul;
+pub mod op_timer;
 pub mod qmatmul;
 #[cfg(test)]
 mod test_util;
@@ -73,11 +77,10 @@ use std::path::{Path, PathBuf};
 
 use attention::SeqSpan;
 use embeddings::Embeddings;
-use layer::{grow, timed, EncoderLayer, OpTimes, Scratch};
-use serde::Deserialize;
+use layer::{grow, EncoderLayer, Scratch};
+use op_timer::{op_span, FORWARD, OP_TARGET};
+pub use op_timer::{OpTime, OpTimer, OpTimes};
 pub use weights::Weights;
-
-pub use layer::OpTimes as FastBertOpTimes;
 
 /// Errors from loading a model or from malformed inputs.
 #[derive(Debug, thiserror::Error)]
@@ -113,201 +116,10 @@ pub enum FastBertError {
     Input(String),
 }
 
-/// Which dense layers of every encoder layer [`FastBert::quantize`] turns
-/// to int8. Attention scores, softmax, layer norms and GELU always stay in
-/// fp32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Int8Layers {
-    /// The fused Q|K|V projection.
-    pub qkv: bool,
-    /// The attention output projection.
-    pub attn_out: bool,
-    /// The feed-forward up projection.
-    pub ffn_in: bool,
-    /// The feed-forward down projection (its input, after GELU, is the
-    /// most heavy-tailed).
-    pub ffn_out: bool,
-}
-
-impl Int8Layers {
-    /// Every dense layer in int8.
-    pub const ALL: Self = Self {
-        qkv: true,
-        attn_out: true,
-        ffn_in: true,
-        ffn_out: true,
-    };
-
-    /// What `--quantize int8` uses: every dense layer. Measured on the 24
-    /// golden texts (minimum / mean cosine to fp32), activations in 4,096
-    /// levels ([`qmatmul::activation_levels`]), each kind alone: QKV
-    /// 0.99949 / 0.99984, attention output 0.99994 / 0.99997, feed-forward
-    /// up 0.99969 / 0.99990, feed-forward down 0.99743 / 0.99954; all four
-    /// 0.99620 / 0.99925. (With 256 levels QKV alone fell to 0.99727 and
-    /// all four to 0.99202, so QKV stayed fp32 then.)
-    pub const DEFAULT_INT8: Self = Self {
-        qkv: true,
-        attn_out: true,
-        ffn_in: true,
-        ffn_out: true,
-    };
-}
-
-/// The hyper-parameters FastBert needs (the fields of a Hugging Face
-/// `config.json` with the same names), for a BERT or an XLM-RoBERTa model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FastBertConfig {
-    /// `hidden_size`.
-    pub hidden_size: usize,
-    /// `num_attention_heads`.
-    pub num_attention_heads: usize,
-    /// `num_hidden_layers`.
-    pub num_hidden_layers: usize,
-    /// `intermediate_size`.
-    pub intermediate_size: usize,
-    /// `layer_norm_eps`.
-    pub layer_norm_eps: f64,
-    /// `vocab_size`.
-    pub vocab_size: usize,
-    /// `max_position_embeddings`.
-    pub max_position_embeddings: usize,
-    /// `type_vocab_size`.
-    pub type_vocab_size: usize,
-    /// Where positions start. `None` for BERT: token `i` of a text is at
-    /// position `i`. `Some(p)` for XLM-RoBERTa, `p` being its `padding_idx`
-    /// (`pad_token_id`, usually 1): token `i` is at `p + 1 + i`, counting
-    /// only tokens other than `p`, and a `p` token itself is at `p`.
-    pub padding_idx: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct HfConfig {
-    hidden_size: usize,
-    num_attention_heads: usize,
-    num_hidden_layers: usize,
-    intermediate_size: usize,
-    #[serde(default = "default_eps")]
-    layer_norm_eps: f64,
-    vocab_size: usize,
-    max_position_embeddings: usize,
-    #[serde(default = "default_type_vocab")]
-    type_vocab_size: usize,
-    #[serde(default = "default_act")]
-    hidden_act: String,
-    #[serde(default = "default_pos")]
-    position_embedding_type: String,
-    #[serde(default)]
-    model_type: Option<String>,
-    #[serde(default)]
-    architectures: Option<Vec<String>>,
-    #[serde(default)]
-    pad_token_id: Option<u32>,
-}
-fn default_eps() -> f64 {
-    1e-12
-}
-fn default_type_vocab() -> usize {
-    2
-}
-fn default_act() -> String {
-    "gelu".into()
-}
-fn default_pos() -> String {
-    "absolute".into()
-}
-
-impl FastBertConfig {
-    /// Parses a Hugging Face `config.json` (see
-    /// [`FastBertConfig::from_hf_value`]).
-    ///
-    /// # Errors
-    /// As [`FastBertConfig::from_hf_value`], and for text that is not JSON.
-    pub fn from_hf_json(json: &str) -> Result<Self, FastBertError> {
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| FastBertError::Config(e.to_string()))?;
-        Self::from_hf_value(&value)
-    }
-
-    /// Reads an already parsed Hugging Face `config.json` of a BERT model,
-    /// or of an XLM-RoBERTa one (`model_type` `"xlm-roberta"` or an
-    /// `XLMRoberta*` architecture: positions past `pad_token_id`, see
-    /// [`FastBertConfig::padding_idx`]). Fails for
-    /// what FastBert does not implement: an activation other than exact
-    /// `gelu`, or position embeddings other than `absolute`.
-    ///
-    /// # Errors
-    /// [`FastBertError::Config`] naming the unsupported or missing field.
-    pub fn from_hf_value(value: &serde_json::Value) -> Result<Self, FastBertError> {
-        let c = HfConfig::deserialize(value).map_err(|e| FastBertError::Config(e.to_string()))?;
-        if c.hidden_act != "gelu" {
-            return Err(FastBertError::Config(format!(
-                "hidden_act {:?} is not supported (only \"gelu\")",
-                c.hidden_act
-            )));
-        }
-        if c.position_embedding_type != "absolute" {
-            return Err(FastBertError::Config(format!(
-                "position_embedding_type {:?} is not supported",
-                c.position_embedding_type
-            )));
-        }
-        // The same rule as the embedder's: BERT first, by model_type or
-        // architecture.
-        let named = |model_type: &str, arch_prefix: &str| {
-            c.model_type.as_deref() == Some(model_type)
-                || c.architectures
-                    .iter()
-                    .flatten()
-                    .any(|a| a.starts_with(arch_prefix))
-        };
-        let xlm_roberta = !named("bert", "Bert") && named("xlm-roberta", "XLMRoberta");
-        let padding_idx = xlm_roberta.then(|| c.pad_token_id.unwrap_or(1));
-        let config = Self {
-            hidden_size: c.hidden_size,
-            num_attention_heads: c.num_attention_heads,
-            num_hidden_layers: c.num_hidden_layers,
-            intermediate_size: c.intermediate_size,
-            layer_norm_eps: c.layer_norm_eps,
-            vocab_size: c.vocab_size,
-            max_position_embeddings: c.max_position_embeddings,
-            type_vocab_size: c.type_vocab_size,
-            padding_idx,
-        };
-        config.check()?;
-        Ok(config)
-    }
-
-    /// The longest text the position table holds, special tokens included:
-    /// `max_position_embeddings`, less `padding_idx + 1` for XLM-RoBERTa.
-    pub fn max_tokens(&self) -> usize {
-        let skipped = self.padding_idx.map_or(0, |p| p as usize + 1);
-        self.max_position_embeddings.saturating_sub(skipped)
-    }
-
-    /// Checks that the sizes are consistent.
-    fn check(&self) -> Result<(), FastBertError> {
-        let (h, heads) = (self.hidden_size, self.num_attention_heads);
-        if h == 0 || heads == 0 || h % heads != 0 {
-            return Err(FastBertError::Config(format!(
-                "hidden_size {h} is not a positive multiple of num_attention_heads {heads}"
-            )));
-        }
-        if self.type_vocab_size == 0 {
-            return Err(FastBertError::Config("type_vocab_size is 0".into()));
-        }
-        if self.max_tokens() == 0 {
-            return Err(FastBertError::Config(format!(
-                "max_position_embeddings {} leaves no position past padding_idx {:?}",
-                self.max_position_embeddings, self.padding_idx
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
 /// kernels. Not `Sync`-shared: each worker owns one (its buffers are reused
-/// across calls).
+/// across calls). Each op of a forward runs in a TRACE-level span, which
+/// [`OpTimer`] can sum per op (see [`op_timer`]).
 #[derive(Debug)]
 pub struct FastBert {
     config: FastBertConfig,
@@ -321,7 +133,6 @@ pub struct FastBert {
     ids: Vec<u32>,
     positions: Vec<u32>,
     spans: Vec<SeqSpan>,
-    profile: Option<OpTimes>,
 }
 
 impl FastBert {
@@ -366,7 +177,6 @@ impl FastBert {
             ids: Vec::new(),
             positions: Vec::new(),
             spans: Vec::new(),
-            profile: None,
         })
     }
 
@@ -404,17 +214,6 @@ impl FastBert {
             }
         }
         true
-    }
-
-    /// Turns per-op timing on (resetting it) or off. Costs two clock reads
-    /// per op when on.
-    pub fn set_profiling(&mut self, on: bool) {
-        self.profile = on.then(OpTimes::default);
-    }
-
-    /// Per-op times accumulated since profiling was turned on.
-    pub fn op_times(&self) -> Option<&OpTimes> {
-        self.profile.as_ref()
     }
 
     /// Packs the real tokens of a padded batch into `self.ids` /
@@ -509,24 +308,15 @@ impl FastBert {
             )));
         }
         let h = self.config.hidden_size;
-        let mut prof = self.profile.take();
-        timed(
-            &mut prof,
-            |p| &mut p.embeddings,
-            || {
-                grow(&mut self.x, self.ids.len() * h);
-                self.embeddings
-                    .forward(&self.ids, &self.positions, &mut self.x);
-            },
-        );
+        op_span!("embeddings").in_scope(|| {
+            grow(&mut self.x, self.ids.len() * h);
+            self.embeddings
+                .forward(&self.ids, &self.positions, &mut self.x);
+        });
         let x = &mut self.x[..self.ids.len() * h];
         for layer in &self.layers {
-            layer.forward(x, &self.spans, &mut self.scratch, threads, &mut prof);
+            layer.forward(x, &self.spans, &mut self.scratch, threads);
         }
-        if let Some(p) = prof.as_mut() {
-            p.calls += 1;
-        }
-        self.profile = prof;
         Ok(())
     }
 
@@ -547,6 +337,7 @@ impl FastBert {
         offsets: &[usize],
         threads: usize,
     ) -> Result<&[f32], FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_offsets(ids, offsets)?;
         self.run_packed(threads)?;
         Ok(&self.x[..ids.len() * self.config.hidden_size])
@@ -567,26 +358,21 @@ impl FastBert {
         seq: usize,
         threads: usize,
     ) -> Result<&[f32], FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_padded(input_ids, attention_mask, batch, seq)?;
         self.run_packed(threads)?;
         let h = self.config.hidden_size;
-        let mut prof = self.profile.take();
-        timed(
-            &mut prof,
-            |p| &mut p.output,
-            || {
-                self.out.clear();
-                self.out.resize(batch * seq * h, 0.0);
-                let mut r = 0;
-                for (i, &m) in attention_mask.iter().enumerate() {
-                    if m != 0 {
-                        self.out[i * h..(i + 1) * h].copy_from_slice(&self.x[r * h..(r + 1) * h]);
-                        r += 1;
-                    }
+        op_span!("output").in_scope(|| {
+            self.out.clear();
+            self.out.resize(batch * seq * h, 0.0);
+            let mut r = 0;
+            for (i, &m) in attention_mask.iter().enumerate() {
+                if m != 0 {
+                    self.out[i * h..(i + 1) * h].copy_from_slice(&self.x[r * h..(r + 1) * h]);
+                    r += 1;
                 }
-            },
-        );
-        self.profile = prof;
+            }
+        });
         Ok(&self.out)
     }
 
@@ -603,22 +389,16 @@ impl FastBert {
         threads: usize,
         normalize: bool,
     ) -> Result<Vec<f32>, FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_padded(input_ids, attention_mask, batch, seq)?;
         self.run_packed(threads)?;
         let h = self.config.hidden_size;
-        let mut prof = self.profile.take();
-        let pooled = timed(
-            &mut prof,
-            |p| &mut p.output,
-            || {
-                let mut offsets: Vec<usize> = self.spans.iter().map(|s| s.start).collect();
-                offsets.push(self.ids.len());
-                let rows =
-                    crate::pooling::pool(&self.x, h, &offsets, crate::Pooling::Mean, normalize);
-                rows.concat()
-            },
-        );
-        self.profile = prof;
+        let pooled = op_span!("output").in_scope(|| {
+            let mut offsets: Vec<usize> = self.spans.iter().map(|s| s.start).collect();
+            offsets.push(self.ids.len());
+            let rows = crate::pooling::pool(&self.x, h, &offsets, crate::Pooling::Mean, normalize);
+            rows.concat()
+        });
         Ok(pooled)
     }
 }

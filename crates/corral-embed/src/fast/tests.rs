@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
 
+use super::op_timer::OPS;
 use super::test_util::random_vec;
-use super::{FastBert, FastBertConfig};
+use super::{FastBert, FastBertConfig, OpTimer};
 
 const HIDDEN: usize = 36;
 const HEADS: usize = 4;
@@ -228,5 +229,72 @@ fn rejects_bad_inputs() {
     let long = vec![1u32; MAXPOS + 1];
     assert!(fast.forward(&long, &long, 1, MAXPOS + 1, 1).is_err());
     assert!(FastBertConfig::from_hf_json(&config_json().replace("\"gelu\"", "\"relu\"")).is_err());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// Under an [`OpTimer`], every op of a forward shows up in forward order
+/// with time and the number of times it ran; the results are the same as
+/// with no subscriber at all.
+#[test]
+fn op_timer_sums_every_op() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let path = write_tiny_model("", "op-timer");
+    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let (ids, mask, batch, seq) = batch_inputs();
+    let packed: Vec<u32> = ids
+        .iter()
+        .zip(&mask)
+        .filter(|(_, &m)| m == 1)
+        .map(|(&i, _)| i)
+        .collect();
+    let offsets = [0, 5, 9, packed.len()];
+    let run = |fast: &mut FastBert| {
+        (
+            fast.forward(&ids, &mask, batch, seq, 1).unwrap().to_vec(),
+            fast.forward_packed(&packed, &offsets, 2).unwrap().to_vec(),
+            fast.forward_mean_pooled(&ids, &mask, batch, seq, 2, true)
+                .unwrap(),
+        )
+    };
+    let plain = run(&mut fast);
+
+    let timer = OpTimer::new();
+    let subscriber = tracing_subscriber::registry().with(timer.clone());
+    let timed = tracing::subscriber::with_default(subscriber, || run(&mut fast));
+    assert_eq!(timed, plain, "the same results under the timer");
+
+    let t = timer.times();
+    assert_eq!(t.calls, 3, "forward calls");
+    let names: Vec<&str> = t.ops.iter().map(|o| o.name).collect();
+    assert_eq!(names, OPS, "every op, in forward order");
+    for op in &t.ops {
+        let want = match op.name {
+            "embeddings" => 3,
+            // `forward` and `forward_mean_pooled` only.
+            "output" => 2,
+            "layer_norm" => 3 * 2 * LAYERS as u64,
+            _ => 3 * LAYERS as u64,
+        };
+        assert_eq!(op.count, want, "{}", op.name);
+        assert!(op.time > std::time::Duration::ZERO, "{}", op.name);
+    }
+    assert!(t.forward_time >= t.total());
+    timer.reset();
+    assert_eq!(timer.times(), Default::default());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// With no subscriber the op spans are inert and forward works as ever.
+#[test]
+fn forward_works_with_no_subscriber() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let path = write_tiny_model("", "no-subscriber");
+    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let (ids, mask, batch, seq) = batch_inputs();
+    let a = fast.forward(&ids, &mask, batch, seq, 1).unwrap().to_vec();
+    assert_eq!(a.len(), batch * seq * HIDDEN);
+    assert!(a.iter().all(|v| v.is_finite()));
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
