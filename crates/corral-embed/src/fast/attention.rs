@@ -82,7 +82,7 @@ fn context_row_any(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]
 /// scores is `d` multiply-adds of whole 8-lane vectors across the keys, with
 /// no horizontal sums; the context is `len` multiply-adds of length `d` over
 /// the values read in place. On CPUs with AVX2 + FMA the two row kernels use
-/// explicit 8-lane registers ([`avx2`]); LLVM does not keep their
+/// explicit 8-lane registers (the private `avx2` module); LLVM does not keep their
 /// accumulators in registers on its own (measured 3× slower).
 pub fn attention(
     qkv: &[f32],

@@ -45,7 +45,7 @@
 //! With `|q_a| ≤ levels/2`, `|q_w| ≤ 127` the `i32` sums cannot overflow
 //! while `k·(levels/2)·127 < 2³¹`, which [`activation_levels`] keeps true
 //! (4,096 levels up to `k` = 8,256, fewer beyond), so the integer part is
-//! exact: the AVX2 kernel and the portable one ([`gemm_i16_portable`])
+//! exact: the AVX2 kernel and the portable one (`gemm_i16_portable`)
 //! agree bit for bit before the output step.
 //!
 //! # Error bound
