@@ -1,0 +1,265 @@
+//! Tests of the int8 layers: the kernels against the exact product within
+//! the stated bound, quantisation, smoothing.
+
+use super::super::test_util::random_vec;
+use super::quantize::{min_max, min_max_portable};
+use super::*;
+
+/// `x · Wᵀ` in f64.
+fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut y = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = (0..k)
+                .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                .sum();
+        }
+    }
+    y
+}
+
+/// Every element of the int8 product, by `kernel`, within its stated
+/// bound of the exact product; returns the largest error ÷ bound.
+fn check(m: usize, k: usize, n: usize, accumulate: bool, threads: usize, kernel: Kernel) -> f64 {
+    // Rows of very different magnitudes, and an outlier column, as
+    // transformer activations have.
+    let mut x = random_vec(m * k, 31 + k as u64);
+    for i in 0..m {
+        let s = 1.0 + (i % 5) as f32 * 3.0;
+        x[i * k..(i + 1) * k].iter_mut().for_each(|v| *v *= s);
+        x[i * k] *= 20.0;
+    }
+    let w: Vec<f32> = random_vec(n * k, 32 + n as u64)
+        .iter()
+        .map(|v| v * 0.1)
+        .collect();
+    let init = random_vec(m * n, 33);
+    let layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
+    let mut rows = QuantizedRows::default();
+    rows.quantize(&x, m, k);
+    let mut out = init.clone();
+    layer.forward_quantized(&rows, &mut out, accumulate, threads, kernel);
+    let want = reference(&x, &w, m, k, n);
+    let mut worst = 0.0f64;
+    for i in 0..m {
+        for j in 0..n {
+            let base = if accumulate {
+                init[i * n + j] as f64
+            } else {
+                0.0
+            };
+            let got = out[i * n + j] as f64 - base;
+            let err = (got - want[i * n + j]).abs();
+            // fp32 rounding of the output step (whose two terms may
+            // cancel, so relative to Σ|x·ŵ|) and of the residual.
+            let mag: f64 = (0..k)
+                .map(|p| (x[i * k + p] as f64 * layer.dequantized(j, p) as f64).abs())
+                .sum();
+            let slack = 1e-6 * (mag + base.abs() + 1.0);
+            let bound = error_bound(&layer, &rows, &x, i, j) + slack;
+            assert!(
+                err <= bound,
+                "{kernel:?} m={m} k={k} n={n} ({i},{j}): error {err} > bound {bound}"
+            );
+            worst = worst.max(err / bound);
+        }
+    }
+    worst
+}
+
+const SIZES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (1, 2, 16),
+    (3, 5, 7),
+    (7, 33, 17),
+    (13, 64, 40),
+    (37, 384, 96),
+    (100, 97, 33),
+    (200, 384, 48),
+];
+
+#[test]
+fn portable_int8_product_is_within_its_error_bound() {
+    for &(m, k, n) in SIZES {
+        for accumulate in [false, true] {
+            check(m, k, n, accumulate, 1, Kernel::Portable);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_int8_product_is_within_its_error_bound_and_equals_portable() {
+    assert!(int8_supported(), "this test needs an AVX2 CPU");
+    for &(m, k, n) in SIZES {
+        for (accumulate, threads) in [(false, 1), (true, 1), (true, 2)] {
+            let worst = check(m, k, n, accumulate, threads, Kernel::Avx2);
+            assert!(worst <= 1.0);
+        }
+        // The integer part is exact, so both kernels agree bit for bit.
+        let x = random_vec(m * k, 5);
+        let w = random_vec(n * k, 6);
+        let layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
+        let mut rows = QuantizedRows::default();
+        rows.quantize(&x, m, k);
+        let mut a = vec![0.0; m * n];
+        let mut b = vec![1.0; m * n];
+        layer.forward_quantized(&rows, &mut a, false, 1, Kernel::Portable);
+        layer.forward_quantized(&rows, &mut b, false, 1, Kernel::Avx2);
+        assert_eq!(a, b, "m={m} k={k} n={n}");
+    }
+}
+
+#[test]
+fn smoothing_leaves_the_product_unchanged_within_its_bound() {
+    let (m, k, n) = (9, 37, 21);
+    let mut x = random_vec(m * k, 41);
+    // Two outlier channels, as after a layer norm with large γ there.
+    for i in 0..m {
+        x[i * k + 3] *= 40.0;
+        x[i * k + 30] *= 25.0;
+    }
+    let w = random_vec(n * k, 42);
+    let mut gamma = vec![1.0f32; k];
+    (gamma[3], gamma[30]) = (40.0, 25.0);
+    let f = QLinear::smoothing_for_norm(&w, n, k, &gamma, &vec![0.0; k]);
+    let plain = QLinear::from_torch(&w, vec![0.0; n], n, k);
+    let smooth = QLinear::from_torch_smoothed(&w, vec![0.0; n], n, k, &f);
+    let want = reference(&x, &w, m, k, n);
+    let err = |layer: &QLinear| {
+        let mut out = vec![0.0; m * n];
+        let mut rows = QuantizedRows::default();
+        layer.forward_no_bias(&x, &mut out, m, false, 1, &mut rows);
+        out.iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max)
+    };
+    let (e_plain, e_smooth) = (err(&plain), err(&smooth));
+    // The smoothed product's bound, in the smoothed quantities.
+    let xs: Vec<f32> = x
+        .chunks_exact(k)
+        .flat_map(|r| r.iter().zip(&f).map(|(v, f)| v / f))
+        .collect();
+    let mut rows = QuantizedRows::default();
+    rows.quantize(&xs, m, k);
+    let bound = (0..m)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| error_bound(&smooth, &rows, &xs, i, j))
+        .fold(0.0, f64::max);
+    assert!(e_smooth <= bound * 1.001 + 1e-5, "{e_smooth} > {bound}");
+    assert!(
+        e_smooth < e_plain,
+        "smoothing did not help: {e_smooth} vs {e_plain}"
+    );
+}
+
+#[test]
+fn min_max_is_exact_on_every_path() {
+    for (len, seed) in [(1, 1), (7, 2), (8, 3), (9, 4), (37, 5), (384, 6), (1537, 7)] {
+        let x = random_vec(len, seed);
+        let lo = x.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(min_max(&x), (lo, hi), "len {len}");
+        assert_eq!(min_max_portable(&x), (lo, hi), "len {len}");
+    }
+    assert_eq!(min_max(&[]), (0.0, 0.0));
+    // A NaN is skipped, wherever it falls.
+    let mut x = random_vec(19, 8);
+    let (lo, hi) = min_max(&x);
+    x[3] = f32::NAN;
+    x[17] = f32::NAN;
+    let (l2, h2) = min_max(&x);
+    assert!(l2 >= lo && h2 <= hi && l2.is_finite() && h2.is_finite());
+}
+
+#[test]
+fn activation_levels_keep_the_sums_exact() {
+    for k in [1, 2, 384, 1536, 8256, 8257, 20_000, 131_000] {
+        let levels = u64::from(activation_levels(k));
+        let kp = (k + (k & 1)) as u64;
+        assert!(levels.is_power_of_two() && levels >= 256, "k {k}");
+        assert!(kp * (levels / 2) * 127 < 1 << 31, "k {k}: {levels}");
+        // The most levels that fit (or the cap).
+        assert!(
+            levels == u64::from(MAX_ACTIVATION_LEVELS) || kp * levels * 127 >= 1 << 31,
+            "k {k}: {levels} is not the most"
+        );
+    }
+    assert_eq!(activation_levels(1536), 4096);
+}
+
+#[test]
+fn quantisation_round_trips_within_half_a_step() {
+    let k = 37;
+    let x = random_vec(5 * k, 9);
+    let mut rows = QuantizedRows::default();
+    rows.quantize(&x, 5, k);
+    for i in 0..5 {
+        let s = rows.scale(i);
+        let row = &x[i * k..(i + 1) * k];
+        let lo = row.iter().fold(f32::MAX, |m, &v| m.min(v));
+        let hi = row.iter().fold(f32::MIN, |m, &v| m.max(v));
+        let top = (activation_levels(k) - 1) as f32;
+        assert!((s - (hi - lo) / top).abs() <= 1e-9);
+        for p in 0..k {
+            let d = (rows.dequantized(i, p) - x[i * k + p]).abs();
+            assert!(d <= s * (0.5 + 1e-4), "({i},{p}) {d} vs step {s}");
+        }
+    }
+    // A constant row comes back exactly, whatever its value.
+    rows.quantize(&[0.0; 4], 1, 4);
+    assert_eq!(rows.dequantized(0, 3), 0.0);
+    rows.quantize(&[2.5; 3], 1, 3);
+    assert_eq!(rows.dequantized(0, 2), 2.5);
+    // All-positive rows (as after GELU) use every level.
+    let pos: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+    rows.quantize(&pos, 5, k);
+    let top = (activation_levels(k) - 1) as f32;
+    assert!(rows.scale(0) <= 1.0 / top + 1e-6);
+}
+
+/// Not a check: GFLOP/s-equivalent of the int8 product beside the fp32
+/// matmul for BERT's shapes. `cargo test --release -p corral-embed
+/// qmatmul::tests::timings -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn timings() {
+    use super::super::matmul::Linear;
+    use std::time::Instant;
+    for &(m, k, n) in &[
+        (900, 384, 1152),
+        (900, 384, 1536),
+        (900, 1536, 384),
+        (900, 384, 384),
+        (30, 384, 1536),
+    ] {
+        let x = random_vec(m * k, 1);
+        let w = random_vec(n * k, 2);
+        let f = Linear::from_torch(w.clone(), vec![0.0; n], n, k);
+        let q = QLinear::from_torch(&w, vec![0.0; n], n, k);
+        let mut rows = QuantizedRows::default();
+        let mut out = vec![0.0; m * n];
+        let (mut tf, mut tq) = (0.0, 0.0);
+        let iters = (2e9 / (2.0 * (m * k * n) as f64)).ceil() as usize;
+        for it in 0..iters {
+            for which in [it % 2, 1 - it % 2] {
+                let t = Instant::now();
+                if which == 0 {
+                    f.forward_no_bias(&x, &mut out, m, false, 1);
+                    tf += t.elapsed().as_secs_f64();
+                } else {
+                    q.forward_no_bias(&x, &mut out, m, false, 1, &mut rows);
+                    tq += t.elapsed().as_secs_f64();
+                }
+            }
+        }
+        let gf = 2.0 * (m * k * n) as f64 * iters as f64 / 1e9;
+        println!(
+            "[{m},{k}]x[{k},{n}]: fp32 {:.1} GFLOP/s, int8 {:.1} GOP/s ({:.2}x)",
+            gf / tf,
+            gf / tq,
+            tf / tq
+        );
+    }
+}
