@@ -112,7 +112,13 @@ impl OpTimes {
 /// the thread that calls the forward, so a subscriber installed with
 /// `tracing::subscriber::with_default` (which covers the current thread
 /// only) must be installed on that thread, e.g. inside the worker's
-/// `pool.install`; a global default covers every thread.
+/// `pool.install`; a global default covers every thread. One caveat of
+/// `tracing` itself: while a scoped subscriber is the only dispatcher in
+/// the process, a span first reached on *another* thread that has no
+/// subscriber is cached as uninteresting everywhere, and its later spans
+/// are lost to this timer too. Install the timer globally, or keep a
+/// second dispatcher alive, when other threads run forwards at the same
+/// time (the crate's own test does the latter).
 ///
 /// ```
 /// use corral_embed::fast::OpTimer;

@@ -262,7 +262,18 @@ fn op_timer_sums_every_op() {
 
     let timer = OpTimer::new();
     let subscriber = tracing_subscriber::registry().with(timer.clone());
-    let timed = tracing::subscriber::with_default(subscriber, || run(&mut fast));
+    // Other tests run forward passes with no subscriber at the same time,
+    // and tracing caches each callsite's interest process-wide. While only
+    // one dispatcher exists, tracing takes it for the global one and a
+    // callsite first hit on another test's thread (where no subscriber is
+    // set) is cached as "never" — this test's spans would then be lost at
+    // random. A second live dispatcher makes tracing ask every registered
+    // dispatcher, this one included, whichever thread registers a callsite.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let timed = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        run(&mut fast)
+    });
     assert_eq!(timed, plain, "the same results under the timer");
 
     let t = timer.times();
