@@ -10,7 +10,8 @@
 # parent, i.e. /work/venv-inf), CORPUS (default ../shared/bench/corpus.txt),
 # CORRAL (default target/release/corral; build it with
 # `cargo build --release -p corral-cli`), WORKERS (default 2), MODES
-# (default "int8 none st").
+# (default "int8 none st"; add "base" to time `CORRAL_BASE`, another build
+# of corral such as an earlier commit's, in int8 beside them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,8 +33,10 @@ for r in $(seq 1 "$ROUNDS"); do
       s=$(HF_HUB_OFFLINE=1 "$PYTHON" "$SHARED/bench/st_baseline.py" "$CORPUS" --threads 2 --batch 32 --runs 1 2>/dev/null \
         | grep sentences_per_second | awk '{print $2}')
     else
+      bin=$CORRAL quant=$mode
+      if [ "$mode" = base ]; then bin=${CORRAL_BASE:?set CORRAL_BASE to time mode base} quant=int8; fi
       t0=$(date +%s.%N)
-      RUST_LOG=warn "$CORRAL" embed --workers "$WORKERS" --quantize "$mode" < "$CORPUS" > /dev/null 2>/dev/null
+      RUST_LOG=warn "$bin" embed --workers "$WORKERS" --quantize "$quant" < "$CORPUS" > /dev/null 2>/dev/null
       t1=$(date +%s.%N)
       s=$(echo "$N / ($t1 - $t0)" | bc -l)
     fi
@@ -47,7 +50,7 @@ ratio() {
     END { for (r in x) if (r in y && y[r] > 0) print x[r] / y[r] }' "$results" | sort -g |
     awk -v name="$1/$2" '{ v[NR] = $1 } END { if (NR) printf "%s: median %.2fx (range %.2f-%.2f, %d rounds)\n", name, v[int((NR + 1) / 2)], v[1], v[NR], NR }'
 }
-for pair in "int8 st" "none st" "int8 none"; do
+for pair in "int8 st" "none st" "int8 none" "int8 base" "base st"; do
   set -- $pair
   case " $MODES " in *" $1 "*) case " $MODES " in *" $2 "*) ratio "$1" "$2" ;; esac ;; esac
 done

@@ -99,7 +99,7 @@ fn context_row_any(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]
 /// explicit 8-lane registers (the private `avx2` module; LLVM does not keep
 /// their accumulators in registers on its own, measured 3× slower): the
 /// keys are transposed 8×8 in registers, and queries go
-/// [`QUERY_BLOCK`] at a time, so each key vector loaded serves four
+/// four at a time, so each key vector loaded serves four
 /// queries' scores and each value vector two queries' contexts. Together
 /// that made attention 1.8× faster in an int8 forward over the benchmark
 /// corpus (per-op breakdown of `cargo bench --bench encoder`). Each

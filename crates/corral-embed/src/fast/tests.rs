@@ -29,9 +29,24 @@ fn config_json() -> String {
     )
 }
 
+/// A tiny model's weights in a directory of their own, removed on drop —
+/// also when the test using them panics.
+struct TinyModel {
+    /// The safetensors file.
+    path: PathBuf,
+}
+
+impl Drop for TinyModel {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Writes random weights for the tiny model (names prefixed with `prefix`)
-/// and returns the file path.
-fn write_tiny_model(prefix: &str, tag: &str) -> PathBuf {
+/// into a fresh directory.
+fn write_tiny_model(prefix: &str, tag: &str) -> TinyModel {
     let mut seed = 100u64;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: String, shape: &[usize], scale: f32, offset: f32| {
@@ -101,7 +116,7 @@ fn write_tiny_model(prefix: &str, tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &path).unwrap();
-    path
+    TinyModel { path }
 }
 
 /// A padded batch of texts of different lengths (ids, mask, batch, seq).
@@ -149,10 +164,11 @@ fn candle_hidden(path: &PathBuf, ids: &[u32], mask: &[u32], batch: usize, seq: u
 fn matches_candle_bert_model_on_tiny_random_bert() {
     let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
     for (prefix, tag) in [("", "plain"), ("bert.", "prefixed")] {
-        let path = write_tiny_model(prefix, tag);
+        let model = write_tiny_model(prefix, tag);
+        let path = &model.path;
         let (ids, mask, batch, seq) = batch_inputs();
-        let want = candle_hidden(&path, &ids, &mask, batch, seq);
-        let mut fast = FastBert::load(&path, &cfg).unwrap();
+        let want = candle_hidden(path, &ids, &mask, batch, seq);
+        let mut fast = FastBert::load(path, &cfg).unwrap();
         for threads in [1, 2] {
             let got = fast
                 .forward(&ids, &mask, batch, seq, threads)
@@ -188,15 +204,15 @@ fn matches_candle_bert_model_on_tiny_random_bert() {
                 }
             }
         }
-        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
 
 #[test]
 fn text_alone_equals_text_in_mixed_batch() {
     let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
-    let path = write_tiny_model("", "invariance");
-    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let model = write_tiny_model("", "invariance");
+    let path = &model.path;
+    let mut fast = FastBert::load(path, &cfg).unwrap();
     let (ids, mask, batch, seq) = batch_inputs();
     let together = fast
         .forward_mean_pooled(&ids, &mask, batch, seq, 1, true)
@@ -216,20 +232,19 @@ fn text_alone_equals_text_in_mixed_batch() {
         let d = super::test_util::max_abs_diff(&alone, &together[b * HIDDEN..(b + 1) * HIDDEN]);
         assert!(d <= 1e-5, "text {b}: max diff {d}");
     }
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[test]
 fn rejects_bad_inputs() {
     let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
-    let path = write_tiny_model("", "bad");
-    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let model = write_tiny_model("", "bad");
+    let path = &model.path;
+    let mut fast = FastBert::load(path, &cfg).unwrap();
     assert!(fast.forward(&[1, 2], &[1], 1, 2, 1).is_err());
     assert!(fast.forward(&[VOCAB as u32], &[1], 1, 1, 1).is_err());
     let long = vec![1u32; MAXPOS + 1];
     assert!(fast.forward(&long, &long, 1, MAXPOS + 1, 1).is_err());
     assert!(FastBertConfig::from_hf_json(&config_json().replace("\"gelu\"", "\"relu\"")).is_err());
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 /// Under an [`OpTimer`], every op of a forward shows up in forward order
@@ -240,8 +255,9 @@ fn op_timer_sums_every_op() {
     use tracing_subscriber::layer::SubscriberExt;
 
     let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
-    let path = write_tiny_model("", "op-timer");
-    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let model = write_tiny_model("", "op-timer");
+    let path = &model.path;
+    let mut fast = FastBert::load(path, &cfg).unwrap();
     let (ids, mask, batch, seq) = batch_inputs();
     let packed: Vec<u32> = ids
         .iter()
@@ -294,18 +310,17 @@ fn op_timer_sums_every_op() {
     assert!(t.forward_time >= t.total());
     timer.reset();
     assert_eq!(timer.times(), Default::default());
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 /// With no subscriber the op spans are inert and forward works as ever.
 #[test]
 fn forward_works_with_no_subscriber() {
     let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
-    let path = write_tiny_model("", "no-subscriber");
-    let mut fast = FastBert::load(&path, &cfg).unwrap();
+    let model = write_tiny_model("", "no-subscriber");
+    let path = &model.path;
+    let mut fast = FastBert::load(path, &cfg).unwrap();
     let (ids, mask, batch, seq) = batch_inputs();
     let a = fast.forward(&ids, &mask, batch, seq, 1).unwrap().to_vec();
     assert_eq!(a.len(), batch * seq * HIDDEN);
     assert!(a.iter().all(|v| v.is_finite()));
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
