@@ -93,11 +93,15 @@ fn gather_kt(rows: &[f32], row: usize, ko: usize, d: usize, lp: usize, scale: f3
         }
     }
     if whole < d {
-        for (j, r) in rows.chunks_exact(row).enumerate() {
-            for c in whole..d {
-                kt[c * lp + j] = r[ko + c] * scale;
-            }
-        }
+        super::gather_kt(
+            rows,
+            row,
+            ko + whole,
+            d - whole,
+            lp,
+            scale,
+            &mut kt[whole * lp..],
+        );
     }
 }
 
