@@ -27,6 +27,7 @@ async fn supervisor_panic_answers_every_caller_and_frees_the_threads() {
                 .count()
         };
         assert_eq!(threads(), 2);
+        common::warm_up(&pool).await;
         // Hold both workers, fill both mailboxes, and put two in the line.
         let (g1, h1) = common::hold(&pool).await;
         let (g2, h2) = common::hold(&pool).await;

@@ -28,6 +28,23 @@ pub async fn ready_pool(spec: SyntheticSpec, config: PoolConfig) -> PoolHandle<S
     pool
 }
 
+/// Calls one item at a time until every worker has finished a request, so
+/// that each is measured: a worker not measured yet takes one request at a
+/// time from callers who can wait, which tests that fill mailboxes with
+/// waiting callers must not run into.
+pub async fn warm_up(pool: &PoolHandle<Synthetic>) {
+    use corral::synthetic::Item;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = pool.stats().await.expect("stats");
+        if stats.workers.iter().all(|w| w.processed > 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "workers never all measured");
+        pool.call(Item::new(u64::MAX)).await.expect("warm-up call");
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where

@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use ractor::{Actor, ActorRef, MessagingErr};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -214,28 +215,55 @@ impl<B: Backend> PoolRef<B> {
         }
     }
 
-    /// Health, with each worker's real queue depth.
+    /// Health, with each worker's real queue depth. Waits for the
+    /// supervisor's answer up to [`REPORT_TIMEOUT`].
     ///
     /// # Errors
-    /// `ShuttingDown` once the pool has stopped.
+    /// `ShuttingDown` once the pool has stopped; `Timeout` if the
+    /// supervisor does not answer within [`REPORT_TIMEOUT`].
     ///
     /// # Cancel safety
     /// Safe: nothing is lost if the future is dropped.
     pub async fn health(&self) -> Result<HealthReport, PoolError> {
-        ractor::call!(self.actor, PoolMsg::Health).map_err(|_| PoolError::ShuttingDown)
+        self.ask(PoolMsg::Health, REPORT_TIMEOUT).await
     }
 
-    /// Counters since start.
+    /// Counters since start. Waits for the supervisor's answer up to
+    /// [`REPORT_TIMEOUT`].
     ///
     /// # Errors
-    /// `ShuttingDown` once the pool has stopped.
+    /// `ShuttingDown` once the pool has stopped; `Timeout` if the
+    /// supervisor does not answer within [`REPORT_TIMEOUT`].
     ///
     /// # Cancel safety
     /// Safe.
     pub async fn stats(&self) -> Result<PoolStats, PoolError> {
-        ractor::call!(self.actor, PoolMsg::Stats).map_err(|_| PoolError::ShuttingDown)
+        self.ask(PoolMsg::Stats, REPORT_TIMEOUT).await
+    }
+
+    /// Asks the supervisor and waits for its answer up to `within` (any
+    /// length): `Timeout` past it, `ShuttingDown` if the supervisor is gone
+    /// or drops the question.
+    async fn ask<T: Send + 'static>(
+        &self,
+        question: impl FnOnce(RpcReplyPort<T>) -> PoolMsg<B>,
+        within: Duration,
+    ) -> Result<T, PoolError> {
+        match self.actor.call(question, Some(within)).await {
+            Ok(CallResult::Success(answer)) => Ok(answer),
+            Ok(CallResult::Timeout) => Err(PoolError::Timeout),
+            Ok(CallResult::SenderError) | Err(_) => Err(PoolError::ShuttingDown),
+        }
     }
 }
+
+/// How long [`PoolHandle::health`], [`PoolHandle::stats`] and their
+/// [`PoolRef`] twins wait for the supervisor's answer, and how long
+/// [`PoolHandle::shutdown`] waits past its drain deadline, before they
+/// answer `Timeout`. The supervisor answers within microseconds unless it
+/// is stuck or its mailbox holds a backlog, so five seconds means "not
+/// answering", not "busy".
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A typed, cheap-to-clone front door to a pool (see the module docs for the
 /// method family).
@@ -528,10 +556,12 @@ impl<B: Backend> PoolHandle<B> {
         self.submit(Submit::reject(inputs)).await
     }
 
-    /// Health, with each worker's real queue depth.
+    /// Health, with each worker's real queue depth. Waits for the
+    /// supervisor's answer up to [`REPORT_TIMEOUT`].
     ///
     /// # Errors
-    /// `ShuttingDown` once the pool has stopped.
+    /// `ShuttingDown` once the pool has stopped; `Timeout` if the
+    /// supervisor does not answer within [`REPORT_TIMEOUT`].
     ///
     /// # Cancel safety
     /// Safe: nothing is lost if the future is dropped.
@@ -539,10 +569,12 @@ impl<B: Backend> PoolHandle<B> {
         self.pool.health().await
     }
 
-    /// Counters since start.
+    /// Counters since start. Waits for the supervisor's answer up to
+    /// [`REPORT_TIMEOUT`].
     ///
     /// # Errors
-    /// `ShuttingDown` once the pool has stopped.
+    /// `ShuttingDown` once the pool has stopped; `Timeout` if the
+    /// supervisor does not answer within [`REPORT_TIMEOUT`].
     ///
     /// # Cancel safety
     /// Safe.
@@ -575,13 +607,18 @@ impl<B: Backend> PoolHandle<B> {
     /// once the supervisor has stopped.
     ///
     /// # Errors
-    /// `ShuttingDown` if the pool had already stopped.
+    /// `ShuttingDown` if the pool had already stopped; `Timeout` if the
+    /// supervisor has not reported the end of the drain [`REPORT_TIMEOUT`]
+    /// after `deadline` (it is stuck; the shutdown still goes on).
     ///
     /// # Cancel safety
     /// The shutdown goes on if the future is dropped.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, PoolError> {
-        let report = ractor::call!(self.pool.actor, PoolMsg::Shutdown, deadline)
-            .map_err(|_| PoolError::ShuttingDown)?;
+        let within = deadline.saturating_add(REPORT_TIMEOUT);
+        let report = self
+            .pool
+            .ask(|reply| PoolMsg::Shutdown(deadline, reply), within)
+            .await?;
         let join = self.join.lock().take();
         if let Some(join) = join {
             let _ = join.await;
@@ -597,6 +634,19 @@ impl<B: Backend> PoolHandle<B> {
             .pool
             .actor
             .send_message(crate::msg::InternalMsg::Freeze { slot }.into());
+    }
+
+    /// Fault injection (the `testing` feature): the supervisor's next
+    /// handler waits, answering nothing, until the returned sender is used
+    /// or dropped.
+    #[cfg(feature = "testing")]
+    pub fn inject_supervisor_stall(&self) -> oneshot::Sender<()> {
+        let (release, stalled) = oneshot::channel();
+        let _ = self
+            .pool
+            .actor
+            .send_message(crate::msg::InternalMsg::Stall(stalled).into());
+        release
     }
 
     /// Fault injection (the `testing` feature): the supervisor's next

@@ -60,7 +60,7 @@ mod worker;
 pub use backend::{Backend, BackendError, BackendErrorKind, LoadContext};
 pub use config::{available_cores, PoolConfig};
 pub use error::{CallError, ConfigError, PoolError, SpawnError};
-pub use handle::{Pool, PoolHandle, PoolRef};
+pub use handle::{Pool, PoolHandle, PoolRef, REPORT_TIMEOUT};
 pub use job::Reply;
 pub use msg::{Admission, Admitted, PoolMsg, ShutdownReport, Submit};
 pub use router::{LeastDepth, LeastWait, Router, WorkerLoad};

@@ -155,6 +155,10 @@ pub(crate) enum InternalMsg {
     /// Fault injection: make the supervisor's handler panic.
     #[cfg(feature = "testing")]
     Panic,
+    /// Fault injection: make the supervisor's handler wait until this
+    /// channel is sent to or dropped (a supervisor that stops answering).
+    #[cfg(feature = "testing")]
+    Stall(tokio::sync::oneshot::Receiver<()>),
 }
 
 impl<B: Backend> From<InternalMsg> for PoolMsg<B> {

@@ -9,9 +9,18 @@
 //! counted in whole multiples of the fastest worker's, rounded down — so
 //! identical workers (whose measured times differ by noise, less than 2×)
 //! split evenly by depth, and a worker 20× slower is chosen only once the
-//! others are 20 deep; service times under 100 µs count as equal.
-//! [`LeastDepth`] (depth alone, with slow workers losing ties) stays
-//! available for [`crate::Pool::spawn_with_router`]. Ties rotate.
+//! others are 20 deep; service times under 100 µs count as equal. A worker
+//! not measured yet takes one request at a time from callers who can wait,
+//! so that a cold pool's first burst does not queue behind a worker that
+//! turns out to be slow. [`LeastDepth`] (depth alone, with slow workers
+//! losing ties) stays available for [`crate::Pool::spawn_with_router`].
+//! Ties rotate.
+//!
+//! A router answers two questions: [`Router::pick`] for a request that can
+//! wait (it may keep it waiting while workers have room, for a better one),
+//! and [`Router::pick_now`] for one that cannot (its caller asked to be
+//! refused rather than wait, or its wait is over), which must pick a worker
+//! whenever one has room.
 
 use std::time::Duration;
 
@@ -26,20 +35,47 @@ pub struct WorkerLoad {
     /// Recent service time per request, in nanoseconds (0: not measured
     /// yet).
     pub service_ns: u64,
+    /// How long the batch running now has been running, in nanoseconds
+    /// (0: idle).
+    pub running_ns: u64,
 }
 
-/// A routing policy. Called by the supervisor once per admission, so it must
-/// be cheap and must not block.
+/// A routing policy. Called by the supervisor once per admission attempt,
+/// so it must be cheap and must not block.
 pub trait Router: Send + 'static {
-    /// Returns the index (into `loads`) of the worker to send to: one with
-    /// `has_room`, or `None` if none has.
+    /// The worker (an index into `loads`) for a request whose caller can
+    /// wait: one with `has_room`, or `None` to keep the request waiting —
+    /// because no worker has room, or because the policy would rather wait
+    /// for a better worker than queue behind a worse one.
     fn pick(&mut self, loads: &[WorkerLoad]) -> Option<usize>;
+
+    /// The worker for a request that cannot wait: its caller asked to be
+    /// refused rather than wait, or its wait is over. `None` here means the
+    /// request is refused (or times out), so a policy should answer `None`
+    /// only when no worker has room. The default asks [`Router::pick`].
+    fn pick_now(&mut self, loads: &[WorkerLoad]) -> Option<usize> {
+        self.pick(loads)
+    }
 }
 
 /// Least expected wait first: `(depth + 1) × speed`, where `speed` is the
 /// worker's measured service time in whole multiples of the fastest
 /// worker's, rounded down (at least 1; unmeasured workers count as the
 /// fastest, so that they get work and are measured). Ties rotate.
+///
+/// A worker not measured yet is on probation: while it runs its first
+/// request, [`Router::pick`] sends it no more, unless it is the only
+/// worker. Before any batch has finished nothing is known about speeds, and
+/// a burst split evenly would leave half of it queued behind a worker that
+/// may be 20× slower. Its running request tells a little: it has taken at
+/// least as long as it has been running, so a request queued behind it
+/// would wait at least `(depth + 1) ×` that. A waiting caller goes to a
+/// measured worker only while that worker's expected wait is no longer than
+/// this; otherwise it keeps waiting — for the measured worker to free up,
+/// or for the worker on probation to finish and be measured — so that two
+/// equal workers, one measured a moment before the other, still split a
+/// cold burst evenly. [`Router::pick_now`] ignores probation: a caller who
+/// cannot wait is never refused while a worker has room.
 ///
 /// Service times under a floor (100 µs by default) count as equal: a wait
 /// that short cannot matter, and per-request times that small are mostly a
@@ -81,23 +117,73 @@ impl LeastWait {
         };
         Some((load.depth as u64 + 1).saturating_mul(speed))
     }
-}
 
-impl Router for LeastWait {
-    fn pick(&mut self, loads: &[WorkerLoad]) -> Option<usize> {
-        let n = loads.len();
-        let fastest = loads
+    /// Whether a worker is on probation: not measured yet and already busy.
+    fn on_probation(load: &WorkerLoad) -> bool {
+        load.service_ns == 0 && load.depth > 0
+    }
+
+    /// The least a request queued behind a worker on probation would wait,
+    /// in the same units as [`LeastWait::score`]: its running batch has
+    /// taken at least as long as it has been running.
+    fn probation_wait(load: &WorkerLoad, fastest: u64) -> u64 {
+        let speed = load.running_ns.checked_div(fastest).unwrap_or(1).max(1);
+        (load.depth as u64 + 1).saturating_mul(speed)
+    }
+
+    /// The fastest measured service time, raised to the floor (0: none
+    /// measured).
+    fn fastest(&self, loads: &[WorkerLoad]) -> u64 {
+        loads
             .iter()
             .map(|l| l.service_ns)
             .filter(|&ns| ns > 0)
             .min()
-            .map_or(0, |ns| ns.max(self.floor_ns));
-        let best = loads.iter().filter_map(|l| Self::score(l, fastest)).min()?;
+            .map_or(0, |ns| ns.max(self.floor_ns))
+    }
+
+    /// The least expected wait among the workers `eligible` lets through,
+    /// if it is at most `limit`; ties rotate.
+    fn least_wait(
+        &mut self,
+        loads: &[WorkerLoad],
+        fastest: u64,
+        limit: u64,
+        eligible: impl Fn(&WorkerLoad) -> bool,
+    ) -> Option<usize> {
+        let n = loads.len();
+        let score = |l: &WorkerLoad| Self::score(l, fastest).filter(|_| eligible(l));
+        let best = loads.iter().filter_map(score).min()?;
+        if best > limit {
+            return None;
+        }
         let i = (0..n)
             .map(|k| (self.cursor + k) % n)
-            .find(|&i| Self::score(&loads[i], fastest) == Some(best))?;
+            .find(|&i| score(&loads[i]) == Some(best))?;
         self.cursor = (i + 1) % n;
         Some(i)
+    }
+}
+
+impl Router for LeastWait {
+    fn pick(&mut self, loads: &[WorkerLoad]) -> Option<usize> {
+        let fastest = self.fastest(loads);
+        if loads.len() == 1 {
+            // The only worker: waiting for another gains nothing.
+            return self.least_wait(loads, fastest, u64::MAX, |_| true);
+        }
+        let limit = loads
+            .iter()
+            .filter(|l| Self::on_probation(l))
+            .map(|l| Self::probation_wait(l, fastest))
+            .min()
+            .unwrap_or(u64::MAX);
+        self.least_wait(loads, fastest, limit, |l| !Self::on_probation(l))
+    }
+
+    fn pick_now(&mut self, loads: &[WorkerLoad]) -> Option<usize> {
+        let fastest = self.fastest(loads);
+        self.least_wait(loads, fastest, u64::MAX, |_| true)
     }
 }
 
@@ -140,6 +226,15 @@ mod tests {
             depth,
             has_room: true,
             service_ns,
+            running_ns: 0,
+        }
+    }
+
+    /// A worker not measured yet whose running batch has run `running_ns`.
+    fn cold(depth: usize, running_ns: u64) -> WorkerLoad {
+        WorkerLoad {
+            running_ns,
+            ..timed(depth, 0)
         }
     }
 
@@ -213,9 +308,52 @@ mod tests {
             depth: 0,
             has_room: false,
             service_ns: 1,
+            running_ns: 0,
         };
         assert_eq!(r.pick(&[full, full]), None);
         assert_eq!(r.pick(&[]), None);
+    }
+
+    #[test]
+    fn least_wait_sends_a_waiting_caller_past_a_busy_unmeasured_worker() {
+        let mut r = LeastWait::with_floor(Duration::ZERO);
+        // A cold pool: each idle worker takes one request, then the caller
+        // waits rather than queue behind a worker of unknown speed…
+        assert_eq!(r.pick(&[timed(0, 0), timed(0, 0)]), Some(0));
+        assert_eq!(r.pick(&[cold(1, 0), timed(0, 0)]), Some(1));
+        assert_eq!(r.pick(&[cold(1, 10), cold(1, 10)]), None);
+        // …until one is measured (1 ms). The other has run 1.5 ms: it may
+        // be as fast, so the measured one takes requests only up to what
+        // waiting behind the other would cost at least, (1 + 1) × 1 ms.
+        let ms = 1_000_000;
+        assert_eq!(r.pick(&[cold(1, 3 * ms / 2), timed(0, ms)]), Some(1));
+        assert_eq!(r.pick(&[cold(1, 3 * ms / 2), timed(1, ms)]), Some(1));
+        assert_eq!(r.pick(&[cold(1, 3 * ms / 2), timed(2, ms)]), None);
+        // The longer the cold worker runs, the deeper the measured one may
+        // go: at 20 ms, up to (1 + 1) × 20 deep.
+        assert_eq!(r.pick(&[cold(1, 20 * ms), timed(39, ms)]), Some(1));
+        assert_eq!(r.pick(&[cold(1, 20 * ms), timed(40, ms)]), None);
+        // A caller who cannot wait is placed anyway, by expected wait, and
+        // refused only when no worker has room.
+        assert_eq!(r.pick_now(&[cold(2, 0), cold(1, 0)]), Some(1));
+        assert_eq!(r.pick_now(&[cold(1, 20 * ms), timed(40, ms)]), Some(0));
+        let full = WorkerLoad {
+            has_room: false,
+            ..timed(0, 0)
+        };
+        assert_eq!(r.pick_now(&[full, full]), None);
+        // The only worker is never on probation: waiting would gain nothing.
+        assert_eq!(r.pick(&[cold(3, 0)]), Some(0));
+        // An idle worker is not on probation, measured or not.
+        assert_eq!(r.pick(&[cold(1, 10), timed(0, 0)]), Some(1));
+        // Measured, it is an ordinary worker: 20× slower, it loses to 3 deep.
+        assert_eq!(r.pick(&[timed(3, 500), timed(1, 10_000)]), Some(0));
+    }
+
+    #[test]
+    fn the_default_pick_now_asks_pick() {
+        let mut r = LeastDepth::default();
+        assert_eq!(r.pick_now(&[load(3), load(1)]), Some(1));
     }
 
     fn load(depth: usize) -> WorkerLoad {
@@ -223,6 +361,7 @@ mod tests {
             depth,
             has_room: true,
             service_ns: 100,
+            running_ns: 0,
         }
     }
 
@@ -239,6 +378,7 @@ mod tests {
             depth: 0,
             has_room: false,
             service_ns: 0,
+            running_ns: 0,
         };
         assert_eq!(r.pick(&[full, load(5)]), Some(1));
         assert_eq!(r.pick(&[full, full]), None);
@@ -262,6 +402,7 @@ mod tests {
             depth,
             has_room: true,
             service_ns: 10_000,
+            running_ns: 0,
         };
         for _ in 0..10 {
             assert_eq!(r.pick(&[slow(0), load(0)]), Some(1));
@@ -344,6 +485,7 @@ mod tests {
             depth: 2,
             has_room: false,
             service_ns: 100,
+            running_ns: 0,
         };
         for _ in 0..3 {
             assert_eq!(r.pick(&[full, load(2)]), Some(1));

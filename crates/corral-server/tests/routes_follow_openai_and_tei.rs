@@ -91,7 +91,7 @@ async fn openai_base64_is_little_endian_f32_of_the_float_answer() {
 }
 
 #[tokio::test]
-async fn openai_dimensions_truncate_then_renormalise_and_refuse_above_the_model_size() {
+async fn openai_dimensions_truncate_then_renormalise_allow_the_model_size_and_refuse_above_it() {
     let (s, _m) = server().await;
     let body: Value = s
         .post("/v1/embeddings", json!({"input": "x", "dimensions": 3}))
@@ -107,6 +107,21 @@ async fn openai_dimensions_truncate_then_renormalise_and_refuse_above_the_model_
     for (a, b) in v.iter().zip(&raw[..3]) {
         assert!((a - b / n).abs() < 1e-6);
     }
+    // Exactly the model's size is allowed: the whole (normalised) vector.
+    let full: Value = s
+        .post("/v1/embeddings", json!({"input": "x", "dimensions": DIM}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let plain: Value = s
+        .post("/v1/embeddings", json!({"input": "x"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["data"][0]["embedding"].as_array().unwrap().len(), DIM);
+    assert_eq!(full["data"], plain["data"]);
     let r = s
         .post(
             "/v1/embeddings",

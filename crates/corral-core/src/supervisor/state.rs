@@ -258,19 +258,21 @@ impl<B: Backend> SupervisorState<B> {
             self.publish_ready();
         }
         self.recorder.rerouted(held.queued.len() as u64);
-        for job in held.queued {
-            self.reroute(job, now);
-        }
-        self.retry_or_fail(held.running, panic, now);
+        // The running batch was taken before anything still queued: its
+        // retries keep their place ahead.
+        let retries = self.retry_or_fail(held.running, panic);
+        self.reroute(retries.into_iter().chain(held.queued), now);
         self.schedule_restart(slot);
         self.pump();
     }
 
-    /// Jobs that were running on a worker that failed: tried again
-    /// elsewhere (where they run alone) until `max_retries` is spent, then
-    /// answered `WorkerLost` — or the panic's `Backend` error when the
-    /// backend panicked. Jobs already answered at their deadline just leave.
-    fn retry_or_fail(&mut self, jobs: Vec<Job<B>>, panic: Option<&str>, now: Instant) {
+    /// Jobs that were running on a worker that failed: returned, to be
+    /// tried again elsewhere (where they run alone), until `max_retries` is
+    /// spent, then answered `WorkerLost` — or the panic's `Backend` error
+    /// when the backend panicked. Jobs already answered at their deadline
+    /// just leave.
+    fn retry_or_fail(&mut self, jobs: Vec<Job<B>>, panic: Option<&str>) -> Vec<Job<B>> {
+        let mut retries = Vec::new();
         for mut job in jobs {
             if job.is_answered() {
                 continue;
@@ -278,7 +280,7 @@ impl<B: Backend> SupervisorState<B> {
             job.failed_attempts += 1;
             if job.failed_attempts <= self.config.max_retries {
                 self.recorder.retried();
-                self.reroute(job, now);
+                retries.push(job);
             } else if let Some(reason) = panic {
                 job.answer(Err(PoolError::Backend(format!(
                     "backend panicked: {reason}"
@@ -288,6 +290,7 @@ impl<B: Backend> SupervisorState<B> {
                 job.answer(Err(PoolError::WorkerLost));
             }
         }
+        retries
     }
 
     fn schedule_restart(&mut self, slot: usize) {
@@ -395,6 +398,10 @@ impl<B: Backend> SupervisorState<B> {
             }
             #[cfg(feature = "testing")]
             InternalMsg::Panic => panic!("injected supervisor panic (testing hook)"),
+            #[cfg(feature = "testing")]
+            InternalMsg::Stall(release) => {
+                let _ = release.await;
+            }
         }
     }
 

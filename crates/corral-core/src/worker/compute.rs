@@ -297,20 +297,23 @@ impl<B: Backend> Compute<B> {
 
     /// Answers each job of a finished batch, freeing its slot first (a
     /// caller that resubmits as soon as it is answered must find it free).
+    /// The batch is counted before anyone is answered: a caller that has
+    /// its answer and then asks for `stats()` must find its request counted.
     /// Leaves `jobs` empty, its capacity kept for the next batch.
     fn done(
         &self,
         jobs: &mut Vec<Job<B>>,
         mut answer: impl FnMut(&Job<B>) -> Result<Vec<B::Output>, PoolError>,
     ) {
-        let n = jobs.len() as u64;
+        self.shared
+            .processed
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
         for mut job in jobs.drain(..) {
             let reply = answer(&job);
             self.shared.release(&job);
             job.answer(reply);
         }
-        self.shared.processed.fetch_add(n, Ordering::Relaxed);
-        self.shared.batches.fetch_add(1, Ordering::Relaxed);
         if self.waiting.load(Ordering::Acquire) > 0 {
             self.events.freed();
         }

@@ -185,6 +185,15 @@ impl<B: Backend> Worker<B> {
         self.shared.service_ns()
     }
 
+    /// How long the batch running now has been running, in nanoseconds
+    /// (0: idle).
+    pub(crate) fn running_ns(&self, now: Instant) -> u64 {
+        let since = self.shared.heartbeat.lock().busy_since;
+        since.map_or(0, |s| {
+            u64::try_from(now.saturating_duration_since(s).as_nanos()).unwrap_or(u64::MAX)
+        })
+    }
+
     /// Inputs in the batch running now.
     pub(crate) fn running_inputs(&self) -> usize {
         self.shared.heartbeat.lock().batch_len

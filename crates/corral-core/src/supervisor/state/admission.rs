@@ -37,15 +37,20 @@ impl Routing {
     }
 
     /// Routes `job` to the worker the router picks among the ready workers
-    /// with room in the job's class, or hands it back.
+    /// with room in the job's class, or hands it back. `patient`: the job
+    /// can wait, so the router may keep it waiting for a better worker
+    /// ([`Router::pick`]); otherwise it is placed wherever there is room
+    /// ([`Router::pick_now`]).
     pub(super) fn admit<B: Backend>(
         &mut self,
         slots: &[Slot<B>],
         recorder: &Recorder,
         job: Job<B>,
+        patient: bool,
     ) -> Result<(), Job<B>> {
         self.loads.clear();
         self.routable.clear();
+        let now = Instant::now();
         for (i, s) in slots.iter().enumerate() {
             if let Slot::Live(w) = s {
                 if w.is_ready() {
@@ -53,12 +58,18 @@ impl Routing {
                         depth: w.depth(),
                         has_room: w.has_room(job.class),
                         service_ns: w.service_ns(),
+                        running_ns: w.running_ns(now),
                     });
                     self.routable.push(i);
                 }
             }
         }
-        let Some(k) = self.router.pick(&self.loads) else {
+        let pick = if patient {
+            self.router.pick(&self.loads)
+        } else {
+            self.router.pick_now(&self.loads)
+        };
+        let Some(k) = pick else {
             return Err(job);
         };
         // A router that picks a full worker (or out of range) must not break
@@ -109,8 +120,15 @@ impl<B: Backend> SupervisorState<B> {
         if !self.line.is_empty() {
             self.pump();
         }
-        let job = if self.line.is_empty() {
-            match self.try_admit(job) {
+        let patient = match submit.admission {
+            Admission::Reject => false,
+            Admission::Wait(wait) => !wait.is_zero(),
+        };
+        // A caller who cannot wait may take room that the waiters, just
+        // pumped, could not use (another class's, or a worker the router
+        // keeps them from); one who can wait joins the line behind them.
+        let job = if self.line.is_empty() || !patient {
+            match self.try_admit(job, patient) {
                 Ok(()) => return,
                 Err(job) => job,
             }
@@ -139,28 +157,44 @@ impl<B: Backend> SupervisorState<B> {
             deadline: until,
             expiry,
         };
+        let joined_others = !self.line.is_empty();
         let (pushed, gone) = self.line.push_back(waiter);
         self.recorder.cancelled(gone as u64);
         if let Err(w) = pushed {
-            self.recorder.overloaded();
-            let retry_after = self.retry_after();
-            w.item.refuse(PoolError::Overloaded { retry_after });
+            // The line is full: placed anywhere with room, or refused.
+            if let Err(job) = self.try_admit(w.item, false) {
+                self.recorder.overloaded();
+                let retry_after = self.retry_after();
+                job.refuse(PoolError::Overloaded { retry_after });
+            }
+        } else if joined_others {
+            // The waiters ahead may all be of the other class.
+            self.pump();
         }
     }
 
-    pub(super) fn try_admit(&mut self, job: Job<B>) -> Result<(), Job<B>> {
-        self.routing.admit(&self.slots, &self.recorder, job)
+    pub(super) fn try_admit(&mut self, job: Job<B>, patient: bool) -> Result<(), Job<B>> {
+        self.routing
+            .admit(&self.slots, &self.recorder, job, patient)
     }
 
-    /// Puts a job taken back from a failed worker on another worker, or at
-    /// the head of the waiting line for up to `reroute_wait`.
-    pub(super) fn reroute(&mut self, job: Job<B>, now: Instant) {
-        if job.is_cancelled() {
-            self.recorder.cancelled(1);
-            return;
+    /// Puts jobs taken back from a failed worker on other workers, in
+    /// order, or — those that find no room — at the head of the waiting
+    /// line, in the same order and ahead of every caller who was already
+    /// waiting, for up to `reroute_wait`.
+    pub(super) fn reroute(&mut self, jobs: impl IntoIterator<Item = Job<B>>, now: Instant) {
+        let mut unplaced = Vec::new();
+        for job in jobs {
+            if job.is_cancelled() {
+                self.recorder.cancelled(1);
+                continue;
+            }
+            if let Err(job) = self.try_admit(job, true) {
+                unplaced.push(job);
+            }
         }
-        if let Err(job) = self.try_admit(job) {
-            let reroute_until = time::after(now, self.config.reroute_wait);
+        let reroute_until = time::after(now, self.config.reroute_wait);
+        for job in unplaced.into_iter().rev() {
             let (deadline, expiry) = match job.deadline {
                 Some(d) if d < reroute_until => (d, Expiry::Deadline),
                 _ => (reroute_until, Expiry::WorkerLost),
@@ -180,22 +214,36 @@ impl<B: Backend> SupervisorState<B> {
             return;
         }
         let (routing, slots, recorder) = (&mut self.routing, &self.slots, &self.recorder);
-        let pumped = self
-            .line
-            .pump(Instant::now(), |job| routing.admit(slots, recorder, job));
+        let pumped = self.line.pump(Instant::now(), |job| {
+            routing.admit(slots, recorder, job, true)
+        });
         self.recorder.cancelled(pumped.gone as u64);
         for w in pumped.waits {
             self.recorder.waited(w);
         }
     }
 
-    /// Answers the waiters whose deadline passed.
+    /// Answers the waiters whose deadline passed — after a last try to
+    /// place those whose wait (not their request's deadline) is over,
+    /// anywhere with room: a waiter the router kept back from a worker with
+    /// room is admitted there rather than timed out.
     pub(super) fn expire_waiting(&mut self, now: Instant) {
         for w in self.line.expire(now) {
             let mut job = w.item;
             if job.is_cancelled() {
                 self.recorder.cancelled(1);
                 continue;
+            }
+            if w.expiry != Expiry::Deadline {
+                job = match self.try_admit(job, false) {
+                    Ok(()) => {
+                        if w.expiry == Expiry::Timeout {
+                            self.recorder.waited(now.saturating_duration_since(w.since));
+                        }
+                        continue;
+                    }
+                    Err(job) => job,
+                };
             }
             match w.expiry {
                 Expiry::Timeout => {
