@@ -13,6 +13,8 @@ mod fetch_cmd;
 mod node_cmd;
 mod serve_cmd;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 /// Corral: a supervised pool of ML inference workers.
@@ -78,6 +80,14 @@ pub(crate) fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+/// Whether log lines get ANSI colours: only when stderr, where they go, is
+/// a terminal, and never while `NO_COLOR` is set to anything but "" (the
+/// NO_COLOR convention).
+fn colour_logs() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 /// This program as the user invoked it, for advice that names another of
 /// its commands (`… fetch-model`):
 /// - run by `cargo run` (cargo set `CARGO` and `CARGO_PKG_NAME` to this
@@ -118,10 +128,11 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
     match &cli.command {
         Command::Serve(args) if args.log_format == serve_cmd::LogFormat::Json => {
-            logs.json().init();
+            logs.json().with_ansi(false).init();
         }
         _ => logs.init(),
     }
