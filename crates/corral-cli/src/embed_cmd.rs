@@ -2,9 +2,12 @@
 //! with `--jsonl`), JSON Lines `{"text": …, "embedding": […]}` out, in input
 //! order, through a pool of embedding workers.
 //!
-//! Input is read as it streams: texts are grouped into requests of
+//! Input is read as it streams: texts are grouped into requests of up to
 //! `--request-size`, a bounded number of requests are in flight at once, and
-//! answers are written in order as they complete.
+//! each answer is written (and flushed) in input order as soon as it and
+//! every answer before it exist. A text waits at most `--batch-wait-ms` for
+//! companions to fill its request, so a slow stream (`tail -f log | corral
+//! embed`) gets each answer about one model call after its line arrives.
 //!
 //! When stderr is a terminal (and without `--quiet`) a progress bar shows
 //! texts done, texts/s and, for a file, the ETA; piped, it stays silent.
@@ -39,6 +42,10 @@ pub(crate) struct Args {
     /// Texts per request sent to the pool.
     #[arg(long, default_value_t = 32)]
     pub(crate) request_size: usize,
+    /// The longest a text waits, in milliseconds, for companions to fill its
+    /// request before the request is sent without them (at most 60000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=60_000))]
+    pub(crate) batch_wait_ms: u64,
     /// No progress bar, even on a terminal.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -201,7 +208,10 @@ struct JsonOutput<'a> {
     embedding: &'a [f32],
 }
 
-type Pending = JoinHandle<(Vec<String>, anyhow::Result<Vec<Vec<f32>>>)>;
+/// One request's texts and what the pool answered for them.
+type Answer = (Vec<String>, anyhow::Result<Vec<Vec<f32>>>);
+
+type Pending = JoinHandle<Answer>;
 
 /// Runs `corral embed`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -241,6 +251,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             jsonl: args.jsonl,
             request_size: args.request_size,
             in_flight,
+            batch_wait: Duration::from_millis(args.batch_wait_ms),
         },
         &progress,
     )
@@ -294,12 +305,19 @@ fn spawn_reader(
 /// How input is read and grouped into requests.
 struct Batching {
     jsonl: bool,
+    /// Most texts in one request.
     request_size: usize,
+    /// Most requests in flight at once.
     in_flight: usize,
+    /// Longest a text waits for companions before its request is sent.
+    batch_wait: Duration,
 }
 
 /// Keeps up to `in_flight` requests running and writes answers in input
-/// order. Returns how many texts were embedded.
+/// order, each as soon as it and every earlier one are there. A request is
+/// sent when it is full, when its first text has waited `batch_wait`, or at
+/// the end of input — whichever comes first — and a slot is free. Returns
+/// how many texts were embedded.
 async fn pump(
     reader: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
@@ -311,28 +329,49 @@ async fn pump(
         jsonl,
         request_size,
         in_flight,
+        batch_wait,
     } = batching;
     let mut texts = spawn_reader(reader, jsonl);
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut batch: Vec<String> = Vec::with_capacity(request_size);
+    // When the oldest text in `batch` stops waiting for companions.
+    let mut send_by: Option<tokio::time::Instant> = None;
+    let mut input_done = false;
     let mut count = 0usize;
-    while let Some(text) = texts.recv().await {
-        batch.push(text?);
-        if batch.len() == request_size {
+    loop {
+        let now = tokio::time::Instant::now();
+        let due = batch.len() >= request_size || input_done || send_by.is_some_and(|t| t <= now);
+        if !batch.is_empty() && due && pending.len() < in_flight {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(request_size));
             pending.push_back(send(handle, full));
-            while pending.len() >= in_flight {
-                count += write_front(&mut pending, out, progress).await?;
+            send_by = None;
+        }
+        if input_done && batch.is_empty() && pending.is_empty() {
+            return Ok(count);
+        }
+        // A timer only while it can still fire in the future: a passed one
+        // waits for a free slot (an answer) instead.
+        let wait = send_by.filter(|t| *t > now && pending.len() < in_flight);
+        tokio::select! {
+            biased;
+            answer = async { pending.front_mut().expect("checked non-empty").await },
+                if !pending.is_empty() =>
+            {
+                pending.pop_front();
+                count += write_answer(answer, out, progress)?;
             }
+            text = texts.recv(), if !input_done && batch.len() < request_size => match text {
+                Some(text) => {
+                    batch.push(text?);
+                    if send_by.is_none() {
+                        send_by = Some(tokio::time::Instant::now() + batch_wait);
+                    }
+                }
+                None => input_done = true,
+            },
+            () = tokio::time::sleep_until(wait.unwrap_or(now)), if wait.is_some() => {}
         }
     }
-    if !batch.is_empty() {
-        pending.push_back(send(handle, batch));
-    }
-    while !pending.is_empty() {
-        count += write_front(&mut pending, out, progress).await?;
-    }
-    Ok(count)
 }
 
 fn send(handle: &PoolHandle<EmbedBackend>, texts: Vec<String>) -> Pending {
@@ -346,20 +385,20 @@ fn send(handle: &PoolHandle<EmbedBackend>, texts: Vec<String>) -> Pending {
     })
 }
 
-async fn write_front(
-    pending: &mut VecDeque<Pending>,
+/// Writes one request's answers and flushes them, so that a reader of a
+/// pipe sees them now. Returns how many texts they were.
+fn write_answer(
+    answer: Result<Answer, tokio::task::JoinError>,
     out: &mut dyn Write,
     progress: &ProgressBar,
 ) -> anyhow::Result<usize> {
-    let Some(next) = pending.pop_front() else {
-        return Ok(0);
-    };
-    let (texts, result) = next.await.context("an embedding task panicked")?;
+    let (texts, result) = answer.context("an embedding task panicked")?;
     let vectors = result.context("embedding failed")?;
     for (text, embedding) in texts.iter().zip(&vectors) {
         serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
         out.write_all(b"\n")?;
     }
+    out.flush()?;
     progress.inc(texts.len() as u64);
     Ok(texts.len())
 }

@@ -13,6 +13,8 @@ mod fetch_cmd;
 mod node_cmd;
 mod serve_cmd;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 /// Corral: a supervised pool of ML inference workers.
@@ -78,16 +80,59 @@ pub(crate) fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+/// Whether log lines get ANSI colours: only when stderr, where they go, is
+/// a terminal, and never while `NO_COLOR` is set to anything but "" (the
+/// NO_COLOR convention).
+fn colour_logs() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
+/// This program as the user invoked it, for advice that names another of
+/// its commands (`… fetch-model`):
+/// - run by `cargo run` (cargo set `CARGO` and `CARGO_PKG_NAME` to this
+///   package for it): `cargo run --release --bin corral --`, without
+///   `--release` for a debug build;
+/// - otherwise the name it was invoked by (`argv[0]`): `corral` when found
+///   on `PATH`, the path as typed (`./target/release/corral`) otherwise —
+///   quoted for a shell when it needs to be.
+fn invoked_as() -> String {
+    let by_cargo = std::env::var_os("CARGO").is_some()
+        && std::env::var("CARGO_PKG_NAME").is_ok_and(|p| p == env!("CARGO_PKG_NAME"));
+    if by_cargo {
+        let release = std::env::current_exe().is_ok_and(|exe| {
+            exe.parent()
+                .and_then(|dir| dir.file_name())
+                .is_some_and(|dir| dir == "release")
+        });
+        let profile = if release { " --release" } else { "" };
+        return format!("cargo run{profile} --bin corral --");
+    }
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| a.into_string().ok())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "corral".into());
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c);
+    if argv0.chars().all(plain) {
+        argv0
+    } else {
+        format!("'{}'", argv0.replace('\'', r"'\''"))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    corral_embed::model_dir::set_fetch_command(format!("{} fetch-model", invoked_as()));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
     match &cli.command {
         Command::Serve(args) if args.log_format == serve_cmd::LogFormat::Json => {
-            logs.json().init();
+            logs.json().with_ansi(false).init();
         }
         _ => logs.init(),
     }

@@ -3,7 +3,9 @@
 //! terminal and stays silent when stderr is piped or with `--quiet`;
 //! `corral serve --log-format json` writes one JSON object per line, and the
 //! request's line carries its span's route, model, inputs, tokens, status
-//! and the pool's queue and compute times.
+//! and the pool's queue and compute times. Log lines are coloured on a
+//! terminal only: stderr redirected to a file gets no escape sequences, and
+//! neither does a terminal while `NO_COLOR` is set.
 //!
 //! The terminal is a real pseudo-terminal from util-linux's `script`. Fails —
 //! never skips — when `script` or the model is missing.
@@ -184,4 +186,99 @@ fn json_logs_are_one_object_per_line_with_the_requests_span() {
         "{found}"
     );
     assert!(found["fields"]["latency_ms"].is_number(), "{found}");
+}
+
+/// Where `logs_of_one_embed` points corral's stderr.
+#[derive(Clone, Copy, PartialEq)]
+enum Stderr {
+    File,
+    Terminal,
+}
+
+/// `corral embed --quiet` of one text with info logs, its stderr a file or
+/// a pseudo-terminal, `NO_COLOR` set to `no_color` (or unset); returns what
+/// reached the file (or the terminal).
+fn logs_of_one_embed(stderr: Stderr, no_color: Option<&str>) -> Vec<u8> {
+    let dir = tempdir();
+    let input = dir.join("one.txt");
+    std::fs::write(&input, "one text\n").unwrap();
+    let args: Vec<String> = vec![
+        corral().into(),
+        "embed".into(),
+        "--quiet".into(),
+        "--workers".into(),
+        "1".into(),
+        "--output".into(),
+        dir.join("out.jsonl").display().to_string(),
+        "--model-dir".into(),
+        model_dir().display().to_string(),
+        input.display().to_string(),
+    ];
+    let mut cmd = match stderr {
+        Stderr::Terminal => {
+            let line = args
+                .iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut cmd = Command::new("script");
+            cmd.args(["-qec", &line, "/dev/null"]);
+            cmd
+        }
+        Stderr::File => {
+            let mut cmd = Command::new(&args[0]);
+            cmd.args(&args[1..])
+                .stderr(std::fs::File::create(dir.join("log")).unwrap());
+            cmd
+        }
+    };
+    cmd.env("RUST_LOG", "info").stdin(Stdio::null());
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    let out = cmd
+        .output()
+        .expect("util-linux `script` is required for this test");
+    assert!(out.status.success(), "{out:?}");
+    let written = match stderr {
+        Stderr::Terminal => out.stdout,
+        Stderr::File => std::fs::read(dir.join("log")).unwrap(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&written);
+    assert!(
+        text.contains("embedding pool ready"),
+        "no info log line reached it:\n{text}"
+    );
+    written
+}
+
+const ESC: u8 = 0x1b;
+
+#[test]
+fn logs_are_coloured_on_a_terminal_only_and_never_with_no_color() {
+    let file = logs_of_one_embed(Stderr::File, None);
+    assert!(
+        !file.contains(&ESC),
+        "stderr redirected to a file got escape sequences:\n{}",
+        String::from_utf8_lossy(&file).escape_debug()
+    );
+    let tty = logs_of_one_embed(Stderr::Terminal, None);
+    assert!(
+        tty.windows(2).any(|w| w == [ESC, b'[']),
+        "a terminal gets coloured log lines:\n{}",
+        String::from_utf8_lossy(&tty).escape_debug()
+    );
+    for no_color in ["1", "yes"] {
+        let plain = logs_of_one_embed(Stderr::Terminal, Some(no_color));
+        assert!(
+            !plain.contains(&ESC),
+            "NO_COLOR={no_color} on a terminal still got escape sequences:\n{}",
+            String::from_utf8_lossy(&plain).escape_debug()
+        );
+    }
+    // NO_COLOR set but empty does not count (the convention's own rule).
+    let empty = logs_of_one_embed(Stderr::Terminal, Some(""));
+    assert!(empty.windows(2).any(|w| w == [ESC, b'[']));
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use corral_core::BackendError;
 
-use crate::model_dir::FETCH_COMMAND;
+use crate::model_dir::fetch_command;
 
 /// Everything that can go wrong while locating, fetching, loading or running
 /// an embedding model.
@@ -13,11 +13,12 @@ use crate::model_dir::FETCH_COMMAND;
 pub enum EmbedError {
     /// The model directory does not exist or lacks files the model needs.
     #[error(
-        "model directory {} is not usable: {problem}. Run `{FETCH_COMMAND}` to put \
+        "model directory {} is not usable: {problem}. Run `{}` to put \
          all-MiniLM-L6-v2 there (add `--dest <dir>` for another directory), or point \
          --model-dir / CORRAL_MODEL_DIR at a sentence-transformers BERT model directory \
          (config.json, tokenizer.json, model.safetensors)",
-        dir.display()
+        dir.display(),
+        fetch_command()
     )]
     ModelDir {
         /// The directory that was looked at.

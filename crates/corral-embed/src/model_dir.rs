@@ -14,13 +14,33 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::EmbedError;
 
-/// The command that fetches the default model, as error messages print it.
+/// The command that fetches the default model, as error messages print it
+/// unless the program names its own with [`set_fetch_command`]: the form
+/// that works from a checkout of Corral.
 pub const FETCH_COMMAND: &str = "cargo run --release --bin corral -- fetch-model";
+
+static FETCH_COMMAND_SET: OnceLock<String> = OnceLock::new();
+
+/// Names the command that fetches the default model in this process's error
+/// messages (see [`fetch_command`]) — for a binary, the form the user ran it
+/// by, such as `corral fetch-model`. The first call wins; returns whether
+/// this one did.
+pub fn set_fetch_command(command: impl Into<String>) -> bool {
+    FETCH_COMMAND_SET.set(command.into()).is_ok()
+}
+
+/// The command that fetches the default model, as error messages name it:
+/// the one given to [`set_fetch_command`], else [`FETCH_COMMAND`].
+pub fn fetch_command() -> &'static str {
+    FETCH_COMMAND_SET
+        .get()
+        .map_or(FETCH_COMMAND, String::as_str)
+}
 
 /// The name of the default model (and of its directory under the models root).
 pub const DEFAULT_MODEL_NAME: &str = "all-MiniLM-L6-v2";
@@ -81,7 +101,7 @@ fn non_empty_env(name: &str) -> Option<String> {
 /// [`default_model_dir`]; checked with [`check_model_dir`].
 ///
 /// # Errors
-/// [`EmbedError::ModelDir`], naming [`FETCH_COMMAND`], when the directory is
+/// [`EmbedError::ModelDir`], naming [`fetch_command`], when the directory is
 /// missing or incomplete.
 pub fn resolve_model_dir(explicit: Option<PathBuf>) -> Result<PathBuf, EmbedError> {
     let dir = explicit.unwrap_or_else(default_model_dir);
@@ -94,7 +114,7 @@ pub fn resolve_model_dir(explicit: Option<PathBuf>) -> Result<PathBuf, EmbedErro
 ///
 /// # Errors
 /// [`EmbedError::ModelDir`] saying what is missing and naming
-/// [`FETCH_COMMAND`].
+/// [`fetch_command`].
 pub fn check_model_dir(dir: &Path) -> Result<(), EmbedError> {
     let problem = |problem: String| EmbedError::ModelDir {
         dir: dir.to_path_buf(),

@@ -155,7 +155,7 @@ pub(crate) fn estimate_tokens(text: &str, max_seq_length: usize) -> usize {
             break;
         }
         if c.is_ascii_alphanumeric() {
-            if run % 6 == 0 {
+            if run.is_multiple_of(6) {
                 count += 1;
             }
             run += 1;

@@ -10,7 +10,7 @@ multiversion! {
     /// `x[r, j] ← gelu_erf(x[r, j] + bias[j])` in place for every row.
     pub fn bias_gelu_in_place / bias_gelu_in_place_on(x: &mut [f32], bias: &[f32]) {
         let n = bias.len();
-        assert!(n > 0 && x.len() % n == 0, "rows are not whole");
+        assert!(n > 0 && x.len().is_multiple_of(n), "rows are not whole");
         for row in x.chunks_exact_mut(n) {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v = math::gelu_erf(*v + b);

@@ -23,7 +23,7 @@ impl LayerNorm {
     /// with `v = x + bias`, biased variance as in PyTorch.
     pub fn forward_in_place(&self, x: &mut [f32], bias: Option<&[f32]>) {
         let h = self.gamma.len();
-        assert!(h > 0 && x.len() % h == 0, "rows are not whole");
+        assert!(h > 0 && x.len().is_multiple_of(h), "rows are not whole");
         for row in x.chunks_exact_mut(h) {
             if let Some(b) = bias {
                 for (v, b) in row.iter_mut().zip(b) {
