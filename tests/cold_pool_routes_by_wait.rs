@@ -142,3 +142,35 @@ async fn a_caller_who_cannot_wait_is_placed_on_a_cold_worker_with_room() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_right_after_a_cold_burst_finishes_all_of_it() {
+    common::within(Duration::from_secs(30), "test", async {
+        let cfg = PoolConfig {
+            max_batch_requests: 1,
+            ..common::config(2)
+        };
+        let spec = SyntheticSpec::with_per_item(Duration::from_millis(50));
+        let pool = common::ready_pool(spec, cfg).await;
+        let calls: Vec<_> = (0..10u64)
+            .map(|id| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.call(Item::new(id)).await })
+            })
+            .collect();
+        // Two admitted, the rest waiting for the first measurement.
+        common::eventually(Duration::from_secs(5), "all arrived", || {
+            let pool = pool.clone();
+            async move {
+                let h = pool.health().await.unwrap();
+                (h.total_depth() + h.waiting == 10).then_some(())
+            }
+        })
+        .await;
+        let report = pool.shutdown(Duration::from_secs(20)).await.unwrap();
+        for (id, c) in calls.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap(), Ok(id as u64), "{report:?}");
+        }
+    })
+    .await;
+}

@@ -602,7 +602,8 @@ impl<B: Backend> PoolHandle<B> {
     }
 
     /// Drains and stops the pool: new requests are refused `ShuttingDown`,
-    /// waiting callers too; admitted requests finish, up to `deadline` (any
+    /// waiting callers too (those for whom a worker has room are admitted
+    /// instead); admitted requests finish, up to `deadline` (any
     /// length), after which the rest are answered `ShuttingDown`. Returns
     /// once the supervisor has stopped.
     ///

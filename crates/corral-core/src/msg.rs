@@ -104,7 +104,8 @@ pub struct ShutdownReport {
     /// Admitted requests that were still queued or running at the deadline
     /// and were answered `ShuttingDown`.
     pub aborted: usize,
-    /// Callers in the waiting line answered `ShuttingDown`.
+    /// Callers in the waiting line answered `ShuttingDown` (no worker had
+    /// room for them; those for whom one had were admitted and drained).
     pub refused_waiting: usize,
     /// Whether all admitted work finished before the deadline.
     pub drained: bool,

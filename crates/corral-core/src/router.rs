@@ -74,8 +74,9 @@ pub trait Router: Send + 'static {
 /// this; otherwise it keeps waiting — for the measured worker to free up,
 /// or for the worker on probation to finish and be measured — so that two
 /// equal workers, one measured a moment before the other, still split a
-/// cold burst evenly. [`Router::pick_now`] ignores probation: a caller who
-/// cannot wait is never refused while a worker has room.
+/// cold burst evenly. [`Router::pick_now`] places a caller who cannot wait
+/// on a worker on probation too, counting that lower bound as its expected
+/// wait: such a caller is never refused while a worker has room.
 ///
 /// Service times under a floor (100 µs by default) count as equal: a wait
 /// that short cannot matter, and per-request times that small are mostly a
@@ -143,7 +144,8 @@ impl LeastWait {
     }
 
     /// The least expected wait among the workers `eligible` lets through,
-    /// if it is at most `limit`; ties rotate.
+    /// if it is at most `limit`; ties rotate. A worker on probation counts
+    /// at least what waiting behind its running batch would cost.
     fn least_wait(
         &mut self,
         loads: &[WorkerLoad],
@@ -152,7 +154,14 @@ impl LeastWait {
         eligible: impl Fn(&WorkerLoad) -> bool,
     ) -> Option<usize> {
         let n = loads.len();
-        let score = |l: &WorkerLoad| Self::score(l, fastest).filter(|_| eligible(l));
+        let score = |l: &WorkerLoad| {
+            let s = Self::score(l, fastest).filter(|_| eligible(l))?;
+            Some(if Self::on_probation(l) {
+                s.max(Self::probation_wait(l, fastest))
+            } else {
+                s
+            })
+        };
         let best = loads.iter().filter_map(score).min()?;
         if best > limit {
             return None;
@@ -333,10 +342,13 @@ mod tests {
         // go: at 20 ms, up to (1 + 1) × 20 deep.
         assert_eq!(r.pick(&[cold(1, 20 * ms), timed(39, ms)]), Some(1));
         assert_eq!(r.pick(&[cold(1, 20 * ms), timed(40, ms)]), None);
-        // A caller who cannot wait is placed anyway, by expected wait, and
-        // refused only when no worker has room.
+        // A caller who cannot wait is placed anyway, by expected wait —
+        // behind a worker on probation, at least (depth + 1) × its running
+        // time — and refused only when no worker has room.
         assert_eq!(r.pick_now(&[cold(2, 0), cold(1, 0)]), Some(1));
-        assert_eq!(r.pick_now(&[cold(1, 20 * ms), timed(40, ms)]), Some(0));
+        assert_eq!(r.pick_now(&[cold(1, 20 * ms), timed(38, ms)]), Some(1));
+        assert_eq!(r.pick_now(&[cold(1, 20 * ms), timed(41, ms)]), Some(0));
+        assert_eq!(r.pick_now(&[cold(1, 5 * ms), timed(1, ms)]), Some(1));
         let full = WorkerLoad {
             has_room: false,
             ..timed(0, 0)

@@ -458,7 +458,21 @@ impl<B: Backend> SupervisorState<B> {
             let _ = reply.send(d.report());
             return;
         }
-        let refused = self.refuse_waiting();
+        // A waiter the router was keeping from a worker with room (one not
+        // measured yet) is admitted there and drained; the rest, for whom
+        // no worker has room, are refused.
+        let mut refused = 0;
+        for w in self.line.drain() {
+            if w.item.is_cancelled() {
+                self.recorder.cancelled(1);
+                continue;
+            }
+            if let Err(job) = self.try_admit(w.item, false) {
+                self.recorder.shutting_down(1);
+                job.refuse(PoolError::ShuttingDown);
+                refused += 1;
+            }
+        }
         tracing::info!(pool = %self.config.name, ?deadline, "draining");
         self.shared.draining.store(true, Ordering::Relaxed);
         self.drain = Some(Drain::new(Instant::now(), deadline, refused, reply));
