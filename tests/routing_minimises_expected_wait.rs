@@ -1,4 +1,4 @@
-//! Least-loaded means least expected wait. With one worker 20× slower,
+//! Least-loaded means least expected wait. With one worker much slower,
 //! routing by depth alone keeps both mailboxes equally deep, and everything
 //! sent to the slow worker waits ~20× longer (measured before: the slow
 //! worker took 5% of requests and all of the slowest 1%). Routed by depth
@@ -17,7 +17,10 @@ use corral::{LeastDepth, Pool, PoolConfig, Router};
 use parking_lot::Mutex;
 
 const FAST: Duration = Duration::from_millis(2);
-const SLOW: Duration = Duration::from_millis(40);
+/// 50× FAST: on a busy machine a 2 ms sleep can take 5, and the slow worker
+/// must still measure well over the 8 callers' depth times slower, or
+/// routing by expected wait rightly sends it work.
+const SLOW: Duration = Duration::from_millis(100);
 const CALLERS: usize = 8;
 const PER_CALLER: usize = 40;
 

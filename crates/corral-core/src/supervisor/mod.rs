@@ -13,6 +13,9 @@
 //!   re-routing, restarts, the tick, shutdown); its children
 //!   `state::admission` (why was this request refused?) and
 //!   `state::reports` (health, stats, levels, `retry_after`);
+//! - `admission`: admit, wait or refuse a request that arrives, a pure
+//!   function of the clock, the request, the workers' loads and the line
+//!   (why was this request refused?);
 //! - `watchdog`: stuck / deadlocked / hung-load detection, a pure function
 //!   of a worker's probe and the clock (why was this worker restarted?);
 //! - `restart`: restart intensity and backoff with jitter;
@@ -24,6 +27,7 @@
 //! closes its mailbox and answers what it held, and each waiting job answers
 //! as it drops — no request is left unanswered, no compute thread parked.
 
+mod admission;
 mod drain;
 mod restart;
 mod state;

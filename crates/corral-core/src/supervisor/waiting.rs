@@ -110,6 +110,18 @@ impl<T: Waiting> WaitingLine<T> {
         (r, gone)
     }
 
+    /// Whether the line can take one more, once entries whose caller left
+    /// are swept out if it is at its bound. Returns that, and how many such
+    /// entries were swept.
+    pub(crate) fn make_room(&mut self) -> (bool, usize) {
+        let gone = if self.line.len() >= self.bound {
+            self.sweep_gone()
+        } else {
+            0
+        };
+        (self.line.len() < self.bound, gone)
+    }
+
     /// Queues a re-routed request at the head (past the bound).
     pub(crate) fn push_front(&mut self, w: Waiter<T>) {
         self.line.push_front(w);

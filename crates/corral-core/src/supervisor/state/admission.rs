@@ -1,19 +1,21 @@
-//! Admission and routing: which worker a request goes to, and what happens
-//! when none has room — the waiting line (admitting from it as slots free,
-//! expiring it), or a refusal ("why was this request refused?" is
-//! [`SupervisorState::submit`]). Re-routing what a retired worker held goes
-//! through the same door.
+//! Admission and routing, wired: a request that arrives is decided by
+//! [`super::super::admission::decide`] (admit, wait or refuse — the pure
+//! policy, with its reasons) and carried out here — pushed to its worker,
+//! put in the waiting line, or answered, and counted. The line is admitted
+//! from as slots free and expired at its deadlines; what a retired worker
+//! held is re-routed through the same router.
 
 use std::time::Instant;
 
 use ractor::RpcReplyPort;
 
+use super::super::admission::{decide, Arrival, Decision, Line, Refusal};
 use super::super::waiting::{Expiry, Waiter, Waiting};
 use super::{Slot, SupervisorState};
 use crate::backend::Backend;
 use crate::error::PoolError;
 use crate::job::{Class, Job, Reply};
-use crate::msg::{Admission, Admitted};
+use crate::msg::Admitted;
 use crate::router::{Router, WorkerLoad};
 use crate::stats::recorder::Recorder;
 use crate::time;
@@ -36,6 +38,45 @@ impl Routing {
         }
     }
 
+    /// Rebuilds the loads of the ready workers, room counted for `class`.
+    fn snapshot<B: Backend>(&mut self, slots: &[Slot<B>], class: Class, now: Instant) {
+        self.loads.clear();
+        self.routable.clear();
+        for (i, s) in slots.iter().enumerate() {
+            if let Slot::Live(w) = s {
+                if w.is_ready() {
+                    self.loads.push(WorkerLoad {
+                        depth: w.depth(),
+                        has_room: w.has_room(class),
+                        service_ns: w.service_ns(),
+                        running_ns: w.running_ns(now),
+                    });
+                    self.routable.push(i);
+                }
+            }
+        }
+    }
+
+    /// Pushes `job` to the worker at `k` in the last snapshot, if it has
+    /// room (a router's pick is checked, never trusted), and counts it.
+    fn push<B: Backend>(
+        &self,
+        slots: &[Slot<B>],
+        recorder: &Recorder,
+        k: usize,
+        job: Job<B>,
+    ) -> Result<(), Job<B>> {
+        if !self.loads.get(k).is_some_and(|l| l.has_room) {
+            return Err(job);
+        }
+        let Some(Slot::Live(w)) = self.routable.get(k).and_then(|&i| slots.get(i)) else {
+            return Err(job);
+        };
+        w.push(job)?;
+        recorder.admitted();
+        Ok(())
+    }
+
     /// Routes `job` to the worker the router picks among the ready workers
     /// with room in the job's class, or hands it back. `patient`: the job
     /// can wait, so the router may keep it waiting for a better worker
@@ -48,41 +89,16 @@ impl Routing {
         job: Job<B>,
         patient: bool,
     ) -> Result<(), Job<B>> {
-        self.loads.clear();
-        self.routable.clear();
-        let now = Instant::now();
-        for (i, s) in slots.iter().enumerate() {
-            if let Slot::Live(w) = s {
-                if w.is_ready() {
-                    self.loads.push(WorkerLoad {
-                        depth: w.depth(),
-                        has_room: w.has_room(job.class),
-                        service_ns: w.service_ns(),
-                        running_ns: w.running_ns(now),
-                    });
-                    self.routable.push(i);
-                }
-            }
-        }
+        self.snapshot(slots, job.class, Instant::now());
         let pick = if patient {
             self.router.pick(&self.loads)
         } else {
             self.router.pick_now(&self.loads)
         };
-        let Some(k) = pick else {
-            return Err(job);
-        };
-        // A router that picks a full worker (or out of range) must not break
-        // the bound.
-        if !self.loads.get(k).is_some_and(|l| l.has_room) {
-            return Err(job);
+        match pick {
+            Some(k) => self.push(slots, recorder, k, job),
+            None => Err(job),
         }
-        let Some(Slot::Live(w)) = slots.get(self.routable[k]) else {
-            return Err(job);
-        };
-        w.push(job)?;
-        recorder.admitted();
-        Ok(())
     }
 }
 
@@ -97,8 +113,9 @@ impl<B: Backend> Waiting for Job<B> {
 }
 
 impl<B: Backend> SupervisorState<B> {
-    /// Admits a request to the least-loaded worker with room, or puts it in
-    /// the waiting line, or refuses it — the caller's choice, per request.
+    /// A request arrives: callers already waiting are served first, then
+    /// [`decide`] admits it, puts it in the line or refuses it, and this
+    /// carries the decision out.
     pub(crate) fn submit(
         &mut self,
         request: Admitted<B::Input>,
@@ -106,70 +123,91 @@ impl<B: Backend> SupervisorState<B> {
     ) {
         let Admitted { submit, permit } = request;
         let now = Instant::now();
-        let deadline = submit.deadline.map(|d| time::after(now, d));
-        let job = Job::new(submit.inputs, reply, deadline, permit);
-        if self.drain.is_some() || self.stopped {
-            self.recorder.shutting_down(1);
-            return job.refuse(PoolError::ShuttingDown);
-        }
-        if job.expired(now) {
-            self.recorder.deadline_exceeded(1);
-            return job.refuse(PoolError::Timeout);
-        }
-        // Callers already waiting go first.
+        let arrival = Arrival {
+            admission: submit.admission,
+            deadline: submit.deadline.map(|d| time::after(now, d)),
+        };
+        let mut job = Job::new(submit.inputs, reply, arrival.deadline, permit);
         if !self.line.is_empty() {
             self.pump();
         }
-        let patient = match submit.admission {
-            Admission::Reject => false,
-            Admission::Wait(wait) => !wait.is_zero(),
+        let (line_has_room, gone) = self.line.make_room();
+        self.recorder.cancelled(gone as u64);
+        let line = Line {
+            occupied: !self.line.is_empty(),
+            has_room: line_has_room,
         };
-        // A caller who cannot wait may take room that the waiters, just
-        // pumped, could not use (another class's, or a worker the router
-        // keeps them from); one who can wait joins the line behind them.
-        let job = if self.line.is_empty() || !patient {
-            match self.try_admit(job, patient) {
-                Ok(()) => return,
-                Err(job) => job,
+        let closed = self.drain.is_some() || self.stopped;
+        self.routing.snapshot(&self.slots, job.class, now);
+        // At most one turn per worker: a push the worker refuses (its
+        // mailbox closed under us) counts that worker as full.
+        loop {
+            let routing = &mut self.routing;
+            match decide(
+                now,
+                arrival,
+                &routing.loads,
+                line,
+                closed,
+                &mut *routing.router,
+            ) {
+                Decision::Admit(k) => match routing.push(&self.slots, &self.recorder, k, job) {
+                    Ok(()) => return,
+                    Err(back) => {
+                        job = back;
+                        match routing.loads.get_mut(k) {
+                            Some(l) if l.has_room => l.has_room = false,
+                            _ => return self.refuse(job, Refusal::Overloaded),
+                        }
+                    }
+                },
+                Decision::Wait { until, expiry } => {
+                    return self.wait(job, now, until, expiry, line.occupied)
+                }
+                Decision::Refuse(why) => return self.refuse(job, why),
             }
-        } else {
-            job
-        };
-        let wait = match submit.admission {
-            Admission::Reject => {
-                self.recorder.overloaded();
-                let retry_after = self.retry_after();
-                return job.refuse(PoolError::Overloaded { retry_after });
-            }
-            Admission::Wait(wait) if wait.is_zero() => {
-                self.recorder.timed_out();
-                return job.refuse(PoolError::Timeout);
-            }
-            Admission::Wait(wait) => wait,
-        };
-        let (until, expiry) = match deadline {
-            Some(d) if d < time::after(now, wait) => (d, Expiry::Deadline),
-            _ => (time::after(now, wait), Expiry::Timeout),
-        };
+        }
+    }
+
+    /// Puts a caller at the back of the waiting line until `until`.
+    fn wait(&mut self, job: Job<B>, now: Instant, until: Instant, expiry: Expiry, behind: bool) {
         let waiter = Waiter {
             item: job,
             since: now,
             deadline: until,
             expiry,
         };
-        let joined_others = !self.line.is_empty();
         let (pushed, gone) = self.line.push_back(waiter);
         self.recorder.cancelled(gone as u64);
         if let Err(w) = pushed {
-            // The line is full: placed anywhere with room, or refused.
-            if let Err(job) = self.try_admit(w.item, false) {
+            // Not reached: the line had room a moment ago.
+            self.refuse(w.item, Refusal::Overloaded);
+        } else if behind {
+            // The waiters ahead may all be of the other class.
+            self.pump();
+        }
+    }
+
+    /// Answers a refused request, counted by its reason.
+    fn refuse(&mut self, job: Job<B>, why: Refusal) {
+        match why {
+            Refusal::ShuttingDown => {
+                self.recorder.shutting_down(1);
+                job.refuse(PoolError::ShuttingDown);
+            }
+            Refusal::DeadlinePassed => {
+                self.recorder.deadline_exceeded(1);
+                job.refuse(PoolError::Timeout);
+            }
+            Refusal::Overloaded => {
                 self.recorder.overloaded();
                 let retry_after = self.retry_after();
                 job.refuse(PoolError::Overloaded { retry_after });
             }
-        } else if joined_others {
-            // The waiters ahead may all be of the other class.
-            self.pump();
+            Refusal::NoWait => {
+                self.recorder.timed_out();
+                job.refuse(PoolError::Timeout);
+            }
         }
     }
 
