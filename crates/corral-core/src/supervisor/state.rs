@@ -410,6 +410,9 @@ impl<B: Backend> SupervisorState<B> {
     /// gauges.
     async fn tick(&mut self) {
         let now = Instant::now();
+        // Room freed since the last pump goes to the line in order, before
+        // anyone in it is timed out.
+        self.pump();
         self.expire_waiting(now);
         let gone = self.line.sweep_gone();
         self.recorder.cancelled(gone as u64);
