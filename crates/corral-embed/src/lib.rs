@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod backend;
 mod config;
