@@ -9,8 +9,9 @@
 //! - `config`: reading `config.json` (once: the architecture, candle's and
 //!   FastBert's configurations) and the sentence-transformers files
 //!   (pooling mode, maximum sequence length).
-//! - `tokenize`: `tokenizer.json` with per-batch padding and the
-//!   sentence-transformers truncation; bounded work on very long texts.
+//! - `tokenize`: `tokenizer.json` with padding off (texts are packed, not
+//!   padded) and the sentence-transformers truncation; bounded work on very
+//!   long texts.
 //! - `encoder`: the forward pass behind one seam (FastBert or candle's
 //!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets) to pooled
 //!   rows.
@@ -34,7 +35,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 mod backend;
 mod config;

@@ -553,18 +553,33 @@ mod avx2 {
         let mut lo = [_mm256_setzero_si256(); R];
         let mut hi = [_mm256_setzero_si256(); R];
         for t in 0..pairs {
-            let w0 = _mm256_loadu_si256(w.add(t * 32) as *const __m256i);
-            let w1 = _mm256_loadu_si256(w.add(t * 32 + 16) as *const __m256i);
+            // SAFETY: t < pairs, so the 32 values from `w + t·32` lie within
+            // the `pairs · 32` the caller promised readable; `loadu` has no
+            // alignment requirement.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(w.add(t * 32) as *const __m256i),
+                    _mm256_loadu_si256(w.add(t * 32 + 16) as *const __m256i),
+                )
+            };
             for r in 0..R {
-                let pair = (a.add(r * lda + 2 * t) as *const i32).read_unaligned();
+                // SAFETY: r < R and 2·t + 1 < 2·pairs, so both i16 values lie
+                // within row `r` as the caller promised it readable; the read
+                // is unaligned.
+                let pair = unsafe { (a.add(r * lda + 2 * t) as *const i32).read_unaligned() };
                 let av = _mm256_set1_epi32(pair);
                 lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, w0));
                 hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, w1));
             }
         }
         for r in 0..R {
-            _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
-            _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
+            // borrowed: 8 are written from its start and 8 from its middle;
+            // `storeu` has no alignment requirement.
+            unsafe {
+                _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
+                _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            }
         }
     }
 }
