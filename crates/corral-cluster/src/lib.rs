@@ -21,6 +21,7 @@
 //! out to each member exactly.
 
 #![warn(missing_docs, unreachable_pub)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod handle;
 pub mod member;

@@ -542,7 +542,7 @@ fn main() -> Res<()> {
         if int8 {
             fb.quantize(Int8Layers::DEFAULT_INT8);
         }
-        corral_embed::fast::set_avx2_enabled(avx2);
+        corral_embed::bench_support::set_avx2_enabled(avx2);
         let rows = fastbert::op_profile(&mut fb, &b, iters)?;
         let title = if int8 {
             "FastBert int8, AVX2 kernels (whole forward, real tokens only)"

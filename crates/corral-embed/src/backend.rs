@@ -16,9 +16,10 @@ use crate::{EmbedInput, EmbedSpec, Embedder};
 
 /// Sentence embeddings as a Corral backend: `String` in, `Vec<f32>` out.
 ///
-/// `cost` is a cheap word-piece estimate (no tokenizing); `run` sorts the
-/// batch by length, pads per slice and answers in input order (see
-/// [`Embedder::embed`]).
+/// `cost` is a cheap word-piece estimate (no tokenizing); `run` tokenizes
+/// the batch, sorts it by length, runs it in slices of about
+/// `max_forward_tokens`, each one packed batch with no padding, and answers
+/// in input order (see [`Embedder::embed`]).
 #[derive(Debug)]
 pub struct EmbedBackend {
     embedder: Embedder,

@@ -9,11 +9,15 @@
 //! - `config`: reading `config.json` (once: the architecture, candle's and
 //!   FastBert's configurations) and the sentence-transformers files
 //!   (pooling mode, maximum sequence length).
-//! - `tokenize`: `tokenizer.json` with per-batch padding and the
-//!   sentence-transformers truncation; bounded work on very long texts.
+//! - `tokenize`: `tokenizer.json` with padding off (texts are packed, not
+//!   padded) and the sentence-transformers truncation; bounded work on very
+//!   long texts.
 //! - `encoder`: the forward pass behind one seam (FastBert or candle's
 //!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets) to pooled
 //!   rows.
+//! - [`fast`]: FastBert, Corral's own BERT / XLM-RoBERTa forward for the
+//!   CPU, and [`fast::OpTimer`], its per-op profile; its kernels are
+//!   private to the crate.
 //! - `pooling`: the one pooling implementation (mean or `[CLS]`, then L2
 //!   normalisation) over packed hidden states.
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
@@ -34,6 +38,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 mod backend;
 mod config;
@@ -54,3 +59,18 @@ pub use error::EmbedError;
 pub use ext::EmbedExt;
 pub use input::{EmbedInput, EmbedTokenizer, ModelInfo, Tokenized, TruncationSide};
 pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
+
+/// What this crate's encoder bench (`benches/encoder.rs`) needs beyond the
+/// public API: a bench builds as a crate of its own, so it reaches only
+/// public items, and the switch below is process-wide, not something an
+/// application should touch. Not part of the API: hidden from the docs and
+/// free to change.
+#[doc(hidden)]
+pub mod bench_support {
+    /// Allows (the default) or forbids the AVX2 + FMA builds of FastBert's
+    /// fp32 element-wise and attention kernels, process-wide, so that the
+    /// bench can profile a forward pass with and without them.
+    pub fn set_avx2_enabled(on: bool) {
+        crate::fast::set_avx2_enabled(on);
+    }
+}

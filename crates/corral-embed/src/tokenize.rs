@@ -1,8 +1,9 @@
 //! Text to word-piece ids: loads `tokenizer.json`, overrides its padding and
-//! truncation (padding is done per batch by the embedder; truncation follows
-//! the sentence-transformers `max_seq_length`), and bounds the work spent on
-//! very long texts by tokenizing only a prefix long enough to fill the
-//! maximum sequence length.
+//! truncation (padding is turned off: the embedder packs each text's ids one
+//! after another, and only candle's engine pads, for itself, inside the
+//! encoder; truncation follows the sentence-transformers `max_seq_length`),
+//! and bounds the work spent on very long texts by tokenizing only a prefix
+//! long enough to fill the maximum sequence length.
 
 use std::path::Path;
 

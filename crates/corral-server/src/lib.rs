@@ -13,8 +13,10 @@
 //!   module that calls the pool's handle.
 //! - `error`: errors in OpenAI's and TEI's body shapes, and the mapping of
 //!   every `PoolError` to a status.
-//! - `app`: the router, its layers (API key, metrics, tracing, body
-//!   limit), graceful shutdown.
+//! - `app`: the router, its layers (a place per `POST` among
+//!   `max_concurrent_requests`, API key, request metrics, tracing),
+//!   graceful shutdown. The body limit is not a layer: the embedding
+//!   handlers read the body themselves, refusing one over `max_body`.
 //! - `embed`: the path shared by both embedding routes (tokenise, check,
 //!   submit, shape).
 //! - `routes`: the handlers.

@@ -2,11 +2,12 @@
 //! `corral_core`'s `PoolHandle` lives in this module, so that a change of
 //! the handle's API is adapted here and nowhere else.
 //!
-//! Admission is `try_embed_batch`: a full pool is refused at once
-//! (`Overloaded`, answered 429 with `Retry-After`), never waited on. The
-//! server holds no queue of its own; the pool's bounded mailboxes are the
-//! only queue, and a client under overload learns so immediately instead of
-//! hanging behind a flood.
+//! Admission is `PoolHandle::try_call_batch` (one request's inputs as one
+//! batch): a full pool is refused at once (`Overloaded`, answered 429 with
+//! `Retry-After`), never waited on; the inputs the refusal hands back are
+//! dropped, since the request is answered there. The server holds no queue
+//! of its own; the pool's bounded mailboxes are the only queue, and a client
+//! under overload learns so immediately instead of hanging behind a flood.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

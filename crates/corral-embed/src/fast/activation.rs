@@ -8,7 +8,7 @@ use super::math;
 
 multiversion! {
     /// `x[r, j] ← gelu_erf(x[r, j] + bias[j])` in place for every row.
-    pub fn bias_gelu_in_place / bias_gelu_in_place_on(x: &mut [f32], bias: &[f32]) {
+    pub(crate) fn bias_gelu_in_place / bias_gelu_in_place_on(x: &mut [f32], bias: &[f32]) {
         let n = bias.len();
         assert!(n > 0 && x.len().is_multiple_of(n), "rows are not whole");
         for row in x.chunks_exact_mut(n) {

@@ -9,7 +9,7 @@
 //! transposed or per-head copies are made; the softmax runs in place on one
 //! row of scores at a time.
 //!
-//! This module owns [`SeqSpan`], [`softmax_in_place`], [`attention`] and
+//! This module owns [`SeqSpan`], `softmax_in_place` (the tests'), [`attention`] and
 //! [`attention_heads`] (a range of heads only, for splitting one sequence
 //! over threads).
 
@@ -19,15 +19,16 @@ use super::math;
 
 /// Where one sequence's tokens sit in the packed token rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeqSpan {
+pub(crate) struct SeqSpan {
     /// First row.
-    pub start: usize,
+    pub(crate) start: usize,
     /// Number of rows (real tokens).
-    pub len: usize,
+    pub(crate) len: usize,
 }
 
 /// `s ← softmax(s)` in place (max-subtracted, so it never overflows).
-pub fn softmax_in_place(s: &mut [f32]) {
+#[cfg(test)]
+pub(crate) fn softmax_in_place(s: &mut [f32]) {
     softmax_inline(s)
 }
 
@@ -104,7 +105,7 @@ fn context_row_any(p: &[f32], rows: &[f32], row: usize, vo: usize, c: &mut [f32]
 /// that made attention 1.8× faster in an int8 forward over the benchmark
 /// corpus (per-op breakdown of `cargo bench --bench encoder`). Each
 /// query's arithmetic is the same whichever block it falls in.
-pub fn attention(
+pub(crate) fn attention(
     qkv: &[f32],
     ctx: &mut [f32],
     spans: &[SeqSpan],
@@ -141,7 +142,7 @@ pub(crate) fn attention_on(
 /// `(h − head_range.start)·head_dim ..`). Each (sequence, head) is computed
 /// exactly as by [`attention`], so the values are bit-identical to the
 /// matching columns of its output.
-pub fn attention_heads(
+pub(crate) fn attention_heads(
     qkv: &[f32],
     ctx: &mut [f32],
     spans: &[SeqSpan],
@@ -202,19 +203,19 @@ pub(crate) fn attention_heads_on(
 /// One head of one sequence, as the kernels see it.
 pub(crate) struct HeadJob<'a> {
     /// The sequence's rows of the fused QKV projection, `len` rows of `row`.
-    pub rows: &'a [f32],
+    pub(crate) rows: &'a [f32],
     /// Width of a QKV row (`3·hidden`).
-    pub row: usize,
+    pub(crate) row: usize,
     /// Column of this head's query in a QKV row.
-    pub qo: usize,
+    pub(crate) qo: usize,
     /// Column of this head's value in a QKV row.
-    pub vo: usize,
+    pub(crate) vo: usize,
     /// Head dimension.
-    pub d: usize,
+    pub(crate) d: usize,
     /// The keys transposed and scaled, `kt[c·lp + j]` (see [`gather_kt`]).
-    pub kt: &'a [f32],
+    pub(crate) kt: &'a [f32],
     /// Keys rounded up to a multiple of 8 (`kt`'s row stride).
-    pub lp: usize,
+    pub(crate) lp: usize,
 }
 
 impl HeadJob<'_> {

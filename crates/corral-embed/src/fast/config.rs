@@ -33,7 +33,7 @@ impl Int8Layers {
 
     /// What `--quantize int8` uses: every dense layer. Measured on the 24
     /// golden texts (minimum / mean cosine to fp32), activations in 4,096
-    /// levels ([`super::qmatmul::activation_levels`]), each kind alone: QKV
+    /// levels (the kernel's most for these widths), each kind alone: QKV
     /// 0.99949 / 0.99984, attention output 0.99994 / 0.99997, feed-forward
     /// up 0.99969 / 0.99990, feed-forward down 0.99743 / 0.99954; all four
     /// 0.99620 / 0.99925. (With 256 levels QKV alone fell to 0.99727 and

@@ -10,30 +10,30 @@ use super::layer_norm::LayerNorm;
 
 /// Embedding tables and their layer norm.
 #[derive(Debug, Clone)]
-pub struct Embeddings {
+pub(crate) struct Embeddings {
     /// `[vocab, hidden]`.
-    pub word: Vec<f32>,
+    pub(crate) word: Vec<f32>,
     /// `[max_positions, hidden]`.
-    pub position: Vec<f32>,
+    pub(crate) position: Vec<f32>,
     /// Row 0 of the token-type table, `[hidden]`.
-    pub token_type0: Vec<f32>,
+    pub(crate) token_type0: Vec<f32>,
     /// The layer norm applied to the sum.
-    pub norm: LayerNorm,
+    pub(crate) norm: LayerNorm,
     /// Hidden size.
-    pub hidden: usize,
+    pub(crate) hidden: usize,
     /// XLM-RoBERTa's padding index, past which positions start (see
     /// [`Embeddings::push_positions`]); `None` for BERT.
-    pub padding_idx: Option<u32>,
+    pub(crate) padding_idx: Option<u32>,
 }
 
 impl Embeddings {
     /// Number of rows in the word table.
-    pub fn vocab(&self) -> usize {
+    pub(crate) fn vocab(&self) -> usize {
         self.word.len() / self.hidden
     }
 
     /// Number of rows in the position table.
-    pub fn max_positions(&self) -> usize {
+    pub(crate) fn max_positions(&self) -> usize {
         self.position.len() / self.hidden
     }
 
@@ -42,7 +42,7 @@ impl Embeddings {
     /// `create_position_ids_from_input_ids` gives — `padding_idx + 1 + i`
     /// for the `i`-th token that is not `padding_idx`, and `padding_idx`
     /// for a token that is.
-    pub fn push_positions(&self, ids: &[u32], out: &mut Vec<u32>) {
+    pub(crate) fn push_positions(&self, ids: &[u32], out: &mut Vec<u32>) {
         match self.padding_idx {
             None => out.extend(0..ids.len() as u32),
             Some(pad) => {
@@ -62,7 +62,7 @@ impl Embeddings {
     /// Writes the normalised embedding of token `ids[t]` at position
     /// `positions[t]` into row `t` of `out` (`[ids.len(), hidden]`).
     /// Callers have checked that ids and positions are in range.
-    pub fn forward(&self, ids: &[u32], positions: &[u32], out: &mut [f32]) {
+    pub(crate) fn forward(&self, ids: &[u32], positions: &[u32], out: &mut [f32]) {
         let h = self.hidden;
         assert_eq!(ids.len(), positions.len());
         assert!(out.len() >= ids.len() * h);

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 /// Which build of the element-wise, attention and int8 kernels runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Isa(Kind);
+pub(crate) struct Isa(Kind);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -20,10 +20,10 @@ static AVX2_ALLOWED: AtomicBool = AtomicBool::new(true);
 
 impl Isa {
     /// Baseline x86-64 (or any other target): plain Rust, no CPU check.
-    pub const BASELINE: Self = Self(Kind::Baseline);
+    pub(crate) const BASELINE: Self = Self(Kind::Baseline);
 
     /// AVX2 + FMA, when this CPU has them (checked once per process).
-    pub fn avx2() -> Option<Self> {
+    pub(crate) fn avx2() -> Option<Self> {
         static DETECTED: OnceLock<bool> = OnceLock::new();
         let has = *DETECTED.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
@@ -41,7 +41,7 @@ impl Isa {
 
     /// The best build this CPU runs, unless [`set_avx2_enabled`] forbade
     /// AVX2.
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         if AVX2_ALLOWED.load(Ordering::Relaxed) {
             Self::avx2().unwrap_or(Self::BASELINE)
         } else {
@@ -50,19 +50,15 @@ impl Isa {
     }
 
     /// Whether this selects the AVX2 + FMA builds.
-    pub fn is_avx2(self) -> bool {
+    pub(crate) fn is_avx2(self) -> bool {
         self.0 == Kind::Avx2Fma
     }
 }
 
 /// Allows (the default) or forbids the AVX2 + FMA builds of the fp32
-/// element-wise and attention kernels, process-wide; for benchmarks that
-/// measure what they bring. Tests call each build directly instead.
-pub fn set_avx2_enabled(on: bool) {
+/// element-wise and attention kernels, process-wide; for the encoder bench,
+/// which measures what they bring (through `crate::bench_support`). Tests
+/// call each build directly instead.
+pub(crate) fn set_avx2_enabled(on: bool) {
     AVX2_ALLOWED.store(on, Ordering::Relaxed);
-}
-
-/// Whether [`set_avx2_enabled`] allows the AVX2 + FMA kernels.
-pub fn avx2_enabled() -> bool {
-    AVX2_ALLOWED.load(Ordering::Relaxed)
 }

@@ -26,7 +26,7 @@ use super::qmatmul::{QLinear, QuantizedRows};
 /// A dense layer in fp32 or int8; both leave the bias to the caller's
 /// fused pass.
 #[derive(Debug, Clone)]
-pub enum Dense {
+pub(crate) enum Dense {
     /// fp32 weights, `gemm`.
     F32(Linear),
     /// int8 weights per output channel, activations quantised per row.
@@ -35,7 +35,7 @@ pub enum Dense {
 
 impl Dense {
     /// Output features.
-    pub fn n(&self) -> usize {
+    pub(crate) fn n(&self) -> usize {
         match self {
             Self::F32(l) => l.n,
             Self::Int8(l) => l.n,
@@ -43,7 +43,7 @@ impl Dense {
     }
 
     /// The bias, `[n]`.
-    pub fn bias(&self) -> &[f32] {
+    pub(crate) fn bias(&self) -> &[f32] {
         match self {
             Self::F32(l) => &l.bias,
             Self::Int8(l) => &l.bias,
@@ -52,7 +52,7 @@ impl Dense {
 
     /// `out (+)= x · Wᵀ` for `m` rows, as [`Linear::forward_no_bias`];
     /// `q` holds the quantised rows of an int8 layer.
-    pub fn forward_no_bias(
+    pub(crate) fn forward_no_bias(
         &self,
         x: &[f32],
         out: &mut [f32],
@@ -70,7 +70,7 @@ impl Dense {
     /// Turns an fp32 layer whose input leaves `norm` into int8, smoothing
     /// the input's channels by the norm's parameters (see
     /// [`QLinear::from_torch_smoothed`]).
-    pub fn quantize_smoothed(&mut self, norm: &LayerNorm, k: usize) {
+    pub(crate) fn quantize_smoothed(&mut self, norm: &LayerNorm, k: usize) {
         if let Self::F32(l) = self {
             assert_eq!(l.k, k, "input width");
             let f = QLinear::smoothing_for_norm(&l.w, l.n, l.k, &norm.gamma, &norm.beta);
@@ -85,7 +85,7 @@ impl Dense {
     }
 
     /// Turns an fp32 layer into int8 (an int8 one stays as it is).
-    pub fn quantize_in_place(&mut self) {
+    pub(crate) fn quantize_in_place(&mut self) {
         if let Self::F32(l) = self {
             *self = Self::Int8(QLinear::from_torch(
                 &l.w,
@@ -99,49 +99,55 @@ impl Dense {
 
 /// Weights of one encoder layer.
 #[derive(Debug, Clone)]
-pub struct EncoderLayer {
+pub(crate) struct EncoderLayer {
     /// Fused Q|K|V projection, `[hidden, 3·hidden]`.
-    pub qkv: Dense,
+    pub(crate) qkv: Dense,
     /// Attention output projection.
-    pub attn_out: Dense,
+    pub(crate) attn_out: Dense,
     /// Layer norm after attention.
-    pub attn_norm: LayerNorm,
+    pub(crate) attn_norm: LayerNorm,
     /// Feed-forward up projection (`intermediate`).
-    pub ffn_in: Dense,
+    pub(crate) ffn_in: Dense,
     /// Feed-forward down projection (`output`).
-    pub ffn_out: Dense,
+    pub(crate) ffn_out: Dense,
     /// Layer norm after the feed-forward block.
-    pub ffn_norm: LayerNorm,
+    pub(crate) ffn_norm: LayerNorm,
     /// Attention heads.
-    pub heads: usize,
+    pub(crate) heads: usize,
 }
 
 /// Work buffers, grown to the largest batch seen and then reused.
 #[derive(Debug, Default)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     /// `[tokens, 3·hidden]`.
-    pub qkv: Vec<f32>,
+    pub(crate) qkv: Vec<f32>,
     /// `[tokens, hidden]`.
-    pub ctx: Vec<f32>,
+    pub(crate) ctx: Vec<f32>,
     /// `[tokens, intermediate]`.
-    pub inter: Vec<f32>,
+    pub(crate) inter: Vec<f32>,
     /// One row of attention scores.
-    pub scores: Vec<f32>,
+    pub(crate) scores: Vec<f32>,
     /// The contexts of the head groups when one sequence's attention is
     /// split over threads, `[tokens, hidden]` in all.
-    pub attn_parts: Vec<f32>,
+    pub(crate) attn_parts: Vec<f32>,
     /// The quantised input of an int8 layer.
-    pub q: QuantizedRows,
+    pub(crate) q: QuantizedRows,
 }
 
 impl EncoderLayer {
     /// Hidden size.
-    pub fn hidden(&self) -> usize {
+    pub(crate) fn hidden(&self) -> usize {
         self.attn_out.n()
     }
 
     /// Transforms the packed hidden states `x` (`[tokens, hidden]`) in place.
-    pub fn forward(&self, x: &mut [f32], spans: &[SeqSpan], scratch: &mut Scratch, threads: usize) {
+    pub(crate) fn forward(
+        &self,
+        x: &mut [f32],
+        spans: &[SeqSpan],
+        scratch: &mut Scratch,
+        threads: usize,
+    ) {
         let h = self.hidden();
         let tokens = x.len() / h;
         let n3 = self.qkv.n();

@@ -8,20 +8,20 @@ use super::math;
 
 /// Parameters of one layer norm.
 #[derive(Debug, Clone)]
-pub struct LayerNorm {
+pub(crate) struct LayerNorm {
     /// Scale (`weight`), `[hidden]`.
-    pub gamma: Vec<f32>,
+    pub(crate) gamma: Vec<f32>,
     /// Shift (`bias`), `[hidden]`.
-    pub beta: Vec<f32>,
+    pub(crate) beta: Vec<f32>,
     /// Added to the variance.
-    pub eps: f32,
+    pub(crate) eps: f32,
 }
 
 impl LayerNorm {
     /// Normalises every row of `x` (`[rows, hidden]`) in place after adding
     /// `bias` (when given) to it: `y = (v - mean) / sqrt(var + eps) · γ + β`
     /// with `v = x + bias`, biased variance as in PyTorch.
-    pub fn forward_in_place(&self, x: &mut [f32], bias: Option<&[f32]>) {
+    pub(crate) fn forward_in_place(&self, x: &mut [f32], bias: Option<&[f32]>) {
         let h = self.gamma.len();
         assert!(h > 0 && x.len().is_multiple_of(h), "rows are not whole");
         for row in x.chunks_exact_mut(h) {

@@ -21,7 +21,7 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// Inputs below −87 return about `1.6e-38` instead of 0 or a subnormal, which
 /// is harmless for a softmax (the largest term is always `e^0 = 1`).
 #[inline(always)]
-pub fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // x = n·ln2 + r with |r| ≤ ln2/2.
     // t holds n in the low bits of its mantissa: bits(t) = bits(MAGIC) + n.
@@ -54,7 +54,7 @@ pub fn exp(x: f32) -> f32 {
 /// complement keeps full relative precision where `1 + erf(z)` is small
 /// (large negative `z`), which is exactly where GELU needs it.
 #[inline(always)]
-pub fn erfc_abs(z: f32) -> f32 {
+pub(crate) fn erfc_abs(z: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A1: f32 = 0.254_829_6;
     const A2: f32 = -0.284_496_74;
@@ -70,7 +70,7 @@ pub fn erfc_abs(z: f32) -> f32 {
 /// Exact (erf-based) GELU: `x · (1 + erf(x/√2)) / 2`, the activation of
 /// BERT's `hidden_act = "gelu"`. Absolute error below `2e-7·(1 + |x|)`.
 #[inline(always)]
-pub fn gelu_erf(x: f32) -> f32 {
+pub(crate) fn gelu_erf(x: f32) -> f32 {
     let c = erfc_abs(x * std::f32::consts::FRAC_1_SQRT_2);
     // 1 + erf(z) = 2 - erfc(z) for z ≥ 0 and erfc(|z|) for z < 0.
     let one_plus_erf = if x >= 0.0 { 2.0 - c } else { c };
@@ -81,7 +81,7 @@ pub fn gelu_erf(x: f32) -> f32 {
 /// them in one vector register (a single running `f32` sum cannot be
 /// vectorised without reassociating).
 #[inline(always)]
-pub fn sum(x: &[f32]) -> f32 {
+pub(crate) fn sum(x: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = x.chunks_exact(8);
     let tail = chunks.remainder();
@@ -98,8 +98,9 @@ pub fn sum(x: &[f32]) -> f32 {
 }
 
 /// Dot product with eight independent accumulators (see [`sum`]).
+#[cfg(test)]
 #[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; 8];
     let ca = a.chunks_exact(8);
@@ -119,7 +120,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Largest element (−∞ for an empty slice), eight lanes at a time.
 #[inline(always)]
-pub fn max(x: &[f32]) -> f32 {
+pub(crate) fn max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
     let tail = chunks.remainder();

@@ -17,8 +17,10 @@ use gemm::Parallelism;
 
 /// How the right-hand side of [`matmul`] is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RhsLayout {
-    /// `[k, n]` row-major.
+pub(crate) enum RhsLayout {
+    /// `[k, n]` row-major. (The model's weights are all `NByK`; only the
+    /// tests multiply by a `[k, n]` matrix.)
+    #[cfg_attr(not(test), allow(dead_code))]
     KByN,
     /// `[n, k]` row-major (the product uses its transpose), PyTorch's
     /// `Linear.weight` layout.
@@ -27,21 +29,21 @@ pub enum RhsLayout {
 
 /// A dense layer `y = x · Wᵀ + b`, with `W` in PyTorch layout.
 #[derive(Debug, Clone)]
-pub struct Linear {
+pub(crate) struct Linear {
     /// `W`, `[n, k]` row-major (`out_features × in_features`).
-    pub w: Vec<f32>,
+    pub(crate) w: Vec<f32>,
     /// Bias, `[n]`.
-    pub bias: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
     /// Input features.
-    pub k: usize,
+    pub(crate) k: usize,
     /// Output features.
-    pub n: usize,
+    pub(crate) n: usize,
 }
 
 impl Linear {
     /// Builds the layer from a PyTorch-layout weight `w` (`[n, k]`
     /// row-major) and its bias.
-    pub fn from_torch(w: Vec<f32>, bias: Vec<f32>, n: usize, k: usize) -> Self {
+    pub(crate) fn from_torch(w: Vec<f32>, bias: Vec<f32>, n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
         assert_eq!(bias.len(), n, "bias size");
         Self { w, bias, k, n }
@@ -49,7 +51,7 @@ impl Linear {
 
     /// Concatenates layers sharing the input along their outputs (stacking
     /// the rows of `W`), so that Q, K and V are computed by one matmul.
-    pub fn concat_outputs(parts: &[Linear]) -> Self {
+    pub(crate) fn concat_outputs(parts: &[Linear]) -> Self {
         let k = parts[0].k;
         assert!(parts.iter().all(|p| p.k == k), "inputs differ");
         let n = parts.iter().map(|p| p.n).sum();
@@ -61,7 +63,7 @@ impl Linear {
     /// `out[m, n] = x[m, k] · Wᵀ` plus what `out` already holds when
     /// `accumulate` (used to fuse the residual add). The bias is *not* added:
     /// callers fuse it into the following pass.
-    pub fn forward_no_bias(
+    pub(crate) fn forward_no_bias(
         &self,
         x: &[f32],
         out: &mut [f32],
@@ -81,7 +83,7 @@ impl Linear {
 /// otherwise it overwrites it. `threads <= 1` runs on the calling thread
 /// only; more use the current rayon pool.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
+pub(crate) fn matmul(
     out: &mut [f32],
     a: &[f32],
     b: &[f32],

@@ -4,20 +4,20 @@
 //! Compared with candle-transformers' `BertModel` it:
 //! - drops padding: only tokens with mask 1 go through the dense layers, and
 //!   attention runs per sequence over exactly its own tokens
-//!   ([`attention`]), so a text gives the same result alone or in a batch;
-//! - fuses Q, K and V into one matmul ([`matmul`]), through the same `gemm`
+//!   (`attention`), so a text gives the same result alone or in a batch;
+//! - fuses Q, K and V into one matmul (`matmul`), through the same `gemm`
 //!   crate candle uses, with the parallelism chosen per call (none for a
 //!   single-threaded worker, so no thread-pool barriers);
 //! - fuses what candle runs as several passes over memory: residual adds go
 //!   into the matmul's accumulation, bias + layer norm is one pass
-//!   ([`layer_norm`]), bias + exact GELU is one pass with a vectorisable erf
-//!   ([`activation`], [`math`]), the softmax runs in place;
+//!   (`layer_norm`), bias + exact GELU is one pass with a vectorisable erf
+//!   (`activation`, `math`), the softmax runs in place;
 //! - reuses all its buffers across batches.
 //!
 //! This module owns [`FastBert`] (loading and the forward pass) and
 //! [`FastBertError`]; [`FastBertConfig`] and [`Int8Layers`] live in `config`
 //! (re-exported here), and each layer of the computation lives in its own
-//! submodule, each with tests against the plain candle ops.
+//! private submodule, each with tests against the plain candle ops.
 
 /// Defines `fn $name` that runs `$on` with [`Isa::current`], and `fn $on`
 /// that runs the body compiled for AVX2 + FMA when given an AVX2 [`Isa`]
@@ -56,22 +56,25 @@ macro_rules! multiversion {
     };
 }
 
-pub mod activation;
+// The kernels and layers are private: FastBert is the one way in, as
+// candle keeps its blocks behind its model types. `set_avx2_enabled` reaches
+// the encoder bench through `crate::bench_support` only.
+mod activation;
 mod isa;
-pub use isa::{avx2_enabled, set_avx2_enabled, Isa};
-pub mod attention;
+pub(crate) use isa::{set_avx2_enabled, Isa};
+mod attention;
 mod config;
 pub use config::{FastBertConfig, Int8Layers};
-pub mod embeddings;
-pub mod layer;
-pub mod layer_norm;
-pub mod math;
-pub mod matmul;
+mod embeddings;
+mod layer;
+mod layer_norm;
+mod math;
+mod matmul;
 pub mod op_timer;
-pub mod qmatmul;
+mod qmatmul;
 #[cfg(test)]
 mod test_util;
-pub mod weights;
+mod weights;
 
 use std::path::{Path, PathBuf};
 
@@ -80,7 +83,7 @@ use embeddings::Embeddings;
 use layer::{grow, EncoderLayer, Scratch};
 use op_timer::{op_span, FORWARD, OP_TARGET};
 pub use op_timer::{OpTime, OpTimer, OpTimes};
-pub use weights::Weights;
+use weights::Weights;
 
 /// Errors from loading a model or from malformed inputs.
 #[derive(Debug, thiserror::Error)]
@@ -140,8 +143,11 @@ impl FastBert {
     /// `bert.` or `roberta.`), transposing and fusing them for the kernels.
     ///
     /// # Errors
-    /// [`FastBertError::Io`] when the file cannot be read; otherwise as
-    /// [`FastBert::from_weights`].
+    /// [`FastBertError::Io`] when the file cannot be read,
+    /// [`FastBertError::SafeTensors`] when it is not safetensors,
+    /// [`FastBertError::Config`] for an inconsistent configuration,
+    /// [`FastBertError::MissingTensor`] / [`FastBertError::BadTensor`] for
+    /// weights that do not match it.
     pub fn load(safetensors_path: &Path, config: &FastBertConfig) -> Result<Self, FastBertError> {
         let bytes = std::fs::read(safetensors_path).map_err(|source| FastBertError::Io {
             path: safetensors_path.to_path_buf(),
@@ -158,7 +164,7 @@ impl FastBert {
     /// [`FastBertError::Config`] for an inconsistent configuration,
     /// [`FastBertError::MissingTensor`] / [`FastBertError::BadTensor`] for
     /// weights that do not match it.
-    pub fn from_weights(
+    pub(crate) fn from_weights(
         weights: &Weights<'_>,
         config: &FastBertConfig,
     ) -> Result<Self, FastBertError> {
@@ -188,7 +194,7 @@ impl FastBert {
     /// Quantises the dense layers `which` selects to int8 (per output
     /// channel, symmetric; activations are then quantised per token on the
     /// fly). Returns `false`, changing nothing, when the CPU lacks the
-    /// int8 kernel's instructions ([`qmatmul::int8_supported`]): the model
+    /// int8 kernel's instructions (x86-64's AVX2 and FMA): the model
     /// stays fp32.
     pub fn quantize(&mut self, which: Int8Layers) -> bool {
         if !qmatmul::int8_supported() {

@@ -1,7 +1,7 @@
 //! Int8 dense layers: weights quantised per output channel at load
 //! (symmetric, `[-127, 127]`), activations quantised per row (token) on the
 //! fly (asymmetric over the row's `[min, max]`, in up to 4,096 levels —
-//! [`activation_levels`] — stored around the row's offset), products
+//! [`activation_levels`](quantize::activation_levels) — stored around the row's offset), products
 //! accumulated exactly in `i32` by an AVX2 kernel of our own, and the
 //! scales, the offset's term and — when asked — the residual add applied in
 //! the kernel's output step.
@@ -43,7 +43,8 @@
 //! registers and broadcasts one (`x[k]`, `x[k+1]`) pair per row per step.
 //!
 //! With `|q_a| ≤ levels/2`, `|q_w| ≤ 127` the `i32` sums cannot overflow
-//! while `k·(levels/2)·127 < 2³¹`, which [`activation_levels`] keeps true
+//! while `k·(levels/2)·127 < 2³¹`, which
+//! [`activation_levels`](quantize::activation_levels) keeps true
 //! (4,096 levels up to `k` = 8,256, fewer beyond), so the integer part is
 //! exact: the AVX2 kernel and the portable one (`gemm_i16_portable`)
 //! agree bit for bit before the output step.
@@ -53,7 +54,7 @@
 //! − 1)` over the row) and
 //! `ŵ = s_w·q_w` (`|w − ŵ| ≤ s_w/2`, `s_w = max|w_col|/127`), each output
 //! element satisfies
-//! `|y − ŷ| ≤ Σ_k (s_a/2)·|ŵ_k| + (s_w/2)·|x_k|` ([`error_bound`]), plus
+//! `|y − ŷ| ≤ Σ_k (s_a/2)·|ŵ_k| + (s_w/2)·|x_k|` (the tests' `error_bound`), plus
 //! the fp32 rounding of the output step (relative ~1e-7). The tests check
 //! every element of random products, odd sizes included, against that
 //! bound computed in `f64`.
@@ -64,12 +65,14 @@
 use rayon::prelude::*;
 
 mod quantize;
-pub use quantize::{activation_levels, QuantizedRows, MAX_ACTIVATION_LEVELS};
+pub(crate) use quantize::QuantizedRows;
+#[cfg(test)]
+use quantize::{activation_levels, MAX_ACTIVATION_LEVELS};
 
 /// Output columns per packed weight panel (two AVX2 vectors of `i32`).
-pub const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Rows per micro-kernel tile.
-pub const MR: usize = 6;
+pub(crate) const MR: usize = 6;
 /// Rows per cache block: the quantised activations of one block stay in L2
 /// while every weight panel passes over them.
 const MC: usize = 96;
@@ -78,14 +81,14 @@ const QMAX: f32 = 127.0;
 
 /// Whether this CPU runs the int8 kernel (x86-64 with AVX2). Without it
 /// callers keep the fp32 layers.
-pub fn int8_supported() -> bool {
+pub(crate) fn int8_supported() -> bool {
     super::Isa::avx2().is_some()
 }
 
 /// A dense layer `y = x · Wᵀ + b` with `W` quantised to 8 bits per output
 /// channel and packed for the int8 kernel.
 #[derive(Debug, Clone)]
-pub struct QLinear {
+pub(crate) struct QLinear {
     /// Packed weights: `panels × (kp/2) × NR × 2` values in `[-127, 127]`.
     packed: Vec<i16>,
     /// Per-output-channel scale, padded with zeros to whole panels.
@@ -94,13 +97,13 @@ pub struct QLinear {
     /// a row's offset in the output.
     w_sum: Vec<f32>,
     /// Bias, `[n]` (applied by the caller's fused pass, as for `Linear`).
-    pub bias: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
     /// Input features.
-    pub k: usize,
+    pub(crate) k: usize,
     /// `k` rounded up to even (the kernel consumes `k` in pairs).
     kp: usize,
     /// Output features.
-    pub n: usize,
+    pub(crate) n: usize,
     /// `1 / f_k` per input channel when the input is smoothed.
     inv_smooth: Option<Vec<f32>>,
 }
@@ -108,7 +111,7 @@ pub struct QLinear {
 impl QLinear {
     /// As [`QLinear::from_torch`], with input channel `k` divided by
     /// `smooth[k]` before quantising and `W`'s column `k` multiplied by it.
-    pub fn from_torch_smoothed(
+    pub(crate) fn from_torch_smoothed(
         w: &[f32],
         bias: Vec<f32>,
         n: usize,
@@ -132,7 +135,7 @@ impl QLinear {
     /// SmoothQuant-style factors for an input that leaves a layer norm with
     /// parameters `gamma`, `beta` (see the module docs) and the weight `w`
     /// (`[n, k]`).
-    pub fn smoothing_for_norm(
+    pub(crate) fn smoothing_for_norm(
         w: &[f32],
         n: usize,
         k: usize,
@@ -155,7 +158,7 @@ impl QLinear {
 
     /// Quantises a PyTorch-layout weight (`[n, k]` row-major) per output
     /// channel and packs it.
-    pub fn from_torch(w: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Self {
+    pub(crate) fn from_torch(w: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
         assert_eq!(bias.len(), n, "bias size");
         let kp = k + (k & 1);
@@ -193,7 +196,8 @@ impl QLinear {
     }
 
     /// The dequantised weight `ŵ[j, p]` the kernel multiplies by.
-    pub fn dequantized(&self, j: usize, p: usize) -> f32 {
+    #[cfg(test)]
+    pub(crate) fn dequantized(&self, j: usize, p: usize) -> f32 {
         let (panel, c) = (j / NR, j % NR);
         let idx = ((panel * (self.kp / 2) + p / 2) * NR + c) * 2 + (p & 1);
         self.packed[idx] as f32 * self.w_scale[j]
@@ -205,7 +209,7 @@ impl QLinear {
     /// pass. `threads > 1` splits rows over the current rayon pool. Uses
     /// the AVX2 kernel when the CPU has it, the portable one otherwise.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_no_bias(
+    pub(crate) fn forward_no_bias(
         &self,
         x: &[f32],
         out: &mut [f32],
@@ -436,7 +440,14 @@ fn quantize_one(v: f32, inv_scale: f32) -> i16 {
 /// `Σ_k (s_a/2)·|ŵ[j,k]| + (s_w[j]/2)·|x[i,k]|`: the largest possible
 /// `|y[i,j] − ŷ[i,j]|` from quantisation for row `i` of `x`, column `j`,
 /// before fp32 rounding (see the module docs).
-pub fn error_bound(layer: &QLinear, rows: &QuantizedRows, x: &[f32], i: usize, j: usize) -> f64 {
+#[cfg(test)]
+pub(crate) fn error_bound(
+    layer: &QLinear,
+    rows: &QuantizedRows,
+    x: &[f32],
+    i: usize,
+    j: usize,
+) -> f64 {
     let k = layer.k;
     let sa = rows.scales[i] as f64;
     let sw = layer.w_scale[j] as f64;
@@ -553,18 +564,33 @@ mod avx2 {
         let mut lo = [_mm256_setzero_si256(); R];
         let mut hi = [_mm256_setzero_si256(); R];
         for t in 0..pairs {
-            let w0 = _mm256_loadu_si256(w.add(t * 32) as *const __m256i);
-            let w1 = _mm256_loadu_si256(w.add(t * 32 + 16) as *const __m256i);
+            // SAFETY: t < pairs, so the 32 values from `w + t·32` lie within
+            // the `pairs · 32` the caller promised readable; `loadu` has no
+            // alignment requirement.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(w.add(t * 32) as *const __m256i),
+                    _mm256_loadu_si256(w.add(t * 32 + 16) as *const __m256i),
+                )
+            };
             for r in 0..R {
-                let pair = (a.add(r * lda + 2 * t) as *const i32).read_unaligned();
+                // SAFETY: r < R and 2·t + 1 < 2·pairs, so both i16 values lie
+                // within row `r` as the caller promised it readable; the read
+                // is unaligned.
+                let pair = unsafe { (a.add(r * lda + 2 * t) as *const i32).read_unaligned() };
                 let av = _mm256_set1_epi32(pair);
                 lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, w0));
                 hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, w1));
             }
         }
         for r in 0..R {
-            _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
-            _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
+            // borrowed: 8 are written from its start and 8 from its middle;
+            // `storeu` has no alignment requirement.
+            unsafe {
+                _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
+                _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ const PREFIXES: [&str; 3] = ["", "bert.", "roberta."];
 
 /// The tensors of one safetensors file, read by name under the prefix the
 /// file uses (found once, from the word embeddings).
-pub struct Weights<'a> {
+pub(crate) struct Weights<'a> {
     st: safetensors::SafeTensors<'a>,
     prefix: &'static str,
 }
@@ -44,7 +44,7 @@ impl<'a> Weights<'a> {
     /// [`FastBertError::SafeTensors`] for bytes that are not safetensors,
     /// [`FastBertError::MissingTensor`] when no prefix has
     /// `embeddings.word_embeddings.weight`.
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FastBertError> {
+    pub(crate) fn from_bytes(bytes: &'a [u8]) -> Result<Self, FastBertError> {
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| FastBertError::SafeTensors(e.to_string()))?;
         let probe = "embeddings.word_embeddings.weight";
@@ -60,18 +60,13 @@ impl<'a> Weights<'a> {
         Ok(Self { st, prefix })
     }
 
-    /// The prefix found in the file (`""`, `"bert."` or `"roberta."`).
-    pub fn prefix(&self) -> &'static str {
-        self.prefix
-    }
-
     /// The F32 tensor `name` (under the file's prefix), checked to have
     /// `shape`.
     ///
     /// # Errors
     /// [`FastBertError::MissingTensor`] or [`FastBertError::BadTensor`]
     /// (another dtype or shape).
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, FastBertError> {
+    pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, FastBertError> {
         let full = format!("{}{name}", self.prefix);
         let view = self
             .st
@@ -103,7 +98,7 @@ impl<'a> Weights<'a> {
     ///
     /// # Errors
     /// As [`Weights::get`].
-    pub fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<Linear, FastBertError> {
+    pub(crate) fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<Linear, FastBertError> {
         let w = self.get(&format!("{prefix}.weight"), &[n, k])?;
         let b = self.get(&format!("{prefix}.bias"), &[n])?;
         Ok(Linear::from_torch(w, b, n, k))
@@ -116,7 +111,12 @@ impl LayerNorm {
     ///
     /// # Errors
     /// As [`Weights::get`].
-    pub fn load(w: &Weights<'_>, prefix: &str, h: usize, eps: f32) -> Result<Self, FastBertError> {
+    pub(crate) fn load(
+        w: &Weights<'_>,
+        prefix: &str,
+        h: usize,
+        eps: f32,
+    ) -> Result<Self, FastBertError> {
         let gamma = w
             .get(&format!("{prefix}.weight"), &[h])
             .or_else(|_| w.get(&format!("{prefix}.gamma"), &[h]))?;
@@ -134,7 +134,7 @@ impl Embeddings {
     ///
     /// # Errors
     /// As [`Weights::get`].
-    pub fn load(
+    pub(crate) fn load(
         w: &Weights<'_>,
         prefix: &str,
         config: &FastBertConfig,
@@ -172,7 +172,7 @@ impl EncoderLayer {
     ///
     /// # Errors
     /// As [`Weights::get`].
-    pub fn load(
+    pub(crate) fn load(
         w: &Weights<'_>,
         prefix: &str,
         config: &FastBertConfig,

@@ -30,10 +30,6 @@ impl<B: Backend> SupervisorState<B> {
         }
     }
 
-    /// Publishes the levels (depths, line, abandoned threads), the requests
-    /// processed since the last tick — read from the workers' own counters,
-    /// so the compute threads never touch a shared cache line per batch —
-    /// and the door's `retry_after`.
     /// The pool's time between completions when every ready worker is busy:
     /// `1 / Σ 1/service_time` over the ready workers that have a measured
     /// service time (ns; 0 when none has).
@@ -55,6 +51,11 @@ impl<B: Backend> SupervisorState<B> {
         }
     }
 
+    /// Publishes, at each tick: the levels (depths, line, abandoned
+    /// threads), the requests processed since the last tick — read from the
+    /// workers' own counters, so the compute threads never touch a shared
+    /// cache line per batch — the door's `retry_after`, and the time per
+    /// request ([`Self::per_request_ns`]) that `PoolHandle::load` reports.
     pub(super) fn publish_levels(&mut self) {
         let depths: Vec<usize> = self
             .slots

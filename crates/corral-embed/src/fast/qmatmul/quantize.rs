@@ -5,7 +5,7 @@
 /// Activations quantised per row: `x[i, p] ≈ scales[i]·q[i, p] +
 /// offsets[i]`, `q` within ± half of [`activation_levels`]; reused across layers and batches.
 #[derive(Debug, Default, Clone)]
-pub struct QuantizedRows {
+pub(crate) struct QuantizedRows {
     pub(super) q: Vec<i16>,
     pub(super) scales: Vec<f32>,
     pub(super) offsets: Vec<f32>,
@@ -18,13 +18,21 @@ pub struct QuantizedRows {
 impl QuantizedRows {
     /// Quantises `x` (`[m, k]` row-major), each row over its own
     /// `[min, max]` in [`activation_levels`]`(k)` levels.
-    pub fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
+    #[cfg(test)]
+    pub(crate) fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
         self.quantize_scaled(x, m, k, None);
     }
 
-    /// As [`QuantizedRows::quantize`], multiplying input channel `p` by
-    /// `col_scale[p]` first when given.
-    pub fn quantize_scaled(&mut self, x: &[f32], m: usize, k: usize, col_scale: Option<&[f32]>) {
+    /// Quantises `x` (`[m, k]` row-major), each row over its own
+    /// `[min, max]` in [`activation_levels`]`(k)` levels, multiplying input
+    /// channel `p` by `col_scale[p]` first when given.
+    pub(crate) fn quantize_scaled(
+        &mut self,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        col_scale: Option<&[f32]>,
+    ) {
         assert!(x.len() >= m * k, "input too short");
         let kp = k + (k & 1);
         self.rows = m;
@@ -52,24 +60,26 @@ impl QuantizedRows {
     }
 
     /// The dequantised input `x̂[i, p]`.
-    pub fn dequantized(&self, i: usize, p: usize) -> f32 {
+    #[cfg(test)]
+    pub(crate) fn dequantized(&self, i: usize, p: usize) -> f32 {
         self.q[i * self.kp + p] as f32 * self.scales[i] + self.offsets[i]
     }
 
     /// The scale of row `i`.
-    pub fn scale(&self, i: usize) -> f32 {
+    #[cfg(test)]
+    pub(crate) fn scale(&self, i: usize) -> f32 {
         self.scales[i]
     }
 }
 
 /// The most activation levels per row: 4,096 (12 bits).
-pub const MAX_ACTIVATION_LEVELS: u32 = 4096;
+pub(crate) const MAX_ACTIVATION_LEVELS: u32 = 4096;
 
 /// How many levels a row of `k` activations is quantised to: the most, up
 /// to [`MAX_ACTIVATION_LEVELS`], for which the kernel's `i32` sums stay
 /// exact (`k·(levels/2)·127 < 2³¹`; 4,096 up to `k` = 8,256, never under
 /// 256 for any `k` below 132,000).
-pub fn activation_levels(k: usize) -> u32 {
+pub(crate) fn activation_levels(k: usize) -> u32 {
     let kp = (k + (k & 1)).max(2) as u64;
     let mut half = u64::from(MAX_ACTIVATION_LEVELS / 2);
     while half > 128 && kp * half * 127 >= 1 << 31 {
