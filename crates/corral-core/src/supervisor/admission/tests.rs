@@ -183,6 +183,21 @@ fn a_wait_ends_at_the_sooner_of_its_length_and_the_deadline_and_never_overflows(
             expiry: Expiry::Timeout
         }
     );
+    // A deadline at exactly the end of the wait: the wait's timeout (what
+    // the caller chose runs out first; counted as a timeout, not a
+    // deadline).
+    let a = Arrival {
+        admission: Admission::Wait(Duration::from_millis(500)),
+        deadline: Some(soon),
+    };
+    let d = decide(now, a, &[full()], EMPTY, false, &mut LeastWait::default());
+    assert_eq!(
+        d,
+        Decision::Wait {
+            until: soon,
+            expiry: Expiry::Timeout
+        }
+    );
     // Duration::MAX is clamped, not added.
     let a = arrival(Admission::Wait(Duration::MAX));
     let d = decide(now, a, &[full()], EMPTY, false, &mut LeastWait::default());
