@@ -260,6 +260,43 @@ async fn lost_again_after_its_retries_is_worker_lost() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_with_no_other_member_is_worker_lost_at_once_not_a_timeout() {
+    within(Duration::from_secs(30), async {
+        let a = pool(Duration::from_secs(20), config(1)).await;
+        let am = member(&a, "t/lost-alone").await;
+        // The default one retry, and an admission wait far longer than the
+        // answer may take.
+        let cfg = ClusterConfig {
+            admission_timeout: Duration::from_secs(120),
+            ..cluster_config("t/lost-alone")
+        };
+        let h = handle(cfg, 1).await;
+        let call = {
+            let h = h.clone();
+            tokio::spawn(async move { h.call(Item::new(1)).await })
+        };
+        eventually(Duration::from_secs(5), "request in", || {
+            a.load().in_flight == 1
+        })
+        .await;
+        am.stop(None);
+        let answer = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("answered at once, not after the admission wait")
+            .unwrap();
+        assert_eq!(answer, Err(PoolError::WorkerLost));
+        let s = h.stats();
+        assert_eq!(
+            (s.worker_lost, s.timed_out, s.failed_over),
+            (1, 0, 0),
+            "{s:?}"
+        );
+        a.shutdown(Duration::from_millis(10)).await.ok();
+    })
+    .await;
+}
+
 /// A member that answers pings until told to fall silent, then holds every
 /// message without answering — a frozen node, as a router sees one.
 struct Freezable;
