@@ -492,20 +492,27 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
         Ok(lens),
         "a request at the limit is served"
     );
-    let refused = h
-        .submit(Submit::wait(over, Duration::from_secs(30)))
-        .await
-        .expect_err("over the limit");
-    assert!(
-        matches!(&refused.error, PoolError::InvalidInput(m) if m.contains("over the limit")),
-        "{:?}",
-        refused.error
-    );
-    assert_eq!(
-        refused.inputs.map(|v| v.len()),
-        Some(16),
-        "the inputs come back"
-    );
+    // Over by one byte, and by more than the room a node leaves for
+    // ractor_cluster's envelope: refused before sending, by the router.
+    let mut far_over = over.clone();
+    far_over.push("z".repeat(corral_cluster::wire::ENVELOPE));
+    for over in [over, far_over] {
+        let n = over.len();
+        let refused = h
+            .submit(Submit::wait(over, Duration::from_secs(30)))
+            .await
+            .expect_err("over the limit");
+        assert!(
+            matches!(&refused.error, PoolError::InvalidInput(m) if m.contains("bytes on the wire, over the limit")),
+            "refused by the router before sending: {:?}",
+            refused.error
+        );
+        assert_eq!(
+            refused.inputs.map(|v| v.len()),
+            Some(n),
+            "the inputs come back"
+        );
+    }
 
     // Nothing was lost or retried, no session closed, and both nodes serve
     // the next request.
