@@ -439,10 +439,13 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
     let _a = NodeProc::start_with("oa", pa, model, 0.0, COOKIE, &text);
     let _b = NodeProc::start_with("ob", pb, model, 0.0, COOKIE, &text);
     let c = router_node(COOKIE).await;
-    let h = ClusterHandle::<String, u64>::spawn(ClusterConfig::new(group_name(
-        "synthetic-text",
-        model,
-    )))
+    // A node decoding 64 MiB on a busy machine may answer a ping late:
+    // liveness is not what this test is about, so its bound is generous
+    // (a failover here would hide a lost session).
+    let h = ClusterHandle::<String, u64>::spawn(ClusterConfig {
+        liveness: Duration::from_secs(30),
+        ..ClusterConfig::new(group_name("synthetic-text", model))
+    })
     .await
     .unwrap();
     c.connect(addr(pa));

@@ -60,7 +60,8 @@ pub struct ClusterConfig {
     /// included); past it, calls are refused `Overloaded` at once.
     pub max_in_flight: usize,
     /// How many times a request whose member was lost is tried elsewhere
-    /// before it is answered `WorkerLost`.
+    /// before it is answered `WorkerLost` (at once, whatever is left,
+    /// when no other member is in routing).
     pub failover_retries: u32,
     /// How long `call` and `call_batch` wait for room.
     pub admission_timeout: Duration,

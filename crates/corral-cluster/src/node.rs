@@ -6,7 +6,7 @@
 //! lives: a task per peer dials it, waits for the session to authenticate,
 //! and after any disconnect (or a failed dial, or a session closed by the
 //! handshake — a wrong cookie looks like that) dials again, backing off
-//! from 100 ms to 5 s with jitter. A session counts for a peer whichever
+//! from 100 ms to 5 s with jitter (after a disconnect, 50–100 ms first). A session counts for a peer whichever
 //! side opened it: sessions are known by the node at their other end (its
 //! name and the address it advertises), not by their TCP address, so two
 //! nodes that list each other as peers keep one session and never redial.
@@ -462,6 +462,13 @@ async fn keep_connected(
         }
         if was_connected {
             tracing::info!(%peer, "peer lost");
+            // A session lost the moment another came up is ractor_cluster
+            // settling two nodes' simultaneous dials: let it settle (and
+            // the two keepers fall out of step) before dialling again.
+            tokio::time::sleep(jittered(BACKOFF_MIN)).await;
+            if sessions.connected_resolving(peer).await {
+                continue;
+            }
         }
         tracing::debug!(%peer, "dialling peer");
         let dialled = match &tls {
@@ -497,13 +504,16 @@ async fn keep_connected(
             }
             Err(e) => tracing::debug!(%peer, error = %e, "could not reach peer"),
         }
-        // Jitter, between half and all of the backoff, from the clock's
-        // nanoseconds: enough to keep many nodes from dialling in step.
-        let spread = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() % 1000);
-        let jittered = backoff.mul_f64(0.5 + f64::from(spread) / 2000.0);
-        tokio::time::sleep(jittered).await;
+        tokio::time::sleep(jittered(backoff)).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Between half and all of `backoff`, from the clock's nanoseconds: enough
+/// to keep many nodes from dialling in step.
+fn jittered(backoff: Duration) -> Duration {
+    let spread = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 1000);
+    backoff.mul_f64(0.5 + f64::from(spread) / 2000.0)
 }
