@@ -31,14 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: cluster HOST:PORT [HOST:PORT…]".into());
     }
     let cookie = std::env::var("CORRAL_COOKIE").unwrap_or_else(|_| "s3cret".into());
-    let node = Node::start(NodeConfig {
-        name: "c".into(),
-        host: "127.0.0.1".into(),
-        port: 4703,
-        cookie,
-        tls: None,
-    })
-    .await?;
+    let node = Node::start(NodeConfig::new("c", "127.0.0.1", 4703, cookie)).await?;
     let pools = ClusterHandle::<EmbedInput, EmbedOutput>::spawn(ClusterConfig::new(group_name(
         "embed",
         "all-MiniLM-L6-v2",

@@ -1,12 +1,11 @@
 //! The `corral` command: `embed` texts through a pool, `serve` them over
-//! HTTP, `fetch-model`, and the benchmarks (`bench route`, `bench chaos`,
-//! `bench embed`, `bench serve`). Each subcommand lives in its own module
-//! with its own `Args`.
+//! HTTP, run a cluster `node`, `fetch-model`, and the benchmarks of real
+//! models (`bench embed`, `bench serve`). Each subcommand lives in its own
+//! module with its own `Args`. The benchmarks and test nodes built on the
+//! runtime's test hooks (the synthetic backend, fault injection) are in
+//! `corral-bench`, so that this binary is built without them.
 
-mod bench_chaos;
-mod bench_cluster;
 mod bench_embed;
-mod bench_route;
 mod bench_serve;
 mod embed_cmd;
 mod fetch_cmd;
@@ -37,7 +36,7 @@ enum Command {
     Node(node_cmd::Args),
     /// Put the default model (all-MiniLM-L6-v2) in the local models directory.
     FetchModel(fetch_cmd::Args),
-    /// Benchmarks.
+    /// Benchmarks of real models (the synthetic ones are `corral-bench`'s).
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -46,14 +45,6 @@ enum Command {
 enum BenchCommand {
     /// Embedding throughput through the pool and without it (same engine).
     Embed(bench_embed::Args),
-    /// Requests routed per second through the pool (no-op backend), beside
-    /// ractor's factory.
-    Route(bench_route::Args),
-    /// Load at ~80% of capacity with random faults; nothing may be lost.
-    Chaos(bench_chaos::Args),
-    /// What the cluster layer costs on loopback: remote vs local latency,
-    /// routed vs raw ractor_cluster throughput to two remote pools.
-    Cluster(bench_cluster::Args),
     /// HTTP throughput and latency of `corral serve` from a closed-loop
     /// client on loopback, beside `corral embed`'s in-process throughput.
     Serve(bench_serve::Args),
@@ -152,9 +143,9 @@ fn main() -> anyhow::Result<()> {
     // unparks a runtime thread with a futex, not an eventfd write.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match &cli.command {
-        Command::Serve(_)
-        | Command::Node(_)
-        | Command::Bench(BenchCommand::Serve(_) | BenchCommand::Cluster(_)) => runtime.enable_all(),
+        Command::Serve(_) | Command::Node(_) | Command::Bench(BenchCommand::Serve(_)) => {
+            runtime.enable_all()
+        }
         _ => runtime.enable_time(),
     };
     let runtime = runtime.build()?;
@@ -165,9 +156,6 @@ fn main() -> anyhow::Result<()> {
             Command::FetchModel(args) => fetch_cmd::run(args).await,
             Command::Node(args) => node_cmd::run(args).await,
             Command::Bench(BenchCommand::Embed(args)) => bench_embed::run(args).await,
-            Command::Bench(BenchCommand::Route(args)) => bench_route::run(args).await,
-            Command::Bench(BenchCommand::Chaos(args)) => bench_chaos::run(args).await,
-            Command::Bench(BenchCommand::Cluster(args)) => bench_cluster::run(args).await,
             Command::Bench(BenchCommand::Serve(args)) => bench_serve::run(args).await,
         }
     })

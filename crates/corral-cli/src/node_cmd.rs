@@ -1,16 +1,16 @@
 //! `corral node`: a ractor_cluster node that hosts a pool for the cluster
-//! (the default model, a model directory, or — for tests and benches — the
-//! synthetic backend) and keeps its peers connected, until SIGTERM or
-//! Ctrl-C.
+//! (the default model, or a model directory) and keeps its peers connected,
+//! until SIGTERM or Ctrl-C. It listens only on `--host`; `--advertise`
+//! names it to peers when that differs. (A node hosting the synthetic
+//! backend, for tests and benches, is `corral-bench node`.)
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use corral_cluster::wire::Limits;
 use corral_cluster::{group_name, Member, Node, NodeConfig, TlsConfig};
-use corral_core::synthetic::{Synthetic, SyntheticSpec};
 use corral_core::{Pool, PoolConfig};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::EmbedInputBackend;
@@ -26,9 +26,15 @@ pub(crate) struct Args {
     /// This node's name, unique in the cluster.
     #[arg(long)]
     pub(crate) name: String,
-    /// Host name to listen on and be reached by.
+    /// Address to listen on — only there — (an IP address, or a name that
+    /// resolves to one); also the name peers reach it by, unless
+    /// --advertise.
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) host: String,
+    /// Host name peers reach this node by, when it is not --host (for
+    /// example --host 0.0.0.0 --advertise node1.example).
+    #[arg(long)]
+    pub(crate) advertise: Option<String>,
     /// Port to listen on.
     #[arg(long, default_value_t = 4697)]
     pub(crate) port: u16,
@@ -42,17 +48,11 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) no_pool: bool,
     /// The model name the pool is found by. Default: the model directory's
-    /// name (`all-MiniLM-L6-v2` for the default model); `default` for a
-    /// synthetic pool.
+    /// name (`all-MiniLM-L6-v2` for the default model).
     #[arg(long)]
     pub(crate) model_name: Option<String>,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-    /// Host a synthetic pool that takes this many milliseconds per input
-    /// instead of a model (group `corral/synthetic/<model name>`): for
-    /// tests and benchmarks of the cluster layer.
-    #[arg(long, value_name = "MS")]
-    pub(crate) synthetic_ms: Option<f64>,
     /// This node's TLS certificate chain (PEM); with --tls-key and
     /// --tls-ca, nodes talk over mutual TLS.
     #[arg(long, requires_all = ["tls_key", "tls_ca"])]
@@ -94,6 +94,16 @@ impl Args {
         }
     }
 
+    /// The address to listen on: `--host`, resolved.
+    fn listen(&self) -> anyhow::Result<IpAddr> {
+        Ok((self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("--host {}", self.host))?
+            .next()
+            .with_context(|| format!("--host {}: no address", self.host))?
+            .ip())
+    }
+
     fn peers(&self) -> anyhow::Result<Vec<SocketAddr>> {
         self.peers
             .iter()
@@ -111,14 +121,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let cookie = args.cookie()?;
     let tls = args.tls()?;
     let peers = args.peers()?;
-    let node = Node::start(NodeConfig {
-        name: args.name.clone(),
-        host: args.host.clone(),
-        port: args.port,
-        cookie,
-        tls,
-    })
-    .await?;
+    let advertise = args.advertise.clone().unwrap_or_else(|| args.host.clone());
+    let mut config = NodeConfig::new(args.name.clone(), advertise, args.port, cookie);
+    config.listen = Some(args.listen()?);
+    config.tls = tls;
+    let node = Node::start(config).await?;
     // Host the pool before dialling out, so that peers find it in the
     // first group sync.
     let pool_config = PoolConfig {
@@ -128,21 +135,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let load_timeout = pool_config.load_timeout;
     let (group, member) = if args.no_pool {
         (None, None)
-    } else if let Some(ms) = args.synthetic_ms {
-        if !(ms.is_finite() && ms >= 0.0) {
-            bail!("--synthetic-ms must be a non-negative number");
-        }
-        let per_item = Duration::from_secs_f64(ms / 1000.0);
-        let pool =
-            Pool::<Synthetic>::spawn(SyntheticSpec::with_per_item(per_item), pool_config).await?;
-        pool.wait_ready(load_timeout).await?;
-        let name = args.model_name.clone().unwrap_or_else(|| "default".into());
-        let group = group_name("synthetic", &name);
-        let member = Member::spawn(pool.pool_ref(), group.clone(), Limits::default()).await?;
-        (
-            Some(group),
-            Some((member.get_cell(), PoolKeep::Synthetic(pool))),
-        )
     } else {
         let spec = args.model.spec()?;
         let name = args.model_name.clone().unwrap_or_else(|| {
@@ -158,10 +150,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .context("waiting for the embedding workers to load the model")?;
         let group = group_name("embed", &name);
         let member = Member::spawn(pool.pool_ref(), group.clone(), Limits::default()).await?;
-        (
-            Some(group),
-            Some((member.get_cell(), PoolKeep::Embed(pool))),
-        )
+        (Some(group), Some((member.get_cell(), pool)))
     };
     for peer in &peers {
         node.connect(*peer);
@@ -178,17 +167,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("stopping");
     if let Some((member, pool)) = member {
         member.stop(None);
-        match pool {
-            PoolKeep::Synthetic(p) => drop(p.shutdown(Duration::from_secs(10)).await),
-            PoolKeep::Embed(p) => drop(p.shutdown(Duration::from_secs(10)).await),
-        }
+        drop(pool.shutdown(Duration::from_secs(10)).await);
     }
     node.stop();
     Ok(())
-}
-
-/// The pool a node hosts, kept until shutdown.
-enum PoolKeep {
-    Synthetic(corral_core::PoolHandle<Synthetic>),
-    Embed(corral_core::PoolHandle<EmbedInputBackend>),
 }

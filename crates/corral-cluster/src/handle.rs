@@ -11,9 +11,16 @@
 //!   (`Reject`), or the caller waits for room until its admission timeout
 //!   (`Wait`), exactly as a local pool does;
 //! - the member is lost with the request in flight (its node disconnected,
-//!   fell silent past the liveness bound, or dropped the reply): retried
-//!   once elsewhere (`failover_retries`), then `WorkerLost` — so every
-//!   request gets exactly one answer;
+//!   fell silent past the liveness bound, or dropped the reply) or the
+//!   request could not be sent to it (then the member leaves routing at
+//!   once, before its group leave arrives): retried once elsewhere
+//!   (`failover_retries`; waiting for room there as any request does),
+//!   and answered `WorkerLost` once the retries are spent, or at once when
+//!   no other member is in routing — so every request gets exactly one
+//!   answer;
+//! - a request over the wire limit (`limits.max_frame`, encoded) is never
+//!   sent: `InvalidInput`, inputs handed back (a node refuses an oversized
+//!   frame by closing its whole session);
 //! - any other error (invalid input, backend error, the member pool's own
 //!   timeout) is the answer.
 //!
@@ -35,7 +42,7 @@ use corral_core::{Admission, CallError, PoolError, Reply, Submit};
 use crate::member::MemberMsg;
 use crate::router::{Router, RouterArgs, RouterMsg};
 use crate::table::{Choice, MemberInfo, Outcome, Table};
-use crate::wire::{self, Limits, LoadReport, Wire, WireReply};
+use crate::wire::{self, EncodedInputs, Limits, LoadReport, Wire, WireReply};
 
 /// How a cluster handle routes and what it tolerates.
 #[derive(Debug, Clone)]
@@ -53,11 +60,15 @@ pub struct ClusterConfig {
     /// included); past it, calls are refused `Overloaded` at once.
     pub max_in_flight: usize,
     /// How many times a request whose member was lost is tried elsewhere
-    /// before it is answered `WorkerLost`.
+    /// before it is answered `WorkerLost` (at once, whatever is left,
+    /// when no other member is in routing).
     pub failover_retries: u32,
     /// How long `call` and `call_batch` wait for room.
     pub admission_timeout: Duration,
-    /// The decoder's limits for replies.
+    /// The decoder's limits for replies; `max_frame` also bounds the
+    /// requests it sends (an encoded request over it is refused
+    /// `InvalidInput`), and should match the members' nodes' (see
+    /// [`crate::NodeConfig::max_frame`]).
     pub limits: Limits,
 }
 
@@ -88,9 +99,10 @@ pub struct ClusterStats {
     pub rejected_overloaded: u64,
     /// Requests whose wait for room ran out (`Timeout`).
     pub timed_out: u64,
-    /// Requests retried on another member after theirs was lost.
+    /// Requests sent to another member after theirs was lost.
     pub failed_over: u64,
-    /// Requests answered `WorkerLost` (lost again after their retries).
+    /// Requests answered `WorkerLost` (lost again after their retries, or
+    /// lost with no other member in routing to retry on).
     pub worker_lost: u64,
     /// Requests answered with any other error.
     pub errors: u64,
@@ -356,15 +368,31 @@ where
             ));
         }
         let start = Instant::now();
+        // Encoded once, and measured before anything is sent: a frame over
+        // the wire limit would be refused by the member's node, which
+        // closes the session (every request on it is lost) — so it is the
+        // caller's `InvalidInput`, never tried on any member.
+        let inputs = EncodedInputs::new(&submit.inputs);
+        let size = wire::request_frame_len(submit.admission, submit.deadline, &inputs);
+        let limit = inner.config.limits.max_frame;
+        if size > limit {
+            inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(CallError::refused(
+                PoolError::InvalidInput(format!(
+                    "the request is {size} bytes on the wire, over the limit of {limit}: \
+                     send fewer or shorter inputs per request"
+                )),
+                submit.inputs,
+            ));
+        }
         let deadline = submit.deadline.map(|d| after(start, d));
+        let run = self.run(&submit, &inputs, start, deadline);
         let result = match deadline {
-            Some(at) => {
-                match tokio::time::timeout_at(at.into(), self.run(&submit, start, deadline)).await {
-                    Ok(r) => r,
-                    Err(_) => Err((PoolError::Timeout, false)),
-                }
-            }
-            None => self.run(&submit, start, None).await,
+            Some(at) => match tokio::time::timeout_at(at.into(), run).await {
+                Ok(r) => r,
+                Err(_) => Err((PoolError::Timeout, false)),
+            },
+            None => run.await,
         };
         let c = &inner.counters;
         match result {
@@ -393,6 +421,7 @@ where
     async fn run(
         &self,
         submit: &Submit<I>,
+        inputs: &EncodedInputs,
         start: Instant,
         deadline: Option<Instant>,
     ) -> Result<Vec<O>, (PoolError, bool)> {
@@ -401,22 +430,29 @@ where
             Admission::Reject => None,
             Admission::Wait(t) => Some(after(start, t)),
         };
+        // Members that refused it (full: tried again once room may have
+        // appeared) and members it was lost on (never tried again).
         let mut refused_by: Vec<ActorId> = vec![];
-        let mut losses = 0u32;
+        let mut lost_on: Vec<ActorId> = vec![];
         let mut ran_somewhere = false;
+        // Lost, and not yet sent anywhere else.
+        let mut retrying = false;
         loop {
             let changed = inner.table.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            match inner.table.choose(&refused_by) {
+            match inner.table.choose(&refused_by, &lost_on) {
                 Choice::Member { id, actor, gone } => {
+                    if std::mem::take(&mut retrying) {
+                        inner.counters.failed_over.fetch_add(1, Ordering::Relaxed);
+                    }
                     let now = Instant::now();
                     let admission = match wait_until {
                         None => Admission::Reject,
                         Some(u) => Admission::Wait(u.saturating_duration_since(now)),
                     };
                     let left = deadline.map(|d| d.saturating_duration_since(now));
-                    let bytes = wire::encode_request_parts(admission, left, &submit.inputs);
+                    let bytes = wire::encode_request_framed(admission, left, inputs);
                     let out = Out {
                         table: &inner.table,
                         id,
@@ -431,13 +467,13 @@ where
                         Try::Failed(e, never_ran) => return Err((e, never_ran && !ran_somewhere)),
                         Try::Lost => {
                             ran_somewhere = true;
-                            losses += 1;
+                            lost_on.push(id);
+                            let losses = u32::try_from(lost_on.len()).unwrap_or(u32::MAX);
                             if losses > inner.config.failover_retries {
                                 return Err((PoolError::WorkerLost, false));
                             }
-                            inner.counters.failed_over.fetch_add(1, Ordering::Relaxed);
+                            retrying = true;
                             tracing::warn!(member = %id, "member lost with a request in flight: retrying elsewhere");
-                            refused_by.push(id);
                         }
                     }
                 }
@@ -450,11 +486,12 @@ where
                         refused_by.clear();
                     }
                 },
+                // Lost, and no other member to retry on: the retry has
+                // nowhere to go, so the loss is the answer now, not after
+                // the wait for room.
+                Choice::NoMember if ran_somewhere => return Err((PoolError::WorkerLost, false)),
                 Choice::NoMember => match wait_until {
                     None => {
-                        if ran_somewhere {
-                            return Err((PoolError::WorkerLost, false));
-                        }
                         return Err((
                             PoolError::Overloaded {
                                 retry_after: crate::table::NO_MEMBER_RETRY,
@@ -510,7 +547,14 @@ where
         };
         let bytes = match answer {
             Ok(ractor::rpc::CallResult::Success(b)) => b,
-            _ => {
+            Err(_) => {
+                // Not even sent: the member is gone, whether or not its
+                // group leave has arrived yet.
+                self.inner.table.unreachable(out.id);
+                out.end(Outcome::Lost, None);
+                return Try::Lost;
+            }
+            Ok(_) => {
                 out.end(Outcome::Lost, None);
                 return Try::Lost;
             }
@@ -553,5 +597,79 @@ fn only<O>(mut v: Vec<O>) -> Result<O, PoolError> {
     match (v.pop(), v.is_empty()) {
         (Some(o), true) => Ok(o),
         _ => Err(PoolError::Backend("expected exactly one output".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::Member;
+    use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
+    use corral_core::{Pool, PoolConfig};
+
+    /// A member whose actor is gone while it is still in routing (its
+    /// group leave has not arrived): the first send to it fails, and it
+    /// leaves routing then — not one request per caller until the leave.
+    /// The members are put in the table by hand, outside the router's
+    /// group, so that no leave ever arrives and the outcome does not
+    /// depend on timing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_whose_send_fails_leaves_routing_at_once() {
+        let pool = Pool::<Synthetic>::spawn(
+            SyntheticSpec::with_per_item(Duration::ZERO),
+            PoolConfig {
+                workers: 1,
+                threads_per_worker: Some(1),
+                ..PoolConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let limits = Limits::default();
+        let gone = Member::spawn(pool.pool_ref(), "t/unit/gone".into(), limits)
+            .await
+            .unwrap();
+        gone.stop_and_wait(None, None).await.unwrap();
+        let live = Member::spawn(pool.pool_ref(), "t/unit/live".into(), limits)
+            .await
+            .unwrap();
+        let h = ClusterHandle::<Item, u64>::spawn(ClusterConfig {
+            liveness: Duration::from_secs(600),
+            ..ClusterConfig::new("t/unit/send-fails")
+        })
+        .await
+        .unwrap();
+        let report = |per_request| LoadReport {
+            in_flight: 0,
+            capacity: 1000,
+            ready_workers: 1,
+            per_request,
+            retry_after: Duration::from_millis(1),
+            draining: false,
+        };
+        let table = &h.inner.table;
+        let now = Instant::now();
+        table.join(gone.get_id(), gone.clone(), now);
+        table.heard(gone.get_id(), report(Duration::from_nanos(1)), now);
+        table.join(live.get_id(), live.clone(), now);
+        table.heard(live.get_id(), report(Duration::from_secs(1)), now);
+
+        for id in 0..20 {
+            assert_eq!(h.call(Item::new(id)).await, Ok(id));
+        }
+        let info = |id| h.members().into_iter().find(|m| m.id == id).unwrap();
+        let g = info(gone.get_id());
+        assert_eq!(g.counts.sent, 1, "tried once, then out of routing: {g:?}");
+        assert!(!g.in_routing);
+        assert_eq!(info(live.get_id()).counts.answered, 20);
+        let s = h.stats();
+        assert_eq!(
+            (s.answered, s.failed_over, s.worker_lost),
+            (20, 1, 0),
+            "{s:?}"
+        );
+        live.stop(None);
+        drop(pool.shutdown(Duration::from_secs(5)).await);
     }
 }

@@ -11,8 +11,9 @@
 //!   in flight to a lost member, and liveness of its own (a node frozen
 //!   without closing its connection is out of routing within
 //!   `liveness + ping_interval`).
-//! - [`Node`]: a ractor_cluster node server that reconnects to its peers
-//!   and sets up TLS.
+//! - [`Node`]: a ractor_cluster node server that listens only where it is
+//!   told, reconnects to its peers (one session per peer, whichever side
+//!   opened it), holds inbound frames to the wire limit, and sets up TLS.
 //!
 //! How load travels: every reply carries the member pool's load report
 //! (fresh under load, at no extra message), and the router pings every
@@ -32,6 +33,6 @@ pub mod wire;
 
 pub use handle::{ClusterConfig, ClusterHandle, ClusterStats};
 pub use member::{group_name, Member, MemberMsg};
-pub use node::{Node, NodeConfig, NodeError, TlsConfig};
+pub use node::{Node, NodeConfig, NodeError, SessionInfo, TlsConfig};
 pub use table::{MemberCounts, MemberInfo};
 pub use wire::{LoadReport, Wire, WireError};

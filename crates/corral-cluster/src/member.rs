@@ -10,6 +10,10 @@
 //! or the [`PoolError`], with the pool's [`LoadReport`] piggybacked on every
 //! reply. A ping is answered with the load alone.
 //!
+//! A reply over the wire limit ([`Limits::max_frame`]) is never sent: the
+//! caller gets `InvalidInput` in its place, since the router's node would
+//! close the whole session over it.
+//!
 //! The member's handler never awaits the pool: an admitted request is
 //! handed to a task that waits for the answer, and such tasks are bounded
 //! by the pool's door (one per admission permit).
@@ -172,6 +176,7 @@ where
                     return Ok(());
                 }
                 let pool = state.pool.clone();
+                let max_frame = state.limits.max_frame;
                 tokio::spawn(async move {
                     // Every job answers as it drops; a port dropped
                     // unanswered means the supervisor died mid-message.
@@ -186,12 +191,34 @@ where
                             error: e.error,
                         },
                     };
-                    send_reply(port, wire::encode_reply(&load, &reply));
+                    send_reply(port, within_limit(&load, &reply, max_frame));
                 });
             }
         }
         Ok(())
     }
+}
+
+/// The reply frame, or — when it would be over `max_frame`, which the
+/// router's node would answer by closing the session — an `InvalidInput`
+/// error in its place.
+fn within_limit<O: Wire>(load: &LoadReport, reply: &WireReply<O>, max_frame: usize) -> Vec<u8> {
+    let bytes = wire::encode_reply(load, reply);
+    if bytes.len() <= max_frame {
+        return bytes;
+    }
+    let error = PoolError::InvalidInput(format!(
+        "the reply is {} bytes on the wire, over the limit of {max_frame}: \
+         send fewer inputs per request",
+        bytes.len()
+    ));
+    wire::encode_reply::<O>(
+        load,
+        &WireReply::Failed {
+            error,
+            refused: false,
+        },
+    )
 }
 
 /// A reply for a request that never ran.
@@ -201,4 +228,34 @@ fn refusal<O: Wire>(pool: &PoolRef<impl Backend>, error: PoolError) -> Vec<u8> {
         refused: true,
     };
     wire::encode_reply(&report(&pool.load()), &reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_over_the_limit_becomes_an_invalid_input_error() {
+        let load = LoadReport::default();
+        let reply = WireReply::Done(vec!["x".repeat(1000)]);
+        let fits = within_limit(&load, &reply, 2000);
+        assert_eq!(
+            wire::decode_reply::<String>(&fits, &Limits::default()),
+            Ok((load, reply.clone()))
+        );
+        let over = within_limit(&load, &reply, 999);
+        assert!(over.len() <= 999);
+        match wire::decode_reply::<String>(&over, &Limits::default()) {
+            Ok((
+                _,
+                WireReply::Failed {
+                    error: PoolError::InvalidInput(m),
+                    refused: false,
+                },
+            )) => {
+                assert!(m.contains("over the limit of 999"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -125,7 +125,7 @@ pub(crate) enum Choice<A> {
     /// Members exist but none would admit a request now; the soonest any
     /// says a slot frees.
     AllFull { retry_after: Duration },
-    /// No member is in routing.
+    /// No member is in routing (besides those lost with this request).
     NoMember,
 }
 
@@ -209,21 +209,37 @@ impl<A: Clone> Table<A> {
         out
     }
 
+    /// A message to `id` could not be sent (its actor, or its node's
+    /// session, is gone): it leaves routing now rather than when its group
+    /// leave or the liveness bound catches up, and calls in flight to it
+    /// fail over. It comes back with its next report.
+    pub(crate) fn unreachable(&self, id: ActorId) {
+        let mut entries = self.entries.lock();
+        if let Some(e) = entries.iter_mut().find(|e| e.id == id) {
+            if e.live {
+                e.live = false;
+                e.gone.send_replace(true);
+                tracing::warn!(member = %id, "a send to the member failed: out of routing");
+            }
+        }
+    }
+
     /// The member to send a request to: the least expected wait among those
     /// in routing that would admit it, local first on ties, skipping
-    /// `exclude`. Counts the request as out to it.
-    pub(crate) fn choose(&self, exclude: &[ActorId]) -> Choice<A> {
+    /// `refused` (which count as full) and `lost` (which count as absent).
+    /// Counts the request as out to it.
+    pub(crate) fn choose(&self, refused: &[ActorId], lost: &[ActorId]) -> Choice<A> {
         let mut entries = self.entries.lock();
         let mut best: Option<(u128, bool, usize)> = None;
         let mut retry_after: Option<Duration> = None;
         let mut any_live = false;
         for (i, e) in entries.iter().enumerate() {
             let Some(r) = e.report.as_ref() else { continue };
-            if !e.live {
+            if !e.live || lost.contains(&e.id) {
                 continue;
             }
             any_live = true;
-            if exclude.contains(&e.id) {
+            if refused.contains(&e.id) {
                 retry_after = Some(retry_after.map_or(r.retry_after, |d| d.min(r.retry_after)));
                 continue;
             }
@@ -363,7 +379,7 @@ mod tests {
     }
 
     fn chosen(t: &Table<u64>, exclude: &[ActorId]) -> Option<ActorId> {
-        match t.choose(exclude) {
+        match t.choose(exclude, &[]) {
             Choice::Member { id, .. } => Some(id),
             _ => None,
         }
@@ -373,7 +389,7 @@ mod tests {
     fn a_member_without_a_report_is_not_routed_to() {
         let t: Table<u64> = Table::new();
         t.join(remote(1), 1, Instant::now());
-        assert!(matches!(t.choose(&[]), Choice::NoMember));
+        assert!(matches!(t.choose(&[], &[]), Choice::NoMember));
     }
 
     #[test]
@@ -428,14 +444,14 @@ mod tests {
         let mut draining = load(0, 10, 1);
         draining.draining = true;
         let (t, _) = table(&[(remote(1), load(10, 10, 7)), (remote(2), draining)]);
-        match t.choose(&[]) {
+        match t.choose(&[], &[]) {
             Choice::AllFull { retry_after } => assert_eq!(retry_after, Duration::from_millis(1)),
             _ => panic!("expected AllFull"),
         }
         let (t, _) = table(&[(remote(1), load(10, 10, 7)), (remote(2), load(9, 10, 9))]);
         assert_eq!(chosen(&t, &[]), Some(remote(2)));
         // Now B is full too (9 reported + 1 of ours).
-        assert!(matches!(t.choose(&[]), Choice::AllFull { .. }));
+        assert!(matches!(t.choose(&[], &[]), Choice::AllFull { .. }));
     }
 
     #[test]
@@ -453,7 +469,7 @@ mod tests {
         let (t, _) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
         assert_eq!(chosen(&t, &[remote(1)]), Some(remote(2)));
         assert!(matches!(
-            t.choose(&[remote(1), remote(2)]),
+            t.choose(&[remote(1), remote(2)], &[]),
             Choice::AllFull { .. }
         ));
     }
@@ -461,7 +477,7 @@ mod tests {
     #[test]
     fn a_silent_member_leaves_routing_and_its_calls_fail_over() {
         let (t, now) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(3, 10, 1))]);
-        let Choice::Member { id, gone, .. } = t.choose(&[]) else {
+        let Choice::Member { id, gone, .. } = t.choose(&[], &[]) else {
             panic!()
         };
         assert_eq!(id, remote(1));
@@ -477,7 +493,7 @@ mod tests {
         assert_eq!(chosen(&t, &[]), Some(remote(2)));
         // A speaks again: back in routing, with a fresh signal.
         t.heard(remote(1), load(0, 10, 1), later);
-        let Choice::Member { id, gone, .. } = t.choose(&[]) else {
+        let Choice::Member { id, gone, .. } = t.choose(&[], &[]) else {
             panic!()
         };
         assert_eq!(id, remote(1));
@@ -485,13 +501,43 @@ mod tests {
     }
 
     #[test]
+    fn lost_members_count_as_absent_refused_ones_as_full() {
+        let (t, _) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
+        assert!(matches!(
+            t.choose(&[remote(2)], &[remote(1)]),
+            Choice::AllFull { .. }
+        ));
+        assert!(matches!(
+            t.choose(&[], &[remote(1), remote(2)]),
+            Choice::NoMember
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_member_leaves_routing_at_once_and_tells_its_calls() {
+        let (t, now) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
+        let Choice::Member { id, gone, .. } = t.choose(&[], &[]) else {
+            panic!()
+        };
+        assert_eq!(id, remote(1));
+        t.unreachable(remote(1));
+        assert!(*gone.borrow(), "calls in flight to it are told");
+        for _ in 0..5 {
+            assert_eq!(chosen(&t, &[]), Some(remote(2)), "never picked again");
+        }
+        // A report brings it back.
+        t.heard(remote(1), load(0, 10, 1), now);
+        assert_eq!(chosen(&t, &[]), Some(remote(1)));
+    }
+
+    #[test]
     fn a_member_that_leaves_tells_its_calls() {
         let (t, _) = table(&[(remote(1), load(0, 10, 1))]);
-        let Choice::Member { gone, .. } = t.choose(&[]) else {
+        let Choice::Member { gone, .. } = t.choose(&[], &[]) else {
             panic!()
         };
         t.leave(remote(1));
         assert!(*gone.borrow());
-        assert!(matches!(t.choose(&[]), Choice::NoMember));
+        assert!(matches!(t.choose(&[], &[]), Choice::NoMember));
     }
 }

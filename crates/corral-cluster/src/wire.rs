@@ -98,6 +98,13 @@ impl FrameKind {
     }
 }
 
+/// Room a node leaves, above the wire's [`Limits::max_frame`], for
+/// ractor_cluster's own envelope around a wire frame (the message's name,
+/// the target actor, the reply tag): a node accepts inbound cluster frames
+/// of up to `max_frame + ENVELOPE` bytes, so that every frame a sender
+/// checked against `max_frame` arrives, and nothing larger does.
+pub const ENVELOPE: usize = 64 << 10;
+
 /// Bounds a decoder holds a frame to, so a hostile or corrupt frame cannot
 /// make it allocate more than about [`Limits::max_frame`] worth of values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -720,6 +727,60 @@ pub fn encode_request_parts<I: Wire>(
     deadline.encode(&mut out);
     encode_items(inputs, &mut out);
     out
+}
+
+/// A request's inputs, encoded once, so that a router that tries several
+/// pools re-frames the request with what is left of its waits
+/// ([`encode_request_framed`]) without encoding the inputs again, and knows
+/// the frame's size before it sends anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedInputs(Vec<u8>);
+
+impl EncodedInputs {
+    /// Encodes `inputs` as a request frame carries them.
+    pub fn new<I: Wire>(inputs: &[I]) -> Self {
+        let mut out = Vec::new();
+        encode_items(inputs, &mut out);
+        Self(out)
+    }
+
+    /// Their encoded size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was encoded (never: the count is always there).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A request frame around inputs encoded beforehand; the same bytes as
+/// [`encode_request_parts`] with those inputs.
+pub fn encode_request_framed(
+    admission: Admission,
+    deadline: Option<Duration>,
+    inputs: &EncodedInputs,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 2 * 9 + inputs.len());
+    out.extend_from_slice(&[VERSION, FrameKind::Request as u8]);
+    admission.encode(&mut out);
+    deadline.encode(&mut out);
+    out.extend_from_slice(&inputs.0);
+    out
+}
+
+/// The size of the frame [`encode_request_framed`] makes, without making
+/// it.
+pub fn request_frame_len(
+    admission: Admission,
+    deadline: Option<Duration>,
+    inputs: &EncodedInputs,
+) -> usize {
+    let mut head = Vec::with_capacity(2 * 9);
+    admission.encode(&mut head);
+    deadline.encode(&mut head);
+    2 + head.len() + inputs.len()
 }
 
 /// Reads a request frame.

@@ -158,7 +158,13 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
         };
         let p = pool(Duration::from_millis(300), cfg).await;
         let _m = member(&p, "t/full").await;
-        let h = handle(cluster_config("t/full"), 1).await;
+        // Liveness is not what this test is about: a generous bound keeps
+        // a slow ping on a busy machine from taking the member out.
+        let cfg = ClusterConfig {
+            liveness: Duration::from_secs(10),
+            ..cluster_config("t/full")
+        };
+        let h = handle(cfg, 1).await;
         let first = {
             let h = h.clone();
             tokio::spawn(async move { h.call(Item::new(1)).await })
@@ -183,7 +189,13 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
         let waited = h.call_timeout(Item::new(3), Duration::from_secs(5)).await;
         assert_eq!(waited, Ok(3));
         assert_eq!(first.await.unwrap(), Ok(1));
-        // One that cannot wait long enough times out.
+        // One that cannot wait long enough times out. (The pool counts a
+        // request out only after answering it: wait for that, so that
+        // "one in flight" below is the next request, not the last.)
+        eventually(Duration::from_secs(5), "pool empty", || {
+            p.load().in_flight == 0
+        })
+        .await;
         let first = {
             let h = h.clone();
             tokio::spawn(async move { h.call(Item::new(4)).await })
@@ -255,6 +267,43 @@ async fn lost_again_after_its_retries_is_worker_lost() {
         am.stop(None);
         assert_eq!(call.await.unwrap(), Err(PoolError::WorkerLost));
         assert_eq!(h.stats().worker_lost, 1);
+        a.shutdown(Duration::from_millis(10)).await.ok();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_with_no_other_member_is_worker_lost_at_once_not_a_timeout() {
+    within(Duration::from_secs(30), async {
+        let a = pool(Duration::from_secs(20), config(1)).await;
+        let am = member(&a, "t/lost-alone").await;
+        // The default one retry, and an admission wait far longer than the
+        // answer may take.
+        let cfg = ClusterConfig {
+            admission_timeout: Duration::from_secs(120),
+            ..cluster_config("t/lost-alone")
+        };
+        let h = handle(cfg, 1).await;
+        let call = {
+            let h = h.clone();
+            tokio::spawn(async move { h.call(Item::new(1)).await })
+        };
+        eventually(Duration::from_secs(5), "request in", || {
+            a.load().in_flight == 1
+        })
+        .await;
+        am.stop(None);
+        let answer = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("answered at once, not after the admission wait")
+            .unwrap();
+        assert_eq!(answer, Err(PoolError::WorkerLost));
+        let s = h.stats();
+        assert_eq!(
+            (s.worker_lost, s.timed_out, s.failed_over),
+            (1, 0, 0),
+            "{s:?}"
+        );
         a.shutdown(Duration::from_millis(10)).await.ok();
     })
     .await;
@@ -421,7 +470,12 @@ async fn an_end_to_end_deadline_covers_the_remote_call() {
     within(Duration::from_secs(30), async {
         let p = pool(Duration::from_secs(3), config(1)).await;
         let _m = member(&p, "t/deadline").await;
-        let h = handle(cluster_config("t/deadline"), 1).await;
+        // Liveness is not what this test is about (see above).
+        let cfg = ClusterConfig {
+            liveness: Duration::from_secs(10),
+            ..cluster_config("t/deadline")
+        };
+        let h = handle(cfg, 1).await;
         let t0 = Instant::now();
         let r = h
             .submit(

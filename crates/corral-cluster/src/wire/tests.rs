@@ -791,6 +791,14 @@ proptest! {
         every_decoder(&bytes);
     }
 
+    #[test]
+    fn requests_framed_around_encoded_inputs_are_the_same_bytes(s in arb_submit(any::<String>())) {
+        let inputs = EncodedInputs::new(&s.inputs);
+        let bytes = encode_request_framed(s.admission, s.deadline, &inputs);
+        prop_assert_eq!(request_frame_len(s.admission, s.deadline, &inputs), bytes.len());
+        prop_assert_eq!(bytes, encode_request(&s));
+    }
+
     #[cfg(feature = "embed")]
     #[test]
     fn embed_requests_round_trip(s in arb_submit(arb_embed_input())) {

@@ -1,6 +1,6 @@
-//! `corral bench cluster`: what the cluster layer costs, on loopback.
+//! `corral-bench cluster`: what the cluster layer costs, on loopback.
 //!
-//! Two `corral node` processes (this binary) host synthetic pools that take
+//! Two `corral-bench node` processes (this binary) host synthetic pools that take
 //! no time per input, so every microsecond measured is the network hop,
 //! the wire encoding, the member and the router. It reports:
 //! - unloaded latency (one caller at a time, p50/p99) of a call to the
@@ -30,7 +30,7 @@ use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
 use corral_core::{Pool, PoolConfig, Submit};
 use ractor::ActorRef;
 
-/// Options of `corral bench cluster`.
+/// Options of `corral-bench cluster`.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub(crate) struct Args {
     /// Seconds per throughput run.
@@ -175,13 +175,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (pa, pb) = (free_port()?, free_port()?);
     let _a = start_node("bench-a", pa, &cookie, args.workers)?;
     let _b = start_node("bench-b", pb, &cookie, args.workers)?;
-    let node = Node::start(NodeConfig {
-        name: "bench-router".into(),
-        host: "127.0.0.1".into(),
-        port: free_port()?,
-        cookie: cookie.clone(),
-        tls: None,
-    })
+    let node = Node::start(NodeConfig::new(
+        "bench-router",
+        "127.0.0.1",
+        free_port()?,
+        cookie.clone(),
+    ))
     .await?;
     let remote_group = group_name("synthetic", "bench");
     let remote =

@@ -1,5 +1,5 @@
-//! The cluster across processes: `corral node` processes on loopback host
-//! synthetic pools, and this test process is the node that routes (the
+//! The cluster across processes: `corral-bench node` processes on loopback
+//! host synthetic pools, and this test process is the node that routes (the
 //! process-group registry is global to a process, so every node is a
 //! process of its own). Each test uses a model name of its own, so its
 //! group is its own even though the tests share this process.
@@ -9,8 +9,9 @@
 //! - freeze a node (SIGSTOP): out of routing within the stated bound,
 //!   requests keep being answered, back after SIGCONT;
 //! - a wrong cookie gets nothing through;
-//! - two nodes with the real model answer the golden texts as
-//!   sentence-transformers does (fails, not skips, without the model);
+//! - requests just under and just over the wire limit: the one under is
+//!   served, the one over is `InvalidInput` without being sent anywhere,
+//!   and no node loses its session;
 //! - nodes talk over mutual TLS with certificates made at test time, and a
 //!   node without TLS gets nothing through.
 
@@ -40,7 +41,7 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A `corral node` child process, killed when dropped.
+/// A `corral-bench node` child process, killed when dropped.
 struct NodeProc {
     child: Child,
 }
@@ -69,7 +70,7 @@ impl NodeProc {
 
     /// A node with `args` after the common ones; waits for its ready line.
     fn spawn(name: &str, port: u16, model: &str, cookie: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corral-bench"))
             .arg("node")
             .args(args)
             .args(["--name", name, "--port", &port.to_string()])
@@ -79,7 +80,7 @@ impl NodeProc {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn corral node");
+            .expect("spawn corral-bench node");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -127,13 +128,12 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 async fn router_node(cookie: &str) -> Node {
-    Node::start(NodeConfig {
-        name: format!("router-{}", free_port()),
-        host: "127.0.0.1".into(),
-        port: free_port(),
-        cookie: cookie.into(),
-        tls: None,
-    })
+    Node::start(NodeConfig::new(
+        format!("router-{}", free_port()),
+        "127.0.0.1",
+        free_port(),
+        cookie,
+    ))
     .await
     .expect("router node")
 }
@@ -414,15 +414,9 @@ async fn nodes_talk_over_mutual_tls_and_a_plain_node_gets_nothing_through() {
     assert!(h.members().is_empty(), "{:?}", h.members());
     drop(plain);
     // A node with a certificate from the same CA.
-    let c = Node::start(NodeConfig {
-        name: "tls-router".into(),
-        host: "127.0.0.1".into(),
-        port: free_port(),
-        cookie: COOKIE.into(),
-        tls: Some(TlsConfig::from_pem_files(&cert, &key, &ca, "localhost").unwrap()),
-    })
-    .await
-    .unwrap();
+    let mut config = NodeConfig::new("tls-router", "127.0.0.1", free_port(), COOKIE);
+    config.tls = Some(TlsConfig::from_pem_files(&cert, &key, &ca, "localhost").unwrap());
+    let c = Node::start(config).await.unwrap();
     c.connect(addr(pa));
     assert!(
         c.wait_connected(addr(pa), Duration::from_secs(10)).await,
@@ -434,67 +428,109 @@ async fn nodes_talk_over_mutual_tls_and_a_plain_node_gets_nothing_through() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[derive(serde::Deserialize)]
-struct Golden {
-    cases: Vec<GoldenCase>,
-}
-
-#[derive(serde::Deserialize)]
-struct GoldenCase {
-    text: String,
-    embedding: Vec<f32>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_model_nodes_answer_the_golden_texts_as_sentence_transformers_does() {
-    use corral_embed::{EmbedInput, EmbedOutput};
+async fn requests_at_the_wire_limit_cost_no_node_its_session() {
+    use corral_cluster::wire::{request_frame_len, EncodedInputs};
+    use corral_core::{Admission, PoolError, Submit};
     let _serial = one_at_a_time().await;
-    let golden: Golden = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    // The default model directory: fetched by CI before the tests; a node
-    // that cannot load it never reports ready, and the test fails.
-    let dir = corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| panic!("{e}"));
-    let dir = dir.to_str().unwrap().to_owned();
-    let model = "all-MiniLM-L6-v2";
+    let model = "oversized";
     let (pa, pb) = (free_port(), free_port());
-    let args = ["--model-dir", dir.as_str(), "--workers", "1"];
-    let _a = NodeProc::spawn("ea", pa, model, COOKIE, &args);
-    let _b = NodeProc::spawn("eb", pb, model, COOKIE, &args);
+    let text = ["--input", "text"];
+    let _a = NodeProc::start_with("oa", pa, model, 0.0, COOKIE, &text);
+    let _b = NodeProc::start_with("ob", pb, model, 0.0, COOKIE, &text);
     let c = router_node(COOKIE).await;
-    let h = ClusterHandle::<EmbedInput, EmbedOutput>::spawn(ClusterConfig::new(group_name(
-        "embed", model,
-    )))
+    // A node decoding 64 MiB on a busy machine may answer a ping late:
+    // liveness is not what this test is about, so its bound is generous
+    // (a failover here would hide a lost session).
+    let h = ClusterHandle::<String, u64>::spawn(ClusterConfig {
+        liveness: Duration::from_secs(30),
+        ..ClusterConfig::new(group_name("synthetic-text", model))
+    })
     .await
     .unwrap();
     c.connect(addr(pa));
     c.connect(addr(pb));
-    h.wait_members(2, Duration::from_secs(20)).await.unwrap();
-    let calls: Vec<_> = golden
-        .cases
-        .iter()
-        .map(|case| {
-            let h = h.clone();
-            let text = case.text.clone();
-            tokio::spawn(async move { h.call(EmbedInput::Text(text)).await })
-        })
-        .collect();
-    for (case, call) in golden.cases.iter().zip(calls) {
-        let got = call.await.unwrap().unwrap().vector;
-        assert_eq!(got.len(), case.embedding.len());
-        let dot: f32 = got.iter().zip(&case.embedding).map(|(a, b)| a * b).sum();
-        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let cos = dot / (norm(&got) * norm(&case.embedding));
-        assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
-    }
-    let members = h.members();
-    assert!(
-        members.iter().all(|m| m.counts.answered > 0),
-        "both nodes served: {members:?}"
+    h.wait_members(2, Duration::from_secs(10)).await.unwrap();
+    let sessions = |c: &Node| {
+        let mut s: Vec<String> = c.sessions().into_iter().map(|s| s.name).collect();
+        s.sort();
+        s
+    };
+    let members = |h: &ClusterHandle<String, u64>| {
+        let mut m: Vec<ActorId> = h
+            .members()
+            .into_iter()
+            .filter(|m| m.in_routing)
+            .map(|m| m.id)
+            .collect();
+        m.sort_by_key(|id| format!("{id}"));
+        m
+    };
+    let (sessions_before, members_before) = (sessions(&c), members(&h));
+    assert_eq!(sessions_before.len(), 2);
+
+    // 16 texts of just under 4 MiB (each within the decoder's item limit)
+    // whose request frame is exactly the wire limit, 64 MiB: four times
+    // ractor_cluster's own default frame limit.
+    let limit = h.config().limits.max_frame;
+    let wait = Admission::Wait(Duration::from_secs(30));
+    let item = (limit - 2 - 9 - 1 - 4) / 16 - 4;
+    let mut under: Vec<String> = (0..16).map(|_| "x".repeat(item)).collect();
+    let pad = limit - request_frame_len(wait, None, &EncodedInputs::new(&under));
+    under[0].push_str(&"x".repeat(pad));
+    assert_eq!(
+        request_frame_len(wait, None, &EncodedInputs::new(&under)),
+        limit
     );
+    let lens: Vec<u64> = under.iter().map(|t| t.len() as u64).collect();
+    let mut over = under.clone();
+    over[1].push('x');
+    assert_eq!(
+        request_frame_len(wait, None, &EncodedInputs::new(&over)),
+        limit + 1
+    );
+
+    assert_eq!(
+        h.call_batch(under).await,
+        Ok(lens),
+        "a request at the limit is served"
+    );
+    // Over by one byte, and by more than the room a node leaves for
+    // ractor_cluster's envelope: refused before sending, by the router.
+    let mut far_over = over.clone();
+    far_over.push("z".repeat(corral_cluster::wire::ENVELOPE));
+    for over in [over, far_over] {
+        let n = over.len();
+        let refused = h
+            .submit(Submit::wait(over, Duration::from_secs(30)))
+            .await
+            .expect_err("over the limit");
+        assert!(
+            matches!(&refused.error, PoolError::InvalidInput(m) if m.contains("bytes on the wire, over the limit")),
+            "refused by the router before sending: {:?}",
+            refused.error
+        );
+        assert_eq!(
+            refused.inputs.map(|v| v.len()),
+            Some(n),
+            "the inputs come back"
+        );
+    }
+
+    // Nothing was lost or retried, no session closed, and both nodes serve
+    // the next request.
+    let s = h.stats();
+    assert_eq!(
+        (s.failed_over, s.worker_lost, s.answered),
+        (0, 0, 1),
+        "{s:?}"
+    );
+    assert!(c.is_connected(addr(pa)) && c.is_connected(addr(pb)));
+    assert_eq!(sessions(&c), sessions_before, "the same sessions");
+    assert_eq!(members(&h), members_before, "the same members, in routing");
+    for m in h.members() {
+        assert_eq!(m.counts.lost, 0, "{m:?}");
+    }
+    let next: Vec<String> = (0..8).map(|i| "y".repeat(i)).collect();
+    assert_eq!(h.call_batch(next).await, Ok((0..8).collect::<Vec<u64>>()));
 }

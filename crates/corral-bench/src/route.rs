@@ -1,4 +1,4 @@
-//! `corral bench route`: what the pool itself costs. A no-op backend, so
+//! `corral-bench route`: what the pool itself costs. A no-op backend, so
 //! every microsecond measured is admission, routing, the hop to the compute
 //! thread and the reply. Run side by side, in the same process and with the
 //! same callers, with ractor's own `factory` (`QueuerRouting`) doing the
@@ -19,7 +19,7 @@ use ractor::factory::{
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-/// Options of `corral bench route`.
+/// Options of `corral-bench route`.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub(crate) struct Args {
     /// Requests per system.

@@ -1,4 +1,4 @@
-//! `corral bench chaos`: open-loop load at about 80% of the pool's capacity
+//! `corral-bench chaos`: open-loop load at about 80% of the pool's capacity
 //! (synthetic backend) with random faults — hangs, panics, slow batches, and
 //! batch errors whose isolated rerun then hangs or panics — in
 //! 1% of batches, for N seconds. Every request must get exactly one
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use corral_core::synthetic::{Chaos, Item, Synthetic, SyntheticSpec};
 use corral_core::{Pool, PoolConfig, PoolError};
 
-/// Options of `corral bench chaos`.
+/// Options of `corral-bench chaos`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// How long to offer load.
