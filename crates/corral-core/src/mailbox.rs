@@ -29,7 +29,7 @@ use crate::job::{Class, Job};
 /// microsecond all told), then `YIELD_ROUNDS` scheduler yields, which hand
 /// the core to whatever else is runnable (the supervisor, the callers).
 /// Parking costs the next push a futex wake on the supervisor's thread, the
-/// one thread every request passes through; `corral bench route` is how
+/// one thread every request passes through; `corral-bench route` is how
 /// these were chosen (benches/route_ab.sh).
 const SPIN_ROUNDS: u32 = 4;
 const SPINS_PER_ROUND: u32 = 16;
