@@ -3,7 +3,7 @@
 //!
 //! A call takes a place at the handle's own door (`max_in_flight`; past it
 //! the call is refused `Overloaded` at once, counted), picks the member with
-//! the least expected wait from the router's [`Table`], and calls it
+//! the least expected wait from the router's `Table` (`table.rs`), and calls it
 //! directly — the router actor is never on the request path. Then:
 //! - outputs: done (the reply's load report updates the table);
 //! - refused by a full or draining member: the next member is tried; when
