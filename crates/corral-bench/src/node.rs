@@ -6,20 +6,16 @@
 //! Ctrl-C. The cluster's multi-process tests and `corral-bench cluster` run
 //! their nodes with it; `corral node` is the same node hosting a model.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use corral_cluster::wire::Limits;
-use corral_cluster::{group_name, Member, Node, NodeConfig, TlsConfig};
+use corral_cluster::{group_name, Member, Node, NodeFlags};
 use corral_core::synthetic::{Synthetic, SyntheticSpec};
 use corral_core::{Backend, Pool, PoolConfig, PoolHandle};
 
 use crate::text::TextLen;
-
-/// Environment variable holding the cookie when `--cookie` is absent.
-const COOKIE_ENV: &str = "CORRAL_COOKIE";
 
 /// What the synthetic pool takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,47 +78,20 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    fn node_config(&self) -> anyhow::Result<NodeConfig> {
-        let cookie = self
-            .cookie
-            .clone()
-            .or_else(|| std::env::var(COOKIE_ENV).ok())
-            .unwrap_or_default();
-        if cookie.is_empty() {
-            bail!("a cookie is required: --cookie or {COOKIE_ENV}");
+    /// The flags that make the node, checked by corral-cluster.
+    fn node_flags(&self) -> NodeFlags {
+        NodeFlags {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            advertise: self.advertise.clone(),
+            port: self.port,
+            cookie: self.cookie.clone(),
+            peers: self.peers.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_server_name: self.tls_server_name.clone(),
         }
-        let listen: IpAddr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .with_context(|| format!("--host {}", self.host))?
-            .next()
-            .with_context(|| format!("--host {}: no address", self.host))?
-            .ip();
-        let advertise = self.advertise.clone().unwrap_or_else(|| self.host.clone());
-        let mut config = NodeConfig::new(self.name.clone(), advertise, self.port, cookie);
-        config.listen = Some(listen);
-        config.tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
-            (Some(c), Some(k), Some(ca)) => Some(TlsConfig::from_pem_files(
-                c,
-                k,
-                ca,
-                self.tls_server_name.clone(),
-            )?),
-            (None, None, None) => None,
-            _ => bail!("--tls-cert, --tls-key and --tls-ca go together"),
-        };
-        Ok(config)
-    }
-
-    fn peers(&self) -> anyhow::Result<Vec<SocketAddr>> {
-        self.peers
-            .iter()
-            .map(|p| {
-                p.to_socket_addrs()
-                    .with_context(|| format!("--peer {p}"))?
-                    .next()
-                    .with_context(|| format!("--peer {p}: no address"))
-            })
-            .collect()
     }
 }
 
@@ -149,8 +118,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--synthetic-ms must be a non-negative number");
     }
     let per_item = Duration::from_secs_f64(args.synthetic_ms / 1000.0);
-    let peers = args.peers()?;
-    let node = Node::start(args.node_config()?).await?;
+    let flags = args.node_flags();
+    let peers = flags.peers()?;
+    let node = Node::start(flags.config()?).await?;
     // Host the pool before dialling out, so that peers find it in the
     // first group sync.
     let pool_config = PoolConfig {

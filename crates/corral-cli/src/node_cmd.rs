@@ -4,21 +4,17 @@
 //! names it to peers when that differs. (A node hosting the synthetic
 //! backend, for tests and benches, is `corral-bench node`.)
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use corral_cluster::wire::Limits;
-use corral_cluster::{group_name, Member, Node, NodeConfig, TlsConfig};
+use corral_cluster::{group_name, Member, Node, NodeFlags};
 use corral_core::{Pool, PoolConfig};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::EmbedInputBackend;
 
 use crate::embed_cmd::ModelArgs;
-
-/// Environment variable holding the cookie when `--cookie` is absent.
-pub(crate) const COOKIE_ENV: &str = "CORRAL_COOKIE";
 
 /// Options of `corral node`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,63 +65,27 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    fn cookie(&self) -> anyhow::Result<String> {
-        let cookie = self
-            .cookie
-            .clone()
-            .or_else(|| std::env::var(COOKIE_ENV).ok())
-            .unwrap_or_default();
-        if cookie.is_empty() {
-            bail!("a cookie is required: --cookie or {COOKIE_ENV}");
+    /// The flags that make the node, checked by corral-cluster.
+    fn node_flags(&self) -> NodeFlags {
+        NodeFlags {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            advertise: self.advertise.clone(),
+            port: self.port,
+            cookie: self.cookie.clone(),
+            peers: self.peers.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_server_name: self.tls_server_name.clone(),
         }
-        Ok(cookie)
-    }
-
-    fn tls(&self) -> anyhow::Result<Option<TlsConfig>> {
-        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
-            (Some(c), Some(k), Some(ca)) => Ok(Some(TlsConfig::from_pem_files(
-                c,
-                k,
-                ca,
-                self.tls_server_name.clone(),
-            )?)),
-            (None, None, None) => Ok(None),
-            _ => bail!("--tls-cert, --tls-key and --tls-ca go together"),
-        }
-    }
-
-    /// The address to listen on: `--host`, resolved.
-    fn listen(&self) -> anyhow::Result<IpAddr> {
-        Ok((self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .with_context(|| format!("--host {}", self.host))?
-            .next()
-            .with_context(|| format!("--host {}: no address", self.host))?
-            .ip())
-    }
-
-    fn peers(&self) -> anyhow::Result<Vec<SocketAddr>> {
-        self.peers
-            .iter()
-            .map(|p| {
-                p.to_socket_addrs()
-                    .with_context(|| format!("--peer {p}"))?
-                    .next()
-                    .with_context(|| format!("--peer {p}: no address"))
-            })
-            .collect()
     }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let cookie = args.cookie()?;
-    let tls = args.tls()?;
-    let peers = args.peers()?;
-    let advertise = args.advertise.clone().unwrap_or_else(|| args.host.clone());
-    let mut config = NodeConfig::new(args.name.clone(), advertise, args.port, cookie);
-    config.listen = Some(args.listen()?);
-    config.tls = tls;
-    let node = Node::start(config).await?;
+    let flags = args.node_flags();
+    let peers = flags.peers()?;
+    let node = Node::start(flags.config()?).await?;
     // Host the pool before dialling out, so that peers find it in the
     // first group sync.
     let pool_config = PoolConfig {

@@ -24,6 +24,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod flags;
 pub mod handle;
 pub mod member;
 pub mod node;
@@ -31,6 +32,7 @@ mod router;
 mod table;
 pub mod wire;
 
+pub use flags::{NodeFlags, COOKIE_ENV};
 pub use handle::{ClusterConfig, ClusterHandle, ClusterStats};
 pub use member::{group_name, Member, MemberMsg};
 pub use node::{Node, NodeConfig, NodeError, SessionInfo, TlsConfig};

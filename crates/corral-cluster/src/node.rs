@@ -192,6 +192,9 @@ pub enum NodeError {
     /// The host to listen on does not resolve.
     #[error("no address to listen on: {0}")]
     Listen(String),
+    /// A peer's address does not resolve.
+    #[error("no address for a peer: {0}")]
+    Peer(String),
     /// ractor could not spawn the node server.
     #[error("could not start the node server: {0}")]
     Spawn(String),
