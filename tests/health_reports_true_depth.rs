@@ -62,7 +62,7 @@ async fn health_during_a_long_batch_reports_the_true_depth_body() {
     assert_eq!(h.workers[0].state, WorkerState::Ready);
     let stats = pool.stats().await.unwrap();
     assert_eq!(stats.workers[0].depth, 5);
-    assert_eq!(stats.workers[0].in_flight, 1);
+    assert_eq!(stats.workers[0].running, 1);
 
     gate.open();
     for (id, c) in calls.into_iter().enumerate() {

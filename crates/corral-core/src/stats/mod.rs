@@ -118,8 +118,8 @@ pub struct WorkerStats {
     pub worker_id: Option<u64>,
     /// Queued plus running requests now.
     pub depth: usize,
-    /// Inputs in the batch running now.
-    pub in_flight: usize,
+    /// Inputs in the batch running now (as [`WorkerHealth::running`]).
+    pub running: usize,
     /// Requests this slot answered, across incarnations.
     pub processed: u64,
     /// Batches this slot ran, across incarnations.

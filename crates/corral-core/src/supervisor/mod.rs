@@ -10,9 +10,15 @@
 //!
 //! Where to look:
 //! - `state`: the glue — the worker lifecycle (start, retirement and
-//!   re-routing, restarts, the tick, shutdown); its children
-//!   `state::admission` (why was this request refused?) and
-//!   `state::reports` (health, stats, levels, `retry_after`);
+//!   re-routing, restarts, the tick, reports, shutdown); its child
+//!   `state::admission` carries out the request path (a request arrives,
+//!   the line is pumped and expired, a retired worker's requests are
+//!   re-routed);
+//! - `slots`: the worker slots and their lifecycle, one type that owns them
+//!   (a slot's counts survive its incarnations);
+//! - `snapshot`: every figure the pool reports (`health()`, `stats()`, the
+//!   `metrics` levels, `retry_after`, the time per request behind
+//!   `PoolRef::load`), computed from one pass over the slots;
 //! - `admission`: admit, wait or refuse a request that arrives, a pure
 //!   function of the clock, the request, the workers' loads and the line
 //!   (why was this request refused?);
@@ -30,6 +36,8 @@
 mod admission;
 mod drain;
 mod restart;
+mod slots;
+mod snapshot;
 mod state;
 mod waiting;
 mod watchdog;

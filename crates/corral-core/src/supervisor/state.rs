@@ -1,15 +1,20 @@
 //! The supervisor's state: the worker slots and the policies that decide
 //! about them, wired together. Each decision lives in its own module —
-//! [`super::watchdog`] (is a worker stuck?), [`super::restart`] (when does
-//! its replacement start?), [`super::waiting`] (who is served next?),
-//! [`super::drain`] (is shutdown over?), the router (which worker?). This
-//! file keeps the worker lifecycle — start, retire, restart, the internal
-//! messages and the tick, shutdown; its children hold admission and routing
-//! (`admission`: "why was this request refused?") and the reports
-//! (`reports`: health, stats, levels, `retry_after`).
+//! [`super::admission`] (admit, wait or refuse?), [`super::watchdog`] (is a
+//! worker stuck?), [`super::restart`] (when does its replacement start?),
+//! [`super::waiting`] (who is served next?), [`super::drain`] (is shutdown
+//! over?), the router (which worker?) — and each thing the state owns is a
+//! type of its own: [`Slots`] (the workers and their lifecycle),
+//! [`WaitingLine`], [`Snapshot`] (every figure the pool reports, from one
+//! pass over the slots).
+//!
+//! `SupervisorState`'s methods are in two files: this one holds the worker
+//! lifecycle (start, retire, restart), the internal messages and the tick,
+//! the reports and shutdown; `state/admission.rs` holds the request path —
+//! `submit` (a request arrives), the waiting line's pump and expiry, and the
+//! re-routing of what a retired worker held.
 
 mod admission;
-mod reports;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,6 +25,8 @@ use ractor::{ActorId, ActorRef, RpcReplyPort};
 use self::admission::Routing;
 use super::drain::Drain;
 use super::restart::RestartPolicy;
+use super::slots::{Slot, Slots};
+use super::snapshot::Snapshot;
 use super::waiting::WaitingLine;
 use super::watchdog::{self, Limits};
 use crate::backend::{Backend, LoadContext};
@@ -30,6 +37,7 @@ use crate::msg::{InternalMsg, PoolMsg, ShutdownReport};
 use crate::router::Router;
 use crate::shared::PoolShared;
 use crate::stats::recorder::{Failure, Recorder};
+use crate::stats::{HealthReport, PoolStats};
 use crate::worker::{Events, Worker, WorkerSpawn};
 
 /// What the supervisor starts from.
@@ -72,24 +80,6 @@ impl<B: Backend> Events for SupervisorEvents<B> {
     }
 }
 
-enum Slot<B: Backend> {
-    Live(Worker<B>),
-    /// Empty; a worker is started at `due`.
-    Restarting {
-        due: Instant,
-    },
-    /// Empty for good (the abandoned-thread cap is reached, or the pool is
-    /// draining).
-    Disabled,
-}
-
-/// What a slot's past incarnations did.
-#[derive(Debug, Default, Clone, Copy)]
-struct SlotTotals {
-    processed: u64,
-    batches: u64,
-}
-
 pub(crate) struct SupervisorState<B: Backend> {
     myself: ActorRef<PoolMsg<B>>,
     config: Arc<PoolConfig>,
@@ -99,8 +89,7 @@ pub(crate) struct SupervisorState<B: Backend> {
     recorder: Arc<Recorder>,
     events: Arc<dyn Events>,
     threads: usize,
-    slots: Vec<Slot<B>>,
-    totals: Vec<SlotTotals>,
+    slots: Slots<B>,
     /// Requests answered by workers, as last published to `metrics`.
     processed_published: u64,
     line: WaitingLine<Job<B>>,
@@ -142,8 +131,7 @@ impl<B: Backend> SupervisorState<B> {
             spec: args.spec,
             routing: Routing::new(args.router, n),
             shared: args.shared,
-            slots: (0..n).map(|_| Slot::Restarting { due: now }).collect(),
-            totals: vec![SlotTotals::default(); n],
+            slots: Slots::new(n, now),
             processed_published: 0,
             last_ping_round: now,
             drain: None,
@@ -190,7 +178,7 @@ impl<B: Backend> SupervisorState<B> {
             thread_name: format!("{}-w{id}", c.name),
         };
         match Worker::spawn(spawn, self.myself.get_cell()).await {
-            Ok(w) => self.slots[slot] = Slot::Live(w),
+            Ok(w) => self.slots.install(slot, w),
             Err(e) => {
                 tracing::error!(pool = %self.config.name, slot, "could not start a worker: {e}");
                 self.schedule_restart(slot);
@@ -198,26 +186,8 @@ impl<B: Backend> SupervisorState<B> {
         }
     }
 
-    fn slot_of(&self, worker: u64) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| matches!(s, Slot::Live(w) if w.id() == worker))
-    }
-
-    fn live_mut(&mut self, worker: u64) -> Option<&mut Worker<B>> {
-        self.slots.iter_mut().find_map(|s| match s {
-            Slot::Live(w) if w.id() == worker => Some(w),
-            _ => None,
-        })
-    }
-
     fn publish_ready(&self) {
-        let ready = self
-            .slots
-            .iter()
-            .filter(|s| matches!(s, Slot::Live(w) if w.is_ready()))
-            .count();
-        self.shared.ready.send_replace(ready);
+        self.shared.ready.send_replace(self.slots.ready());
     }
 
     /// Takes a worker out of service and deals with everything it held:
@@ -232,14 +202,11 @@ impl<B: Backend> SupervisorState<B> {
         panic: Option<&str>,
     ) {
         let now = Instant::now();
-        let Slot::Live(w) = std::mem::replace(&mut self.slots[slot], Slot::Restarting { due: now })
-        else {
+        let Some(w) = self.slots.vacate(slot, now) else {
             return;
         };
         let held = w.seize();
         let was_ready = w.is_ready();
-        self.totals[slot].processed += w.processed();
-        self.totals[slot].batches += w.batches();
         let id = w.id();
         // The rest of the teardown: kill the actor, abandon a thread still
         // inside the backend.
@@ -295,7 +262,7 @@ impl<B: Backend> SupervisorState<B> {
 
     fn schedule_restart(&mut self, slot: usize) {
         if self.drain.is_some() || self.stopped {
-            self.slots[slot] = Slot::Disabled;
+            self.slots.set_empty(slot, None);
             return;
         }
         if self.shared.abandoned.load(Ordering::Acquire) >= self.config.max_abandoned_threads {
@@ -305,7 +272,7 @@ impl<B: Backend> SupervisorState<B> {
                 cap = self.config.max_abandoned_threads,
                 "abandoned-thread cap reached: not replacing the worker"
             );
-            self.slots[slot] = Slot::Disabled;
+            self.slots.set_empty(slot, None);
             return;
         }
         let restart = self.restarts.next(Instant::now());
@@ -313,7 +280,7 @@ impl<B: Backend> SupervisorState<B> {
             tracing::warn!(pool = %self.config.name, slot, "restart intensity exceeded: backing off");
         }
         self.recorder.restarted();
-        self.slots[slot] = Slot::Restarting { due: restart.due };
+        self.slots.set_empty(slot, Some(restart.due));
     }
 
     /// Starts workers whose restart is due; re-enables disabled slots once
@@ -326,26 +293,22 @@ impl<B: Backend> SupervisorState<B> {
         let under_cap =
             self.shared.abandoned.load(Ordering::Acquire) < self.config.max_abandoned_threads;
         for slot in 0..self.slots.len() {
-            match self.slots[slot] {
-                Slot::Restarting { due } if due <= now => {
+            match self.slots.get(slot) {
+                Some(&Slot::Restarting { due }) if due <= now => {
                     if under_cap {
                         self.start_worker(slot).await;
                     } else {
-                        self.slots[slot] = Slot::Disabled;
+                        self.slots.set_empty(slot, None);
                     }
                 }
-                Slot::Disabled if under_cap => self.schedule_restart(slot),
+                Some(Slot::Disabled) if under_cap => self.schedule_restart(slot),
                 _ => {}
             }
         }
     }
 
     pub(crate) async fn worker_actor_gone(&mut self, actor: ActorId, reason: String) {
-        let slot = self
-            .slots
-            .iter()
-            .position(|s| matches!(s, Slot::Live(w) if w.actor_id() == actor));
-        if let Some(slot) = slot {
+        if let Some(slot) = self.slots.slot_of_actor(actor) {
             tracing::warn!(pool = %self.config.name, slot, "worker actor stopped: {reason}");
             self.retire(slot, Failure::ActorDied, None, None);
             self.start_due().await;
@@ -359,7 +322,7 @@ impl<B: Backend> SupervisorState<B> {
             InternalMsg::Tick => self.tick().await,
             InternalMsg::Freed => self.pump(),
             InternalMsg::Loaded { worker } => {
-                if let Some(w) = self.live_mut(worker) {
+                if let Some(w) = self.slots.worker_mut(worker) {
                     w.set_ready();
                     tracing::info!(pool = %self.config.name, worker, "worker ready");
                     self.publish_ready();
@@ -367,7 +330,7 @@ impl<B: Backend> SupervisorState<B> {
                 }
             }
             InternalMsg::LoadFailed { worker, error } => {
-                if let Some(slot) = self.slot_of(worker) {
+                if let Some(slot) = self.slots.slot_of(worker) {
                     tracing::error!(pool = %self.config.name, slot, worker, "model load failed: {error}");
                     self.retire(slot, Failure::LoadFailed, None, None);
                     self.start_due().await;
@@ -375,7 +338,7 @@ impl<B: Backend> SupervisorState<B> {
             }
             InternalMsg::Crashed { worker, reason } => {
                 tracing::error!(pool = %self.config.name, worker, "backend panicked: {reason}");
-                match self.slot_of(worker) {
+                match self.slots.slot_of(worker) {
                     Some(slot) => {
                         self.retire(slot, Failure::Panic, None, Some(&reason));
                         self.start_due().await;
@@ -386,7 +349,7 @@ impl<B: Backend> SupervisorState<B> {
                 }
             }
             InternalMsg::Pong { worker, seq } => {
-                if let Some(w) = self.live_mut(worker) {
+                if let Some(w) = self.slots.worker_mut(worker) {
                     w.pong(seq, Instant::now());
                 }
             }
@@ -418,8 +381,7 @@ impl<B: Backend> SupervisorState<B> {
         self.recorder.cancelled(gone as u64);
 
         let mut failed = Vec::new();
-        for (slot, s) in self.slots.iter().enumerate() {
-            let Slot::Live(w) = s else { continue };
+        for (slot, w) in self.slots.live() {
             let expired = w.expire(now);
             self.recorder
                 .deadline_exceeded((expired.queued + expired.running) as u64);
@@ -436,16 +398,64 @@ impl<B: Backend> SupervisorState<B> {
 
         if now.saturating_duration_since(self.last_ping_round) >= self.config.ping_interval {
             self.last_ping_round = now;
-            for s in &mut self.slots {
-                if let Slot::Live(w) = s {
-                    w.ping(now);
-                }
+            for w in self.slots.live_mut() {
+                w.ping(now);
             }
         }
 
         self.pump();
-        self.publish_levels();
+        self.publish_levels(now);
         self.advance_drain(now);
+    }
+
+    // ---------------------------------------------------------------- reports
+
+    /// The pool's figures now; see [`Snapshot`].
+    fn snapshot(&self, now: Instant) -> Snapshot {
+        self.slots.snapshot(
+            now,
+            self.line.len(),
+            self.shared.abandoned.load(Ordering::Acquire),
+            (self.drain.is_some(), self.stopped),
+        )
+    }
+
+    /// The `retry_after` a refusal carries now ([`Snapshot::retry_after`]).
+    pub(super) fn retry_after(&self) -> Duration {
+        self.snapshot(Instant::now()).retry_after()
+    }
+
+    /// Publishes, at each tick, from one snapshot: the levels (depths, line,
+    /// abandoned threads) and the requests processed since the last tick to
+    /// `metrics` — read from the workers' own counters, so the compute
+    /// threads never touch a shared cache line per batch — and the
+    /// `retry_after` and time per request that the door and
+    /// `PoolRef::load` report between ticks.
+    fn publish_levels(&mut self, now: Instant) {
+        let snapshot = self.snapshot(now);
+        let processed = snapshot.processed();
+        self.recorder
+            .processed(processed.saturating_sub(self.processed_published));
+        self.processed_published = self.processed_published.max(processed);
+        self.recorder
+            .levels(&snapshot.depths(), snapshot.waiting, snapshot.abandoned);
+        self.shared.door.set_retry_after(snapshot.retry_after());
+        self.shared
+            .per_request_ns
+            .store(snapshot.per_request_ns(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn health(&self) -> HealthReport {
+        let report = self.snapshot(Instant::now()).health();
+        self.shared.door.set_retry_after(report.retry_after);
+        report
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let mut stats = PoolStats::default();
+        self.recorder.fill(&mut stats);
+        self.snapshot(Instant::now()).fill_stats(&mut stats);
+        stats
     }
 
     // --------------------------------------------------------------- shutdown
@@ -494,11 +504,7 @@ impl<B: Backend> SupervisorState<B> {
     }
 
     fn advance_drain(&mut self, now: Instant) {
-        let idle = self.line.is_empty()
-            && self.slots.iter().all(|s| match s {
-                Slot::Live(w) => w.depth() == 0,
-                _ => true,
-            });
+        let idle = self.line.is_empty() && self.slots.idle();
         match &self.drain {
             Some(d) if d.is_over(idle, now) => {}
             _ => return,
@@ -514,8 +520,11 @@ impl<B: Backend> SupervisorState<B> {
     /// Returns how many admitted requests were aborted.
     pub(crate) fn abort_everything(&mut self) -> usize {
         let mut aborted = 0;
-        for s in &mut self.slots {
-            if let Slot::Live(w) = std::mem::replace(s, Slot::Disabled) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            let worker = self.slots.vacate(slot, now);
+            self.slots.set_empty(slot, None);
+            if let Some(w) = worker {
                 let held = w.seize();
                 drop(w);
                 for job in held.queued {

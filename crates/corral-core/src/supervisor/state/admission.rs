@@ -10,8 +10,9 @@ use std::time::Instant;
 use ractor::RpcReplyPort;
 
 use super::super::admission::{decide, Arrival, Decision, Line, Refusal};
+use super::super::slots::{Slot, Slots};
 use super::super::waiting::{Expiry, Waiter, Waiting};
-use super::{Slot, SupervisorState};
+use super::SupervisorState;
 use crate::backend::Backend;
 use crate::error::PoolError;
 use crate::job::{Class, Job, Reply};
@@ -39,21 +40,17 @@ impl Routing {
     }
 
     /// Rebuilds the loads of the ready workers, room counted for `class`.
-    fn snapshot<B: Backend>(&mut self, slots: &[Slot<B>], class: Class, now: Instant) {
+    fn snapshot<B: Backend>(&mut self, slots: &Slots<B>, class: Class, now: Instant) {
         self.loads.clear();
         self.routable.clear();
-        for (i, s) in slots.iter().enumerate() {
-            if let Slot::Live(w) = s {
-                if w.is_ready() {
-                    self.loads.push(WorkerLoad {
-                        depth: w.depth(),
-                        has_room: w.has_room(class),
-                        service_ns: w.service_ns(),
-                        running_ns: w.running_ns(now),
-                    });
-                    self.routable.push(i);
-                }
-            }
+        for (i, w) in slots.live().filter(|(_, w)| w.is_ready()) {
+            self.loads.push(WorkerLoad {
+                depth: w.depth(),
+                has_room: w.has_room(class),
+                service_ns: w.service_ns(),
+                running_ns: w.running_ns(now),
+            });
+            self.routable.push(i);
         }
     }
 
@@ -61,7 +58,7 @@ impl Routing {
     /// room (a router's pick is checked, never trusted), and counts it.
     fn push<B: Backend>(
         &self,
-        slots: &[Slot<B>],
+        slots: &Slots<B>,
         recorder: &Recorder,
         k: usize,
         job: Job<B>,
@@ -84,7 +81,7 @@ impl Routing {
     /// ([`Router::pick_now`]).
     pub(super) fn admit<B: Backend>(
         &mut self,
-        slots: &[Slot<B>],
+        slots: &Slots<B>,
         recorder: &Recorder,
         job: Job<B>,
         patient: bool,
