@@ -76,7 +76,10 @@ impl Snapshot {
     /// `1 / Σ 1/service_time` over the measured ready workers (ns; 0 while
     /// none is measured).
     pub(super) fn per_request_ns(&self) -> u64 {
-        let rate: f64 = self.ready_service_times().map(|ns| 1.0 / ns as f64).sum();
+        // A fold from +0.0, not `sum()`: an empty `f64` sum is -0.0.
+        let rate = self
+            .ready_service_times()
+            .fold(0.0, |rate, ns| rate + 1.0 / ns as f64);
         if rate > 0.0 {
             (1.0 / rate) as u64
         } else {
