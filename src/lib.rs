@@ -17,3 +17,11 @@ pub use corral_embed as embed;
 
 #[cfg(feature = "cluster")]
 pub use corral_cluster as cluster;
+
+// The README's code blocks, as doc tests: `cargo test --doc -p corral` (and
+// so the README's test command) compiles its Rust blocks and runs them; the
+// first spawns a pool of the default model. Its text blocks are marked `sh`
+// or `text`. Only rustdoc's doctest pass sees this item.
+#[cfg(all(doctest, feature = "embed"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

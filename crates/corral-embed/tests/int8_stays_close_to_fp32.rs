@@ -1,7 +1,7 @@
 //! `--quantize int8` keeps all-MiniLM-L6-v2's vectors within cosine 0.995
-//! of fp32 on every golden text (measured: see the README), keeps them unit
-//! length, and keeps a text's vector independent of its batch within
-//! [`INT8_BATCH_TOLERANCE`].
+//! of fp32 on every golden text (measured: see docs/benchmarks.md, "int8"),
+//! keeps them unit length, and keeps a text's vector independent of its
+//! batch within [`INT8_BATCH_TOLERANCE`].
 //!
 //! Needs the real model (`CORRAL_MODEL_DIR`, else the fetched default);
 //! fails, naming the fetch command, without it.
