@@ -33,14 +33,17 @@
 #![forbid(unsafe_code)]
 
 mod app;
-mod embed;
 mod error;
+mod execute;
 pub mod model;
 mod pool;
 mod routes;
+mod state;
 pub mod telemetry;
+mod types;
 
-pub use app::{router, Server, ServerConfig};
-pub use model::{EmbedModel, Embedded, ModelCard};
+pub use app::{router, Server};
+pub use model::{EmbedModel, Embedded, ModelCard, TokenizeError};
 pub use pool::{EmbedPool, PoolModel};
+pub use state::ServerConfig;
 pub use telemetry::install_metrics;

@@ -17,7 +17,7 @@ use corral_embed::{
     EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, Tokenized, TruncationSide,
 };
 
-use crate::model::{BoxFuture, EmbedModel, Embedded, ModelCard};
+use crate::model::{BoxFuture, EmbedModel, Embedded, ModelCard, TokenizeError};
 
 /// The pool type the server runs: texts or token ids in, timed vectors out.
 pub type EmbedPool = PoolHandle<EmbedInputBackend>;
@@ -113,14 +113,20 @@ impl EmbedModel for PoolModel {
         &self.card
     }
 
-    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, String> {
-        self.tokenizer.encode(text, side).map_err(|e| e.to_string())
+    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
+        self.tokenizer
+            .encode(text, side)
+            .map_err(|e| TokenizeError::Encode(e.to_string()))
     }
 
-    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, String> {
+    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
+        let vocab_size = self.tokenizer.vocab_size();
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(TokenizeError::UnknownTokenId { id, vocab_size });
+        }
         self.tokenizer
             .wrap_ids(ids, side)
-            .map_err(|e| e.to_string())
+            .map_err(|e| TokenizeError::Encode(e.to_string()))
     }
 
     fn embed(&self, inputs: Vec<Vec<u32>>) -> BoxFuture<'_, Result<Embedded, PoolError>> {
