@@ -302,30 +302,28 @@ impl EmbedRequest {
                 Err(e) => malformed(dialect, &e),
             });
         }
-        let field = dialect.inputs_field();
-        let (inputs, request) = match dialect {
+        Ok(match dialect {
             Dialect::OpenAi => {
                 let b: OpenAiBody = from_body(dialect, body)?;
-                let request = Self {
+                Self {
                     dialect,
                     model: b.model,
-                    inputs: Inputs::Texts(Vec::new()),
+                    inputs: required(dialect, b.input)?,
                     over_limit: OverLimit::Refuse,
                     dimensions: b.dimensions,
                     normalize: true,
                     encoding: b.encoding_format.unwrap_or_default(),
-                };
-                (b.input, request)
+                }
             }
             Dialect::Tei => {
                 let b: TeiBody = from_body(dialect, body)?;
                 let side = b
                     .truncation_direction
                     .map_or(TruncationSide::Right, |d| d.0);
-                let request = Self {
+                Self {
                     dialect,
                     model: b.model,
-                    inputs: Inputs::Texts(Vec::new()),
+                    inputs: required(dialect, b.inputs)?,
                     over_limit: if b.truncate.unwrap_or(false) {
                         OverLimit::Truncate(side)
                     } else {
@@ -334,21 +332,23 @@ impl EmbedRequest {
                     dimensions: None,
                     normalize: b.normalize.unwrap_or(true),
                     encoding: Encoding::Float,
-                };
-                (b.inputs, request)
+                }
             }
-        };
-        let Some(inputs) = inputs else {
-            return Err(ApiError::invalid(
-                dialect,
-                field,
-                format!("`{field}` is required"),
-            ));
-        };
-        if inputs.is_empty() {
-            return Err(ApiError::empty(field));
-        }
-        Ok(Self { inputs, ..request })
+        })
+    }
+}
+
+/// The inputs field's value: present, and not empty.
+fn required(dialect: Dialect, inputs: Option<Inputs>) -> Result<Inputs, ApiError> {
+    let field = dialect.inputs_field();
+    match inputs {
+        None => Err(ApiError::invalid(
+            dialect,
+            field,
+            format!("`{field}` is required"),
+        )),
+        Some(inputs) if inputs.is_empty() => Err(ApiError::empty(field)),
+        Some(inputs) => Ok(inputs),
     }
 }
 
