@@ -58,6 +58,6 @@ mod types;
 
 pub use app::{router, Server};
 pub use model::{EmbedModel, Embedded, ModelCard, TokenizeError};
-pub use pool::{EmbedPool, PoolModel};
+pub use pool::{EmbedPool, PoolModel, SpawnModelError};
 pub use state::ServerConfig;
 pub use telemetry::install_metrics;
