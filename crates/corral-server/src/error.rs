@@ -26,6 +26,26 @@ pub(crate) enum Dialect {
     Tei,
 }
 
+impl Dialect {
+    /// TEI's body shape on TEI's route, OpenAI's elsewhere.
+    pub(crate) fn of_path(path: &str) -> Self {
+        if path == "/embed" {
+            Self::Tei
+        } else {
+            Self::OpenAi
+        }
+    }
+
+    /// The name of the field that carries the inputs: OpenAI's `input`,
+    /// TEI's `inputs`.
+    pub(crate) fn inputs_field(self) -> &'static str {
+        match self {
+            Self::OpenAi => "input",
+            Self::Tei => "inputs",
+        }
+    }
+}
+
 /// An error answer: status, message, and the fields each dialect shows.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
@@ -119,6 +139,30 @@ impl ApiError {
         e
     }
 
+    /// A path the server does not have (or a route it does not serve,
+    /// like `/metrics` without a recorder): 404.
+    pub(crate) fn not_found(path: &str) -> Self {
+        // OpenAI answers an unknown URL `invalid_request_error` with no
+        // code; TEI has no type of its own for it.
+        let mut e = Self::new(StatusCode::NOT_FOUND, format!("no route {path}"));
+        e.tei_type = "not_found";
+        e
+    }
+
+    /// Full queues, the pool's or the server's own places: 429 with
+    /// `Retry-After`.
+    pub(crate) fn overloaded(retry_after: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "the model's queues are full; retry after the Retry-After delay",
+        );
+        e.openai_type = "rate_limit_error";
+        e.code = Some("overloaded");
+        e.tei_type = "overloaded";
+        e.retry_after = Some(retry_after_secs(retry_after));
+        e
+    }
+
     /// No worker serving, or the server is draining: 503.
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, message);
@@ -139,17 +183,7 @@ impl ApiError {
     /// The status a [`PoolError`] maps to (see the module's table).
     pub(crate) fn from_pool(dialect: Dialect, err: PoolError) -> Self {
         match err {
-            PoolError::Overloaded { retry_after } => {
-                let mut e = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "the model's queues are full; retry after the Retry-After delay",
-                );
-                e.openai_type = "rate_limit_error";
-                e.code = Some("overloaded");
-                e.tei_type = "overloaded";
-                e.retry_after = Some(retry_after_secs(retry_after));
-                e
-            }
+            PoolError::Overloaded { retry_after } => Self::overloaded(retry_after),
             PoolError::ShuttingDown => Self::unavailable("the server is shutting down"),
             PoolError::Timeout => {
                 let mut e = Self::unavailable("no room in the model's queues in time; nothing ran");

@@ -7,20 +7,34 @@
 //! limits, and handed to its model's pool as token ids with `try_*`
 //! admission — a full pool answers 429 with `Retry-After` at once.
 //!
+//! # One request, one way down
+//! `app` (layers: a place among `max_concurrent_requests`, API key,
+//! metrics, tracing) → `routes` (read the body within `max_body`) →
+//! `types` (parse it once into an `EmbedRequest`, every error naming its
+//! field) → `execute` (model, limits, tokenising, the pool through
+//! [`EmbedModel`], shaping the vectors) → back in `routes`, the answer in
+//! the route's dialect; any error on the way is an `error::ApiError`,
+//! rendered in that dialect.
+//!
 //! # Layout
-//! - [`model`]: [`EmbedModel`], what the routes need from a served model.
+//! No two modules import each other; each imports only those listed
+//! before it.
+//! - [`telemetry`]: the Prometheus recorder and the server's series.
+//! - [`model`]: [`EmbedModel`], what the routes need from a served model,
+//!   and its typed [`TokenizeError`].
 //! - `pool`: [`PoolModel`], [`EmbedModel`] over a real pool — the one
 //!   module that calls the pool's handle.
-//! - `error`: errors in OpenAI's and TEI's body shapes, and the mapping of
-//!   every `PoolError` to a status.
-//! - `app`: the router, its layers (a place per `POST` among
-//!   `max_concurrent_requests`, API key, request metrics, tracing),
-//!   graceful shutdown. The body limit is not a layer: the embedding
-//!   handlers read the body themselves, refusing one over `max_body`.
-//! - `embed`: the path shared by both embedding routes (tokenise, check,
-//!   submit, shape).
+//! - `error`: the two dialects; errors in OpenAI's and TEI's body shapes,
+//!   and the mapping of every `PoolError` to a status.
+//! - `types`: the wire types — each dialect's body, the `EmbedRequest` both
+//!   parse into, OpenAI's answer.
+//! - `state`: [`ServerConfig`] and what every handler shares (models,
+//!   limits, permits, draining).
+//! - `execute`: runs an `EmbedRequest` against its model.
 //! - `routes`: the handlers.
-//! - [`telemetry`]: the Prometheus recorder and the server's series.
+//! - `app`: [`Server`] — the router, its layers, graceful shutdown — and
+//!   [`router`]. The body limit is not a layer: the embedding route reads
+//!   the body itself, refusing one over `max_body`.
 //!
 //! ```no_run
 //! # async fn host(model: corral_server::PoolModel) {
@@ -33,14 +47,17 @@
 #![forbid(unsafe_code)]
 
 mod app;
-mod embed;
 mod error;
+mod execute;
 pub mod model;
 mod pool;
 mod routes;
+mod state;
 pub mod telemetry;
+mod types;
 
-pub use app::{router, Server, ServerConfig};
-pub use model::{EmbedModel, Embedded, ModelCard};
-pub use pool::{EmbedPool, PoolModel};
+pub use app::{router, Server};
+pub use model::{EmbedModel, Embedded, ModelCard, TokenizeError};
+pub use pool::{EmbedPool, PoolModel, SpawnModelError};
+pub use state::ServerConfig;
 pub use telemetry::install_metrics;

@@ -44,6 +44,25 @@ pub struct Embedded {
     pub compute_time: Option<Duration>,
 }
 
+/// Why a model could not tokenise an input. Every kind is about the input
+/// the client sent: the server answers it 400 (OpenAI) / 422 (TEI), naming
+/// the field and the input's place in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenizeError {
+    /// A client-tokenised input holds an id the model's vocabulary lacks.
+    #[error("token id {id} is outside the vocabulary (0..{vocab_size})")]
+    UnknownTokenId {
+        /// The first such id.
+        id: u32,
+        /// How many ids the vocabulary has.
+        vocab_size: usize,
+    },
+    /// The tokenizer could not encode the input.
+    #[error("the tokenizer could not encode it: {0}")]
+    Encode(String),
+}
+
 /// One served model, as the routes see it.
 pub trait EmbedModel: Send + Sync + 'static {
     /// Name, dimensions, limits.
@@ -54,15 +73,15 @@ pub trait EmbedModel: Send + Sync + 'static {
     /// server calls it off the async threads.
     ///
     /// # Errors
-    /// A message when the tokenizer fails.
-    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, String>;
+    /// [`TokenizeError::Encode`] when the tokenizer fails.
+    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, TokenizeError>;
 
     /// Wraps client-tokenised ids (no special tokens) with the special
     /// tokens, cutting from `side` when over the limit.
     ///
     /// # Errors
-    /// A message naming an id outside the vocabulary.
-    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, String>;
+    /// [`TokenizeError::UnknownTokenId`] for an id outside the vocabulary.
+    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError>;
 
     /// Embeds pre-tokenised inputs (special tokens included), refused at
     /// once when the pool is full. Dropping the future withdraws the

@@ -12,15 +12,37 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_core::{HealthReport, Pool, PoolConfig, PoolError, PoolHandle};
+use corral_core::{HealthReport, Pool, PoolConfig, PoolError, PoolHandle, SpawnError};
 use corral_embed::{
     EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, Tokenized, TruncationSide,
 };
 
-use crate::model::{BoxFuture, EmbedModel, Embedded, ModelCard};
+use crate::model::{BoxFuture, EmbedModel, Embedded, ModelCard, TokenizeError};
 
 /// The pool type the server runs: texts or token ids in, timed vectors out.
 pub type EmbedPool = PoolHandle<EmbedInputBackend>;
+
+/// Why [`PoolModel::spawn`] could not start a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnModelError {
+    /// The model directory, its configuration or its tokenizer is not
+    /// usable.
+    #[error(transparent)]
+    Model(#[from] EmbedError),
+    /// The pool could not be started (a bad config, or the actor system).
+    #[error(transparent)]
+    Pool(#[from] SpawnError),
+    /// The pool started, but its workers were not ready in time; it was
+    /// stopped.
+    #[error("workers not ready in {timeout:?}: {source}")]
+    NotReady {
+        /// How long it waited.
+        timeout: Duration,
+        /// What the pool said.
+        source: PoolError,
+    },
+}
 
 /// A served model backed by a Corral embedding pool.
 #[derive(Clone)]
@@ -52,22 +74,23 @@ impl PoolModel {
         spec: EmbedSpec,
         config: PoolConfig,
         ready_timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SpawnModelError> {
         let name = name.into();
         let mut config = config;
         if !config.metric_labels.iter().any(|(k, _)| k == "model") {
             config.metric_labels.push(("model".into(), name.clone()));
         }
         let spec = spec.with_normalize(false);
-        let tokenizer = EmbedTokenizer::load(&spec).map_err(|e| e.to_string())?;
-        let pool = Pool::<EmbedInputBackend>::spawn(spec.clone(), config)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Err(e) = pool.wait_ready(ready_timeout).await {
+        let tokenizer = EmbedTokenizer::load(&spec)?;
+        let pool = Pool::<EmbedInputBackend>::spawn(spec.clone(), config).await?;
+        if let Err(source) = pool.wait_ready(ready_timeout).await {
             let _ = pool.shutdown(Duration::ZERO).await;
-            return Err(format!("workers not ready in {ready_timeout:?}: {e}"));
+            return Err(SpawnModelError::NotReady {
+                timeout: ready_timeout,
+                source,
+            });
         }
-        Self::new(name, &spec, tokenizer, pool).map_err(|e| e.to_string())
+        Ok(Self::new(name, &spec, tokenizer, pool)?)
     }
 
     /// Wraps a pool a host app already runs. The pool should be spawned
@@ -113,14 +136,20 @@ impl EmbedModel for PoolModel {
         &self.card
     }
 
-    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, String> {
-        self.tokenizer.encode(text, side).map_err(|e| e.to_string())
+    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
+        self.tokenizer
+            .encode(text, side)
+            .map_err(|e| TokenizeError::Encode(e.to_string()))
     }
 
-    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, String> {
+    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
+        let vocab_size = self.tokenizer.vocab_size();
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(TokenizeError::UnknownTokenId { id, vocab_size });
+        }
         self.tokenizer
             .wrap_ids(ids, side)
-            .map_err(|e| e.to_string())
+            .map_err(|e| TokenizeError::Encode(e.to_string()))
     }
 
     fn embed(&self, inputs: Vec<Vec<u32>>) -> BoxFuture<'_, Result<Embedded, PoolError>> {

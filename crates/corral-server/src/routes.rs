@@ -1,71 +1,25 @@
 //! The handlers: OpenAI's `/v1/embeddings` and `/v1/models`, TEI's
-//! `/embed`, and `/health`, `/metrics`, `/info`.
+//! `/embed`, and `/health`, `/metrics`, `/info`. Both embedding routes take
+//! one way down: read the body within its limit, parse it once into an
+//! [`EmbedRequest`], [`execute`] it, shape the answer in the route's
+//! dialect.
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use corral_core::{Health, HealthReport, WorkerState};
-use corral_embed::TruncationSide;
 use serde_json::{json, Map, Value};
 
-use crate::app::{no_route, AppState};
-use crate::embed::{embed, parse_inputs, read_json, Answer, Options, OverLimit};
 use crate::error::{ApiError, Dialect};
+use crate::execute::execute;
+use crate::state::AppState;
+use crate::types::{EmbedRequest, OpenAiResponse};
 
 type AppStateRef = State<Arc<AppState>>;
-
-fn opt_str<'a>(
-    dialect: Dialect,
-    body: &'a Map<String, Value>,
-    field: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::invalid(
-            dialect,
-            field,
-            format!("`{field}` must be a string"),
-        )),
-    }
-}
-
-fn opt_bool(
-    dialect: Dialect,
-    body: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<bool>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::invalid(
-            dialect,
-            field,
-            format!("`{field}` must be a boolean"),
-        )),
-    }
-}
-
-/// The time headers, in milliseconds.
-fn with_times(mut response: Response, answer: &Answer) -> Response {
-    let headers = response.headers_mut();
-    for (name, t) in [
-        ("x-queue-time-ms", answer.queue_time),
-        ("x-compute-time-ms", answer.compute_time),
-    ] {
-        if let Some(t) = t {
-            if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", t.as_secs_f64() * 1e3)) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
-        }
-    }
-    response
-}
 
 /// `POST /v1/embeddings`, as OpenAI defines it.
 pub(crate) async fn openai_embeddings(
@@ -73,77 +27,9 @@ pub(crate) async fn openai_embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    openai_inner(&state, &headers, body)
+    embeddings(&state, Dialect::OpenAi, &headers, body)
         .await
         .unwrap_or_else(|e| e.render(Dialect::OpenAi))
-}
-
-async fn openai_inner(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let d = Dialect::OpenAi;
-    let body = read_json(d, headers, body, state.config.max_body).await?;
-    let inputs = parse_inputs(d, "input", body.get("input"))?;
-    let model_name = opt_str(d, &body, "model")?;
-    let model = state.model(model_name)?;
-    let base64 = match opt_str(d, &body, "encoding_format")? {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                d,
-                "encoding_format",
-                format!("`encoding_format` must be \"float\" or \"base64\" (got {other:?})"),
-            ))
-        }
-    };
-    let dimensions = match body.get("dimensions") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid(d, "dimensions", "`dimensions` must be a positive integer")
-                })?,
-        ),
-    };
-    let _ = opt_str(d, &body, "user")?;
-    let answer = embed(
-        state,
-        d,
-        "input",
-        model.clone(),
-        inputs,
-        Options {
-            over_limit: OverLimit::Refuse,
-            dimensions,
-            normalize: true,
-        },
-    )
-    .await?;
-    let data: Vec<Value> = answer
-        .vectors
-        .iter()
-        .enumerate()
-        .map(|(index, v)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(v)
-            };
-            json!({ "object": "embedding", "index": index, "embedding": embedding })
-        })
-        .collect();
-    let body = json!({
-        "object": "list",
-        "data": data,
-        "model": model.card().name,
-        "usage": { "prompt_tokens": answer.tokens, "total_tokens": answer.tokens },
-    });
-    Ok(with_times(Json(body).into_response(), &answer))
 }
 
 /// `POST /embed`, as Text Embeddings Inference defines it.
@@ -152,53 +38,76 @@ pub(crate) async fn tei_embed(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    tei_inner(&state, &headers, body)
+    embeddings(&state, Dialect::Tei, &headers, body)
         .await
         .unwrap_or_else(|e| e.render(Dialect::Tei))
 }
 
-async fn tei_inner(
+/// Both embedding routes, one way down: the body, read within its limit,
+/// is parsed once into an [`EmbedRequest`], executed, and the answer shaped
+/// in the dialect's body with the time headers.
+async fn embeddings(
     state: &AppState,
+    dialect: Dialect,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let d = Dialect::Tei;
-    let body = read_json(d, headers, body, state.config.max_body).await?;
-    let inputs = parse_inputs(d, "inputs", body.get("inputs"))?;
-    let model = state.model(opt_str(d, &body, "model")?)?;
-    let normalize = opt_bool(d, &body, "normalize")?.unwrap_or(true);
-    let truncate = opt_bool(d, &body, "truncate")?.unwrap_or(false);
-    let side = match opt_str(d, &body, "truncation_direction")? {
-        None => TruncationSide::Right,
-        Some(s) if s.eq_ignore_ascii_case("right") => TruncationSide::Right,
-        Some(s) if s.eq_ignore_ascii_case("left") => TruncationSide::Left,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                d,
-                "truncation_direction",
-                format!("`truncation_direction` must be \"Right\" or \"Left\" (got {other:?})"),
-            ))
+    let request = {
+        let bytes = read_body(dialect, headers, body, state.config.max_body).await?;
+        EmbedRequest::parse(dialect, &bytes)?
+    };
+    let encoding = request.encoding;
+    let answer = execute(state, request).await?;
+    let times = [
+        ("x-queue-time-ms", answer.queue_time),
+        ("x-compute-time-ms", answer.compute_time),
+    ];
+    let mut response = match dialect {
+        Dialect::OpenAi => Json(OpenAiResponse::new(
+            answer.model,
+            answer.vectors,
+            answer.tokens,
+            encoding,
+        ))
+        .into_response(),
+        Dialect::Tei => Json(answer.vectors).into_response(),
+    };
+    for (name, t) in times {
+        if let Some(t) = t {
+            if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", t.as_secs_f64() * 1e3)) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(name), v);
+            }
         }
-    };
-    let over = if truncate {
-        OverLimit::Truncate(side)
-    } else {
-        OverLimit::Refuse
-    };
-    let answer = embed(
-        state,
-        d,
-        "inputs",
-        model,
-        inputs,
-        Options {
-            over_limit: over,
-            dimensions: None,
-            normalize,
-        },
-    )
-    .await?;
-    Ok(with_times(Json(&answer.vectors).into_response(), &answer))
+    }
+    Ok(response)
+}
+
+/// Reads the body, refusing one over `limit` bytes (by its declared length
+/// at once, else as it streams).
+async fn read_body(
+    dialect: Dialect,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.to_string().contains("length limit exceeded"));
+        if over {
+            ApiError::body_too_large(limit)
+        } else {
+            ApiError::invalid(dialect, "body", format!("could not read the body: {e}"))
+        }
+    })
 }
 
 /// Why a pool does not serve, from its own report; `None` when it does.
@@ -281,7 +190,7 @@ pub(crate) async fn metrics(State(state): AppStateRef) -> Response {
             )
                 .into_response()
         }
-        None => no_route("/metrics"),
+        None => not_found_at("/metrics"),
     }
 }
 
@@ -324,5 +233,9 @@ pub(crate) async fn models(State(state): AppStateRef) -> Response {
 
 /// Any other path: 404.
 pub(crate) async fn not_found(uri: Uri) -> Response {
-    no_route(uri.path())
+    not_found_at(uri.path())
+}
+
+fn not_found_at(path: &str) -> Response {
+    ApiError::not_found(path).render(Dialect::of_path(path))
 }

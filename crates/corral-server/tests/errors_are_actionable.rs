@@ -123,6 +123,117 @@ async fn malformed_or_wrong_typed_bodies_are_400_naming_the_field() {
     assert_eq!(body["error_type"], "empty");
 }
 
+/// Every typed field of both dialects, given a value of the wrong type:
+/// OpenAI answers 400 with `param` the field, TEI 422; both messages name
+/// the field, and nothing reaches the pool.
+#[tokio::test]
+async fn a_wrong_type_in_any_field_of_either_dialect_is_named() {
+    let (s, m) = server_with(ServerConfig::default()).await;
+    for (req, field) in [
+        (json!({"input": true}), "input"),
+        (json!({"input": "a", "model": ["fake"]}), "model"),
+        (
+            json!({"input": "a", "encoding_format": 1}),
+            "encoding_format",
+        ),
+        (json!({"input": "a", "dimensions": "3"}), "dimensions"),
+        (json!({"input": "a", "user": 5}), "user"),
+    ] {
+        let (status, body) = openai_error(s.post("/v1/embeddings", req.clone()).await).await;
+        assert_eq!(status, 400, "{req}");
+        assert_eq!(body["error"]["param"], field, "{req}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{req}: {message}");
+    }
+    for (req, field) in [
+        (json!({"inputs": {"a": 1}}), "inputs"),
+        (json!({"inputs": "a", "model": 1}), "model"),
+        (json!({"inputs": "a", "normalize": 1}), "normalize"),
+        (json!({"inputs": "a", "truncate": "yes"}), "truncate"),
+        (
+            json!({"inputs": "a", "truncation_direction": true}),
+            "truncation_direction",
+        ),
+    ] {
+        let r = s.post("/embed", req.clone()).await;
+        assert_eq!(r.status(), 422, "{req}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error_type"], "validation", "{req}");
+        let message = body["error"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{req}: {message}");
+    }
+    assert!(
+        m.received.lock().unwrap().is_empty(),
+        "nothing reached the pool"
+    );
+}
+
+/// A token id the model's vocabulary lacks is the inputs field's error, at
+/// the input's place, with the id.
+#[tokio::test]
+async fn an_unknown_token_id_is_named_with_its_place() {
+    let (s, m) = server_with(ServerConfig::default()).await;
+    let (status, body) = openai_error(
+        s.post("/v1/embeddings", json!({"input": [[1], [2, 5000]]}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "input");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("`input`[1]: ") && message.contains("5000"),
+        "{message}"
+    );
+    let r = s.post("/embed", json!({"inputs": [7, 1000]})).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("`inputs`[0]: ") && message.contains("1000"),
+        "{message}"
+    );
+    assert!(
+        m.received.lock().unwrap().is_empty(),
+        "nothing reached the pool"
+    );
+}
+
+/// An unknown path is the client's error (404, `invalid_request_error`),
+/// not a server that is unavailable.
+#[tokio::test]
+async fn an_unknown_path_is_404_as_the_clients_error() {
+    let (s, _m) = server_with(ServerConfig::default()).await;
+    for r in [
+        s.get("/v1/nope").await,
+        s.post("/v2/embeddings", json!({"input": "a"})).await,
+    ] {
+        let (status, body) = openai_error(r).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        assert!(body["error"]["code"].is_null(), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no route /v"),
+            "{body}"
+        );
+    }
+    // With no recorder, `/metrics` is not served: the same 404.
+    let s = common::TestServer::start(
+        vec![FakeModel::new("fake")],
+        ServerConfig {
+            metrics: None,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let (status, body) = openai_error(s.get("/metrics").await).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+}
+
 #[tokio::test]
 async fn too_many_inputs_and_too_large_a_body_are_refused() {
     let config = ServerConfig {

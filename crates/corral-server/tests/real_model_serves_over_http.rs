@@ -162,6 +162,17 @@ async fn golden_vectors_come_back_over_every_route_with_real_token_counts() {
     for (v, &i) in vectors(&body).iter().zip(&fits) {
         assert!(cosine(v, &golden.cases[i].embedding) >= 0.9999);
     }
+    // an id outside the real vocabulary is the field's error, with its place
+    let r = s
+        .post("/v1/embeddings", json!({"input": [[7592], [7592, 30522]]}))
+        .await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "input");
+    assert_eq!(
+        e["error"]["message"],
+        "`input`[1]: token id 30522 is outside the vocabulary (0..30522)"
+    );
     // dimensions: the first 64, re-normalised
     let body: Value = s
         .post(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use corral_core::{Health, HealthReport, PoolError, WorkerHealth, WorkerState};
 use corral_embed::{Tokenized, TruncationSide};
 use corral_server::model::BoxFuture;
-use corral_server::{EmbedModel, Embedded, ModelCard, Server, ServerConfig};
+use corral_server::{EmbedModel, Embedded, ModelCard, Server, ServerConfig, TokenizeError};
 use std::sync::Mutex;
 use tokio::sync::{oneshot, Notify};
 
@@ -117,7 +117,7 @@ impl EmbedModel for FakeModel {
     }
 
     /// One id per word: 1 + its length (so "a bb" is [2, 3]).
-    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, String> {
+    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
         let content = text
             .split_whitespace()
             .map(|w| 1 + w.len() as u32)
@@ -125,11 +125,12 @@ impl EmbedModel for FakeModel {
         Ok(self.wrap(content, side))
     }
 
-    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, String> {
-        if let Some(bad) = ids.iter().find(|&&i| i >= VOCAB) {
-            return Err(format!(
-                "token id {bad} is outside the vocabulary (0..{VOCAB})"
-            ));
+    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
+        if let Some(&id) = ids.iter().find(|&&i| i >= VOCAB) {
+            return Err(TokenizeError::UnknownTokenId {
+                id,
+                vocab_size: VOCAB as usize,
+            });
         }
         Ok(self.wrap(ids, side))
     }

@@ -1,0 +1,220 @@
+//! Runs one [`EmbedRequest`] against its model: pick the model, refuse
+//! while draining, check the limits, tokenise (off the async threads when
+//! large), refuse or cut what is over the model's length, submit the token
+//! ids through the model seam, and shape the vectors (`dimensions`,
+//! normalisation). The answer's body is the route's to shape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_embed::{Tokenized, TruncationSide};
+
+use crate::error::{ApiError, Dialect};
+use crate::model::{EmbedModel, TokenizeError};
+use crate::state::AppState;
+use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
+use crate::types::{EmbedRequest, Inputs, OverLimit};
+
+/// Vectors for one request and what it cost.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The name of the model that ran it.
+    pub(crate) model: String,
+    /// One shaped vector per input, in order.
+    pub(crate) vectors: Vec<Vec<f32>>,
+    /// Word pieces, special tokens included.
+    pub(crate) tokens: usize,
+    /// Between submission and the start of the batch that ran it.
+    pub(crate) queue_time: Option<Duration>,
+    /// The batch's own time.
+    pub(crate) compute_time: Option<Duration>,
+}
+
+/// Tokenises, checks, submits and shapes one request.
+///
+/// # Errors
+/// Every refusal as the client is to see it: an unknown model (404),
+/// draining (503), too many inputs or an input over the model's length
+/// (400 / TEI 413), a bad `dimensions` or token id (400 / TEI 422), and
+/// the pool's own errors.
+pub(crate) async fn execute(state: &AppState, request: EmbedRequest) -> Result<Answer, ApiError> {
+    let EmbedRequest {
+        dialect,
+        model,
+        inputs,
+        over_limit,
+        dimensions,
+        normalize,
+        encoding: _,
+    } = request;
+    let field = dialect.inputs_field();
+    let model = state.model(model.as_deref())?;
+    state.refuse_if_draining()?;
+    let card = model.card().clone();
+    let span = tracing::Span::current();
+    span.record("model", card.name.as_str());
+    span.record("inputs", inputs.len());
+    let max = state.config.max_batch_inputs;
+    if inputs.len() > max {
+        return Err(ApiError::over_limit(
+            dialect,
+            field,
+            format!(
+                "`{field}` has {} inputs; at most {max} are accepted",
+                inputs.len()
+            ),
+        ));
+    }
+    if let Some(d) = dimensions {
+        if d == 0 || d > card.dimensions {
+            return Err(ApiError::invalid(
+                dialect,
+                "dimensions",
+                format!(
+                    "`dimensions` must be between 1 and the model's {} (got {d})",
+                    card.dimensions
+                ),
+            ));
+        }
+    }
+    let side = match over_limit {
+        OverLimit::Refuse => TruncationSide::Right,
+        OverLimit::Truncate(side) => side,
+    };
+    let tokenized = tokenize(state, model.clone(), inputs, side)
+        .await?
+        .map_err(|(i, e)| ApiError::invalid(dialect, field, format!("`{field}`[{i}]: {e}")))?;
+    if over_limit == OverLimit::Refuse {
+        if let Some(i) = tokenized.iter().position(|t| t.truncated) {
+            return Err(ApiError::over_limit(
+                dialect,
+                field,
+                format!(
+                    "`{field}`[{i}] is longer than the model's limit of {} tokens \
+                     (special tokens included){}",
+                    card.max_input_tokens,
+                    match dialect {
+                        Dialect::Tei => "; set `truncate: true` to cut it",
+                        Dialect::OpenAi => "",
+                    }
+                ),
+            ));
+        }
+    }
+    let n_inputs = tokenized.len();
+    let tokens: usize = tokenized.iter().map(|t| t.ids.len()).sum();
+    span.record("tokens", tokens);
+    let labels = [("model", card.name.clone())];
+    metrics::histogram!(REQUEST_INPUTS, &labels).record(n_inputs as f64);
+    metrics::histogram!(REQUEST_TOKENS, &labels).record(tokens as f64);
+
+    let embedded = model
+        .embed(tokenized.into_iter().map(|t| t.ids).collect())
+        .await
+        .map_err(|e| ApiError::from_pool(dialect, e))?;
+    if let Some(q) = embedded.queue_time {
+        span.record("queue_ms", q.as_secs_f64() * 1e3);
+        metrics::histogram!(QUEUE_TIME, &labels).record(q.as_secs_f64());
+    }
+    if let Some(c) = embedded.compute_time {
+        span.record("compute_ms", c.as_secs_f64() * 1e3);
+        metrics::histogram!(COMPUTE_TIME, &labels).record(c.as_secs_f64());
+    }
+    if embedded.vectors.len() != n_inputs {
+        return Err(ApiError::internal(format!(
+            "the model answered {} vectors for {n_inputs} inputs",
+            embedded.vectors.len()
+        )));
+    }
+    let vectors = embedded
+        .vectors
+        .into_iter()
+        .map(|mut v| {
+            if let Some(d) = dimensions {
+                v.truncate(d);
+            }
+            if normalize {
+                l2_normalize(&mut v);
+            }
+            v
+        })
+        .collect();
+    Ok(Answer {
+        model: card.name,
+        vectors,
+        tokens,
+        queue_time: embedded.queue_time,
+        compute_time: embedded.compute_time,
+    })
+}
+
+/// Text bytes up to which a request is tokenised on the async thread: a
+/// few sentences take tens of microseconds, less than handing them to the
+/// blocking pool costs (and under a flood, that pool would start a thread
+/// per request).
+const INLINE_TOKENIZE_BYTES: usize = 4096;
+
+/// Tokenises `inputs` with the model's tokenizer: inline when small, else
+/// on the blocking pool so the async threads never stall on a large body,
+/// at most `tokenize_concurrency` requests at once (see
+/// [`ServerConfig::tokenize_concurrency`](crate::ServerConfig)). An input
+/// the model cannot tokenise comes back with its place.
+async fn tokenize(
+    state: &AppState,
+    model: Arc<dyn EmbedModel>,
+    inputs: Inputs,
+    side: TruncationSide,
+) -> Result<Result<Vec<Tokenized>, (usize, TokenizeError)>, ApiError> {
+    let bytes: usize = match &inputs {
+        Inputs::Texts(texts) => texts.iter().map(String::len).sum(),
+        Inputs::Ids(lists) => lists.iter().map(Vec::len).sum::<usize>() * 4,
+    };
+    let work = move || match inputs {
+        Inputs::Texts(texts) => texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| model.tokenize(t, side).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>(),
+        Inputs::Ids(lists) => lists
+            .into_iter()
+            .enumerate()
+            .map(|(i, ids)| model.wrap_ids(ids, side).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>(),
+    };
+    if bytes <= INLINE_TOKENIZE_BYTES {
+        return Ok(work());
+    }
+    let permit = state
+        .tokenizing
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    tokio::task::spawn_blocking(move || {
+        let tokenized = work();
+        drop(permit);
+        tokenized
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenising failed: {e}")))
+}
+
+/// Scales `v` to unit L2 norm (a zero vector stays zero).
+pub(crate) fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 1e-12 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising_gives_unit_norm() {
+        let mut v = vec![3.0, 4.0];
+        l2_normalize(&mut v);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+}

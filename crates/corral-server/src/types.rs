@@ -1,0 +1,730 @@
+//! The wire types of both dialects (as TEI's `router/src/http/types.rs`):
+//! each embedding route's body is deserialised once, by serde, into its
+//! dialect's body type, and that becomes the one [`EmbedRequest`] the rest of
+//! the path works on; the answers' shapes are typed here too.
+//!
+//! Every error names the field it is about (`param` in OpenAI's body, the
+//! message in both): serde reports where it failed (through
+//! `serde_path_to_error`), and the field's first path segment picks the
+//! sentence that says what the field must be.
+
+use std::fmt;
+
+use corral_embed::TruncationSide;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::{ApiError, Dialect};
+
+/// The inputs of one request, as the client sent them: a string, an array
+/// of strings, an array of token ids, or an array of arrays of token ids
+/// (OpenAI's `input`, TEI's `inputs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inputs {
+    /// Texts.
+    Texts(Vec<String>),
+    /// Token ids without special tokens, one list per input.
+    Ids(Vec<Vec<u32>>),
+}
+
+impl Inputs {
+    /// How many inputs.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Texts(t) => t.len(),
+            Self::Ids(i) => i.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+const INPUTS_SHAPE: &str = "a string, an array of strings, an array of token ids \
+                            or an array of arrays of token ids";
+
+impl<'de> Deserialize<'de> for Inputs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(InputsVisitor)
+    }
+}
+
+/// Reads the shape off the first element, then holds the rest to it, as it
+/// streams (no buffering of the body's inputs to try one shape after
+/// another).
+struct InputsVisitor;
+
+impl<'de> Visitor<'de> for InputsVisitor {
+    type Value = Inputs;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(INPUTS_SHAPE)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Inputs, E> {
+        Ok(Inputs::Texts(vec![v.to_owned()]))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Inputs, E> {
+        Ok(Inputs::Texts(vec![v]))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
+        fn rest<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+            seq: &mut A,
+            first: T,
+        ) -> Result<Vec<T>, A::Error> {
+            let mut all = vec![first];
+            while let Some(next) = seq.next_element()? {
+                all.push(next);
+            }
+            Ok(all)
+        }
+        Ok(match seq.next_element::<First>()? {
+            None => Inputs::Texts(Vec::new()),
+            Some(First::Text(t)) => Inputs::Texts(rest(&mut seq, t)?),
+            Some(First::Id(id)) => Inputs::Ids(vec![rest(&mut seq, id)?]),
+            Some(First::Ids(ids)) => Inputs::Ids(rest(&mut seq, ids)?),
+        })
+    }
+}
+
+/// The first element of an array of inputs, which sets the array's shape.
+enum First {
+    Text(String),
+    Id(u32),
+    Ids(Vec<u32>),
+}
+
+impl<'de> Deserialize<'de> for First {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstVisitor;
+        impl<'de> Visitor<'de> for FirstVisitor {
+            type Value = First;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, a token id or an array of token ids")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<First, E> {
+                Ok(First::Text(v.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<First, E> {
+                Ok(First::Text(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<First, E> {
+                u32::try_from(v)
+                    .map(First::Id)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &"a token id"))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First, A::Error> {
+                let mut ids = Vec::new();
+                while let Some(id) = seq.next_element()? {
+                    ids.push(id);
+                }
+                Ok(First::Ids(ids))
+            }
+        }
+        deserializer.deserialize_any(FirstVisitor)
+    }
+}
+
+/// How OpenAI's answer carries each vector (`encoding_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Encoding {
+    /// An array of numbers.
+    #[default]
+    Float,
+    /// The little-endian `f32` bytes, in base64.
+    Base64,
+}
+
+/// Deserialises a string that must be one of `names` (compared as
+/// `ignore_case` says), giving the index of the one it is.
+struct OneOf {
+    names: &'static [&'static str],
+    ignore_case: bool,
+    expected: &'static str,
+}
+
+impl<'de> Visitor<'de> for OneOf {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.names
+            .iter()
+            .position(|n| {
+                if self.ignore_case {
+                    n.eq_ignore_ascii_case(v)
+                } else {
+                    *n == v
+                }
+            })
+            .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+}
+
+const ENCODING_FORMAT: &str = "\"float\" or \"base64\"";
+const TRUNCATION_DIRECTION: &str = "\"Right\" or \"Left\"";
+
+impl<'de> Deserialize<'de> for Encoding {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let which = deserializer.deserialize_str(OneOf {
+            names: &["float", "base64"],
+            ignore_case: false,
+            expected: ENCODING_FORMAT,
+        })?;
+        Ok(if which == 0 {
+            Self::Float
+        } else {
+            Self::Base64
+        })
+    }
+}
+
+/// TEI's `truncation_direction`: `"Right"` or `"Left"`, in any case.
+struct Direction(TruncationSide);
+
+impl<'de> Deserialize<'de> for Direction {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let which = deserializer.deserialize_str(OneOf {
+            names: &["right", "left"],
+            ignore_case: true,
+            expected: TRUNCATION_DIRECTION,
+        })?;
+        Ok(Self(if which == 0 {
+            TruncationSide::Right
+        } else {
+            TruncationSide::Left
+        }))
+    }
+}
+
+/// `POST /v1/embeddings`'s body, as OpenAI defines it. Other fields are
+/// ignored; `null` is the same as absent.
+#[derive(Deserialize)]
+struct OpenAiBody {
+    #[serde(default)]
+    input: Option<Inputs>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    encoding_format: Option<Encoding>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    /// Checked to be a string, as OpenAI does; not used.
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+/// `POST /embed`'s body, as Text Embeddings Inference defines it. Other
+/// fields are ignored; `null` is the same as absent.
+#[derive(Deserialize)]
+struct TeiBody {
+    #[serde(default)]
+    inputs: Option<Inputs>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    normalize: Option<bool>,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    truncation_direction: Option<Direction>,
+}
+
+/// What a field must be, in the sentence an error about it gives.
+fn expectation(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "input" | "inputs" => INPUTS_SHAPE,
+        "model" | "user" => "a string",
+        "encoding_format" => ENCODING_FORMAT,
+        "dimensions" => "a positive integer",
+        "normalize" | "truncate" => "a boolean",
+        "truncation_direction" => TRUNCATION_DIRECTION,
+        _ => return None,
+    })
+}
+
+/// What to do with an input over the model's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverLimit {
+    /// Refuse the request, naming the input.
+    Refuse,
+    /// Cut it from this side.
+    Truncate(TruncationSide),
+}
+
+/// One embedding request, whichever dialect it came in: what to embed,
+/// how to check it and how to shape the vectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EmbedRequest {
+    /// The API it came in, which names its fields and shapes its answers.
+    pub(crate) dialect: Dialect,
+    /// The model it names; `None` for the default one.
+    pub(crate) model: Option<String>,
+    /// At least one input.
+    pub(crate) inputs: Inputs,
+    /// What to do with an input over the model's length (OpenAI: refuse).
+    pub(crate) over_limit: OverLimit,
+    /// Keep this many leading dimensions, then re-normalise (OpenAI only).
+    pub(crate) dimensions: Option<usize>,
+    /// Scale each vector to unit L2 norm (OpenAI: always; TEI: by default).
+    pub(crate) normalize: bool,
+    /// How the answer carries the vectors (TEI: always floats).
+    pub(crate) encoding: Encoding,
+}
+
+impl EmbedRequest {
+    /// Parses `body` as `dialect`'s request, once.
+    ///
+    /// # Errors
+    /// A 400 (OpenAI) / 422 (TEI) naming the field that is wrong (`body`
+    /// when the body is not a JSON object); a missing inputs field is named
+    /// as required; an empty one is TEI's `empty`, 400 in both.
+    pub(crate) fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, ApiError> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            // A struct would also deserialise from an array: refuse
+            // anything but an object here, as malformed when it is not JSON.
+            return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => ApiError::invalid(dialect, "body", "the body must be a JSON object"),
+                Err(e) => malformed(dialect, &e),
+            });
+        }
+        Ok(match dialect {
+            Dialect::OpenAi => {
+                let b: OpenAiBody = from_body(dialect, body)?;
+                Self {
+                    dialect,
+                    model: b.model,
+                    inputs: required(dialect, b.input)?,
+                    over_limit: OverLimit::Refuse,
+                    dimensions: b.dimensions,
+                    normalize: true,
+                    encoding: b.encoding_format.unwrap_or_default(),
+                }
+            }
+            Dialect::Tei => {
+                let b: TeiBody = from_body(dialect, body)?;
+                let side = b
+                    .truncation_direction
+                    .map_or(TruncationSide::Right, |d| d.0);
+                Self {
+                    dialect,
+                    model: b.model,
+                    inputs: required(dialect, b.inputs)?,
+                    over_limit: if b.truncate.unwrap_or(false) {
+                        OverLimit::Truncate(side)
+                    } else {
+                        OverLimit::Refuse
+                    },
+                    dimensions: None,
+                    normalize: b.normalize.unwrap_or(true),
+                    encoding: Encoding::Float,
+                }
+            }
+        })
+    }
+}
+
+/// The inputs field's value: present, and not empty.
+fn required(dialect: Dialect, inputs: Option<Inputs>) -> Result<Inputs, ApiError> {
+    let field = dialect.inputs_field();
+    match inputs {
+        None => Err(ApiError::invalid(
+            dialect,
+            field,
+            format!("`{field}` is required"),
+        )),
+        Some(inputs) if inputs.is_empty() => Err(ApiError::empty(field)),
+        Some(inputs) => Ok(inputs),
+    }
+}
+
+/// Deserialises a body that starts as an object, naming the field of any
+/// error in it.
+fn from_body<'de, T: Deserialize<'de>>(dialect: Dialect, body: &'de [u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| field_error(dialect, &e))?;
+    de.end().map_err(|e| malformed(dialect, &e))?;
+    Ok(parsed)
+}
+
+fn malformed(dialect: Dialect, e: &serde_json::Error) -> ApiError {
+    ApiError::invalid(dialect, "body", format!("malformed JSON: {e}"))
+}
+
+/// `` `field` must be … (got …) ``, for a value of the wrong type or shape
+/// in a known field; anything else is the body's error.
+fn field_error(dialect: Dialect, e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = e.inner();
+    let field = match e.path().iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) if inner.is_data() => key.as_str(),
+        _ => return malformed(dialect, inner),
+    };
+    let Some(must_be) = expectation(field) else {
+        return malformed(dialect, inner);
+    };
+    // serde's message without serde_json's " at line L column C".
+    let full = inner.to_string();
+    let detail = full
+        .strip_suffix(&format!(
+            " at line {} column {}",
+            inner.line(),
+            inner.column()
+        ))
+        .unwrap_or(&full);
+    // "invalid type: integer `3`, expected a string" says what came in
+    // before the comma; the sentence already says what was expected.
+    let got = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|p| detail.strip_prefix(p))
+        .and_then(|rest| rest.split_once(", expected ").map(|(got, _)| got));
+    let path = e.path().to_string();
+    let within = if path == field {
+        String::new()
+    } else {
+        format!(" at `{path}`")
+    };
+    let why = match got {
+        Some(got) => format!("got {got}{within}"),
+        None => format!("{detail}{within}"),
+    };
+    ApiError::invalid(
+        dialect,
+        field,
+        format!("`{field}` must be {must_be} ({why})"),
+    )
+}
+
+/// `POST /v1/embeddings`'s answer, as OpenAI defines it. The fields are in
+/// the order the answer has always had them (alphabetical), so that its
+/// bytes do not change.
+#[derive(Serialize)]
+pub(crate) struct OpenAiResponse {
+    data: Vec<OpenAiEmbedding>,
+    model: String,
+    object: &'static str,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct OpenAiEmbedding {
+    embedding: Embedding,
+    index: usize,
+    object: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedding {
+    /// Written as `f64`s, as the answer always has been (the `f32`'s exact
+    /// value; a client reading `f64`s gets the same numbers as before).
+    Float(#[serde(serialize_with = "as_f64s")] Vec<f32>),
+    Base64(String),
+}
+
+fn as_f64s<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|&x| f64::from(x)))
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+impl OpenAiResponse {
+    /// The answer for `vectors` from `model`, which cost `tokens`.
+    pub(crate) fn new(
+        model: String,
+        vectors: Vec<Vec<f32>>,
+        tokens: usize,
+        encoding: Encoding,
+    ) -> Self {
+        use base64::Engine as _;
+        let data = vectors
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| OpenAiEmbedding {
+                embedding: match encoding {
+                    Encoding::Float => Embedding::Float(v),
+                    Encoding::Base64 => {
+                        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    }
+                },
+                index,
+                object: "embedding",
+            })
+            .collect();
+        Self {
+            data,
+            model,
+            object: "list",
+            usage: Usage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn parse(dialect: Dialect, body: &Value) -> Result<EmbedRequest, ApiError> {
+        EmbedRequest::parse(dialect, body.to_string().as_bytes())
+    }
+
+    fn inputs(body: Value) -> Inputs {
+        parse(Dialect::OpenAi, &json!({ "input": body }))
+            .unwrap()
+            .inputs
+    }
+
+    #[test]
+    fn every_input_shape_parses() {
+        assert_eq!(inputs(json!("a")), Inputs::Texts(vec!["a".into()]));
+        assert_eq!(
+            inputs(json!(["a", "b"])),
+            Inputs::Texts(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(inputs(json!([1, 2])), Inputs::Ids(vec![vec![1, 2]]));
+        assert_eq!(
+            inputs(json!([[1], [2, 3], []])),
+            Inputs::Ids(vec![vec![1], vec![2, 3], vec![]])
+        );
+        assert_eq!(inputs(json!([u32::MAX])), Inputs::Ids(vec![vec![u32::MAX]]));
+    }
+
+    /// Each field of each dialect, given a value of the wrong type or
+    /// shape: 400 (OpenAI) / 422 (TEI), `param` the field, and a message
+    /// that names it.
+    #[test]
+    fn a_wrong_value_in_any_field_names_that_field() {
+        let openai = [
+            (json!({"input": 5.5}), "input"),
+            (json!({"input": {}}), "input"),
+            (json!({"input": true}), "input"),
+            (json!({"input": ["a", 1]}), "input"),
+            (json!({"input": [1, "a"]}), "input"),
+            (json!({"input": [-1]}), "input"),
+            (json!({"input": [4_294_967_296_u64]}), "input"),
+            (json!({"input": [[1], "a"]}), "input"),
+            (json!({"input": [[1], [-2]]}), "input"),
+            (json!({"input": [{}]}), "input"),
+            (json!({"input": "a", "model": 3}), "model"),
+            (json!({"input": "a", "model": ["m"]}), "model"),
+            (
+                json!({"input": "a", "encoding_format": "int8"}),
+                "encoding_format",
+            ),
+            (
+                json!({"input": "a", "encoding_format": "Float"}),
+                "encoding_format",
+            ),
+            (
+                json!({"input": "a", "encoding_format": 1}),
+                "encoding_format",
+            ),
+            (json!({"input": "a", "dimensions": -1}), "dimensions"),
+            (json!({"input": "a", "dimensions": 2.5}), "dimensions"),
+            (json!({"input": "a", "dimensions": "3"}), "dimensions"),
+            (json!({"input": "a", "user": 5}), "user"),
+        ];
+        let tei = [
+            (json!({"inputs": 5.5}), "inputs"),
+            (json!({"inputs": ["a", [1]]}), "inputs"),
+            (json!({"inputs": "a", "model": false}), "model"),
+            (json!({"inputs": "a", "normalize": "yes"}), "normalize"),
+            (json!({"inputs": "a", "truncate": 1}), "truncate"),
+            (
+                json!({"inputs": "a", "truncation_direction": "up"}),
+                "truncation_direction",
+            ),
+            (
+                json!({"inputs": "a", "truncation_direction": 0}),
+                "truncation_direction",
+            ),
+        ];
+        for (dialect, status, cases) in [
+            (Dialect::OpenAi, 400, &openai[..]),
+            (Dialect::Tei, 422, &tei[..]),
+        ] {
+            for (body, field) in cases {
+                let e = parse(dialect, body).unwrap_err();
+                assert_eq!(e.status.as_u16(), status, "{body}");
+                assert_eq!(e.param.as_deref(), Some(*field), "{body}: {}", e.message);
+                assert!(
+                    e.message.starts_with(&format!("`{field}` must be ")),
+                    "{body}: {}",
+                    e.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_message_says_what_came_and_where() {
+        let e = parse(Dialect::OpenAi, &json!({"input": "a", "model": 3})).unwrap_err();
+        assert_eq!(e.message, "`model` must be a string (got integer `3`)");
+        let e = parse(
+            Dialect::OpenAi,
+            &json!({"input": "a", "encoding_format": "int8"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "`encoding_format` must be \"float\" or \"base64\" (got string \"int8\")"
+        );
+        let e = parse(Dialect::OpenAi, &json!({"input": [[1], [2, "x"]]})).unwrap_err();
+        assert!(
+            e.message.ends_with("(got string \"x\" at `input[1][1]`)"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn missing_or_empty_inputs_are_named() {
+        for (dialect, field) in [(Dialect::OpenAi, "input"), (Dialect::Tei, "inputs")] {
+            for body in [json!({}), json!({ field: null })] {
+                let e = parse(dialect, &body).unwrap_err();
+                assert_eq!(e.param.as_deref(), Some(field), "{body}");
+                assert_eq!(e.message, format!("`{field}` is required"));
+            }
+            let e = parse(dialect, &json!({ field: [] })).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400);
+            assert_eq!(e.param.as_deref(), Some(field));
+            assert_eq!(e.message, format!("`{field}` must not be empty"));
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_one_json_object_is_the_bodys_error() {
+        for body in [
+            "[1, 2]",
+            "[\"a\"]",
+            "\"a\"",
+            "3",
+            "null",
+            "",
+            "{not json",
+            "{\"input\": \"abc",
+            "{\"input\": [1, 2",
+            "{\"input\": \"a\"} x",
+            // A field given twice is ambiguous: refused, not last-wins.
+            "{\"input\": \"a\", \"input\": \"b\", \"inputs\": \"a\", \"inputs\": \"b\"}",
+        ] {
+            for dialect in [Dialect::OpenAi, Dialect::Tei] {
+                let e = EmbedRequest::parse(dialect, body.as_bytes()).unwrap_err();
+                assert_eq!(e.param.as_deref(), Some("body"), "{body}: {}", e.message);
+            }
+        }
+        let e = EmbedRequest::parse(Dialect::OpenAi, b" [1]").unwrap_err();
+        assert_eq!(e.message, "the body must be a JSON object");
+        let e = EmbedRequest::parse(Dialect::OpenAi, b"{\"input\": \"a").unwrap_err();
+        assert!(e.message.starts_with("malformed JSON: "), "{}", e.message);
+    }
+
+    #[test]
+    fn null_is_absent_and_the_defaults_are_each_dialects() {
+        let r = parse(
+            Dialect::OpenAi,
+            &json!({"input": "a", "model": null, "encoding_format": null,
+                    "dimensions": null, "user": null, "other": {"any": [1]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            EmbedRequest {
+                dialect: Dialect::OpenAi,
+                model: None,
+                inputs: Inputs::Texts(vec!["a".into()]),
+                over_limit: OverLimit::Refuse,
+                dimensions: None,
+                normalize: true,
+                encoding: Encoding::Float,
+            }
+        );
+        let r = parse(
+            Dialect::Tei,
+            &json!({"inputs": "a", "model": null, "normalize": null, "truncate": null,
+                    "truncation_direction": null}),
+        )
+        .unwrap();
+        assert_eq!((r.normalize, r.over_limit), (true, OverLimit::Refuse));
+    }
+
+    #[test]
+    fn each_field_reaches_the_request() {
+        let r = parse(
+            Dialect::OpenAi,
+            &json!({"input": ["a"], "model": "m", "encoding_format": "base64",
+                    "dimensions": 3, "user": "u"}),
+        )
+        .unwrap();
+        assert_eq!(r.model.as_deref(), Some("m"));
+        assert_eq!(r.encoding, Encoding::Base64);
+        assert_eq!(r.dimensions, Some(3));
+        for (direction, side) in [
+            ("Left", TruncationSide::Left),
+            ("left", TruncationSide::Left),
+            ("RIGHT", TruncationSide::Right),
+        ] {
+            let r = parse(
+                Dialect::Tei,
+                &json!({"inputs": "a", "normalize": false, "truncate": true,
+                        "truncation_direction": direction}),
+            )
+            .unwrap();
+            assert!(!r.normalize);
+            assert_eq!(r.over_limit, OverLimit::Truncate(side), "{direction}");
+        }
+        let r = parse(
+            Dialect::Tei,
+            &json!({"inputs": "a", "truncate": false,
+                                            "truncation_direction": "Left"}),
+        )
+        .unwrap();
+        assert_eq!(r.over_limit, OverLimit::Refuse);
+    }
+
+    /// The typed answer writes the bytes the `json!` answer did: the same
+    /// keys in the same order, and each `f32` as the `f64` it is.
+    #[test]
+    fn openai_answer_bytes_are_unchanged() {
+        let v = vec![0.1_f32, -1.5, 3.3e-5];
+        let typed = serde_json::to_string(&OpenAiResponse::new(
+            "m".into(),
+            vec![v.clone(), vec![]],
+            7,
+            Encoding::Float,
+        ))
+        .unwrap();
+        let old = json!({
+            "object": "list",
+            "data": [
+                { "object": "embedding", "index": 0, "embedding": json!(v) },
+                { "object": "embedding", "index": 1, "embedding": json!([]) },
+            ],
+            "model": "m",
+            "usage": { "prompt_tokens": 7, "total_tokens": 7 },
+        });
+        assert_eq!(typed, old.to_string());
+    }
+}
