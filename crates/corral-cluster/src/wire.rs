@@ -26,8 +26,7 @@
 //! | [`LoadReport`] | `in_flight: u32`, `capacity: u32`, `ready_workers: u32`, `per_request: duration`, `retry_after: duration`, `draining: bool` (29 bytes) |
 //! | [`PoolError`] | tag `0` `Overloaded` + `retry_after: duration`; `1` `Timeout`; `2` `WorkerLost`; `3` `ShuttingDown`; `4` `InvalidInput` + string; `5` `Backend` + string (strings ≤ [`Limits::max_message`] bytes) |
 //! | `synthetic::Item` (feature `testing`) | `id: u64`, `cost: u64`; its fault and payload do not travel |
-//! | `EmbedInput` (feature `embed`) | tag `0` then a string (`Text`), or tag `1` then a `Vec<u32>` (`Tokens`) |
-//! | `EmbedOutput` (feature `embed`) | `vector: Vec<f32>`, `batch_time: duration`; `batch_started` does not travel (see below) |
+//! | a capability's inputs and outputs | their own [`Wire`] implementations, in their own crates (`corral-embed`'s behind its `cluster` feature) |
 //!
 //! A length or count that does not fit a `u32` is written as `u32::MAX`
 //! followed by that many bytes or elements, so a frame stays well formed
@@ -308,8 +307,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A string of at most `limit` bytes.
-    fn string(&mut self, what: &'static str, limit: usize) -> Result<String, WireError> {
+    /// A string of at most `limit` bytes: a `u32` byte length, then UTF-8.
+    /// `what` names it in an error.
+    ///
+    /// # Errors
+    /// [`WireError::TooLong`] (named `what`) over `limit`,
+    /// [`WireError::Truncated`] if the frame ends sooner,
+    /// [`WireError::Invalid`] for bytes that are not UTF-8.
+    pub fn string(&mut self, what: &'static str, limit: usize) -> Result<String, WireError> {
         let len = self.length(what, limit, 1)?;
         let at = self.pos;
         let bytes = self.bytes(len)?;
@@ -319,7 +324,13 @@ impl<'a> Reader<'a> {
             .map_err(|e| WireError::Invalid(format!("{what} at offset {at} is not UTF-8: {e}")))
     }
 
-    fn tag(&mut self, what: &str, max: u8) -> Result<u8, WireError> {
+    /// A tag byte: which variant of an enum follows, `0..=max`. `what`
+    /// names the enum in an error.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] at the end of the frame,
+    /// [`WireError::Invalid`] for a tag over `max`.
+    pub fn tag(&mut self, what: &str, max: u8) -> Result<u8, WireError> {
         let at = self.pos;
         match self.u8()? {
             t if t <= max => Ok(t),
@@ -591,57 +602,6 @@ impl Wire for corral_core::synthetic::Item {
             cost,
             fault: None,
             payload: None,
-        })
-    }
-}
-
-/// Tag `0` and the text, or tag `1` and the token ids.
-#[cfg(feature = "embed")]
-impl Wire for corral_embed::EmbedInput {
-    const MIN_LEN: usize = 5;
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Self::Text(s) => {
-                out.push(0);
-                s.encode(out);
-            }
-            Self::Tokens(ids) => {
-                out.push(1);
-                ids.encode(out);
-            }
-        }
-    }
-
-    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
-        match r.tag("embed input", 1)? {
-            0 => String::decode(r, limits).map(Self::Text),
-            _ => Vec::<u32>::decode(r, limits).map(Self::Tokens),
-        }
-    }
-}
-
-/// The vector and `batch_time`. An `Instant` means nothing on another
-/// node, so `batch_started` does not travel: decoding sets it to
-/// `Instant::now() - batch_time` on the receiving node, or to `now` itself
-/// where the clock cannot go back that far.
-#[cfg(feature = "embed")]
-impl Wire for corral_embed::EmbedOutput {
-    const MIN_LEN: usize = 12;
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.vector.encode(out);
-        self.batch_time.encode(out);
-    }
-
-    fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
-        let vector = Vec::<f32>::decode(r, limits)?;
-        let batch_time = Duration::decode(r, limits)?;
-        let now = std::time::Instant::now();
-        Ok(Self {
-            vector,
-            batch_started: now.checked_sub(batch_time).unwrap_or(now),
-            batch_time,
         })
     }
 }
