@@ -301,6 +301,34 @@ fn frames_keep_their_bytes() {
 }
 
 #[test]
+fn writers_and_readers_are_counterparts() {
+    let mut out = Vec::new();
+    put_u32(&mut out, 0xDEAD_BEEF);
+    put_u64(&mut out, u64::MAX - 1);
+    put_f32(&mut out, f32::from_bits(0x7fc0_1234));
+    put_bool(&mut out, true);
+    put_str(&mut out, "ünï");
+    assert_eq!(put_len(&mut out, 3), 3);
+    out.push(2);
+    let mut r = Reader::new(&out);
+    assert_eq!(r.u32(), Ok(0xDEAD_BEEF));
+    assert_eq!(r.u64(), Ok(u64::MAX - 1));
+    assert_eq!(r.f32().map(f32::to_bits), Ok(0x7fc0_1234));
+    assert_eq!(r.bool(), Ok(true));
+    assert_eq!(r.string("s", 8).as_deref(), Ok("ünï"));
+    assert_eq!(r.length("n", 3, 0), Ok(3));
+    assert_eq!(r.tag("t", 2), Ok(2));
+    assert_eq!(r.finish(), Ok(()));
+    // A length that does not fit a u32 is written as u32::MAX.
+    #[cfg(target_pointer_width = "64")]
+    {
+        let mut out = Vec::new();
+        assert_eq!(put_len(&mut out, usize::MAX), u32::MAX as usize);
+        assert_eq!(out, u32::MAX.to_le_bytes());
+    }
+}
+
+#[test]
 fn each_error_comes_from_a_crafted_frame() {
     let req = encode_request(&Submit::reject(vec!["hello".to_owned()]));
     let l = lim();
