@@ -1,7 +1,10 @@
 //! Corral pools across ractor_cluster nodes, used as one pool.
 //!
 //! - [`wire`]: the bytes a request and its reply cross the network as —
-//!   versioned, every length checked before anything is allocated.
+//!   versioned, every length checked before anything is allocated. A
+//!   task's inputs and outputs bring their own encodings, through the
+//!   [`Wire`] trait and the reader and writer primitives (see
+//!   [`wire`'s Extending](wire#extending)); this crate knows no task.
 //! - [`Member`]: puts a local pool in its process group
 //!   ([`group_name`]), answers requests through the pool's own door and
 //!   pings with the pool's load.

@@ -27,6 +27,8 @@
 //! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
 //!   [`EmbedTokenizer`], the model's tokenizer with the pool's settings, for
 //!   front ends that tokenise before they submit.
+//! - `wire` (feature `cluster`): the wire forms of [`EmbedInput`] and
+//!   [`EmbedOutput`] (`corral_cluster::Wire`), for pools across nodes.
 //!
 //! ```no_run
 //! use corral_embed::{EmbedSpec, Embedder};
@@ -52,6 +54,8 @@ pub mod model_dir;
 mod pooling;
 mod spec;
 mod tokenize;
+#[cfg(feature = "cluster")]
+mod wire;
 
 pub use backend::{EmbedBackend, EmbedInputBackend, EmbedOutput};
 pub use embedder::Embedder;

@@ -2,9 +2,10 @@
 //! lengths, and property tests over random and mutated frames.
 
 use super::*;
+use corral_core::{Admission, PoolError, Submit};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Records the largest single allocation each thread asks for, so a test
 /// can show that hostile lengths never size an allocation.
@@ -256,45 +257,75 @@ fn synthetic_items_carry_id_and_cost_only() {
     assert_eq!(reply, WireReply::Done(vec![7]));
 }
 
-#[cfg(feature = "embed")]
 #[test]
-fn embed_inputs_and_outputs_round_trip() {
-    use corral_embed::{EmbedInput, EmbedOutput};
-    for input in [
-        EmbedInput::Text(String::new()),
-        EmbedInput::Text("naïve café".into()),
-        EmbedInput::Tokens(vec![]),
-        EmbedInput::Tokens(vec![101, 7592, 102]),
-    ] {
-        assert_eq!(roundtrip(&input), input);
-    }
-    let req = Submit::wait(
-        vec![EmbedInput::from("a"), EmbedInput::from(vec![1, 2])],
-        Duration::from_secs(1),
-    );
-    assert_eq!(
-        decode_request::<EmbedInput>(&encode_request(&req), &lim()),
-        Ok(req)
-    );
+fn frames_keep_their_bytes() {
+    // The format, byte for byte: a change here is a new VERSION.
+    let req = Submit::wait(vec!["hi".to_owned()], Duration::from_millis(5))
+        .within(Duration::from_secs(1));
+    let mut want = vec![VERSION, 1, 1];
+    want.extend_from_slice(&5_000u64.to_le_bytes());
+    want.push(1);
+    want.extend_from_slice(&1_000_000u64.to_le_bytes());
+    want.extend_from_slice(&1u32.to_le_bytes());
+    want.extend_from_slice(&2u32.to_le_bytes());
+    want.extend_from_slice(b"hi");
+    assert_eq!(encode_request(&req), want);
 
-    let before = Instant::now();
-    let out = EmbedOutput {
-        vector: vec![0.25, -1.0, f32::NAN],
-        batch_started: before,
-        batch_time: Duration::from_millis(40),
+    let mut load_bytes = Vec::new();
+    for n in [3u32, 64, 4] {
+        load_bytes.extend_from_slice(&n.to_le_bytes());
+    }
+    load_bytes.extend_from_slice(&1_500u64.to_le_bytes());
+    load_bytes.extend_from_slice(&20_000u64.to_le_bytes());
+    load_bytes.push(0);
+    let failed = WireReply::<u64>::Failed {
+        error: PoolError::ShuttingDown,
+        refused: true,
     };
-    let back = roundtrip(&out);
-    let after = Instant::now();
-    assert_eq!(bits(&back.vector), bits(&out.vector));
-    assert_eq!(back.batch_time, out.batch_time);
-    assert!(back.batch_started + back.batch_time >= before);
-    assert!(back.batch_started + back.batch_time <= after);
-    // A batch time longer than the clock can go back does not panic.
-    let huge = EmbedOutput {
-        batch_time: Duration::MAX,
-        ..out
-    };
-    assert_eq!(roundtrip(&huge).batch_time, on_the_wire(Duration::MAX));
+    let mut want = vec![VERSION, 2];
+    want.extend_from_slice(&load_bytes);
+    want.extend_from_slice(&[1, 3, 1]);
+    assert_eq!(encode_reply(&load(), &failed), want);
+    let mut want = vec![VERSION, 2];
+    want.extend_from_slice(&load_bytes);
+    want.push(0);
+    want.extend_from_slice(&1u32.to_le_bytes());
+    want.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(
+        encode_reply(&load(), &WireReply::Done(vec![u64::MAX])),
+        want
+    );
+    let mut want = vec![VERSION, 4];
+    want.extend_from_slice(&load_bytes);
+    assert_eq!(encode_load(&load()), want);
+}
+
+#[test]
+fn writers_and_readers_are_counterparts() {
+    let mut out = Vec::new();
+    put_u32(&mut out, 0xDEAD_BEEF);
+    put_u64(&mut out, u64::MAX - 1);
+    put_f32(&mut out, f32::from_bits(0x7fc0_1234));
+    put_bool(&mut out, true);
+    put_str(&mut out, "ünï");
+    assert_eq!(put_len(&mut out, 3), 3);
+    out.push(2);
+    let mut r = Reader::new(&out);
+    assert_eq!(r.u32(), Ok(0xDEAD_BEEF));
+    assert_eq!(r.u64(), Ok(u64::MAX - 1));
+    assert_eq!(r.f32().map(f32::to_bits), Ok(0x7fc0_1234));
+    assert_eq!(r.bool(), Ok(true));
+    assert_eq!(r.string("s", 8).as_deref(), Ok("ünï"));
+    assert_eq!(r.length("n", 3, 0), Ok(3));
+    assert_eq!(r.tag("t", 2), Ok(2));
+    assert_eq!(r.finish(), Ok(()));
+    // A length that does not fit a u32 is written as u32::MAX.
+    #[cfg(target_pointer_width = "64")]
+    {
+        let mut out = Vec::new();
+        assert_eq!(put_len(&mut out, usize::MAX), u32::MAX as usize);
+        assert_eq!(out, u32::MAX.to_le_bytes());
+    }
 }
 
 #[test]
@@ -447,11 +478,6 @@ fn each_error_comes_from_a_crafted_frame() {
     assert!(matches!(
         decode_reply::<u64>(&bad_reply, &l),
         Err(WireError::Invalid(m)) if m.contains("reply tag 2")
-    ));
-    #[cfg(feature = "embed")]
-    assert!(matches!(
-        decode_value::<corral_embed::EmbedInput>(&[2, 0, 0, 0, 0], &l),
-        Err(WireError::Invalid(m)) if m.contains("embed input tag 2")
     ));
 
     // TrailingBytes.
@@ -620,15 +646,6 @@ fn arb_floats() -> impl Strategy<Value = Vec<f32>> {
     vec(any::<u32>().prop_map(f32::from_bits), 0..16)
 }
 
-#[cfg(feature = "embed")]
-fn arb_embed_input() -> impl Strategy<Value = corral_embed::EmbedInput> {
-    use corral_embed::EmbedInput;
-    prop_oneof![
-        any::<String>().prop_map(EmbedInput::Text),
-        vec(any::<u32>(), 0..16).prop_map(EmbedInput::Tokens),
-    ]
-}
-
 /// Submit with durations as they come back from the wire.
 fn landed<I>(mut s: Submit<I>) -> Submit<I> {
     if let Admission::Wait(d) = s.admission {
@@ -663,20 +680,14 @@ fn landed_reply<O>(r: WireReply<O>) -> WireReply<O> {
 
 /// Some valid frames of every kind, for mutation.
 fn arb_frame() -> impl Strategy<Value = Vec<u8>> {
-    let frames = prop_oneof![
+    prop_oneof![
         arb_submit(any::<String>()).prop_map(|s| encode_request(&s)),
         arb_submit(any::<u64>()).prop_map(|s| encode_request(&s)),
         (arb_load(), arb_reply(arb_floats())).prop_map(|(l, r)| encode_reply(&l, &r)),
         (arb_load(), arb_reply(any::<String>())).prop_map(|(l, r)| encode_reply(&l, &r)),
         arb_load().prop_map(|l| encode_load(&l)),
         Just(encode_ping()),
-    ];
-    #[cfg(feature = "embed")]
-    let frames = prop_oneof![
-        4 => frames,
-        1 => arb_submit(arb_embed_input()).prop_map(|s| encode_request(&s)),
-    ];
-    frames
+    ]
 }
 
 /// Decodes `bytes` with every decoder. None may panic, and whatever
@@ -709,18 +720,6 @@ fn every_decoder(bytes: &[u8]) {
         decode_request::<corral_core::synthetic::Item>(bytes, &l),
         encode_request,
     );
-    #[cfg(feature = "embed")]
-    {
-        use corral_embed::{EmbedInput, EmbedOutput};
-        check(
-            bytes,
-            decode_request::<EmbedInput>(bytes, &l),
-            encode_request,
-        );
-        check(bytes, decode_reply::<EmbedOutput>(bytes, &l), |(l, r)| {
-            encode_reply(l, r)
-        });
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -799,14 +798,6 @@ proptest! {
         prop_assert_eq!(bytes, encode_request(&s));
     }
 
-    #[cfg(feature = "embed")]
-    #[test]
-    fn embed_requests_round_trip(s in arb_submit(arb_embed_input())) {
-        let bytes = encode_request(&s);
-        prop_assert_eq!(decode_request(&bytes, &lim()), Ok(landed(s)));
-        every_decoder(&bytes);
-    }
-
     #[test]
     fn replies_round_trip(load in arb_load(), reply in arb_reply(any::<String>())) {
         let bytes = encode_reply(&load, &reply);
@@ -829,31 +820,6 @@ proptest! {
                 prop_assert_eq!(a, b);
             }
             (a, b) => prop_assert_eq!(a, b),
-        }
-    }
-
-    #[cfg(feature = "embed")]
-    #[test]
-    fn embed_output_replies_round_trip(
-        load in arb_load(),
-        outputs in vec((arb_floats(), arb_duration()), 0..6),
-    ) {
-        use corral_embed::EmbedOutput;
-        let outputs: Vec<_> = outputs
-            .into_iter()
-            .map(|(vector, batch_time)| EmbedOutput {
-                vector,
-                batch_started: Instant::now(),
-                batch_time,
-            })
-            .collect();
-        let bytes = encode_reply(&load, &WireReply::Done(outputs.clone()));
-        let (_, back) = decode_reply::<EmbedOutput>(&bytes, &lim()).unwrap();
-        let WireReply::Done(back) = back else { panic!("not done") };
-        prop_assert_eq!(back.len(), outputs.len());
-        for (a, b) in outputs.iter().zip(&back) {
-            prop_assert_eq!(bits(&a.vector), bits(&b.vector));
-            prop_assert_eq!(on_the_wire(a.batch_time), b.batch_time);
         }
     }
 }
