@@ -410,10 +410,11 @@ impl<B: Backend> WorkerShared<B> {
         let mut i = 0;
         while i < q.jobs.len() {
             if q.jobs[i].expired(now) {
-                if let Some(mut job) = q.jobs.remove(i) {
+                if let Some(job) = q.jobs.remove(i) {
                     self.dequeued(&job);
                     self.release(&job);
-                    job.answer(Err(crate::PoolError::Timeout));
+                    // Nothing ran: its inputs go back.
+                    job.refuse(crate::error::Refusal::DeadlinePassed);
                     out.queued += 1;
                 }
             } else {
@@ -423,7 +424,7 @@ impl<B: Backend> WorkerShared<B> {
         if running_due {
             for job in q.running.iter_mut() {
                 if job.expired(now) && !job.is_answered() {
-                    job.answer(Err(crate::PoolError::Timeout));
+                    job.answer(Err(crate::error::Failure::DeadlinePassed));
                     out.running += 1;
                 }
             }
