@@ -439,7 +439,10 @@ mod tests {
             reason: Refusal::TimedOut,
             inputs: vec![1, 2],
         };
-        assert_eq!(e.source().map(|s| s.to_string()), Some(Refusal::TimedOut.to_string()));
+        assert_eq!(
+            e.source().map(|s| s.to_string()),
+            Some(Refusal::TimedOut.to_string())
+        );
         assert_eq!(e.to_pool_error(), PoolError::TimedOut);
         assert_eq!(format!("{e:?}"), "Refused { reason: TimedOut, .. }");
         assert_eq!(e.map_inputs(|v| v.len()).into_inputs(), Some(2));

@@ -102,9 +102,9 @@ pub(crate) struct Took {
 /// What [`WorkerShared::expire`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Expired {
-    /// Queued requests removed and answered `Timeout`.
+    /// Queued requests removed and refused `DeadlinePassed` (inputs back).
     pub(crate) queued: usize,
-    /// Running requests answered `Timeout` (they stay in the batch, their
+    /// Running requests failed `DeadlinePassed` (they stay in the batch, their
     /// result discarded).
     pub(crate) running: usize,
 }
@@ -393,8 +393,9 @@ impl<B: Backend> WorkerShared<B> {
         Some(n)
     }
 
-    /// Answers `Timeout` to every request whose end-to-end deadline passed:
-    /// queued ones leave (slot freed), running ones are answered in place
+    /// Answers `DeadlinePassed` to every request whose end-to-end deadline
+    /// passed: queued ones leave (slot freed) refused, their inputs handed
+    /// back; running ones fail in place
     /// (their slot frees when the batch ends). Cheap when no job has a
     /// deadline.
     pub(crate) fn expire(&self, now: Instant) -> Expired {

@@ -3,7 +3,7 @@
 //!
 //! A request enters a pool only as an [`Admitted`] request, which carries a
 //! door permit: build one with [`crate::PoolRef::admit`] (or let
-//! [`crate::PoolRef::submit`] / the handle do it). So every way in — the
+//! [`crate::Call::submit`] on the handle or the `PoolRef` do it). So every way in — the
 //! handle, a host actor's `call_t!` — is bounded by the same door, and a
 //! flood never piles up in the supervisor's unbounded ractor mailbox.
 //!

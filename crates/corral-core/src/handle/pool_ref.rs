@@ -67,7 +67,10 @@ impl<B: Backend> PoolRef<B> {
     /// `max_client_batch`; [`Refusal::Overloaded`] (counted like every
     /// refusal) when the pool's whole capacity is already in flight. Either
     /// way the inputs come back in the error.
-    pub fn admit(&self, submit: Submit<B::Input>) -> Result<Admitted<B::Input>, Refused<Vec<B::Input>>> {
+    pub fn admit(
+        &self,
+        submit: Submit<B::Input>,
+    ) -> Result<Admitted<B::Input>, Refused<Vec<B::Input>>> {
         let n = submit.inputs.len();
         if n == 0 || n > self.max_client_batch {
             let why = if n == 0 {

@@ -282,9 +282,7 @@ impl<B: Backend> SupervisorState<B> {
                 self.recorder.retried();
                 retries.push(job);
             } else if let Some(reason) = panic {
-                job.answer(Err(Failed::Backend(format!(
-                    "backend panicked: {reason}"
-                ))));
+                job.answer(Err(Failed::Backend(format!("backend panicked: {reason}"))));
             } else {
                 self.recorder.worker_lost();
                 job.answer(Err(Failed::WorkerLost));
