@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use corral::Call;
+use corral_core::Call;
 use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig};
 
 const COOKIE: &str = "cluster-test-cookie";

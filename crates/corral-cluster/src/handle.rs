@@ -638,7 +638,7 @@ mod tests {
         table.heard(live.get_id(), report(Duration::from_secs(1)), now);
 
         for id in 0..20 {
-            assert_eq!(h.call(Item::new(id)).await, Ok(id));
+            assert_eq!(h.call(Item::new(id)).await.map_err(PoolError::from), Ok(id));
         }
         let info = |id| h.members().into_iter().find(|m| m.id == id).unwrap();
         let g = info(gone.get_id());
