@@ -23,7 +23,7 @@ const DEADLINE: Duration = Duration::from_millis(150);
 const LATE: Duration = Duration::from_millis(400);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_past_its_deadline_is_answered_timeout_and_never_runs() {
+async fn queued_past_its_deadline_is_refused_with_its_inputs_and_never_runs() {
     common::within(Duration::from_secs(20), "test", async {
         let spec = SyntheticSpec::default();
         let pool = common::ready_pool(spec.clone(), common::config(1)).await;
