@@ -10,8 +10,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use corral_core::Call;
 use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig};
+use corral_core::Call;
 
 const COOKIE: &str = "cluster-test-cookie";
 

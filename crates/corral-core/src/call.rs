@@ -8,13 +8,13 @@
 //!
 //! | method | inputs | when every mailbox is full |
 //! |---|---|---|
-//! | [`call`](Call::call) | one | waits for room up to the pool's own admission timeout ([`Admission::Default`]) |
+//! | [`call`](Call::call) | one | waits for room up to the pool's own admission timeout ([`Admission::Default`](crate::Admission::Default)) |
 //! | [`call_timeout`](Call::call_timeout) | one | waits for room up to `wait` |
 //! | [`try_call`](Call::try_call) | one | refused at once, `Overloaded` |
 //! | [`call_batch`](Call::call_batch) | several, one request | as `call` |
 //! | [`call_batch_timeout`](Call::call_batch_timeout) | several | as `call_timeout` |
 //! | [`try_call_batch`](Call::try_call_batch) | several | as `try_call` |
-//! | [`submit`](Call::submit) | a [`Submit`] | its [`Admission`]; with an end-to-end deadline ([`Submit::within`]) |
+//! | [`submit`](Call::submit) | a [`Submit`] | its [`Admission`](crate::Admission); with an end-to-end deadline ([`Submit::within`]) |
 //!
 //! Every one answers a [`CallError`] when it gets no outputs: refused
 //! before anything ran, with the inputs handed back exactly as they went in
