@@ -589,6 +589,45 @@ mod tests {
     use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
     use corral_core::{Pool, PoolConfig};
 
+    /// With no member at all, nothing is ever sent: a wait for room that
+    /// runs out (the given one, or `admission_timeout` for `call`) and a
+    /// deadline that passes are refusals that hand the inputs back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_is_never_sent_comes_back() {
+        let h = ClusterHandle::<Item, u64>::spawn(ClusterConfig {
+            admission_timeout: Duration::from_millis(50),
+            ..ClusterConfig::new("t/unit/no-members")
+        })
+        .await
+        .unwrap();
+        let ids = |v: &[Item]| v.iter().map(|i| i.id).collect::<Vec<_>>();
+        let request = Submit::wait(vec![Item::new(1), Item::new(2)], Duration::from_secs(60))
+            .within(Duration::from_millis(50));
+        match h.submit(request).await {
+            Err(CallError::Refused {
+                reason: Refusal::DeadlinePassed,
+                inputs,
+            }) => assert_eq!(ids(&inputs), [1, 2]),
+            other => panic!("{other:?}"),
+        }
+        match h.call_timeout(Item::new(3), Duration::from_millis(50)).await {
+            Err(CallError::Refused {
+                reason: Refusal::TimedOut,
+                inputs,
+            }) => assert_eq!(inputs.id, 3),
+            other => panic!("{other:?}"),
+        }
+        match h.call(Item::new(4)).await {
+            Err(CallError::Refused {
+                reason: Refusal::TimedOut,
+                inputs,
+            }) => assert_eq!(inputs.id, 4),
+            other => panic!("{other:?}"),
+        }
+        let s = h.stats();
+        assert_eq!((s.timed_out, s.answered), (3, 0), "{s:?}");
+    }
+
     /// A member whose actor is gone while it is still in routing (its
     /// group leave has not arrived): the first send to it fails, and it
     /// leaves routing then — not one request per caller until the leave.
