@@ -610,7 +610,10 @@ mod tests {
             }) => assert_eq!(ids(&inputs), [1, 2]),
             other => panic!("{other:?}"),
         }
-        match h.call_timeout(Item::new(3), Duration::from_millis(50)).await {
+        match h
+            .call_timeout(Item::new(3), Duration::from_millis(50))
+            .await
+        {
             Err(CallError::Refused {
                 reason: Refusal::TimedOut,
                 inputs,
