@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use corral::cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig};
 use corral::embed::{EmbedInput, EmbedOutput};
+use corral::Call;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

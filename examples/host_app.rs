@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use corral::synthetic::{Item, Synthetic, SyntheticSpec};
-use corral::{Pool, PoolConfig, PoolError, PoolMsg, PoolRef, Submit};
+use corral::{Call, CallError, Pool, PoolConfig, PoolError, PoolMsg, PoolRef, Refusal, Submit};
 use ractor::{call_t, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// The host's own actor: it owns a reference to the pool and serves its own
@@ -56,7 +56,7 @@ impl Actor for Indexer {
         // the supervisor: wait up to 5 s for room.
         let answer = match pool.admit(Submit::wait(docs, Duration::from_secs(5))) {
             Ok(request) => call_t!(pool.actor(), PoolMsg::Submit, 10_000, request)?,
-            Err(refused) => Err(refused),
+            Err(refused) => Err(refused.into()),
         };
         let _ = reply.send(answer.map(|vectors| vectors.len()).map_err(PoolError::from));
         Ok(())
@@ -78,21 +78,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let embedded = call_t!(indexer, IndexerMsg::Index, 10_000, 32)??;
     println!("indexer embedded {embedded} documents through the pool");
 
-    // The handle's own method family.
+    // The method family, from `Call`.
     let one = pool.call(Item::new(7)).await?;
     println!("call(7) -> {one}");
     match pool.try_call(Item::new(8)).await {
         Ok(v) => println!("try_call(8) -> {v}"),
-        Err(refused) => match refused.error {
-            PoolError::Overloaded { retry_after } => {
-                // The item comes back: keep it and retry later.
-                println!(
-                    "overloaded; retry {:?} after {retry_after:?}",
-                    refused.inputs
-                );
-            }
-            e => return Err(e.into()),
-        },
+        Err(CallError::Refused {
+            reason: Refusal::Overloaded { retry_after },
+            inputs,
+        }) => {
+            // The item comes back: keep it and retry later.
+            println!("overloaded; retry {inputs:?} after {retry_after:?}");
+        }
+        Err(e) => return Err(e.into()),
     }
 
     let health = pool.health().await?;

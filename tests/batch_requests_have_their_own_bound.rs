@@ -9,14 +9,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, SyntheticSpec};
-use corral::{PoolConfig, PoolError};
+use corral::{Call, PoolConfig, PoolError, Refusal};
 
 fn items(ids: &[u64]) -> Vec<Item> {
     ids.iter().map(|&id| Item::new(id)).collect()
 }
 
-fn ids(items: &Option<Vec<Item>>) -> Option<Vec<u64>> {
-    items.as_ref().map(|v| v.iter().map(|i| i.id).collect())
+fn ids(items: Option<Vec<Item>>) -> Option<Vec<u64>> {
+    items.map(|v| v.iter().map(|i| i.id).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,17 +57,19 @@ async fn batch_requests_fill_their_own_bound_then_are_refused_or_wait() {
         // The batch bound is full: refused at once, inputs handed back...
         let refused = pool.try_call_batch(items(&[5, 6])).await.unwrap_err();
         assert!(
-            matches!(refused.error, PoolError::Overloaded { .. }),
-            "{:?}",
-            refused.error
+            matches!(refused.refusal(), Some(Refusal::Overloaded { .. })),
+            "{refused:?}"
         );
-        assert_eq!(ids(&refused.inputs), Some(vec![5, 6]));
-        // ...or a wait for room up to the timeout.
+        assert_eq!(ids(refused.into_inputs()), Some(vec![5, 6]));
+        // ...or a wait for room up to the timeout, then refused `TimedOut`:
+        // nothing ran, so the inputs come back too.
         let t = Instant::now();
         let waited = pool
             .call_batch_timeout(items(&[7, 8]), Duration::from_millis(100))
-            .await;
-        assert_eq!(waited, Err(PoolError::Timeout));
+            .await
+            .unwrap_err();
+        assert_eq!(waited.refusal(), Some(&Refusal::TimedOut), "{waited:?}");
+        assert_eq!(ids(waited.into_inputs()), Some(vec![7, 8]));
         assert!(
             t.elapsed() >= Duration::from_millis(100),
             "{:?}",
@@ -84,18 +86,19 @@ async fn batch_requests_fill_their_own_bound_then_are_refused_or_wait() {
         assert_eq!(
             pool.call_batch_timeout(items(&[9, 10, 11]), Duration::from_secs(5))
                 .await
+                .map_err(PoolError::from)
                 .unwrap(),
             [9, 10, 11]
         );
         // Requests that cannot run are refused, inputs back.
         let empty = pool.try_call_batch(Vec::new()).await.unwrap_err();
-        assert!(matches!(empty.error, PoolError::InvalidInput(_)));
+        assert!(matches!(empty.refusal(), Some(Refusal::InvalidInput(_))));
         let big = pool
             .try_call_batch(items(&[1, 2, 3, 4, 5]))
             .await
             .unwrap_err();
-        assert!(matches!(big.error, PoolError::InvalidInput(_)));
-        assert_eq!(ids(&big.inputs), Some(vec![1, 2, 3, 4, 5]));
+        assert!(matches!(big.refusal(), Some(Refusal::InvalidInput(_))));
+        assert_eq!(ids(big.into_inputs()), Some(vec![1, 2, 3, 4, 5]));
 
         let stats = pool.stats().await.unwrap();
         assert_eq!(stats.admitted, 4);

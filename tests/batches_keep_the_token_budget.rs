@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
+use corral::{Call, PoolError};
 use parking_lot::Mutex;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +34,9 @@ async fn batches_are_cut_at_the_token_budget() {
             let p = pool.clone();
             let id = k as u64 + 1;
             calls.push(tokio::spawn(async move {
-                p.call(Item::new(id).costing(cost)).await
+                p.call(Item::new(id).costing(cost))
+                    .await
+                    .map_err(PoolError::from)
             }));
             common::eventually(Duration::from_secs(5), "queued in order", || {
                 let pool = pool.clone();

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +27,11 @@ async fn gone_waiters_make_room_for_live_ones_and_are_not_timeouts() {
         // One live waiter, then LINE - 1 that will give up.
         let live = {
             let p = pool.clone();
-            tokio::spawn(async move { p.call_timeout(Item::new(1), Duration::from_secs(60)).await })
+            tokio::spawn(async move {
+                p.call_timeout(Item::new(1), Duration::from_secs(60))
+                    .await
+                    .map_err(PoolError::from)
+            })
         };
         let mut leavers = Vec::new();
         for id in 0..LINE as u64 - 1 {
@@ -34,6 +39,7 @@ async fn gone_waiters_make_room_for_live_ones_and_are_not_timeouts() {
             leavers.push(tokio::spawn(async move {
                 p.call_timeout(Item::new(1000 + id), Duration::from_secs(60))
                     .await
+                    .map_err(PoolError::from)
             }));
         }
         common::eventually(Duration::from_secs(5), "line full", || {
@@ -55,6 +61,7 @@ async fn gone_waiters_make_room_for_live_ones_and_are_not_timeouts() {
             fresh.push(tokio::spawn(async move {
                 p.call_timeout(Item::new(2000 + id), Duration::from_secs(60))
                     .await
+                    .map_err(PoolError::from)
             }));
         }
         common::eventually(Duration::from_secs(5), "new callers waiting", || {
@@ -78,7 +85,7 @@ async fn gone_waiters_make_room_for_live_ones_and_are_not_timeouts() {
         assert_eq!(stats.rejected_overloaded, 0);
         assert_eq!(stats.cancelled, LINE as u64 - 1);
         pool.shutdown(Duration::from_secs(5)).await.unwrap();
-        let _ = PoolError::Timeout;
+        let _ = PoolError::TimedOut;
     })
     .await;
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::Call;
 use corral::PoolConfig;
 use corral::PoolError;
 

@@ -12,6 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 
 const FAST: Duration = Duration::from_millis(5);
@@ -45,7 +46,7 @@ async fn a_cold_burst_queues_nothing_behind_the_slow_worker() {
                 .map(|id| {
                     let pool = pool.clone();
                     tokio::spawn(async move {
-                        let r = pool.call(Item::new(id)).await;
+                        let r = pool.call(Item::new(id)).await.map_err(PoolError::from);
                         (r, start.elapsed())
                     })
                 })
@@ -108,7 +109,11 @@ async fn a_caller_who_cannot_wait_is_placed_on_a_cold_worker_with_room() {
         };
         let t2 = {
             let p = pool.clone();
-            tokio::spawn(async move { p.call_timeout(Item::new(2), Duration::ZERO).await })
+            tokio::spawn(async move {
+                p.call_timeout(Item::new(2), Duration::ZERO)
+                    .await
+                    .map_err(PoolError::from)
+            })
         };
         common::eventually(Duration::from_secs(5), "both placed", || {
             let pool = pool.clone();
@@ -122,6 +127,7 @@ async fn a_caller_who_cannot_wait_is_placed_on_a_cold_worker_with_room() {
             tokio::spawn(async move {
                 p.call_timeout(Item::new(3), Duration::from_millis(200))
                     .await
+                    .map_err(PoolError::from)
             })
         };
         common::eventually(Duration::from_secs(5), "waiting, then placed", || {
@@ -155,7 +161,7 @@ async fn a_drain_right_after_a_cold_burst_finishes_all_of_it() {
         let calls: Vec<_> = (0..10u64)
             .map(|id| {
                 let pool = pool.clone();
-                tokio::spawn(async move { pool.call(Item::new(id)).await })
+                tokio::spawn(async move { pool.call(Item::new(id)).await.map_err(PoolError::from) })
             })
             .collect();
         // Two admitted, the rest waiting for the first measurement.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
+use corral::{Call, PoolError};
 
 const BATCH: usize = 500;
 
@@ -31,7 +32,10 @@ async fn the_first_answered_caller_of_a_batch_finds_the_batch_counted() {
             let probe = {
                 let pool = pool.clone();
                 tokio::spawn(async move {
-                    pool.call(Item::new(1)).await.unwrap();
+                    pool.call(Item::new(1))
+                        .await
+                        .map_err(PoolError::from)
+                        .unwrap();
                     pool.stats().await.unwrap()
                 })
             };
@@ -43,7 +47,9 @@ async fn the_first_answered_caller_of_a_batch_finds_the_batch_counted() {
             let rest: Vec<_> = (2..=BATCH as u64)
                 .map(|id| {
                     let pool = pool.clone();
-                    tokio::spawn(async move { pool.call(Item::new(id)).await })
+                    tokio::spawn(
+                        async move { pool.call(Item::new(id)).await.map_err(PoolError::from) },
+                    )
                 })
                 .collect();
             common::eventually(Duration::from_secs(5), "batch queued", || {

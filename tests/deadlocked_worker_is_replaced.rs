@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::{Call, PoolError};
 use corral::{Health, PoolConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +34,9 @@ async fn deadlocked_actor_is_detected_and_replaced_body() {
     let mut calls = Vec::new();
     for id in 0..100u64 {
         let pool = pool.clone();
-        calls.push(tokio::spawn(async move { pool.call(Item::new(id)).await }));
+        calls.push(tokio::spawn(async move {
+            pool.call(Item::new(id)).await.map_err(PoolError::from)
+        }));
     }
     let detected = common::eventually(Duration::from_secs(5), "deadlock detected", || {
         let pool = pool.clone();

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::Call;
 use corral::{Health, PoolConfig, PoolError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +61,7 @@ async fn drain_finishes_admitted_work_and_refuses_new_work_body() {
         Err(PoolError::ShuttingDown)
     );
     assert_eq!(
-        pool.call(Item::new(101)).await,
+        pool.call(Item::new(101)).await.map_err(PoolError::from),
         Err(PoolError::ShuttingDown)
     );
 
@@ -128,7 +129,9 @@ async fn drain_refuses_waiting_callers_and_reports_them() {
         for id in 1..=3u64 {
             let p = pool.clone();
             waiters.push(tokio::spawn(async move {
-                p.call_timeout(Item::new(id), Duration::from_secs(30)).await
+                p.call_timeout(Item::new(id), Duration::from_secs(30))
+                    .await
+                    .map_err(PoolError::from)
             }));
         }
         common::eventually(Duration::from_secs(5), "three waiting", || {

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
-use corral::{PoolConfig, PoolError};
+use corral::Call;
+use corral::{PoolConfig, PoolError, Refusal};
 
 /// Waits until the pool holds `depth` admitted requests and `waiting` in line.
 async fn settle(
@@ -41,7 +42,10 @@ async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
         let pool = common::ready_pool(SyntheticSpec::with_per_item(per_item), cfg).await;
         // Teach the pool its service time.
         for id in 0..4 {
-            pool.call(Item::new(id)).await.unwrap();
+            pool.call(Item::new(id))
+                .await
+                .map_err(PoolError::from)
+                .unwrap();
         }
         // The estimate health reports is the one the door hands out.
         common::eventually(Duration::from_secs(5), "service time measured", || {
@@ -73,7 +77,9 @@ async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
         for id in 13..=14 {
             let p = pool.clone();
             held.push(tokio::spawn(async move {
-                p.call_timeout(Item::new(id), Duration::from_secs(60)).await
+                p.call_timeout(Item::new(id), Duration::from_secs(60))
+                    .await
+                    .map_err(PoolError::from)
             }));
             settle(&pool, 3, id as usize - 12).await;
         }
@@ -90,11 +96,11 @@ async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
                     .unwrap_err()
                     .map_inputs(|v| v[0].clone())
             };
-            let PoolError::Overloaded { retry_after } = r.error else {
-                panic!("{:?}", r.error)
+            let Some(&Refusal::Overloaded { retry_after }) = r.refusal() else {
+                panic!("{r:?}")
             };
             assert!(
-                r.inputs.is_some(),
+                r.inputs().is_some(),
                 "a refused request hands its inputs back"
             );
             assert!(
@@ -105,7 +111,8 @@ async fn n_more_calls_on_a_full_pool_raise_the_refusal_count_by_n() {
         // Waiting callers are refused too once the line is full.
         let r = pool
             .call_timeout(Item::new(200), Duration::from_secs(5))
-            .await;
+            .await
+            .map_err(PoolError::from);
         assert!(matches!(r, Err(PoolError::Overloaded { .. })), "{r:?}");
         let after = pool.stats().await.unwrap().rejected_overloaded;
         assert_eq!(after - before, N + 1, "every refusal counted exactly once");

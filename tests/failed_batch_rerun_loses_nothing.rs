@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Gate, Item, Synthetic, SyntheticSpec};
+use corral::Call as _;
 use corral::{PoolConfig, PoolError, PoolHandle};
 
 const STUCK: Duration = Duration::from_millis(200);
@@ -160,7 +161,7 @@ async fn a_backend_whose_cost_panics_still_answers_and_keeps_serving() {
             assert_eq!(call.await.unwrap(), Ok(i as u64 + 1));
         }
         assert_eq!(
-            pool.call(Item::new(9)).await,
+            pool.call(Item::new(9)).await.map_err(PoolError::from),
             Ok(9),
             "the worker still serves"
         );

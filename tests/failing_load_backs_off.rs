@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, Synthetic, SyntheticSpec};
+use corral::Call;
 use corral::{Health, Pool, PoolConfig, PoolError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

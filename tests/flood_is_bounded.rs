@@ -1,6 +1,6 @@
 //! A flood of 20,000 calls at once against 2 small workers (capacity 8
 //! each, 1 ms per item), a quarter of them willing to wait: every call gets
-//! exactly one answer (`Ok`, `Overloaded`, or `Timeout` for a waiter); no
+//! exactly one answer (`Ok`, `Overloaded`, or `TimedOut` for a waiter); no
 //! worker's depth exceeds its bound, the waiting line never exceeds its
 //! own; and the inputs the pool holds at once never exceed what the bounds
 //! allow.
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral::synthetic::{Census, Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 
 const CALLS: u64 = 20_000;
@@ -67,7 +68,9 @@ async fn flood() {
             // The payload exists only once the caller is about to call.
             let item = Item::new(id).counted(&census);
             let r = if id % 4 == 0 {
-                pool.call_timeout(item, Duration::from_millis(20)).await
+                pool.call_timeout(item, Duration::from_millis(20))
+                    .await
+                    .map_err(PoolError::from)
             } else {
                 pool.try_call(item).await.map_err(PoolError::from)
             };
@@ -85,7 +88,7 @@ async fn flood() {
                 assert!(retry_after > Duration::ZERO);
                 overloaded += 1;
             }
-            (id, Err(PoolError::Timeout)) if id % 4 == 0 => timed_out += 1,
+            (id, Err(PoolError::TimedOut)) if id % 4 == 0 => timed_out += 1,
             (id, Err(e)) => panic!("unexpected error for {id}: {e}"),
         }
     }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::Call;
 use corral::PoolError;
 use corral::{Health, PoolConfig, WorkerState};
 

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
-use corral::{PoolConfig, PoolError, PoolMsg, Submit};
+use corral::{PoolConfig, PoolMsg, Refusal, Submit};
 use ractor::RpcReplyPort;
 
 // One runtime thread: the flood below never yields, so the supervisor cannot
@@ -41,8 +41,8 @@ async fn a_flood_of_typed_messages_stops_at_the_door() {
                     replies.push((id, rx));
                 }
                 Err(e) => {
-                    assert!(matches!(e.error, PoolError::Overloaded { .. }), "{e}");
-                    assert_eq!(e.inputs.map(|v| v[0].id), Some(id), "inputs handed back");
+                    assert!(matches!(e.reason, Refusal::Overloaded { .. }), "{e:?}");
+                    assert_eq!(e.inputs[0].id, id, "inputs handed back");
                     refused += 1;
                 }
             }
@@ -67,7 +67,10 @@ async fn a_flood_of_typed_messages_stops_at_the_door() {
                     assert_eq!(v, [id]);
                     ok += 1;
                 }
-                Err(e) => assert!(matches!(e.error, PoolError::Overloaded { .. }), "{e}"),
+                Err(e) => assert!(
+                    matches!(e.refusal(), Some(Refusal::Overloaded { .. })),
+                    "{e:?}"
+                ),
             }
         }
         assert!(ok >= 11, "the mailbox and the line were served: {ok}");

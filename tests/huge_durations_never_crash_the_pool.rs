@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::Call;
 use corral::{Health, PoolConfig, PoolError, Submit};
 
 const MAX: Duration = Duration::MAX;
@@ -36,10 +37,15 @@ async fn duration_max_everywhere_under_load() {
         let waiting = {
             let (a, b, c) = (pool.clone(), pool.clone(), pool.clone());
             [
-                tokio::spawn(async move { a.call_timeout(Item::new(1), MAX).await }),
+                tokio::spawn(async move {
+                    a.call_timeout(Item::new(1), MAX)
+                        .await
+                        .map_err(PoolError::from)
+                }),
                 tokio::spawn(async move {
                     b.call_batch_timeout(vec![Item::new(2), Item::new(3)], MAX)
                         .await
+                        .map_err(PoolError::from)
                         .map(|v| v[0])
                 }),
                 tokio::spawn(async move {

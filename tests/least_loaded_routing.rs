@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::Call;
 use corral::PoolError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +90,15 @@ async fn equal_workers_share_evenly() {
         let mut set = tokio::task::JoinSet::new();
         for id in 0..n {
             let pool = pool.clone();
-            set.spawn(async move { assert_eq!(pool.call(Item::new(id)).await.unwrap(), id) });
+            set.spawn(async move {
+                assert_eq!(
+                    pool.call(Item::new(id))
+                        .await
+                        .map_err(PoolError::from)
+                        .unwrap(),
+                    id
+                )
+            });
         }
         while let Some(r) = set.join_next().await {
             r.unwrap();

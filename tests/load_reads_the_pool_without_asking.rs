@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
+use corral::{Call, PoolError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_counts_what_is_in_flight_and_learns_the_service_rate() {
@@ -32,7 +33,9 @@ async fn load_counts_what_is_in_flight_and_learns_the_service_rate() {
         let mut calls = vec![];
         for id in 0..6 {
             let p = pool.clone();
-            calls.push(tokio::spawn(async move { p.call(Item::new(id)).await }));
+            calls.push(tokio::spawn(async move {
+                p.call(Item::new(id)).await.map_err(PoolError::from)
+            }));
         }
         for c in calls {
             c.await.unwrap().unwrap();

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::Call;
 use corral::PoolConfig;
 use corral::PoolError;
 use metrics::{
@@ -136,7 +137,10 @@ async fn two_pools() {
     .await;
 
     for id in 0..5 {
-        a.call(Item::new(id)).await.unwrap();
+        a.call(Item::new(id))
+            .await
+            .map_err(PoolError::from)
+            .unwrap();
     }
     // Fill b and get one refusal there.
     let (gate, hold) = common::hold(&b).await;
@@ -193,7 +197,9 @@ async fn waits_restarts_and_failures_are_published() {
         for id in 1..=2u64 {
             let p = pool.clone();
             waiters.push(tokio::spawn(async move {
-                p.call_timeout(Item::new(id), Duration::from_secs(10)).await
+                p.call_timeout(Item::new(id), Duration::from_secs(10))
+                    .await
+                    .map_err(PoolError::from)
             }));
         }
         common::eventually(Duration::from_secs(5), "two waiting", || {

@@ -1,6 +1,6 @@
 //! No call waits without limit, the reports included: `health()` and
 //! `stats()` — on the handle and on a host actor's `PoolRef` — answer
-//! `Timeout` after `REPORT_TIMEOUT` when the supervisor does not answer,
+//! `TimedOut` after `REPORT_TIMEOUT` when the supervisor does not answer,
 //! and answer normally again once it does.
 
 mod common;
@@ -24,10 +24,10 @@ async fn reports_time_out_when_the_supervisor_stops_answering() {
     })
     .await;
     let waited = start.elapsed();
-    assert_eq!(h.map(|_| ()), Err(PoolError::Timeout));
-    assert_eq!(s.map(|_| ()), Err(PoolError::Timeout));
-    assert_eq!(hh.map(|_| ()), Err(PoolError::Timeout));
-    assert_eq!(hs.map(|_| ()), Err(PoolError::Timeout));
+    assert_eq!(h.map(|_| ()), Err(PoolError::TimedOut));
+    assert_eq!(s.map(|_| ()), Err(PoolError::TimedOut));
+    assert_eq!(hh.map(|_| ()), Err(PoolError::TimedOut));
+    assert_eq!(hs.map(|_| ()), Err(PoolError::TimedOut));
     assert!(
         waited >= REPORT_TIMEOUT && waited < REPORT_TIMEOUT + Duration::from_secs(1),
         "answered after {waited:?}, bound {REPORT_TIMEOUT:?}"
@@ -54,7 +54,7 @@ async fn shutdown_answers_timeout_when_the_drain_is_never_reported() {
         pool.shutdown(deadline),
     )
     .await;
-    assert_eq!(report.map(|_| ()), Err(PoolError::Timeout));
+    assert_eq!(report.map(|_| ()), Err(PoolError::TimedOut));
     let waited = start.elapsed();
     assert!(
         waited >= deadline + REPORT_TIMEOUT && waited < deadline + REPORT_TIMEOUT * 2,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
 use corral::PoolConfig;
+use corral::{Call, PoolError};
 use parking_lot::Mutex;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +37,9 @@ async fn rerouted_requests_run_before_earlier_waiters() {
         let mut calls = Vec::new();
         for id in 1..=4u64 {
             let p = pool.clone();
-            calls.push(tokio::spawn(async move { p.call(Item::new(id)).await }));
+            calls.push(tokio::spawn(async move {
+                p.call(Item::new(id)).await.map_err(PoolError::from)
+            }));
             common::eventually(Duration::from_secs(5), "in order", || {
                 let pool = pool.clone();
                 async move {

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::Call;
 use corral::{Health, PoolConfig, PoolError, PoolHandle};
 
 const WINDOW: Duration = Duration::from_millis(300);
@@ -75,7 +76,7 @@ async fn a_second_restart_inside_the_window_backs_off() {
         assert_eq!(h.health, Health::Degraded);
         assert_eq!(
             pool.wait_ready(BACKOFF / 4).await,
-            Err(PoolError::Timeout),
+            Err(PoolError::TimedOut),
             "replaced at once inside the window"
         );
         pool.shutdown(Duration::from_secs(5)).await.unwrap();

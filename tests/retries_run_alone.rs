@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 use parking_lot::Mutex;
 

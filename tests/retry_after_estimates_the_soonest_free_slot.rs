@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 
 const PER_ITEM: Duration = Duration::from_millis(5);
@@ -29,7 +30,10 @@ async fn retry_after_is_the_measured_service_time() {
 
         // Measure: a few requests of about 5 ms each.
         for id in 0..5u64 {
-            assert_eq!(pool.call(Item::new(id)).await, Ok(id));
+            assert_eq!(
+                pool.call(Item::new(id)).await.map_err(PoolError::from),
+                Ok(id)
+            );
         }
         let (gate, held) = common::hold(&pool).await;
         let retry_after = match pool.try_call(Item::new(9)).await.map_err(PoolError::from) {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Item, Synthetic, SyntheticSpec};
+use corral::{Call, PoolError};
 use corral::{LeastDepth, Pool, PoolConfig, Router};
 use parking_lot::Mutex;
 
@@ -45,7 +46,10 @@ async fn p99_of(per_item_by_worker: Vec<Duration>, router: Option<LeastDepth>) -
     // Warm-up, one call at a time: idle workers tie, so each one serves and
     // is measured before the timed run.
     for id in 0..10 {
-        pool.call(Item::new(id)).await.unwrap();
+        pool.call(Item::new(id))
+            .await
+            .map_err(PoolError::from)
+            .unwrap();
     }
     let lat = Arc::new(Mutex::new(Vec::new()));
     let mut set = tokio::task::JoinSet::new();
@@ -55,7 +59,13 @@ async fn p99_of(per_item_by_worker: Vec<Duration>, router: Option<LeastDepth>) -
             for k in 0..PER_CALLER {
                 let t = Instant::now();
                 let id = (c * PER_CALLER + k) as u64;
-                assert_eq!(pool.call(Item::new(id)).await.unwrap(), id);
+                assert_eq!(
+                    pool.call(Item::new(id))
+                        .await
+                        .map_err(PoolError::from)
+                        .unwrap(),
+                    id
+                );
                 lat.lock().push(t.elapsed());
             }
         });
@@ -128,7 +138,9 @@ async fn the_router_sees_the_real_depths_of_a_live_pool() {
         let mut calls = Vec::new();
         for id in 1..=2u64 {
             let p = pool.clone();
-            calls.push(tokio::spawn(async move { p.call(Item::new(id)).await }));
+            calls.push(tokio::spawn(async move {
+                p.call(Item::new(id)).await.map_err(PoolError::from)
+            }));
             common::eventually(Duration::from_secs(5), "admitted", || {
                 let pool = pool.clone();
                 async move {
@@ -138,7 +150,13 @@ async fn the_router_sees_the_real_depths_of_a_live_pool() {
             .await;
         }
         // Worker 0 is full now: the next request goes to worker 1.
-        assert_eq!(pool.call(Item::new(3)).await.unwrap(), 3);
+        assert_eq!(
+            pool.call(Item::new(3))
+                .await
+                .map_err(PoolError::from)
+                .unwrap(),
+            3
+        );
         let seen = spy.0.lock().clone();
         // The router saw worker 0 fill up (0, 1, 2, then 3 = full) while
         // worker 1 stayed empty. A supervisor that handed it made-up depths

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral::synthetic::{Item, Synthetic, SyntheticSpec};
+use corral::Call;
 use corral::{Pool, PoolConfig, PoolError, Router, WorkerLoad};
 
 /// Always the last worker, room or not; counts its calls.
@@ -47,7 +48,10 @@ async fn the_given_router_decides_and_cannot_break_the_bound() {
         .unwrap();
         pool.wait_ready(Duration::from_secs(10)).await.unwrap();
         for id in 0..10u64 {
-            assert_eq!(pool.call(Item::new(id)).await, Ok(id));
+            assert_eq!(
+                pool.call(Item::new(id)).await.map_err(PoolError::from),
+                Ok(id)
+            );
         }
         let stats = pool.stats().await.unwrap();
         let processed: Vec<u64> = stats.workers.iter().map(|w| w.processed).collect();

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 
 const BASE: Duration = Duration::from_millis(100);

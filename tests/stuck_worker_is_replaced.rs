@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Fault, FaultKind, Item, SyntheticSpec};
+use corral::Call;
 use corral::PoolError;
 use corral::{Health, PoolConfig};
 

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use corral::synthetic::{Item, SyntheticSpec};
-use corral::{PoolConfig, PoolError};
+use corral::Call;
+use corral::{PoolConfig, PoolError, Refusal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_panic_answers_every_caller_and_frees_the_threads() {
@@ -35,7 +36,9 @@ async fn supervisor_panic_answers_every_caller_and_frees_the_threads() {
         for id in 1..=6u64 {
             let p = pool.clone();
             calls.push(tokio::spawn(async move {
-                p.call_timeout(Item::new(id), Duration::from_secs(60)).await
+                p.call_timeout(Item::new(id), Duration::from_secs(60))
+                    .await
+                    .map_err(PoolError::from)
             }));
         }
         common::eventually(
@@ -69,10 +72,9 @@ async fn supervisor_panic_answers_every_caller_and_frees_the_threads() {
         })
         .await;
         assert!(pool.health().await.is_err(), "the supervisor is gone");
-        assert_eq!(
-            pool.try_call(Item::new(99)).await.unwrap_err().error,
-            PoolError::ShuttingDown
-        );
+        let e = pool.try_call(Item::new(99)).await.unwrap_err();
+        assert_eq!(e.refusal(), Some(&Refusal::ShuttingDown), "{e:?}");
+        assert_eq!(e.into_inputs().map(|i| i.id), Some(99), "it never ran");
     })
     .await;
 }

@@ -1,6 +1,6 @@
 //! When every mailbox is full, `call` waits for room (served in arrival
 //! order as room frees, each request class on its own) until its deadline,
-//! then gets `Timeout`; `try_call` is refused at once with `Overloaded`.
+//! then gets `TimedOut`; `try_call` is refused at once with `Overloaded`.
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Fault, FaultKind, Gate, Item, SyntheticSpec};
+use corral::Call;
 use corral::{PoolConfig, PoolError};
 use parking_lot::Mutex;
 
@@ -52,7 +53,9 @@ async fn waiters_are_served_in_arrival_order() {
         for id in 1..=5u64 {
             let p = pool.clone();
             waiters.push(tokio::spawn(async move {
-                p.call_timeout(Item::new(id), Duration::from_secs(20)).await
+                p.call_timeout(Item::new(id), Duration::from_secs(20))
+                    .await
+                    .map_err(PoolError::from)
             }));
             // Queue them in a known order.
             common::eventually(Duration::from_secs(5), "waiter queued", || {
@@ -134,6 +137,7 @@ async fn a_full_class_does_not_block_the_other_class_waiters() {
             tokio::spawn(async move {
                 p.call_batch_timeout(vec![Item::new(20), Item::new(21)], Duration::from_secs(20))
                     .await
+                    .map_err(PoolError::from)
             })
         };
         common::eventually(Duration::from_secs(5), "batch waiter queued", || {
@@ -143,9 +147,11 @@ async fn a_full_class_does_not_block_the_other_class_waiters() {
         .await;
         let single_waiter = {
             let p = pool.clone();
-            tokio::spawn(
-                async move { p.call_timeout(Item::new(30), Duration::from_secs(20)).await },
-            )
+            tokio::spawn(async move {
+                p.call_timeout(Item::new(30), Duration::from_secs(20))
+                    .await
+                    .map_err(PoolError::from)
+            })
         };
         common::eventually(Duration::from_secs(5), "single waiter queued", || {
             let pool = pool.clone();
@@ -199,9 +205,10 @@ async fn waiter_past_its_deadline_gets_timeout_and_never_runs_body() {
     let t = Instant::now();
     let r = pool
         .call_timeout(Item::new(1), Duration::from_millis(150))
-        .await;
+        .await
+        .map_err(PoolError::from);
     let took = t.elapsed();
-    assert_eq!(r, Err(PoolError::Timeout));
+    assert_eq!(r, Err(PoolError::TimedOut));
     assert!(
         took >= Duration::from_millis(150),
         "timed out early: {took:?}"
@@ -240,14 +247,16 @@ async fn full_waiting_line_refuses_even_waiters_body() {
     let mut waiters = Vec::new();
     for id in 1..=2u64 {
         let pool2 = pool.clone();
-        waiters.push(tokio::spawn(async move { pool2.call(Item::new(id)).await }));
+        waiters.push(tokio::spawn(async move {
+            pool2.call(Item::new(id)).await.map_err(PoolError::from)
+        }));
     }
     common::eventually(Duration::from_secs(5), "two waiting", || {
         let pool = pool.clone();
         async move { (pool.health().await.unwrap().waiting == 2).then_some(()) }
     })
     .await;
-    let r = pool.call(Item::new(3)).await;
+    let r = pool.call(Item::new(3)).await.map_err(PoolError::from);
     assert!(matches!(r, Err(PoolError::Overloaded { .. })), "{r:?}");
     gate.open();
     blocker.await.unwrap().unwrap();

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use corral::synthetic::{Synthetic, SyntheticSpec};
+use corral::Call;
 use corral::PoolError;
 use corral::{Pool, PoolConfig, PoolHandle};
 
@@ -41,7 +42,10 @@ pub async fn warm_up(pool: &PoolHandle<Synthetic>) {
             return;
         }
         assert!(Instant::now() < deadline, "workers never all measured");
-        pool.call(Item::new(u64::MAX)).await.expect("warm-up call");
+        pool.call(Item::new(u64::MAX))
+            .await
+            .map_err(PoolError::from)
+            .expect("warm-up call");
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_core::synthetic::{Chaos, Item, Synthetic, SyntheticSpec};
-use corral_core::{Pool, PoolConfig, PoolError};
+use corral_core::{Call, Pool, PoolConfig, PoolError};
 
 /// Options of `corral-bench chaos`.
 #[derive(clap::Args, Debug)]
@@ -112,11 +112,11 @@ pub(crate) async fn run(a: Args) -> anyhow::Result<()> {
             sent += 1;
             let (pool, tally) = (pool.clone(), tally.clone());
             tasks.spawn(async move {
-                let counter = match pool.call(Item::new(id)).await {
+                let counter = match pool.call(Item::new(id)).await.map_err(PoolError::from) {
                     Ok(out) if out == id => &tally.ok,
                     Ok(_) => &tally.wrong,
                     Err(PoolError::Overloaded { .. }) => &tally.overloaded,
-                    Err(PoolError::Timeout) => &tally.timeout,
+                    Err(PoolError::TimedOut | PoolError::DeadlinePassed) => &tally.timeout,
                     Err(PoolError::WorkerLost) => &tally.worker_lost,
                     Err(PoolError::Backend(_)) => &tally.backend,
                     Err(_) => &tally.other,

@@ -27,7 +27,7 @@ use corral_cluster::{
     group_name, ClusterConfig, ClusterHandle, Member, MemberMsg, Node, NodeConfig,
 };
 use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
-use corral_core::{Pool, PoolConfig, Submit};
+use corral_core::{Call, Pool, PoolConfig, Submit};
 use ractor::ActorRef;
 
 /// Options of `corral-bench cluster`.

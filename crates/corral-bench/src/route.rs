@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
-use corral_core::{Backend, LeastDepth, LeastWait, LoadContext, Pool, PoolConfig};
+use corral_core::{Backend, Call, LeastDepth, LeastWait, LoadContext, Pool, PoolConfig};
 use parking_lot::Mutex;
 use ractor::factory::queues::DefaultQueue;
 use ractor::factory::routing::QueuerRouting;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig, TlsConfig};
 use corral_core::synthetic::Item;
+use corral_core::{Call, PoolError, Refusal};
 use ractor::ActorId;
 
 type Handle = ClusterHandle<Item, u64>;
@@ -164,7 +165,7 @@ fn load(h: &Handle, callers: u64, n: u64) -> Vec<tokio::task::JoinHandle<Vec<u64
                 let mut got = vec![];
                 let mut id = c;
                 while id < n {
-                    match h.call(Item::new(id)).await {
+                    match h.call(Item::new(id)).await.map_err(PoolError::from) {
                         Ok(out) => {
                             assert_eq!(out, id, "an answer for another request");
                             got.push(out);
@@ -341,7 +342,7 @@ async fn a_wrong_cookie_gets_nothing_through() {
             .await
     );
     h.wait_members(1, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(h.call(Item::new(7)).await, Ok(7));
+    assert_eq!(h.call(Item::new(7)).await.map_err(PoolError::from), Ok(7));
 }
 
 /// A CA and one node certificate it signs (for `localhost`, good for both
@@ -423,7 +424,11 @@ async fn nodes_talk_over_mutual_tls_and_a_plain_node_gets_nothing_through() {
         "TLS session"
     );
     h.wait_members(1, Duration::from_secs(10)).await.unwrap();
-    let out = h.call_batch((0..5).map(Item::new).collect()).await.unwrap();
+    let out = h
+        .call_batch((0..5).map(Item::new).collect())
+        .await
+        .map_err(PoolError::from)
+        .unwrap();
     assert_eq!(out, vec![0, 1, 2, 3, 4]);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -491,7 +496,7 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
     );
 
     assert_eq!(
-        h.call_batch(under).await,
+        h.call_batch(under).await.map_err(PoolError::from),
         Ok(lens),
         "a request at the limit is served"
     );
@@ -506,12 +511,11 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
             .await
             .expect_err("over the limit");
         assert!(
-            matches!(&refused.error, PoolError::InvalidInput(m) if m.contains("bytes on the wire, over the limit")),
-            "refused by the router before sending: {:?}",
-            refused.error
+            matches!(refused.refusal(), Some(Refusal::InvalidInput(m)) if m.contains("bytes on the wire, over the limit")),
+            "refused by the router before sending: {refused:?}"
         );
         assert_eq!(
-            refused.inputs.map(|v| v.len()),
+            refused.into_inputs().map(|v| v.len()),
             Some(n),
             "the inputs come back"
         );
@@ -532,5 +536,8 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
         assert_eq!(m.counts.lost, 0, "{m:?}");
     }
     let next: Vec<String> = (0..8).map(|i| "y".repeat(i)).collect();
-    assert_eq!(h.call_batch(next).await, Ok((0..8).collect::<Vec<u64>>()));
+    assert_eq!(
+        h.call_batch(next).await.map_err(PoolError::from),
+        Ok((0..8).collect::<Vec<u64>>())
+    );
 }

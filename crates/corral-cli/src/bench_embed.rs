@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use corral_core::{PoolConfig, PoolHandle};
-use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder, Engine, Quantize};
+use corral_core::{Call, PoolConfig, PoolHandle};
+use corral_embed::{EmbedBackend, EmbedSpec, Embedder, Engine, Quantize};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -430,7 +430,7 @@ async fn embed_windowed(
             front.await??;
         }
         let (h, r) = (handle.clone(), r.clone());
-        pending.push_back(tokio::spawn(async move { h.embed_batch(r).await }));
+        pending.push_back(tokio::spawn(async move { h.call_batch(r).await }));
     }
     for t in pending {
         t.await??;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use corral_embed::{EmbedExt, Engine, Quantize};
+use corral_core::Call;
+use corral_embed::{Engine, Quantize};
 use serde_json::json;
 
 use crate::embed_cmd::{start_pool, ModelArgs};
@@ -286,7 +287,7 @@ async fn inprocess(
                     .map(|k| corpus[(next + k) % corpus.len()].clone())
                     .collect();
                 next = (next + 32) % corpus.len();
-                let Ok(ok) = tokio::time::timeout_at(end.into(), handle.embed_batch(texts)).await
+                let Ok(ok) = tokio::time::timeout_at(end.into(), handle.call_batch(texts)).await
                 else {
                     break;
                 };

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use corral_core::{Pool, PoolConfig, PoolHandle};
+use corral_core::{Call, Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
-use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Engine, Pooling, Quantize};
+use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling, Quantize};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -378,7 +378,7 @@ fn send(handle: &PoolHandle<EmbedBackend>, texts: Vec<String>) -> Pending {
     let handle = handle.clone();
     tokio::spawn(async move {
         let result = handle
-            .embed_batch(texts.clone())
+            .call_batch(texts.clone())
             .await
             .map_err(anyhow::Error::from);
         (texts, result)

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use corral_cluster::{group_name, ClusterConfig, ClusterHandle, Node, NodeConfig};
+use corral_core::Call;
 
 const COOKIE: &str = "cluster-test-cookie";
 

@@ -1,5 +1,6 @@
-//! [`ClusterHandle`]: the cluster-wide handle, with the same method family
-//! and the same [`PoolError`]s as a local `PoolHandle`.
+//! [`ClusterHandle`]: the cluster-wide handle. It implements
+//! [`corral_core::Call`] — so it has the same method family and the same
+//! errors as a local `PoolHandle` — by its one required method, `submit`.
 //!
 //! A call takes a place at the handle's own door (`max_in_flight`; past it
 //! the call is refused `Overloaded` at once, counted), picks the member with
@@ -9,7 +10,7 @@
 //! - refused by a full or draining member: the next member is tried; when
 //!   none would admit it, `Overloaded` with the soonest `retry_after`
 //!   (`Reject`), or the caller waits for room until its admission timeout
-//!   (`Wait`), exactly as a local pool does;
+//!   (`Wait`, `Default`), then `TimedOut`, exactly as a local pool does;
 //! - the member is lost with the request in flight (its node disconnected,
 //!   fell silent past the liveness bound, or dropped the reply) or the
 //!   request could not be sent to it (then the member leaves routing at
@@ -28,8 +29,9 @@
 //! failovers included, and is passed on to the member as what is left of
 //! it.
 
+use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +39,7 @@ use ractor::{Actor, ActorId, ActorRef};
 use tokio::sync::watch;
 
 use corral_core::time::after;
-use corral_core::{Admission, CallError, PoolError, Reply, Submit};
+use corral_core::{Admission, Call, CallError, Failure, PoolError, Refusal, Reply, Submit};
 
 use crate::member::MemberMsg;
 use crate::router::{Router, RouterArgs, RouterMsg};
@@ -63,7 +65,8 @@ pub struct ClusterConfig {
     /// before it is answered `WorkerLost` (at once, whatever is left,
     /// when no other member is in routing).
     pub failover_retries: u32,
-    /// How long `call` and `call_batch` wait for room.
+    /// How long `call` and `call_batch` ([`Admission::Default`]) wait for
+    /// room.
     pub admission_timeout: Duration,
     /// The decoder's limits for replies; `max_frame` also bounds the
     /// requests it sends (an encoded request over it is refused
@@ -97,7 +100,8 @@ pub struct ClusterStats {
     /// Requests refused `Overloaded` (at the handle's door, or because no
     /// member would admit them).
     pub rejected_overloaded: u64,
-    /// Requests whose wait for room ran out (`Timeout`).
+    /// Requests whose wait for room ran out (`TimedOut`) or whose
+    /// end-to-end deadline passed (`DeadlinePassed`).
     pub timed_out: u64,
     /// Requests sent to another member after theirs was lost.
     pub failed_over: u64,
@@ -253,7 +257,7 @@ where
     /// Waits until at least `n` members are in routing.
     ///
     /// # Errors
-    /// `Timeout` if they are not within `timeout`.
+    /// `TimedOut` if they are not within `timeout`.
     pub async fn wait_members(&self, n: usize, timeout: Duration) -> Result<(), PoolError> {
         let until = after(Instant::now(), timeout);
         loop {
@@ -269,87 +273,21 @@ where
                 _ = tokio::time::sleep_until(tick.min(until).into()) => {}
             }
             if Instant::now() >= until {
-                return Err(PoolError::Timeout);
+                return Err(PoolError::TimedOut);
             }
         }
     }
 
-    /// One input, waiting up to `admission_timeout` for room.
-    ///
-    /// # Errors
-    /// Any [`PoolError`].
-    pub async fn call(&self, input: I) -> Result<O, PoolError> {
-        self.call_timeout(input, self.inner.config.admission_timeout)
-            .await
-    }
-
-    /// One input, waiting up to `timeout` for room.
-    ///
-    /// # Errors
-    /// Any [`PoolError`].
-    pub async fn call_timeout(&self, input: I, timeout: Duration) -> Result<O, PoolError> {
-        let out = self.submit(Submit::wait(vec![input], timeout)).await?;
-        only(out)
-    }
-
-    /// One input, refused at once with `Overloaded` when no member has
-    /// room; a refused input comes back in the error.
-    ///
-    /// # Errors
-    /// Any [`PoolError`].
-    pub async fn try_call(&self, input: I) -> Result<O, CallError<I>> {
-        match self.submit(Submit::reject(vec![input])).await {
-            Ok(out) => only(out).map_err(CallError::new),
-            Err(e) => Err(e.map_inputs(|mut v| v.remove(0))),
-        }
-    }
-
-    /// A batch, waiting up to `admission_timeout` for room.
-    ///
-    /// # Errors
-    /// Any [`PoolError`].
-    pub async fn call_batch(&self, inputs: Vec<I>) -> Result<Vec<O>, PoolError> {
-        self.call_batch_timeout(inputs, self.inner.config.admission_timeout)
-            .await
-    }
-
-    /// A batch, waiting up to `timeout` for room.
-    ///
-    /// # Errors
-    /// Any [`PoolError`].
-    pub async fn call_batch_timeout(
-        &self,
-        inputs: Vec<I>,
-        timeout: Duration,
-    ) -> Result<Vec<O>, PoolError> {
-        Ok(self.submit(Submit::wait(inputs, timeout)).await?)
-    }
-
-    /// A batch, refused at once when no member has room.
-    ///
-    /// # Errors
-    /// Any [`PoolError`], with the inputs when the batch never ran.
-    pub async fn try_call_batch(&self, inputs: Vec<I>) -> Reply<I, O> {
-        self.submit(Submit::reject(inputs)).await
-    }
-
     /// Sends one request; see the module docs for where it goes and what
-    /// can come back.
-    ///
-    /// # Errors
-    /// Any [`PoolError`], with the inputs handed back when the request
-    /// never ran.
-    ///
-    /// # Cancel safety
-    /// Dropping the future stops waiting; a member already running the
-    /// request finishes it and its answer is dropped.
-    pub async fn submit(&self, submit: Submit<I>) -> Reply<I, O> {
+    /// can come back. [`Call::submit`]'s body; the trait's `submit` is
+    /// this.
+    async fn send(&self, submit: Submit<I>) -> Reply<I, O> {
         let inner = &*self.inner;
         if submit.inputs.is_empty() {
-            return Err(CallError::refused(
-                PoolError::InvalidInput("the request has no inputs".into()),
-                submit.inputs,
-            ));
+            return Err(CallError::Refused {
+                reason: Refusal::InvalidInput("the request has no inputs".into()),
+                inputs: submit.inputs,
+            });
         }
         let prev = inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let _place = Place(&inner.in_flight);
@@ -362,35 +300,46 @@ where
                 .table
                 .retry_after()
                 .unwrap_or(crate::table::NO_MEMBER_RETRY);
-            return Err(CallError::refused(
-                PoolError::Overloaded { retry_after },
-                submit.inputs,
-            ));
+            return Err(CallError::Refused {
+                reason: Refusal::Overloaded { retry_after },
+                inputs: submit.inputs,
+            });
         }
         let start = Instant::now();
+        let admission = submit.admission.resolve(inner.config.admission_timeout);
         // Encoded once, and measured before anything is sent: a frame over
         // the wire limit would be refused by the member's node, which
         // closes the session (every request on it is lost) — so it is the
         // caller's `InvalidInput`, never tried on any member.
         let inputs = EncodedInputs::new(&submit.inputs);
-        let size = wire::request_frame_len(submit.admission, submit.deadline, &inputs);
+        let size = wire::request_frame_len(admission, submit.deadline, &inputs);
         let limit = inner.config.limits.max_frame;
         if size > limit {
             inner.counters.errors.fetch_add(1, Ordering::Relaxed);
-            return Err(CallError::refused(
-                PoolError::InvalidInput(format!(
+            return Err(CallError::Refused {
+                reason: Refusal::InvalidInput(format!(
                     "the request is {size} bytes on the wire, over the limit of {limit}: \
                      send fewer or shorter inputs per request"
                 )),
-                submit.inputs,
-            ));
+                inputs: submit.inputs,
+            });
         }
         let deadline = submit.deadline.map(|d| after(start, d));
-        let run = self.run(&submit, &inputs, start, deadline);
+        // Whether the request has been sent to any member: until then, a
+        // deadline that passes hands the inputs back.
+        let sent = AtomicBool::new(false);
+        let run = self.run(
+            admission,
+            submit.inputs.len(),
+            &inputs,
+            start,
+            deadline,
+            &sent,
+        );
         let result = match deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), run).await {
                 Ok(r) => r,
-                Err(_) => Err((PoolError::Timeout, false)),
+                Err(_) => Err((PoolError::DeadlinePassed, !sent.load(Ordering::Relaxed))),
             },
             None => run.await,
         };
@@ -403,16 +352,12 @@ where
             Err((error, refused)) => {
                 match &error {
                     PoolError::Overloaded { .. } => &c.rejected_overloaded,
-                    PoolError::Timeout => &c.timed_out,
+                    PoolError::TimedOut | PoolError::DeadlinePassed => &c.timed_out,
                     PoolError::WorkerLost => &c.worker_lost,
                     _ => &c.errors,
                 }
                 .fetch_add(1, Ordering::Relaxed);
-                Err(if refused {
-                    CallError::refused(error, submit.inputs)
-                } else {
-                    CallError::new(error)
-                })
+                Err(call_error(error, refused).map_inputs(|()| submit.inputs))
             }
         }
     }
@@ -420,15 +365,17 @@ where
     /// Tries members until one answers; `Err((error, never_ran))`.
     async fn run(
         &self,
-        submit: &Submit<I>,
+        admission: Admission,
+        n: usize,
         inputs: &EncodedInputs,
         start: Instant,
         deadline: Option<Instant>,
+        sent: &AtomicBool,
     ) -> Result<Vec<O>, (PoolError, bool)> {
         let inner = &*self.inner;
-        let wait_until = match submit.admission {
-            Admission::Reject => None,
+        let wait_until = match admission.resolve(inner.config.admission_timeout) {
             Admission::Wait(t) => Some(after(start, t)),
+            Admission::Reject | Admission::Default => None,
         };
         // Members that refused it (full: tried again once room may have
         // appeared) and members it was lost on (never tried again).
@@ -458,10 +405,8 @@ where
                         id,
                         ended: false,
                     };
-                    match self
-                        .try_member(out, actor, gone, bytes, submit.inputs.len())
-                        .await
-                    {
+                    sent.store(true, Ordering::Relaxed);
+                    match self.try_member(out, actor, gone, bytes, n).await {
                         Try::Done(v) => return Ok(v),
                         Try::Refused => refused_by.push(id),
                         Try::Failed(e, never_ran) => return Err((e, never_ran && !ran_somewhere)),
@@ -511,7 +456,7 @@ where
     }
 
     /// Waits for the table to change (or a ping interval, whichever comes
-    /// first), or `Timeout` at `until`.
+    /// first), or `TimedOut` at `until`.
     async fn wait_for_room(
         &self,
         changed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
@@ -519,7 +464,7 @@ where
     ) -> Result<(), PoolError> {
         let now = Instant::now();
         if now >= until {
-            return Err(PoolError::Timeout);
+            return Err(PoolError::TimedOut);
         }
         let tick = (now + self.inner.config.ping_interval).min(until);
         tokio::select! {
@@ -593,10 +538,47 @@ where
     }
 }
 
-fn only<O>(mut v: Vec<O>) -> Result<O, PoolError> {
-    match (v.pop(), v.is_empty()) {
-        (Some(o), true) => Ok(o),
-        _ => Err(PoolError::Backend("expected exactly one output".into())),
+impl<I, O> Call for ClusterHandle<I, O>
+where
+    I: Wire + Send + Sync + 'static,
+    O: Wire + Send + 'static,
+{
+    type Input = I;
+    type Output = O;
+
+    /// Sends one request to the member with the least expected wait; see
+    /// the module docs for where it goes and what can come back.
+    /// [`Admission::Default`] waits up to
+    /// [`ClusterConfig::admission_timeout`].
+    ///
+    /// # Errors
+    /// As [`Call::submit`]: refused, the inputs handed back, when it never
+    /// ran on any member (refused by all, no room in time, its deadline
+    /// passed before it was sent, too big for the wire); failed otherwise.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops waiting; a member already running the
+    /// request finishes it and its answer is dropped.
+    fn submit(&self, submit: Submit<I>) -> impl Future<Output = Reply<I, O>> + Send {
+        self.send(submit)
+    }
+}
+
+/// A flat error with its "never ran" flag (as a member's reply carries
+/// them) as a [`CallError`] with the inputs still to fill in. A flag that
+/// does not fit the error (a refusal that only a run can give, or a failure
+/// that only a refusal can) falls to the side that hands nothing back:
+/// `Overloaded` or `TimedOut` after the request ran somewhere means it was
+/// lost there and found no room again.
+fn call_error(error: PoolError, refused: bool) -> CallError<()> {
+    let failed = |e: PoolError| CallError::Failed(e.into_failure().unwrap_or(Failure::WorkerLost));
+    if refused {
+        match error.into_refusal() {
+            Ok(reason) => CallError::Refused { reason, inputs: () },
+            Err(e) => failed(e),
+        }
+    } else {
+        failed(error)
     }
 }
 
@@ -606,6 +588,48 @@ mod tests {
     use crate::member::Member;
     use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
     use corral_core::{Pool, PoolConfig};
+
+    /// With no member at all, nothing is ever sent: a wait for room that
+    /// runs out (the given one, or `admission_timeout` for `call`) and a
+    /// deadline that passes are refusals that hand the inputs back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_is_never_sent_comes_back() {
+        let h = ClusterHandle::<Item, u64>::spawn(ClusterConfig {
+            admission_timeout: Duration::from_millis(50),
+            ..ClusterConfig::new("t/unit/no-members")
+        })
+        .await
+        .unwrap();
+        let ids = |v: &[Item]| v.iter().map(|i| i.id).collect::<Vec<_>>();
+        let request = Submit::wait(vec![Item::new(1), Item::new(2)], Duration::from_secs(60))
+            .within(Duration::from_millis(50));
+        match h.submit(request).await {
+            Err(CallError::Refused {
+                reason: Refusal::DeadlinePassed,
+                inputs,
+            }) => assert_eq!(ids(&inputs), [1, 2]),
+            other => panic!("{other:?}"),
+        }
+        match h
+            .call_timeout(Item::new(3), Duration::from_millis(50))
+            .await
+        {
+            Err(CallError::Refused {
+                reason: Refusal::TimedOut,
+                inputs,
+            }) => assert_eq!(inputs.id, 3),
+            other => panic!("{other:?}"),
+        }
+        match h.call(Item::new(4)).await {
+            Err(CallError::Refused {
+                reason: Refusal::TimedOut,
+                inputs,
+            }) => assert_eq!(inputs.id, 4),
+            other => panic!("{other:?}"),
+        }
+        let s = h.stats();
+        assert_eq!((s.timed_out, s.answered), (3, 0), "{s:?}");
+    }
 
     /// A member whose actor is gone while it is still in routing (its
     /// group leave has not arrived): the first send to it fails, and it
@@ -656,7 +680,7 @@ mod tests {
         table.heard(live.get_id(), report(Duration::from_secs(1)), now);
 
         for id in 0..20 {
-            assert_eq!(h.call(Item::new(id)).await, Ok(id));
+            assert_eq!(h.call(Item::new(id)).await.map_err(PoolError::from), Ok(id));
         }
         let info = |id| h.members().into_iter().find(|m| m.id == id).unwrap();
         let g = info(gone.get_id());

@@ -22,7 +22,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::oneshot;
 
-use corral_core::{Backend, PoolError, PoolLoad, PoolMsg, PoolRef};
+use corral_core::{Backend, CallError, Failure, PoolError, PoolLoad, PoolMsg, PoolRef};
 
 use crate::wire::{self, Limits, LoadReport, Wire, WireReply};
 
@@ -158,7 +158,7 @@ where
                 let admitted = match state.pool.admit(submit) {
                     Ok(a) => a,
                     Err(e) => {
-                        send_reply(port, refusal::<B::Output>(&state.pool, e.error));
+                        send_reply(port, refusal::<B::Output>(&state.pool, e.into()));
                         return Ok(());
                     }
                 };
@@ -182,13 +182,13 @@ where
                     // unanswered means the supervisor died mid-message.
                     let reply = rx
                         .await
-                        .unwrap_or(Err(corral_core::CallError::new(PoolError::WorkerLost)));
+                        .unwrap_or(Err(CallError::Failed(Failure::WorkerLost)));
                     let load = report(&pool.load());
                     let reply = match reply {
                         Ok(outputs) => WireReply::Done(outputs),
                         Err(e) => WireReply::Failed {
-                            refused: e.inputs.is_some(),
-                            error: e.error,
+                            refused: e.is_refused(),
+                            error: e.into(),
                         },
                     };
                     send_reply(port, within_limit(&load, &reply, max_frame));

@@ -22,9 +22,9 @@
 //! | `Vec<f32>`, `Vec<u32>` | `u32` element count, then the elements (count × 4 ≤ [`Limits::max_item_bytes`]) |
 //! | `Option<T>` | tag `0` (none), or tag `1` then `T` |
 //! | items (`Vec<T>`, see [`encode_items`]) | `u32` count (≤ [`Limits::max_items`]), then each `T` |
-//! | [`Admission`] | tag `0` `Reject`, or tag `1` `Wait` then a duration |
+//! | [`Admission`] | tag `0` `Reject`, tag `1` `Wait` then a duration, or tag `2` `Default` |
 //! | [`LoadReport`] | `in_flight: u32`, `capacity: u32`, `ready_workers: u32`, `per_request: duration`, `retry_after: duration`, `draining: bool` (29 bytes) |
-//! | [`PoolError`] | tag `0` `Overloaded` + `retry_after: duration`; `1` `Timeout`; `2` `WorkerLost`; `3` `ShuttingDown`; `4` `InvalidInput` + string; `5` `Backend` + string (strings ≤ [`Limits::max_message`] bytes) |
+//! | [`PoolError`] | tag `0` `Overloaded` + `retry_after: duration`; `1` `TimedOut`; `2` `WorkerLost`; `3` `ShuttingDown`; `4` `InvalidInput` + string; `5` `Backend` + string; `6` `DeadlinePassed` (strings ≤ [`Limits::max_message`] bytes) |
 //! | `synthetic::Item` (feature `testing`) | `id: u64`, `cost: u64`; its fault and payload do not travel |
 //! | a capability's inputs and outputs | their own [`Wire`] implementations, in their own crates (see [Extending](#extending)) |
 //!

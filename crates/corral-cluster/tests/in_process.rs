@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use corral_cluster::wire::{self, Limits, WireReply};
 use corral_cluster::{ClusterConfig, ClusterHandle, Member, MemberMsg};
 use corral_core::synthetic::{Item, Synthetic, SyntheticSpec};
-use corral_core::{Pool, PoolConfig, PoolError, PoolHandle, Submit};
+use corral_core::{
+    Call, CallError, Failure, Pool, PoolConfig, PoolError, PoolHandle, Refusal, Submit,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 type Handle = ClusterHandle<Item, u64>;
@@ -84,11 +86,18 @@ async fn requests_cross_the_member_and_come_back_in_order() {
         let out = h
             .call_batch(ids.iter().map(|&i| Item::new(i)).collect())
             .await
+            .map_err(PoolError::from)
             .unwrap();
         assert_eq!(out, ids);
-        assert_eq!(h.call(Item::new(7)).await.unwrap(), 7);
+        assert_eq!(
+            h.call(Item::new(7)).await.map_err(PoolError::from).unwrap(),
+            7
+        );
         let err = h.try_call_batch(vec![]).await.unwrap_err();
-        assert!(matches!(err.error, PoolError::InvalidInput(_)), "{err:?}");
+        assert!(
+            matches!(err.refusal(), Some(Refusal::InvalidInput(_))),
+            "{err:?}"
+        );
         let s = h.stats();
         assert_eq!(s.answered, 2);
         let m = &h.members()[0];
@@ -113,7 +122,13 @@ async fn the_faster_pool_gets_more_of_the_load() {
             let h = h.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..40 {
-                    assert_eq!(h.call(Item::new(c * 1000 + i)).await.unwrap(), c * 1000 + i);
+                    assert_eq!(
+                        h.call(Item::new(c * 1000 + i))
+                            .await
+                            .map_err(PoolError::from)
+                            .unwrap(),
+                        c * 1000 + i
+                    );
                 }
             }));
         }
@@ -167,7 +182,7 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
         let h = handle(cfg, 1).await;
         let first = {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Item::new(1)).await })
+            tokio::spawn(async move { h.call(Item::new(1)).await.map_err(PoolError::from) })
         };
         eventually(Duration::from_secs(5), "first request in", || {
             p.load().in_flight == 1
@@ -177,16 +192,19 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
         let refused = h.try_call(Item::new(2)).await.unwrap_err();
         assert!(t0.elapsed() < Duration::from_millis(100), "refused at once");
         assert!(
-            matches!(refused.error, PoolError::Overloaded { .. }),
+            matches!(refused.refusal(), Some(Refusal::Overloaded { .. })),
             "{refused:?}"
         );
         assert_eq!(
-            refused.inputs.map(|i| i.id),
+            refused.into_inputs().map(|i| i.id),
             Some(2),
             "the input comes back"
         );
         // A caller that waits is served once the first is done.
-        let waited = h.call_timeout(Item::new(3), Duration::from_secs(5)).await;
+        let waited = h
+            .call_timeout(Item::new(3), Duration::from_secs(5))
+            .await
+            .map_err(PoolError::from);
         assert_eq!(waited, Ok(3));
         assert_eq!(first.await.unwrap(), Ok(1));
         // One that cannot wait long enough times out. (The pool counts a
@@ -198,7 +216,7 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
         .await;
         let first = {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Item::new(4)).await })
+            tokio::spawn(async move { h.call(Item::new(4)).await.map_err(PoolError::from) })
         };
         eventually(Duration::from_secs(5), "request in", || {
             p.load().in_flight == 1
@@ -206,8 +224,14 @@ async fn full_members_refuse_at_once_and_waiters_wait_for_room() {
         .await;
         let r = h
             .call_timeout(Item::new(5), Duration::from_millis(50))
-            .await;
-        assert_eq!(r, Err(PoolError::Timeout));
+            .await
+            .unwrap_err();
+        assert_eq!(r.refusal(), Some(&Refusal::TimedOut), "{r:?}");
+        assert_eq!(
+            r.into_inputs().map(|i| i.id),
+            Some(5),
+            "nothing ran: it comes back"
+        );
         assert_eq!(first.await.unwrap(), Ok(4));
         let s = h.stats();
         assert_eq!((s.rejected_overloaded, s.timed_out, s.answered), (1, 1, 3));
@@ -223,7 +247,7 @@ async fn a_request_whose_member_leaves_is_retried_once_elsewhere() {
         let h = handle(cluster_config("t/failover"), 1).await;
         let call = {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Item::new(42)).await })
+            tokio::spawn(async move { h.call(Item::new(42)).await.map_err(PoolError::from) })
         };
         eventually(Duration::from_secs(5), "request at the stuck pool", || {
             stuck.load().in_flight == 1
@@ -258,7 +282,7 @@ async fn lost_again_after_its_retries_is_worker_lost() {
         let h = handle(cfg, 1).await;
         let call = {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Item::new(1)).await })
+            tokio::spawn(async move { h.call(Item::new(1)).await.map_err(PoolError::from) })
         };
         eventually(Duration::from_secs(5), "request in", || {
             a.load().in_flight == 1
@@ -286,7 +310,7 @@ async fn lost_with_no_other_member_is_worker_lost_at_once_not_a_timeout() {
         let h = handle(cfg, 1).await;
         let call = {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Item::new(1)).await })
+            tokio::spawn(async move { h.call(Item::new(1)).await.map_err(PoolError::from) })
         };
         eventually(Duration::from_secs(5), "request in", || {
             a.load().in_flight == 1
@@ -385,7 +409,7 @@ async fn a_silent_member_leaves_routing_within_the_bound_and_its_requests_move()
         let t0 = Instant::now();
         let call = {
             let h = h.clone();
-            tokio::spawn(async move { h.call(Item::new(9)).await })
+            tokio::spawn(async move { h.call(Item::new(9)).await.map_err(PoolError::from) })
         };
         eventually(
             Duration::from_secs(5),
@@ -483,7 +507,11 @@ async fn an_end_to_end_deadline_covers_the_remote_call() {
                     .within(Duration::from_millis(200)),
             )
             .await;
-        assert_eq!(r.unwrap_err().error, PoolError::Timeout);
+        // It was running on the member: it fails, nothing comes back.
+        assert!(
+            matches!(r, Err(CallError::Failed(Failure::DeadlinePassed))),
+            "{r:?}"
+        );
         assert!(
             t0.elapsed() < Duration::from_millis(1500),
             "{:?}",
@@ -494,7 +522,7 @@ async fn an_end_to_end_deadline_covers_the_remote_call() {
             .submit(Submit::reject(vec![Item::new(2)]).within(Duration::MAX))
             .await;
         assert!(
-            r.is_ok() || matches!(r, Err(ref e) if matches!(e.error, PoolError::Overloaded{..})),
+            r.is_ok() || matches!(r, Err(ref e) if matches!(e.refusal(), Some(Refusal::Overloaded { .. }))),
             "{r:?}"
         );
         p.shutdown(Duration::from_millis(10)).await.ok();

@@ -27,8 +27,8 @@ pub struct PoolConfig {
     /// Bound on callers waiting for room in the supervisor's waiting line;
     /// past it even waiting callers are refused with `Overloaded`. Default 1024.
     pub max_waiting: usize,
-    /// How long `call`/`call_batch` wait for room in a mailbox before
-    /// `Timeout` (the admission timeout: it does not cover the compute; see
+    /// How long `call`/`call_batch` ([`crate::Admission::Default`]) wait for
+    /// room in a mailbox before `TimedOut` (the admission timeout: it does not cover the compute; see
     /// `Submit::within` for an end-to-end deadline). Default 30 s.
     pub admission_timeout: Duration,
     /// Token budget of one batch (sum of `Backend::cost`); a single request

@@ -15,10 +15,11 @@ use ractor::RpcReplyPort;
 
 use crate::backend::Backend;
 use crate::door::Permit;
-use crate::error::{CallError, PoolError};
+use crate::error::{CallError, Failure, Refusal};
 
 /// What a pool answers to one request: one output per input, in order, or
-/// the error (with the inputs handed back when the request never ran).
+/// why not ([`CallError::Refused`], with the inputs handed back, when the
+/// request never ran).
 pub type Reply<I, O> = Result<Vec<O>, CallError<Vec<I>>>;
 
 /// Which per-worker bound a request counts against.
@@ -76,21 +77,23 @@ impl<B: Backend> Job<B> {
     }
 
     /// Answers the caller (at most once; later answers are ignored).
-    pub(crate) fn answer(&mut self, reply: Result<Vec<B::Output>, PoolError>) {
+    pub(crate) fn answer(&mut self, reply: Result<Vec<B::Output>, Failure>) {
         if let Some(port) = self.reply.take() {
             // A caller that went away is not an error: nobody is left to tell.
-            let _ = port.send(reply.map_err(CallError::new));
+            let _ = port.send(reply.map_err(CallError::Failed));
         }
     }
 
-    /// Answers with a refusal: the request never ran, so its inputs go back
-    /// to the caller when nobody else holds them.
-    pub(crate) fn refuse(mut self, error: PoolError) {
+    /// Answers with a refusal, its inputs handed back — when it never ran:
+    /// a job that a worker started before (and was lost), or whose inputs a
+    /// compute thread still holds, fails instead
+    /// ([`Refusal::after_running`]).
+    pub(crate) fn refuse(mut self, reason: Refusal) {
         if let Some(port) = self.reply.take() {
             let inputs = std::mem::replace(&mut self.inputs, Arc::new(Vec::new()));
             let err = match Arc::try_unwrap(inputs) {
-                Ok(inputs) => CallError::refused(error, inputs),
-                Err(_) => CallError::new(error),
+                Ok(inputs) if self.failed_attempts == 0 => CallError::Refused { reason, inputs },
+                _ => CallError::Failed(reason.after_running()),
             };
             let _ = port.send(Err(err));
         }
@@ -120,7 +123,7 @@ impl<B: Backend> Job<B> {
 impl<B: Backend> Drop for Job<B> {
     fn drop(&mut self) {
         if let Some(port) = self.reply.take() {
-            let _ = port.send(Err(CallError::new(PoolError::WorkerLost)));
+            let _ = port.send(Err(CallError::Failed(Failure::WorkerLost)));
         }
     }
 }

@@ -5,8 +5,10 @@
 //! # Layout
 //! - [`backend`]: the [`Backend`] trait a capability implements (load, cost,
 //!   run one batch) — blocking, on the worker's own OS thread.
-//! - [`handle`]: [`Pool::spawn`], [`PoolHandle`] (the `call*` family) and
-//!   [`PoolRef`] (what a host actor keeps).
+//! - [`call`]: [`Call`], the one way to call a pool — implement `submit`,
+//!   get `call`, `call_timeout`, `try_call` and their `_batch` forms.
+//! - [`handle`]: [`Pool::spawn`], [`PoolHandle`] and [`PoolRef`] (what a
+//!   host actor keeps); both implement [`Call`].
 //! - `door`: the admission permits every request takes before it is sent.
 //! - `shared`: the state a pool's handles and its supervisor share.
 //! - [`msg`]: the typed messages ([`PoolMsg`], [`Submit`], [`Admitted`]).
@@ -23,7 +25,8 @@
 //!   (`restart`), the waiting line (`waiting`), shutdown (`drain`).
 //! - [`stats`]: [`HealthReport`] / [`PoolStats`], the `metrics` names, and
 //!   the one recorder that counts every event.
-//! - [`config`], [`error`]: [`PoolConfig`], [`PoolError`] / [`CallError`].
+//! - [`config`], [`error`]: [`PoolConfig`]; [`CallError`] (refused, inputs
+//!   handed back, or failed), [`Refused`], and the flat [`PoolError`].
 //! - `synthetic` (feature `testing`): a backend with scripted cost and
 //!   faults, for tests and benchmarks.
 //!
@@ -40,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod call;
 pub mod config;
 mod door;
 pub mod error;
@@ -58,8 +62,9 @@ pub mod time;
 mod worker;
 
 pub use backend::{Backend, BackendError, BackendErrorKind, LoadContext};
+pub use call::Call;
 pub use config::{available_cores, PoolConfig};
-pub use error::{CallError, ConfigError, PoolError, SpawnError};
+pub use error::{CallError, ConfigError, Failure, PoolError, Refusal, Refused, SpawnError};
 pub use handle::{Pool, PoolHandle, PoolRef, REPORT_TIMEOUT};
 pub use job::Reply;
 pub use msg::{Admission, Admitted, PoolMsg, ShutdownReport, Submit};

@@ -102,9 +102,9 @@ pub(crate) struct Took {
 /// What [`WorkerShared::expire`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Expired {
-    /// Queued requests removed and answered `Timeout`.
+    /// Queued requests removed and refused `DeadlinePassed` (inputs back).
     pub(crate) queued: usize,
-    /// Running requests answered `Timeout` (they stay in the batch, their
+    /// Running requests failed `DeadlinePassed` (they stay in the batch, their
     /// result discarded).
     pub(crate) running: usize,
 }
@@ -393,8 +393,9 @@ impl<B: Backend> WorkerShared<B> {
         Some(n)
     }
 
-    /// Answers `Timeout` to every request whose end-to-end deadline passed:
-    /// queued ones leave (slot freed), running ones are answered in place
+    /// Answers `DeadlinePassed` to every request whose end-to-end deadline
+    /// passed: queued ones leave (slot freed) refused, their inputs handed
+    /// back; running ones fail in place
     /// (their slot frees when the batch ends). Cheap when no job has a
     /// deadline.
     pub(crate) fn expire(&self, now: Instant) -> Expired {
@@ -410,10 +411,11 @@ impl<B: Backend> WorkerShared<B> {
         let mut i = 0;
         while i < q.jobs.len() {
             if q.jobs[i].expired(now) {
-                if let Some(mut job) = q.jobs.remove(i) {
+                if let Some(job) = q.jobs.remove(i) {
                     self.dequeued(&job);
                     self.release(&job);
-                    job.answer(Err(crate::PoolError::Timeout));
+                    // Nothing ran: its inputs go back.
+                    job.refuse(crate::error::Refusal::DeadlinePassed);
                     out.queued += 1;
                 }
             } else {
@@ -423,7 +425,7 @@ impl<B: Backend> WorkerShared<B> {
         if running_due {
             for job in q.running.iter_mut() {
                 if job.expired(now) && !job.is_answered() {
-                    job.answer(Err(crate::PoolError::Timeout));
+                    job.answer(Err(crate::error::Failure::DeadlinePassed));
                     out.running += 1;
                 }
             }

@@ -3,7 +3,7 @@
 //!
 //! A request enters a pool only as an [`Admitted`] request, which carries a
 //! door permit: build one with [`crate::PoolRef::admit`] (or let
-//! [`crate::PoolRef::submit`] / the handle do it). So every way in — the
+//! [`crate::Call::submit`] on the handle or the `PoolRef` do it). So every way in — the
 //! handle, a host actor's `call_t!` — is bounded by the same door, and a
 //! flood never piles up in the supervisor's unbounded ractor mailbox.
 //!
@@ -25,14 +25,31 @@ use crate::stats::{HealthReport, PoolStats};
 /// What a caller wants done when every worker mailbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Admission {
-    /// Refuse at once with `PoolError::Overloaded`.
+    /// Refuse at once with [`crate::Refusal::Overloaded`].
     Reject,
     /// Wait in the supervisor's bounded waiting line for up to this long for
     /// room in a mailbox (the admission timeout: it does not cover the
-    /// compute), then `PoolError::Timeout`. A duration, not an instant, so it
-    /// can cross the wire; any length is accepted (`Duration::MAX` waits as
-    /// long as the pool lives).
+    /// compute), then [`crate::Refusal::TimedOut`]. A duration, not an
+    /// instant, so it can cross the wire; any length is accepted
+    /// (`Duration::MAX` waits as long as the pool lives).
     Wait(Duration),
+    /// Wait as [`Admission::Wait`] does, for as long as the pool's own
+    /// admission timeout (`PoolConfig::admission_timeout` for a local pool,
+    /// `ClusterConfig::admission_timeout` for a cluster handle). Each pool
+    /// resolves it ([`Admission::resolve`]) as it admits the request.
+    Default,
+}
+
+impl Admission {
+    /// This choice with [`Admission::Default`] replaced by a wait of
+    /// `admission_timeout`.
+    #[must_use]
+    pub fn resolve(self, admission_timeout: Duration) -> Self {
+        match self {
+            Admission::Default => Admission::Wait(admission_timeout),
+            other => other,
+        }
+    }
 }
 
 /// One request: its inputs, its admission choice and, optionally, an
@@ -47,12 +64,22 @@ pub struct Submit<I> {
     /// A deadline for the whole request — wait for room, queue and compute —
     /// counted from when the supervisor receives it, as gRPC deadlines are.
     /// A request whose deadline passes before it starts is skipped; one that
-    /// is running is answered `Timeout` at its deadline and its result
+    /// is running is answered `DeadlinePassed` at its deadline and its result
     /// discarded. `None`: no deadline past the admission timeout.
     pub deadline: Option<Duration>,
 }
 
 impl<I> Submit<I> {
+    /// A request that waits for room up to the pool's own admission timeout
+    /// ([`Admission::Default`]).
+    pub fn new(inputs: Vec<I>) -> Self {
+        Self {
+            inputs,
+            admission: Admission::Default,
+            deadline: None,
+        }
+    }
+
     /// A request that is refused at once when the pool is full.
     pub fn reject(inputs: Vec<I>) -> Self {
         Self {

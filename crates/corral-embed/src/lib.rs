@@ -23,7 +23,6 @@
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
 //!   tokenizing, length-sorted slicing into packed batches.
 //! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`].
-//! - `ext`: [`EmbedExt`], the pool's `call*` family named `embed*`.
 //! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
 //!   [`EmbedTokenizer`], the model's tokenizer with the pool's settings, for
 //!   front ends that tokenise before they submit.
@@ -47,7 +46,6 @@ mod config;
 mod embedder;
 mod encoder;
 mod error;
-mod ext;
 pub mod fast;
 mod input;
 pub mod model_dir;
@@ -60,7 +58,6 @@ mod wire;
 pub use backend::{EmbedBackend, EmbedInputBackend, EmbedOutput};
 pub use embedder::Embedder;
 pub use error::EmbedError;
-pub use ext::EmbedExt;
 pub use input::{EmbedInput, EmbedTokenizer, ModelInfo, Tokenized, TruncationSide};
 pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{max_abs_diff, tiny_model, Tiny};
-use corral_core::{Pool, PoolConfig, PoolError};
-use corral_embed::{EmbedBackend, EmbedExt, EmbedSpec, Embedder};
+use corral_core::{Call, CallError, Pool, PoolConfig, Refusal};
+use corral_embed::{EmbedBackend, EmbedSpec, Embedder};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_get_their_own_vectors_in_order() {
@@ -38,7 +38,7 @@ async fn concurrent_requests_get_their_own_vectors_in_order() {
         .cloned()
         .map(|texts| {
             let h = handle.clone();
-            tokio::spawn(async move { h.embed_batch(texts).await })
+            tokio::spawn(async move { h.call_batch(texts).await })
         })
         .collect();
     for (texts, task) in requests.iter().zip(tasks) {
@@ -49,15 +49,24 @@ async fn concurrent_requests_get_their_own_vectors_in_order() {
             assert!(max_abs_diff(g, w) <= 1e-5);
         }
     }
-    let one = handle.embed("hello world".to_string()).await.unwrap();
+    let one = handle.call("hello world".to_string()).await.unwrap();
     assert!(max_abs_diff(&one, &direct.embed(&["hello world"]).unwrap()[0]) <= 1e-5);
 
-    match handle.embed_batch(Vec::new()).await {
-        Err(PoolError::InvalidInput(_)) => {}
+    match handle.call_batch(Vec::new()).await {
+        Err(CallError::Refused {
+            reason: Refusal::InvalidInput(_),
+            ..
+        }) => {}
         other => panic!("empty request gave {other:?}"),
     }
-    match handle.embed_batch(vec![String::new(); 17]).await {
-        Err(PoolError::InvalidInput(msg)) => assert!(msg.contains("16"), "{msg}"),
+    match handle.call_batch(vec![String::new(); 17]).await {
+        Err(CallError::Refused {
+            reason: Refusal::InvalidInput(msg),
+            inputs,
+        }) => {
+            assert!(msg.contains("16"), "{msg}");
+            assert_eq!(inputs, vec![String::new(); 17], "the texts come back");
+        }
         other => panic!("oversized request gave {other:?}"),
     }
     handle.shutdown(Duration::from_secs(10)).await.unwrap();

@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | `Overloaded { retry_after }` | 429 + `Retry-After` (seconds, rounded up, ≥ 1) | every mailbox is full; retry later |
 //! | `ShuttingDown` | 503 | draining or stopped |
-//! | `Timeout` | 503 + `Retry-After: 1` | no room in time; nothing ran |
+//! | `TimedOut` | 503 + `Retry-After: 1` | no room in time; nothing ran |
+//! | `DeadlinePassed` | 504 | the request's own deadline passed (the server sets none today) |
 //! | `WorkerLost` | 503 + `Retry-After: 1` | its worker died and the retry budget is spent; may have run |
 //! | `InvalidInput` | 400 (OpenAI) / 422 (TEI) | the request itself is wrong |
 //! | `Backend` | 500 | the model failed |
@@ -185,9 +186,18 @@ impl ApiError {
         match err {
             PoolError::Overloaded { retry_after } => Self::overloaded(retry_after),
             PoolError::ShuttingDown => Self::unavailable("the server is shutting down"),
-            PoolError::Timeout => {
+            PoolError::TimedOut => {
                 let mut e = Self::unavailable("no room in the model's queues in time; nothing ran");
                 e.retry_after = Some(1);
+                e
+            }
+            PoolError::DeadlinePassed => {
+                let mut e = Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the request's deadline passed before the model answered",
+                );
+                e.openai_type = "server_error";
+                e.tei_type = "timeout";
                 e
             }
             PoolError::WorkerLost => {
@@ -254,7 +264,8 @@ mod tests {
                 429,
             ),
             (PoolError::ShuttingDown, 503),
-            (PoolError::Timeout, 503),
+            (PoolError::TimedOut, 503),
+            (PoolError::DeadlinePassed, 504),
             (PoolError::WorkerLost, 503),
             (PoolError::InvalidInput("x".into()), 400),
             (PoolError::Backend("x".into()), 500),

@@ -2,7 +2,7 @@
 //! `corral_core`'s `PoolHandle` lives in this module, so that a change of
 //! the handle's API is adapted here and nowhere else.
 //!
-//! Admission is `PoolHandle::try_call_batch` (one request's inputs as one
+//! Admission is [`Call::try_call_batch`] (one request's inputs as one
 //! batch): a full pool is refused at once (`Overloaded`, answered 429 with
 //! `Retry-After`), never waited on; the inputs the refusal hands back are
 //! dropped, since the request is answered there. The server holds no queue
@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_core::{HealthReport, Pool, PoolConfig, PoolError, PoolHandle, SpawnError};
+use corral_core::{Call, HealthReport, Pool, PoolConfig, PoolError, PoolHandle, SpawnError};
 use corral_embed::{
     EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, Tokenized, TruncationSide,
 };

@@ -59,7 +59,8 @@ async fn every_other_pool_error_maps_to_its_status() {
     let (s, m) = server_with(ServerConfig::default()).await;
     let cases = [
         (PoolError::ShuttingDown, 503, 503),
-        (PoolError::Timeout, 503, 503),
+        (PoolError::TimedOut, 503, 503),
+        (PoolError::DeadlinePassed, 504, 504),
         (PoolError::WorkerLost, 503, 503),
         (PoolError::InvalidInput("bad".into()), 400, 422),
         (PoolError::Backend("boom".into()), 500, 500),

@@ -140,7 +140,8 @@ impl<T: Wire> Wire for Option<T> {
     }
 }
 
-/// Tag `0` `Reject`, or tag `1` `Wait` and the duration.
+/// Tag `0` `Reject`, tag `1` `Wait` and the duration, or tag `2` `Default`
+/// (the receiving pool's own admission timeout).
 impl Wire for Admission {
     const MIN_LEN: usize = 1;
 
@@ -151,20 +152,24 @@ impl Wire for Admission {
                 out.push(1);
                 d.encode(out);
             }
+            Admission::Default => out.push(2),
         }
     }
 
     fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
-        match r.tag("admission", 1)? {
+        match r.tag("admission", 2)? {
             0 => Ok(Admission::Reject),
-            _ => Duration::decode(r, limits).map(Admission::Wait),
+            1 => Duration::decode(r, limits).map(Admission::Wait),
+            _ => Ok(Admission::Default),
         }
     }
 }
 
 /// One tag byte per variant; `Overloaded` adds its `retry_after`,
 /// `InvalidInput` and `Backend` their message (at most
-/// [`Limits::max_message`] bytes).
+/// [`Limits::max_message`] bytes). `TimedOut` keeps the tag of the
+/// `Timeout` it was split from (1) and `DeadlinePassed` takes the next free
+/// one (6), so version 1 frames from before the split still decode.
 impl Wire for PoolError {
     const MIN_LEN: usize = 1;
 
@@ -174,7 +179,7 @@ impl Wire for PoolError {
                 out.push(0);
                 retry_after.encode(out);
             }
-            PoolError::Timeout => out.push(1),
+            PoolError::TimedOut => out.push(1),
             PoolError::WorkerLost => out.push(2),
             PoolError::ShuttingDown => out.push(3),
             PoolError::InvalidInput(m) => {
@@ -185,19 +190,21 @@ impl Wire for PoolError {
                 out.push(5);
                 put_str(out, m);
             }
+            PoolError::DeadlinePassed => out.push(6),
         }
     }
 
     fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
-        Ok(match r.tag("pool error", 5)? {
+        Ok(match r.tag("pool error", 6)? {
             0 => PoolError::Overloaded {
                 retry_after: Duration::decode(r, limits)?,
             },
-            1 => PoolError::Timeout,
+            1 => PoolError::TimedOut,
             2 => PoolError::WorkerLost,
             3 => PoolError::ShuttingDown,
             4 => PoolError::InvalidInput(r.string("error message", limits.max_message)?),
-            _ => PoolError::Backend(r.string("error message", limits.max_message)?),
+            5 => PoolError::Backend(r.string("error message", limits.max_message)?),
+            _ => PoolError::DeadlinePassed,
         })
     }
 }

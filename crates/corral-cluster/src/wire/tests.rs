@@ -153,6 +153,7 @@ fn admission_and_errors_round_trip() {
         Admission::Reject,
         Admission::Wait(Duration::ZERO),
         Admission::Wait(Duration::from_secs(5)),
+        Admission::Default,
     ] {
         assert_eq!(roundtrip(&a), a);
     }
@@ -164,7 +165,8 @@ fn admission_and_errors_round_trip() {
         PoolError::Overloaded {
             retry_after: Duration::from_millis(12),
         },
-        PoolError::Timeout,
+        PoolError::TimedOut,
+        PoolError::DeadlinePassed,
         PoolError::WorkerLost,
         PoolError::ShuttingDown,
         PoolError::InvalidInput(String::new()),
@@ -453,10 +455,10 @@ fn each_error_comes_from_a_crafted_frame() {
         Err(WireError::Invalid(m)) if m.contains("UTF-8")
     ));
     let mut bad_admission = req.clone();
-    bad_admission[2] = 2;
+    bad_admission[2] = 3;
     assert!(matches!(
         decode_request::<String>(&bad_admission, &l),
-        Err(WireError::Invalid(m)) if m.contains("admission tag 2")
+        Err(WireError::Invalid(m)) if m.contains("admission tag 3")
     ));
     let mut bad_deadline = req.clone();
     bad_deadline[3] = 7;
@@ -468,10 +470,10 @@ fn each_error_comes_from_a_crafted_frame() {
     *bad_bool.last_mut().unwrap() = 2;
     assert!(matches!(decode_load(&bad_bool, &l), Err(WireError::Invalid(m)) if m.contains("bool")));
     let mut bad_error = reply.clone();
-    bad_error[2 + LoadReport::MIN_LEN + 1] = 6;
+    bad_error[2 + LoadReport::MIN_LEN + 1] = 7;
     assert!(matches!(
         decode_reply::<u64>(&bad_error, &l),
-        Err(WireError::Invalid(m)) if m.contains("pool error tag 6")
+        Err(WireError::Invalid(m)) if m.contains("pool error tag 7")
     ));
     let mut bad_reply = reply.clone();
     bad_reply[2 + LoadReport::MIN_LEN] = 2;
@@ -581,7 +583,8 @@ fn arb_duration() -> impl Strategy<Value = Duration> {
 fn arb_admission() -> impl Strategy<Value = Admission> {
     prop_oneof![
         Just(Admission::Reject),
-        arb_duration().prop_map(Admission::Wait)
+        arb_duration().prop_map(Admission::Wait),
+        Just(Admission::Default),
     ]
 }
 
@@ -603,7 +606,8 @@ fn arb_submit<I: std::fmt::Debug>(
 fn arb_error() -> impl Strategy<Value = PoolError> {
     prop_oneof![
         arb_duration().prop_map(|retry_after| PoolError::Overloaded { retry_after }),
-        Just(PoolError::Timeout),
+        Just(PoolError::TimedOut),
+        Just(PoolError::DeadlinePassed),
         Just(PoolError::WorkerLost),
         Just(PoolError::ShuttingDown),
         any::<String>().prop_map(PoolError::InvalidInput),

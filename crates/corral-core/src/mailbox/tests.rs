@@ -4,7 +4,7 @@
 use super::*;
 use crate::backend::{BackendError, LoadContext};
 use crate::door::Door;
-use crate::error::PoolError;
+use crate::error::{CallError, Failure, Refusal};
 use crate::job::Reply;
 use crate::stats::recorder::Recorder;
 use std::time::Duration;
@@ -257,8 +257,9 @@ fn requeue_drops_jobs_already_answered_and_fails_once_seized() {
         }
     );
     assert_eq!(
-        answer(&mut ra).unwrap().unwrap_err().error,
-        PoolError::Timeout
+        answer(&mut ra).unwrap().unwrap_err(),
+        CallError::Failed(Failure::DeadlinePassed),
+        "it was running: its inputs do not come back"
     );
     assert_eq!(m.requeue_running_alone(), Some(1));
     assert_eq!(m.depth(), 1, "the answered one left");
@@ -297,7 +298,16 @@ fn expiry_answers_exactly_the_jobs_past_their_deadline() {
         },
         "a deadline is due at its instant"
     );
-    assert!(answer(&mut ra).is_some() && answer(&mut rc).is_some());
+    // Queued, they never ran: refused, each with its inputs back.
+    for (r, input) in [(&mut ra, 1), (&mut rc, 3)] {
+        assert_eq!(
+            answer(r).unwrap().unwrap_err(),
+            CallError::Refused {
+                reason: Refusal::DeadlinePassed,
+                inputs: vec![input]
+            }
+        );
+    }
     assert!(answer(&mut rb).is_none());
     assert_eq!(m.depth(), 2, "expired queued jobs free their slots");
     assert_eq!(m.with_deadline.load(Ordering::Relaxed), 1);

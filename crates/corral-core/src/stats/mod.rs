@@ -138,11 +138,11 @@ pub struct PoolStats {
     /// supervisor (mailboxes, and the waiting line if the caller chose to
     /// wait, full).
     pub rejected_overloaded: u64,
-    /// Waiting callers whose wait for room ran out (`Timeout`; nothing ran).
+    /// Waiting callers whose wait for room ran out (`TimedOut`; nothing ran).
     pub timed_out: u64,
     /// Admitted requests whose end-to-end deadline passed before they were
-    /// answered (`Timeout`; skipped before compute, or their result
-    /// discarded).
+    /// answered (`DeadlinePassed`: refused, inputs handed back, before
+    /// compute; failed, the result discarded, while running).
     pub deadline_exceeded: u64,
     /// Requests refused with `ShuttingDown`.
     pub rejected_shutting_down: u64,

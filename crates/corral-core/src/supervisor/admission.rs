@@ -12,7 +12,7 @@
 //!   a worker the router keeps waiters from ([`Router::pick`] against
 //!   [`Router::pick_now`]).
 //! - With no worker for it: `Reject` is refused `Overloaded`, a zero wait
-//!   `Timeout`; any other wait joins the line until the sooner of its wait
+//!   `TimedOut`; any other wait joins the line until the sooner of its wait
 //!   and its deadline. A full line places the caller anywhere with room
 //!   ([`Router::pick_now`]) before it refuses it `Overloaded`: only a pool
 //!   with no room at all and no place in line refuses a waiting caller.
@@ -116,6 +116,9 @@ pub(crate) fn decide(
         Admission::Reject => return Decision::Refuse(Refusal::Overloaded),
         Admission::Wait(w) if w.is_zero() => return Decision::Refuse(Refusal::NoWait),
         Admission::Wait(w) => w,
+        // Not reached: `PoolRef::admit` resolves it to a wait. Were it
+        // reached, nothing would wait without a limit.
+        Admission::Default => return Decision::Refuse(Refusal::Overloaded),
     };
     if !line.has_room {
         return match with_room(router.pick_now(loads)) {

@@ -31,7 +31,7 @@ use super::waiting::WaitingLine;
 use super::watchdog::{self, Limits};
 use crate::backend::{Backend, LoadContext};
 use crate::config::PoolConfig;
-use crate::error::PoolError;
+use crate::error::{Failure as Failed, Refusal as Refuse};
 use crate::job::Job;
 use crate::msg::{InternalMsg, PoolMsg, ShutdownReport};
 use crate::router::Router;
@@ -249,12 +249,10 @@ impl<B: Backend> SupervisorState<B> {
                 self.recorder.retried();
                 retries.push(job);
             } else if let Some(reason) = panic {
-                job.answer(Err(PoolError::Backend(format!(
-                    "backend panicked: {reason}"
-                ))));
+                job.answer(Err(Failed::Backend(format!("backend panicked: {reason}"))));
             } else {
                 self.recorder.worker_lost();
-                job.answer(Err(PoolError::WorkerLost));
+                job.answer(Err(Failed::WorkerLost));
             }
         }
         retries
@@ -482,7 +480,7 @@ impl<B: Backend> SupervisorState<B> {
             }
             if let Err(job) = self.try_admit(w.item, false) {
                 self.recorder.shutting_down(1);
-                job.refuse(PoolError::ShuttingDown);
+                job.refuse(Refuse::ShuttingDown);
                 refused += 1;
             }
         }
@@ -498,7 +496,7 @@ impl<B: Backend> SupervisorState<B> {
         let n = waiting.len();
         self.recorder.shutting_down(n as u64);
         for w in waiting {
-            w.item.refuse(PoolError::ShuttingDown);
+            w.item.refuse(Refuse::ShuttingDown);
         }
         n
     }
@@ -529,12 +527,12 @@ impl<B: Backend> SupervisorState<B> {
                 drop(w);
                 for job in held.queued {
                     aborted += 1;
-                    job.refuse(PoolError::ShuttingDown);
+                    job.refuse(Refuse::ShuttingDown);
                 }
                 for mut job in held.running {
                     if !job.is_answered() {
                         aborted += 1;
-                        job.answer(Err(PoolError::ShuttingDown));
+                        job.answer(Err(Failed::ShuttingDown));
                     }
                 }
             }

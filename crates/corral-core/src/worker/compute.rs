@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use super::Events;
 use crate::backend::{Backend, LoadContext};
-use crate::error::PoolError;
+use crate::error::Failure;
 use crate::job::Job;
 use crate::mailbox::{Front, WorkerShared};
 use crate::stats::recorder::Recorder;
@@ -239,9 +239,9 @@ impl<B: Backend> Compute<B> {
                     "backend returned {} outputs for {n_inputs} inputs",
                     outputs.len()
                 );
-                return self.batch_failed(PoolError::Backend(msg), jobs);
+                return self.batch_failed(Failure::Backend(msg), jobs);
             }
-            Ok(Err(e)) => return self.batch_failed(PoolError::from(e), jobs),
+            Ok(Err(e)) => return self.batch_failed(Failure::from(e), jobs),
             Err(p) => {
                 // The batch stays in the running set, the heartbeat busy: the
                 // supervisor takes it back and retries it elsewhere.
@@ -266,7 +266,7 @@ impl<B: Backend> Compute<B> {
     /// batch of one is answered with the error; a larger one goes back to
     /// the head of the queue, each request to run alone, so that one bad
     /// input fails only its own request.
-    fn batch_failed(&self, err: PoolError, jobs: &mut Vec<Job<B>>) -> Next {
+    fn batch_failed(&self, err: Failure, jobs: &mut Vec<Job<B>>) -> Next {
         if self.shared.assembled() > 1 {
             match self.shared.requeue_running_alone() {
                 Some(n) => {
@@ -303,7 +303,7 @@ impl<B: Backend> Compute<B> {
     fn done(
         &self,
         jobs: &mut Vec<Job<B>>,
-        mut answer: impl FnMut(&Job<B>) -> Result<Vec<B::Output>, PoolError>,
+        mut answer: impl FnMut(&Job<B>) -> Result<Vec<B::Output>, Failure>,
     ) {
         self.shared
             .processed

@@ -249,7 +249,7 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// Answers `Timeout` to requests whose end-to-end deadline passed.
+    /// Answers `DeadlinePassed` to requests whose end-to-end deadline passed.
     pub(crate) fn expire(&self, now: Instant) -> Expired {
         self.shared.expire(now)
     }

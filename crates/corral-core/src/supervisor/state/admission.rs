@@ -14,7 +14,7 @@ use super::super::slots::{Slot, Slots};
 use super::super::waiting::{Expiry, Waiter, Waiting};
 use super::SupervisorState;
 use crate::backend::Backend;
-use crate::error::PoolError;
+use crate::error::{Failure, Refusal as Refuse};
 use crate::job::{Class, Job, Reply};
 use crate::msg::Admitted;
 use crate::router::{Router, WorkerLoad};
@@ -190,20 +190,20 @@ impl<B: Backend> SupervisorState<B> {
         match why {
             Refusal::ShuttingDown => {
                 self.recorder.shutting_down(1);
-                job.refuse(PoolError::ShuttingDown);
+                job.refuse(Refuse::ShuttingDown);
             }
             Refusal::DeadlinePassed => {
                 self.recorder.deadline_exceeded(1);
-                job.refuse(PoolError::Timeout);
+                job.refuse(Refuse::DeadlinePassed);
             }
             Refusal::Overloaded => {
                 self.recorder.overloaded();
                 let retry_after = self.retry_after();
-                job.refuse(PoolError::Overloaded { retry_after });
+                job.refuse(Refuse::Overloaded { retry_after });
             }
             Refusal::NoWait => {
                 self.recorder.timed_out();
-                job.refuse(PoolError::Timeout);
+                job.refuse(Refuse::TimedOut);
             }
         }
     }
@@ -283,15 +283,15 @@ impl<B: Backend> SupervisorState<B> {
             match w.expiry {
                 Expiry::Timeout => {
                     self.recorder.timed_out();
-                    job.refuse(PoolError::Timeout);
+                    job.refuse(Refuse::TimedOut);
                 }
                 Expiry::Deadline => {
                     self.recorder.deadline_exceeded(1);
-                    job.refuse(PoolError::Timeout);
+                    job.refuse(Refuse::DeadlinePassed);
                 }
                 Expiry::WorkerLost => {
                     self.recorder.worker_lost();
-                    job.answer(Err(PoolError::WorkerLost));
+                    job.answer(Err(Failure::WorkerLost));
                 }
             }
         }
