@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral_cluster::wire::{self, Limits, Reader, Wire, WireError, WireReply};
 use corral_cluster::{group_name, ClusterConfig, ClusterHandle, LoadReport, Member};
-use corral_core::{Backend, BackendError, LoadContext, Pool, PoolConfig, Submit};
+use corral_core::{Backend, BackendError, Call, LoadContext, Pool, PoolConfig, Submit};
 
 /// A query and one passage to score against it.
 #[derive(Debug, Clone, PartialEq)]
