@@ -57,7 +57,7 @@ pub mod synthetic;
 pub mod time;
 mod worker;
 
-pub use backend::{Backend, BackendError, BackendErrorKind, LoadContext};
+pub use backend::{Backend, BackendError, BackendErrorKind, BatchShape, Batching, LoadContext};
 pub use config::{available_cores, PoolConfig};
 pub use error::{CallError, ConfigError, PoolError, SpawnError};
 pub use handle::{Pool, PoolHandle, PoolRef, REPORT_TIMEOUT};
