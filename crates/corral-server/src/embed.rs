@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
-use corral_embed::{Tokenized, TruncationSide};
+use corral_embed::{l2_normalize, Tokenized, TruncationSide};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -317,14 +317,6 @@ async fn tokenize(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenising failed: {e}")))
-}
-
-/// Scales `v` to unit L2 norm (a zero vector stays zero).
-pub(crate) fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 1e-12 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
 }
 
 #[cfg(test)]
