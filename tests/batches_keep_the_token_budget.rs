@@ -65,11 +65,7 @@ async fn batches_are_cut_at_the_token_budget() {
 /// one item per cost (ids 1, 2, … across them), releases it, and returns
 /// the ids each `run` got (after the hold), checking every request is
 /// answered with its own ids.
-async fn forwards_of(
-    spec: SyntheticSpec,
-    cfg: PoolConfig,
-    requests: &[&[usize]],
-) -> Vec<Vec<u64>> {
+async fn forwards_of(spec: SyntheticSpec, cfg: PoolConfig, requests: &[&[usize]]) -> Vec<Vec<u64>> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let spec = SyntheticSpec {
         forward_log: Some(log.clone()),
@@ -171,7 +167,11 @@ async fn a_request_over_the_backends_limits_runs_as_several_forwards() {
             .map(|(k, &c)| Item::new(k as u64 + 1).costing(c))
             .collect();
         let out = pool.call_batch(items).await.unwrap();
-        assert_eq!(out, (1..=8).collect::<Vec<u64>>(), "answered once, in order");
+        assert_eq!(
+            out,
+            (1..=8).collect::<Vec<u64>>(),
+            "answered once, in order"
+        );
         // Padded within 12 and 3 rows: [1,1,1] (a fourth row is over 3),
         // [1,5] (a third row makes 3 × 5 = 15; packed it would be 11), [5],
         // [20] alone (over 12 by itself), [2].

@@ -303,6 +303,6 @@ mod tests {
         assert_eq!(padded.forwards(&costs), [0..2, 2..3, 3..4, 4..9]);
         assert_eq!(padded.forwards(&[2, 2, 5]), [0..2, 2..3]);
         assert!(Batching::PACKED.forwards(&[]).is_empty());
-        assert_eq!(Batching::PACKED.forwards(&costs), [0..9]);
+        assert_eq!(Batching::PACKED.forwards(&costs), vec![0..costs.len()]);
     }
 }
