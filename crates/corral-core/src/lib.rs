@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`backend`]: the [`Backend`] trait a capability implements (load, cost,
-//!   run one batch) — blocking, on the worker's own OS thread.
+//!   how a batch is costed — [`Batching`] — and run one batch, which is one
+//!   forward pass) — blocking, on the worker's own OS thread.
 //! - [`handle`]: [`Pool::spawn`], [`PoolHandle`] (the `call*` family) and
 //!   [`PoolRef`] (what a host actor keeps).
 //! - `door`: the admission permits every request takes before it is sent.
