@@ -5,8 +5,9 @@
 //!
 //! The pool is driven as `corral embed` drives it (requests of 32 texts,
 //! eight per worker in flight); the raw run gets the same texts in the batches a
-//! worker would form (`max_batch_tokens` of estimated cost), handed out to
-//! its threads from a shared cursor. Raw and pool runs alternate.
+//! worker would form (by the embedder's costing rule, within
+//! `max_batch_tokens` and one forward pass's limits), handed out to its
+//! threads from a shared cursor. Raw and pool runs alternate.
 //!
 //! With `--quantize int8` it also prints the fidelity of the int8 vectors:
 //! the minimum and mean cosine to the fp32 vectors of the same engine, over
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use corral_core::{Call, PoolConfig, PoolHandle};
+use corral_core::{BatchShape, Call, PoolConfig, PoolHandle};
 use corral_embed::{EmbedBackend, EmbedSpec, Embedder, Engine, Quantize};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -286,28 +287,44 @@ fn measure_in_child(workers: usize, threads: usize) -> anyhow::Result<Measured> 
 }
 
 /// Requests of `request_size` texts packed, in corpus order, into the
-/// batches a worker would form: up to `max_batch_tokens` of cost and
-/// `max_batch_requests` requests.
+/// batches a worker would form: requests join while the batch, costed by
+/// the embedder's rule ([`Embedder::batching`]), keeps `max_batch_tokens`,
+/// `max_batch_requests` and the forward's limits; a request over the
+/// forward's limits by itself is cut into forwards as the pool cuts it.
+/// Each batch is one forward pass.
 fn worker_batches(
     embedder: &Embedder,
     corpus: &[String],
     request_size: usize,
     pool: &PoolConfig,
 ) -> Vec<Vec<String>> {
+    let batching = embedder.batching();
     let mut batches = Vec::new();
     let mut current: Vec<String> = Vec::new();
-    let (mut tokens, mut requests) = (0usize, 0usize);
+    let (mut shape, mut requests) = (BatchShape::default(), 0usize);
     for request in corpus.chunks(request_size) {
-        let cost: usize = request.iter().map(|t| embedder.estimate_tokens(t)).sum();
+        let costs: Vec<usize> = request
+            .iter()
+            .map(|t| embedder.estimate_tokens(t))
+            .collect();
+        let own = costs.iter().fold(BatchShape::default(), |s, &c| s.with(c));
+        let grown = shape.join(own);
         if requests > 0
-            && (tokens + cost > pool.max_batch_tokens || requests + 1 > pool.max_batch_requests)
+            && (batching.cost(grown) > pool.max_batch_tokens
+                || !batching.fits(grown)
+                || requests + 1 > pool.max_batch_requests)
         {
             batches.push(std::mem::take(&mut current));
-            tokens = 0;
-            requests = 0;
+            (shape, requests) = (BatchShape::default(), 0);
+        }
+        if requests == 0 && !batching.fits(own) {
+            for forward in batching.forwards(&costs) {
+                batches.push(request[forward].to_vec());
+            }
+            continue;
         }
         current.extend(request.iter().cloned());
-        tokens += cost;
+        shape = shape.join(own);
         requests += 1;
     }
     if !current.is_empty() {

@@ -31,8 +31,11 @@ pub struct PoolConfig {
     /// room in a mailbox before `TimedOut` (the admission timeout: it does not cover the compute; see
     /// `Submit::within` for an end-to-end deadline). Default 30 s.
     pub admission_timeout: Duration,
-    /// Token budget of one batch (sum of `Backend::cost`); a single request
-    /// over budget still runs, alone. Default 8192.
+    /// Token budget of one batch, costed by the backend's rule
+    /// (`Backend::batching`: the sum of `Backend::cost` when packed, inputs
+    /// × the costliest when padded; the backend's own limit on one forward
+    /// pass applies too); a single request over budget still runs, alone.
+    /// Default 8192.
     pub max_batch_tokens: usize,
     /// At most this many requests in one batch. Default 64.
     pub max_batch_requests: usize,
@@ -40,7 +43,8 @@ pub struct PoolConfig {
     /// Default 1024.
     pub max_client_batch: usize,
     /// Stuck-batch budget: a batch running longer than
-    /// `stuck_base + stuck_per_token × cost` marks its worker stuck.
+    /// `stuck_base + stuck_per_token × cost` (the batch's cost by the
+    /// backend's rule) marks its worker stuck.
     /// Default 10 s.
     pub stuck_base: Duration,
     /// See `stuck_base`. Default 5 ms per token.

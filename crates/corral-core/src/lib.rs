@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`backend`]: the [`Backend`] trait a capability implements (load, cost,
-//!   run one batch) — blocking, on the worker's own OS thread.
+//!   how a batch is costed — [`Batching`] — and run one batch, which is one
+//!   forward pass) — blocking, on the worker's own OS thread.
 //! - [`call`]: [`Call`], the one way to call a pool — implement `submit`,
 //!   get `call`, `call_timeout`, `try_call` and their `_batch` forms.
 //! - [`handle`]: [`Pool::spawn`], [`PoolHandle`] and [`PoolRef`] (what a
@@ -61,7 +62,7 @@ pub mod synthetic;
 pub mod time;
 mod worker;
 
-pub use backend::{Backend, BackendError, BackendErrorKind, LoadContext};
+pub use backend::{Backend, BackendError, BackendErrorKind, BatchShape, Batching, LoadContext};
 pub use call::Call;
 pub use config::{available_cores, PoolConfig};
 pub use error::{CallError, ConfigError, Failure, PoolError, Refusal, Refused, SpawnError};

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BatchShape, Batching};
 use crate::job::{Class, Job};
 
 /// How long an idle compute thread looks for work before it parks:
@@ -40,8 +40,11 @@ const YIELD_ROUNDS: u32 = 8;
 pub(crate) struct Heartbeat {
     /// `Some(start)` while a batch runs.
     pub(crate) busy_since: Option<Instant>,
-    /// Cost (tokens) of the running batch.
+    /// Cost (tokens) of the running batch, by the backend's
+    /// [`Batching`] rule.
     pub(crate) batch_cost: usize,
+    /// The running batch's shape, which the cost is reckoned from.
+    pub(crate) batch_shape: BatchShape,
     /// Inputs in the running batch.
     pub(crate) batch_len: usize,
     /// The earliest end-to-end deadline in the running batch.
@@ -68,12 +71,13 @@ pub(crate) struct Held<B: Backend> {
 
 /// A queued job as the compute thread sees it before taking it: its
 /// inputs (to be costed outside the lock), whether it must run alone, and
-/// its cost once the compute thread has computed it.
+/// its shape (count, cost sum, costliest input) once the compute thread has
+/// costed it.
 pub(crate) struct Front<B: Backend> {
     pub(crate) inputs: Arc<Vec<B::Input>>,
     pub(crate) alone: bool,
     /// Filled in by the compute thread, outside the lock.
-    pub(crate) cost: usize,
+    pub(crate) shape: BatchShape,
 }
 
 impl<B: Backend> Front<B> {
@@ -81,7 +85,7 @@ impl<B: Backend> Front<B> {
         Self {
             inputs: job.inputs.clone(),
             alone: job.runs_alone(),
-            cost: 0,
+            shape: BatchShape::default(),
         }
     }
 }
@@ -95,8 +99,8 @@ pub(crate) struct Took {
     pub(crate) cancelled: usize,
     /// Already answered at their deadline: dropped, slots freed.
     pub(crate) answered: usize,
-    /// The batch's cost: the sum of the taken jobs' costs.
-    pub(crate) cost: usize,
+    /// The taken jobs' shape, joined.
+    pub(crate) shape: BatchShape,
 }
 
 /// What [`WorkerShared::expire`] did.
@@ -281,15 +285,17 @@ impl<B: Backend> WorkerShared<B> {
     /// it once per batch rather than once per job. A job whose caller went
     /// away (or that was answered at its deadline) leaves instead, its slot
     /// freed; one no longer queued (the watchdog expired it) is skipped.
-    /// The taken jobs' inputs are pushed to `inputs`, in order. A batch
+    /// The taken jobs' inputs are pushed to `inputs`, in order. The
+    /// heartbeat's cost is the batch's by `batching`'s rule. A batch
     /// already started (and not yet run) grows by the jobs taken: its
-    /// heartbeat keeps its start and adds their cost. Returns `None` if the
+    /// heartbeat keeps its start and is costed again with them. Returns `None` if the
     /// mailbox is closed (nothing taken); a batch starts only if at least
     /// one job was taken.
     pub(crate) fn take_batch(
         &self,
         peeked: &mut Vec<Front<B>>,
         started: Instant,
+        batching: &Batching,
         inputs: &mut Vec<Arc<Vec<B::Input>>>,
     ) -> Option<Took> {
         let mut took = Took::default();
@@ -323,19 +329,20 @@ impl<B: Backend> WorkerShared<B> {
                 continue;
             }
             took.jobs += 1;
-            took.cost = took.cost.saturating_add(front.cost);
+            took.shape = took.shape.join(front.shape);
             inputs.push(front.inputs);
             q.running.push(job);
         }
         if took.jobs > 0 {
             let mut hb = self.heartbeat.lock();
-            let (since, cost) = match hb.busy_since {
-                Some(since) => (since, hb.batch_cost.saturating_add(took.cost)),
-                None => (started, took.cost),
+            let (since, shape) = match hb.busy_since {
+                Some(since) => (since, hb.batch_shape.join(took.shape)),
+                None => (started, took.shape),
             };
             *hb = Heartbeat {
                 busy_since: Some(since),
-                batch_cost: cost,
+                batch_cost: batching.cost(shape),
+                batch_shape: shape,
                 batch_len: q.running.iter().map(|j| j.inputs.len()).sum(),
                 deadline: q.running.iter().filter_map(|j| j.deadline).min(),
             };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::backend::{Backend, BackendError, LoadContext};
+use crate::backend::{Backend, BackendError, BatchShape, Batching, LoadContext};
 use crate::rng::Rng;
 
 /// A latch: closed until [`Gate::open`], and it counts who reached it.
@@ -352,6 +352,11 @@ pub struct SyntheticSpec {
     /// When set, the ids of the items run, in the order they ran (all
     /// workers).
     pub run_log: Option<Arc<Mutex<Vec<u64>>>>,
+    /// How the backend costs a batch ([`Backend::batching`]; default
+    /// [`Batching::PACKED`]); `run` takes `per_item` per unit of that cost.
+    pub batching: Batching,
+    /// The inputs of each `run`, one entry per call (all workers).
+    pub forward_log: Option<Arc<Mutex<Vec<Vec<u64>>>>>,
 }
 
 impl Default for SyntheticSpec {
@@ -371,6 +376,8 @@ impl Default for SyntheticSpec {
             chaos: None,
             hanging_loads: Arc::new(AtomicUsize::new(0)),
             run_log: None,
+            batching: Batching::PACKED,
+            forward_log: None,
         }
     }
 }
@@ -442,6 +449,10 @@ impl Backend for Synthetic {
         input.cost.max(1)
     }
 
+    fn batching(&self) -> Batching {
+        self.spec.batching
+    }
+
     fn run(&mut self, batch: &[&Item]) -> Result<Vec<u64>, BackendError> {
         self.spec.batches.fetch_add(1, Ordering::Relaxed);
         self.spec
@@ -452,6 +463,9 @@ impl Backend for Synthetic {
             .fetch_max(batch.len(), Ordering::Relaxed);
         if let Some(log) = &self.spec.run_log {
             log.lock().extend(batch.iter().map(|i| i.id));
+        }
+        if let Some(log) = &self.spec.forward_log {
+            log.lock().push(batch.iter().map(|i| i.id).collect());
         }
         let mut extra = Duration::ZERO;
         let mut short = false;
@@ -484,7 +498,10 @@ impl Backend for Synthetic {
                 Some(FaultKind::PanicInCost) => {}
             }
         }
-        let cost: usize = batch.iter().map(|i| i.cost.max(1)).sum();
+        let shape = batch
+            .iter()
+            .fold(BatchShape::default(), |s, i| s.with(i.cost.max(1)));
+        let cost = self.spec.batching.cost(shape);
         let busy = self
             .per_item
             .saturating_mul(u32::try_from(cost).unwrap_or(u32::MAX))

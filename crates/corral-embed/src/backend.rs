@@ -7,19 +7,23 @@
 //! its batch started and how long it ran, so a front end can tell queue time
 //! from compute time. (Two types rather than one generic one, so that
 //! `EmbedBackend::load(..)` and `Pool::<EmbedBackend>` keep inferring.)
+//!
+//! Both tell the pool how a batch is costed ([`Embedder::batching`]:
+//! packed on the fast engine, padded on candle's, within
+//! `max_forward_tokens` and 128 texts), so each batch the pool hands `run`
+//! is one forward pass, run as it comes.
 
 use std::time::{Duration, Instant};
 
-use corral_core::{Backend, BackendError, LoadContext};
+use corral_core::{Backend, BackendError, Batching, LoadContext};
 
 use crate::{EmbedInput, EmbedSpec, Embedder};
 
 /// Sentence embeddings as a Corral backend: `String` in, `Vec<f32>` out.
 ///
 /// `cost` is a cheap word-piece estimate (no tokenizing); `run` tokenizes
-/// the batch, sorts it by length, runs it in slices of about
-/// `max_forward_tokens`, each one packed batch with no padding, and answers
-/// in input order (see [`Embedder::embed`]).
+/// the batch and runs it as one packed forward pass, answering in input
+/// order (see [`Embedder::embed`]).
 #[derive(Debug)]
 pub struct EmbedBackend {
     embedder: Embedder,
@@ -86,6 +90,10 @@ impl Backend for EmbedBackend {
         self.embedder.estimate_tokens(input)
     }
 
+    fn batching(&self) -> Batching {
+        self.embedder.batching()
+    }
+
     fn run(&mut self, batch: &[&String]) -> Result<Vec<Vec<f32>>, BackendError> {
         Ok(self.embedder.embed(batch)?)
     }
@@ -105,6 +113,10 @@ impl Backend for EmbedInputBackend {
             EmbedInput::Text(t) => self.embedder.estimate_tokens(t),
             EmbedInput::Tokens(ids) => ids.len().clamp(1, self.embedder.max_seq_length()),
         }
+    }
+
+    fn batching(&self) -> Batching {
+        self.embedder.batching()
     }
 
     fn run(&mut self, batch: &[&EmbedInput]) -> Result<Vec<EmbedOutput>, BackendError> {

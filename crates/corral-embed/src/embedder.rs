@@ -1,20 +1,23 @@
-//! A loaded embedding model, usable without the pool: tokenization,
-//! length-sorted slicing of a batch, one packed batch per slice (ids plus
-//! offsets, no padding) through the forward pass on a private thread pool,
-//! pooled and normalised rows back.
+//! A loaded embedding model, usable without the pool: tokenization, one
+//! packed batch (ids plus offsets, no padding) through one forward pass on a
+//! private thread pool, pooled and normalised rows back.
 //!
 //! [`Embedder`] is what each pool worker holds (through
 //! [`crate::EmbedBackend`]) and what benchmarks run directly to measure the
-//! pool's own cost.
+//! pool's own cost. It does not cut a batch: the pool forms batches that
+//! are one forward pass each by [`Embedder::batching`]'s rule, and a caller
+//! without the pool bounds its own batches (`Batching::forwards` cuts them).
 
 use std::path::Path;
+
+use corral_core::Batching;
 
 use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PackedBatch};
 use crate::input::{effective_max_len, EmbedInput};
 use crate::model_dir::check_model_dir;
 use crate::spec::{Engine, Quantize};
-use crate::tokenize::{estimate_tokens, Encoded, TextTokenizer};
+use crate::tokenize::{estimate_tokens, EmbedTokenizer, TruncationSide};
 use crate::{EmbedError, EmbedSpec, Pooling};
 
 /// Most texts in one forward pass, however short they are.
@@ -22,7 +25,7 @@ const MAX_FORWARD_ROWS: usize = 128;
 
 /// A loaded sentence-embedding model.
 pub struct Embedder {
-    tokenizer: TextTokenizer,
+    tokenizer: EmbedTokenizer,
     encoder: Encoder,
     pooling: Pooling,
     normalize: bool,
@@ -66,7 +69,11 @@ impl Embedder {
         check_model_dir(dir)?;
         let config = ModelConfig::load(dir)?;
         let max_seq_length = effective_max_len(spec, &config);
-        let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), max_seq_length)?;
+        let tokenizer = EmbedTokenizer::from_file(
+            &dir.join("tokenizer.json"),
+            max_seq_length,
+            config.vocab_size,
+        )?;
         let threads = threads.max(1);
         let encoder = match spec.engine {
             Engine::Candle => {
@@ -139,13 +146,39 @@ impl Embedder {
         self.threads
     }
 
+    /// How a forward pass of this model is costed, in
+    /// [`Embedder::estimate_tokens`]'s unit: padded (rows × the longest)
+    /// on candle's engine, packed (the sum) on the fast one; at most
+    /// `max_forward_tokens` and 128 texts. The pool forms its batches by
+    /// this rule, so each batch it runs is one forward pass.
+    pub fn batching(&self) -> Batching {
+        let rule = match self.engine() {
+            Engine::Candle => Batching::PADDED,
+            Engine::Fast => Batching::PACKED,
+        };
+        rule.with_max_cost(self.max_forward_tokens)
+            .with_max_inputs(MAX_FORWARD_ROWS)
+    }
+
     /// The word-piece ids `text` becomes, special tokens included, truncated
     /// to [`Embedder::max_seq_length`].
     ///
     /// # Errors
-    /// [`EmbedError::Tokenizer`] if the tokenizer fails.
+    /// [`EmbedError::InvalidInput`] if the tokenizer refuses the text.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        Ok(self.tokenizer.encode(text)?.ids)
+        self.encode(text)
+    }
+
+    /// `text`'s ids, cut at the end; a text the tokenizer refuses is the
+    /// caller's input, not a failure of the model.
+    fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        match self.tokenizer.encode(text, TruncationSide::Right) {
+            Ok(t) => Ok(t.ids),
+            Err(EmbedError::Tokenizer(e)) => {
+                Err(EmbedError::InvalidInput(format!("tokenizing: {e}")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A cheap estimate of the word pieces of `text` (at least 1, at most
@@ -154,25 +187,22 @@ impl Embedder {
         estimate_tokens(text, self.max_seq_length)
     }
 
-    /// Embeds `texts`, returning one vector per text, in order.
-    ///
-    /// Texts are sorted by length and run in slices of about
-    /// `max_forward_tokens` tokens (counted as if padded to the slice's
-    /// longest text, which is what the candle engine computes), each slice
-    /// one packed batch, so what shares a batch does not change a text's
-    /// vector beyond floating-point noise. Any string embeds, the empty one
-    /// included.
+    /// Embeds `texts` in one forward pass (one packed batch), returning one
+    /// vector per text, in order. What shares a batch does not change a
+    /// text's vector beyond floating-point noise. Any string embeds, the
+    /// empty one included. The batch is not cut: keep it within
+    /// [`Embedder::batching`] (the pool does), as one pass holds all of it.
     ///
     /// # Errors
     /// [`EmbedError::InvalidInput`] if the tokenizer refuses a text;
     /// [`EmbedError::Candle`] or [`EmbedError::Fast`] if the forward pass
     /// fails.
     pub fn embed<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encoded = texts
-            .iter()
-            .map(|t| self.tokenizer.encode(t.as_ref()))
-            .collect::<Result<Vec<Encoded>, _>>()?;
-        self.embed_encoded(&encoded)
+        let mut batch = PackedBatch::new();
+        for t in texts {
+            batch.push(&self.encode(t.as_ref())?);
+        }
+        self.forward(&batch)
     }
 
     /// [`Embedder::embed`] for texts and pre-tokenised ids
@@ -183,17 +213,17 @@ impl Embedder {
     /// than [`Embedder::max_seq_length`] or an id outside the vocabulary;
     /// otherwise as [`Embedder::embed`].
     pub fn embed_inputs(&mut self, inputs: &[&EmbedInput]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encoded = inputs
-            .iter()
-            .map(|input| match input {
-                EmbedInput::Text(t) => self.tokenizer.encode(t),
-                EmbedInput::Tokens(ids) => self.check_ids(ids).map(|()| Encoded {
-                    ids: ids.clone(),
-                    type_ids: vec![0; ids.len()],
-                }),
-            })
-            .collect::<Result<Vec<Encoded>, _>>()?;
-        self.embed_encoded(&encoded)
+        let mut batch = PackedBatch::new();
+        for input in inputs {
+            match input {
+                EmbedInput::Text(t) => batch.push(&self.encode(t)?),
+                EmbedInput::Tokens(ids) => {
+                    self.check_ids(ids)?;
+                    batch.push(ids);
+                }
+            }
+        }
+        self.forward(&batch)
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<(), EmbedError> {
@@ -213,45 +243,11 @@ impl Embedder {
         }
     }
 
-    /// Length-sorted slices of `encoded`, each one packed batch.
-    fn embed_encoded(&mut self, encoded: &[Encoded]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| encoded[i].ids.len());
-
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let end = self.slice_end(&order, encoded, start);
-            let slice = &order[start..end];
-            let mut batch = PackedBatch::new();
-            for &i in slice {
-                batch.push(&encoded[i].ids, &encoded[i].type_ids);
-            }
-            let (pooling, normalize) = (self.pooling, self.normalize);
-            let encoder = &mut self.encoder;
-            let rows = self
-                .pool
-                .install(|| encoder.forward_pooled(&batch, pooling, normalize))?;
-            for (v, &i) in rows.into_iter().zip(slice) {
-                out[i] = v;
-            }
-            start = end;
-        }
-        Ok(out)
-    }
-
-    /// The end of the slice of `order` (sorted by length) that starts at
-    /// `start`: as many texts as fit `max_forward_tokens` once padded to the
-    /// slice's longest, at least one.
-    fn slice_end(&self, order: &[usize], encoded: &[Encoded], start: usize) -> usize {
-        let mut end = start + 1;
-        while end < order.len() && end - start < MAX_FORWARD_ROWS {
-            let longest = encoded[order[end]].ids.len();
-            if (end - start + 1) * longest > self.max_forward_tokens {
-                break;
-            }
-            end += 1;
-        }
-        end
+    /// One forward pass over `batch`, on this embedder's thread pool.
+    fn forward(&mut self, batch: &PackedBatch) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let (pooling, normalize) = (self.pooling, self.normalize);
+        let encoder = &mut self.encoder;
+        self.pool
+            .install(|| encoder.forward_pooled(batch, pooling, normalize))
     }
 }

@@ -5,7 +5,9 @@
 //! forward ([`Encoder::Fast`], the `fast` module), which never pads, and
 //! candle's BERT ([`Encoder::Candle`]), which pads for itself and drops the
 //! padding rows again. Both hand packed hidden states to the one pooling
-//! implementation ([`crate::pooling`]).
+//! implementation ([`crate::pooling`]). Which one runs decides how the pool
+//! costs a batch ([`crate::Embedder::batching`]): the sum of its tokens for
+//! the fast engine, rows × the longest for candle's.
 
 use std::path::Path;
 
@@ -23,10 +25,9 @@ use crate::{EmbedError, Pooling};
 /// Tokenized texts packed one after another, no padding.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PackedBatch {
-    /// Word-piece ids of every text, concatenated.
+    /// Word-piece ids of every text, concatenated (token type 0 each:
+    /// one sentence per text).
     pub(crate) ids: Vec<u32>,
-    /// Token type ids, aligned with `ids`.
-    pub(crate) type_ids: Vec<u32>,
     /// Text `i` is `ids[offsets[i]..offsets[i + 1]]`; starts at 0, ends at
     /// `ids.len()`.
     pub(crate) offsets: Vec<usize>,
@@ -42,9 +43,8 @@ impl PackedBatch {
     }
 
     /// Appends one text.
-    pub(crate) fn push(&mut self, ids: &[u32], type_ids: &[u32]) {
+    pub(crate) fn push(&mut self, ids: &[u32]) {
         self.ids.extend_from_slice(ids);
-        self.type_ids.extend_from_slice(type_ids);
         self.offsets.push(self.ids.len());
     }
 
@@ -220,12 +220,11 @@ impl CandleBert {
             CandleModel::XlmRoberta { pad_id, .. } => *pad_id,
         };
         let mut ids = vec![pad; rows * seq];
-        let mut type_ids = vec![0u32; rows * seq];
+        let type_ids = vec![0u32; rows * seq];
         let mut mask = vec![0u32; rows * seq];
         for (r, w) in batch.offsets.windows(2).enumerate() {
             let len = w[1] - w[0];
             ids[r * seq..r * seq + len].copy_from_slice(&batch.ids[w[0]..w[1]]);
-            type_ids[r * seq..r * seq + len].copy_from_slice(&batch.type_ids[w[0]..w[1]]);
             mask[r * seq..r * seq + len].fill(1);
         }
         if rows == 0 || seq == 0 {

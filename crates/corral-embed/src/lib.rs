@@ -9,23 +9,25 @@
 //! - `config`: reading `config.json` (once: the architecture, candle's and
 //!   FastBert's configurations) and the sentence-transformers files
 //!   (pooling mode, maximum sequence length).
-//! - `tokenize`: `tokenizer.json` with padding off (texts are packed, not
-//!   padded) and the sentence-transformers truncation; bounded work on very
-//!   long texts.
+//! - `tokenize`: [`EmbedTokenizer`], the one tokenizer of the workers and
+//!   of front ends that tokenise first: `tokenizer.json` with padding off
+//!   (texts are packed, not padded), the sentence-transformers truncation
+//!   from either side, bounded work on very long texts.
 //! - `encoder`: the forward pass behind one seam (FastBert or candle's
 //!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets) to pooled
 //!   rows.
 //! - [`fast`]: FastBert, Corral's own BERT / XLM-RoBERTa forward for the
 //!   CPU, and [`fast::OpTimer`], its per-op profile; its kernels are
 //!   private to the crate.
-//! - `pooling`: the one pooling implementation (mean or `[CLS]`, then L2
-//!   normalisation) over packed hidden states.
+//! - `pooling`: the one pooling implementation (mean or `[CLS]`, then
+//!   [`l2_normalize`]) over packed hidden states.
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
-//!   tokenizing, length-sorted slicing into packed batches.
-//! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`].
+//!   tokenizing, one packed batch per forward pass, and the rule its
+//!   forward is costed by ([`Embedder::batching`]: packed or padded).
+//! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`]; the
+//!   pool batches by the embedder's rule, so each batch is one forward.
 //! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
-//!   [`EmbedTokenizer`], the model's tokenizer with the pool's settings, for
-//!   front ends that tokenise before they submit.
+//!   [`ModelInfo`], for front ends that tokenise before they submit.
 //! - `wire` (feature `cluster`): the wire forms of [`EmbedInput`] and
 //!   [`EmbedOutput`] (`corral_cluster::Wire`), for pools across nodes.
 //!
@@ -58,8 +60,10 @@ mod wire;
 pub use backend::{EmbedBackend, EmbedInputBackend, EmbedOutput};
 pub use embedder::Embedder;
 pub use error::EmbedError;
-pub use input::{EmbedInput, EmbedTokenizer, ModelInfo, Tokenized, TruncationSide};
+pub use input::{EmbedInput, ModelInfo};
+pub use pooling::l2_normalize;
 pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
+pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 
 /// What this crate's encoder bench (`benches/encoder.rs`) needs beyond the
 /// public API: a bench builds as a crate of its own, so it reaches only

@@ -1,7 +1,9 @@
 //! The one pooling implementation: from the packed last hidden states of a
 //! batch (`[tokens, hidden]`, each text's real tokens one after another, no
 //! padding) and the texts' offsets to one vector per text — mean or `[CLS]`
-//! pooling, then L2 normalisation when asked.
+//! pooling, then L2 normalisation when asked ([`l2_normalize`], the one
+//! implementation, public so that a front end that cuts or reshapes vectors
+//! scales them the same way).
 //!
 //! Both engines hand their output here packed (the candle engine drops its
 //! padding rows first), so pooling never sees a mask.
@@ -37,12 +39,19 @@ pub(crate) fn pool(
                 }
             };
             if normalize {
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= norm);
+                l2_normalize(&mut v);
             }
             v
         })
         .collect()
+}
+
+/// Scales `v` to unit L2 norm, dividing by the norm or `1e-12`, whichever
+/// is larger (as PyTorch's `F.normalize`, which sentence-transformers uses):
+/// a zero vector stays zero.
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 #[cfg(test)]

@@ -5,9 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::config::ModelConfig;
-use crate::model_dir::{check_model_dir, resolve_model_dir};
-use crate::tokenize::TextTokenizer;
+use crate::model_dir::resolve_model_dir;
 use crate::EmbedError;
 
 /// How the token vectors of one text become one vector.
@@ -108,7 +106,8 @@ impl fmt::Display for Quantize {
     }
 }
 
-/// Padded tokens per forward pass unless configured otherwise.
+/// Tokens per forward pass unless configured otherwise (see
+/// [`EmbedSpec::max_forward_tokens`]).
 pub const DEFAULT_MAX_FORWARD_TOKENS: usize = 1024;
 
 /// What an embedding worker loads; shared by all workers of a pool.
@@ -126,9 +125,12 @@ pub struct EmbedSpec {
     /// A lower maximum sequence length than the model's (word pieces,
     /// special tokens included); the model's own limit is never exceeded.
     pub max_seq_length: Option<usize>,
-    /// Padded tokens (rows × padded length) per forward pass: a batch is
-    /// sorted by length and run in slices of about this size, which bounds
-    /// the memory of one pass (default [`DEFAULT_MAX_FORWARD_TOKENS`]).
+    /// Tokens per forward pass, counted as the engine computes them — the
+    /// sum of the texts' tokens for the fast engine (which packs them),
+    /// rows × the longest for candle's (which pads) — which bounds the
+    /// memory of one pass (default [`DEFAULT_MAX_FORWARD_TOKENS`]). The pool
+    /// forms its batches within it (`Backend::batching`), so a batch is one
+    /// forward pass; tokens are the pool's cheap estimate for texts.
     pub max_forward_tokens: usize,
     /// Which forward pass runs the model (default [`Engine::Fast`]).
     pub engine: Engine,
@@ -167,13 +169,7 @@ impl EmbedSpec {
     /// # Errors
     /// As [`crate::Embedder::load`], minus weight errors.
     pub fn validate(&self) -> Result<(), EmbedError> {
-        check_model_dir(&self.model_dir)?;
-        let config = ModelConfig::load(&self.model_dir)?;
-        TextTokenizer::load(
-            &self.model_dir.join("tokenizer.json"),
-            config.max_seq_length,
-        )?;
-        Ok(())
+        crate::EmbedTokenizer::load(self).map(drop)
     }
 
     /// This spec with `pooling` instead of the model's own.

@@ -1,84 +1,208 @@
-//! Text to word-piece ids: loads `tokenizer.json`, overrides its padding and
-//! truncation (padding is turned off: the embedder packs each text's ids one
-//! after another, and only candle's engine pads, for itself, inside the
-//! encoder; truncation follows the sentence-transformers `max_seq_length`),
-//! and bounds the work spent on very long texts by tokenizing only a prefix
-//! long enough to fill the maximum sequence length.
+//! Text to word-piece ids: [`EmbedTokenizer`], the one tokenizer of the
+//! workers (through [`crate::Embedder`]) and of front ends that tokenise
+//! before they submit. It loads `tokenizer.json` with its padding and
+//! truncation off (texts are packed, never padded here: only candle's
+//! engine pads, for itself, inside the encoder), cuts the content to the
+//! sentence-transformers `max_seq_length` itself and puts the model's
+//! special tokens around it, and bounds the work spent on very long texts
+//! by tokenizing only a piece long enough to fill the maximum length.
 
 use std::path::Path;
 
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::Tokenizer;
 
-use crate::EmbedError;
+use crate::config::ModelConfig;
+use crate::input::effective_max_len;
+use crate::model_dir::check_model_dir;
+use crate::{EmbedError, EmbedSpec};
 
-/// Bytes of text tried first per word piece of the maximum sequence length
-/// before a long text is tokenized in full.
-const PREFIX_BYTES_PER_TOKEN: usize = 8;
-
-/// One tokenized text.
-#[derive(Debug, Clone)]
-pub(crate) struct Encoded {
-    pub(crate) ids: Vec<u32>,
-    pub(crate) type_ids: Vec<u32>,
+/// A tokenised input, ready for [`crate::EmbedInput::Tokens`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Word-piece ids with the model's special tokens, cut to the maximum
+    /// sequence length.
+    pub ids: Vec<u32>,
+    /// Whether anything was cut.
+    pub truncated: bool,
 }
 
-/// A tokenizer set up for embedding: no padding, truncation at the model's
-/// maximum sequence length.
-pub(crate) struct TextTokenizer {
+/// Which end of an over-long input is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TruncationSide {
+    /// Keep the beginning (what the pool does with texts).
+    #[default]
+    Right,
+    /// Keep the end.
+    Left,
+}
+
+/// Bytes of text tried first per word piece of the maximum length before a
+/// long text is tokenised further.
+const PREFIX_BYTES_PER_TOKEN: usize = 8;
+
+/// The model's tokenizer with the settings of a pool built from the same
+/// [`EmbedSpec`] — it is the one its workers use: the same special tokens,
+/// the same maximum length, the same ids. Cheap to share (`Sync`); every method blocks for as long as
+/// tokenising takes, so call it off async threads.
+#[derive(Clone)]
+pub struct EmbedTokenizer {
     inner: Tokenizer,
     max_seq_length: usize,
-    /// Whether ASCII punctuation is a word boundary ([`splits_at_punctuation`]).
+    vocab_size: usize,
+    prefix: Vec<u32>,
+    suffix: Vec<u32>,
+    /// Whether a long text may be cut at ASCII punctuation.
     punctuation: bool,
 }
 
-impl TextTokenizer {
-    /// Loads `path` and sets truncation to `max_seq_length` word pieces
-    /// (special tokens included).
-    pub(crate) fn load(path: &Path, max_seq_length: usize) -> Result<Self, EmbedError> {
+impl std::fmt::Debug for EmbedTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedTokenizer")
+            .field("max_seq_length", &self.max_seq_length)
+            .field("vocab_size", &self.vocab_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbedTokenizer {
+    /// Loads the tokenizer of the model `spec` names.
+    ///
+    /// # Errors
+    /// As [`EmbedSpec::validate`].
+    pub fn load(spec: &EmbedSpec) -> Result<Self, EmbedError> {
+        check_model_dir(&spec.model_dir)?;
+        let config = ModelConfig::load(&spec.model_dir)?;
+        Self::from_file(
+            &spec.model_dir.join("tokenizer.json"),
+            effective_max_len(spec, &config),
+            config.vocab_size,
+        )
+    }
+
+    /// Loads `path` for a model of `max_seq_length` word pieces (special
+    /// tokens included) and `vocab_size` ids.
+    pub(crate) fn from_file(
+        path: &Path,
+        max_seq_length: usize,
+        vocab_size: usize,
+    ) -> Result<Self, EmbedError> {
         let mut inner = Tokenizer::from_file(path)
             .map_err(|e| EmbedError::Tokenizer(format!("loading {}: {e}", path.display())))?;
         inner.with_padding(None);
         inner
-            .with_truncation(Some(TruncationParams {
-                max_length: max_seq_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| EmbedError::Tokenizer(format!("setting truncation: {e}")))?;
+            .with_truncation(None)
+            .map_err(|e| EmbedError::Tokenizer(format!("clearing truncation: {e}")))?;
+        // The special tokens the post-processor puts around one text: those
+        // before the first real token, and those after the last.
+        let probe = inner
+            .encode("a", true)
+            .map_err(|e| EmbedError::Tokenizer(format!("encoding: {e}")))?;
+        let mask = probe.get_special_tokens_mask();
+        let ids = probe.get_ids();
+        let first = mask.iter().position(|&m| m == 0).unwrap_or(ids.len());
+        let last = mask
+            .iter()
+            .rposition(|&m| m == 0)
+            .map_or(ids.len(), |i| i + 1);
+        let prefix = ids[..first].to_vec();
+        let suffix = ids[last.max(first)..].to_vec();
+        if prefix.len() + suffix.len() >= max_seq_length {
+            return Err(EmbedError::Tokenizer(format!(
+                "max_seq_length {max_seq_length} leaves no room beside the special tokens"
+            )));
+        }
         Ok(Self {
             punctuation: splits_at_punctuation(&inner),
             inner,
             max_seq_length,
+            vocab_size,
+            prefix,
+            suffix,
         })
     }
 
-    /// Tokenizes `text` with special tokens, truncated to the maximum
-    /// sequence length.
+    /// Word pieces per input, special tokens included.
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// Ids below this are valid.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Word pieces left for content once the special tokens are in.
+    pub fn max_content_tokens(&self) -> usize {
+        self.max_seq_length - self.prefix.len() - self.suffix.len()
+    }
+
+    /// Tokenises `text` as the pool would, cutting from `side` if it is over
+    /// the maximum length (and saying so). A long text is tokenised as a
+    /// piece cut at a word boundary from the kept side, doubled until it
+    /// overflows the maximum length or is the whole text, so work and memory
+    /// are bounded by the maximum length for ordinary text on either side.
     ///
-    /// A long text is tokenized as a prefix cut at a word boundary (see
-    /// `prefix_at_boundary`), so the prefix's word pieces are the whole
-    /// text's first ones; the prefix doubles until it overflows the maximum
-    /// length or is the whole text. The result is the one the whole text
-    /// gives, at a cost bounded by the maximum length for ordinary text and
-    /// by the text's length always.
-    pub(crate) fn encode(&self, text: &str) -> Result<Encoded, EmbedError> {
-        let mut budget = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
-        loop {
-            let (piece, whole) = prefix_at_boundary(text, budget, self.punctuation);
-            let enc = self
-                .inner
-                .encode(piece, true)
-                .map_err(|e| EmbedError::InvalidInput(format!("tokenizing: {e}")))?;
-            if whole || !enc.get_overflowing().is_empty() {
-                return Ok(Encoded {
-                    ids: enc.get_ids().to_vec(),
-                    type_ids: enc.get_type_ids().to_vec(),
-                });
+    /// # Errors
+    /// [`EmbedError::Tokenizer`] if the tokenizer fails.
+    pub fn encode(&self, text: &str, side: TruncationSide) -> Result<Tokenized, EmbedError> {
+        let budget = self.max_content_tokens();
+        let cut = match side {
+            TruncationSide::Right => prefix_at_boundary,
+            TruncationSide::Left => suffix_at_boundary,
+        };
+        let mut bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
+        let content = loop {
+            let (piece, whole) = cut(text, bytes, self.punctuation);
+            let ids = self.content_ids(piece)?;
+            if whole || ids.len() > budget {
+                break ids;
             }
-            budget = budget.saturating_mul(2);
+            bytes = bytes.saturating_mul(2);
+        };
+        Ok(self.wrap_content(content, side))
+    }
+
+    /// Puts the special tokens around word-piece ids a caller tokenised
+    /// itself (without special tokens), cutting from `side` if they are
+    /// over the maximum length.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] for an id outside the vocabulary.
+    pub fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, EmbedError> {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(EmbedError::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary (0..{})",
+                self.vocab_size
+            )));
         }
+        Ok(self.wrap_content(ids, side))
+    }
+
+    fn content_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EmbedError::Tokenizer(format!("encoding: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    fn wrap_content(&self, mut content: Vec<u32>, side: TruncationSide) -> Tokenized {
+        let budget = self.max_content_tokens();
+        let truncated = content.len() > budget;
+        if truncated {
+            match side {
+                TruncationSide::Right => content.truncate(budget),
+                TruncationSide::Left => {
+                    content.drain(..content.len() - budget);
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(self.prefix.len() + content.len() + self.suffix.len());
+        ids.extend_from_slice(&self.prefix);
+        ids.extend_from_slice(&content);
+        ids.extend_from_slice(&self.suffix);
+        Tokenized { ids, truncated }
     }
 }
 

@@ -1,12 +1,15 @@
 //! An embedding does not depend on what else shared its batch: a text
-//! embedded alone and inside a mixed batch (other lengths, other slices,
-//! other order) gives vectors within 1e-5 (max abs difference).
+//! embedded alone and inside a mixed batch (other lengths, other order, cut
+//! into other forward passes by the pool) gives vectors within 1e-5 (max
+//! abs difference); and the pool is told how each engine costs a batch.
 
 mod common;
 
 use common::{max_abs_diff, tiny_model, Tiny};
-use corral_core::{Backend, LoadContext};
-use corral_embed::{model_dir, EmbedBackend, EmbedSpec, Embedder};
+use std::time::Duration;
+
+use corral_core::{Backend, Batching, Call, LoadContext, Pool, PoolConfig};
+use corral_embed::{model_dir, EmbedBackend, EmbedSpec, Embedder, Engine};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -48,11 +51,63 @@ fn assert_invariant(e: &mut Embedder, texts: &[String]) {
 #[test]
 fn tiny_model_alone_equals_in_a_mixed_batch() {
     let (_tmp, dir) = tiny_model(&Tiny::default());
-    for (threads, max_forward_tokens) in [(1, 1024), (2, 1024), (1, 40), (2, 7)] {
-        let mut spec = EmbedSpec::new(&dir);
-        spec.max_forward_tokens = max_forward_tokens;
-        let mut e = Embedder::load(&spec, threads).unwrap();
+    for threads in [1, 2] {
+        let mut e = Embedder::load(&EmbedSpec::new(&dir), threads).unwrap();
         assert_invariant(&mut e, &mixed_texts());
+    }
+}
+
+#[test]
+fn each_engine_tells_the_pool_how_its_forward_is_costed() {
+    let (_tmp, dir) = tiny_model(&Tiny::default());
+    let mut spec = EmbedSpec::new(&dir);
+    spec.max_forward_tokens = 300;
+    let fast = Embedder::load(&spec, 1).unwrap();
+    assert_eq!(fast.engine(), Engine::Fast);
+    assert_eq!(
+        fast.batching(),
+        Batching::PACKED.with_max_cost(300).with_max_inputs(128),
+        "the fast engine packs: a batch costs the sum of its tokens"
+    );
+    let candle = Embedder::load(&spec.clone().with_engine(Engine::Candle), 1).unwrap();
+    assert_eq!(
+        candle.batching(),
+        Batching::PADDED.with_max_cost(300).with_max_inputs(128),
+        "candle pads: a batch costs rows × its longest"
+    );
+}
+
+/// Through the pool, with forward passes of at most a few tokens: batches
+/// (and one request of many texts, run as several forwards) give each text
+/// the vector it has alone, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_forwards_give_each_text_its_vector_alone() {
+    let (_tmp, dir) = tiny_model(&Tiny::default());
+    let texts = mixed_texts();
+    for engine in [Engine::Fast, Engine::Candle] {
+        let mut spec = EmbedSpec::new(&dir).with_engine(engine);
+        let alone: Vec<Vec<f32>> = {
+            let mut e = Embedder::load(&spec, 1).unwrap();
+            texts
+                .iter()
+                .map(|t| e.embed(std::slice::from_ref(t)).unwrap().remove(0))
+                .collect()
+        };
+        spec.max_forward_tokens = 40;
+        let cfg = PoolConfig {
+            workers: 1,
+            threads_per_worker: Some(1),
+            ..PoolConfig::default()
+        };
+        let pool = Pool::<EmbedBackend>::spawn(spec, cfg).await.unwrap();
+        pool.wait_ready(Duration::from_secs(30)).await.unwrap();
+        let together = pool.call_batch(texts.clone()).await.unwrap();
+        assert_eq!(together.len(), texts.len());
+        for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+            let d = max_abs_diff(a, b);
+            assert!(d <= TOLERANCE, "{engine:?} text {i}: max abs diff {d}");
+        }
+        pool.shutdown(Duration::from_secs(10)).await.unwrap();
     }
 }
 

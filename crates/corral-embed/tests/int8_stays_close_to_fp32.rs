@@ -145,9 +145,14 @@ fn int8_fidelity_per_layer_kind() {
             .cases
             .iter()
             .map(|c| {
-                let mask = vec![1u32; c.input_ids.len()];
-                fb.forward_mean_pooled(&c.input_ids, &mask, 1, c.input_ids.len(), 1, true)
-                    .unwrap()
+                let n = c.input_ids.len();
+                let hidden = fb.forward_packed(&c.input_ids, &[0, n], 1).unwrap();
+                let h = hidden.len() / n;
+                let mut mean: Vec<f32> = (0..h)
+                    .map(|j| hidden.iter().skip(j).step_by(h).sum::<f32>() / n as f32)
+                    .collect();
+                corral_embed::l2_normalize(&mut mean);
+                mean
             })
             .collect()
     };

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_embed::{Tokenized, TruncationSide};
+use corral_embed::{l2_normalize, Tokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
 use crate::model::{EmbedModel, TokenizeError};
@@ -197,24 +197,4 @@ async fn tokenize(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenising failed: {e}")))
-}
-
-/// Scales `v` to unit L2 norm (a zero vector stays zero).
-pub(crate) fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 1e-12 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalising_gives_unit_norm() {
-        let mut v = vec![3.0, 4.0];
-        l2_normalize(&mut v);
-        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
-    }
 }

@@ -48,26 +48,47 @@ fn push(m: &WorkerShared<Echo>, j: Job<Echo>) {
     assert!(m.push(j).is_ok(), "the mailbox is open");
 }
 
-/// Peeks at up to `n` queued jobs, costs each one per input, and takes
-/// them as one batch started at `at`; returns what was taken and the
+/// Peeks at up to `n` queued jobs, costs each input 1, and takes them as
+/// one packed batch started at `at`; returns what was taken and the
 /// batch's inputs, flattened.
 fn take_n(m: &WorkerShared<Echo>, n: usize, at: Instant) -> (Took, Vec<u32>) {
+    take_costed(m, n, at, &Batching::PACKED, |_| 1)
+}
+
+/// [`take_n`] with each input costed by `cost` and the batch by `batching`.
+fn take_costed(
+    m: &WorkerShared<Echo>,
+    n: usize,
+    at: Instant,
+    batching: &Batching,
+    cost: impl Fn(u32) -> usize,
+) -> (Took, Vec<u32>) {
     let mut peeked = m.fronts(n);
     assert!(!peeked.is_empty(), "queued jobs");
     for f in &mut peeked {
-        f.cost = f.inputs.len();
+        f.shape = f
+            .inputs
+            .iter()
+            .fold(BatchShape::default(), |s, &i| s.with(cost(i)));
     }
     let mut inputs = Vec::new();
-    let took = m.take_batch(&mut peeked, at, &mut inputs).expect("open");
+    let took = m
+        .take_batch(&mut peeked, at, batching, &mut inputs)
+        .expect("open");
     assert!(peeked.is_empty(), "drained");
     let flat = inputs.iter().flat_map(|v| v.iter().copied()).collect();
     (took, flat)
 }
 
-fn took(jobs: usize, cost: usize) -> Took {
+/// `jobs` taken with `inputs` inputs of cost 1 between them.
+fn took(jobs: usize, inputs: usize) -> Took {
     Took {
         jobs,
-        cost,
+        shape: BatchShape {
+            inputs,
+            sum: inputs,
+            costliest: inputs.min(1),
+        },
         ..Took::default()
     }
 }
@@ -158,14 +179,16 @@ fn take_batch_skips_gone_callers_and_jobs_no_longer_queued() {
     assert_eq!(m.expire(t0 + Duration::from_secs(2)).queued, 1);
     assert_eq!(m.depth(), 3);
     let mut inputs = Vec::new();
-    let t = m.take_batch(&mut peeked, t0, &mut inputs).unwrap();
+    let t = m
+        .take_batch(&mut peeked, t0, &Batching::PACKED, &mut inputs)
+        .unwrap();
     assert_eq!(
         t,
         Took {
             jobs: 1,
             cancelled: 1,
             answered: 0,
-            cost: 0
+            shape: BatchShape::default(),
         }
     );
     assert_eq!(inputs.len(), 1);
@@ -184,13 +207,16 @@ fn take_batch_skips_gone_callers_and_jobs_no_longer_queued() {
     jobs.clear();
     assert!(m.finish_batch(&mut jobs));
     assert_eq!(
-        m.take_batch(&mut stale, t0, &mut inputs).unwrap(),
+        m.take_batch(&mut stale, t0, &Batching::PACKED, &mut inputs)
+            .unwrap(),
         Took::default(),
         "taken already"
     );
     m.seize();
     let mut none = Vec::new();
-    assert!(m.take_batch(&mut none, t0, &mut inputs).is_none());
+    assert!(m
+        .take_batch(&mut none, t0, &Batching::PACKED, &mut inputs)
+        .is_none());
 }
 
 #[test]
@@ -212,6 +238,33 @@ fn a_started_batch_grows_by_what_is_taken_before_it_runs() {
     assert_eq!(m.assembled(), 2);
     let held = m.seize();
     assert_eq!(held.running.len(), 2, "all of it started");
+}
+
+#[test]
+fn a_padded_batch_is_costed_again_as_it_grows() {
+    // Each input costs its own value; padded, a batch costs its inputs ×
+    // its costliest one — not the sum of what each take cost alone.
+    let d = door();
+    let m = mailbox(4, 4);
+    let t0 = Instant::now();
+    let padded = Batching::PADDED;
+    let (a, _ra) = job(&d, vec![5], None);
+    push(&m, a);
+    take_costed(&m, 4, t0, &padded, |i| i as usize);
+    assert_eq!(m.heartbeat.lock().batch_cost, 5);
+    let (b, _rb) = job(&d, vec![2, 3], None);
+    push(&m, b);
+    let (t, _) = take_costed(&m, 4, t0, &padded, |i| i as usize);
+    assert_eq!(
+        t.shape,
+        BatchShape {
+            inputs: 2,
+            sum: 5,
+            costliest: 3
+        }
+    );
+    let hb = *m.heartbeat.lock();
+    assert_eq!((hb.batch_cost, hb.batch_len), (15, 3), "3 rows × 5");
 }
 
 #[test]

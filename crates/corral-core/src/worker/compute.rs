@@ -1,6 +1,13 @@
 //! A worker's compute thread: loads the backend, takes batches out of the
-//! bounded mailbox by token budget, runs them, answers each request on its
-//! own reply port.
+//! bounded mailbox by token budget, costed by the backend's own rule
+//! ([`Batching`]: packed or padded, and its limits on one forward pass), runs
+//! them, answers each request on its own reply port.
+//!
+//! The batch handed to [`Backend::run`] is the forward pass: requests join a
+//! batch only while it keeps the pool's `max_batch_tokens` and
+//! `max_batch_requests` and the backend's limits. Only a request that is
+//! over the backend's limits by itself is run as several forwards, cut in
+//! order by [`Batching::forwards`], and answered once.
 //!
 //! This is the only place the backend is touched. It is a plain OS thread so
 //! that a forward pass that never returns blocks nothing but itself: the
@@ -22,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Events;
-use crate::backend::{Backend, LoadContext};
+use crate::backend::{Backend, BackendError, BatchShape, Batching, LoadContext};
 use crate::error::Failure;
 use crate::job::Job;
 use crate::mailbox::{Front, WorkerShared};
@@ -90,21 +97,49 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A request's cost: the sum of its inputs' costs, each at least 1. A
-/// `cost` that panics (it must not, but it is a backend's code) makes the
-/// request cost a whole batch, so that it runs alone — where a panicking
-/// `run` is caught and handled like any other.
-fn cost_of<B: Backend>(backend: &B, inputs: &[B::Input], whole_batch: usize) -> usize {
+/// A request's shape: its inputs, each costing at least 1. A `cost` that
+/// panics (it must not, but it is a backend's code) makes each input cost a
+/// whole batch, so that the request runs alone — where a panicking `run` is
+/// caught and handled like any other.
+fn shape_of<B: Backend>(backend: &B, inputs: &[B::Input], whole_batch: usize) -> BatchShape {
     catch_unwind(AssertUnwindSafe(|| {
         inputs
             .iter()
-            .map(|i| backend.cost(i).max(1))
-            .fold(0usize, usize::saturating_add)
+            .fold(BatchShape::default(), |s, i| s.with(backend.cost(i).max(1)))
     }))
     .unwrap_or_else(|p| {
         tracing::error!("Backend::cost panicked: {}", panic_message(p.as_ref()));
-        whole_batch
+        inputs
+            .iter()
+            .fold(BatchShape::default(), |s, _| s.with(whole_batch))
     })
+}
+
+/// Runs a batch over the backend's limits (one request, by itself) as
+/// several forwards cut by [`Batching::forwards`], in order, and returns
+/// their outputs concatenated. The first failure fails the whole batch.
+fn run_forwards<B: Backend>(
+    backend: &mut B,
+    batching: &Batching,
+    batch: &[&B::Input],
+) -> Result<Vec<B::Output>, BackendError> {
+    let costs = catch_unwind(AssertUnwindSafe(|| {
+        batch.iter().map(|i| backend.cost(i).max(1)).collect()
+    }))
+    .unwrap_or_else(|_| vec![usize::MAX; batch.len()]);
+    let mut outputs = Vec::with_capacity(batch.len());
+    for forward in batching.forwards(&costs) {
+        let part = backend.run(&batch[forward.clone()])?;
+        if part.len() != forward.len() {
+            return Err(BackendError::new(format!(
+                "backend returned {} outputs for {} inputs",
+                part.len(),
+                forward.len()
+            )));
+        }
+        outputs.extend(part);
+    }
+    Ok(outputs)
 }
 
 /// How a batch ended, for the serving loop.
@@ -116,12 +151,17 @@ enum Next {
 impl<B: Backend> Compute<B> {
     pub(crate) fn run(self) {
         let worker = self.shared.id;
-        let loaded = catch_unwind(AssertUnwindSafe(|| B::load(&self.spec, &self.load_ctx)));
+        let loaded = catch_unwind(AssertUnwindSafe(|| {
+            B::load(&self.spec, &self.load_ctx).map(|b| {
+                let batching = b.batching();
+                (b, batching)
+            })
+        }));
         match loaded {
-            Ok(Ok(mut backend)) => {
+            Ok(Ok((mut backend, batching))) => {
                 if !self.shared.is_retired() {
                     self.events.loaded(worker);
-                    self.serve(&mut backend);
+                    self.serve(&mut backend, &batching);
                 }
                 self.thread.exit();
             }
@@ -137,15 +177,15 @@ impl<B: Backend> Compute<B> {
         }
     }
 
-    fn serve(&self, backend: &mut B) {
+    fn serve(&self, backend: &mut B, batching: &Batching) {
         // Reused from batch to batch: the peeked jobs, the running batch's
         // inputs, and the finished batch's jobs (swapped with the mailbox's
         // running set), so that a batch allocates nothing under the lock.
         let mut peeked = Vec::new();
         let mut inputs = Vec::new();
         let mut jobs = Vec::new();
-        while self.take_batch(backend, &mut peeked, &mut inputs) {
-            if let Next::Exit = self.run_batch(backend, &mut inputs, &mut jobs) {
+        while let Some(shape) = self.take_batch(backend, batching, &mut peeked, &mut inputs) {
+            if let Next::Exit = self.run_batch(backend, batching, shape, &mut inputs, &mut jobs) {
                 return;
             }
         }
@@ -153,41 +193,45 @@ impl<B: Backend> Compute<B> {
 
     /// Takes the next batch and starts it: peeks at the queued requests,
     /// costs them outside the mailbox lock, and takes the front request
-    /// always, then more while the token budget and request cap allow. A
+    /// always, then more while the batch, costed by `batching`'s rule, keeps
+    /// the token budget, the request cap and the backend's limits. A
     /// request that must run alone (it failed in a batch before) runs alone.
     /// While every request peeked fitted, requests queued meanwhile are
     /// peeked and taken into the same batch (it has not run yet). Cancelled
     /// requests are skipped here, before compute. The batch's inputs are
-    /// collected, in order, into `inputs`. Returns `false` when the mailbox
-    /// is closed.
+    /// collected, in order, into `inputs`. Returns the batch's shape, or
+    /// `None` when the mailbox is closed.
     fn take_batch(
         &self,
         backend: &B,
+        batching: &Batching,
         peeked: &mut Vec<Front<B>>,
         inputs: &mut Vec<Arc<Vec<B::Input>>>,
-    ) -> bool {
+    ) -> Option<BatchShape> {
         inputs.clear();
-        // The cost and count of the requests taken so far, and whether the
+        // The shape and count of the requests taken so far, and whether the
         // first of them must run alone.
-        let (mut cost, mut jobs, mut alone) = (0usize, 0usize, false);
+        let (mut shape, mut jobs, mut alone) = (BatchShape::default(), 0usize, false);
         loop {
             let room = self.max_batch_requests.saturating_sub(jobs);
             if !self.shared.peek_fronts(room, jobs == 0, peeked) {
                 // Closed, or (with a batch started) nothing more queued.
-                return jobs > 0 && !self.shared.is_retired();
+                return (jobs > 0 && !self.shared.is_retired()).then_some(shape);
             }
             let mut complete = false;
-            let (mut n, mut planned) = (0usize, cost);
+            let (mut n, mut planned) = (0usize, shape);
             for front in peeked.iter_mut() {
-                let c = cost_of(backend, &front.inputs, self.max_batch_tokens);
-                let full = planned.saturating_add(c) > self.max_batch_tokens
+                let s = shape_of(backend, &front.inputs, self.max_batch_tokens);
+                let grown = planned.join(s);
+                let full = batching.cost(grown) > self.max_batch_tokens
+                    || !batching.fits(grown)
                     || jobs + n >= self.max_batch_requests;
                 if jobs + n > 0 && (full || front.alone || alone) {
                     complete = true;
                     break;
                 }
-                front.cost = c;
-                planned = planned.saturating_add(c);
+                front.shape = s;
+                planned = grown;
                 alone = front.alone;
                 n += 1;
             }
@@ -196,14 +240,14 @@ impl<B: Backend> Compute<B> {
                 // Let go of the peeked inputs: a queued request refused
                 // later hands its inputs back only if nobody else holds them.
                 peeked.clear();
-                return true;
+                return Some(shape);
             }
             peeked.truncate(n);
-            let Some(took) = self.shared.take_batch(peeked, Instant::now(), inputs) else {
-                return false;
-            };
+            let took = self
+                .shared
+                .take_batch(peeked, Instant::now(), batching, inputs)?;
             self.recorder.cancelled(took.cancelled as u64);
-            cost = cost.saturating_add(took.cost);
+            shape = shape.join(took.shape);
             jobs += took.jobs;
             if jobs == 0 {
                 // Everything peeked had left: wait for the next request.
@@ -211,23 +255,32 @@ impl<B: Backend> Compute<B> {
                 continue;
             }
             if complete || alone || jobs >= self.max_batch_requests {
-                return true;
+                return Some(shape);
             }
         }
     }
 
-    /// Runs the started batch (its inputs in `inputs`, emptied here) and
-    /// answers it; `jobs` is the empty buffer the finished batch is handed
-    /// back in.
+    /// Runs the started batch (its inputs in `inputs`, emptied here; its
+    /// shape `shape`) as one forward pass — or, if it is one request over
+    /// the backend's limits, as several — and answers it; `jobs` is the
+    /// empty buffer the finished batch is handed back in.
     fn run_batch(
         &self,
         backend: &mut B,
+        batching: &Batching,
+        shape: BatchShape,
         inputs: &mut Vec<Arc<Vec<B::Input>>>,
         jobs: &mut Vec<Job<B>>,
     ) -> Next {
         let started = Instant::now();
         let refs: Vec<&B::Input> = inputs.iter().flat_map(|v| v.iter()).collect();
-        let result = catch_unwind(AssertUnwindSafe(|| backend.run(&refs)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if batching.fits(shape) {
+                backend.run(&refs)
+            } else {
+                run_forwards(backend, batching, &refs)
+            }
+        }));
         let took = started.elapsed();
         let n_inputs = refs.len();
         drop(refs);

@@ -11,10 +11,10 @@ use corral_embed::fast::{FastBert, FastBertConfig, Int8Layers, OpTimer};
 use tokenizers::Tokenizer;
 use tracing_subscriber::layer::SubscriberExt;
 
-use super::{tokenize, Batch, Res};
+use super::{fast_embed, tokenize, Batch, Res};
 
 /// The per-op table's rows: FastBert's op span names and their labels.
-const OP_LABELS: [(&str, &str); 9] = [
+const OP_LABELS: [(&str, &str); 8] = [
     ("embeddings", "embeddings (gather+sum+LN)"),
     ("qkv_matmul", "QKV matmul (+bias)"),
     ("attention", "attention (scores+softmax+context)"),
@@ -23,7 +23,6 @@ const OP_LABELS: [(&str, &str); 9] = [
     ("bias_gelu", "bias+GELU"),
     ("ffn_out_matmul", "FFN-out matmul (+residual)"),
     ("layer_norm", "bias+LayerNorm (x2)"),
-    ("output", "output scatter/pool"),
 ];
 
 /// Per-op times of one forward + mean pool + normalise of `b` on the
@@ -34,12 +33,12 @@ pub(crate) fn op_profile(
     b: &Batch,
     iters: usize,
 ) -> Res<Vec<(&'static str, Duration)>> {
-    fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
+    fast_embed(fb, b, 1)?;
     let timer = OpTimer::new();
     let subscriber = tracing_subscriber::registry().with(timer.clone());
     tracing::subscriber::with_default(subscriber, || -> Res<()> {
         for _ in 0..iters {
-            fb.forward_mean_pooled(&b.ids, &b.mask, b.rows, b.seq, 1, true)?;
+            fast_embed(fb, b, 1)?;
         }
         Ok(())
     })?;
@@ -108,12 +107,12 @@ fn single_latency(
         .build()?;
     pool.install(|| -> Res<(Duration, Duration)> {
         for _ in 0..warmup {
-            fb.forward_mean_pooled(&b.ids, &b.mask, 1, b.seq, threads, true)?;
+            fast_embed(fb, b, threads)?;
         }
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
-            fb.forward_mean_pooled(&b.ids, &b.mask, 1, b.seq, threads, true)?;
+            fast_embed(fb, b, threads)?;
             times.push(t.elapsed());
         }
         times.sort();

@@ -120,7 +120,8 @@ pub enum FastBertError {
 }
 
 /// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
-/// kernels. Not `Sync`-shared: each worker owns one (its buffers are reused
+/// kernels, and one forward pass, [`FastBert::forward_packed`] (packed
+/// texts, no padding; pooling is the caller's). Not `Sync`-shared: each worker owns one (its buffers are reused
 /// across calls). Each op of a forward runs in a TRACE-level span, which
 /// [`OpTimer`] can sum per op (see [`op_timer`]).
 #[derive(Debug)]
@@ -131,8 +132,6 @@ pub struct FastBert {
     scratch: Scratch,
     /// Packed hidden states, `[tokens, hidden]`.
     x: Vec<f32>,
-    /// `[batch, seq, hidden]` output of [`FastBert::forward`].
-    out: Vec<f32>,
     ids: Vec<u32>,
     positions: Vec<u32>,
     spans: Vec<SeqSpan>,
@@ -179,7 +178,6 @@ impl FastBert {
             layers,
             scratch: Scratch::default(),
             x: Vec::new(),
-            out: Vec::new(),
             ids: Vec::new(),
             positions: Vec::new(),
             spans: Vec::new(),
@@ -220,51 +218,6 @@ impl FastBert {
             }
         }
         true
-    }
-
-    /// Packs the real tokens of a padded batch into `self.ids` /
-    /// `self.positions` / `self.spans`.
-    fn pack_padded(
-        &mut self,
-        input_ids: &[u32],
-        attention_mask: &[u32],
-        batch: usize,
-        seq: usize,
-    ) -> Result<(), FastBertError> {
-        let n = batch
-            .checked_mul(seq)
-            .ok_or_else(|| FastBertError::Input("batch × seq overflows".into()))?;
-        if input_ids.len() != n || attention_mask.len() != n {
-            return Err(FastBertError::Input(format!(
-                "expected {n} ids and mask values for batch {batch} × seq {seq}, got {} and {}",
-                input_ids.len(),
-                attention_mask.len()
-            )));
-        }
-        self.ids.clear();
-        self.positions.clear();
-        self.spans.clear();
-        let bert_positions = self.config.padding_idx.is_none();
-        for b in 0..batch {
-            let start = self.ids.len();
-            for t in 0..seq {
-                if attention_mask[b * seq + t] != 0 {
-                    self.ids.push(input_ids[b * seq + t]);
-                    if bert_positions {
-                        self.positions.push(t as u32);
-                    }
-                }
-            }
-            if !bert_positions {
-                self.embeddings
-                    .push_positions(&self.ids[start..], &mut self.positions);
-            }
-            self.spans.push(SeqSpan {
-                start,
-                len: self.ids.len() - start,
-            });
-        }
-        Ok(())
     }
 
     /// Takes a packed batch (see [`FastBert::forward_packed`]) into
@@ -347,65 +300,6 @@ impl FastBert {
         self.pack_offsets(ids, offsets)?;
         self.run_packed(threads)?;
         Ok(&self.x[..ids.len() * self.config.hidden_size])
-    }
-
-    /// Last hidden states, `[batch, seq, hidden]` row-major, for `input_ids`
-    /// and `attention_mask` given as `[batch·seq]` row-major (token type 0
-    /// everywhere, positions `0..seq`; for XLM-RoBERTa, counted over the
-    /// real tokens past `padding_idx`). Rows whose mask is 0 are returned as
-    /// zeros: padding is never computed (it cannot affect real tokens).
-    /// `threads` is the matmul parallelism (1 = the calling thread only).
-    /// The returned slice borrows a buffer reused by the next call.
-    pub fn forward(
-        &mut self,
-        input_ids: &[u32],
-        attention_mask: &[u32],
-        batch: usize,
-        seq: usize,
-        threads: usize,
-    ) -> Result<&[f32], FastBertError> {
-        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
-        self.pack_padded(input_ids, attention_mask, batch, seq)?;
-        self.run_packed(threads)?;
-        let h = self.config.hidden_size;
-        op_span!("output").in_scope(|| {
-            self.out.clear();
-            self.out.resize(batch * seq * h, 0.0);
-            let mut r = 0;
-            for (i, &m) in attention_mask.iter().enumerate() {
-                if m != 0 {
-                    self.out[i * h..(i + 1) * h].copy_from_slice(&self.x[r * h..(r + 1) * h]);
-                    r += 1;
-                }
-            }
-        });
-        Ok(&self.out)
-    }
-
-    /// Sentence embeddings, `[batch, hidden]`: the mean of the last hidden
-    /// states over each text's real tokens (sentence-transformers' mean
-    /// pooling; an all-padding row gives zeros), L2-normalised when
-    /// `normalize`. Same inputs as [`FastBert::forward`].
-    pub fn forward_mean_pooled(
-        &mut self,
-        input_ids: &[u32],
-        attention_mask: &[u32],
-        batch: usize,
-        seq: usize,
-        threads: usize,
-        normalize: bool,
-    ) -> Result<Vec<f32>, FastBertError> {
-        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
-        self.pack_padded(input_ids, attention_mask, batch, seq)?;
-        self.run_packed(threads)?;
-        let h = self.config.hidden_size;
-        let pooled = op_span!("output").in_scope(|| {
-            let mut offsets: Vec<usize> = self.spans.iter().map(|s| s.start).collect();
-            offsets.push(self.ids.len());
-            let rows = crate::pooling::pool(&self.x, h, &offsets, crate::Pooling::Mean, normalize);
-            rows.concat()
-        });
-        Ok(pooled)
     }
 }
 

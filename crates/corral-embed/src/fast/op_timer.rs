@@ -3,10 +3,8 @@
 //!
 //! Every op of a forward pass runs inside a TRACE-level span with target
 //! [`OP_TARGET`], named for the op (see [`OPS`]), and each whole forward
-//! call ([`FastBert::forward`](super::FastBert::forward),
-//! [`forward_packed`](super::FastBert::forward_packed),
-//! [`forward_mean_pooled`](super::FastBert::forward_mean_pooled)) inside
-//! one named [`FORWARD`]. With no subscriber, or one that does not enable
+//! call ([`FastBert::forward_packed`](super::FastBert::forward_packed))
+//! inside one named [`FORWARD`]. With no subscriber, or one that does not enable
 //! TRACE for [`OP_TARGET`], a span costs the check of its callsite's cached
 //! interest: no clock is read and nothing is recorded.
 //!
@@ -36,9 +34,9 @@ pub const FORWARD: &str = "forward";
 /// (attention output matmul, residual fused into gemm), `layer_norm`
 /// (a fused bias + layer norm; twice per encoder layer), `ffn_in_matmul`
 /// (feed-forward up matmul), `bias_gelu` (fused bias + GELU),
-/// `ffn_out_matmul` (feed-forward down matmul + residual) and `output`
-/// (scattering packed rows back to `[batch, seq, hidden]`, or pooling).
-pub const OPS: [&str; 9] = [
+/// and `ffn_out_matmul` (feed-forward down matmul + residual). Pooling is
+/// not FastBert's (see `crate::pooling`).
+pub const OPS: [&str; 8] = [
     "embeddings",
     "qkv_matmul",
     "attention",
@@ -47,7 +45,6 @@ pub const OPS: [&str; 9] = [
     "ffn_in_matmul",
     "bias_gelu",
     "ffn_out_matmul",
-    "output",
 ];
 
 /// The span of one op, named `$name` (one of [`OPS`]), at TRACE level.

@@ -134,6 +134,56 @@ fn batch_inputs() -> (Vec<u32>, Vec<u32>, usize, usize) {
     (ids, mask, lens.len(), seq)
 }
 
+/// Right-padded `[batch, seq]` ids and mask (each row's mask a run of ones
+/// from the start) as packed ids and offsets.
+fn packed(ids: &[u32], mask: &[u32], batch: usize, seq: usize) -> (Vec<u32>, Vec<usize>) {
+    let (mut out, mut offsets) = (Vec::new(), vec![0]);
+    for b in 0..batch {
+        let row = &mask[b * seq..(b + 1) * seq];
+        let len = row.iter().take_while(|&&m| m == 1).count();
+        assert!(row[len..].iter().all(|&m| m == 0), "right padding only");
+        out.extend_from_slice(&ids[b * seq..b * seq + len]);
+        offsets.push(out.len());
+    }
+    (out, offsets)
+}
+
+/// [`FastBert::forward_packed`] on a right-padded batch, scattered back to
+/// `[batch, seq, hidden]` with padding rows zero.
+fn forward_padded(
+    fast: &mut FastBert,
+    ids: &[u32],
+    mask: &[u32],
+    batch: usize,
+    seq: usize,
+    threads: usize,
+) -> Vec<f32> {
+    let (p, offsets) = packed(ids, mask, batch, seq);
+    let hidden = fast.forward_packed(&p, &offsets, threads).unwrap();
+    let mut out = vec![0.0; batch * seq * HIDDEN];
+    for (b, w) in offsets.windows(2).enumerate() {
+        let rows = &hidden[w[0] * HIDDEN..w[1] * HIDDEN];
+        out[b * seq * HIDDEN..b * seq * HIDDEN + rows.len()].copy_from_slice(rows);
+    }
+    out
+}
+
+/// Mean-pooled rows (`[batch, hidden]`, L2-normalised when `normalize`) of
+/// a right-padded batch, through `forward_packed` and the crate's pooling.
+fn mean_pooled(
+    fast: &mut FastBert,
+    ids: &[u32],
+    mask: &[u32],
+    batch: usize,
+    seq: usize,
+    threads: usize,
+    normalize: bool,
+) -> Vec<f32> {
+    let (p, offsets) = packed(ids, mask, batch, seq);
+    let hidden = fast.forward_packed(&p, &offsets, threads).unwrap();
+    crate::pooling::pool(hidden, HIDDEN, &offsets, crate::Pooling::Mean, normalize).concat()
+}
+
 fn candle_hidden(path: &PathBuf, ids: &[u32], mask: &[u32], batch: usize, seq: usize) -> Vec<f32> {
     let cfg: Config = serde_json::from_str(&config_json()).unwrap();
     // SAFETY: the file was just written by this test and is not modified
@@ -170,10 +220,7 @@ fn matches_candle_bert_model_on_tiny_random_bert() {
         let want = candle_hidden(path, &ids, &mask, batch, seq);
         let mut fast = FastBert::load(path, &cfg).unwrap();
         for threads in [1, 2] {
-            let got = fast
-                .forward(&ids, &mask, batch, seq, threads)
-                .unwrap()
-                .to_vec();
+            let got = forward_padded(&mut fast, &ids, &mask, batch, seq, threads);
             let mut worst = 0.0f32;
             for (i, &m) in mask.iter().enumerate() {
                 let (g, w) = (
@@ -191,9 +238,7 @@ fn matches_candle_bert_model_on_tiny_random_bert() {
             assert!(worst < 1e-4, "{tag} threads={threads}: max diff {worst}");
 
             // Mean pooling agrees with pooling the hidden states by hand.
-            let pooled = fast
-                .forward_mean_pooled(&ids, &mask, batch, seq, threads, false)
-                .unwrap();
+            let pooled = mean_pooled(&mut fast, &ids, &mask, batch, seq, threads, false);
             for b in 0..batch {
                 let n: u32 = mask[b * seq..(b + 1) * seq].iter().sum();
                 for j in 0..HIDDEN {
@@ -214,21 +259,18 @@ fn text_alone_equals_text_in_mixed_batch() {
     let path = &model.path;
     let mut fast = FastBert::load(path, &cfg).unwrap();
     let (ids, mask, batch, seq) = batch_inputs();
-    let together = fast
-        .forward_mean_pooled(&ids, &mask, batch, seq, 1, true)
-        .unwrap();
+    let together = mean_pooled(&mut fast, &ids, &mask, batch, seq, 1, true);
     for b in 0..batch {
         let len = mask[b * seq..(b + 1) * seq].iter().sum::<u32>() as usize;
-        let alone = fast
-            .forward_mean_pooled(
-                &ids[b * seq..b * seq + len],
-                &mask[b * seq..b * seq + len],
-                1,
-                len,
-                1,
-                true,
-            )
-            .unwrap();
+        let alone = mean_pooled(
+            &mut fast,
+            &ids[b * seq..b * seq + len],
+            &mask[b * seq..b * seq + len],
+            1,
+            len,
+            1,
+            true,
+        );
         let d = super::test_util::max_abs_diff(&alone, &together[b * HIDDEN..(b + 1) * HIDDEN]);
         assert!(d <= 1e-5, "text {b}: max diff {d}");
     }
@@ -240,10 +282,14 @@ fn rejects_bad_inputs() {
     let model = write_tiny_model("", "bad");
     let path = &model.path;
     let mut fast = FastBert::load(path, &cfg).unwrap();
-    assert!(fast.forward(&[1, 2], &[1], 1, 2, 1).is_err());
-    assert!(fast.forward(&[VOCAB as u32], &[1], 1, 1, 1).is_err());
+    // Offsets that do not describe the ids.
+    assert!(fast.forward_packed(&[1, 2], &[0, 1], 1).is_err());
+    assert!(fast.forward_packed(&[1, 2], &[1, 2], 1).is_err());
+    assert!(fast.forward_packed(&[1, 2], &[0, 2, 1, 2], 1).is_err());
+    assert!(fast.forward_packed(&[VOCAB as u32], &[0, 1], 1).is_err());
     let long = vec![1u32; MAXPOS + 1];
-    assert!(fast.forward(&long, &long, 1, MAXPOS + 1, 1).is_err());
+    assert!(fast.forward_packed(&long, &[0, MAXPOS + 1], 1).is_err());
+    assert!(fast.forward_packed(&[1, 2], &[0, 2], 1).is_ok());
     assert!(FastBertConfig::from_hf_json(&config_json().replace("\"gelu\"", "\"relu\"")).is_err());
 }
 
@@ -268,10 +314,9 @@ fn op_timer_sums_every_op() {
     let offsets = [0, 5, 9, packed.len()];
     let run = |fast: &mut FastBert| {
         (
-            fast.forward(&ids, &mask, batch, seq, 1).unwrap().to_vec(),
+            forward_padded(fast, &ids, &mask, batch, seq, 1),
             fast.forward_packed(&packed, &offsets, 2).unwrap().to_vec(),
-            fast.forward_mean_pooled(&ids, &mask, batch, seq, 2, true)
-                .unwrap(),
+            mean_pooled(fast, &ids, &mask, batch, seq, 2, true),
         )
     };
     let plain = run(&mut fast);
@@ -299,8 +344,6 @@ fn op_timer_sums_every_op() {
     for op in &t.ops {
         let want = match op.name {
             "embeddings" => 3,
-            // `forward` and `forward_mean_pooled` only.
-            "output" => 2,
             "layer_norm" => 3 * 2 * LAYERS as u64,
             _ => 3 * LAYERS as u64,
         };
@@ -320,7 +363,7 @@ fn forward_works_with_no_subscriber() {
     let path = &model.path;
     let mut fast = FastBert::load(path, &cfg).unwrap();
     let (ids, mask, batch, seq) = batch_inputs();
-    let a = fast.forward(&ids, &mask, batch, seq, 1).unwrap().to_vec();
+    let a = forward_padded(&mut fast, &ids, &mask, batch, seq, 1);
     assert_eq!(a.len(), batch * seq * HIDDEN);
     assert!(a.iter().all(|v| v.is_finite()));
 }
