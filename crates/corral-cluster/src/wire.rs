@@ -136,6 +136,8 @@ mod codec;
 mod format;
 mod frame;
 mod reader;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod writer;
 
 pub use codec::{decode_items, encode_items, LoadReport, Wire};

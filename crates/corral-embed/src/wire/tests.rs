@@ -3,6 +3,9 @@
 //! frames (moved here from corral-cluster with the impls).
 
 use super::*;
+use corral_cluster::wire::testing::{
+    decode_exact as decode_value, on_the_wire, round_trip as roundtrip, Mutation,
+};
 use corral_cluster::wire::{
     decode_reply, decode_request, encode_reply, encode_request, LoadReport, WireReply,
 };
@@ -12,30 +15,6 @@ use proptest::prelude::*;
 
 fn lim() -> Limits {
     Limits::default()
-}
-
-fn roundtrip<T: Wire>(v: &T) -> T {
-    let mut out = Vec::new();
-    v.encode(&mut out);
-    let mut r = Reader::new(&out);
-    let back = T::decode(&mut r, &lim()).expect("decodes");
-    r.finish().expect("no trailing bytes");
-    let mut again = Vec::new();
-    back.encode(&mut again);
-    assert_eq!(again, out, "decode then encode gives the same bytes");
-    back
-}
-
-fn decode_value<T: Wire>(bytes: &[u8], limits: &Limits) -> Result<T, WireError> {
-    let mut r = Reader::new(bytes);
-    let v = T::decode(&mut r, limits)?;
-    r.finish()?;
-    Ok(v)
-}
-
-/// What a duration comes back as: whole microseconds, saturating.
-fn on_the_wire(d: Duration) -> Duration {
-    Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -214,34 +193,8 @@ fn every_decoder(bytes: &[u8]) {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-}
-
 fn arb_mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), 1u8..=255).prop_map(|(i, b)| Mutation::Flip(i, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        any::<usize>().prop_map(Mutation::Delete),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
-    let n = bytes.len();
-    match *m {
-        Mutation::Flip(i, b) if n > 0 => bytes[i % n] ^= b,
-        Mutation::Insert(i, b) => bytes.insert(i % (n + 1), b),
-        Mutation::Delete(i) if n > 0 => {
-            bytes.remove(i % n);
-        }
-        Mutation::Truncate(i) => bytes.truncate(i % (n + 1)),
-        _ => {}
-    }
+    (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(Mutation::from_parts)
 }
 
 proptest! {
@@ -284,7 +237,7 @@ proptest! {
     ) {
         let mut bytes = frame;
         for m in &mutations {
-            mutate(&mut bytes, m);
+            m.apply(&mut bytes);
         }
         every_decoder(&bytes);
     }
