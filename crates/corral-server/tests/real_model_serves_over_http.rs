@@ -1,7 +1,8 @@
 //! The real all-MiniLM-L6-v2 behind the real server (release mode): the
 //! routes give the golden vectors (floats, base64, token ids, TEI with
 //! truncation) with the real token counts; a flood of 20× the pool's
-//! capacity is refused 429 at once and never hangs or fails; a client that
+//! capacity is refused 429 at once (every refusal before the batch that filled
+//! the pool ends; a lone refusal in well under 50 ms) and never hangs or fails; a client that
 //! disconnects frees its place in the pool.
 //!
 //! The model is found through `CORRAL_MODEL_DIR` (else the default fetched
@@ -272,14 +273,16 @@ async fn a_flood_of_twenty_times_capacity_is_refused_429_at_once_then_served_aga
     // Occupy the worker so that the flood meets full mailboxes.
     let client = s.client.clone();
     let url = s.url("/embed");
+    let started = Instant::now();
     let busy = tokio::spawn(async move {
-        client
+        let status = client
             .post(url)
             .json(&hog(48))
             .send()
             .await
             .unwrap()
-            .status()
+            .status();
+        (status, Instant::now())
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while pool.health().await.unwrap().total_depth() == 0 {
@@ -289,13 +292,15 @@ async fn a_flood_of_twenty_times_capacity_is_refused_429_at_once_then_served_aga
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // The flood: every request on its own connection, all at once.
     let flood = 20 * capacity;
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut requests = Vec::new();
     for i in 0..flood {
         let client = reqwest::Client::new();
         let url = s.url("/v1/embeddings");
+        let answered = answered.clone();
         requests.push(tokio::spawn(async move {
-            let sent = Instant::now();
             let r = tokio::time::timeout(
                 Duration::from_secs(60),
                 client
@@ -306,14 +311,39 @@ async fn a_flood_of_twenty_times_capacity_is_refused_429_at_once_then_served_aga
             .await
             .expect("no request hangs")
             .unwrap();
+            let arrived = Instant::now();
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let retry_after = r.headers().get("retry-after").cloned();
-            (r.status().as_u16(), sent.elapsed(), retry_after)
+            (r.status().as_u16(), arrived, retry_after)
         }));
     }
-    let mut refused = Vec::new();
+    // One caller's view: once the flood has been refused (all but the few
+    // it can admit, which wait behind the hog), refusals one after another
+    // on a warm connection.
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < flood - capacity {
+        assert!(Instant::now() < deadline, "the flood was not answered");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let probe = |i: usize| s.post("/v1/embeddings", json!({"input": format!("probe {i}")}));
+    assert_eq!(
+        probe(0).await.status(),
+        429,
+        "a probe found room: the hog ended too soon, or the flood waited"
+    );
+    let mut took = Vec::new();
+    for i in 1..=20 {
+        let sent = Instant::now();
+        let status = probe(i).await.status();
+        took.push(sent.elapsed());
+        assert_eq!(
+            status, 429,
+            "a probe found room: the hog ended too soon, or the flood waited"
+        );
+    }
+    let mut refused_at = Vec::new();
     let mut ok = 0;
     for r in requests {
-        let (status, took, retry_after) = r.await.unwrap();
+        let (status, arrived, retry_after) = r.await.unwrap();
         match status {
             200 => ok += 1,
             429 => {
@@ -324,36 +354,56 @@ async fn a_flood_of_twenty_times_capacity_is_refused_429_at_once_then_served_aga
                     .parse()
                     .unwrap();
                 assert!(secs >= 1);
-                refused.push(took);
+                refused_at.push(arrived);
             }
             other => panic!("flood answered {other}"),
         }
     }
     assert!(
-        refused.len() >= flood - capacity,
+        refused_at.len() >= flood - capacity,
         "{} refused, {ok} served",
-        refused.len()
+        refused_at.len()
     );
-    refused.sort();
-    let p99 = refused[(refused.len() * 99 / 100).min(refused.len() - 1)];
+    let (status, hog_done) = busy.await.unwrap();
+    assert_eq!(status, 200);
+    // "At once" means "without waiting for the model": every refusal of the
+    // flood reached its caller before the batch that filled the pool ended.
+    let last_refusal = *refused_at.iter().max().unwrap();
     eprintln!(
-        "{} refused (p50 {:?}, p99 {p99:?}), {ok} served",
-        refused.len(),
-        refused[refused.len() / 2]
+        "{} refused, the last {:?} after the hog began, which took {:?}; {ok} served",
+        refused_at.len(),
+        last_refusal - started,
+        hog_done - started
     );
-    // 50 ms is the target on a machine with a core to spare; with the cores
-    // oversubscribed by other processes (load average above the core count)
-    // the scheduler, not the server, sets the figure, and the test holds
-    // the refusals to well under the hog's compute time instead.
+    assert!(
+        last_refusal < hog_done,
+        "a refusal waited for the model: the last came {:?} after the hog began, the hog ended after {:?}",
+        last_refusal - started,
+        hog_done - started
+    );
+    // And one refusal on its own costs little. 50 ms is the target on a
+    // machine with a core to spare; with the cores oversubscribed by other
+    // processes (load average above the core count) the scheduler, not the
+    // server, sets the figure.
+    took.sort();
+    let worst = *took.last().unwrap();
+    eprintln!(
+        "a lone refusal: median {:?}, worst {worst:?}",
+        took[took.len() / 2]
+    );
     let (load, cores) = load_and_cores();
     let limit = if load <= cores {
         Duration::from_millis(50)
     } else {
-        eprintln!("load average {load:.1} on {cores} cores: holding p99 to 500 ms, not 50 ms");
+        eprintln!(
+            "load average {load:.1} on {cores} cores: holding a refusal to 500 ms, not 50 ms"
+        );
         Duration::from_millis(500)
     };
-    assert!(p99 < limit, "p99 of a refusal {p99:?} (limit {limit:?})");
-    assert_eq!(busy.await.unwrap(), 200);
+    assert!(
+        worst < limit,
+        "a lone refusal took {worst:?} (limit {limit:?})"
+    );
     // After the flood every request succeeds again.
     for i in 0..20 {
         let r = s
