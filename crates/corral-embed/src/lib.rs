@@ -26,6 +26,9 @@
 //!   forward is costed by ([`Embedder::batching`]: packed or padded).
 //! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`]; the
 //!   pool batches by the embedder's rule, so each batch is one forward.
+//! - `score`: what a model with a sequence-classification head (a
+//!   cross-encoder reranker or a classifier) takes and gives:
+//!   [`ModelKind`], [`ScoreInput`], [`ScoreOutput`], [`Activation`].
 //! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
 //!   [`ModelInfo`], for front ends that tokenise before they submit.
 //! - `wire` (feature `cluster`): the wire forms of [`EmbedInput`] and
@@ -52,6 +55,7 @@ pub mod fast;
 mod input;
 pub mod model_dir;
 mod pooling;
+mod score;
 mod spec;
 mod tokenize;
 #[cfg(feature = "cluster")]
@@ -62,6 +66,7 @@ pub use embedder::Embedder;
 pub use error::EmbedError;
 pub use input::{EmbedInput, ModelInfo};
 pub use pooling::l2_normalize;
+pub use score::{Activation, ModelKind, PairTokenized, ScoreInput, ScoreOutput};
 pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 
