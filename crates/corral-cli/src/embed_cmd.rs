@@ -12,18 +12,17 @@
 //! When stderr is a terminal (and without `--quiet`) a progress bar shows
 //! texts done, texts/s and, for a file, the ETA; piped, it stays silent.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use corral_core::{Call, Pool, PoolConfig, PoolHandle};
+use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
 use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling, Quantize};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
+use serde::Serialize;
+
+use crate::lines::{self, Grouping};
 
 /// Options of `corral embed`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,39 +48,6 @@ pub(crate) struct Args {
     /// No progress bar, even on a terminal.
     #[arg(long, short)]
     pub(crate) quiet: bool,
-}
-
-/// A progress bar on stderr when it is a terminal and not `quiet`; a hidden
-/// one otherwise. With a known total it shows the ETA.
-fn progress_bar(quiet: bool, total: Option<u64>) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let (bar, template) = match total {
-        Some(n) => (
-            ProgressBar::new(n),
-            "{bar:30} {pos}/{len} texts, {per_sec}, ETA {eta}",
-        ),
-        None => (ProgressBar::no_length(), "{spinner} {pos} texts, {per_sec}"),
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Texts in `path` (its lines; non-blank lines for JSON Lines), for the ETA.
-fn count_texts(path: &std::path::Path, jsonl: bool) -> Option<u64> {
-    let file = std::fs::File::open(path).ok()?;
-    let lines = std::io::BufReader::new(file).lines();
-    let mut n = 0u64;
-    for line in lines {
-        let line = line.ok()?;
-        if !jsonl || !line.trim().is_empty() {
-            n += 1;
-        }
-    }
-    Some(n)
 }
 
 /// Model and pool options shared by `corral embed` and `corral bench embed`.
@@ -197,21 +163,11 @@ pub(crate) async fn start_pool(
     Ok(handle)
 }
 
-#[derive(Deserialize)]
-struct JsonInput {
-    text: String,
-}
-
 #[derive(Serialize)]
 struct JsonOutput<'a> {
     text: &'a str,
     embedding: &'a [f32],
 }
-
-/// One request's texts and what the pool answered for them.
-type Answer = (Vec<String>, anyhow::Result<Vec<Vec<f32>>>);
-
-type Pending = JoinHandle<Answer>;
 
 /// Runs `corral embed`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -222,38 +178,28 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.model.pool_config();
     let in_flight = requests_in_flight(&config);
     let handle = start_pool(spec, config).await?;
-
-    let reader: Box<dyn BufRead + Send> = match &args.input {
-        Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
-        )),
-        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
-    };
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
-
-    let total = match &args.input {
-        Some(p) if p.as_os_str() != "-" && !args.quiet && std::io::stderr().is_terminal() => {
-            count_texts(p, args.jsonl)
-        }
-        _ => None,
-    };
-    let progress = progress_bar(args.quiet, total);
-    let result = pump(
+    let reader = lines::open_input(args.input.as_deref())?;
+    let mut out = lines::open_output(args.output.as_ref())?;
+    let progress = lines::progress_for(args.input.as_deref(), args.jsonl, args.quiet);
+    let result = lines::pump(
         reader,
         &mut out,
         &handle,
-        Batching {
+        Grouping {
             jsonl: args.jsonl,
             request_size: args.request_size,
             in_flight,
             batch_wait: Duration::from_millis(args.batch_wait_ms),
         },
         &progress,
+        str::to_owned,
+        |out, _, texts, vectors| {
+            for (text, embedding) in texts.iter().zip(&vectors) {
+                serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        },
     )
     .await;
     progress.finish_and_clear();
@@ -262,143 +208,4 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     out.flush()?;
     tracing::info!("embedded {count} texts");
     Ok(())
-}
-
-/// Reads texts on a blocking thread (stdin may be slow) into a bounded
-/// channel.
-fn spawn_reader(
-    reader: Box<dyn BufRead + Send>,
-    jsonl: bool,
-) -> tokio::sync::mpsc::Receiver<anyhow::Result<String>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    tokio::task::spawn_blocking(move || {
-        for (n, line) in reader.lines().enumerate() {
-            let text = line
-                .with_context(|| format!("reading input line {}", n + 1))
-                .and_then(|line| {
-                    if !jsonl {
-                        return Ok(Some(line));
-                    }
-                    if line.trim().is_empty() {
-                        return Ok(None);
-                    }
-                    serde_json::from_str::<JsonInput>(&line)
-                        .map(|j| Some(j.text))
-                        .with_context(|| {
-                            format!("input line {}: expected {{\"text\": \"…\"}}", n + 1)
-                        })
-                });
-            let stop = text.is_err();
-            match text.transpose() {
-                None => continue,
-                Some(item) => {
-                    if tx.blocking_send(item).is_err() || stop {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// How input is read and grouped into requests.
-struct Batching {
-    jsonl: bool,
-    /// Most texts in one request.
-    request_size: usize,
-    /// Most requests in flight at once.
-    in_flight: usize,
-    /// Longest a text waits for companions before its request is sent.
-    batch_wait: Duration,
-}
-
-/// Keeps up to `in_flight` requests running and writes answers in input
-/// order, each as soon as it and every earlier one are there. A request is
-/// sent when it is full, when its first text has waited `batch_wait`, or at
-/// the end of input — whichever comes first — and a slot is free. Returns
-/// how many texts were embedded.
-async fn pump(
-    reader: Box<dyn BufRead + Send>,
-    out: &mut dyn Write,
-    handle: &PoolHandle<EmbedBackend>,
-    batching: Batching,
-    progress: &ProgressBar,
-) -> anyhow::Result<usize> {
-    let Batching {
-        jsonl,
-        request_size,
-        in_flight,
-        batch_wait,
-    } = batching;
-    let mut texts = spawn_reader(reader, jsonl);
-    let mut pending: VecDeque<Pending> = VecDeque::new();
-    let mut batch: Vec<String> = Vec::with_capacity(request_size);
-    // When the oldest text in `batch` stops waiting for companions.
-    let mut send_by: Option<tokio::time::Instant> = None;
-    let mut input_done = false;
-    let mut count = 0usize;
-    loop {
-        let now = tokio::time::Instant::now();
-        let due = batch.len() >= request_size || input_done || send_by.is_some_and(|t| t <= now);
-        if !batch.is_empty() && due && pending.len() < in_flight {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(request_size));
-            pending.push_back(send(handle, full));
-            send_by = None;
-        }
-        if input_done && batch.is_empty() && pending.is_empty() {
-            return Ok(count);
-        }
-        // A timer only while it can still fire in the future: a passed one
-        // waits for a free slot (an answer) instead.
-        let wait = send_by.filter(|t| *t > now && pending.len() < in_flight);
-        tokio::select! {
-            biased;
-            answer = async { pending.front_mut().expect("checked non-empty").await },
-                if !pending.is_empty() =>
-            {
-                pending.pop_front();
-                count += write_answer(answer, out, progress)?;
-            }
-            text = texts.recv(), if !input_done && batch.len() < request_size => match text {
-                Some(text) => {
-                    batch.push(text?);
-                    if send_by.is_none() {
-                        send_by = Some(tokio::time::Instant::now() + batch_wait);
-                    }
-                }
-                None => input_done = true,
-            },
-            () = tokio::time::sleep_until(wait.unwrap_or(now)), if wait.is_some() => {}
-        }
-    }
-}
-
-fn send(handle: &PoolHandle<EmbedBackend>, texts: Vec<String>) -> Pending {
-    let handle = handle.clone();
-    tokio::spawn(async move {
-        let result = handle
-            .call_batch(texts.clone())
-            .await
-            .map_err(anyhow::Error::from);
-        (texts, result)
-    })
-}
-
-/// Writes one request's answers and flushes them, so that a reader of a
-/// pipe sees them now. Returns how many texts they were.
-fn write_answer(
-    answer: Result<Answer, tokio::task::JoinError>,
-    out: &mut dyn Write,
-    progress: &ProgressBar,
-) -> anyhow::Result<usize> {
-    let (texts, result) = answer.context("an embedding task panicked")?;
-    let vectors = result.context("embedding failed")?;
-    for (text, embedding) in texts.iter().zip(&vectors) {
-        serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    progress.inc(texts.len() as u64);
-    Ok(texts.len())
 }

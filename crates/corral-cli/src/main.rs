@@ -9,6 +9,7 @@ mod bench_embed;
 mod bench_serve;
 mod embed_cmd;
 mod fetch_cmd;
+mod lines;
 mod node_cmd;
 mod serve_cmd;
 
