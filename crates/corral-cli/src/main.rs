@@ -1,4 +1,5 @@
-//! The `corral` command: `embed` texts through a pool, `serve` them over
+//! The `corral` command: `embed` texts through a pool, `rerank` documents
+//! against a query with a cross-encoder, `serve` them over
 //! HTTP, run a cluster `node`, `fetch-model`, and the benchmarks of real
 //! models (`bench embed`, `bench serve`). Each subcommand lives in its own
 //! module with its own `Args`. The benchmarks and test nodes built on the
@@ -11,6 +12,7 @@ mod embed_cmd;
 mod fetch_cmd;
 mod lines;
 mod node_cmd;
+mod rerank_cmd;
 mod serve_cmd;
 
 use std::io::IsTerminal;
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Embed texts (one per line, or JSON Lines) into JSON Lines through a pool.
     Embed(embed_cmd::Args),
+    /// Score documents (one per line, or JSON Lines) against a query with a
+    /// cross-encoder, into JSON Lines in input order.
+    Rerank(rerank_cmd::Args),
     /// Serve embeddings over HTTP (OpenAI /v1/embeddings, TEI /embed,
     /// /health, /metrics, /info) until SIGTERM or Ctrl-C.
     Serve(serve_cmd::Args),
@@ -130,6 +135,7 @@ fn main() -> anyhow::Result<()> {
     }
     match &cli.command {
         Command::Embed(args) => pin_candle_threads(args.model.pool_config().resolved_threads()),
+        Command::Rerank(args) => pin_candle_threads(args.model.pool_config().resolved_threads()),
         Command::Node(args) => pin_candle_threads(args.model.pool_config().resolved_threads()),
         Command::Serve(args) => {
             pin_candle_threads(args.model_args(None).pool_config().resolved_threads());
@@ -153,6 +159,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Embed(args) => embed_cmd::run(args).await,
+            Command::Rerank(args) => rerank_cmd::run(args).await,
             Command::Serve(args) => serve_cmd::run(args).await,
             Command::FetchModel(args) => fetch_cmd::run(args).await,
             Command::Node(args) => node_cmd::run(args).await,

@@ -1,0 +1,157 @@
+//! `corral rerank`: one query and its documents (a file or stdin; one per
+//! line, or JSON Lines `{"text": …}` with `--jsonl`) through a pool of
+//! cross-encoder workers; JSON Lines `{"index": …, "score": …, "text": …}`
+//! out, in input order — sort them yourself (`jq -s 'sort_by(-.score)'`)
+//! when you want a ranking. The documents stream as `corral embed`'s texts
+//! do: grouped into requests, a bounded number in flight, each answer
+//! written as soon as it and every one before it exist.
+//!
+//! Scores are what sentence-transformers' `CrossEncoder.predict` gives:
+//! sigmoid of the logit, unless the model's configuration names `Identity`
+//! or `--raw-scores` asks for the logit itself. A pair longer than the
+//! model's limit is truncated as its tokenizer does for pairs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use corral_core::Pool;
+use corral_embed::model_dir::MODEL_DIR_ENV;
+use corral_embed::{Activation, ModelKind, ScoreBackend, ScoreInput};
+use serde::Serialize;
+
+use crate::embed_cmd::{requests_in_flight, ModelArgs};
+use crate::lines::{self, Grouping};
+
+/// Options of `corral rerank`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Args {
+    /// The query every document is scored against.
+    #[arg(long, short)]
+    pub(crate) query: String,
+    /// File of documents; stdin when absent or `-`.
+    pub(crate) input: Option<PathBuf>,
+    /// Read JSON Lines, one `{"text": "…"}` object per line, instead of one
+    /// document per line.
+    #[arg(long)]
+    pub(crate) jsonl: bool,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// The cross-encoder's logits, without the activation its
+    /// configuration asks for.
+    #[arg(long)]
+    pub(crate) raw_scores: bool,
+    /// Leave the documents' text out of the output.
+    #[arg(long)]
+    pub(crate) no_text: bool,
+    /// The model (a `*ForSequenceClassification` directory with one label)
+    /// and the pool. `--model-dir` (or $CORRAL_MODEL_DIR) is required:
+    /// there is no default reranker.
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Documents per request sent to the pool.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) request_size: usize,
+    /// The longest a document waits, in milliseconds, for companions to
+    /// fill its request (at most 60000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=60_000))]
+    pub(crate) batch_wait_ms: u64,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    index: usize,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+/// Runs `corral rerank`.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.request_size == 0 {
+        bail!("--request-size must be at least 1");
+    }
+    let given = args.model.model_dir.is_some()
+        || std::env::var(MODEL_DIR_ENV).is_ok_and(|v| !v.trim().is_empty());
+    if !given {
+        bail!(
+            "corral rerank needs a cross-encoder: --model-dir DIR (or ${MODEL_DIR_ENV}), \
+             a directory with a *ForSequenceClassification config.json of one label"
+        );
+    }
+    let spec = args.model.spec()?;
+    let info = spec.score_info()?;
+    if info.kind != ModelKind::Rerank {
+        bail!(
+            "{} holds a {} model, not a reranker (a cross-encoder with one label)",
+            spec.model_dir.display(),
+            info.kind
+        );
+    }
+    let activation = if args.raw_scores {
+        Activation::Identity
+    } else {
+        info.activation
+    };
+    let config = corral_core::PoolConfig {
+        name: "corral-rerank".into(),
+        ..args.model.pool_config()
+    };
+    let in_flight = requests_in_flight(&config);
+    let load_timeout = config.load_timeout;
+    let started = Instant::now();
+    let handle = Pool::<ScoreBackend>::spawn(spec, config)
+        .await
+        .context("starting the reranking pool")?;
+    handle
+        .wait_ready(load_timeout)
+        .await
+        .context("waiting for the reranking workers to load the model")?;
+    tracing::info!("reranking pool ready in {:.2?}", started.elapsed());
+
+    let reader = lines::open_input(args.input.as_deref())?;
+    let mut out = lines::open_output(args.output.as_ref())?;
+    let progress = lines::progress_for(args.input.as_deref(), args.jsonl, args.quiet);
+    let query = args.query.clone();
+    let with_text = !args.no_text;
+    let result = lines::pump(
+        reader,
+        &mut out,
+        &handle,
+        Grouping {
+            jsonl: args.jsonl,
+            request_size: args.request_size,
+            in_flight,
+            batch_wait: Duration::from_millis(args.batch_wait_ms),
+        },
+        &progress,
+        move |document: &str| ScoreInput::pair(query.clone(), document),
+        |out, first, documents, outputs| {
+            for (i, (text, output)) in documents.iter().zip(outputs).enumerate() {
+                let mut logits = output.logits;
+                activation.apply(&mut logits);
+                let score = *logits.first().context("the model answered no score")?;
+                let line = JsonOutput {
+                    index: first + i,
+                    score,
+                    text: with_text.then_some(text.as_str()),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        },
+    )
+    .await;
+    progress.finish_and_clear();
+    let _ = handle.shutdown(Duration::from_secs(10)).await;
+    let count = result?;
+    out.flush()?;
+    tracing::info!("scored {count} documents");
+    Ok(())
+}
