@@ -40,7 +40,8 @@ enum Command {
     /// Run a cluster node (ractor_cluster) that hosts a pool for the other
     /// nodes and keeps its peers connected, until SIGTERM or Ctrl-C.
     Node(node_cmd::Args),
-    /// Put the default model (all-MiniLM-L6-v2) in the local models directory.
+    /// Put the default model (all-MiniLM-L6-v2), or a hub repository
+    /// (--repo), in the local models directory.
     FetchModel(fetch_cmd::Args),
     /// Benchmarks of real models (the synthetic ones are `corral-bench`'s).
     #[command(subcommand)]

