@@ -5,6 +5,12 @@
 //! the same batches, for the server's cost. infinity-emb runs side by side
 //! only when `infinity_emb` is installed; otherwise its figures are quoted
 //! from `BASELINE.md` (and the report says so).
+//!
+//! With `--task rerank` (and a cross-encoder's `--model-dir`) the clients
+//! send a query with `--documents` documents (20) per request, Cohere's
+//! shape, to `POST /v1/rerank` — 1 and 16 clients — and count documents
+//! scored per second; infinity-emb, serving the same directory, runs side by
+//! side when installed (no figure of it is quoted: BASELINE.md has none).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use corral_core::Call;
-use corral_embed::{Engine, Quantize};
+use corral_embed::{Engine, ModelKind, Quantize};
 use serde_json::json;
 
 use crate::embed_cmd::{start_pool, ModelArgs};
@@ -51,6 +57,56 @@ pub(crate) struct Args {
     /// rounds with their range.
     #[arg(long, default_value_t = 1)]
     pub(crate) rounds: usize,
+    /// What the clients ask: embed (sentences to /v1/embeddings) or rerank
+    /// (a query and --documents documents to /v1/rerank; needs a
+    /// cross-encoder's --model-dir).
+    #[arg(long, default_value_t = ModelKind::Embed)]
+    pub(crate) task: ModelKind,
+    /// Documents per rerank request.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) documents: usize,
+}
+
+/// What one request of a load point is: the route, and the body for the
+/// `batch` corpus lines starting at a given one.
+#[derive(Debug, Clone)]
+struct Workload {
+    task: ModelKind,
+    /// The model's name, as both servers are told to serve it.
+    model: String,
+}
+
+impl Workload {
+    fn path(&self) -> &'static str {
+        match self.task {
+            ModelKind::Rerank => "/v1/rerank",
+            _ => "/v1/embeddings",
+        }
+    }
+
+    /// The body for `texts`: sentences to embed, or a query (the line
+    /// before them) and its documents.
+    fn body(&self, query: &str, texts: &[&str]) -> serde_json::Value {
+        match self.task {
+            ModelKind::Rerank => json!({"model": self.model, "query": query, "documents": texts}),
+            _ => {
+                let input = if texts.len() == 1 {
+                    json!(texts[0])
+                } else {
+                    json!(texts)
+                };
+                json!({ "input": input, "model": self.model })
+            }
+        }
+    }
+
+    /// (clients, texts per request) of each load point.
+    fn points(&self, documents: usize) -> Vec<(usize, usize)> {
+        match self.task {
+            ModelKind::Rerank => vec![(1, documents), (16, documents)],
+            _ => vec![(1, 1), (16, 1), (64, 1), (4, 32)],
+        }
+    }
 }
 
 /// infinity-emb's figures on this project's machine, quoted from
@@ -103,10 +159,11 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Runs `clients` closed-loop clients for warm-up + `seconds`, each sending
-/// `batch` sentences per request to `{base}/v1/embeddings`; counts what
+/// `batch` sentences (or documents) per request as `work` says; counts what
 /// completes inside the measured window.
 async fn load_point(
     base: &str,
+    work: &Workload,
     corpus: Arc<Vec<String>>,
     clients: usize,
     batch: usize,
@@ -116,11 +173,12 @@ async fn load_point(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + seconds;
-    let url = format!("{base}/v1/embeddings");
+    let url = format!("{base}{}", work.path());
     let mut tasks = Vec::new();
     for c in 0..clients {
         let corpus = corpus.clone();
         let url = url.clone();
+        let work = work.clone();
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut next = (c * 7919) % corpus.len();
@@ -133,13 +191,9 @@ async fn load_point(
                 let texts: Vec<&str> = (0..batch)
                     .map(|k| corpus[(next + k) % corpus.len()].as_str())
                     .collect();
+                let query = corpus[(next + corpus.len() - 1) % corpus.len()].as_str();
                 next = (next + batch) % corpus.len();
-                let input = if batch == 1 {
-                    json!(texts[0])
-                } else {
-                    json!(texts)
-                };
-                let body = json!({ "input": input, "model": "all-MiniLM-L6-v2" });
+                let body = work.body(query, &texts);
                 // A request still running at the end of the window is
                 // abandoned; one that completes inside it counts.
                 let send = async {
@@ -201,6 +255,7 @@ impl ChildServer {
         if let Some(d) = &args.model_dir {
             cmd.arg("--model-dir").arg(d);
         }
+        cmd.args(["--model-name", &args.model_name()?]);
         if let Some(w) = args.workers {
             cmd.args(["--workers", &w.to_string()]);
         }
@@ -245,6 +300,14 @@ impl Drop for ChildServer {
 }
 
 impl Args {
+    /// The name both servers serve the model under: its directory's.
+    fn model_name(&self) -> anyhow::Result<String> {
+        let dir = self.model_args().resolve_dir()?;
+        Ok(dir
+            .file_name()
+            .map_or("model".into(), |n| n.to_string_lossy().into_owned()))
+    }
+
     /// The pool options of the in-process run (and of the served pool).
     pub(crate) fn model_args(&self) -> ModelArgs {
         ModelArgs {
@@ -355,7 +418,7 @@ impl Infinity {
             ])
             .args([
                 "--served-model-name",
-                "all-MiniLM-L6-v2",
+                &args.model_name()?,
                 "--port",
                 &port.to_string(),
             ])
@@ -397,13 +460,15 @@ fn infinity_installed() -> bool {
 
 async fn all_points(
     base: &str,
+    work: &Workload,
+    documents: usize,
     corpus: &Arc<Vec<String>>,
     warmup: Duration,
     seconds: Duration,
 ) -> Vec<Point> {
     let mut points = Vec::new();
-    for (clients, batch) in [(1, 1), (16, 1), (64, 1), (4, 32)] {
-        let p = load_point(base, corpus.clone(), clients, batch, warmup, seconds).await;
+    for (clients, batch) in work.points(documents) {
+        let p = load_point(base, work, corpus.clone(), clients, batch, warmup, seconds).await;
         eprintln!(
             "  {clients:>2} clients × {batch:>2}: {:.1} sentences/s, p50 {:.1} ms, p99 {:.1} ms ({} requests, {} errors)",
             p.sentences_per_s, p.p50_ms, p.p99_ms, p.requests, p.errors
@@ -421,6 +486,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if seconds.is_zero() {
         bail!("--seconds must be more than zero");
     }
+    let rerank = match args.task {
+        ModelKind::Embed => false,
+        ModelKind::Rerank => true,
+        other => bail!("--task {other}: the serve bench drives embed or rerank"),
+    };
+    if rerank && args.model_dir.is_none() {
+        bail!("--task rerank needs --model-dir: a cross-encoder's directory");
+    }
+    if rerank && args.documents == 0 {
+        bail!("--documents must be at least 1");
+    }
+    let work = Workload {
+        task: args.task,
+        model: args.model_name()?,
+    };
+    let docs = args.documents;
     eprintln!(
         "corral serve ({} sentences from {}):",
         corpus.len(),
@@ -432,10 +513,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for round in 0..args.rounds.max(1) {
         eprintln!("round {round}: corral serve");
         corral_rounds.push(match &args.url {
-            Some(url) => all_points(url.trim_end_matches('/'), &corpus, warmup, seconds).await,
+            Some(url) => {
+                all_points(
+                    url.trim_end_matches('/'),
+                    &work,
+                    docs,
+                    &corpus,
+                    warmup,
+                    seconds,
+                )
+                .await
+            }
             None => {
                 let server = ChildServer::start(&args)?;
-                let points = all_points(&server.base, &corpus, warmup, seconds).await;
+                let points = all_points(&server.base, &work, docs, &corpus, warmup, seconds).await;
                 server.stop();
                 points
             }
@@ -444,7 +535,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("round {round}: infinity_emb (side by side, same client)");
             match Infinity::start(&args) {
                 Ok(inf) => {
-                    infinity_rounds.push(all_points(&inf.base, &corpus, warmup, seconds).await);
+                    infinity_rounds
+                        .push(all_points(&inf.base, &work, docs, &corpus, warmup, seconds).await);
                     drop(inf);
                 }
                 Err(e) => {
@@ -461,6 +553,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .then(|| median_points(&infinity_rounds));
     let infinity =
         "quoted from BASELINE.md (infinity_emb is not installed; not measured in this run)";
+    if rerank {
+        report_rerank(&corral_rounds, &infinity_rounds);
+        return Ok(());
+    }
     let in_process = if args.no_inprocess {
         None
     } else {
@@ -542,4 +638,58 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The rerank report: documents/s and latency per load point, and, when
+/// infinity-emb ran side by side, the median ratio of documents/s (target
+/// ≥ 2 at 16 clients) and of p50 at one client (target ≤ 1).
+fn report_rerank(corral_rounds: &[Vec<Point>], infinity_rounds: &[Vec<Point>]) {
+    let points = median_points(corral_rounds);
+    println!("| system | clients × documents per request | documents/s | p50 | p99 | errors |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let row = |system: &str, p: &Point| {
+        println!(
+            "| {system} | {} × {} | {:.1} | {:.1} ms | {:.1} ms | {} |",
+            p.clients, p.batch, p.sentences_per_s, p.p50_ms, p.p99_ms, p.errors
+        );
+    };
+    for p in &points {
+        row("corral serve", p);
+    }
+    if infinity_rounds.is_empty() || infinity_rounds.len() != corral_rounds.len() {
+        println!();
+        println!(
+            "rerank_ratio: not measured (infinity_emb is not installed; no figure of it is quoted)"
+        );
+        return;
+    }
+    for p in &median_points(infinity_rounds) {
+        row("infinity-emb (measured in this run)", p);
+    }
+    println!();
+    for (k, p) in points.iter().enumerate() {
+        let per_s = |f: fn(&Point) -> f64| {
+            crate::median_range(
+                corral_rounds
+                    .iter()
+                    .zip(infinity_rounds)
+                    .map(|(c, i)| f(&c[k]) / f(&i[k]))
+                    .collect(),
+            )
+        };
+        let (med, lo, hi) = per_s(|p| p.sentences_per_s);
+        println!(
+            "rerank_ratio_{}x{}: {med:.2}  (documents/s, range {lo:.2}–{hi:.2} over {} alternating rounds; target ≥ 2.0 at 16 clients)",
+            p.clients,
+            p.batch,
+            corral_rounds.len()
+        );
+        if p.clients == 1 {
+            let (med, lo, hi) = per_s(|p| p.p50_ms);
+            println!(
+                "rerank_p50_ratio_1x{}: {med:.2}  (corral's p50 / infinity's, range {lo:.2}–{hi:.2}; target ≤ 1.0)",
+                p.batch
+            );
+        }
+    }
 }
