@@ -8,7 +8,11 @@
 //! from compute time. (Two types rather than one generic one, so that
 //! `EmbedBackend::load(..)` and `Pool::<EmbedBackend>` keep inferring.)
 //!
-//! Both tell the pool how a batch is costed ([`Embedder::batching`]:
+//! [`ScoreBackend`] is the same over a [`Scorer`]: a text, a pair or their
+//! ids in, raw logits ([`ScoreOutput`]) out, for rerankers and
+//! classifiers.
+//!
+//! All three tell the pool how a batch is costed ([`Embedder::batching`]:
 //! packed on the fast engine, padded on candle's, within
 //! `max_forward_tokens` and 128 texts), so each batch the pool hands `run`
 //! is one forward pass, run as it comes.
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use corral_core::{Backend, BackendError, Batching, LoadContext};
 
-use crate::{EmbedInput, EmbedSpec, Embedder};
+use crate::{EmbedInput, EmbedSpec, Embedder, ScoreInput, ScoreOutput, Scorer};
 
 /// Sentence embeddings as a Corral backend: `String` in, `Vec<f32>` out.
 ///
@@ -127,6 +131,67 @@ impl Backend for EmbedInputBackend {
             .into_iter()
             .map(|vector| EmbedOutput {
                 vector,
+                batch_started,
+                batch_time,
+            })
+            .collect())
+    }
+}
+
+/// Reranking and classification as a Corral backend: [`ScoreInput`] in (a
+/// text, a pair, or ids with token types), [`ScoreOutput`] out (raw logits,
+/// one per label, with the batch's timing). `cost` is
+/// [`Scorer::estimate_tokens`], batching is [`Scorer::batching`] and `run`
+/// is one forward pass ([`Scorer::score`]), answering in input order.
+#[derive(Debug)]
+pub struct ScoreBackend {
+    scorer: Scorer,
+}
+
+impl ScoreBackend {
+    /// The loaded model.
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
+}
+
+impl Backend for ScoreBackend {
+    type Spec = EmbedSpec;
+    type Input = ScoreInput;
+    type Output = ScoreOutput;
+
+    fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
+        let scorer = Scorer::load(spec, ctx.threads)?;
+        tracing::info!(
+            pool = %ctx.pool,
+            worker = ctx.worker_id,
+            threads = scorer.threads(),
+            kind = %scorer.kind(),
+            labels = scorer.labels().len(),
+            activation = %scorer.activation(),
+            max_seq_length = scorer.max_seq_length(),
+            "loaded scoring model from {}",
+            spec.model_dir.display()
+        );
+        Ok(Self { scorer })
+    }
+
+    fn cost(&self, input: &ScoreInput) -> usize {
+        self.scorer.estimate_tokens(input)
+    }
+
+    fn batching(&self) -> Batching {
+        self.scorer.batching()
+    }
+
+    fn run(&mut self, batch: &[&ScoreInput]) -> Result<Vec<ScoreOutput>, BackendError> {
+        let batch_started = Instant::now();
+        let logits = self.scorer.score(batch)?;
+        let batch_time = batch_started.elapsed();
+        Ok(logits
+            .into_iter()
+            .map(|logits| ScoreOutput {
+                logits,
                 batch_started,
                 batch_time,
             })

@@ -10,7 +10,7 @@ use candle_transformers::models::{bert, xlm_roberta};
 use serde::Deserialize;
 
 use crate::fast::FastBertConfig;
-use crate::{EmbedError, Pooling};
+use crate::{Activation, EmbedError, ModelKind, Pooling};
 
 /// The model families that load, with the configuration candle's model for
 /// each reads.
@@ -36,10 +36,30 @@ pub(crate) struct ModelConfig {
     pub(crate) hidden_size: usize,
     /// `vocab_size`.
     pub(crate) vocab_size: usize,
+    /// `type_vocab_size`: token types below this are valid.
+    pub(crate) type_vocab_size: usize,
     /// Pooling declared by the sentence-transformers pooling module, if any.
     pub(crate) pooling: Option<Pooling>,
     /// Maximum sequence length in word pieces (special tokens included).
     pub(crate) max_seq_length: usize,
+    /// What the model serves, with its labels and activation.
+    pub(crate) task: TaskConfig,
+}
+
+/// What `config.json` (and the sentence-transformers files beside it) say
+/// the model is for: embeddings, or a sequence-classification head with its
+/// labels and the activation sentence-transformers' `CrossEncoder` applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskConfig {
+    /// Embed, rerank (one label) or classify (several).
+    pub(crate) kind: ModelKind,
+    /// The architecture named (the first `*ForSequenceClassification` one
+    /// for a head, else the first listed, else `model_type`).
+    pub(crate) architecture: String,
+    /// The labels in `id2label` order (empty for an embedder).
+    pub(crate) labels: Vec<String>,
+    /// How logits become scores (Identity for an embedder).
+    pub(crate) activation: Activation,
 }
 
 /// The sizes both architectures share, read to check them and to bound the
@@ -52,6 +72,13 @@ struct Sizes {
     max_position_embeddings: usize,
     #[serde(default)]
     pad_token_id: Option<usize>,
+    #[serde(default = "default_type_vocab_size")]
+    type_vocab_size: usize,
+}
+
+/// transformers' `type_vocab_size` when a BERT configuration names none.
+fn default_type_vocab_size() -> usize {
+    2
 }
 
 #[derive(Deserialize)]
@@ -160,6 +187,7 @@ impl ModelConfig {
             }
         };
         let fast = FastBertConfig::from_hf_value(&json).map_err(|e| e.to_string());
+        let task = read_task(dir, &json, &probe)?;
 
         let pooling = read_pooling(dir)?;
         let st_config: Option<SentenceBertConfig> =
@@ -179,10 +207,137 @@ impl ModelConfig {
             fast,
             hidden_size: sizes.hidden_size,
             vocab_size: sizes.vocab_size,
+            type_vocab_size: sizes.type_vocab_size,
             pooling,
             max_seq_length,
+            task,
         })
     }
+}
+
+/// transformers' `num_labels` when a configuration names none.
+const DEFAULT_NUM_LABELS: usize = 2;
+
+/// The task the configuration in `dir` declares (see [`TaskConfig`]):
+/// an architecture ending in `ForSequenceClassification` has a head, with
+/// as many labels as `id2label` lists (else `num_labels`, else
+/// transformers' default 2); one label is a reranker, several a
+/// classifier.
+fn read_task(
+    dir: &Path,
+    json: &serde_json::Value,
+    probe: &ArchitectureProbe,
+) -> Result<TaskConfig, EmbedError> {
+    let config_path = dir.join("config.json");
+    let architectures = probe.architectures.as_deref().unwrap_or_default();
+    let head = architectures
+        .iter()
+        .find(|a| a.ends_with("ForSequenceClassification"));
+    let Some(head) = head else {
+        let architecture = architectures
+            .first()
+            .cloned()
+            .or_else(|| probe.model_type.clone())
+            .unwrap_or_default();
+        return Ok(TaskConfig {
+            kind: ModelKind::Embed,
+            architecture,
+            labels: Vec::new(),
+            activation: Activation::Identity,
+        });
+    };
+    let labels = read_labels(json).map_err(|m| EmbedError::config(&config_path, m))?;
+    let (kind, activation) = if labels.len() == 1 {
+        (ModelKind::Rerank, read_ce_activation(dir, json)?)
+    } else {
+        (ModelKind::Classify, Activation::Softmax)
+    };
+    Ok(TaskConfig {
+        kind,
+        architecture: head.clone(),
+        labels,
+        activation,
+    })
+}
+
+/// The labels in `id2label` order: `id2label` when present (keys `"0"`,
+/// `"1"`, … — every id from 0 up must be there), else `LABEL_{i}` for
+/// `num_labels`, else transformers' default of 2.
+fn read_labels(json: &serde_json::Value) -> Result<Vec<String>, String> {
+    if let Some(map) = json.get("id2label").and_then(|v| v.as_object()) {
+        let mut labels: Vec<Option<String>> = vec![None; map.len()];
+        for (key, value) in map {
+            let id: usize = key
+                .parse()
+                .map_err(|_| format!("id2label key {key:?} is not a number"))?;
+            let name = value
+                .as_str()
+                .ok_or_else(|| format!("id2label[{key}] is not a string"))?;
+            let slot = labels
+                .get_mut(id)
+                .ok_or_else(|| format!("id2label has {} labels but id {id}", map.len()))?;
+            *slot = Some(name.to_owned());
+        }
+        let labels: Option<Vec<String>> = labels.into_iter().collect();
+        return match labels {
+            Some(l) if !l.is_empty() => Ok(l),
+            _ => Err("id2label must number its labels 0, 1, … without gaps".into()),
+        };
+    }
+    let n = match json.get("num_labels") {
+        Some(v) => v
+            .as_u64()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("num_labels {v} is not a positive integer"))?
+            as usize,
+        None => DEFAULT_NUM_LABELS,
+    };
+    Ok((0..n).map(|i| format!("LABEL_{i}")).collect())
+}
+
+/// The activation sentence-transformers' `CrossEncoder` applies to a
+/// one-label model: the first of `config_sentence_transformers.json`'s
+/// `activation_fn`, `config.json`'s `sentence_transformers.activation_fn`
+/// and its `sbert_ce_default_activation_function` that is set; sigmoid
+/// when none is. A dotted path ending in `Identity` is [`Activation::Identity`],
+/// one ending in `Sigmoid` [`Activation::Sigmoid`]; any other is refused.
+fn read_ce_activation(dir: &Path, json: &serde_json::Value) -> Result<Activation, EmbedError> {
+    let st_path = dir.join("config_sentence_transformers.json");
+    let st: Option<serde_json::Value> = read_optional_json(&st_path)?;
+    let config_path = dir.join("config.json");
+    let named = [
+        (
+            st.as_ref().and_then(|v| v.get("activation_fn")),
+            st_path.as_path(),
+        ),
+        (
+            json.get("sentence_transformers")
+                .and_then(|v| v.get("activation_fn")),
+            config_path.as_path(),
+        ),
+        (
+            json.get("sbert_ce_default_activation_function"),
+            config_path.as_path(),
+        ),
+    ];
+    for (value, path) in named {
+        let Some(name) = value.and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let last = name.rsplit('.').next().unwrap_or(name);
+        return match last {
+            "Identity" => Ok(Activation::Identity),
+            "Sigmoid" => Ok(Activation::Sigmoid),
+            _ => Err(EmbedError::config(
+                path,
+                format!(
+                    "activation {name:?} is not supported (torch.nn.modules.linear.Identity \
+                     or torch.nn.modules.activation.Sigmoid)"
+                ),
+            )),
+        };
+    }
+    Ok(Activation::Sigmoid)
 }
 
 /// The pooling the sentence-transformers pooling module declares, if there is

@@ -16,9 +16,9 @@ use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PackedBatch};
 use crate::input::{effective_max_len, EmbedInput};
 use crate::model_dir::check_model_dir;
-use crate::spec::{Engine, Quantize};
+use crate::spec::Engine;
 use crate::tokenize::{estimate_tokens, EmbedTokenizer, TruncationSide};
-use crate::{EmbedError, EmbedSpec, Pooling};
+use crate::{EmbedError, EmbedSpec, ModelKind, Pooling};
 
 /// Most texts in one forward pass, however short they are.
 const MAX_FORWARD_ROWS: usize = 128;
@@ -63,11 +63,20 @@ impl Embedder {
     /// [`EmbedError::ModelDir`] for a missing or incomplete directory (naming
     /// the command that fetches the default model), [`EmbedError::Config`]
     /// for unusable configuration or weights, [`EmbedError::Tokenizer`] for a
-    /// bad `tokenizer.json`.
+    /// bad `tokenizer.json`; [`EmbedError::WrongTask`] for a directory whose
+    /// `config.json` declares a sequence-classification head (a reranker
+    /// or classifier: load it with [`crate::Scorer`]).
     pub fn load(spec: &EmbedSpec, threads: usize) -> Result<Self, EmbedError> {
         let dir: &Path = &spec.model_dir;
         check_model_dir(dir)?;
         let config = ModelConfig::load(dir)?;
+        if config.task.kind != ModelKind::Embed {
+            return Err(EmbedError::WrongTask {
+                dir: dir.to_path_buf(),
+                kind: config.task.kind,
+                architecture: config.task.architecture.clone(),
+            });
+        }
         let max_seq_length = effective_max_len(spec, &config);
         let tokenizer = EmbedTokenizer::from_file(
             &dir.join("tokenizer.json"),
@@ -75,25 +84,7 @@ impl Embedder {
             config.vocab_size,
         )?;
         let threads = threads.max(1);
-        let encoder = match spec.engine {
-            Engine::Candle => {
-                if spec.quantize != Quantize::None {
-                    tracing::warn!("the candle engine has no int8 path: running in fp32");
-                }
-                Encoder::load_candle(dir, &config.arch)?
-            }
-            Engine::Fast => match &config.fast {
-                Ok(fast) => Encoder::load_fast(dir, fast, threads, spec.quantize),
-                Err(e) => Err(EmbedError::config(dir.join("config.json"), e.clone())),
-            }
-            .or_else(|e| {
-                tracing::warn!(
-                    model = %dir.display(),
-                    "the fast encoder does not support this model ({e}); using candle's"
-                );
-                Encoder::load_candle(dir, &config.arch)
-            })?,
-        };
+        let encoder = Encoder::load(spec, &config, threads)?;
         tracing::debug!(engine = encoder.name(), threads, "encoder loaded");
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

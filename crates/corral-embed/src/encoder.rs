@@ -11,23 +11,25 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::BertModel;
 use candle_transformers::models::xlm_roberta::XLMRobertaModel;
 
-use crate::config::Architecture;
+use crate::config::{Architecture, ModelConfig};
 use crate::fast::{FastBert, FastBertConfig, Int8Layers};
+use crate::head::{var_builder, Head};
 use crate::pooling::pool;
 use crate::spec::{Engine, Quantize};
-use crate::{EmbedError, Pooling};
+use crate::{EmbedError, EmbedSpec, Pooling};
 
 /// Tokenized texts packed one after another, no padding.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PackedBatch {
-    /// Word-piece ids of every text, concatenated (token type 0 each:
-    /// one sentence per text).
+    /// Word-piece ids of every text, concatenated.
     pub(crate) ids: Vec<u32>,
+    /// Token type of every id (pairs of texts on BERT), or empty: type 0
+    /// everywhere (one sentence per text, as embeddings are).
+    pub(crate) type_ids: Vec<u32>,
     /// Text `i` is `ids[offsets[i]..offsets[i + 1]]`; starts at 0, ends at
     /// `ids.len()`.
     pub(crate) offsets: Vec<usize>,
@@ -45,6 +47,17 @@ impl PackedBatch {
     /// Appends one text.
     pub(crate) fn push(&mut self, ids: &[u32]) {
         self.ids.extend_from_slice(ids);
+        self.offsets.push(self.ids.len());
+    }
+
+    /// Appends one text or pair with its token types. A batch is typed
+    /// throughout or not at all: mix this with [`PackedBatch::push`] only
+    /// on an empty batch.
+    pub(crate) fn push_typed(&mut self, ids: &[u32], type_ids: &[u32]) {
+        debug_assert_eq!(ids.len(), type_ids.len());
+        debug_assert_eq!(self.type_ids.len(), self.ids.len());
+        self.ids.extend_from_slice(ids);
+        self.type_ids.extend_from_slice(type_ids);
         self.offsets.push(self.ids.len());
     }
 
@@ -75,6 +88,37 @@ pub(crate) enum Encoder {
 }
 
 impl Encoder {
+    /// Loads the engine `spec` asks for with `threads` threads: the fast
+    /// one, falling back to candle's with a warning where it does not
+    /// support the model, or candle's (fp32 whatever `spec.quantize`).
+    pub(crate) fn load(
+        spec: &EmbedSpec,
+        config: &ModelConfig,
+        threads: usize,
+    ) -> Result<Self, EmbedError> {
+        let dir: &Path = &spec.model_dir;
+        let encoder = match spec.engine {
+            Engine::Candle => {
+                if spec.quantize != Quantize::None {
+                    tracing::warn!("the candle engine has no int8 path: running in fp32");
+                }
+                Self::load_candle(dir, &config.arch)?
+            }
+            Engine::Fast => match &config.fast {
+                Ok(fast) => Self::load_fast(dir, fast, threads, spec.quantize),
+                Err(e) => Err(EmbedError::config(dir.join("config.json"), e.clone())),
+            }
+            .or_else(|e| {
+                tracing::warn!(
+                    model = %dir.display(),
+                    "the fast encoder does not support this model ({e}); using candle's"
+                );
+                Self::load_candle(dir, &config.arch)
+            })?,
+        };
+        Ok(encoder)
+    }
+
     /// Loads candle's model for `arch` from the weights in `dir`
     /// (`model.safetensors`, else `pytorch_model.bin`).
     pub(crate) fn load_candle(dir: &Path, arch: &Architecture) -> Result<Self, EmbedError> {
@@ -140,6 +184,34 @@ impl Encoder {
             }
         }
     }
+
+    /// One logit per label of `head` for each text or pair of `batch`
+    /// (typed, or all type 0 when its types are empty).
+    pub(crate) fn forward_scores(
+        &mut self,
+        batch: &PackedBatch,
+        head: &Head,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            Self::Candle(model) => {
+                let (hidden, _) = model.forward_packed(batch)?;
+                Ok(head.forward(&hidden, &batch.offsets))
+            }
+            Self::Fast { model, threads } => {
+                let hidden = if batch.type_ids.is_empty() {
+                    model.forward_packed(&batch.ids, &batch.offsets, *threads)?
+                } else {
+                    model.forward_packed_typed(
+                        &batch.ids,
+                        &batch.type_ids,
+                        &batch.offsets,
+                        *threads,
+                    )?
+                };
+                Ok(head.forward(hidden, &batch.offsets))
+            }
+        }
+    }
 }
 
 /// One of candle-transformers' encoders.
@@ -164,18 +236,7 @@ pub(crate) struct CandleBert {
 impl CandleBert {
     fn load(dir: &Path, arch: &Architecture) -> Result<Self, EmbedError> {
         let device = Device::Cpu;
-        let safetensors = dir.join("model.safetensors");
-        let vb = if safetensors.is_file() {
-            // SAFETY: the file is mapped read-only and candle copies every
-            // tensor out of the map while loading; the usual caveat of mmap
-            // (another process truncating the file meanwhile) applies.
-            #[allow(unsafe_code)]
-            unsafe {
-                VarBuilder::from_mmaped_safetensors(&[&safetensors], DType::F32, &device)?
-            }
-        } else {
-            VarBuilder::from_pth(dir.join("pytorch_model.bin"), DType::F32, &device)?
-        };
+        let vb = var_builder(dir)?;
         let mismatch = |name: &str, e: candle_core::Error| {
             EmbedError::config(
                 dir,
@@ -220,11 +281,14 @@ impl CandleBert {
             CandleModel::XlmRoberta { pad_id, .. } => *pad_id,
         };
         let mut ids = vec![pad; rows * seq];
-        let type_ids = vec![0u32; rows * seq];
+        let mut type_ids = vec![0u32; rows * seq];
         let mut mask = vec![0u32; rows * seq];
         for (r, w) in batch.offsets.windows(2).enumerate() {
             let len = w[1] - w[0];
             ids[r * seq..r * seq + len].copy_from_slice(&batch.ids[w[0]..w[1]]);
+            if !batch.type_ids.is_empty() {
+                type_ids[r * seq..r * seq + len].copy_from_slice(&batch.type_ids[w[0]..w[1]]);
+            }
             mask[r * seq..r * seq + len].fill(1);
         }
         if rows == 0 || seq == 0 {

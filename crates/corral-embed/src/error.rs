@@ -6,6 +6,20 @@ use std::path::PathBuf;
 use corral_core::BackendError;
 
 use crate::model_dir::fetch_command;
+use crate::ModelKind;
+
+/// What to do instead, for [`EmbedError::WrongTask`].
+fn wrong_task_hint(kind: ModelKind) -> String {
+    match kind {
+        ModelKind::Embed => "it has no sequence-classification head, so it cannot rerank or \
+                             classify; serve it as `embed` (EmbedBackend)"
+            .to_owned(),
+        other => format!(
+            "it scores texts or pairs with its classification head; serve it as `{other}` \
+             (ScoreBackend / Scorer), not as an embedder"
+        ),
+    }
+}
 
 /// Everything that can go wrong while locating, fetching, loading or running
 /// an embedding model.
@@ -53,6 +67,23 @@ pub enum EmbedError {
     /// Downloading or unpacking the default model failed.
     #[error("fetching the model: {0}")]
     Fetch(String),
+    /// The model directory holds a model for another task than the one it
+    /// was loaded for: a reranker or classifier loaded as an embedder
+    /// (its head would be dropped and the vectors would mean nothing), or
+    /// an embedder loaded as a scorer.
+    #[error(
+        "model directory {} holds a {architecture} ({kind} model): {}",
+        dir.display(),
+        wrong_task_hint(*kind)
+    )]
+    WrongTask {
+        /// The model directory.
+        dir: PathBuf,
+        /// What the model is, as its `config.json` declares it.
+        kind: ModelKind,
+        /// The architecture `config.json` names.
+        architecture: String,
+    },
     /// A file-system operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -119,6 +150,29 @@ mod tests {
         assert_eq!(
             kind(EmbedError::ThreadPool("x".into())),
             BackendErrorKind::Failed
+        );
+    }
+
+    #[test]
+    fn wrong_task_names_the_architecture_and_the_task_to_serve() {
+        let err = EmbedError::WrongTask {
+            dir: "/m".into(),
+            kind: ModelKind::Rerank,
+            architecture: "BertForSequenceClassification".into(),
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("BertForSequenceClassification"), "{msg}");
+        assert!(msg.contains("`rerank`"), "{msg}");
+        assert!(msg.contains("ScoreBackend"), "{msg}");
+        let err = EmbedError::WrongTask {
+            dir: "/m".into(),
+            kind: ModelKind::Embed,
+            architecture: "BertModel".into(),
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("BertModel") && msg.contains("`embed`"),
+            "{msg}"
         );
     }
 }

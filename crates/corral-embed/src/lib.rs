@@ -52,21 +52,24 @@ mod embedder;
 mod encoder;
 mod error;
 pub mod fast;
+mod head;
 mod input;
 pub mod model_dir;
 mod pooling;
 mod score;
+mod scorer;
 mod spec;
 mod tokenize;
 #[cfg(feature = "cluster")]
 mod wire;
 
-pub use backend::{EmbedBackend, EmbedInputBackend, EmbedOutput};
+pub use backend::{EmbedBackend, EmbedInputBackend, EmbedOutput, ScoreBackend};
 pub use embedder::Embedder;
 pub use error::EmbedError;
 pub use input::{EmbedInput, ModelInfo};
 pub use pooling::l2_normalize;
-pub use score::{Activation, ModelKind, PairTokenized, ScoreInput, ScoreOutput};
+pub use score::{Activation, ModelKind, PairTokenized, ScoreInfo, ScoreInput, ScoreOutput};
+pub use scorer::Scorer;
 pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 

@@ -13,6 +13,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::config::ModelConfig;
+use crate::input::effective_max_len;
+use crate::model_dir::check_model_dir;
+use crate::{EmbedError, EmbedSpec};
+
 /// What a model directory serves, as its `config.json` declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -186,6 +191,63 @@ pub struct ScoreOutput {
     pub batch_started: Instant,
     /// How long that batch ran.
     pub batch_time: Duration,
+}
+
+/// What a model directory scores, read from its configuration only (no
+/// weights): see [`EmbedSpec::score_info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreInfo {
+    /// What the model is for.
+    pub kind: ModelKind,
+    /// The labels, in `id2label` order: one for a reranker, several for a
+    /// classifier, none for an embedder.
+    pub labels: Vec<String>,
+    /// How logits become scores: softmax for several labels; for one,
+    /// sigmoid unless the configuration names `Identity`.
+    pub activation: Activation,
+    /// Word pieces per input (a pair counts as one), special tokens
+    /// included.
+    pub max_seq_length: usize,
+}
+
+impl EmbedSpec {
+    /// What the model directory serves, as its `config.json` declares it:
+    /// an architecture `*ForSequenceClassification` is
+    /// [`ModelKind::Rerank`] with one label (`id2label`'s length, else
+    /// `num_labels`, else transformers' default 2) and
+    /// [`ModelKind::Classify`] with several; anything else is
+    /// [`ModelKind::Embed`]. Reads the configuration only.
+    ///
+    /// # Errors
+    /// As [`EmbedSpec::validate`], minus the tokenizer.
+    pub fn model_kind(&self) -> Result<ModelKind, EmbedError> {
+        check_model_dir(&self.model_dir)?;
+        Ok(ModelConfig::load(&self.model_dir)?.task.kind)
+    }
+
+    /// The kind, labels, activation and maximum length of the model, read
+    /// from its configuration only. The activation is the one
+    /// sentence-transformers' `CrossEncoder` applies: for one label,
+    /// `config_sentence_transformers.json`'s `activation_fn`, else
+    /// `config.json`'s `sentence_transformers.activation_fn`, else its
+    /// `sbert_ce_default_activation_function`, else sigmoid; softmax for
+    /// several labels (a classifier's probabilities); identity for an
+    /// embedder.
+    ///
+    /// # Errors
+    /// As [`EmbedSpec::model_kind`]; [`EmbedError::Config`] for an
+    /// activation other than identity or sigmoid, or labels that are not
+    /// numbered from 0.
+    pub fn score_info(&self) -> Result<ScoreInfo, EmbedError> {
+        check_model_dir(&self.model_dir)?;
+        let config = ModelConfig::load(&self.model_dir)?;
+        Ok(ScoreInfo {
+            kind: config.task.kind,
+            labels: config.task.labels.clone(),
+            activation: config.task.activation,
+            max_seq_length: effective_max_len(self, &config),
+        })
+    }
 }
 
 #[cfg(test)]

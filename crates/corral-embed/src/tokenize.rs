@@ -15,7 +15,7 @@ use tokenizers::Tokenizer;
 use crate::config::ModelConfig;
 use crate::input::effective_max_len;
 use crate::model_dir::check_model_dir;
-use crate::{EmbedError, EmbedSpec};
+use crate::{EmbedError, EmbedSpec, PairTokenized};
 
 /// A tokenised input, ready for [`crate::EmbedInput::Tokens`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +52,33 @@ pub struct EmbedTokenizer {
     vocab_size: usize,
     prefix: Vec<u32>,
     suffix: Vec<u32>,
+    /// The special tokens and token types of a pair.
+    pair: PairTemplate,
     /// Whether a long text may be cut at ASCII punctuation.
     punctuation: bool,
+}
+
+/// Where the post-processor puts special tokens around a pair, and the
+/// token type of each part — read once from the tokenizer by encoding a
+/// probe pair: `[CLS] a [SEP] b [SEP]` with types 0…0 1…1 for BERT,
+/// `<s> a </s></s> b </s>` all type 0 for XLM-RoBERTa.
+#[derive(Debug, Clone, Default)]
+struct PairTemplate {
+    /// Special tokens before the first text, between the two, after the
+    /// second, with their types.
+    prefix: Vec<(u32, u32)>,
+    middle: Vec<(u32, u32)>,
+    suffix: Vec<(u32, u32)>,
+    /// The token type of the first text's and of the second text's tokens.
+    first_type: u32,
+    second_type: u32,
+}
+
+impl PairTemplate {
+    /// Special tokens in a pair.
+    fn added(&self) -> usize {
+        self.prefix.len() + self.middle.len() + self.suffix.len()
+    }
 }
 
 impl std::fmt::Debug for EmbedTokenizer {
@@ -112,7 +137,9 @@ impl EmbedTokenizer {
                 "max_seq_length {max_seq_length} leaves no room beside the special tokens"
             )));
         }
+        let pair = pair_template(&inner)?;
         Ok(Self {
+            pair,
             punctuation: splits_at_punctuation(&inner),
             inner,
             max_seq_length,
@@ -146,21 +173,173 @@ impl EmbedTokenizer {
     /// # Errors
     /// [`EmbedError::Tokenizer`] if the tokenizer fails.
     pub fn encode(&self, text: &str, side: TruncationSide) -> Result<Tokenized, EmbedError> {
-        let budget = self.max_content_tokens();
+        let content = self.bounded_content(text, side, self.max_content_tokens())?;
+        Ok(self.wrap_content(content.ids, side))
+    }
+
+    /// The word pieces of `text` (no special tokens): all of them, or, for
+    /// a text of more than `budget` pieces, at least `budget + 1` of them
+    /// from the kept `side` — tokenising a piece cut at a word boundary,
+    /// doubled until it overflows `budget` or is the whole text.
+    fn bounded_content(
+        &self,
+        text: &str,
+        side: TruncationSide,
+        budget: usize,
+    ) -> Result<Content, EmbedError> {
+        let bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
+        self.content_from(text, side, bytes, |ids| ids.len() > budget)
+    }
+
+    /// Tokenises pieces of `text` from `side`, from `bytes` bytes up,
+    /// doubling, until `enough` says so or the piece is the whole text.
+    fn content_from(
+        &self,
+        text: &str,
+        side: TruncationSide,
+        mut bytes: usize,
+        enough: impl Fn(&[u32]) -> bool,
+    ) -> Result<Content, EmbedError> {
         let cut = match side {
             TruncationSide::Right => prefix_at_boundary,
             TruncationSide::Left => suffix_at_boundary,
         };
-        let mut bytes = self.max_seq_length * PREFIX_BYTES_PER_TOKEN;
-        let content = loop {
+        loop {
             let (piece, whole) = cut(text, bytes, self.punctuation);
             let ids = self.content_ids(piece)?;
-            if whole || ids.len() > budget {
-                break ids;
+            if whole || enough(&ids) {
+                return Ok(Content { ids, whole, bytes });
             }
             bytes = bytes.saturating_mul(2);
+        }
+    }
+
+    /// Tokenises a text or a pair for a cross-encoder or classifier, as
+    /// sentence-transformers' `CrossEncoder` does: the model's pair template
+    /// (BERT `[CLS] a [SEP] b [SEP]`, token types 0 for the first text and
+    /// its special tokens and 1 for the rest; XLM-RoBERTa
+    /// `<s> a </s></s> b </s>`, all type 0), truncated to the maximum
+    /// sequence length with Hugging Face's `longest_first` strategy — the
+    /// longer text loses tokens first; when both are over half the budget,
+    /// each keeps half (the longer one the odd token). `second: None`
+    /// tokenises one text (`[CLS] a [SEP]`, all type 0), cut at the end.
+    ///
+    /// This is what the model's own tokenizer does with
+    /// `truncation=True`, which `CrossEncoder.predict` passes. TEI's
+    /// documentation describes `only_second` (only the document is cut);
+    /// the two agree unless the query takes more than about half the
+    /// budget.
+    ///
+    /// Work is bounded as in [`EmbedTokenizer::encode`]: each text is
+    /// tokenised only as far as the maximum length needs. One case looks
+    /// further: when both texts are over the budget alone and it is odd,
+    /// the longer one keeps the odd token, so both are tokenised further
+    /// (up to 64 times the first piece's bytes) to tell which is longer,
+    /// and past that the one with more bytes counts as longer.
+    ///
+    /// # Errors
+    /// [`EmbedError::Tokenizer`] if the tokenizer fails.
+    pub fn encode_pair(
+        &self,
+        first: &str,
+        second: Option<&str>,
+    ) -> Result<PairTokenized, EmbedError> {
+        let Some(second) = second else {
+            let t = self.encode(first, TruncationSide::Right)?;
+            return Ok(PairTokenized {
+                type_ids: vec![0; t.ids.len()],
+                ids: t.ids,
+                truncated: t.truncated,
+            });
         };
-        Ok(self.wrap_content(content, side))
+        let tpl = &self.pair;
+        let budget = self.max_seq_length.saturating_sub(tpl.added());
+        let side = TruncationSide::Right;
+        let mut a = self.bounded_content(first, side, budget)?;
+        let mut b = self.bounded_content(second, side, budget)?;
+        let (over_a, over_b) = (a.ids.len() > budget, b.ids.len() > budget);
+        // Which is longer matters only when both overflow and the budget
+        // is odd (the longer keeps the odd token).
+        let first_longer = if over_a && over_b && budget % 2 == 1 {
+            self.first_is_longer(first, second, &mut a, &mut b)?
+        } else {
+            a.ids.len() > b.ids.len()
+        };
+        let (keep_a, keep_b) = longest_first(a.ids.len(), b.ids.len(), first_longer, budget);
+        let truncated = keep_a < a.ids.len() || keep_b < b.ids.len();
+        let mut ids = Vec::with_capacity(keep_a + keep_b + tpl.added());
+        let mut type_ids = Vec::with_capacity(ids.capacity());
+        let push_special = |part: &[(u32, u32)], ids: &mut Vec<u32>, types: &mut Vec<u32>| {
+            for &(id, ty) in part {
+                ids.push(id);
+                types.push(ty);
+            }
+        };
+        push_special(&tpl.prefix, &mut ids, &mut type_ids);
+        ids.extend_from_slice(&a.ids[..keep_a]);
+        type_ids.extend(std::iter::repeat_n(tpl.first_type, keep_a));
+        push_special(&tpl.middle, &mut ids, &mut type_ids);
+        ids.extend_from_slice(&b.ids[..keep_b]);
+        type_ids.extend(std::iter::repeat_n(tpl.second_type, keep_b));
+        push_special(&tpl.suffix, &mut ids, &mut type_ids);
+        Ok(PairTokenized {
+            ids,
+            type_ids,
+            truncated,
+        })
+    }
+
+    /// Whether `first` has more word pieces than `second`, both being over
+    /// the budget: their pieces are tokenised further in turn until one is
+    /// whole and the other has more pieces than it (a piece's count never
+    /// exceeds its whole text's), or up to [`TIE_BREAK_GROWTH`] times the
+    /// first piece's bytes; past that, the one with more bytes.
+    fn first_is_longer(
+        &self,
+        first: &str,
+        second: &str,
+        a: &mut Content,
+        b: &mut Content,
+    ) -> Result<bool, EmbedError> {
+        let cap = (self.max_seq_length * PREFIX_BYTES_PER_TOKEN).saturating_mul(TIE_BREAK_GROWTH);
+        loop {
+            match (a.whole, b.whole) {
+                (true, true) => return Ok(a.ids.len() > b.ids.len()),
+                (true, false) if b.ids.len() > a.ids.len() => return Ok(false),
+                (false, true) if a.ids.len() > b.ids.len() => return Ok(true),
+                _ => {}
+            }
+            if a.bytes >= cap && b.bytes >= cap {
+                return Ok(first.len() > second.len());
+            }
+            let side = TruncationSide::Right;
+            if !a.whole && a.bytes < cap {
+                *a = self.content_from(first, side, a.bytes * 2, |_| true)?;
+            }
+            if !b.whole && b.bytes < cap {
+                *b = self.content_from(second, side, b.bytes * 2, |_| true)?;
+            }
+        }
+    }
+
+    /// The text of `ids`, as the tokenizer's decoder gives it, special
+    /// tokens left out when `skip_special_tokens`.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] for an id outside the vocabulary;
+    /// [`EmbedError::Tokenizer`] if the decoder fails.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, EmbedError> {
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.vocab_size || self.inner.id_to_token(id).is_none())
+        {
+            return Err(EmbedError::InvalidInput(format!(
+                "token id {bad} is not in the tokenizer's vocabulary"
+            )));
+        }
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| EmbedError::Tokenizer(format!("decoding: {e}")))
     }
 
     /// Puts the special tokens around word-piece ids a caller tokenised
@@ -204,6 +383,89 @@ impl EmbedTokenizer {
         ids.extend_from_slice(&self.suffix);
         Tokenized { ids, truncated }
     }
+}
+
+/// A text's word pieces as far as they were tokenised.
+struct Content {
+    ids: Vec<u32>,
+    /// Whether `ids` are the whole text's.
+    whole: bool,
+    /// The bytes of the piece tokenised (at least; the whole text when
+    /// `whole`).
+    bytes: usize,
+}
+
+/// How far (times the first piece's bytes) [`EmbedTokenizer::encode_pair`]
+/// tokenises two over-long texts to tell which is longer.
+const TIE_BREAK_GROWTH: usize = 64;
+
+/// Hugging Face's `longest_first` truncation of a pair of `n1` and `n2`
+/// word pieces to `budget` (tokenizers' `truncate_encodings`): how many
+/// each keeps. `first_longer` says whether the first text has more pieces
+/// than the second (it may be known when the counts, cut short, are not).
+pub(crate) fn longest_first(
+    n1: usize,
+    n2: usize,
+    first_longer: bool,
+    budget: usize,
+) -> (usize, usize) {
+    if n1 + n2 <= budget {
+        return (n1, n2);
+    }
+    // Shorter and longer.
+    let (short, long) = if first_longer { (n2, n1) } else { (n1, n2) };
+    let (mut keep_short, mut keep_long) = if short > budget {
+        (short, short)
+    } else {
+        (short, short.max(budget - short))
+    };
+    if keep_short + keep_long > budget {
+        keep_short = budget / 2;
+        keep_long = keep_short + budget % 2;
+    }
+    let (keep_short, keep_long) = (keep_short.min(short), keep_long.min(long));
+    if first_longer {
+        (keep_long, keep_short)
+    } else {
+        (keep_short, keep_long)
+    }
+}
+
+/// Reads the pair template of `tokenizer` by encoding a probe pair and
+/// sorting its tokens by their sequence (first text, second, or none: a
+/// special token).
+fn pair_template(tokenizer: &Tokenizer) -> Result<PairTemplate, EmbedError> {
+    let enc = tokenizer
+        .encode(("a", "b"), true)
+        .map_err(|e| EmbedError::Tokenizer(format!("encoding a pair: {e}")))?;
+    let mut tpl = PairTemplate::default();
+    let mut seen = [false, false];
+    for ((&id, &ty), seq) in enc
+        .get_ids()
+        .iter()
+        .zip(enc.get_type_ids())
+        .zip(enc.get_sequence_ids())
+    {
+        match seq {
+            Some(0) => {
+                seen[0] = true;
+                tpl.first_type = ty;
+            }
+            Some(_) => {
+                seen[1] = true;
+                tpl.second_type = ty;
+            }
+            None if seen[1] => tpl.suffix.push((id, ty)),
+            None if seen[0] => tpl.middle.push((id, ty)),
+            None => tpl.prefix.push((id, ty)),
+        }
+    }
+    if !(seen[0] && seen[1]) {
+        return Err(EmbedError::Tokenizer(
+            "the tokenizer's pair template drops one of the texts".into(),
+        ));
+    }
+    Ok(tpl)
 }
 
 /// Whether `tokenizer` splits words at ASCII punctuation whatever surrounds
@@ -355,6 +617,24 @@ mod tests {
             suffix_at_boundary(&run, 10, true).0.len(),
             10 + SAFE_RUN_CHARS
         );
+    }
+
+    #[test]
+    fn longest_first_cuts_the_longer_text_then_both_as_hugging_face_does() {
+        // Fits: nothing cut.
+        assert_eq!(longest_first(10, 20, false, 30), (10, 20));
+        // Only the longer one is cut, to what the shorter leaves.
+        assert_eq!(longest_first(5, 100, false, 61), (5, 56));
+        assert_eq!(longest_first(100, 5, true, 61), (56, 5));
+        // Both over half: half each, the longer keeps the odd token.
+        assert_eq!(longest_first(40, 45, false, 61), (30, 31));
+        assert_eq!(longest_first(45, 40, true, 61), (31, 30));
+        // A tie counts the second as the longer one.
+        assert_eq!(longest_first(40, 40, false, 61), (30, 31));
+        assert_eq!(longest_first(40, 45, false, 60), (30, 30));
+        // The first alone over the budget.
+        assert_eq!(longest_first(200, 9, true, 61), (52, 9));
+        assert_eq!(longest_first(0, 200, false, 61), (0, 61));
     }
 
     #[test]

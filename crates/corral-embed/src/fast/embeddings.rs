@@ -1,5 +1,5 @@
-//! The embedding layer: word + token-type (always type 0) + absolute
-//! position embeddings, summed and layer-normalised in one pass per token,
+//! The embedding layer: word + token-type (type 0 for embeddings; the
+//! token's own type for a pair of texts) + absolute position embeddings, summed and layer-normalised in one pass per token,
 //! written straight into the packed token rows; and where each token's
 //! position is (BERT counts from 0, XLM-RoBERTa from past its padding
 //! index).
@@ -17,6 +17,9 @@ pub(crate) struct Embeddings {
     pub(crate) position: Vec<f32>,
     /// Row 0 of the token-type table, `[hidden]`.
     pub(crate) token_type0: Vec<f32>,
+    /// The whole token-type table, `[type_vocab_size, hidden]` (row 0 is
+    /// `token_type0`).
+    pub(crate) token_types: Vec<f32>,
     /// The layer norm applied to the sum.
     pub(crate) norm: LayerNorm,
     /// Hidden size.
@@ -30,6 +33,11 @@ impl Embeddings {
     /// Number of rows in the word table.
     pub(crate) fn vocab(&self) -> usize {
         self.word.len() / self.hidden
+    }
+
+    /// Number of rows in the token-type table.
+    pub(crate) fn type_vocab(&self) -> usize {
+        self.token_types.len() / self.hidden
     }
 
     /// Number of rows in the position table.
@@ -76,6 +84,31 @@ impl Embeddings {
         }
         self.norm.forward_in_place(&mut out[..ids.len() * h], None);
     }
+
+    /// [`Embeddings::forward`] with token `t` of type `types[t]` rather
+    /// than 0 (callers have checked the types are in range).
+    pub(crate) fn forward_typed(
+        &self,
+        ids: &[u32],
+        types: &[u32],
+        positions: &[u32],
+        out: &mut [f32],
+    ) {
+        let h = self.hidden;
+        assert_eq!(ids.len(), positions.len());
+        assert_eq!(ids.len(), types.len());
+        assert!(out.len() >= ids.len() * h);
+        let rows = ids.iter().zip(types).zip(positions);
+        for (((&id, &ty), &pos), row) in rows.zip(out.chunks_exact_mut(h)) {
+            let w = &self.word[id as usize * h..(id as usize + 1) * h];
+            let t = &self.token_types[ty as usize * h..(ty as usize + 1) * h];
+            let p = &self.position[pos as usize * h..(pos as usize + 1) * h];
+            for (((o, w), t), p) in row.iter_mut().zip(w).zip(t).zip(p) {
+                *o = (w + t) + p;
+            }
+        }
+        self.norm.forward_in_place(&mut out[..ids.len() * h], None);
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +129,7 @@ mod tests {
             word: word.clone(),
             position: position.clone(),
             token_type0: types[..h].to_vec(),
+            token_types: types.clone(),
             norm: LayerNorm {
                 gamma: gamma.clone(),
                 beta: beta.clone(),
@@ -132,6 +166,28 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-5);
+
+        // With token types: type 0 everywhere is bit for bit the untyped
+        // path; mixed types match candle's sum with those rows.
+        let mut typed = vec![0.0; ids.len() * h];
+        emb.forward_typed(&ids, &[0; 5], &pos, &mut typed);
+        assert_eq!(typed, got);
+        let tys = [0u32, 0, 1, 1, 1];
+        emb.forward_typed(&ids, &tys, &pos, &mut typed);
+        let tyt = Tensor::new(&tys[..], &dev).unwrap();
+        let sum = ((e(&word, vocab).forward(&idt).unwrap() + e(&types, 2).forward(&tyt).unwrap())
+            .unwrap()
+            + e(&position, maxpos).forward(&post).unwrap())
+        .unwrap();
+        let want: Vec<f32> = ln
+            .forward(&sum)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(max_abs_diff(&typed, &want) < 1e-5);
+        assert!(max_abs_diff(&typed, &got) > 1e-3, "type 1 must change rows");
     }
 
     #[test]
@@ -140,6 +196,7 @@ mod tests {
             word: vec![0.0; 4],
             position: vec![0.0; 4],
             token_type0: vec![0.0; 2],
+            token_types: vec![0.0; 2],
             norm: LayerNorm {
                 gamma: vec![1.0; 2],
                 beta: vec![0.0; 2],

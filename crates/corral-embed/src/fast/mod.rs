@@ -133,6 +133,8 @@ pub struct FastBert {
     /// Packed hidden states, `[tokens, hidden]`.
     x: Vec<f32>,
     ids: Vec<u32>,
+    /// Token types of the typed forward; empty on the untyped one.
+    type_ids: Vec<u32>,
     positions: Vec<u32>,
     spans: Vec<SeqSpan>,
 }
@@ -179,6 +181,7 @@ impl FastBert {
             scratch: Scratch::default(),
             x: Vec::new(),
             ids: Vec::new(),
+            type_ids: Vec::new(),
             positions: Vec::new(),
             spans: Vec::new(),
         })
@@ -235,6 +238,7 @@ impl FastBert {
         }
         self.ids.clear();
         self.ids.extend_from_slice(ids);
+        self.type_ids.clear();
         self.positions.clear();
         self.spans.clear();
         for w in offsets.windows(2) {
@@ -266,11 +270,26 @@ impl FastBert {
                 "token id {bad} ≥ vocab size {vocab}"
             )));
         }
+        let types = self.embeddings.type_vocab() as u32;
+        if let Some(&bad) = self.type_ids.iter().find(|&&t| t >= types) {
+            return Err(FastBertError::Input(format!(
+                "token type {bad} ≥ type_vocab_size {types}"
+            )));
+        }
         let h = self.config.hidden_size;
         op_span!("embeddings").in_scope(|| {
             grow(&mut self.x, self.ids.len() * h);
-            self.embeddings
-                .forward(&self.ids, &self.positions, &mut self.x);
+            if self.type_ids.is_empty() {
+                self.embeddings
+                    .forward(&self.ids, &self.positions, &mut self.x);
+            } else {
+                self.embeddings.forward_typed(
+                    &self.ids,
+                    &self.type_ids,
+                    &self.positions,
+                    &mut self.x,
+                );
+            }
         });
         let x = &mut self.x[..self.ids.len() * h];
         for layer in &self.layers {
@@ -298,6 +317,36 @@ impl FastBert {
     ) -> Result<&[f32], FastBertError> {
         let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
         self.pack_offsets(ids, offsets)?;
+        self.run_packed(threads)?;
+        Ok(&self.x[..ids.len() * self.config.hidden_size])
+    }
+
+    /// [`FastBert::forward_packed`] with a token type per id (`type_ids`,
+    /// as long as `ids`): what a pair of texts needs on BERT, whose second
+    /// text is type 1. Type 0 everywhere gives exactly what
+    /// [`FastBert::forward_packed`] gives.
+    ///
+    /// # Errors
+    /// As [`FastBert::forward_packed`], and [`FastBertError::Input`] for
+    /// `type_ids` of another length or a type outside the model's
+    /// `type_vocab_size`.
+    pub fn forward_packed_typed(
+        &mut self,
+        ids: &[u32],
+        type_ids: &[u32],
+        offsets: &[usize],
+        threads: usize,
+    ) -> Result<&[f32], FastBertError> {
+        let _forward = tracing::trace_span!(target: OP_TARGET, FORWARD).entered();
+        if type_ids.len() != ids.len() {
+            return Err(FastBertError::Input(format!(
+                "{} token types for {} ids",
+                type_ids.len(),
+                ids.len()
+            )));
+        }
+        self.pack_offsets(ids, offsets)?;
+        self.type_ids.extend_from_slice(type_ids);
         self.run_packed(threads)?;
         Ok(&self.x[..ids.len() * self.config.hidden_size])
     }

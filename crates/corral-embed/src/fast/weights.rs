@@ -129,7 +129,7 @@ impl LayerNorm {
 
 impl Embeddings {
     /// The embedding tables at `prefix` (`embeddings`): word, position,
-    /// row 0 of token type, and their layer norm; positions start past
+    /// token type (row 0 apart, for the untyped path), and their layer norm; positions start past
     /// [`FastBertConfig::padding_idx`] when it is set.
     ///
     /// # Errors
@@ -154,6 +154,7 @@ impl Embeddings {
                 &[config.max_position_embeddings, h],
             )?,
             token_type0: types[..h].to_vec(),
+            token_types: types,
             norm: LayerNorm::load(
                 w,
                 &format!("{prefix}.LayerNorm"),

@@ -1,0 +1,570 @@
+//! Cross-encoders and sequence classifiers against PyTorch: the four tiny
+//! random models in `tests/data/tiny-{bert,xlmr}-{rerank,classify}/` (made
+//! by `scripts/make_tiny_cross_encoders.py`, committed; the tests fail,
+//! never skip, without them) must give the Hugging Face tokenizer's pair
+//! ids and token types exactly (`longest_first` truncation at 64 tokens,
+//! as `CrossEncoder.predict` asks for), PyTorch's logits within 1e-4 on
+//! both engines in fp32 — every pair in one batch and alone —,
+//! `CrossEncoder.predict`'s scores through [`Scorer::rerank`], the softmax
+//! and label of the classifiers, and stay within a stated bound in int8.
+//! A model is served only as what its `config.json` declares: an embedder
+//! refuses a reranker's directory and a scorer an embedder's.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use corral_embed::{
+    Activation, EmbedError, EmbedSpec, EmbedTokenizer, Embedder, Engine, ModelKind, PairTokenized,
+    Quantize, ScoreInput, Scorer,
+};
+use serde::Deserialize;
+
+/// Largest difference allowed between a Rust and a PyTorch logit or score
+/// (fp32).
+const TOL: f32 = 1e-4;
+
+/// Largest difference allowed between an int8 logit and PyTorch's fp32
+/// one. Measured on these fixtures (max over every pair and text of the
+/// four models): see `INT8_MEASURED` in the test; the tiny models' large
+/// random weights are harsher on int8 than trained ones.
+const INT8_TOL: f32 = 0.15;
+
+#[derive(Deserialize)]
+struct Golden {
+    num_labels: usize,
+    id2label: std::collections::BTreeMap<String, String>,
+    ce_activation: String,
+    pairs: Vec<GoldenPair>,
+    #[serde(default)]
+    texts: Vec<GoldenText>,
+}
+
+#[derive(Deserialize)]
+struct GoldenPair {
+    query: String,
+    document: String,
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    logits: Vec<f32>,
+    ce_predict: serde_json::Value,
+    #[serde(default)]
+    only_second: Option<Option<OnlySecond>>,
+    #[serde(default)]
+    softmax: Option<Vec<f32>>,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OnlySecond {
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct GoldenText {
+    text: String,
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    logits: Vec<f32>,
+    softmax: Vec<f32>,
+    label: String,
+}
+
+const MODELS: [&str; 4] = [
+    "tiny-bert-rerank",
+    "tiny-xlmr-rerank",
+    "tiny-bert-classify",
+    "tiny-xlmr-classify",
+];
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The golden output; panics (the test fails) when the fixture is missing.
+fn golden(name: &str) -> Golden {
+    let path = dir(name).join("golden.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the fixture is missing ({}: {e}); it is committed — regenerate it with \
+             scripts/make_tiny_cross_encoders.py",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn load(name: &str, engine: Engine, quantize: Quantize) -> Scorer {
+    let spec = EmbedSpec::new(dir(name))
+        .with_engine(engine)
+        .with_quantize(quantize);
+    let s = Scorer::load(&spec, 1).unwrap();
+    assert_eq!(
+        s.engine(),
+        engine,
+        "{engine} must run {name}, not a fallback"
+    );
+    s
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn ce_predict(p: &GoldenPair) -> Vec<f32> {
+    match &p.ce_predict {
+        serde_json::Value::Array(v) => v.iter().map(|x| x.as_f64().unwrap() as f32).collect(),
+        x => vec![x.as_f64().unwrap() as f32],
+    }
+}
+
+/// Every pair of a model, then (classifiers) every single text.
+fn inputs(g: &Golden) -> Vec<(ScoreInput, Vec<f32>)> {
+    let mut v: Vec<(ScoreInput, Vec<f32>)> = g
+        .pairs
+        .iter()
+        .map(|p| (ScoreInput::pair(&p.query, &p.document), p.logits.clone()))
+        .collect();
+    v.extend(
+        g.texts
+            .iter()
+            .map(|t| (ScoreInput::Text(t.text.clone()), t.logits.clone())),
+    );
+    v
+}
+
+#[test]
+fn config_says_what_each_model_is_without_loading_weights() {
+    for name in MODELS {
+        let g = golden(name);
+        let spec = EmbedSpec::new(dir(name));
+        let info = spec.score_info().unwrap();
+        let want_kind = if g.num_labels == 1 {
+            ModelKind::Rerank
+        } else {
+            ModelKind::Classify
+        };
+        assert_eq!(spec.model_kind().unwrap(), want_kind, "{name}");
+        assert_eq!(info.kind, want_kind, "{name}");
+        let labels: Vec<String> = g.id2label.values().cloned().collect();
+        assert_eq!(info.labels, labels, "{name}");
+        let want_act = if g.num_labels > 1 {
+            Activation::Softmax
+        } else {
+            assert_eq!(g.ce_activation, "Sigmoid");
+            Activation::Sigmoid
+        };
+        assert_eq!(info.activation, want_act, "{name}");
+        assert_eq!(info.max_seq_length, 64, "{name}");
+    }
+    let embedder = EmbedSpec::new(dir("tiny-xlmr"));
+    assert_eq!(embedder.model_kind().unwrap(), ModelKind::Embed);
+    let info = embedder.score_info().unwrap();
+    assert!(info.labels.is_empty());
+    assert_eq!(
+        EmbedSpec::new(dir("tiny-xlmr-classify"))
+            .score_info()
+            .unwrap()
+            .labels,
+        ["negative", "neutral", "positive"]
+    );
+}
+
+/// A copy of `from` with `config.json` edited by `edit` (and optionally a
+/// `config_sentence_transformers.json`).
+fn edited_copy(
+    from: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+    st: Option<&str>,
+) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(dir(from)).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), tmp.path().join(f.file_name())).unwrap();
+    }
+    let path = tmp.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    if let Some(st) = st {
+        std::fs::write(tmp.path().join("config_sentence_transformers.json"), st).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn the_activation_and_labels_follow_the_config_as_cross_encoder_reads_it() {
+    let info = |t: &tempfile::TempDir| EmbedSpec::new(t.path()).score_info().unwrap();
+    // config.json names Identity: raw logits.
+    let t = edited_copy(
+        "tiny-bert-rerank",
+        |c| c["sentence_transformers"]["activation_fn"] = "torch.nn.modules.linear.Identity".into(),
+        None,
+    );
+    assert_eq!(info(&t).activation, Activation::Identity);
+    // config_sentence_transformers.json wins over config.json.
+    let t = edited_copy(
+        "tiny-bert-rerank",
+        |c| c["sentence_transformers"]["activation_fn"] = "torch.nn.modules.linear.Identity".into(),
+        Some(r#"{"activation_fn": "torch.nn.modules.activation.Sigmoid"}"#),
+    );
+    assert_eq!(info(&t).activation, Activation::Sigmoid);
+    // The pre-4 key.
+    let t = edited_copy(
+        "tiny-xlmr-rerank",
+        |c| c["sbert_ce_default_activation_function"] = "torch.nn.modules.linear.Identity".into(),
+        None,
+    );
+    assert_eq!(info(&t).activation, Activation::Identity);
+    // An activation Corral does not implement is refused by name.
+    let t = edited_copy(
+        "tiny-xlmr-rerank",
+        |c| c["sbert_ce_default_activation_function"] = "torch.nn.modules.activation.Tanh".into(),
+        None,
+    );
+    let err = EmbedSpec::new(t.path())
+        .score_info()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Tanh"), "{err}");
+    // No id2label: num_labels, else transformers' default 2.
+    let t = edited_copy(
+        "tiny-bert-classify",
+        |c| {
+            let o = c.as_object_mut().unwrap();
+            o.remove("id2label");
+            o.remove("label2id");
+            o.insert("num_labels".into(), 1.into());
+        },
+        None,
+    );
+    assert_eq!(info(&t).kind, ModelKind::Rerank);
+    assert_eq!(info(&t).labels, ["LABEL_0"]);
+    let t = edited_copy(
+        "tiny-bert-classify",
+        |c| {
+            let o = c.as_object_mut().unwrap();
+            o.remove("id2label");
+            o.remove("label2id");
+        },
+        None,
+    );
+    assert_eq!(info(&t).kind, ModelKind::Classify);
+    assert_eq!(info(&t).labels, ["LABEL_0", "LABEL_1"]);
+    assert_eq!(info(&t).activation, Activation::Softmax);
+}
+
+#[test]
+fn each_loader_refuses_the_other_task_by_name() {
+    for name in ["tiny-bert-rerank", "tiny-xlmr-classify"] {
+        let spec = EmbedSpec::new(dir(name));
+        let err = Embedder::load(&spec, 1).unwrap_err();
+        let msg = err.to_string();
+        match err {
+            EmbedError::WrongTask {
+                kind, architecture, ..
+            } => {
+                assert_ne!(kind, ModelKind::Embed);
+                assert!(architecture.ends_with("ForSequenceClassification"));
+                assert!(msg.contains(&architecture), "{msg}");
+                assert!(msg.contains(&format!("`{kind}`")), "{msg}");
+            }
+            other => panic!("{name}: expected WrongTask, got {other}"),
+        }
+    }
+    match Scorer::load(&EmbedSpec::new(dir("tiny-xlmr")), 1).unwrap_err() {
+        EmbedError::WrongTask { kind, .. } => assert_eq!(kind, ModelKind::Embed),
+        other => panic!("expected WrongTask, got {other}"),
+    }
+}
+
+#[test]
+fn pairs_tokenise_as_the_hugging_face_tokenizer_with_longest_first() {
+    for name in MODELS {
+        let g = golden(name);
+        let tok = EmbedTokenizer::load(&EmbedSpec::new(dir(name))).unwrap();
+        for p in &g.pairs {
+            let got = tok.encode_pair(&p.query, Some(&p.document)).unwrap();
+            assert_eq!(got.ids, p.ids, "{name}: {:?} / {:?}", p.query, p.document);
+            assert_eq!(got.type_ids, p.type_ids, "{name}: {:?}", p.query);
+            // The fixture's long pairs are cut (64 ids); the rest are not.
+            assert_eq!(got.truncated, p.ids.len() == 64, "{name}: {:?}", p.query);
+        }
+        for t in &g.texts {
+            let got = tok.encode_pair(&t.text, None).unwrap();
+            assert_eq!(got.ids, t.ids, "{name}: {:?}", t.text);
+            assert_eq!(got.type_ids, t.type_ids, "{name}: {:?}", t.text);
+        }
+    }
+}
+
+#[test]
+fn longest_first_differs_from_only_second_where_the_fixture_says() {
+    // The pair of two ~40-token texts: longest_first cuts both, so the
+    // query loses tokens; only_second (TEI's documented strategy) would
+    // keep it whole. The fixture has both; we follow longest_first.
+    for name in MODELS {
+        let g = golden(name);
+        let tok = EmbedTokenizer::load(&EmbedSpec::new(dir(name))).unwrap();
+        let differ: Vec<&GoldenPair> = g
+            .pairs
+            .iter()
+            .filter(|p| matches!(p.only_second, Some(Some(_))))
+            .collect();
+        assert!(!differ.is_empty(), "{name}");
+        for p in differ {
+            let got = tok.encode_pair(&p.query, Some(&p.document)).unwrap();
+            let alt = p.only_second.as_ref().unwrap().as_ref().unwrap();
+            assert_ne!(got.ids, alt.ids);
+            assert_eq!(got.ids, p.ids);
+        }
+    }
+}
+
+#[test]
+fn huge_texts_are_tokenised_only_as_far_as_the_limit_needs() {
+    let name = "tiny-bert-rerank";
+    let g = golden(name);
+    let tok = EmbedTokenizer::load(&EmbedSpec::new(dir(name))).unwrap();
+    // The golden long document, then 10 MB more of it: the same cut.
+    let p = g
+        .pairs
+        .iter()
+        .find(|p| p.document.len() > 300 && p.query.len() < 40)
+        .unwrap();
+    let huge = format!(
+        "{} {}",
+        p.document,
+        "lorem ipsum dolor sit amet ".repeat(400_000)
+    );
+    let start = Instant::now();
+    let got = tok.encode_pair(&p.query, Some(&huge)).unwrap();
+    assert_eq!(got.ids, p.ids);
+    // Both texts over the limit alone and an odd budget (61 content
+    // tokens): each keeps 30, the one with more tokens 31. Past the
+    // tie-break's reach (both huge), the one with more bytes counts as
+    // longer; here it also has more tokens.
+    let sep_positions =
+        |t: &PairTokenized| -> Vec<usize> { (0..t.ids.len()).filter(|&i| t.ids[i] == 3).collect() };
+    let q = "the cat sat on the mat ".repeat(300_000);
+    let d = "hello world ".repeat(500_000);
+    let got = tok.encode_pair(&q, Some(&d)).unwrap();
+    assert!(got.truncated);
+    assert_eq!(got.ids.len(), 64);
+    assert_eq!(
+        sep_positions(&got),
+        [32, 63],
+        "query 31 tokens, document 30"
+    );
+    let got = tok.encode_pair(&d, Some(&q)).unwrap();
+    assert_eq!(
+        sep_positions(&got),
+        [31, 63],
+        "query 30 tokens, document 31"
+    );
+    // Within its reach it counts tokens, not bytes: fewer bytes but more
+    // tokens keeps the odd one.
+    let many = "a ".repeat(5_000);
+    let long_words = "hello ".repeat(3_000);
+    assert!(many.len() < long_words.len());
+    let got = tok.encode_pair(&many, Some(&long_words)).unwrap();
+    assert_eq!(sep_positions(&got), [32, 63], "the first has more tokens");
+    let got = tok.encode_pair(&long_words, Some(&many)).unwrap();
+    assert_eq!(sep_positions(&got), [31, 63], "the second has more tokens");
+    // Tokenising 10 MB whole takes seconds; the bounded pieces, far less.
+    let elapsed = start.elapsed();
+    assert!(elapsed.as_secs_f64() < 2.0, "took {elapsed:?}");
+}
+
+#[test]
+fn decode_gives_the_text_back_and_refuses_unknown_ids() {
+    let tok = EmbedTokenizer::load(&EmbedSpec::new(dir("tiny-bert-rerank"))).unwrap();
+    let t = tok.encode_pair("hello world", Some("the cat")).unwrap();
+    assert_eq!(tok.decode(&t.ids, true).unwrap(), "hello world the cat");
+    assert_eq!(
+        tok.decode(&t.ids, false).unwrap(),
+        "[CLS] hello world [SEP] the cat [SEP]"
+    );
+    let err = tok.decode(&[2, 100_000], true).unwrap_err();
+    assert!(matches!(err, EmbedError::InvalidInput(_)), "{err}");
+}
+
+#[test]
+fn both_engines_give_pytorch_logits_in_a_batch_and_alone() {
+    for name in MODELS {
+        let g = golden(name);
+        let inputs = inputs(&g);
+        let refs: Vec<&ScoreInput> = inputs.iter().map(|(i, _)| i).collect();
+        for engine in [Engine::Fast, Engine::Candle] {
+            let mut s = load(name, engine, Quantize::None);
+            assert_eq!(s.labels().len(), g.num_labels);
+            let batch = s.score(&refs).unwrap();
+            assert_eq!(batch.len(), inputs.len());
+            for ((input, want), got) in inputs.iter().zip(&batch) {
+                let d = max_abs_diff(got, want);
+                assert!(
+                    d < TOL,
+                    "{name} {engine} batch {input:?}: {got:?} vs {want:?}"
+                );
+                let alone = s.score(&[input]).unwrap();
+                let d = max_abs_diff(&alone[0], want);
+                assert!(d < TOL, "{name} {engine} alone {input:?}: {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn scores_are_cross_encoder_predict_and_classifiers_softmax() {
+    for name in MODELS {
+        let g = golden(name);
+        for engine in [Engine::Fast, Engine::Candle] {
+            let mut s = load(name, engine, Quantize::None);
+            if g.num_labels == 1 {
+                // One query per call: group the fixture's pairs by query.
+                for p in &g.pairs {
+                    let got = s.rerank(&p.query, &[p.document.as_str()]).unwrap();
+                    let want = ce_predict(p);
+                    assert!(
+                        max_abs_diff(&got, &want) < TOL,
+                        "{name} {engine}: {got:?} {want:?}"
+                    );
+                }
+                let q = &g.pairs[0].query;
+                let docs: Vec<&str> = g.pairs.iter().map(|p| p.document.as_str()).collect();
+                let all = s.rerank(q, &docs).unwrap();
+                assert_eq!(all.len(), docs.len());
+                let first = s.rerank(q, &docs[..1]).unwrap();
+                assert!((all[0] - first[0]).abs() < 1e-5);
+            } else {
+                assert_eq!(s.activation(), Activation::Softmax);
+                let mut check = |input: ScoreInput, softmax: &[f32], label: &str| {
+                    let mut logits = s.score(&[&input]).unwrap().remove(0);
+                    s.activation().apply(&mut logits);
+                    assert!(max_abs_diff(&logits, softmax) < TOL, "{name} {engine}");
+                    let best = (0..logits.len())
+                        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                        .unwrap();
+                    assert_eq!(s.labels()[best], label);
+                };
+                for p in &g.pairs {
+                    let input = ScoreInput::pair(&p.query, &p.document);
+                    check(
+                        input,
+                        p.softmax.as_ref().unwrap(),
+                        p.label.as_ref().unwrap(),
+                    );
+                }
+                for t in &g.texts {
+                    check(ScoreInput::Text(t.text.clone()), &t.softmax, &t.label);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tokens_score_as_their_text_and_other_truncations_as_pytorch() {
+    for name in MODELS {
+        let g = golden(name);
+        for engine in [Engine::Fast, Engine::Candle] {
+            let mut s = load(name, engine, Quantize::None);
+            let mut inputs = Vec::new();
+            for p in &g.pairs {
+                let t = PairTokenized {
+                    ids: p.ids.clone(),
+                    type_ids: p.type_ids.clone(),
+                    truncated: false,
+                };
+                inputs.push((ScoreInput::Tokens(t), p.logits.clone()));
+                if let Some(Some(alt)) = &p.only_second {
+                    let t = PairTokenized {
+                        ids: alt.ids.clone(),
+                        type_ids: alt.type_ids.clone(),
+                        truncated: true,
+                    };
+                    inputs.push((ScoreInput::Tokens(t), alt.logits.clone()));
+                }
+            }
+            let refs: Vec<&ScoreInput> = inputs.iter().map(|(i, _)| i).collect();
+            let got = s.score(&refs).unwrap();
+            for ((input, want), got) in inputs.iter().zip(&got) {
+                assert!(max_abs_diff(got, want) < TOL, "{name} {engine} {input:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_tokens_are_refused_as_invalid_input() {
+    let mut s = load("tiny-bert-rerank", Engine::Fast, Quantize::None);
+    let tokens = |ids: Vec<u32>, type_ids: Vec<u32>| {
+        ScoreInput::Tokens(PairTokenized {
+            ids,
+            type_ids,
+            truncated: false,
+        })
+    };
+    for bad in [
+        tokens(vec![], vec![]),
+        tokens(vec![2, 5, 3], vec![0, 0]),
+        tokens(vec![2, 100_000, 3], vec![0, 0, 0]),
+        tokens(vec![2, 5, 3], vec![0, 2, 0]),
+        tokens(vec![2; 65], vec![0; 65]),
+    ] {
+        let err = s.score(&[&bad]).unwrap_err();
+        assert!(matches!(err, EmbedError::InvalidInput(_)), "{bad:?}: {err}");
+    }
+    // XLM-RoBERTa has one token type.
+    let mut s = load("tiny-xlmr-rerank", Engine::Fast, Quantize::None);
+    let err = s
+        .score(&[&tokens(vec![0, 5, 2], vec![0, 1, 0])])
+        .unwrap_err();
+    assert!(matches!(err, EmbedError::InvalidInput(_)), "{err}");
+}
+
+#[test]
+fn int8_stays_within_its_bound_of_pytorch() {
+    let mut worst = 0f32;
+    for name in MODELS {
+        let g = golden(name);
+        let inputs = inputs(&g);
+        let refs: Vec<&ScoreInput> = inputs.iter().map(|(i, _)| i).collect();
+        let mut s = load(name, Engine::Fast, Quantize::Int8);
+        let got = s.score(&refs).unwrap();
+        let mut fp32 = load(name, Engine::Fast, Quantize::None);
+        let exact = fp32.score(&refs).unwrap();
+        let mut moved = 0f32;
+        for (((input, want), got), exact) in inputs.iter().zip(&got).zip(&exact) {
+            let d = max_abs_diff(got, want);
+            worst = worst.max(d);
+            moved = moved.max(max_abs_diff(got, exact));
+            assert!(d < INT8_TOL, "{name} int8 {input:?}: {got:?} vs {want:?}");
+        }
+        // int8 really ran (where the CPU has it): the logits moved.
+        if is_x86_feature_detected_avx2() {
+            assert!(moved > 1e-6, "{name}: int8 gave fp32's logits exactly");
+        }
+    }
+    eprintln!("INT8_MEASURED: largest |int8 - PyTorch| logit difference {worst}");
+}
+
+fn is_x86_feature_detected_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
