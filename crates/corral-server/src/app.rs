@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
 use crate::error::{ApiError, Dialect};
-use crate::model::EmbedModel;
+use crate::model::ServedModel;
 use crate::routes;
 use crate::state::{AppState, ServerConfig};
 use crate::telemetry::{HTTP_DURATION, HTTP_REQUESTS};
@@ -29,8 +29,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `models` (at least one; the first is the default).
-    pub fn new(models: Vec<Arc<dyn EmbedModel>>, config: ServerConfig) -> Self {
+    /// A server for `models` (at least one). A request that names no model
+    /// goes to the first whose kind does the task asked.
+    pub fn new(models: Vec<Arc<dyn ServedModel>>, config: ServerConfig) -> Self {
         Self {
             state: Arc::new(AppState::new(models, config)),
         }
@@ -41,8 +42,18 @@ impl Server {
         let state = self.state.clone();
         Router::new()
             .route("/v1/embeddings", post(routes::openai_embeddings))
+            .route("/embeddings", post(routes::openai_embeddings))
             .route("/embed", post(routes::tei_embed))
+            .route("/rerank", post(routes::rerank))
+            .route("/v1/rerank", post(routes::rerank))
+            .route("/predict", post(routes::predict))
+            .route("/classify", post(routes::classify))
+            .route("/tokenize", post(routes::tokenize))
+            .route("/decode", post(routes::decode))
+            .route("/", post(routes::by_kind))
+            .route("/invocations", post(routes::by_kind))
             .route("/health", get(routes::health))
+            .route("/ping", get(routes::health))
             .route("/metrics", get(routes::metrics))
             .route("/info", get(routes::info))
             .route("/v1/models", get(routes::models))
@@ -137,16 +148,17 @@ impl Server {
 
 /// The routes for `models` with [`ServerConfig::default`]: what a host app
 /// that already runs pools mounts in its own axum app.
-pub fn router(models: Vec<Arc<dyn EmbedModel>>) -> Router {
+pub fn router(models: Vec<Arc<dyn ServedModel>>) -> Router {
     Server::new(models, ServerConfig::default()).router()
 }
 
-/// 401 unless the request carries the configured key (`/health` is open).
+/// 401 unless the request carries the configured key (`/health` and
+/// `/ping` are open).
 async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(key) = state.config.api_key.as_deref() else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/health" {
+    if matches!(req.uri().path(), "/health" | "/ping") {
         return next.run(req).await;
     }
     let given = req
