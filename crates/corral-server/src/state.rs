@@ -77,8 +77,8 @@ pub(crate) struct AppState {
 
 impl AppState {
     /// The model for a request that asks `task` of it: the one `name`
-    /// names, which must serve that task; else the first served model whose
-    /// kind is one of `kinds`.
+    /// names, which must serve that task; else the first served model of
+    /// the first of `kinds` that one is served for.
     ///
     /// # Errors
     /// 404 for a name not served; 424 naming the model's kind for a model
@@ -102,9 +102,9 @@ impl AppState {
         if self.models.is_empty() {
             return Err(ApiError::unavailable("no model is served"));
         }
-        self.models
+        kinds
             .iter()
-            .find(|m| kinds.contains(&m.card().kind))
+            .find_map(|&kind| self.models.iter().find(|m| m.card().kind == kind))
             .cloned()
             .ok_or_else(|| {
                 if let [only] = &self.models[..] {

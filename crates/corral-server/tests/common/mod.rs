@@ -213,6 +213,12 @@ impl ServedModel for FakeModel {
                 truncated: t.truncated,
             });
         };
+        if format!("{first} {second}")
+            .split_whitespace()
+            .any(|w| w == "FAIL")
+        {
+            return Err(TokenizeError::Encode("FAIL is not a word".into()));
+        }
         let (mut a, mut b) = (Self::words(first), Self::words(second));
         let mut truncated = false;
         while a.len() + b.len() > MAX_TOKENS - 3 {
