@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{Engine, Quantize};
-use corral_server::{ServedModel, PoolModel, Server, ServerConfig};
+use corral_server::{PoolModel, ServedModel, Server, ServerConfig};
 
 use crate::embed_cmd::ModelArgs;
 
