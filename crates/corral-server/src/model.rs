@@ -203,10 +203,11 @@ pub trait ServedModel: Send + Sync + 'static {
     /// The tokens of `text` as TEI's `/tokenize` lists them, with the
     /// special tokens when `add_special_tokens`. Blocking.
     ///
-    /// The default tokenises with [`Self::tokenize_pair`] and names each
-    /// token with [`Self::decode`]: a token that decodes to nothing once
-    /// special tokens are skipped is special; no offsets (`start` and
-    /// `stop` are `None`).
+    /// The default tokenises with [`Self::tokenize_pair`] (so the text is
+    /// cut to the model's length) and names each token with
+    /// [`Self::decode`]: a token that decodes to nothing once special
+    /// tokens are skipped is special; no offsets (`start` and `stop` are
+    /// `None`).
     ///
     /// # Errors
     /// Those of [`Self::tokenize_pair`] and [`Self::decode`].

@@ -214,11 +214,19 @@ async fn score(
             scored.logits.len()
         )));
     }
-    let want = card.labels.len().max(1);
-    if let Some(bad) = scored.logits.iter().find(|l| l.len() != want) {
+    // One logit per label; at least one where the card names none.
+    let fits = |n: usize| {
+        if card.labels.is_empty() {
+            n > 0
+        } else {
+            n == card.labels.len()
+        }
+    };
+    if let Some(bad) = scored.logits.iter().find(|l| !fits(l.len())) {
         return Err(ApiError::internal(format!(
-            "the model answered {} logits for an input; it has {want} labels",
-            bad.len()
+            "the model answered {} logits for an input; it has {} labels",
+            bad.len(),
+            card.labels.len()
         )));
     }
     let scores = scored

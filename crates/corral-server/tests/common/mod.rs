@@ -33,6 +33,8 @@ pub enum Script {
     Fail(PoolError),
     /// Hold every request until the gate opens (or shutdown's deadline).
     Hold,
+    /// Score, but answer one logit too many for each input (a model bug).
+    ExtraLogit,
 }
 
 pub struct FakeModel {
@@ -120,7 +122,7 @@ impl FakeModel {
         let script = self.script.lock().unwrap().clone();
         match script {
             Script::Fail(e) => Err(e),
-            Script::Answer => Ok(()),
+            Script::Answer | Script::ExtraLogit => Ok(()),
             Script::Hold => {
                 self.held.fetch_add(1, Ordering::SeqCst);
                 let mut guard = HeldGuard(self, false);
@@ -267,8 +269,18 @@ impl ServedModel for FakeModel {
         Box::pin(async move {
             self.scored.lock().unwrap().extend(inputs.iter().cloned());
             self.follow_script().await?;
+            let extra = matches!(*self.script.lock().unwrap(), Script::ExtraLogit);
             Ok(Scored {
-                logits: inputs.iter().map(|t| self.logits(t)).collect(),
+                logits: inputs
+                    .iter()
+                    .map(|t| {
+                        let mut l = self.logits(t);
+                        if extra {
+                            l.push(0.0);
+                        }
+                        l
+                    })
+                    .collect(),
                 queue_time: Some(Duration::from_millis(2)),
                 compute_time: Some(Duration::from_millis(3)),
             })
