@@ -5,7 +5,8 @@
 //! Cohere's rerank (`POST /v1/rerank`, and `/rerank` with `documents`, as
 //! Jina and infinity take it); infinity's `POST /classify`; `GET /health`
 //! (and `/ping`), `GET /metrics` (Prometheus), `GET /info` and
-//! `GET /v1/models`. Each model serves one task, its kind (`embed`,
+//! `GET /v1/models`; and `GET /openapi.json`, an OpenAPI document of every
+//! route built from the router's own table and each body's type. Each model serves one task, its kind (`embed`,
 //! `rerank`, `classify`); a task the model cannot do is answered 424,
 //! naming its kind.
 //!
@@ -38,6 +39,8 @@
 //! - `types`: the wire types, one file per dialect (`openai`, `tei`,
 //!   `cohere`, `infinity`) over the shared parsing in its `mod.rs` — each
 //!   dialect's bodies, the requests they parse into, the answers.
+//! - `openapi`: the OpenAPI document of `/openapi.json`, from a table of
+//!   routes and each body type's fields.
 //! - `state`: [`ServerConfig`] and what every handler shares (models,
 //!   limits, permits, draining).
 //! - `execute`: runs an `EmbedRequest` against its model.
@@ -62,6 +65,7 @@ mod app;
 mod error;
 mod execute;
 pub mod model;
+mod openapi;
 mod pool;
 mod routes;
 mod state;

@@ -8,7 +8,7 @@ use corral_embed::TruncationSide;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{from_body, non_empty, present, OverLimit, RerankRequest, Usage};
+use super::{from_body, non_empty, present, BodySchema, OverLimit, RerankRequest, Usage};
 use crate::error::{ApiError, Dialect};
 
 const DOCUMENTS_SHAPE: &str = "an array of strings or of objects with a string `text`";
@@ -138,4 +138,9 @@ pub(crate) struct RerankResult {
 pub(crate) struct DocumentText {
     /// The text.
     pub(crate) text: String,
+}
+
+/// The Cohere-shaped rerank body.
+pub(crate) fn rerank_schema() -> BodySchema {
+    BodySchema::of::<RerankBody>(expectation)
 }

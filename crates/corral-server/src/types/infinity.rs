@@ -5,8 +5,8 @@ use corral_embed::TruncationSide;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_body, non_empty, OverLimit, PredictRequest, Prediction, Sequence, Texts, Usage,
-    TEXTS_SHAPE,
+    from_body, non_empty, BodySchema, OverLimit, PredictRequest, Prediction, Sequence, Texts,
+    Usage, TEXTS_SHAPE,
 };
 use crate::error::{ApiError, Dialect};
 
@@ -63,4 +63,9 @@ pub(crate) struct ClassifyResponse {
     pub(crate) model: String,
     /// Word pieces scored, special tokens included.
     pub(crate) usage: Usage,
+}
+
+/// `POST /classify`'s body.
+pub(crate) fn classify_schema() -> BodySchema {
+    BodySchema::of::<ClassifyBody>(expectation)
 }

@@ -380,6 +380,73 @@ fn non_empty<T>(dialect: Dialect, field: &str, value: Option<Vec<T>>) -> Result<
 /// about it gives; `None` for a field the body does not have.
 type Expectation = fn(&str) -> Option<&'static str>;
 
+/// One request body's shape, read off the body type itself: the fields
+/// serde reads (from its `Deserialize`), and what each must be (the
+/// sentence its errors give) — what `/openapi.json` shows.
+#[derive(Clone, Copy)]
+pub(crate) struct BodySchema {
+    /// The body's fields, as serde names them.
+    pub(crate) fields: &'static [&'static str],
+    /// What each must be.
+    pub(crate) expectation: Expectation,
+}
+
+impl BodySchema {
+    /// The schema of `T`, a `#[derive(Deserialize)]` struct.
+    fn of<T: de::DeserializeOwned>(expectation: Expectation) -> Self {
+        Self {
+            fields: fields_of::<T>(),
+            expectation,
+        }
+    }
+}
+
+/// The fields a derived `Deserialize` struct reads: it hands them to
+/// `deserialize_struct`, where this deserializer keeps them and stops.
+fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    use std::cell::Cell;
+
+    #[derive(Debug)]
+    struct Stop;
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Self
+        }
+    }
+
+    struct Capture<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for Capture<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let fields = Cell::new(&[][..]);
+    let _ = T::deserialize(Capture(&fields));
+    fields.get()
+}
+
 /// Deserialises a body that must be one JSON object, naming the field of
 /// any error in it (`body` when it is not an object or not JSON).
 fn from_body<'de, T: Deserialize<'de>>(

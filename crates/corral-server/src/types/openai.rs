@@ -5,7 +5,9 @@
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{from_body, required, EmbedRequest, Inputs, OneOf, OverLimit, Usage, INPUTS_SHAPE};
+use super::{
+    from_body, required, BodySchema, EmbedRequest, Inputs, OneOf, OverLimit, Usage, INPUTS_SHAPE,
+};
 use crate::error::{ApiError, Dialect};
 
 /// How OpenAI's answer carries each vector (`encoding_format`).
@@ -141,4 +143,9 @@ impl OpenAiResponse {
             usage: Usage::of(tokens),
         }
     }
+}
+
+/// `POST /v1/embeddings`'s body.
+pub(crate) fn embed_schema() -> BodySchema {
+    BodySchema::of::<OpenAiBody>(expectation)
 }

@@ -9,8 +9,9 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_body, non_empty, present, required, EmbedRequest, Encoding, Inputs, OneOf, OverLimit,
-    PredictRequest, Prediction, RerankRequest, Sequence, Texts, INPUTS_SHAPE, TEXTS_SHAPE,
+    from_body, non_empty, present, required, BodySchema, EmbedRequest, Encoding, Inputs, OneOf,
+    OverLimit, PredictRequest, Prediction, RerankRequest, Sequence, Texts, INPUTS_SHAPE,
+    TEXTS_SHAPE,
 };
 use crate::error::{ApiError, Dialect};
 use crate::model::TokenSpan;
@@ -363,4 +364,29 @@ pub(crate) enum PredictResponse {
     Single(Vec<Prediction>),
     /// A batch.
     Batch(Vec<Vec<Prediction>>),
+}
+
+/// `POST /embed`'s body.
+pub(crate) fn embed_schema() -> BodySchema {
+    BodySchema::of::<EmbedBody>(expectation)
+}
+
+/// `POST /rerank`'s body, TEI's shape.
+pub(crate) fn rerank_schema() -> BodySchema {
+    BodySchema::of::<RerankBody>(expectation)
+}
+
+/// `POST /predict`'s body.
+pub(crate) fn predict_schema() -> BodySchema {
+    BodySchema::of::<PredictBody>(predict_expectation)
+}
+
+/// `POST /tokenize`'s body.
+pub(crate) fn tokenize_schema() -> BodySchema {
+    BodySchema::of::<TokenizeBody>(tokenize_expectation)
+}
+
+/// `POST /decode`'s body.
+pub(crate) fn decode_schema() -> BodySchema {
+    BodySchema::of::<DecodeBody>(expectation)
 }
