@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{Engine, Quantize};
-use corral_server::{EmbedModel, PoolModel, Server, ServerConfig};
+use corral_server::{PoolModel, ServedModel, Server, ServerConfig};
 
 use crate::embed_cmd::ModelArgs;
 
@@ -137,7 +137,7 @@ fn duration_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let drain = duration_secs("--drain-timeout", args.drain_timeout)?;
     let metrics = corral_server::install_metrics().ok();
-    let mut models: Vec<Arc<dyn EmbedModel>> = Vec::new();
+    let mut models: Vec<Arc<dyn ServedModel>> = Vec::new();
     for (name, model) in args.served()? {
         let spec = model.spec()?;
         let name = name.unwrap_or_else(|| {

@@ -1,5 +1,6 @@
 //! The router and what wraps it: API key, HTTP metrics, one tracing span per
-//! request, and graceful shutdown (stop accepting, let admitted requests
+//! request, `/openapi.json` from the same table as the routes, and graceful
+//! shutdown (stop accepting, let admitted requests
 //! finish within the drain deadline, answer the rest 503).
 
 use std::future::Future;
@@ -11,17 +12,19 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
 use crate::error::{ApiError, Dialect};
-use crate::model::EmbedModel;
+use crate::model::ServedModel;
+use crate::openapi::{self, RouteDoc};
 use crate::routes;
 use crate::state::{AppState, ServerConfig};
 use crate::telemetry::{HTTP_DURATION, HTTP_REQUESTS};
+use crate::types::{cohere, infinity, openai, tei};
 
 /// An HTTP server over a set of served models.
 pub struct Server {
@@ -29,8 +32,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `models` (at least one; the first is the default).
-    pub fn new(models: Vec<Arc<dyn EmbedModel>>, config: ServerConfig) -> Self {
+    /// A server for `models` (at least one). A request that names no model
+    /// goes to the first whose kind does the task asked.
+    pub fn new(models: Vec<Arc<dyn ServedModel>>, config: ServerConfig) -> Self {
         Self {
             state: Arc::new(AppState::new(models, config)),
         }
@@ -39,13 +43,22 @@ impl Server {
     /// The routes, with their layers, to mount in an axum app.
     pub fn router(&self) -> Router {
         let state = self.state.clone();
-        Router::new()
-            .route("/v1/embeddings", post(routes::openai_embeddings))
-            .route("/embed", post(routes::tei_embed))
-            .route("/health", get(routes::health))
-            .route("/metrics", get(routes::metrics))
-            .route("/info", get(routes::info))
-            .route("/v1/models", get(routes::models))
+        let table = routes_table();
+        let docs: Vec<(&'static str, RouteDoc)> =
+            table.iter().map(|(path, _, doc)| (*path, *doc)).collect();
+        let document = Arc::new(openapi::document(&docs, env!("CARGO_PKG_VERSION")));
+        let mut router = Router::new();
+        for (path, method_router, _) in table {
+            router = router.route(path, method_router);
+        }
+        router
+            .route(
+                "/openapi.json",
+                get(move || {
+                    let document = document.clone();
+                    async move { axum::Json(document.as_ref().clone()) }
+                }),
+            )
             .fallback(routes::not_found)
             .layer(middleware::from_fn_with_state(
                 state.clone(),
@@ -135,18 +148,131 @@ impl Server {
     }
 }
 
+/// Every route but `/openapi.json`: its path, its handler, and what the
+/// OpenAPI document says of it — one table, so that the document lists
+/// exactly what the router serves.
+fn routes_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, RouteDoc)> {
+    vec![
+        (
+            "/v1/embeddings",
+            post(routes::openai_embeddings),
+            RouteDoc::post("Embeddings, as OpenAI's API", &[openai::embed_schema]),
+        ),
+        (
+            "/embeddings",
+            post(routes::openai_embeddings),
+            RouteDoc::post(
+                "Embeddings, as OpenAI's API (without /v1, as TEI serves it)",
+                &[openai::embed_schema],
+            ),
+        ),
+        (
+            "/embed",
+            post(routes::tei_embed),
+            RouteDoc::post("Embeddings, as TEI's /embed", &[tei::embed_schema]),
+        ),
+        (
+            "/rerank",
+            post(routes::rerank),
+            RouteDoc::post(
+                "Rerank: TEI's body (with `texts`) or Cohere's (with `documents`)",
+                &[tei::rerank_schema, cohere::rerank_schema],
+            ),
+        ),
+        (
+            "/v1/rerank",
+            post(routes::rerank),
+            RouteDoc::post(
+                "Rerank, as Cohere's, Jina's and infinity's APIs",
+                &[cohere::rerank_schema],
+            ),
+        ),
+        (
+            "/predict",
+            post(routes::predict),
+            RouteDoc::post(
+                "Classify texts or pairs, as TEI's /predict",
+                &[tei::predict_schema],
+            ),
+        ),
+        (
+            "/classify",
+            post(routes::classify),
+            RouteDoc::post(
+                "Classify texts, as infinity's /classify",
+                &[infinity::classify_schema],
+            ),
+        ),
+        (
+            "/tokenize",
+            post(routes::tokenize),
+            RouteDoc::post(
+                "Tokens of texts, as TEI's /tokenize",
+                &[tei::tokenize_schema],
+            ),
+        ),
+        (
+            "/decode",
+            post(routes::decode),
+            RouteDoc::post("Text of token ids, as TEI's /decode", &[tei::decode_schema]),
+        ),
+        (
+            "/",
+            post(routes::by_kind),
+            RouteDoc::post(
+                "TEI's route for the model's kind: /embed, /rerank or /predict",
+                &[tei::embed_schema, tei::rerank_schema, tei::predict_schema],
+            ),
+        ),
+        (
+            "/invocations",
+            post(routes::by_kind),
+            RouteDoc::post(
+                "The same as POST / (SageMaker's path)",
+                &[tei::embed_schema, tei::rerank_schema, tei::predict_schema],
+            ),
+        ),
+        (
+            "/health",
+            get(routes::health),
+            RouteDoc::get("200 when every model serves, else 503 with the reasons"),
+        ),
+        (
+            "/ping",
+            get(routes::health),
+            RouteDoc::get("The same as /health"),
+        ),
+        (
+            "/metrics",
+            get(routes::metrics),
+            RouteDoc::get("Prometheus text"),
+        ),
+        (
+            "/info",
+            get(routes::info),
+            RouteDoc::get("Models (kind, labels, dimensions, limits), limits, version"),
+        ),
+        (
+            "/v1/models",
+            get(routes::models),
+            RouteDoc::get("Models in OpenAI's list shape, each with its card"),
+        ),
+    ]
+}
+
 /// The routes for `models` with [`ServerConfig::default`]: what a host app
 /// that already runs pools mounts in its own axum app.
-pub fn router(models: Vec<Arc<dyn EmbedModel>>) -> Router {
+pub fn router(models: Vec<Arc<dyn ServedModel>>) -> Router {
     Server::new(models, ServerConfig::default()).router()
 }
 
-/// 401 unless the request carries the configured key (`/health` is open).
+/// 401 unless the request carries the configured key (`/health` and
+/// `/ping` are open).
 async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(key) = state.config.api_key.as_deref() else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/health" {
+    if matches!(req.uri().path(), "/health" | "/ping") {
         return next.run(req).await;
     }
     let given = req

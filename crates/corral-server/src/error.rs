@@ -1,6 +1,8 @@
 //! Errors a client can act on, in the body shape of the route's dialect:
-//! OpenAI's `{"error":{"message","type","param","code"}}` or TEI's
-//! `{"error","error_type"}`. [`ApiError::from_pool`] is the one place a
+//! OpenAI's `{"error":{"message","type","param","code"}}` (also infinity's
+//! `/classify`), TEI's `{"error","error_type"}`, or, on the Cohere-shaped
+//! rerank routes, Cohere's `{"message"}` with OpenAI's `error` beside it
+//! (infinity's and Jina's clients read that one). [`ApiError::from_pool`] is the one place a
 //! [`PoolError`] becomes a status code:
 //!
 //! | `PoolError` | status | why |
@@ -12,6 +14,10 @@
 //! | `WorkerLost` | 503 + `Retry-After: 1` | its worker died and the retry budget is spent; may have run |
 //! | `InvalidInput` | 400 (OpenAI) / 422 (TEI) | the request itself is wrong |
 //! | `Backend` | 500 | the model failed |
+//!
+//! A task the model cannot do (reranking on an embedder, say) is 424 Failed
+//! Dependency in every dialect, as TEI answers it, naming the model's kind
+//! and the task asked.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,26 +29,35 @@ use serde_json::json;
 pub(crate) enum Dialect {
     /// OpenAI's `/v1/...` routes (and the operational ones).
     OpenAi,
-    /// Text Embeddings Inference's `/embed`.
+    /// Text Embeddings Inference's routes (`/embed`, `/rerank` with
+    /// `texts`, `/predict`, `/tokenize`, `/decode`, `/`, `/invocations`).
     Tei,
+    /// Cohere's rerank API as Cohere, Jina and infinity serve it
+    /// (`/v1/rerank`, and `/rerank` with `documents`).
+    Cohere,
 }
 
 impl Dialect {
-    /// TEI's body shape on TEI's route, OpenAI's elsewhere.
+    /// The dialect of an error answered before the body is read: TEI's on
+    /// TEI's routes, Cohere's on `/v1/rerank`, OpenAI's elsewhere. (`/rerank`
+    /// is TEI's here: which shape a body has is known only once it is read.)
     pub(crate) fn of_path(path: &str) -> Self {
-        if path == "/embed" {
-            Self::Tei
-        } else {
-            Self::OpenAi
+        match path {
+            "/embed" | "/rerank" | "/predict" | "/tokenize" | "/decode" | "/" | "/invocations" => {
+                Self::Tei
+            }
+            "/v1/rerank" => Self::Cohere,
+            _ => Self::OpenAi,
         }
     }
 
     /// The name of the field that carries the inputs: OpenAI's `input`,
-    /// TEI's `inputs`.
+    /// TEI's `inputs`, Cohere's `documents`.
     pub(crate) fn inputs_field(self) -> &'static str {
         match self {
             Self::OpenAi => "input",
             Self::Tei => "inputs",
+            Self::Cohere => "documents",
         }
     }
 }
@@ -80,7 +95,7 @@ impl ApiError {
     /// A malformed or wrong-typed field: 400 (OpenAI) / 422 (TEI).
     pub(crate) fn invalid(dialect: Dialect, param: &str, message: impl Into<String>) -> Self {
         let status = match dialect {
-            Dialect::OpenAi => StatusCode::BAD_REQUEST,
+            Dialect::OpenAi | Dialect::Cohere => StatusCode::BAD_REQUEST,
             Dialect::Tei => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, message).param(param)
@@ -100,7 +115,7 @@ impl ApiError {
     /// length without truncation): 400 (OpenAI) / 413 (TEI's validation).
     pub(crate) fn over_limit(dialect: Dialect, param: &str, message: impl Into<String>) -> Self {
         let status = match dialect {
-            Dialect::OpenAi => StatusCode::BAD_REQUEST,
+            Dialect::OpenAi | Dialect::Cohere => StatusCode::BAD_REQUEST,
             Dialect::Tei => StatusCode::PAYLOAD_TOO_LARGE,
         };
         Self::new(status, message).param(param)
@@ -137,6 +152,49 @@ impl ApiError {
         .param("model");
         e.code = Some("model_not_found");
         e.tei_type = "validation";
+        e
+    }
+
+    /// A task the model cannot do (TEI's answer, 424 Failed Dependency):
+    /// names the model, its kind and the task asked.
+    pub(crate) fn wrong_kind(model: &str, kind: &str, task: &str, route: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::FAILED_DEPENDENCY,
+            format!(
+                "model `{model}` is a {kind} model; it cannot {task} \
+                 ({route} needs a model that can)"
+            ),
+        )
+        .param("model");
+        e.code = Some("wrong_model_kind");
+        e.tei_type = "backend";
+        e
+    }
+
+    /// No served model does the task asked (none named): 424, naming what
+    /// is served.
+    pub(crate) fn no_model_for(task: &str, route: &str, served: &[String]) -> Self {
+        let mut e = Self::new(
+            StatusCode::FAILED_DEPENDENCY,
+            format!(
+                "no model served here can {task} ({route}; served: {})",
+                served.join(", ")
+            ),
+        )
+        .param("model");
+        e.code = Some("wrong_model_kind");
+        e.tei_type = "backend";
+        e
+    }
+
+    /// Something the model's tokenizer does not offer: 424, naming it.
+    pub(crate) fn unsupported(model: &str, what: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::FAILED_DEPENDENCY,
+            format!("model `{model}` cannot {what}"),
+        );
+        e.code = Some("unsupported");
+        e.tei_type = "backend";
         e
     }
 
@@ -224,6 +282,15 @@ impl ApiError {
                 }
             }),
             Dialect::Tei => json!({ "error": self.message, "error_type": self.tei_type }),
+            Dialect::Cohere => json!({
+                "message": self.message,
+                "error": {
+                    "message": self.message,
+                    "type": self.openai_type,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            }),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {

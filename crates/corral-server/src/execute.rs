@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_embed::{l2_normalize, Tokenized, TruncationSide};
+use corral_embed::{l2_normalize, ModelKind, Tokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::model::{EmbedModel, TokenizeError};
+use crate::model::{ServedModel, TokenizeError};
 use crate::state::AppState;
 use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
 use crate::types::{EmbedRequest, Inputs, OverLimit};
@@ -37,7 +37,11 @@ pub(crate) struct Answer {
 /// draining (503), too many inputs or an input over the model's length
 /// (400 / TEI 413), a bad `dimensions` or token id (400 / TEI 422), and
 /// the pool's own errors.
-pub(crate) async fn execute(state: &AppState, request: EmbedRequest) -> Result<Answer, ApiError> {
+pub(crate) async fn execute(
+    state: &AppState,
+    request: EmbedRequest,
+    route: &str,
+) -> Result<Answer, ApiError> {
     let EmbedRequest {
         dialect,
         model,
@@ -48,7 +52,7 @@ pub(crate) async fn execute(state: &AppState, request: EmbedRequest) -> Result<A
         encoding: _,
     } = request;
     let field = dialect.inputs_field();
-    let model = state.model(model.as_deref())?;
+    let model = state.model_for(model.as_deref(), &[ModelKind::Embed], "embed texts", route)?;
     state.refuse_if_draining()?;
     let card = model.card().clone();
     let span = tracing::Span::current();
@@ -95,7 +99,7 @@ pub(crate) async fn execute(state: &AppState, request: EmbedRequest) -> Result<A
                     card.max_input_tokens,
                     match dialect {
                         Dialect::Tei => "; set `truncate: true` to cut it",
-                        Dialect::OpenAi => "",
+                        Dialect::OpenAi | Dialect::Cohere => "",
                     }
                 ),
             ));
@@ -104,7 +108,7 @@ pub(crate) async fn execute(state: &AppState, request: EmbedRequest) -> Result<A
     let n_inputs = tokenized.len();
     let tokens: usize = tokenized.iter().map(|t| t.ids.len()).sum();
     span.record("tokens", tokens);
-    let labels = [("model", card.name.clone())];
+    let labels = [("model", card.name.clone()), ("task", "embed".to_owned())];
     metrics::histogram!(REQUEST_INPUTS, &labels).record(n_inputs as f64);
     metrics::histogram!(REQUEST_TOKENS, &labels).record(tokens as f64);
 
@@ -154,14 +158,11 @@ pub(crate) async fn execute(state: &AppState, request: EmbedRequest) -> Result<A
 /// per request).
 const INLINE_TOKENIZE_BYTES: usize = 4096;
 
-/// Tokenises `inputs` with the model's tokenizer: inline when small, else
-/// on the blocking pool so the async threads never stall on a large body,
-/// at most `tokenize_concurrency` requests at once (see
-/// [`ServerConfig::tokenize_concurrency`](crate::ServerConfig)). An input
-/// the model cannot tokenise comes back with its place.
+/// Tokenises `inputs` with the model's tokenizer (see [`off_thread`]). An
+/// input the model cannot tokenise comes back with its place.
 async fn tokenize(
     state: &AppState,
-    model: Arc<dyn EmbedModel>,
+    model: Arc<dyn ServedModel>,
     inputs: Inputs,
     side: TruncationSide,
 ) -> Result<Result<Vec<Tokenized>, (usize, TokenizeError)>, ApiError> {
@@ -169,7 +170,7 @@ async fn tokenize(
         Inputs::Texts(texts) => texts.iter().map(String::len).sum(),
         Inputs::Ids(lists) => lists.iter().map(Vec::len).sum::<usize>() * 4,
     };
-    let work = move || match inputs {
+    off_thread(state, bytes, move || match inputs {
         Inputs::Texts(texts) => texts
             .iter()
             .enumerate()
@@ -180,7 +181,19 @@ async fn tokenize(
             .enumerate()
             .map(|(i, ids)| model.wrap_ids(ids, side).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>(),
-    };
+    })
+    .await
+}
+
+/// Runs tokenizer `work` over `bytes` of input: inline when small, else on
+/// the blocking pool so the async threads never stall on a large body, at
+/// most `tokenize_concurrency` requests at once (see
+/// [`ServerConfig::tokenize_concurrency`](crate::ServerConfig)).
+pub(crate) async fn off_thread<T: Send + 'static>(
+    state: &AppState,
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
     if bytes <= INLINE_TOKENIZE_BYTES {
         return Ok(work());
     }
@@ -191,9 +204,9 @@ async fn tokenize(
         .await
         .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     tokio::task::spawn_blocking(move || {
-        let tokenized = work();
+        let done = work();
         drop(permit);
-        tokenized
+        done
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenising failed: {e}")))

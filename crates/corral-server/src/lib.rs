@@ -1,6 +1,14 @@
-//! Corral's HTTP front: OpenAI's `POST /v1/embeddings`, TEI's `POST /embed`,
-//! `GET /health`, `GET /metrics` (Prometheus), `GET /info` and
-//! `GET /v1/models`, over one Corral pool per served model.
+//! Corral's HTTP front, over one Corral pool per served model, in the
+//! dialects clients already speak: OpenAI's `POST /v1/embeddings` (and
+//! `/embeddings`); TEI's `POST /embed`, `/rerank`, `/predict`, `/tokenize`,
+//! `/decode`, and `POST /` and `/invocations` routed by the model's kind;
+//! Cohere's rerank (`POST /v1/rerank`, and `/rerank` with `documents`, as
+//! Jina and infinity take it); infinity's `POST /classify`; `GET /health`
+//! (and `/ping`), `GET /metrics` (Prometheus), `GET /info` and
+//! `GET /v1/models`; and `GET /openapi.json`, an OpenAPI document of every
+//! route built from the router's own table and each body's type. Each model serves one task, its kind (`embed`,
+//! `rerank`, `classify`); a task the model cannot do is answered 424,
+//! naming its kind.
 //!
 //! The server holds no queue of its own: a request is tokenised (off the
 //! async threads, with the model's own tokenizer), checked against the
@@ -10,31 +18,38 @@
 //! # One request, one way down
 //! `app` (layers: a place among `max_concurrent_requests`, API key,
 //! metrics, tracing) → `routes` (read the body within `max_body`) →
-//! `types` (parse it once into an `EmbedRequest`, every error naming its
-//! field) → `execute` (model, limits, tokenising, the pool through
-//! [`EmbedModel`], shaping the vectors) → back in `routes`, the answer in
-//! the route's dialect; any error on the way is an `error::ApiError`,
-//! rendered in that dialect.
+//! `types` (parse it once into an `EmbedRequest`, a `RerankRequest` or a
+//! `PredictRequest`, every error naming its field) → `execute` or `tasks`
+//! (model of the right kind, limits, tokenising, the pool through
+//! [`ServedModel`], shaping the vectors or activating the logits) → back in
+//! `routes`, the answer in the route's dialect; any error on the way is an
+//! `error::ApiError`, rendered in that dialect.
 //!
 //! # Layout
 //! No two modules import each other; each imports only those listed
 //! before it.
 //! - [`telemetry`]: the Prometheus recorder and the server's series.
-//! - [`model`]: [`EmbedModel`], what the routes need from a served model,
-//!   and its typed [`TokenizeError`].
-//! - `pool`: [`PoolModel`], [`EmbedModel`] over a real pool — the one
+//! - [`model`]: [`ServedModel`], what the routes need from a served model
+//!   (its [`ModelCard`], tokenizer, embedding and scoring), and its typed
+//!   [`TokenizeError`].
+//! - `pool`: [`PoolModel`], [`ServedModel`] over a real pool — the one
 //!   module that calls the pool's handle.
-//! - `error`: the two dialects; errors in OpenAI's and TEI's body shapes,
-//!   and the mapping of every `PoolError` to a status.
-//! - `types`: the wire types — each dialect's body, the `EmbedRequest` both
-//!   parse into, OpenAI's answer.
+//! - `error`: the dialects; errors in OpenAI's, TEI's and Cohere's body
+//!   shapes, and the mapping of every `PoolError` to a status.
+//! - `types`: the wire types, one file per dialect (`openai`, `tei`,
+//!   `cohere`, `infinity`) over the shared parsing in its `mod.rs` — each
+//!   dialect's bodies, the requests they parse into, the answers.
+//! - `openapi`: the OpenAPI document of `/openapi.json`, from a table of
+//!   routes and each body type's fields.
 //! - `state`: [`ServerConfig`] and what every handler shares (models,
 //!   limits, permits, draining).
 //! - `execute`: runs an `EmbedRequest` against its model.
+//! - `tasks`: runs a `RerankRequest` or a `PredictRequest` against its
+//!   model, and `/tokenize` and `/decode`.
 //! - `routes`: the handlers.
 //! - `app`: [`Server`] — the router, its layers, graceful shutdown — and
-//!   [`router`]. The body limit is not a layer: the embedding route reads
-//!   the body itself, refusing one over `max_body`.
+//!   [`router`]. The body limit is not a layer: each task route reads the
+//!   body itself, refusing one over `max_body`.
 //!
 //! ```no_run
 //! # async fn host(model: corral_server::PoolModel) {
@@ -50,14 +65,16 @@ mod app;
 mod error;
 mod execute;
 pub mod model;
+mod openapi;
 mod pool;
 mod routes;
 mod state;
+mod tasks;
 pub mod telemetry;
 mod types;
 
 pub use app::{router, Server};
-pub use model::{EmbedModel, Embedded, ModelCard, TokenizeError};
+pub use model::{Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
 pub use pool::{EmbedPool, PoolModel, SpawnModelError};
 pub use state::ServerConfig;
 pub use telemetry::install_metrics;

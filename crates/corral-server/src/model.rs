@@ -1,17 +1,24 @@
-//! The seam between HTTP and a pool: [`EmbedModel`], what a route needs from
-//! one served model (its card, its tokenizer, embedding pre-tokenised ids,
-//! health, shutdown). [`crate::PoolModel`] implements it over a real Corral
-//! pool; tests implement it with fakes to drive every error cheaply.
+//! The seam between HTTP and a pool: [`ServedModel`], what a route needs from
+//! one served model (its card, its tokenizer, embedding or scoring
+//! pre-tokenised ids, health, shutdown). [`crate::PoolModel`] implements it
+//! over a real Corral embedding pool; tests implement it with fakes to drive
+//! every error cheaply.
+//!
+//! A model serves one task, its [`ModelCard::kind`]: the routes send it only
+//! that task's work (`embed` for an embedder, `score` for a reranker or a
+//! classifier) and answer any other with 424. The methods of the tasks added
+//! after embedding have defaults that say "this model cannot", so that an
+//! embedder implements none of them.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use corral_core::{HealthReport, PoolError};
-use corral_embed::{Tokenized, TruncationSide};
-use serde::Serialize;
+use corral_embed::{Activation, ModelKind, PairTokenized, Tokenized, TruncationSide};
+use serde::{Serialize, Serializer};
 
-/// A boxed, sendable future (the trait is used as `dyn EmbedModel`).
+/// A boxed, sendable future (the trait is used as `dyn ServedModel`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What `/info` and `/v1/models` say about one served model.
@@ -19,7 +26,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct ModelCard {
     /// The name clients put in `model`.
     pub name: String,
-    /// Length of the embeddings.
+    /// The task it serves (`embed`, `rerank`, `classify`).
+    #[serde(serialize_with = "kind_name")]
+    pub kind: ModelKind,
+    /// Length of the embeddings (meaningful for `embed` only).
     pub dimensions: usize,
     /// Word pieces per input, special tokens included.
     pub max_input_tokens: usize,
@@ -31,6 +41,62 @@ pub struct ModelCard {
     pub queue_capacity: usize,
     /// Per-worker bound on multi-input requests.
     pub batch_queue_capacity: usize,
+    /// A classifier's labels, in the order of its logits (`id2label`); a
+    /// reranker's one label; empty for an embedder.
+    pub labels: Vec<String>,
+    /// How logits become the scores clients see (`identity` for an
+    /// embedder, which has none).
+    #[serde(serialize_with = "activation_name")]
+    pub activation: Activation,
+}
+
+impl ModelCard {
+    /// The name of label `i`: the card's, else `LABEL_{i}` as transformers
+    /// names labels a config leaves unnamed.
+    pub fn label(&self, i: usize) -> String {
+        self.labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("LABEL_{i}"))
+    }
+}
+
+fn kind_name<S: Serializer>(kind: &ModelKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.as_str())
+}
+
+fn activation_name<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.as_str())
+}
+
+/// Raw logits for one scoring request, with where the time went when the
+/// model knows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scored {
+    /// One list of raw logits per input, in order (one per label).
+    pub logits: Vec<Vec<f32>>,
+    /// Time between submission and the start of the batch that ran it.
+    pub queue_time: Option<Duration>,
+    /// Time the batch ran.
+    pub compute_time: Option<Duration>,
+}
+
+/// One token of a text, as TEI's `POST /tokenize` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenSpan {
+    /// Its id in the vocabulary.
+    pub id: u32,
+    /// Its text: the bytes of the input it covers when the model knows
+    /// them, else the token decoded alone.
+    pub text: String,
+    /// Whether it is a special token (`[CLS]`, `</s>`, …).
+    pub special: bool,
+    /// Byte offset in the input where it starts; `None` for a special
+    /// token, or when the model does not give offsets.
+    pub start: Option<usize>,
+    /// Byte offset in the input where it ends (exclusive); `None` as for
+    /// `start`.
+    pub stop: Option<usize>,
 }
 
 /// Vectors for one request, with where the time went when the model knows.
@@ -61,11 +127,15 @@ pub enum TokenizeError {
     /// The tokenizer could not encode the input.
     #[error("the tokenizer could not encode it: {0}")]
     Encode(String),
+    /// The model does not offer this (say, decoding on a model whose
+    /// tokenizer has no decoder): the server answers 424, naming it.
+    #[error("the model cannot {0}")]
+    Unsupported(String),
 }
 
 /// One served model, as the routes see it.
-pub trait EmbedModel: Send + Sync + 'static {
-    /// Name, dimensions, limits.
+pub trait ServedModel: Send + Sync + 'static {
+    /// Name, task, dimensions or labels, limits.
     fn card(&self) -> &ModelCard;
 
     /// Tokenises `text` with the model's own tokenizer and settings, cutting
@@ -85,11 +155,103 @@ pub trait EmbedModel: Send + Sync + 'static {
 
     /// Embeds pre-tokenised inputs (special tokens included), refused at
     /// once when the pool is full. Dropping the future withdraws the
-    /// request.
+    /// request. Called only on a model whose kind is `embed`.
     ///
     /// # Errors
     /// The pool's [`PoolError`].
     fn embed(&self, inputs: Vec<Vec<u32>>) -> BoxFuture<'_, Result<Embedded, PoolError>>;
+
+    /// Tokenises one text (`second: None`) or a pair with the model's pair
+    /// template and token types, cut to the model's length as its tokenizer
+    /// cuts pairs (and saying so). Blocking, like [`Self::tokenize`].
+    ///
+    /// The default tokenises a single text with [`Self::tokenize`] (cut
+    /// from the right, every token type 0) and refuses a pair.
+    ///
+    /// # Errors
+    /// [`TokenizeError::Encode`] when the tokenizer fails;
+    /// [`TokenizeError::Unsupported`] for a pair by default.
+    fn tokenize_pair(
+        &self,
+        first: &str,
+        second: Option<&str>,
+    ) -> Result<PairTokenized, TokenizeError> {
+        if second.is_some() {
+            return Err(TokenizeError::Unsupported(
+                "tokenise a pair of texts".into(),
+            ));
+        }
+        let Tokenized { ids, truncated } = self.tokenize(first, TruncationSide::Right)?;
+        Ok(PairTokenized {
+            type_ids: vec![0; ids.len()],
+            ids,
+            truncated,
+        })
+    }
+
+    /// The text of `ids`, without the special tokens when
+    /// `skip_special_tokens`. Blocking.
+    ///
+    /// # Errors
+    /// [`TokenizeError::UnknownTokenId`] for an id outside the vocabulary;
+    /// [`TokenizeError::Unsupported`] by default.
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {
+        let _ = (ids, skip_special_tokens);
+        Err(TokenizeError::Unsupported("decode token ids".into()))
+    }
+
+    /// The tokens of `text` as TEI's `/tokenize` lists them, with the
+    /// special tokens when `add_special_tokens`. Blocking.
+    ///
+    /// The default tokenises with [`Self::tokenize_pair`] (so the text is
+    /// cut to the model's length) and names each token with
+    /// [`Self::decode`]: a token that decodes to nothing once special
+    /// tokens are skipped is special; no offsets (`start` and `stop` are
+    /// `None`).
+    ///
+    /// # Errors
+    /// Those of [`Self::tokenize_pair`] and [`Self::decode`].
+    fn tokens(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<TokenSpan>, TokenizeError> {
+        let tokenized = self.tokenize_pair(text, None)?;
+        let mut spans = Vec::with_capacity(tokenized.ids.len());
+        for id in tokenized.ids {
+            let special = self.decode(&[id], true)?.is_empty();
+            if special && !add_special_tokens {
+                continue;
+            }
+            spans.push(TokenSpan {
+                id,
+                text: self.decode(&[id], false)?,
+                special,
+                start: None,
+                stop: None,
+            });
+        }
+        Ok(spans)
+    }
+
+    /// Raw logits for pre-tokenised texts or pairs (special tokens and
+    /// token types included), refused at once when the pool is full.
+    /// Dropping the future withdraws the request. Called only on a model
+    /// whose kind is `rerank` or `classify`.
+    ///
+    /// The default refuses every input: a model that does not score.
+    ///
+    /// # Errors
+    /// The pool's [`PoolError`]; `InvalidInput` by default.
+    fn score(&self, inputs: Vec<PairTokenized>) -> BoxFuture<'_, Result<Scored, PoolError>> {
+        let _ = inputs;
+        Box::pin(async move {
+            Err(PoolError::InvalidInput(format!(
+                "model `{}` does not score texts",
+                self.card().name
+            )))
+        })
+    }
 
     /// The pool's own health report.
     ///

@@ -1,4 +1,4 @@
-//! [`PoolModel`]: [`EmbedModel`] over a real Corral pool. Every call into
+//! [`PoolModel`]: [`ServedModel`] over a real Corral pool. Every call into
 //! `corral_core`'s `PoolHandle` lives in this module, so that a change of
 //! the handle's API is adapted here and nowhere else.
 //!
@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use corral_core::{Call, HealthReport, Pool, PoolConfig, PoolError, PoolHandle, SpawnError};
 use corral_embed::{
-    EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, Tokenized, TruncationSide,
+    Activation, EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, ModelKind,
+    Tokenized, TruncationSide,
 };
 
-use crate::model::{BoxFuture, EmbedModel, Embedded, ModelCard, TokenizeError};
+use crate::model::{BoxFuture, Embedded, ModelCard, ServedModel, TokenizeError};
 
 /// The pool type the server runs: texts or token ids in, timed vectors out.
 pub type EmbedPool = PoolHandle<EmbedInputBackend>;
@@ -111,12 +112,15 @@ impl PoolModel {
         let config = pool.config();
         let card = ModelCard {
             name: name.into(),
+            kind: ModelKind::Embed,
             dimensions: info.dim,
             max_input_tokens: info.max_seq_length,
             pooling: info.pooling.to_string(),
             workers: config.workers,
             queue_capacity: config.queue_capacity,
             batch_queue_capacity: config.batch_queue_capacity,
+            labels: Vec::new(),
+            activation: Activation::Identity,
         };
         Ok(Self {
             card,
@@ -131,7 +135,7 @@ impl PoolModel {
     }
 }
 
-impl EmbedModel for PoolModel {
+impl ServedModel for PoolModel {
     fn card(&self) -> &ModelCard {
         &self.card
     }

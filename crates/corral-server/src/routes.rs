@@ -1,8 +1,11 @@
-//! The handlers: OpenAI's `/v1/embeddings` and `/v1/models`, TEI's
-//! `/embed`, and `/health`, `/metrics`, `/info`. Both embedding routes take
-//! one way down: read the body within its limit, parse it once into an
-//! [`EmbedRequest`], [`execute`] it, shape the answer in the route's
-//! dialect.
+//! The handlers: OpenAI's `/v1/embeddings` (and `/embeddings`) and
+//! `/v1/models`; TEI's `/embed`, `/rerank`, `/predict`, `/tokenize`,
+//! `/decode`, `POST /` and `/invocations` (by the model's kind); Cohere's
+//! `/v1/rerank` (and `/rerank` with `documents`); infinity's `/classify`;
+//! and `/health` (`/ping`), `/metrics`, `/info`. Every task route takes one
+//! way down: read the body within its limit, parse it once into its
+//! request, run it ([`execute`] or [`tasks`](crate::tasks)), shape the
+//! answer in the route's dialect.
 
 use std::sync::Arc;
 
@@ -14,65 +17,310 @@ use axum::Json;
 use corral_core::{Health, HealthReport, WorkerState};
 use serde_json::{json, Map, Value};
 
+use corral_embed::ModelKind;
+
 use crate::error::{ApiError, Dialect};
 use crate::execute::execute;
 use crate::state::AppState;
-use crate::types::{EmbedRequest, OpenAiResponse};
+use crate::tasks::{self, Scores};
+use crate::types::cohere::{DocumentText, RerankResponse, RerankResult};
+use crate::types::infinity::{parse_classify, ClassifyResponse};
+use crate::types::openai::OpenAiResponse;
+use crate::types::tei::{self, PredictResponse, Rank};
+use crate::types::{
+    cohere, named_model, rerank_dialect, EmbedRequest, PredictRequest, Prediction, RerankRequest,
+    Usage,
+};
 
 type AppStateRef = State<Arc<AppState>>;
 
-/// `POST /v1/embeddings`, as OpenAI defines it.
+/// `POST /v1/embeddings` (and `POST /embeddings`), as OpenAI defines it.
 pub(crate) async fn openai_embeddings(
     State(state): AppStateRef,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    embeddings(&state, Dialect::OpenAi, &headers, body)
-        .await
-        .unwrap_or_else(|e| e.render(Dialect::OpenAi))
+    let dialect = Dialect::OpenAi;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route(&uri)).await
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
 }
 
 /// `POST /embed`, as Text Embeddings Inference defines it.
 pub(crate) async fn tei_embed(
     State(state): AppStateRef,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    embeddings(&state, Dialect::Tei, &headers, body)
-        .await
-        .unwrap_or_else(|e| e.render(Dialect::Tei))
+    let dialect = Dialect::Tei;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route(&uri)).await
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
 }
 
-/// Both embedding routes, one way down: the body, read within its limit,
-/// is parsed once into an [`EmbedRequest`], executed, and the answer shaped
-/// in the dialect's body with the time headers.
+/// `POST /rerank`: TEI's shape (`texts`) or Cohere's (`documents`), told
+/// apart by which of the two the body has; `POST /v1/rerank`: Cohere's.
+pub(crate) async fn rerank(
+    State(state): AppStateRef,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let cohere_only = uri.path() != "/rerank";
+    let mut dialect = if cohere_only {
+        Dialect::Cohere
+    } else {
+        Dialect::Tei
+    };
+    let route = route(&uri);
+    let answer = async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        if !cohere_only {
+            dialect = rerank_dialect(&bytes);
+        }
+        let request = match dialect {
+            Dialect::Cohere => cohere::parse_rerank(&bytes)?,
+            _ => tei::parse_rerank(&bytes)?,
+        };
+        rerank_request(&state, request, &route).await
+    }
+    .await;
+    answer.unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /predict`, as TEI defines it.
+pub(crate) async fn predict(
+    State(state): AppStateRef,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dialect = Dialect::Tei;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        predict_request(&state, tei::parse_predict(&bytes)?, &route(&uri)).await
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /classify`, as infinity defines it.
+pub(crate) async fn classify(
+    State(state): AppStateRef,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dialect = Dialect::OpenAi;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        predict_request(&state, parse_classify(&bytes)?, &route(&uri)).await
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /tokenize`, as TEI defines it.
+pub(crate) async fn tokenize(
+    State(state): AppStateRef,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dialect = Dialect::Tei;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        let tokens: tei::TokenizeResponse =
+            tasks::tokens(&state, tei::parse_tokenize(&bytes)?).await?;
+        Ok::<_, ApiError>(Json(tokens).into_response())
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /decode`, as TEI defines it.
+pub(crate) async fn decode(State(state): AppStateRef, headers: HeaderMap, body: Body) -> Response {
+    let dialect = Dialect::Tei;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        let texts = tasks::decode(&state, tei::parse_decode(&bytes)?).await?;
+        Ok::<_, ApiError>(Json(texts).into_response())
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /` and `POST /invocations`, as TEI routes them: the body is the
+/// TEI route's for the kind of the model it names (or of the first served
+/// model) — `/embed`'s for an embedder, `/rerank`'s for a reranker,
+/// `/predict`'s for a classifier.
+pub(crate) async fn by_kind(
+    State(state): AppStateRef,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dialect = Dialect::Tei;
+    let route = route(&uri);
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        let kind = state.model(named_model(&bytes).as_deref())?.card().kind;
+        match kind {
+            ModelKind::Rerank => rerank_request(&state, tei::parse_rerank(&bytes)?, &route).await,
+            ModelKind::Classify => {
+                predict_request(&state, tei::parse_predict(&bytes)?, &route).await
+            }
+            _ => embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route).await,
+        }
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST PATH`, as errors name the route.
+fn route(uri: &Uri) -> String {
+    format!("POST {}", uri.path())
+}
+
+/// Runs an embedding request and shapes the answer in its dialect's body,
+/// with the time headers.
 async fn embeddings(
     state: &AppState,
-    dialect: Dialect,
-    headers: &HeaderMap,
-    body: Body,
+    request: EmbedRequest,
+    route: &str,
 ) -> Result<Response, ApiError> {
-    let request = {
-        let bytes = read_body(dialect, headers, body, state.config.max_body).await?;
-        EmbedRequest::parse(dialect, &bytes)?
-    };
+    let dialect = request.dialect;
     let encoding = request.encoding;
-    let answer = execute(state, request).await?;
-    let times = [
-        ("x-queue-time-ms", answer.queue_time),
-        ("x-compute-time-ms", answer.compute_time),
-    ];
-    let mut response = match dialect {
-        Dialect::OpenAi => Json(OpenAiResponse::new(
+    let answer = execute(state, request, route).await?;
+    let times = (answer.queue_time, answer.compute_time);
+    let response = match dialect {
+        Dialect::Tei => Json(answer.vectors).into_response(),
+        Dialect::OpenAi | Dialect::Cohere => Json(OpenAiResponse::new(
             answer.model,
             answer.vectors,
             answer.tokens,
             encoding,
         ))
         .into_response(),
-        Dialect::Tei => Json(answer.vectors).into_response(),
     };
-    for (name, t) in times {
+    Ok(with_times(response, times))
+}
+
+/// Runs a rerank request; the answer best first, in its dialect's body.
+async fn rerank_request(
+    state: &AppState,
+    request: RerankRequest,
+    route: &str,
+) -> Result<Response, ApiError> {
+    let dialect = request.dialect;
+    let top_n = request.top_n;
+    let echo = request.return_documents;
+    let mut documents: Vec<Option<String>> = if echo {
+        request.documents.iter().cloned().map(Some).collect()
+    } else {
+        Vec::new()
+    };
+    let answer: Scores = tasks::rerank(state, request, route).await?;
+    let times = (answer.queue_time, answer.compute_time);
+    let mut ranked: Vec<(usize, f32)> = answer
+        .scores
+        .iter()
+        .map(|s| s.first().copied().unwrap_or(f32::NAN))
+        .enumerate()
+        .collect();
+    // Best first; equal scores keep their input order.
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if let Some(n) = top_n {
+        ranked.truncate(n);
+    }
+    let mut text = |i: usize| documents.get_mut(i).and_then(Option::take);
+    let response = match dialect {
+        Dialect::Tei => Json(
+            ranked
+                .into_iter()
+                .map(|(index, score)| Rank {
+                    index,
+                    text: text(index),
+                    score,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Dialect::OpenAi | Dialect::Cohere => Json(RerankResponse {
+            object: "rerank",
+            model: answer.card.name.clone(),
+            results: ranked
+                .into_iter()
+                .map(|(index, relevance_score)| RerankResult {
+                    index,
+                    relevance_score,
+                    document: text(index).map(|text| DocumentText { text }),
+                })
+                .collect(),
+            usage: Usage::of(answer.tokens),
+        })
+        .into_response(),
+    };
+    Ok(with_times(response, times))
+}
+
+/// Runs a classification request; each input's labels best first, in its
+/// dialect's body.
+async fn predict_request(
+    state: &AppState,
+    request: PredictRequest,
+    route: &str,
+) -> Result<Response, ApiError> {
+    let dialect = request.dialect;
+    let batch = request.batch;
+    let answer = tasks::predict(state, request, route).await?;
+    let times = (answer.queue_time, answer.compute_time);
+    let card = &answer.card;
+    let mut each: Vec<Vec<Prediction>> = answer
+        .scores
+        .iter()
+        .map(|scores| {
+            let mut p: Vec<Prediction> = scores
+                .iter()
+                .enumerate()
+                .map(|(i, &score)| Prediction {
+                    score,
+                    label: card.label(i),
+                })
+                .collect();
+            p.sort_by(|a, b| b.score.total_cmp(&a.score));
+            p
+        })
+        .collect();
+    let response = match dialect {
+        Dialect::Tei if batch => Json(PredictResponse::Batch(each)).into_response(),
+        Dialect::Tei => {
+            Json(PredictResponse::Single(each.pop().unwrap_or_default())).into_response()
+        }
+        Dialect::OpenAi | Dialect::Cohere => Json(ClassifyResponse {
+            object: "classify",
+            data: each,
+            model: card.name.clone(),
+            usage: Usage::of(answer.tokens),
+        })
+        .into_response(),
+    };
+    Ok(with_times(response, times))
+}
+
+/// Adds `x-queue-time-ms` and `x-compute-time-ms` when the model gave them.
+fn with_times(
+    mut response: Response,
+    (queue, compute): (Option<std::time::Duration>, Option<std::time::Duration>),
+) -> Response {
+    for (name, t) in [("x-queue-time-ms", queue), ("x-compute-time-ms", compute)] {
         if let Some(t) = t {
             if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", t.as_secs_f64() * 1e3)) {
                 response
@@ -81,7 +329,7 @@ async fn embeddings(
             }
         }
     }
-    Ok(response)
+    response
 }
 
 /// Reads the body, refusing one over `limit` bytes (by its declared length
@@ -130,8 +378,8 @@ fn not_serving(report: &HealthReport) -> Option<String> {
     ))
 }
 
-/// `GET /health`: 200 when at least one worker of every model serves, else
-/// 503 with each pool's own reason.
+/// `GET /health` (and `GET /ping`, as SageMaker asks it): 200 when at least
+/// one worker of every model serves, else 503 with each pool's own reason.
 pub(crate) async fn health(State(state): AppStateRef) -> Response {
     let mut models = Map::new();
     let mut reasons = Vec::new();

@@ -6,10 +6,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use corral_embed::ModelKind;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::ApiError;
-use crate::model::EmbedModel;
+use crate::model::ServedModel;
 use crate::telemetry::install_metrics;
 
 /// Limits and access of a server. Plain data with documented defaults.
@@ -62,8 +63,9 @@ impl Default for ServerConfig {
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    /// Served models; the first is the default when a request names none.
-    pub(crate) models: Vec<Arc<dyn EmbedModel>>,
+    /// Served models; when a request names none, the first whose kind
+    /// serves the task.
+    pub(crate) models: Vec<Arc<dyn ServedModel>>,
     pub(crate) config: ServerConfig,
     /// Set once shutdown began: new requests are answered 503.
     pub(crate) draining: AtomicBool,
@@ -74,8 +76,52 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// The model `name` names, or the default one.
-    pub(crate) fn model(&self, name: Option<&str>) -> Result<Arc<dyn EmbedModel>, ApiError> {
+    /// The model for a request that asks `task` of it: the one `name`
+    /// names, which must serve that task; else the first served model of
+    /// the first of `kinds` that one is served for.
+    ///
+    /// # Errors
+    /// 404 for a name not served; 424 naming the model's kind for a model
+    /// that does not serve the task, or naming what is served when none
+    /// does; 503 when nothing is served.
+    pub(crate) fn model_for(
+        &self,
+        name: Option<&str>,
+        kinds: &[ModelKind],
+        task: &str,
+        route: &str,
+    ) -> Result<Arc<dyn ServedModel>, ApiError> {
+        if let Some(name) = name {
+            let model = self.model(Some(name))?;
+            let kind = model.card().kind;
+            if !kinds.contains(&kind) {
+                return Err(ApiError::wrong_kind(name, kind.as_str(), task, route));
+            }
+            return Ok(model);
+        }
+        if self.models.is_empty() {
+            return Err(ApiError::unavailable("no model is served"));
+        }
+        kinds
+            .iter()
+            .find_map(|&kind| self.models.iter().find(|m| m.card().kind == kind))
+            .cloned()
+            .ok_or_else(|| {
+                if let [only] = &self.models[..] {
+                    let card = only.card();
+                    return ApiError::wrong_kind(&card.name, card.kind.as_str(), task, route);
+                }
+                let served: Vec<String> = self
+                    .models
+                    .iter()
+                    .map(|m| format!("{} ({})", m.card().name, m.card().kind))
+                    .collect();
+                ApiError::no_model_for(task, route, &served)
+            })
+    }
+
+    /// The model `name` names, or the default one (the first served).
+    pub(crate) fn model(&self, name: Option<&str>) -> Result<Arc<dyn ServedModel>, ApiError> {
         match name {
             None => self
                 .models
@@ -96,7 +142,7 @@ impl AppState {
     }
 
     /// A state for `models` under `config`, not draining.
-    pub(crate) fn new(models: Vec<Arc<dyn EmbedModel>>, config: ServerConfig) -> Self {
+    pub(crate) fn new(models: Vec<Arc<dyn ServedModel>>, config: ServerConfig) -> Self {
         Self {
             places: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_requests.max(1),

@@ -1,6 +1,9 @@
 //! The crate's modules form a ladder: no two import each other, and the
 //! crate docs' `# Layout` lists them so that each imports only the ones
-//! listed before it — read from the sources, so that the docs stay true.
+//! listed before it — read from the sources, so that the docs stay true. A
+//! module that is a folder (`types/`) counts as one, all its files
+//! together; within it, no dialect's file imports another dialect's: what
+//! they share lives in its `mod.rs`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,15 +12,31 @@ fn src() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Each module (a file of `src/` but `lib.rs`) and the other modules it
-/// names as `crate::name`.
-fn imports() -> BTreeMap<String, Vec<String>> {
-    let mut modules = BTreeMap::new();
-    for entry in std::fs::read_dir(src()).unwrap() {
+/// The text of every `.rs` file in `dir`, by file stem.
+fn files_in(dir: &std::path::Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-        if path.extension().is_some_and(|e| e == "rs") && name != "lib" {
-            modules.insert(name, std::fs::read_to_string(&path).unwrap());
+        if path.extension().is_some_and(|e| e == "rs") {
+            files.insert(name, std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// Each module (a file of `src/` but `lib.rs`, or a folder of `src/`) and
+/// the other modules it names as `crate::name`.
+fn imports() -> BTreeMap<String, Vec<String>> {
+    let mut modules = files_in(&src());
+    modules.remove("lib");
+    for entry in std::fs::read_dir(src()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let text: String = files_in(&path).into_values().collect();
+            assert!(!text.is_empty(), "src/{name}/ holds no module");
+            modules.insert(name, text);
         }
     }
     let names: Vec<String> = modules.keys().cloned().collect();
@@ -78,6 +97,33 @@ fn each_module_imports_only_those_the_layout_lists_before_it() {
                 order[..i].contains(used),
                 "`{module}` imports `{used}`, which the layout does not list before it \
                  (imports: {imports:?})"
+            );
+        }
+    }
+}
+
+/// Whether `text` names `module` as a path segment after `prefix`
+/// (`super::tei` but not `super::teil`).
+fn names(text: &str, prefix: &str, module: &str) -> bool {
+    let needle = format!("{prefix}{module}");
+    text.match_indices(&needle)
+        .any(|(i, m)| !text[i + m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+}
+
+#[test]
+fn no_dialect_imports_another() {
+    let files = files_in(&src().join("types"));
+    assert!(files.contains_key("mod"), "src/types/mod.rs");
+    let dialects: Vec<&String> = files.keys().filter(|k| *k != "mod").collect();
+    assert!(dialects.len() >= 4, "{dialects:?}");
+    for (name, text) in &files {
+        for other in &dialects {
+            if *other == name || name == "mod" {
+                continue;
+            }
+            assert!(
+                !names(text, "super::", other) && !names(text, "crate::types::", other),
+                "types/{name}.rs imports the dialect `{other}`"
             );
         }
     }

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use common::{start_models, TestServer};
 use corral_core::PoolConfig;
 use corral_embed::{model_dir, EmbedSpec};
-use corral_server::{EmbedModel, PoolModel, ServerConfig};
+use corral_server::{PoolModel, ServedModel, ServerConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -81,7 +81,7 @@ async fn minilm(config: PoolConfig) -> PoolModel {
 }
 
 async fn serve(model: PoolModel) -> TestServer {
-    let models: Vec<Arc<dyn EmbedModel>> = vec![Arc::new(model)];
+    let models: Vec<Arc<dyn ServedModel>> = vec![Arc::new(model)];
     start_models(models, ServerConfig::default(), Duration::from_secs(10)).await
 }
 

@@ -1,7 +1,10 @@
 //! What the CLI's integration tests share: the default model's directory and
-//! a `corral serve` child process on a free port.
+//! a `corral serve` child process on a free port; and, in [`python`], the
+//! Python clients the tests drive it with.
 
 #![allow(dead_code)] // each test file uses its own part
+
+pub mod python;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -69,4 +72,27 @@ impl Serve {
     pub fn take_stderr(&mut self) -> ChildStderr {
         self.child.stderr.take().expect("stderr piped, taken once")
     }
+}
+
+/// Blocks until `GET {base}/health` answers 200; panics after two minutes.
+pub fn wait_healthy(base: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{base}/health")).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "corral serve never became healthy"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
 }

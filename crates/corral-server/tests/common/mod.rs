@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_core::{Health, HealthReport, PoolError, WorkerHealth, WorkerState};
-use corral_embed::{Tokenized, TruncationSide};
+use corral_embed::{Activation, ModelKind, PairTokenized, Tokenized, TruncationSide};
 use corral_server::model::BoxFuture;
-use corral_server::{EmbedModel, Embedded, ModelCard, Server, ServerConfig, TokenizeError};
+use corral_server::{
+    Embedded, ModelCard, Scored, ServedModel, Server, ServerConfig, TokenizeError,
+};
 use std::sync::Mutex;
 use tokio::sync::{oneshot, Notify};
 
@@ -31,6 +33,8 @@ pub enum Script {
     Fail(PoolError),
     /// Hold every request until the gate opens (or shutdown's deadline).
     Hold,
+    /// Score, but answer one logit too many for each input (a model bug).
+    ExtraLogit,
 }
 
 pub struct FakeModel {
@@ -46,13 +50,39 @@ pub struct FakeModel {
     pub withdrawn: AtomicUsize,
     /// Inputs the fake received, ids included.
     pub received: Mutex<Vec<Vec<u32>>>,
+    /// Scoring inputs the fake received.
+    pub scored: Mutex<Vec<PairTokenized>>,
 }
 
+/// The labels of [`FakeModel::classifier`].
+pub const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+
 impl FakeModel {
+    /// An embedder.
     pub fn new(name: &str) -> Arc<Self> {
+        Self::of_kind(name, ModelKind::Embed, &[], Activation::Identity)
+    }
+
+    /// A reranker: one logit per pair, `type-1 tokens − 3` (the document's
+    /// words + 1, − 3), activated by sigmoid.
+    pub fn reranker(name: &str) -> Arc<Self> {
+        Self::of_kind(name, ModelKind::Rerank, &["LABEL_0"], Activation::Sigmoid)
+    }
+
+    /// A classifier over [`LABELS`]: logit `j` is `j × (ids − 4)`, so one
+    /// word is most `negative`, two are a tie, three or more most
+    /// `positive`; softmax.
+    pub fn classifier(name: &str) -> Arc<Self> {
+        Self::of_kind(name, ModelKind::Classify, &LABELS, Activation::Softmax)
+    }
+
+    fn of_kind(name: &str, kind: ModelKind, labels: &[&str], activation: Activation) -> Arc<Self> {
         Arc::new(Self {
             card: ModelCard {
                 name: name.into(),
+                kind,
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                activation,
                 dimensions: DIM,
                 max_input_tokens: MAX_TOKENS,
                 pooling: "mean".into(),
@@ -68,7 +98,52 @@ impl FakeModel {
             held: AtomicUsize::new(0),
             withdrawn: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
+            scored: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The raw logits the fake gives for `t`.
+    pub fn logits(&self, t: &PairTokenized) -> Vec<f32> {
+        match self.card.kind {
+            ModelKind::Rerank => {
+                vec![t.type_ids.iter().filter(|&&ty| ty == 1).count() as f32 - 3.0]
+            }
+            _ => (0..self.card.labels.len())
+                .map(|j| j as f32 * (t.ids.len() as f32 - 4.0))
+                .collect(),
+        }
+    }
+
+    /// Answers as the script says: `Ok` to go on, else the error.
+    async fn follow_script(&self) -> Result<(), PoolError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(PoolError::ShuttingDown);
+        }
+        let script = self.script.lock().unwrap().clone();
+        match script {
+            Script::Fail(e) => Err(e),
+            Script::Answer | Script::ExtraLogit => Ok(()),
+            Script::Hold => {
+                self.held.fetch_add(1, Ordering::SeqCst);
+                let mut guard = HeldGuard(self, false);
+                let released = tokio::select! {
+                    () = self.gate.notified() => true,
+                    () = self.abort.notified() => false,
+                };
+                guard.1 = true;
+                if released {
+                    Ok(())
+                } else {
+                    Err(PoolError::ShuttingDown)
+                }
+            }
+        }
+    }
+
+    fn words(text: &str) -> Vec<u32> {
+        text.split_whitespace()
+            .map(|w| 1 + w.len() as u32)
+            .collect()
     }
 
     pub fn set(&self, script: Script) {
@@ -111,18 +186,105 @@ impl Drop for HeldGuard<'_> {
     }
 }
 
-impl EmbedModel for FakeModel {
+impl ServedModel for FakeModel {
     fn card(&self) -> &ModelCard {
         &self.card
     }
 
-    /// One id per word: 1 + its length (so "a bb" is [2, 3]).
+    /// One id per word: 1 + its length (so "a bb" is [2, 3]); a word
+    /// `FAIL` cannot be encoded.
     fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
-        let content = text
+        if text.split_whitespace().any(|w| w == "FAIL") {
+            return Err(TokenizeError::Encode("FAIL is not a word".into()));
+        }
+        Ok(self.wrap(Self::words(text), side))
+    }
+
+    /// `[CLS] a [SEP] b [SEP]`, types 0 then 1, the longer side cut first
+    /// to [`MAX_TOKENS`].
+    fn tokenize_pair(
+        &self,
+        first: &str,
+        second: Option<&str>,
+    ) -> Result<PairTokenized, TokenizeError> {
+        let Some(second) = second else {
+            let t = self.tokenize(first, TruncationSide::Right)?;
+            return Ok(PairTokenized {
+                type_ids: vec![0; t.ids.len()],
+                ids: t.ids,
+                truncated: t.truncated,
+            });
+        };
+        if format!("{first} {second}")
             .split_whitespace()
-            .map(|w| 1 + w.len() as u32)
-            .collect();
-        Ok(self.wrap(content, side))
+            .any(|w| w == "FAIL")
+        {
+            return Err(TokenizeError::Encode("FAIL is not a word".into()));
+        }
+        let (mut a, mut b) = (Self::words(first), Self::words(second));
+        let mut truncated = false;
+        while a.len() + b.len() > MAX_TOKENS - 3 {
+            truncated = true;
+            if a.len() > b.len() {
+                a.pop();
+            } else {
+                b.pop();
+            }
+        }
+        let mut ids = vec![CLS];
+        ids.extend(&a);
+        ids.push(SEP);
+        let mut type_ids = vec![0; ids.len()];
+        ids.extend(&b);
+        ids.push(SEP);
+        type_ids.resize(ids.len(), 1);
+        Ok(PairTokenized {
+            ids,
+            type_ids,
+            truncated,
+        })
+    }
+
+    /// `[CLS]`, `[SEP]`, and `w{id}` for the others, joined by spaces.
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {
+        let mut words = Vec::new();
+        for &id in ids {
+            if id >= VOCAB {
+                return Err(TokenizeError::UnknownTokenId {
+                    id,
+                    vocab_size: VOCAB as usize,
+                });
+            }
+            match id {
+                CLS | SEP if skip_special_tokens => {}
+                CLS => words.push("[CLS]".to_owned()),
+                SEP => words.push("[SEP]".to_owned()),
+                id => words.push(format!("w{id}")),
+            }
+        }
+        Ok(words.join(" "))
+    }
+
+    fn score(&self, inputs: Vec<PairTokenized>) -> BoxFuture<'_, Result<Scored, PoolError>> {
+        Box::pin(async move {
+            self.scored.lock().unwrap().extend(inputs.iter().cloned());
+            self.follow_script().await?;
+            let extra = matches!(*self.script.lock().unwrap(), Script::ExtraLogit);
+            Ok(Scored {
+                logits: inputs
+                    .iter()
+                    .map(|t| {
+                        let mut l = self.logits(t);
+                        if extra {
+                            l.push(0.0);
+                        }
+                        l
+                    })
+                    .collect(),
+                queue_time: Some(Duration::from_millis(2)),
+                compute_time: Some(Duration::from_millis(3)),
+            })
+        })
     }
 
     fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
@@ -141,23 +303,7 @@ impl EmbedModel for FakeModel {
                 return Err(PoolError::ShuttingDown);
             }
             self.received.lock().unwrap().extend(inputs.iter().cloned());
-            let script = self.script.lock().unwrap().clone();
-            match script {
-                Script::Fail(e) => return Err(e),
-                Script::Answer => {}
-                Script::Hold => {
-                    self.held.fetch_add(1, Ordering::SeqCst);
-                    let mut guard = HeldGuard(self, false);
-                    let released = tokio::select! {
-                        () = self.gate.notified() => true,
-                        () = self.abort.notified() => false,
-                    };
-                    guard.1 = true;
-                    if !released {
-                        return Err(PoolError::ShuttingDown);
-                    }
-                }
-            }
+            self.follow_script().await?;
             Ok(Embedded {
                 vectors: inputs.iter().map(|ids| Self::vector(ids)).collect(),
                 queue_time: Some(Duration::from_millis(2)),
@@ -232,9 +378,9 @@ impl TestServer {
         config: ServerConfig,
         drain: Duration,
     ) -> Self {
-        let models: Vec<Arc<dyn EmbedModel>> = models
+        let models: Vec<Arc<dyn ServedModel>> = models
             .into_iter()
-            .map(|m| m as Arc<dyn EmbedModel>)
+            .map(|m| m as Arc<dyn ServedModel>)
             .collect();
         start_models(models, config, drain).await
     }
@@ -266,7 +412,7 @@ impl TestServer {
 
 /// Starts a server for any models.
 pub async fn start_models(
-    models: Vec<Arc<dyn EmbedModel>>,
+    models: Vec<Arc<dyn ServedModel>>,
     config: ServerConfig,
     drain: Duration,
 ) -> TestServer {

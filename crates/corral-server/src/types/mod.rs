@@ -1,20 +1,29 @@
-//! The wire types of both dialects (as TEI's `router/src/http/types.rs`):
-//! each embedding route's body is deserialised once, by serde, into its
-//! dialect's body type, and that becomes the one [`EmbedRequest`] the rest of
-//! the path works on; the answers' shapes are typed here too.
+//! The wire types of every dialect (as TEI's `router/src/http/types.rs`):
+//! each route's body is deserialised once, by serde, into its dialect's body
+//! type — [`openai`], [`tei`], [`cohere`] (rerank as Cohere, Jina and
+//! infinity take it), [`infinity`] (classify) — and that becomes the one
+//! request the rest of the path works on: an [`EmbedRequest`], a
+//! [`RerankRequest`] or a [`PredictRequest`]. The answers' shapes are typed
+//! in each dialect's module too.
 //!
 //! Every error names the field it is about (`param` in OpenAI's body, the
-//! message in both): serde reports where it failed (through
+//! message in all): serde reports where it failed (through
 //! `serde_path_to_error`), and the field's first path segment picks the
 //! sentence that says what the field must be.
 
 use std::fmt;
 
-use corral_embed::TruncationSide;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, Dialect};
+
+pub(crate) mod cohere;
+pub(crate) mod infinity;
+pub(crate) mod openai;
+pub(crate) mod tei;
+
+pub(crate) use openai::Encoding;
 
 /// The inputs of one request, as the client sent them: a string, an array
 /// of strings, an array of token ids, or an array of arrays of token ids
@@ -41,9 +50,6 @@ impl Inputs {
         self.len() == 0
     }
 }
-
-const INPUTS_SHAPE: &str = "a string, an array of strings, an array of token ids \
-                            or an array of arrays of token ids";
 
 impl<'de> Deserialize<'de> for Inputs {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -134,15 +140,8 @@ impl<'de> Deserialize<'de> for First {
     }
 }
 
-/// How OpenAI's answer carries each vector (`encoding_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Encoding {
-    /// An array of numbers.
-    #[default]
-    Float,
-    /// The little-endian `f32` bytes, in base64.
-    Base64,
-}
+const INPUTS_SHAPE: &str = "a string, an array of strings, an array of token ids \
+                            or an array of arrays of token ids";
 
 /// Deserialises a string that must be one of `names` (compared as
 /// `ignore_case` says), giving the index of the one it is.
@@ -173,96 +172,13 @@ impl<'de> Visitor<'de> for OneOf {
     }
 }
 
-const ENCODING_FORMAT: &str = "\"float\" or \"base64\"";
-const TRUNCATION_DIRECTION: &str = "\"Right\" or \"Left\"";
-
-impl<'de> Deserialize<'de> for Encoding {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let which = deserializer.deserialize_str(OneOf {
-            names: &["float", "base64"],
-            ignore_case: false,
-            expected: ENCODING_FORMAT,
-        })?;
-        Ok(if which == 0 {
-            Self::Float
-        } else {
-            Self::Base64
-        })
-    }
-}
-
-/// TEI's `truncation_direction`: `"Right"` or `"Left"`, in any case.
-struct Direction(TruncationSide);
-
-impl<'de> Deserialize<'de> for Direction {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let which = deserializer.deserialize_str(OneOf {
-            names: &["right", "left"],
-            ignore_case: true,
-            expected: TRUNCATION_DIRECTION,
-        })?;
-        Ok(Self(if which == 0 {
-            TruncationSide::Right
-        } else {
-            TruncationSide::Left
-        }))
-    }
-}
-
-/// `POST /v1/embeddings`'s body, as OpenAI defines it. Other fields are
-/// ignored; `null` is the same as absent.
-#[derive(Deserialize)]
-struct OpenAiBody {
-    #[serde(default)]
-    input: Option<Inputs>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    encoding_format: Option<Encoding>,
-    #[serde(default)]
-    dimensions: Option<usize>,
-    /// Checked to be a string, as OpenAI does; not used.
-    #[serde(default)]
-    #[allow(dead_code)]
-    user: Option<String>,
-}
-
-/// `POST /embed`'s body, as Text Embeddings Inference defines it. Other
-/// fields are ignored; `null` is the same as absent.
-#[derive(Deserialize)]
-struct TeiBody {
-    #[serde(default)]
-    inputs: Option<Inputs>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    normalize: Option<bool>,
-    #[serde(default)]
-    truncate: Option<bool>,
-    #[serde(default)]
-    truncation_direction: Option<Direction>,
-}
-
-/// What a field must be, in the sentence an error about it gives.
-fn expectation(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "input" | "inputs" => INPUTS_SHAPE,
-        "model" | "user" => "a string",
-        "encoding_format" => ENCODING_FORMAT,
-        "dimensions" => "a positive integer",
-        "normalize" | "truncate" => "a boolean",
-        "truncation_direction" => TRUNCATION_DIRECTION,
-        _ => return None,
-    })
-}
-
 /// What to do with an input over the model's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OverLimit {
     /// Refuse the request, naming the input.
     Refuse,
-    /// Cut it from this side.
-    Truncate(TruncationSide),
+    /// Cut it from this side (a pair: as the model's tokenizer cuts pairs).
+    Truncate(corral_embed::TruncationSide),
 }
 
 /// One embedding request, whichever dialect it came in: what to embed,
@@ -286,77 +202,270 @@ pub(crate) struct EmbedRequest {
 }
 
 impl EmbedRequest {
-    /// Parses `body` as `dialect`'s request, once.
+    /// Parses `body` as `dialect`'s embedding request, once.
     ///
     /// # Errors
     /// A 400 (OpenAI) / 422 (TEI) naming the field that is wrong (`body`
     /// when the body is not a JSON object); a missing inputs field is named
     /// as required; an empty one is TEI's `empty`, 400 in both.
     pub(crate) fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, ApiError> {
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        if first != Some(&b'{') {
-            // A struct would also deserialise from an array: refuse
-            // anything but an object here, as malformed when it is not JSON.
-            return Err(match serde_json::from_slice::<IgnoredAny>(body) {
-                Ok(_) => ApiError::invalid(dialect, "body", "the body must be a JSON object"),
-                Err(e) => malformed(dialect, &e),
-            });
+        match dialect {
+            Dialect::OpenAi | Dialect::Cohere => openai::parse_embed(body),
+            Dialect::Tei => tei::parse_embed(body),
         }
-        Ok(match dialect {
-            Dialect::OpenAi => {
-                let b: OpenAiBody = from_body(dialect, body)?;
-                Self {
-                    dialect,
-                    model: b.model,
-                    inputs: required(dialect, b.input)?,
-                    over_limit: OverLimit::Refuse,
-                    dimensions: b.dimensions,
-                    normalize: true,
-                    encoding: b.encoding_format.unwrap_or_default(),
-                }
+    }
+}
+
+/// One text or a pair of texts to score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sequence {
+    /// One text.
+    Single(String),
+    /// A pair (query and document, premise and hypothesis).
+    Pair(String, String),
+}
+
+/// One rerank request, TEI's or Cohere's: score each document against the
+/// query, answer them best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RerankRequest {
+    /// The API it came in.
+    pub(crate) dialect: Dialect,
+    /// The model it names; `None` for the only reranker.
+    pub(crate) model: Option<String>,
+    /// The query.
+    pub(crate) query: String,
+    /// At least one document.
+    pub(crate) documents: Vec<String>,
+    /// What to do with a pair over the model's length (TEI: refuse unless
+    /// `truncate`; Cohere: cut).
+    pub(crate) over_limit: OverLimit,
+    /// The raw logit rather than the model's activation of it.
+    pub(crate) raw_scores: bool,
+    /// Echo each document in its result.
+    pub(crate) return_documents: bool,
+    /// Answer only the best this many (Cohere's `top_n`).
+    pub(crate) top_n: Option<usize>,
+}
+
+/// One classification request, TEI's `/predict` or infinity's `/classify`:
+/// every label's score for each text or pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PredictRequest {
+    /// The API it came in.
+    pub(crate) dialect: Dialect,
+    /// The model it names; `None` for the only classifier.
+    pub(crate) model: Option<String>,
+    /// At least one text or pair.
+    pub(crate) inputs: Vec<Sequence>,
+    /// Whether the client sent a batch (TEI answers a list of lists then).
+    pub(crate) batch: bool,
+    /// What to do with an input over the model's length.
+    pub(crate) over_limit: OverLimit,
+    /// Raw logits rather than the model's activation of them.
+    pub(crate) raw_scores: bool,
+}
+
+/// Which shape a `POST /rerank` body has: Cohere's (it has `documents`) or
+/// TEI's (anything else, errors included). A scan of the body for that one
+/// key, before the one parse in that dialect.
+pub(crate) fn rerank_dialect(body: &[u8]) -> Dialect {
+    #[derive(Deserialize)]
+    struct Keys {
+        #[serde(default)]
+        documents: Option<IgnoredAny>,
+        #[serde(default)]
+        texts: Option<IgnoredAny>,
+    }
+    match serde_json::from_slice::<Keys>(body) {
+        Ok(Keys {
+            documents: Some(_),
+            texts: None,
+        }) => Dialect::Cohere,
+        _ => Dialect::Tei,
+    }
+}
+
+/// The model a `POST /` body names, if it names one it can be read from (a
+/// scan of the body for that one key; the route's own parse reports every
+/// error).
+pub(crate) fn named_model(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Keys {
+        #[serde(default)]
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Keys>(body).ok()?.model
+}
+
+/// Token usage, as OpenAI, infinity and Jina count it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Usage {
+    pub(crate) prompt_tokens: usize,
+    pub(crate) total_tokens: usize,
+}
+
+impl Usage {
+    /// `tokens` word pieces in, nothing generated.
+    pub(crate) fn of(tokens: usize) -> Self {
+        Self {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        }
+    }
+}
+
+/// One label's score, in TEI's `/predict` and infinity's `/classify` answers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(crate) struct Prediction {
+    /// The score.
+    pub(crate) score: f32,
+    /// The label.
+    pub(crate) label: String,
+}
+
+/// A string, or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Texts(pub(crate) Vec<String>);
+
+const TEXTS_SHAPE: &str = "a string or an array of strings";
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Texts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(TEXTS_SHAPE)
             }
-            Dialect::Tei => {
-                let b: TeiBody = from_body(dialect, body)?;
-                let side = b
-                    .truncation_direction
-                    .map_or(TruncationSide::Right, |d| d.0);
-                Self {
-                    dialect,
-                    model: b.model,
-                    inputs: required(dialect, b.inputs)?,
-                    over_limit: if b.truncate.unwrap_or(false) {
-                        OverLimit::Truncate(side)
-                    } else {
-                        OverLimit::Refuse
-                    },
-                    dimensions: None,
-                    normalize: b.normalize.unwrap_or(true),
-                    encoding: Encoding::Float,
-                }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Texts, E> {
+                Ok(Texts(vec![v.to_owned()]))
             }
-        })
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Texts, A::Error> {
+                let mut all = Vec::new();
+                while let Some(t) = seq.next_element()? {
+                    all.push(t);
+                }
+                Ok(Texts(all))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
 /// The inputs field's value: present, and not empty.
 fn required(dialect: Dialect, inputs: Option<Inputs>) -> Result<Inputs, ApiError> {
-    let field = dialect.inputs_field();
-    match inputs {
-        None => Err(ApiError::invalid(
-            dialect,
-            field,
-            format!("`{field}` is required"),
-        )),
-        Some(inputs) if inputs.is_empty() => Err(ApiError::empty(field)),
-        Some(inputs) => Ok(inputs),
+    let inputs = present(dialect, dialect.inputs_field(), inputs)?;
+    if inputs.is_empty() {
+        return Err(ApiError::empty(dialect.inputs_field()));
+    }
+    Ok(inputs)
+}
+
+/// A required field's value: present (`null` is absent).
+fn present<T>(dialect: Dialect, field: &str, value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid(dialect, field, format!("`{field}` is required")))
+}
+
+/// A required list: present, and not empty.
+fn non_empty<T>(dialect: Dialect, field: &str, value: Option<Vec<T>>) -> Result<Vec<T>, ApiError> {
+    let value = present(dialect, field, value)?;
+    if value.is_empty() {
+        return Err(ApiError::empty(field));
+    }
+    Ok(value)
+}
+
+/// What a field of one dialect's body must be, in the sentence an error
+/// about it gives; `None` for a field the body does not have.
+type Expectation = fn(&str) -> Option<&'static str>;
+
+/// One request body's shape, read off the body type itself: the fields
+/// serde reads (from its `Deserialize`), and what each must be (the
+/// sentence its errors give) — what `/openapi.json` shows.
+#[derive(Clone, Copy)]
+pub(crate) struct BodySchema {
+    /// The body's fields, as serde names them.
+    pub(crate) fields: &'static [&'static str],
+    /// What each must be.
+    pub(crate) expectation: Expectation,
+}
+
+impl BodySchema {
+    /// The schema of `T`, a `#[derive(Deserialize)]` struct.
+    fn of<T: de::DeserializeOwned>(expectation: Expectation) -> Self {
+        Self {
+            fields: fields_of::<T>(),
+            expectation,
+        }
     }
 }
 
-/// Deserialises a body that starts as an object, naming the field of any
-/// error in it.
-fn from_body<'de, T: Deserialize<'de>>(dialect: Dialect, body: &'de [u8]) -> Result<T, ApiError> {
+/// The fields a derived `Deserialize` struct reads: it hands them to
+/// `deserialize_struct`, where this deserializer keeps them and stops.
+fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    use std::cell::Cell;
+
+    #[derive(Debug)]
+    struct Stop;
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Self
+        }
+    }
+
+    struct Capture<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for Capture<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let fields = Cell::new(&[][..]);
+    let _ = T::deserialize(Capture(&fields));
+    fields.get()
+}
+
+/// Deserialises a body that must be one JSON object, naming the field of
+/// any error in it (`body` when it is not an object or not JSON).
+fn from_body<'de, T: Deserialize<'de>>(
+    dialect: Dialect,
+    body: &'de [u8],
+    expectation: Expectation,
+) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // A struct would also deserialise from an array: refuse
+        // anything but an object here, as malformed when it is not JSON.
+        return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+            Ok(_) => ApiError::invalid(dialect, "body", "the body must be a JSON object"),
+            Err(e) => malformed(dialect, &e),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| field_error(dialect, &e))?;
+    let parsed = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| field_error(dialect, &e, expectation))?;
     de.end().map_err(|e| malformed(dialect, &e))?;
     Ok(parsed)
 }
@@ -367,7 +476,11 @@ fn malformed(dialect: Dialect, e: &serde_json::Error) -> ApiError {
 
 /// `` `field` must be … (got …) ``, for a value of the wrong type or shape
 /// in a known field; anything else is the body's error.
-fn field_error(dialect: Dialect, e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+fn field_error(
+    dialect: Dialect,
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    expectation: Expectation,
+) -> ApiError {
     let inner = e.inner();
     let field = match e.path().iter().next() {
         Some(serde_path_to_error::Segment::Map { key }) if inner.is_data() => key.as_str(),
@@ -408,82 +521,11 @@ fn field_error(dialect: Dialect, e: &serde_path_to_error::Error<serde_json::Erro
     )
 }
 
-/// `POST /v1/embeddings`'s answer, as OpenAI defines it. The fields are in
-/// the order the answer has always had them (alphabetical), so that its
-/// bytes do not change.
-#[derive(Serialize)]
-pub(crate) struct OpenAiResponse {
-    data: Vec<OpenAiEmbedding>,
-    model: String,
-    object: &'static str,
-    usage: Usage,
-}
-
-#[derive(Serialize)]
-struct OpenAiEmbedding {
-    embedding: Embedding,
-    index: usize,
-    object: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Embedding {
-    /// Written as `f64`s, as the answer always has been (the `f32`'s exact
-    /// value; a client reading `f64`s gets the same numbers as before).
-    Float(#[serde(serialize_with = "as_f64s")] Vec<f32>),
-    Base64(String),
-}
-
-fn as_f64s<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(|&x| f64::from(x)))
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: usize,
-    total_tokens: usize,
-}
-
-impl OpenAiResponse {
-    /// The answer for `vectors` from `model`, which cost `tokens`.
-    pub(crate) fn new(
-        model: String,
-        vectors: Vec<Vec<f32>>,
-        tokens: usize,
-        encoding: Encoding,
-    ) -> Self {
-        use base64::Engine as _;
-        let data = vectors
-            .into_iter()
-            .enumerate()
-            .map(|(index, v)| OpenAiEmbedding {
-                embedding: match encoding {
-                    Encoding::Float => Embedding::Float(v),
-                    Encoding::Base64 => {
-                        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                        Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
-                    }
-                },
-                index,
-                object: "embedding",
-            })
-            .collect();
-        Self {
-            data,
-            model,
-            object: "list",
-            usage: Usage {
-                prompt_tokens: tokens,
-                total_tokens: tokens,
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::openai::OpenAiResponse;
     use super::*;
+    use corral_embed::TruncationSide;
     use serde_json::{json, Value};
 
     fn parse(dialect: Dialect, body: &Value) -> Result<EmbedRequest, ApiError> {

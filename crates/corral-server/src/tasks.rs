@@ -1,0 +1,341 @@
+//! Runs the requests beyond embedding against their model: reranking and
+//! classification (pick a model of the right kind, refuse while draining,
+//! check the limits, tokenise texts and pairs, refuse or cut what is over
+//! the model's length, score through the model seam, activate), and TEI's
+//! `/tokenize` and `/decode`. The answer's body is the route's to shape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_embed::{ModelKind, PairTokenized, TruncationSide};
+
+use crate::error::{ApiError, Dialect};
+use crate::execute::off_thread;
+use crate::model::{ModelCard, ServedModel, TokenSpan, TokenizeError};
+use crate::state::AppState;
+use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
+use crate::types::tei::{DecodeRequest, TokenizeRequest};
+use crate::types::{OverLimit, PredictRequest, RerankRequest, Sequence};
+
+/// Scores for one request and what it cost.
+#[derive(Debug)]
+pub(crate) struct Scores {
+    /// The card of the model that ran it.
+    pub(crate) card: ModelCard,
+    /// One list of scores per input, in order: activated, or the raw
+    /// logits when asked.
+    pub(crate) scores: Vec<Vec<f32>>,
+    /// Word pieces, special tokens included.
+    pub(crate) tokens: usize,
+    /// Between submission and the start of the batch that ran it.
+    pub(crate) queue_time: Option<Duration>,
+    /// The batch's own time.
+    pub(crate) compute_time: Option<Duration>,
+}
+
+/// Scores each document against the query with a reranker.
+///
+/// # Errors
+/// As [`score`], naming the documents' field.
+pub(crate) async fn rerank(
+    state: &AppState,
+    request: RerankRequest,
+    route: &str,
+) -> Result<Scores, ApiError> {
+    let field = match request.dialect {
+        Dialect::Tei => "texts",
+        Dialect::OpenAi | Dialect::Cohere => "documents",
+    };
+    let model = state.model_for(
+        request.model.as_deref(),
+        &[ModelKind::Rerank],
+        "rerank documents",
+        route,
+    )?;
+    let query = request.query;
+    let inputs = request
+        .documents
+        .into_iter()
+        .map(|d| Sequence::Pair(query.clone(), d))
+        .collect();
+    score(
+        state,
+        model,
+        Job {
+            dialect: request.dialect,
+            field,
+            inputs,
+            over_limit: request.over_limit,
+            raw_scores: request.raw_scores,
+        },
+    )
+    .await
+}
+
+/// Every label's score for each text or pair, with a classifier (or a
+/// reranker, whose one label scores a pair).
+///
+/// # Errors
+/// As [`score`], naming the inputs' field.
+pub(crate) async fn predict(
+    state: &AppState,
+    request: PredictRequest,
+    route: &str,
+) -> Result<Scores, ApiError> {
+    let model = state.model_for(
+        request.model.as_deref(),
+        &[ModelKind::Classify, ModelKind::Rerank],
+        "classify texts",
+        route,
+    )?;
+    score(
+        state,
+        model,
+        Job {
+            dialect: request.dialect,
+            field: request.dialect.inputs_field(),
+            inputs: request.inputs,
+            over_limit: request.over_limit,
+            raw_scores: request.raw_scores,
+        },
+    )
+    .await
+}
+
+/// What [`score`] runs.
+struct Job {
+    dialect: Dialect,
+    field: &'static str,
+    inputs: Vec<Sequence>,
+    over_limit: OverLimit,
+    raw_scores: bool,
+}
+
+/// Tokenises, checks, submits and activates one scoring request.
+///
+/// Errors: draining (503), too many inputs or an input over the model's
+/// length (400 / TEI 413), a text the tokenizer cannot encode (400 / TEI
+/// 422), a pair the model cannot tokenise (424), the pool's own errors,
+/// and a model that answers the wrong number of scores (500).
+async fn score(
+    state: &AppState,
+    model: Arc<dyn ServedModel>,
+    job: Job,
+) -> Result<Scores, ApiError> {
+    let Job {
+        dialect,
+        field,
+        inputs,
+        over_limit,
+        raw_scores,
+    } = job;
+    state.refuse_if_draining()?;
+    let card = model.card().clone();
+    let span = tracing::Span::current();
+    span.record("model", card.name.as_str());
+    span.record("inputs", inputs.len());
+    let max = state.config.max_batch_inputs;
+    if inputs.len() > max {
+        return Err(ApiError::over_limit(
+            dialect,
+            field,
+            format!(
+                "`{field}` has {} inputs; at most {max} are accepted",
+                inputs.len()
+            ),
+        ));
+    }
+    let side = match over_limit {
+        OverLimit::Refuse => TruncationSide::Right,
+        OverLimit::Truncate(side) => side,
+    };
+    let bytes = inputs
+        .iter()
+        .map(|s| match s {
+            Sequence::Single(t) => t.len(),
+            Sequence::Pair(a, b) => a.len() + b.len(),
+        })
+        .sum();
+    let tokenizer = model.clone();
+    let tokenized = off_thread(state, bytes, move || {
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| tokenize_sequence(tokenizer.as_ref(), s, side).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?
+    .map_err(|(i, e)| match e {
+        TokenizeError::Unsupported(what) => ApiError::unsupported(&card.name, &what),
+        e => ApiError::invalid(dialect, field, format!("`{field}`[{i}]: {e}")),
+    })?;
+    if over_limit == OverLimit::Refuse {
+        if let Some(i) = tokenized.iter().position(|t| t.truncated) {
+            return Err(ApiError::over_limit(
+                dialect,
+                field,
+                format!(
+                    "`{field}`[{i}] is longer than the model's limit of {} tokens \
+                     (special tokens and the query included){}",
+                    card.max_input_tokens,
+                    match dialect {
+                        Dialect::Tei => "; set `truncate: true` to cut it",
+                        Dialect::OpenAi | Dialect::Cohere => "",
+                    }
+                ),
+            ));
+        }
+    }
+    let n_inputs = tokenized.len();
+    let tokens: usize = tokenized.iter().map(|t| t.ids.len()).sum();
+    span.record("tokens", tokens);
+    let labels = [
+        ("model", card.name.clone()),
+        ("task", card.kind.as_str().to_owned()),
+    ];
+    metrics::histogram!(REQUEST_INPUTS, &labels).record(n_inputs as f64);
+    metrics::histogram!(REQUEST_TOKENS, &labels).record(tokens as f64);
+
+    let scored = model
+        .score(tokenized)
+        .await
+        .map_err(|e| ApiError::from_pool(dialect, e))?;
+    if let Some(q) = scored.queue_time {
+        span.record("queue_ms", q.as_secs_f64() * 1e3);
+        metrics::histogram!(QUEUE_TIME, &labels).record(q.as_secs_f64());
+    }
+    if let Some(c) = scored.compute_time {
+        span.record("compute_ms", c.as_secs_f64() * 1e3);
+        metrics::histogram!(COMPUTE_TIME, &labels).record(c.as_secs_f64());
+    }
+    if scored.logits.len() != n_inputs {
+        return Err(ApiError::internal(format!(
+            "the model answered {} scores for {n_inputs} inputs",
+            scored.logits.len()
+        )));
+    }
+    // One logit per label; at least one where the card names none.
+    let fits = |n: usize| {
+        if card.labels.is_empty() {
+            n > 0
+        } else {
+            n == card.labels.len()
+        }
+    };
+    if let Some(bad) = scored.logits.iter().find(|l| !fits(l.len())) {
+        return Err(ApiError::internal(format!(
+            "the model answered {} logits for an input; it has {} labels",
+            bad.len(),
+            card.labels.len()
+        )));
+    }
+    let scores = scored
+        .logits
+        .into_iter()
+        .map(|mut logits| {
+            if !raw_scores {
+                card.activation.apply(&mut logits);
+            }
+            logits
+        })
+        .collect();
+    Ok(Scores {
+        card,
+        scores,
+        tokens,
+        queue_time: scored.queue_time,
+        compute_time: scored.compute_time,
+    })
+}
+
+/// A text (cut from `side`, every token type 0) or a pair (cut as the
+/// model's tokenizer cuts pairs).
+fn tokenize_sequence(
+    model: &dyn ServedModel,
+    sequence: &Sequence,
+    side: TruncationSide,
+) -> Result<PairTokenized, TokenizeError> {
+    match sequence {
+        Sequence::Single(text) => {
+            let t = model.tokenize(text, side)?;
+            Ok(PairTokenized {
+                type_ids: vec![0; t.ids.len()],
+                ids: t.ids,
+                truncated: t.truncated,
+            })
+        }
+        Sequence::Pair(first, second) => model.tokenize_pair(first, Some(second)),
+    }
+}
+
+/// The tokens of each text, for `/tokenize` (any model's tokenizer).
+///
+/// # Errors
+/// 404 for an unknown model, 413 for too many texts, 422 for a text the
+/// tokenizer cannot encode, 424 when the model cannot list tokens.
+pub(crate) async fn tokens(
+    state: &AppState,
+    request: TokenizeRequest,
+) -> Result<Vec<Vec<TokenSpan>>, ApiError> {
+    let model = state.model(request.model.as_deref())?;
+    refuse_too_many(state, "inputs", request.texts.len())?;
+    let bytes = request.texts.iter().map(String::len).sum();
+    let add = request.add_special_tokens;
+    let texts = request.texts;
+    let tokenizer = model.clone();
+    off_thread(state, bytes, move || {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tokenizer.tokens(t, add).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?
+    .map_err(|(i, e)| tokenizer_error(model.card(), "inputs", i, e))
+}
+
+/// The text of each list of ids, for `/decode`.
+///
+/// # Errors
+/// 404 for an unknown model, 413 for too many lists, 422 for an id outside
+/// the vocabulary, 424 when the model cannot decode.
+pub(crate) async fn decode(
+    state: &AppState,
+    request: DecodeRequest,
+) -> Result<Vec<String>, ApiError> {
+    let model = state.model(request.model.as_deref())?;
+    refuse_too_many(state, "ids", request.ids.len())?;
+    let bytes = request.ids.iter().map(Vec::len).sum::<usize>() * 4;
+    let skip = request.skip_special_tokens;
+    let lists = request.ids;
+    let tokenizer = model.clone();
+    off_thread(state, bytes, move || {
+        lists
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| tokenizer.decode(ids, skip).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?
+    .map_err(|(i, e)| tokenizer_error(model.card(), "ids", i, e))
+}
+
+fn refuse_too_many(state: &AppState, field: &str, n: usize) -> Result<(), ApiError> {
+    state.refuse_if_draining()?;
+    let max = state.config.max_batch_inputs;
+    if n > max {
+        return Err(ApiError::over_limit(
+            Dialect::Tei,
+            field,
+            format!("`{field}` has {n} inputs; at most {max} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
+fn tokenizer_error(card: &ModelCard, field: &str, i: usize, e: TokenizeError) -> ApiError {
+    match e {
+        TokenizeError::Unsupported(what) => ApiError::unsupported(&card.name, &what),
+        e => ApiError::invalid(Dialect::Tei, field, format!("`{field}`[{i}]: {e}")),
+    }
+}
