@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{Engine, Quantize};
-use corral_server::{PoolModel, ServedModel, Server, ServerConfig};
+use corral_server::{spawn_model, ServedModel, Server, ServerConfig};
 
 use crate::embed_cmd::ModelArgs;
 
@@ -163,10 +163,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         config.validate()?;
         let load_timeout = config.load_timeout;
         tracing::info!(model = %name, dir = %spec.model_dir.display(), workers = config.workers, "starting pool");
-        let served = PoolModel::spawn(name.clone(), spec, config, load_timeout)
+        let served = spawn_model(name.clone(), spec, config, load_timeout)
             .await
             .map_err(|e| anyhow::anyhow!("model {name}: {e}"))?;
-        models.push(Arc::new(served));
+        tracing::info!(model = %name, kind = %served.card().kind, "serving");
+        models.push(served);
     }
     let api_key = args
         .api_key

@@ -32,7 +32,9 @@
 //! - [`model`]: [`ServedModel`], what the routes need from a served model
 //!   (its [`ModelCard`], tokenizer, embedding and scoring), and its typed
 //!   [`TokenizeError`].
-//! - `pool`: [`PoolModel`], [`ServedModel`] over a real pool — the one
+//! - `pool`: [`PoolModel`] and [`ScoringModel`], [`ServedModel`] over
+//!   real pools, and [`spawn_model`], which serves a directory as what its
+//!   `config.json` declares — the one
 //!   module that calls the pool's handle.
 //! - `error`: the dialects; errors in OpenAI's, TEI's and Cohere's body
 //!   shapes, and the mapping of every `PoolError` to a status.
@@ -75,6 +77,6 @@ mod types;
 
 pub use app::{router, Server};
 pub use model::{Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
-pub use pool::{EmbedPool, PoolModel, SpawnModelError};
+pub use pool::{spawn_model, EmbedPool, PoolModel, ScorePool, ScoringModel, SpawnModelError};
 pub use state::ServerConfig;
 pub use telemetry::install_metrics;
