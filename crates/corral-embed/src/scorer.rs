@@ -208,7 +208,8 @@ impl Scorer {
     /// Scores of `documents` against `query`, activated (sigmoid unless
     /// the model's configuration says identity), in input order: what
     /// sentence-transformers' `CrossEncoder.predict` gives for the pairs.
-    /// Runs as many forward passes as [`Scorer::batching`] needs.
+    /// Runs as many forward passes as [`Scorer::batching`] needs. For a
+    /// classifier, each score is its first label's activated score.
     ///
     /// # Errors
     /// As [`Scorer::score`].

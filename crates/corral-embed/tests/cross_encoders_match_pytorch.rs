@@ -275,6 +275,29 @@ fn the_activation_and_labels_follow_the_config_as_cross_encoder_reads_it() {
 }
 
 #[test]
+fn the_length_limit_is_the_tokenizers_model_max_length() {
+    // As CrossEncoder: tokenizer_config.json's model_max_length, capped at
+    // the position table (64 here).
+    for (limit, want) in [(32, 32), (1_000_000, 64)] {
+        let t = edited_copy("tiny-bert-rerank", |_| {}, None);
+        let path = t.path().join("tokenizer_config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["model_max_length"] = limit.into();
+        std::fs::write(&path, config.to_string()).unwrap();
+        let spec = EmbedSpec::new(t.path());
+        assert_eq!(spec.score_info().unwrap().max_seq_length, want);
+        let tok = EmbedTokenizer::load(&spec).unwrap();
+        let long = "the cat sat on the mat ".repeat(20);
+        let got = tok.encode_pair("what is a cat", Some(&long)).unwrap();
+        assert_eq!(got.ids.len(), want);
+        let mut s = Scorer::load(&spec, 1).unwrap();
+        assert_eq!(s.max_seq_length(), want);
+        assert_eq!(s.score(&[&ScoreInput::pair("q", long)]).unwrap().len(), 1);
+    }
+}
+
+#[test]
 fn each_loader_refuses_the_other_task_by_name() {
     for name in ["tiny-bert-rerank", "tiny-xlmr-classify"] {
         let spec = EmbedSpec::new(dir(name));
