@@ -295,6 +295,17 @@ fn the_length_limit_is_the_tokenizers_model_max_length() {
         assert_eq!(s.max_seq_length(), want);
         assert_eq!(s.score(&[&ScoreInput::pair("q", long)]).unwrap().len(), 1);
     }
+    // A limit that leaves no room for a pair's special tokens is refused.
+    let mut spec = EmbedSpec::new(dir("tiny-bert-rerank"));
+    spec.max_seq_length = Some(3);
+    let err = Scorer::load(&spec, 1).unwrap_err().to_string();
+    assert!(err.contains("no room for a pair"), "{err}");
+    spec.max_seq_length = Some(4);
+    let mut s = Scorer::load(&spec, 1).unwrap();
+    let t = s.tokenizer().encode_pair("hello", Some("world")).unwrap();
+    assert_eq!(t.ids.len(), 4);
+    assert!(t.truncated);
+    assert_eq!(s.score(&[&ScoreInput::Tokens(t)]).unwrap().len(), 1);
 }
 
 #[test]
