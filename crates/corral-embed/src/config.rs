@@ -192,9 +192,17 @@ impl ModelConfig {
         let pooling = read_pooling(dir)?;
         let st_config: Option<SentenceBertConfig> =
             read_optional_json(&dir.join("sentence_bert_config.json"))?;
+        // A cross-encoder's tokenizer truncates at its `model_max_length`
+        // (tokenizer_config.json), which sentence-transformers caps at the
+        // position table; embedders keep their rule (the position table).
+        let fallback = if task.kind == ModelKind::Embed {
+            max_tokens
+        } else {
+            read_model_max_length(dir)?.unwrap_or(max_tokens)
+        };
         let max_seq_length = st_config
             .and_then(|c| c.max_seq_length)
-            .unwrap_or(max_tokens)
+            .unwrap_or(fallback)
             .min(max_tokens);
         if max_seq_length < 2 {
             return Err(EmbedError::config(
@@ -213,6 +221,17 @@ impl ModelConfig {
             task,
         })
     }
+}
+
+/// `tokenizer_config.json`'s `model_max_length`, when the file gives one
+/// that fits in a `usize` (transformers writes a huge float for "none").
+fn read_model_max_length(dir: &Path) -> Result<Option<usize>, EmbedError> {
+    let config: Option<serde_json::Value> = read_optional_json(&dir.join("tokenizer_config.json"))?;
+    Ok(config
+        .as_ref()
+        .and_then(|c| c.get("model_max_length"))
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok()))
 }
 
 /// transformers' `num_labels` when a configuration names none.

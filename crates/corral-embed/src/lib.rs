@@ -1,6 +1,14 @@
-//! Sentence embeddings from BERT- and XLM-RoBERTa-family models, run on the
-//! CPU by Corral's own encoder (FastBert) or candle's, as a Corral
-//! [`Backend`](corral_core::Backend).
+//! Sentence embeddings, cross-encoder reranking and sequence
+//! classification from BERT- and XLM-RoBERTa-family models, run on the CPU
+//! by Corral's own encoder (FastBert) or candle's, as Corral
+//! [`Backend`](corral_core::Backend)s.
+//!
+//! A model directory is served as what its `config.json` declares
+//! ([`EmbedSpec::model_kind`]): a bare encoder embeds ([`Embedder`],
+//! [`EmbedBackend`]); a `*ForSequenceClassification` scores texts or pairs
+//! ([`Scorer`], [`ScoreBackend`]) — a reranker with one label, a
+//! classifier with several. Loading one as the other fails with
+//! [`EmbedError::WrongTask`].
 //!
 //! # Layout
 //! - [`model_dir`]: where models live, the check that a directory holds one,
@@ -12,10 +20,12 @@
 //! - `tokenize`: [`EmbedTokenizer`], the one tokenizer of the workers and
 //!   of front ends that tokenise first: `tokenizer.json` with padding off
 //!   (texts are packed, not padded), the sentence-transformers truncation
-//!   from either side, bounded work on very long texts.
+//!   from either side, bounded work on very long texts; pairs with the
+//!   model's pair template and `longest_first` truncation
+//!   ([`EmbedTokenizer::encode_pair`]), and [`EmbedTokenizer::decode`].
 //! - `encoder`: the forward pass behind one seam (FastBert or candle's
-//!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets) to pooled
-//!   rows.
+//!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets, and token
+//!   types for pairs) to pooled rows or, through the head, logits.
 //! - [`fast`]: FastBert, Corral's own BERT / XLM-RoBERTa forward for the
 //!   CPU, and [`fast::OpTimer`], its per-op profile; its kernels are
 //!   private to the crate.
@@ -24,15 +34,25 @@
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
 //!   tokenizing, one packed batch per forward pass, and the rule its
 //!   forward is costed by ([`Embedder::batching`]: packed or padded).
-//! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`]; the
-//!   pool batches by the embedder's rule, so each batch is one forward.
+//! - `backend`: [`EmbedBackend`], the pool's view of an [`Embedder`], and
+//!   [`ScoreBackend`], of a [`Scorer`]; the pool batches by their rule, so
+//!   each batch is one forward.
 //! - `score`: what a model with a sequence-classification head (a
 //!   cross-encoder reranker or a classifier) takes and gives:
-//!   [`ModelKind`], [`ScoreInput`], [`ScoreOutput`], [`Activation`].
+//!   [`ModelKind`], [`ScoreInput`], [`ScoreOutput`], [`Activation`],
+//!   [`PairTokenized`]; and [`ScoreInfo`] ([`EmbedSpec::score_info`]:
+//!   kind, labels, activation from the configuration alone).
+//! - `head`: the classification head both engines share, in fp32, on each
+//!   text's first row (`[CLS]` / `<s>`): BERT's pooler + `classifier`,
+//!   XLM-RoBERTa's `classifier.dense` + `classifier.out_proj`.
+//! - `scorer`: [`Scorer`], a loaded reranker or classifier usable without
+//!   the pool — tokenizing texts and pairs, one packed forward pass, raw
+//!   logits; [`Scorer::rerank`] gives `CrossEncoder.predict`'s scores.
 //! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
 //!   [`ModelInfo`], for front ends that tokenise before they submit.
-//! - `wire` (feature `cluster`): the wire forms of [`EmbedInput`] and
-//!   [`EmbedOutput`] (`corral_cluster::Wire`), for pools across nodes.
+//! - `wire` (feature `cluster`): the wire forms of [`EmbedInput`],
+//!   [`EmbedOutput`], [`ScoreInput`] and [`ScoreOutput`]
+//!   (`corral_cluster::Wire`), for pools across nodes.
 //!
 //! ```no_run
 //! use corral_embed::{EmbedSpec, Embedder};
@@ -40,6 +60,15 @@
 //! let mut embedder = Embedder::load(&spec, 1)?;
 //! let vectors = embedder.embed(&["Hello world"])?;
 //! assert_eq!(vectors[0].len(), embedder.dim());
+//! # Ok::<(), corral_embed::EmbedError>(())
+//! ```
+//!
+//! ```no_run
+//! use corral_embed::{EmbedSpec, Scorer};
+//! let spec = EmbedSpec::new("models/ms-marco-MiniLM-L-6-v2");
+//! let mut scorer = Scorer::load(&spec, 1)?;
+//! let scores = scorer.rerank("what is a cat", &["a small feline", "a car"])?;
+//! assert_eq!(scores.len(), 2);
 //! # Ok::<(), corral_embed::EmbedError>(())
 //! ```
 #![warn(missing_docs, unreachable_pub)]

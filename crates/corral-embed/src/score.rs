@@ -206,7 +206,10 @@ pub struct ScoreInfo {
     /// sigmoid unless the configuration names `Identity`.
     pub activation: Activation,
     /// Word pieces per input (a pair counts as one), special tokens
-    /// included.
+    /// included: the spec's own limit, else `sentence_bert_config.json`'s
+    /// `max_seq_length`, else (rerankers and classifiers)
+    /// `tokenizer_config.json`'s `model_max_length`, each capped at the
+    /// position table.
     pub max_seq_length: usize,
 }
 

@@ -83,6 +83,16 @@ impl Scorer {
             max_seq_length,
             config.vocab_size,
         )?;
+        if tokenizer.pair_special_tokens() >= max_seq_length {
+            return Err(EmbedError::config(
+                dir.join("config.json"),
+                format!(
+                    "max_seq_length {max_seq_length} leaves no room for a pair beside its {} \
+                     special tokens",
+                    tokenizer.pair_special_tokens()
+                ),
+            ));
+        }
         let threads = threads.max(1);
         let head = Head::load(
             dir,
@@ -208,7 +218,8 @@ impl Scorer {
     /// Scores of `documents` against `query`, activated (sigmoid unless
     /// the model's configuration says identity), in input order: what
     /// sentence-transformers' `CrossEncoder.predict` gives for the pairs.
-    /// Runs as many forward passes as [`Scorer::batching`] needs.
+    /// Runs as many forward passes as [`Scorer::batching`] needs. For a
+    /// classifier, each score is its first label's activated score.
     ///
     /// # Errors
     /// As [`Scorer::score`].

@@ -159,6 +159,12 @@ impl EmbedTokenizer {
         self.vocab_size
     }
 
+    /// Special tokens the pair template adds (3 for BERT, 4 for
+    /// XLM-RoBERTa).
+    pub(crate) fn pair_special_tokens(&self) -> usize {
+        self.pair.added()
+    }
+
     /// Word pieces left for content once the special tokens are in.
     pub fn max_content_tokens(&self) -> usize {
         self.max_seq_length - self.prefix.len() - self.suffix.len()

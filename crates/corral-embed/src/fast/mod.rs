@@ -121,7 +121,9 @@ pub enum FastBertError {
 
 /// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
 /// kernels, and one forward pass, [`FastBert::forward_packed`] (packed
-/// texts, no padding; pooling is the caller's). Not `Sync`-shared: each worker owns one (its buffers are reused
+/// texts, no padding, token type 0; pooling is the caller's), or
+/// [`FastBert::forward_packed_typed`] with a token type per id (pairs of
+/// texts for a cross-encoder). Not `Sync`-shared: each worker owns one (its buffers are reused
 /// across calls). Each op of a forward runs in a TRACE-level span, which
 /// [`OpTimer`] can sum per op (see [`op_timer`]).
 #[derive(Debug)]

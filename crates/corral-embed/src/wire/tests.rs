@@ -118,6 +118,101 @@ fn bad_embed_bytes_are_refused() {
     ));
 }
 
+#[test]
+fn score_inputs_and_outputs_round_trip() {
+    for input in [
+        ScoreInput::Text(String::new()),
+        ScoreInput::Text("naïve café".into()),
+        ScoreInput::pair("", ""),
+        ScoreInput::pair("what is a cat", "the cat sat"),
+        ScoreInput::Tokens(PairTokenized::default()),
+        ScoreInput::Tokens(PairTokenized {
+            ids: vec![101, 7592, 102, 2088, 102],
+            type_ids: vec![0, 0, 0, 1, 1],
+            truncated: true,
+        }),
+    ] {
+        assert_eq!(roundtrip(&input), input);
+    }
+    let req = Submit::wait(
+        vec![ScoreInput::from(("q", "d")), ScoreInput::from("t")],
+        Duration::from_secs(1),
+    );
+    assert_eq!(
+        decode_request::<ScoreInput>(&encode_request(&req), &lim()),
+        Ok(req)
+    );
+    let before = Instant::now();
+    let out = ScoreOutput {
+        logits: vec![0.25, -1.0, f32::NAN],
+        batch_started: before,
+        batch_time: Duration::from_millis(40),
+    };
+    let back = roundtrip(&out);
+    let after = Instant::now();
+    assert_eq!(bits(&back.logits), bits(&out.logits));
+    assert_eq!(back.batch_time, out.batch_time);
+    assert!(back.batch_started + back.batch_time >= before);
+    assert!(back.batch_started + back.batch_time <= after);
+    let huge = ScoreOutput {
+        batch_time: Duration::MAX,
+        ..out
+    };
+    assert_eq!(roundtrip(&huge).batch_time, on_the_wire(Duration::MAX));
+}
+
+#[test]
+fn score_forms_keep_their_bytes() {
+    let mut out = Vec::new();
+    ScoreInput::Text("hi".into()).encode(&mut out);
+    ScoreInput::pair("a", "b").encode(&mut out);
+    ScoreInput::Tokens(PairTokenized {
+        ids: vec![7],
+        type_ids: vec![1],
+        truncated: true,
+    })
+    .encode(&mut out);
+    assert_eq!(
+        out,
+        [
+            0, 2, 0, 0, 0, b'h', b'i', // Text
+            1, 1, 0, 0, 0, b'a', 1, 0, 0, 0, b'b', // Pair
+            2, 1, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, // Tokens
+        ]
+    );
+    let mut out = Vec::new();
+    ScoreOutput {
+        logits: vec![1.0],
+        batch_started: Instant::now(),
+        batch_time: Duration::from_micros(258),
+    }
+    .encode(&mut out);
+    assert_eq!(out, [1, 0, 0, 0, 0, 0, 0x80, 0x3f, 2, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn bad_score_bytes_are_refused() {
+    let l = lim();
+    assert!(matches!(
+        decode_value::<ScoreInput>(&[3, 0, 0, 0, 0], &l),
+        Err(WireError::Invalid(m)) if m.contains("score input tag 3")
+    ));
+    // A pair missing its second text.
+    assert!(matches!(
+        decode_value::<ScoreInput>(&[1, 1, 0, 0, 0, b'a'], &l),
+        Err(WireError::Truncated { .. })
+    ));
+    // A truncation flag that is not 0 or 1.
+    assert!(matches!(
+        decode_value::<ScoreInput>(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 2], &l),
+        Err(WireError::Invalid(m)) if m.contains("bool byte 2")
+    ));
+    assert!(matches!(
+        decode_value::<ScoreOutput>(&[0, 0, 0, 0, 1, 2, 3], &l),
+        Err(WireError::Truncated { needed: 8, at: 4 })
+    ));
+}
+
 // ---- property tests ----
 
 fn arb_duration() -> impl Strategy<Value = Duration> {
@@ -134,6 +229,53 @@ fn arb_embed_input() -> impl Strategy<Value = EmbedInput> {
         any::<String>().prop_map(EmbedInput::Text),
         vec(any::<u32>(), 0..16).prop_map(EmbedInput::Tokens),
     ]
+}
+
+fn arb_score_input() -> impl Strategy<Value = ScoreInput> {
+    prop_oneof![
+        any::<String>().prop_map(ScoreInput::Text),
+        (any::<String>(), any::<String>()).prop_map(|(a, b)| ScoreInput::Pair(a, b)),
+        (
+            vec(any::<u32>(), 0..16),
+            vec(any::<u32>(), 0..16),
+            any::<bool>()
+        )
+            .prop_map(
+                |(ids, type_ids, truncated)| ScoreInput::Tokens(PairTokenized {
+                    ids,
+                    type_ids,
+                    truncated
+                })
+            ),
+    ]
+}
+
+fn arb_score_submit() -> impl Strategy<Value = Submit<ScoreInput>> {
+    (vec(arb_score_input(), 0..8), arb_duration()).prop_map(|(inputs, wait)| Submit {
+        inputs,
+        admission: Admission::Wait(wait),
+        deadline: None,
+    })
+}
+
+fn arb_score_outputs() -> impl Strategy<Value = Vec<ScoreOutput>> {
+    vec(
+        (
+            vec(any::<u32>().prop_map(f32::from_bits), 0..4),
+            arb_duration(),
+        ),
+        0..6,
+    )
+    .prop_map(|outputs| {
+        outputs
+            .into_iter()
+            .map(|(logits, batch_time)| ScoreOutput {
+                logits,
+                batch_started: Instant::now(),
+                batch_time,
+            })
+            .collect()
+    })
 }
 
 fn arb_submit() -> impl Strategy<Value = Submit<EmbedInput>> {
@@ -191,6 +333,12 @@ fn every_decoder(bytes: &[u8]) {
     if let Ok((load, reply)) = decode_reply::<EmbedOutput>(bytes, &l) {
         assert_eq!(encode_reply(&load, &reply), bytes);
     }
+    if let Ok(s) = decode_request::<ScoreInput>(bytes, &l) {
+        assert_eq!(encode_request(&s), bytes);
+    }
+    if let Ok((load, reply)) = decode_reply::<ScoreOutput>(bytes, &l) {
+        assert_eq!(encode_reply(&load, &reply), bytes);
+    }
 }
 
 fn arb_mutation() -> impl Strategy<Value = Mutation> {
@@ -216,6 +364,41 @@ proptest! {
         for (a, b) in outputs.iter().zip(&back) {
             prop_assert_eq!(bits(&a.vector), bits(&b.vector));
             prop_assert_eq!(on_the_wire(a.batch_time), b.batch_time);
+        }
+        every_decoder(&bytes);
+    }
+
+    #[test]
+    fn score_requests_round_trip(s in arb_score_submit()) {
+        let bytes = encode_request(&s);
+        prop_assert_eq!(decode_request(&bytes, &lim()), Ok(landed(s)));
+        every_decoder(&bytes);
+    }
+
+    #[test]
+    fn score_output_replies_round_trip(outputs in arb_score_outputs()) {
+        let bytes = encode_reply(&load(), &WireReply::Done(outputs.clone()));
+        let (_, back) = decode_reply::<ScoreOutput>(&bytes, &lim()).unwrap();
+        let WireReply::Done(back) = back else { panic!("not done") };
+        prop_assert_eq!(back.len(), outputs.len());
+        for (a, b) in outputs.iter().zip(&back) {
+            prop_assert_eq!(bits(&a.logits), bits(&b.logits));
+            prop_assert_eq!(on_the_wire(a.batch_time), b.batch_time);
+        }
+        every_decoder(&bytes);
+    }
+
+    #[test]
+    fn mutated_score_frames_never_panic(
+        frame in prop_oneof![
+            arb_score_submit().prop_map(|s| encode_request(&s)),
+            arb_score_outputs().prop_map(|o| encode_reply(&load(), &WireReply::Done(o))),
+        ],
+        mutations in vec(arb_mutation(), 1..4),
+    ) {
+        let mut bytes = frame;
+        for m in &mutations {
+            m.apply(&mut bytes);
         }
         every_decoder(&bytes);
     }
