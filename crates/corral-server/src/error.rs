@@ -161,7 +161,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::FAILED_DEPENDENCY,
             format!(
-                "model `{model}` is a {kind} model; it cannot {task} \
+                "model `{model}` is of kind `{kind}`; it cannot {task} \
                  ({route} needs a model that can)"
             ),
         )
@@ -177,7 +177,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::FAILED_DEPENDENCY,
             format!(
-                "no model served here can {task} ({route}; served: {})",
+                "no model served here can {task} ({route}; served, by kind: {})",
                 served.join(", ")
             ),
         )

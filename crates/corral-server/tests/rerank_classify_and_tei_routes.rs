@@ -426,7 +426,7 @@ async fn a_task_the_model_cannot_do_is_424_naming_its_kind_in_each_dialect() {
     let e: Value = r.json().await.unwrap();
     let msg = e["error"].as_str().unwrap();
     assert!(
-        msg.contains("`embedder` is a embed model") && msg.contains("rerank"),
+        msg.contains("`embedder` is of kind `embed`") && msg.contains("rerank"),
         "{msg}"
     );
     assert_eq!(e["error_type"], "backend");
@@ -440,7 +440,7 @@ async fn a_task_the_model_cannot_do_is_424_naming_its_kind_in_each_dialect() {
     assert_eq!(e["error"]["param"], "model");
     let msg = e["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("rerank model") && msg.contains("embed"),
+        msg.contains("kind `rerank`") && msg.contains("embed"),
         "{msg}"
     );
     // Cohere: its `message`, and OpenAI's error beside it.
@@ -453,7 +453,7 @@ async fn a_task_the_model_cannot_do_is_424_naming_its_kind_in_each_dialect() {
     assert_eq!(r.status(), 424);
     let e: Value = r.json().await.unwrap();
     assert!(
-        e["message"].as_str().unwrap().contains("classify model"),
+        e["message"].as_str().unwrap().contains("kind `classify`"),
         "{e}"
     );
     assert_eq!(e["error"]["code"], "wrong_model_kind");
@@ -476,7 +476,7 @@ async fn a_task_the_model_cannot_do_is_424_naming_its_kind_in_each_dialect() {
         e["error"]
             .as_str()
             .unwrap()
-            .contains("`e` is a embed model"),
+            .contains("`e` is of kind `embed`"),
         "{e}"
     );
     let two = TestServer::start(

@@ -277,6 +277,9 @@ pub(crate) fn rerank_dialect(body: &[u8]) -> Dialect {
         #[serde(default)]
         texts: Option<IgnoredAny>,
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Dialect::Tei;
+    }
     match serde_json::from_slice::<Keys>(body) {
         Ok(Keys {
             documents: Some(_),

@@ -390,3 +390,82 @@ pub(crate) fn tokenize_schema() -> BodySchema {
 pub(crate) fn decode_schema() -> BodySchema {
     BodySchema::of::<DecodeBody>(expectation)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::rerank_dialect;
+    use super::*;
+    use serde_json::json;
+
+    fn predict(inputs: serde_json::Value) -> (Vec<Sequence>, bool) {
+        let r = parse_predict(json!({ "inputs": inputs }).to_string().as_bytes()).unwrap();
+        (r.inputs, r.batch)
+    }
+
+    fn single(t: &str) -> Sequence {
+        Sequence::Single(t.into())
+    }
+
+    fn pair(a: &str, b: &str) -> Sequence {
+        Sequence::Pair(a.into(), b.into())
+    }
+
+    /// As TEI reads `inputs`: a string or `[a]` is one text, `[a, b]` one
+    /// pair, an array of arrays a batch of texts and pairs.
+    #[test]
+    fn predict_inputs_are_a_text_a_pair_or_a_batch() {
+        assert_eq!(predict(json!("a")), (vec![single("a")], false));
+        assert_eq!(predict(json!(["a"])), (vec![single("a")], false));
+        assert_eq!(predict(json!(["a", "b"])), (vec![pair("a", "b")], false));
+        assert_eq!(
+            predict(json!([["a"], ["b", "c"]])),
+            (vec![single("a"), pair("b", "c")], true)
+        );
+        for bad in [
+            json!(["a", "b", "c"]),
+            json!([["a", "b", "c"]]),
+            json!([["a"], "b"]),
+            json!([1]),
+        ] {
+            let e = parse_predict(json!({ "inputs": bad }).to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("inputs"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_rerank_body_is_cohere_s_only_with_documents_and_no_texts() {
+        for (body, dialect) in [
+            (json!({"query": "q", "documents": ["a"]}), Dialect::Cohere),
+            (json!({"query": "q", "texts": ["a"]}), Dialect::Tei),
+            (
+                json!({"query": "q", "texts": ["a"], "documents": ["a"]}),
+                Dialect::Tei,
+            ),
+            (json!({"query": "q", "documents": null}), Dialect::Tei),
+            (json!(["documents"]), Dialect::Tei),
+        ] {
+            assert_eq!(
+                rerank_dialect(body.to_string().as_bytes()),
+                dialect,
+                "{body}"
+            );
+        }
+        assert_eq!(rerank_dialect(b"{not json"), Dialect::Tei);
+    }
+
+    #[test]
+    fn decode_takes_one_list_or_several_and_defaults_to_skipping_specials() {
+        let r = parse_decode(br#"{"ids": [1, 2]}"#).unwrap();
+        assert_eq!((r.ids, r.skip_special_tokens), (vec![vec![1, 2]], true));
+        let r = parse_decode(br#"{"ids": [[1], []], "skip_special_tokens": false}"#).unwrap();
+        assert_eq!(
+            (r.ids, r.skip_special_tokens),
+            (vec![vec![1], vec![]], false)
+        );
+        let r = parse_tokenize(br#"{"inputs": "a"}"#).unwrap();
+        assert_eq!(
+            (r.texts, r.add_special_tokens),
+            (vec!["a".to_owned()], true)
+        );
+    }
+}
