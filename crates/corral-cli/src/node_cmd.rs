@@ -1,5 +1,7 @@
 //! `corral node`: a ractor_cluster node that hosts a pool for the cluster
-//! (the default model, or a model directory) and keeps its peers connected,
+//! (the default model, or a model directory — an embedder, a reranker or a
+//! classifier, as its `config.json` declares, in the group
+//! `corral/<task>/<model>`) and keeps its peers connected,
 //! until SIGTERM or Ctrl-C. It listens only on `--host`; `--advertise`
 //! names it to peers when that differs. (A node hosting the synthetic
 //! backend, for tests and benches, is `corral-bench node`.)
@@ -9,10 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use corral_cluster::wire::Limits;
-use corral_cluster::{group_name, Member, Node, NodeFlags};
-use corral_core::{Pool, PoolConfig};
+use corral_cluster::wire::Wire;
+use corral_cluster::{group_name, Member, MemberMsg, Node, NodeFlags};
+use corral_core::{Backend, Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
-use corral_embed::EmbedInputBackend;
+use corral_embed::{EmbedInputBackend, EmbedSpec, ModelKind, ScoreBackend};
+use ractor::ActorRef;
 
 use crate::embed_cmd::ModelArgs;
 
@@ -104,13 +108,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                     n.to_string_lossy().into_owned()
                 })
         });
-        let pool = Pool::<EmbedInputBackend>::spawn(spec, pool_config).await?;
-        pool.wait_ready(load_timeout)
-            .await
-            .context("waiting for the embedding workers to load the model")?;
-        let group = group_name("embed", &name);
-        let member = Member::spawn(pool.pool_ref(), group.clone(), Limits::default()).await?;
-        (Some(group), Some((member.get_cell(), pool)))
+        let kind = spec.model_kind()?;
+        let group = group_name(kind.as_str(), &name);
+        let hosted = match kind {
+            ModelKind::Embed => {
+                Hosted::start::<EmbedInputBackend>(spec, pool_config, load_timeout, &group).await?
+            }
+            _ => Hosted::start::<ScoreBackend>(spec, pool_config, load_timeout, &group).await?,
+        };
+        (Some(group), Some(hosted))
     };
     for peer in &peers {
         node.connect(*peer);
@@ -125,10 +131,46 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     crate::serve_cmd::shutdown_signal().await;
     tracing::info!("stopping");
-    if let Some((member, pool)) = member {
-        member.stop(None);
-        drop(pool.shutdown(Duration::from_secs(10)).await);
+    if let Some(hosted) = member {
+        hosted.member.get_cell().stop(None);
+        hosted.stop_pool.await;
     }
     node.stop();
     Ok(())
+}
+
+/// The pool a node hosts and the member that puts it in its group; the
+/// pool's type depends on the model's kind, so it is kept as the future
+/// that drains it.
+struct Hosted {
+    member: ActorRef<MemberMsg>,
+    stop_pool: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl Hosted {
+    /// Starts a pool of `B` for `spec`, waits for its workers, and puts it
+    /// in `group`.
+    async fn start<B>(
+        spec: EmbedSpec,
+        config: PoolConfig,
+        load_timeout: Duration,
+        group: &str,
+    ) -> anyhow::Result<Self>
+    where
+        B: Backend<Spec = EmbedSpec>,
+        B::Input: Wire,
+        B::Output: Wire,
+    {
+        let pool: PoolHandle<B> = Pool::<B>::spawn(spec, config).await?;
+        pool.wait_ready(load_timeout)
+            .await
+            .context("waiting for the workers to load the model")?;
+        let member = Member::spawn(pool.pool_ref(), group.to_owned(), Limits::default()).await?;
+        Ok(Self {
+            member,
+            stop_pool: Box::pin(async move {
+                drop(pool.shutdown(Duration::from_secs(10)).await);
+            }),
+        })
+    }
 }

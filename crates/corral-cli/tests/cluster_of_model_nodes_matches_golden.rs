@@ -1,6 +1,8 @@
 //! Two `corral node` processes with the real model on loopback, and this
 //! test process the node that routes: their answers through a
-//! `ClusterHandle` match the golden vectors of sentence-transformers
+//! `ClusterHandle` match the golden vectors of sentence-transformers, and
+//! two nodes of the tiny cross-encoder answer in the rerank group with the
+//! PyTorch logits
 //! (fails, not skips, without the model). The cluster's behaviour under
 //! faults is tested on synthetic nodes, in corral-bench's
 //! `tests/cluster_nodes.rs`.
@@ -140,4 +142,65 @@ async fn two_model_nodes_answer_the_golden_texts_as_sentence_transformers_does()
         members.iter().all(|m| m.counts.answered > 0),
         "both nodes served: {members:?}"
     );
+}
+
+/// A reranker's nodes join the group of its task: a `ClusterHandle` for
+/// `corral/rerank/<model>` gets the PyTorch logits of the tiny BERT
+/// cross-encoder for every golden pair, from both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reranker_nodes_answer_pairs_in_the_rerank_group() {
+    use corral_embed::{ScoreInput, ScoreOutput};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corral-embed/tests/data/tiny-bert-rerank");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let dir = dir.to_str().unwrap().to_owned();
+    let model = "tiny-bert-rerank";
+    let (pa, pb) = (free_port(), free_port());
+    let args = ["--model-dir", dir.as_str(), "--workers", "1"];
+    let _a = NodeProc::spawn("ra", pa, model, &args);
+    let _b = NodeProc::spawn("rb", pb, model, &args);
+    let c = router_node().await;
+    let h = ClusterHandle::<ScoreInput, ScoreOutput>::spawn(ClusterConfig::new(group_name(
+        "rerank", model,
+    )))
+    .await
+    .unwrap();
+    c.connect(addr(pa));
+    c.connect(addr(pb));
+    h.wait_members(2, Duration::from_secs(20)).await.unwrap();
+    let pairs = golden["pairs"].as_array().unwrap().clone();
+    let calls: Vec<_> = pairs
+        .iter()
+        .map(|p| {
+            let h = h.clone();
+            let input = ScoreInput::pair(
+                p["query"].as_str().unwrap(),
+                p["document"].as_str().unwrap(),
+            );
+            tokio::spawn(async move { h.call(input).await })
+        })
+        .collect();
+    for (p, call) in pairs.iter().zip(calls) {
+        let got = call.await.unwrap().unwrap().logits;
+        let want = p["logits"][0].as_f64().unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(
+            (f64::from(got[0]) - want).abs() < 1e-4,
+            "{} vs {want} for {p}",
+            got[0]
+        );
+    }
+    let members = h.members();
+    assert!(
+        members.iter().all(|m| m.counts.answered > 0),
+        "both nodes served: {members:?}"
+    );
+    // The embedding group of that name is empty: the nodes host a reranker.
+    let e = ClusterHandle::<corral_embed::EmbedInput, corral_embed::EmbedOutput>::spawn(
+        ClusterConfig::new(group_name("embed", model)),
+    )
+    .await
+    .unwrap();
+    assert!(e.wait_members(1, Duration::from_millis(500)).await.is_err());
 }
