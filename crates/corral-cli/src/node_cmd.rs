@@ -53,6 +53,14 @@ pub(crate) struct Args {
     pub(crate) model_name: Option<String>,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+    /// Per-worker bound on single-input requests (queued plus running);
+    /// default as `corral serve`'s (100).
+    #[arg(long)]
+    pub(crate) queue_capacity: Option<usize>,
+    /// Per-worker bound on multi-input requests; default as `corral
+    /// serve`'s (50).
+    #[arg(long)]
+    pub(crate) batch_queue_capacity: Option<usize>,
     /// This node's TLS certificate chain (PEM); with --tls-key and
     /// --tls-ca, nodes talk over mutual TLS.
     #[arg(long, requires_all = ["tls_key", "tls_ca"])]
@@ -92,10 +100,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let node = Node::start(flags.config()?).await?;
     // Host the pool before dialling out, so that peers find it in the
     // first group sync.
-    let pool_config = PoolConfig {
+    let mut pool_config = PoolConfig {
         name: format!("corral-node-{}", args.name).into(),
         ..args.model.pool_config()
     };
+    if let Some(q) = args.queue_capacity {
+        pool_config.queue_capacity = q;
+    }
+    if let Some(q) = args.batch_queue_capacity {
+        pool_config.batch_queue_capacity = q;
+    }
+    pool_config.validate()?;
     let load_timeout = pool_config.load_timeout;
     let (group, member) = if args.no_pool {
         (None, None)

@@ -1,5 +1,9 @@
 //! `corral serve`: the HTTP front (`corral_server`) over one pool per model,
-//! until SIGTERM or Ctrl-C, then a graceful drain.
+//! until SIGTERM or Ctrl-C, then a graceful drain. With `--cluster` it also
+//! starts a cluster node (the flags of `corral node`, through
+//! `corral_cluster::NodeFlags`) and serves each `--model NAME=DIR` through
+//! the pools of its group across the cluster (`corral_server::ClusterModel`),
+//! beside the local pool of `--model-dir`, if given.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use corral_cluster::{Node, NodeFlags};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{Engine, Quantize};
-use corral_server::{spawn_model, ServedModel, Server, ServerConfig};
+use corral_server::{spawn_model, ClusterModel, ServedModel, Server, ServerConfig};
 
 use crate::embed_cmd::ModelArgs;
 
@@ -90,6 +95,85 @@ pub(crate) struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+}
+
+/// The cluster options of `corral serve`: `corral node`'s, the node's
+/// address under `--cluster-host` / `--cluster-port` (`--host` and `--port`
+/// are the HTTP front's).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// Join the cluster as a node and serve every `--model NAME=DIR`
+    /// through the pools of its group (`corral/<kind>/NAME`, the kind from
+    /// DIR's config.json) on the cluster's nodes; DIR is read only for the
+    /// tokenizer and the model's card. `--model-dir`, if given, is still
+    /// served by a local pool.
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// This node's name, unique in the cluster (required with --cluster).
+    #[arg(long, requires = "cluster")]
+    pub(crate) name: Option<String>,
+    /// Address the node listens on — only there —, also the name peers
+    /// reach it by, unless --advertise.
+    #[arg(long, default_value = "127.0.0.1", requires = "cluster")]
+    pub(crate) cluster_host: String,
+    /// Host name peers reach this node by, when it is not --cluster-host.
+    #[arg(long, requires = "cluster")]
+    pub(crate) advertise: Option<String>,
+    /// Port the node listens on.
+    #[arg(long, default_value_t = 4697, requires = "cluster")]
+    pub(crate) cluster_port: u16,
+    /// The cluster's shared secret (default: $CORRAL_COOKIE; required with
+    /// --cluster).
+    #[arg(long, requires = "cluster")]
+    pub(crate) cookie: Option<String>,
+    /// A node to keep connected, `host:port` (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT", requires = "cluster")]
+    pub(crate) peers: Vec<String>,
+    /// This node's TLS certificate chain (PEM); with --tls-key and
+    /// --tls-ca, nodes talk over mutual TLS.
+    #[arg(long, requires_all = ["tls_key", "tls_ca", "cluster"])]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// This node's TLS private key (PEM).
+    #[arg(long, requires = "cluster")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// The CA that signs the cluster's node certificates (PEM).
+    #[arg(long, requires = "cluster")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// The name peers' certificates carry.
+    #[arg(long, default_value = "localhost")]
+    pub(crate) tls_server_name: String,
+}
+
+impl ClusterArgs {
+    /// The flags that make the node, checked by corral-cluster.
+    fn node_flags(&self) -> anyhow::Result<NodeFlags> {
+        let Some(name) = self.name.clone().filter(|n| !n.is_empty()) else {
+            bail!("--cluster needs --name: this node's name, unique in the cluster");
+        };
+        Ok(NodeFlags {
+            name,
+            host: self.cluster_host.clone(),
+            advertise: self.advertise.clone(),
+            port: self.cluster_port,
+            cookie: self.cookie.clone(),
+            peers: self.peers.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+        })
+    }
+}
+
+/// Where a model is served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    /// A pool in this process.
+    Local,
+    /// The pools of its group across the cluster.
+    Cluster,
 }
 
 impl Args {
@@ -106,13 +190,18 @@ impl Args {
         }
     }
 
-    /// (name, model options) for every model to serve.
-    fn served(&self) -> anyhow::Result<Vec<(Option<String>, ModelArgs)>> {
+    /// (name, model options, where) for every model to serve.
+    fn served(&self) -> anyhow::Result<Vec<(Option<String>, ModelArgs, Where)>> {
+        let cluster = self.cluster.cluster;
+        if cluster && self.models.is_empty() {
+            bail!("--cluster serves the models of --model NAME=DIR through the cluster; give at least one");
+        }
         let mut served = Vec::new();
         if self.model_dir.is_some() || self.models.is_empty() {
             served.push((
                 self.model_name.clone(),
                 self.model_args(self.model_dir.clone()),
+                Where::Local,
             ));
         }
         for m in &self.models {
@@ -122,7 +211,15 @@ impl Args {
             if name.is_empty() || dir.is_empty() {
                 bail!("--model {m:?}: expected NAME=DIR");
             }
-            served.push((Some(name.to_owned()), self.model_args(Some(dir.into()))));
+            served.push((
+                Some(name.to_owned()),
+                self.model_args(Some(dir.into())),
+                if cluster {
+                    Where::Cluster
+                } else {
+                    Where::Local
+                },
+            ));
         }
         Ok(served)
     }
@@ -137,8 +234,18 @@ fn duration_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let drain = duration_secs("--drain-timeout", args.drain_timeout)?;
     let metrics = corral_server::install_metrics().ok();
+    let served = args.served()?;
+    // The node starts before the models' routers, so that they see the
+    // cluster's groups; peers are dialled once every router is up.
+    let node = if args.cluster.cluster {
+        let flags = args.cluster.node_flags()?;
+        let peers = flags.peers()?;
+        Some((Node::start(flags.config()?).await?, peers))
+    } else {
+        None
+    };
     let mut models: Vec<Arc<dyn ServedModel>> = Vec::new();
-    for (name, model) in args.served()? {
+    for (name, model, place) in served {
         let spec = model.spec()?;
         let name = name.unwrap_or_else(|| {
             if model.model_dir.is_none()
@@ -155,6 +262,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         if models.iter().any(|m| m.card().name == name) {
             bail!("two models are named {name:?}; give each its own name");
         }
+        if place == Where::Cluster {
+            let served = ClusterModel::spawn(name.clone(), &spec)
+                .await
+                .map_err(|e| anyhow::anyhow!("model {name}: {e}"))?;
+            tracing::info!(model = %name, kind = %served.card().kind, group = %served.group(), "serving through the cluster");
+            models.push(Arc::new(served));
+            continue;
+        }
         let mut config = model.pool_config();
         config.name = name.as_str().into();
         config.queue_capacity = args.queue_capacity;
@@ -168,6 +283,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("model {name}: {e}"))?;
         tracing::info!(model = %name, kind = %served.card().kind, "serving");
         models.push(served);
+    }
+    if let Some((node, peers)) = &node {
+        for peer in peers {
+            node.connect(*peer);
+        }
+        // Scripts and tests read the node's port from this line.
+        println!(
+            "corral: cluster node {} on {}:{}",
+            args.cluster.name.as_deref().unwrap_or_default(),
+            args.cluster.cluster_host,
+            node.port()
+        );
     }
     let api_key = args
         .api_key
@@ -194,6 +321,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Server::new(models, config)
         .serve(listener, shutdown_signal(), drain)
         .await?;
+    if let Some((node, _)) = node {
+        node.stop();
+    }
     tracing::info!("stopped");
     Ok(())
 }

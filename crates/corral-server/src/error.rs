@@ -270,6 +270,28 @@ impl ApiError {
         }
     }
 
+    /// As [`Self::from_pool`], but a refusal or a loss (`Overloaded`,
+    /// `TimedOut`, `WorkerLost`) from a model that says why it cannot
+    /// serve (`unavailable`: no member in routing) is 503 with that reason
+    /// and `Retry-After: 1`.
+    pub(crate) fn from_model(
+        dialect: Dialect,
+        err: PoolError,
+        unavailable: Option<String>,
+    ) -> Self {
+        match (err, unavailable) {
+            (
+                PoolError::Overloaded { .. } | PoolError::TimedOut | PoolError::WorkerLost,
+                Some(reason),
+            ) => {
+                let mut e = Self::unavailable(reason);
+                e.retry_after = Some(1);
+                e
+            }
+            (err, _) => Self::from_pool(dialect, err),
+        }
+    }
+
     /// The response in `dialect`'s body shape.
     pub(crate) fn render(&self, dialect: Dialect) -> Response {
         let body = match dialect {

@@ -115,7 +115,7 @@ pub(crate) async fn execute(
     let embedded = model
         .embed(tokenized.into_iter().map(|t| t.ids).collect())
         .await
-        .map_err(|e| ApiError::from_pool(dialect, e))?;
+        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
     if let Some(q) = embedded.queue_time {
         span.record("queue_ms", q.as_secs_f64() * 1e3);
         metrics::histogram!(QUEUE_TIME, &labels).record(q.as_secs_f64());

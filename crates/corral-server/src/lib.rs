@@ -36,6 +36,10 @@
 //!   real pools, and [`spawn_model`], which serves a directory as what its
 //!   `config.json` declares — the one
 //!   module that calls the pool's handle.
+//! - `cluster`: [`ClusterModel`], [`ServedModel`] over a
+//!   `corral_cluster::ClusterHandle`: a model served by the pools of its
+//!   group across the cluster, its directory read only for the tokenizer
+//!   and the card.
 //! - `error`: the dialects; errors in OpenAI's, TEI's and Cohere's body
 //!   shapes, and the mapping of every `PoolError` to a status.
 //! - `types`: the wire types, one file per dialect (`openai`, `tei`,
@@ -64,6 +68,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod cluster;
 mod error;
 mod execute;
 pub mod model;
@@ -76,6 +81,7 @@ pub mod telemetry;
 mod types;
 
 pub use app::{router, Server};
+pub use cluster::{ClusterModel, ClusterModelError};
 pub use model::{Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
 pub use pool::{spawn_model, EmbedPool, PoolModel, ScorePool, ScoringModel, SpawnModelError};
 pub use state::ServerConfig;

@@ -253,6 +253,14 @@ pub trait ServedModel: Send + Sync + 'static {
         })
     }
 
+    /// Why the model cannot take work now, when it knows without asking
+    /// (a [`crate::ClusterModel`] with no member in routing); `None` when
+    /// it may. A request the model refuses or loses while this says why
+    /// is answered 503 with this reason, and `/health` is 503 with it.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
     /// The pool's own health report.
     ///
     /// # Errors

@@ -124,7 +124,7 @@ async fn stop_pool<B: Backend>(pool: &PoolHandle<B>, name: &str, deadline: Durat
 /// Queue and compute time of a request from its last output's batch: one
 /// request runs in one batch (a retry after a failed worker runs it again,
 /// alone), so the last batch's figures are its own.
-fn timings(
+pub(crate) fn timings(
     submitted: Instant,
     last: Option<(Instant, Duration)>,
 ) -> (Option<Duration>, Option<Duration>) {
@@ -133,7 +133,7 @@ fn timings(
 }
 
 /// Checks client-tokenised ids against the vocabulary.
-fn check_ids(tokenizer: &EmbedTokenizer, ids: &[u32]) -> Result<(), TokenizeError> {
+pub(crate) fn check_ids(tokenizer: &EmbedTokenizer, ids: &[u32]) -> Result<(), TokenizeError> {
     let vocab_size = tokenizer.vocab_size();
     match ids.iter().find(|&&id| id as usize >= vocab_size) {
         Some(&id) => Err(TokenizeError::UnknownTokenId { id, vocab_size }),
@@ -142,7 +142,7 @@ fn check_ids(tokenizer: &EmbedTokenizer, ids: &[u32]) -> Result<(), TokenizeErro
 }
 
 /// What every served model's tokenizer answers, for both kinds of pool.
-fn tokenize(
+pub(crate) fn tokenize(
     tokenizer: &EmbedTokenizer,
     text: &str,
     side: TruncationSide,
@@ -152,7 +152,7 @@ fn tokenize(
         .map_err(|e| TokenizeError::Encode(e.to_string()))
 }
 
-fn wrap_ids(
+pub(crate) fn wrap_ids(
     tokenizer: &EmbedTokenizer,
     ids: Vec<u32>,
     side: TruncationSide,
@@ -163,7 +163,7 @@ fn wrap_ids(
         .map_err(|e| TokenizeError::Encode(e.to_string()))
 }
 
-fn decode(
+pub(crate) fn decode(
     tokenizer: &EmbedTokenizer,
     ids: &[u32],
     skip_special_tokens: bool,

@@ -387,7 +387,7 @@ pub(crate) async fn health(State(state): AppStateRef) -> Response {
         let name = m.card().name.clone();
         let entry = match m.health().await {
             Ok(report) => {
-                let reason = not_serving(&report);
+                let reason = m.unavailable().or_else(|| not_serving(&report));
                 if let Some(r) = &reason {
                     reasons.push(format!("model {name}: {r}"));
                 }

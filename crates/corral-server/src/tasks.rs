@@ -199,7 +199,7 @@ async fn score(
     let scored = model
         .score(tokenized)
         .await
-        .map_err(|e| ApiError::from_pool(dialect, e))?;
+        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
     if let Some(q) = scored.queue_time {
         span.record("queue_ms", q.as_secs_f64() * 1e3);
         metrics::histogram!(QUEUE_TIME, &labels).record(q.as_secs_f64());
