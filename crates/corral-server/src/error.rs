@@ -343,6 +343,33 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
     }
 
+    /// A model that says why it cannot serve turns a refusal or a loss
+    /// into 503 with that reason; other errors, and every error of a model
+    /// that says nothing, map as `from_pool`.
+    #[test]
+    fn an_unavailable_model_answers_503_with_its_reason() {
+        let full = PoolError::Overloaded {
+            retry_after: Duration::from_millis(1500),
+        };
+        for err in [full.clone(), PoolError::TimedOut, PoolError::WorkerLost] {
+            let e = ApiError::from_model(Dialect::OpenAi, err.clone(), Some("no member".into()));
+            assert_eq!(
+                (e.status.as_u16(), e.retry_after),
+                (503, Some(1)),
+                "{err:?}"
+            );
+            assert_eq!(e.message, "no member");
+        }
+        let e = ApiError::from_model(Dialect::OpenAi, full, None);
+        assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(2)));
+        let e = ApiError::from_model(
+            Dialect::Tei,
+            PoolError::InvalidInput("x".into()),
+            Some("no member".into()),
+        );
+        assert_eq!(e.status.as_u16(), 422);
+    }
+
     #[test]
     fn every_pool_error_has_an_actionable_status() {
         let cases = [
