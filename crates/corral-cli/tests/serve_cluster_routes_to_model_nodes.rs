@@ -6,8 +6,9 @@
 //! vectors of sentence-transformers through `/v1/embeddings` and `/embed`
 //! once the nodes join, every request answered once while a node is killed
 //! mid-run (200 with the golden vector, or 503), 503 again once both are
-//! gone while the local pool still answers; and 429 with `Retry-After`
-//! when every member is full. Fails, never skips, without the model.
+//! gone while the local pool still answers; 429 with `Retry-After` when
+//! every member is full; and a reranker through its `corral/rerank/…`
+//! group with the PyTorch logits. Fails, never skips, without the model.
 
 mod common;
 
@@ -444,4 +445,53 @@ async fn full_members_are_answered_429_with_retry_after() {
     }
     eprintln!("48 requests: {ok} × 200, {full} × 429");
     assert!(ok >= 1 && full >= 1, "{ok} × 200, {full} × 429");
+}
+
+/// A reranker's directory given to `--model` with `--cluster` is served
+/// through its `corral/rerank/…` group: TEI's `/rerank` through the front
+/// answers the PyTorch logits of the tiny cross-encoder from a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reranker_is_served_through_its_rerank_group() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corral-embed/tests/data/tiny-bert-rerank");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let dir = dir.to_str().unwrap();
+    let name = "tiny-bert-rerank";
+    let port = free_port();
+    let mut args = strings(&["serve", "--port", "0", "--cluster", "--name"]);
+    args.push(format!("front-{}", free_port()));
+    args.extend(strings(&["--cookie", COOKIE, "--cluster-port"]));
+    args.push(free_port().to_string());
+    args.push("--peer".into());
+    args.push(format!("127.0.0.1:{port}"));
+    args.push("--model".into());
+    args.push(format!("{name}={dir}"));
+    let (_front, base) = spawn_until(&args, "corral: listening on ");
+    let mut args = strings(&["node", "--name", "rr", "--cookie", COOKIE, "--port"]);
+    args.push(port.to_string());
+    args.extend(strings(&["--model-name", name, "--model-dir", dir]));
+    args.extend(strings(&["--workers", "1", "--threads", "1"]));
+    let _node = spawn_until(&args, " ready on ").0;
+    let client = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, h) = health(&client, &base).await;
+        if status == 200 {
+            assert_eq!(h["models"][name]["ready_workers"], 1, "{h}");
+            break;
+        }
+        assert!(Instant::now() < until, "the node never joined: {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pairs = golden["pairs"].as_array().unwrap();
+    assert!(!pairs.is_empty());
+    for p in pairs {
+        let body = json!({ "query": p["query"], "texts": [p["document"]], "raw_scores": true, "truncate": true });
+        let (status, _, body) = post(&client, &format!("{base}/rerank"), &body).await;
+        assert_eq!(status, 200, "{body}");
+        let got = body[0]["score"].as_f64().unwrap();
+        let want = p["logits"][0].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-4, "{got} vs {want} for {p}");
+    }
 }
