@@ -495,3 +495,45 @@ async fn a_reranker_is_served_through_its_rerank_group() {
         assert!((got - want).abs() < 1e-4, "{got} vs {want} for {p}");
     }
 }
+
+/// `--cluster` without a `--model` to route is refused, naming the flag;
+/// a node flag without `--cluster` is refused by the parser.
+#[test]
+fn cluster_flags_are_checked() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(args)
+            .output()
+            .expect("run corral");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&[
+        "serve",
+        "--cluster",
+        "--name",
+        "f",
+        "--cookie",
+        "c",
+        "--port",
+        "0",
+    ]);
+    assert!(!ok && err.contains("--model NAME=DIR"), "{err}");
+    let (ok, err) = run(&["serve", "--name", "f", "--port", "0"]);
+    assert!(!ok && err.contains("--cluster"), "{err}");
+    let dir = common::model_dir();
+    let model = format!("m={}", dir.to_str().unwrap());
+    let (ok, err) = run(&[
+        "serve",
+        "--cluster",
+        "--cookie",
+        "c",
+        "--model",
+        &model,
+        "--port",
+        "0",
+    ]);
+    assert!(!ok && err.contains("--name"), "{err}");
+}

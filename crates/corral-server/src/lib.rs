@@ -1,4 +1,5 @@
-//! Corral's HTTP front, over one Corral pool per served model, in the
+//! Corral's HTTP front, over one Corral pool per served model (or, for a
+//! [`ClusterModel`], the pools of its group across the cluster), in the
 //! dialects clients already speak: OpenAI's `POST /v1/embeddings` (and
 //! `/embeddings`); TEI's `POST /embed`, `/rerank`, `/predict`, `/tokenize`,
 //! `/decode`, and `POST /` and `/invocations` routed by the model's kind;
