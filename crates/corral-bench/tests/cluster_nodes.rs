@@ -471,6 +471,11 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
         m.sort_by_key(|id| format!("{id}"));
         m
     };
+    // The members can be found (through the first session's group sync)
+    // before the router has recorded its session with the second node.
+    for port in [pa, pb] {
+        assert!(c.wait_connected(addr(port), Duration::from_secs(10)).await);
+    }
     let (sessions_before, members_before) = (sessions(&c), members(&h));
     assert_eq!(sessions_before.len(), 2);
 

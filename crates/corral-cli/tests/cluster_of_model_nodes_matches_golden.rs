@@ -69,6 +69,15 @@ impl Drop for NodeProc {
     }
 }
 
+/// Serialises this file's tests: each starts a routing node in this
+/// process, and ractor's registry and process groups are global to a
+/// process, so two at once see each other's sessions come and go (a node
+/// of one test killed while the other routes cost it a member).
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 async fn router_node() -> Node {
     Node::start(NodeConfig::new(
         format!("router-{}", free_port()),
@@ -93,6 +102,7 @@ struct GoldenCase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_model_nodes_answer_the_golden_texts_as_sentence_transformers_does() {
+    let _serial = one_at_a_time().await;
     use corral_embed::{EmbedInput, EmbedOutput};
     let golden: Golden = serde_json::from_str(
         &std::fs::read_to_string(
@@ -149,6 +159,7 @@ async fn two_model_nodes_answer_the_golden_texts_as_sentence_transformers_does()
 /// cross-encoder for every golden pair, from both nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reranker_nodes_answer_pairs_in_the_rerank_group() {
+    let _serial = one_at_a_time().await;
     use corral_embed::{ScoreInput, ScoreOutput};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../corral-embed/tests/data/tiny-bert-rerank");

@@ -188,6 +188,14 @@ fn routes_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, RouteDoc)> 
             ),
         ),
         (
+            "/v2/rerank",
+            post(routes::rerank),
+            RouteDoc::post(
+                "Rerank, as Cohere's v2 API (its ClientV2) calls it: the same body",
+                &[cohere::rerank_schema],
+            ),
+        ),
+        (
             "/predict",
             post(routes::predict),
             RouteDoc::post(

@@ -33,20 +33,20 @@ pub(crate) enum Dialect {
     /// `texts`, `/predict`, `/tokenize`, `/decode`, `/`, `/invocations`).
     Tei,
     /// Cohere's rerank API as Cohere, Jina and infinity serve it
-    /// (`/v1/rerank`, and `/rerank` with `documents`).
+    /// (`/v1/rerank`, `/v2/rerank`, and `/rerank` with `documents`).
     Cohere,
 }
 
 impl Dialect {
     /// The dialect of an error answered before the body is read: TEI's on
-    /// TEI's routes, Cohere's on `/v1/rerank`, OpenAI's elsewhere. (`/rerank`
+    /// TEI's routes, Cohere's on `/v1/rerank` and `/v2/rerank`, OpenAI's elsewhere. (`/rerank`
     /// is TEI's here: which shape a body has is known only once it is read.)
     pub(crate) fn of_path(path: &str) -> Self {
         match path {
             "/embed" | "/rerank" | "/predict" | "/tokenize" | "/decode" | "/" | "/invocations" => {
                 Self::Tei
             }
-            "/v1/rerank" => Self::Cohere,
+            "/v1/rerank" | "/v2/rerank" => Self::Cohere,
             _ => Self::OpenAi,
         }
     }

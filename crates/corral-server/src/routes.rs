@@ -67,7 +67,8 @@ pub(crate) async fn tei_embed(
 }
 
 /// `POST /rerank`: TEI's shape (`texts`) or Cohere's (`documents`), told
-/// apart by which of the two the body has; `POST /v1/rerank`: Cohere's.
+/// apart by which of the two the body has; `POST /v1/rerank` and
+/// `POST /v2/rerank`: Cohere's.
 pub(crate) async fn rerank(
     State(state): AppStateRef,
     uri: Uri,

@@ -51,6 +51,7 @@ async fn the_document_lists_every_route_and_each_bodys_fields() {
             "/v1/embeddings",
             "/v1/models",
             "/v1/rerank",
+            "/v2/rerank",
         ])
     );
     let body = |path: &str| {
