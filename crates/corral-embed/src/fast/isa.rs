@@ -38,7 +38,7 @@ enum Kind {
 
 /// Which VNNI width [`Isa::best`] picks: the faster one measured (see
 /// docs/benchmarks.md, "AVX-512 VNNI").
-const VNNI_DEFAULT: Kind = Kind::Vnni256;
+const VNNI_DEFAULT: Kind = Kind::Vnni512;
 
 /// The environment variable that forces a build.
 pub(crate) const ISA_ENV: &str = "CORRAL_ISA";

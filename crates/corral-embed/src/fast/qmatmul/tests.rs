@@ -338,7 +338,7 @@ fn kernel_timings() {
         .skip(1)
         .map(Kernel::for_isa)
         .collect();
-    let rounds = 9;
+    let rounds = 15;
     for &(m, k, n) in &[
         (900, 384, 1152),
         (900, 384, 1536),
