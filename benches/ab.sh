@@ -13,6 +13,10 @@
 #   # bench serve, 16 clients × 1 sentence
 #   benches/ab.sh 5 -F'|' '/corral serve \| 16 × 1 / {print $4+0}' \
 #     "$OLD_BIN bench serve --seconds 5 --no-inprocess" "$NEW_BIN bench serve --seconds 5 --no-inprocess"
+#   # one binary, two kernel builds forced through CORRAL_ISA (int8, AVX2 vs AVX-512 VNNI)
+#   benches/ab.sh 9 -F'|' '/2 workers × 1 thread/ {print $4+0}' \
+#     "CORRAL_ISA=avx2 $NEW_BIN bench embed --quantize int8 --configs 2x1 --runs 1 --no-fidelity" \
+#     "CORRAL_ISA=avx512vnni-512 $NEW_BIN bench embed --quantize int8 --configs 2x1 --runs 1 --no-fidelity"
 # (`-F'|'` is passed to awk before the program; any leading awk options are.)
 set -euo pipefail
 rounds=$1; shift

@@ -13,6 +13,10 @@
 //! the minimum and mean cosine to the fp32 vectors of the same engine, over
 //! the golden texts and over the corpus.
 //!
+//! Both tables say which kernel build (ISA) ran: the best the CPU has, or
+//! the one `CORRAL_ISA` forces (`portable`, `avx2`, `avx512vnni-256`,
+//! `avx512vnni-512`; see `corral_embed::fast::kernel_isa`).
+//!
 //! Each configuration runs in a child process of its own with
 //! `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` set to its thread count:
 //! candle sizes its process-wide pool for element-wise ops from them once per
@@ -60,6 +64,10 @@ pub(crate) struct Args {
     /// int8 fidelity is measured.
     #[arg(long, default_value = "../shared/golden/minilm_l6_v2_public.json")]
     pub(crate) golden: PathBuf,
+    /// Skip the int8 fidelity table (for repeated speed-only runs, e.g.
+    /// benches/ab.sh rounds).
+    #[arg(long)]
+    pub(crate) no_fidelity: bool,
     /// Timed runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
@@ -88,6 +96,9 @@ struct Measured {
     raw_cpu: Vec<f64>,
     #[serde(default)]
     pool_cpu: Vec<f64>,
+    /// The kernel build that ran (`corral_embed::fast::kernel_isa`).
+    #[serde(default)]
+    isa: String,
 }
 
 /// CPU time this process has used (user + system), from `/proc/self/stat`
@@ -165,7 +176,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         results.push(m);
     }
     print_report(&results, &args, corpus.len());
-    if args.quantize != Quantize::None {
+    if args.quantize != Quantize::None && !args.no_fidelity {
         let spec = EmbedSpec::new(&model_dir).with_engine(args.engine);
         let golden = read_golden(&args.golden)?;
         let report =
@@ -226,13 +237,14 @@ fn cosine_stats(
 fn fidelity(spec: &EmbedSpec, golden: &[String], corpus: &[String]) -> anyhow::Result<String> {
     let mut reference = Embedder::load(spec, 1)?;
     let mut quantized = Embedder::load(&spec.clone().with_quantize(Quantize::Int8), 1)?;
+    let isa = corral_embed::fast::kernel_isa();
     let mut out = String::from(
-        "\nFidelity, int8 vs fp32 embeddings (cosine)\n\n| texts | count | min | mean |\n|---|---|---|---|\n",
+        "\nFidelity, int8 vs fp32 embeddings (cosine)\n\n| texts | count | min | mean | ISA |\n|---|---|---|---|---|\n",
     );
     for (name, texts) in [("golden", golden), ("corpus", corpus)] {
         let (min, mean, argmin) = cosine_stats(&mut reference, &mut quantized, texts)?;
         out.push_str(&format!(
-            "| {name} | {} | {min:.6} | {mean:.6} |\n",
+            "| {name} | {} | {min:.6} | {mean:.6} | {isa} |\n",
             texts.len()
         ));
         tracing::debug!(
@@ -430,6 +442,7 @@ async fn measure(
         pool,
         raw_cpu,
         pool_cpu,
+        isa: corral_embed::fast::kernel_isa().to_owned(),
     })
 }
 
@@ -486,20 +499,21 @@ fn print_report(results: &[Measured], args: &Args, sentences: usize) {
     );
     println!(
         "| configuration | raw, no pool | through the pool | pool cost (wall) \
-         | CPU ms/sentence raw / pool | pool cost (CPU) |"
+         | CPU ms/sentence raw / pool | pool cost (CPU) | ISA |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for m in results {
         let (raw, pool) = (median(&m.raw), median(&m.pool));
         let (raw_cpu, pool_cpu) = (median(&m.raw_cpu), median(&m.pool_cpu));
         println!(
-            "| {} worker{} × {} thread{} | {raw:.1} | {pool:.1} | {:+.1}% | {raw_cpu:.2} / {pool_cpu:.2} | {:+.1}% |",
+            "| {} worker{} × {} thread{} | {raw:.1} | {pool:.1} | {:+.1}% | {raw_cpu:.2} / {pool_cpu:.2} | {:+.1}% | {} |",
             m.workers,
             if m.workers == 1 { "" } else { "s" },
             m.threads,
             if m.threads == 1 { "" } else { "s" },
             (1.0 - pool / raw) * 100.0,
-            (pool_cpu / raw_cpu - 1.0) * 100.0
+            (pool_cpu / raw_cpu - 1.0) * 100.0,
+            m.isa
         );
     }
     println!(

@@ -62,6 +62,14 @@ macro_rules! multiversion {
 mod activation;
 mod isa;
 pub(crate) use isa::{set_avx2_enabled, Isa};
+
+/// The name of the kernel build this process runs: `portable`, `avx2`,
+/// `avx512vnni-256` or `avx512vnni-512` — the best this CPU has, or the one
+/// the environment variable `CORRAL_ISA` forces (a build the CPU lacks
+/// falls back to the best below it).
+pub fn kernel_isa() -> &'static str {
+    Isa::current().name()
+}
 mod attention;
 mod config;
 pub use config::{FastBertConfig, Int8Layers};

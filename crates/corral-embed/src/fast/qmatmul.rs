@@ -42,6 +42,14 @@
 //! keeps a [`MR`] = 6 rows × 16 columns tile of `i32` accumulators in 12
 //! registers and broadcasts one (`x[k]`, `x[k+1]`) pair per row per step.
 //!
+//! On a CPU with AVX-512 VNNI the same tile runs on `vpdpwssd`, which
+//! multiplies the same 16-bit pairs and adds both products into the `i32`
+//! accumulator in one instruction (`vpmaddwd` + `vpaddd` fused; wrapping,
+//! like `vpaddd`, where nothing can overflow anyway): the same exact sums,
+//! so the same bits, with half the instructions. It comes in 256-bit (two
+//! vectors per tile row, as AVX2) and 512-bit (one) builds; which runs is
+//! [`Isa`](super::Isa)'s choice ([`Kernel::for_isa`]).
+//!
 //! With `|q_a| ≤ levels/2`, `|q_w| ≤ 127` the `i32` sums cannot overflow
 //! while `k·(levels/2)·127 < 2³¹`, which
 //! [`activation_levels`](quantize::activation_levels) keeps true
@@ -59,8 +67,9 @@
 //! every element of random products, odd sizes included, against that
 //! bound computed in `f64`.
 //!
-//! This module owns [`QLinear`], [`QuantizedRows`] and the kernels; whether
-//! the CPU can run them is [`int8_supported`].
+//! This module owns [`QLinear`], [`QuantizedRows`] and the kernels
+//! ([`Kernel`]: portable, AVX2, AVX-512 VNNI); whether the CPU can run the
+//! int8 layers at all is [`int8_supported`].
 
 use rayon::prelude::*;
 
@@ -207,7 +216,8 @@ impl QLinear {
     /// `accumulate`), quantising `x` into `rows` first. As
     /// `Linear::forward_no_bias`: the bias is left to the caller's fused
     /// pass. `threads > 1` splits rows over the current rayon pool. Uses
-    /// the AVX2 kernel when the CPU has it, the portable one otherwise.
+    /// the kernel of [`Isa::current`](super::Isa::current): AVX-512 VNNI or
+    /// AVX2 when the CPU has them, the portable one otherwise.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_no_bias(
         &self,
@@ -219,7 +229,7 @@ impl QLinear {
         rows: &mut QuantizedRows,
     ) {
         rows.quantize_scaled(x, m, self.k, self.inv_smooth.as_deref());
-        self.forward_quantized(rows, out, accumulate, threads, Kernel::best());
+        self.forward_quantized(rows, out, accumulate, threads, Kernel::current());
     }
 
     /// The product of already quantised `rows` with this layer, by `kernel`.
@@ -269,15 +279,32 @@ impl QLinear {
         kernel: Kernel,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx2 {
-            assert!(int8_supported(), "the AVX2 kernel on a CPU without AVX2");
-            // SAFETY: the CPU has AVX2 (asserted above), the only
-            // precondition of calling a function that enables it.
-            #[allow(unsafe_code)]
-            unsafe {
-                self.rows_block_avx2(rows, first, dst, accumulate, kernel)
-            };
-            return;
+        match kernel {
+            Kernel::Avx2 => {
+                assert!(int8_supported(), "the AVX2 kernel on a CPU without AVX2");
+                // SAFETY: the CPU has AVX2 (asserted above), the only
+                // precondition of calling a function that enables it.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.rows_block_avx2(rows, first, dst, accumulate, kernel)
+                };
+                return;
+            }
+            Kernel::Vnni256 | Kernel::Vnni512 => {
+                assert!(
+                    super::Isa::avx512_vnni(false).is_some(),
+                    "a VNNI kernel on a CPU without AVX-512 VNNI"
+                );
+                // SAFETY: the CPU has AVX2, FMA and AVX-512 F/BW/VL/VNNI
+                // (asserted above: `avx512_vnni` checks them all), the only
+                // precondition of calling a function that enables them.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.rows_block_vnni(rows, first, dst, accumulate, kernel)
+                };
+                return;
+            }
+            Kernel::Portable => {}
         }
         self.rows_block_any(rows, first, dst, accumulate, kernel)
     }
@@ -286,6 +313,22 @@ impl QLinear {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn rows_block_avx2(
+        &self,
+        rows: &QuantizedRows,
+        first: usize,
+        dst: &mut [f32],
+        accumulate: bool,
+        kernel: Kernel,
+    ) {
+        self.rows_block_any(rows, first, dst, accumulate, kernel)
+    }
+
+    /// [`QLinear::rows_block`] built with AVX2, FMA and AVX-512 VNNI
+    /// enabled (so the VNNI tile inlines; the output step has no fused
+    /// multiply-add to contract, so it gives the same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn rows_block_vnni(
         &self,
         rows: &QuantizedRows,
         first: usize,
@@ -459,24 +502,43 @@ pub(crate) fn error_bound(
         .sum()
 }
 
-/// Which implementation of the integer tile product runs.
+/// Which implementation of the integer tile product runs. All compute the
+/// same exact `i32` sums, so all give the same bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     /// Plain Rust, any CPU.
     Portable,
-    /// AVX2 `vpmaddwd` (only constructed when the CPU has AVX2).
+    /// AVX2 `vpmaddwd` + `vpaddd` (only constructed when the CPU has AVX2).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 VNNI `vpdpwssd` on 256-bit vectors (AVX-512 VL), two per
+    /// tile row (only constructed when the CPU has AVX-512 VNNI).
+    #[cfg(target_arch = "x86_64")]
+    Vnni256,
+    /// AVX-512 VNNI `vpdpwssd` on 512-bit vectors, one per tile row.
+    #[cfg(target_arch = "x86_64")]
+    Vnni512,
 }
 
 impl Kernel {
-    /// The AVX2 kernel when the CPU has it, else the portable one.
-    pub(crate) fn best() -> Self {
+    /// The kernel of build `isa`.
+    pub(crate) fn for_isa(isa: super::Isa) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if int8_supported() {
-            return Self::Avx2;
+        {
+            match isa.vnni_wide() {
+                Some(true) => return Self::Vnni512,
+                Some(false) => return Self::Vnni256,
+                None if isa.is_avx2() => return Self::Avx2,
+                None => {}
+            }
         }
+        let _ = isa;
         Self::Portable
+    }
+
+    /// The kernel of the build that runs ([`Isa::current`](super::Isa::current)).
+    pub(crate) fn current() -> Self {
+        Self::for_isa(super::Isa::current())
     }
 
     /// `tile[r][c] = Σ_t a[r][2t..2t+2] · w[t][c][..]` for `r < mr`.
@@ -495,6 +557,19 @@ impl Kernel {
             "lhs"
         );
         assert!(w.len() >= pairs * NR * 2, "panel");
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! by_rows {
+            ($m:ident :: $f:ident) => {
+                match mr {
+                    1 => $m::$f::<1>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                    2 => $m::$f::<2>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                    3 => $m::$f::<3>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                    4 => $m::$f::<4>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                    5 => $m::$f::<5>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                    _ => $m::$f::<6>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                }
+            };
+        }
         match self {
             Self::Portable => gemm_i16_portable(a, lda, mr, w, pairs, tile),
             #[cfg(target_arch = "x86_64")]
@@ -505,13 +580,25 @@ impl Kernel {
                 // w: pairs steps of NR·2 values).
                 #[allow(unsafe_code)]
                 unsafe {
-                    match mr {
-                        1 => avx2::tile::<1>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
-                        2 => avx2::tile::<2>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
-                        3 => avx2::tile::<3>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
-                        4 => avx2::tile::<4>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
-                        5 => avx2::tile::<5>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
-                        _ => avx2::tile::<6>(a.as_ptr(), lda, w.as_ptr(), pairs, tile),
+                    by_rows!(avx2::tile)
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni256 | Self::Vnni512 => {
+                assert!(
+                    super::Isa::avx512_vnni(false).is_some(),
+                    "a VNNI kernel on a CPU without AVX-512 VNNI"
+                );
+                // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (asserted
+                // above); the bounds the kernel reads within were asserted
+                // at the top (a: mr rows of lda, each read up to 2·pairs;
+                // w: pairs steps of NR·2 values).
+                #[allow(unsafe_code)]
+                unsafe {
+                    if self == Self::Vnni512 {
+                        by_rows!(vnni::tile512)
+                    } else {
+                        by_rows!(vnni::tile256)
                     }
                 }
             }
@@ -519,8 +606,8 @@ impl Kernel {
     }
 }
 
-/// The integer tile product in plain Rust: the reference the AVX2 kernel
-/// must equal exactly, and the path on CPUs without AVX2.
+/// The integer tile product in plain Rust: the reference the AVX2 and
+/// VNNI kernels must equal exactly, and the path on CPUs without AVX2.
 pub(crate) fn gemm_i16_portable(
     a: &[i16],
     lda: usize,
@@ -591,6 +678,98 @@ mod avx2 {
                 _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
                 _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
             }
+        }
+    }
+}
+
+/// The tile on AVX-512 VNNI: `vpdpwssd` multiplies the same 16-bit pairs
+/// as `vpmaddwd`, adds both products to the `i32` accumulator in one
+/// instruction (wrapping, as `vpaddd` does; the sums never overflow, see
+/// the module docs), so it gives the AVX2 kernel's bits.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod vnni {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The `R × 16` tile over `pairs` steps of two `k` values, two 256-bit
+    /// accumulators per row.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW, VL and VNNI; `a` is readable for `R` rows
+    /// of stride `lda`, each `2·pairs` values; `w` is readable for
+    /// `pairs · 32` values.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile256<const R: usize>(
+        a: *const i16,
+        lda: usize,
+        w: *const i16,
+        pairs: usize,
+        out: &mut [[i32; NR]; MR],
+    ) {
+        let mut lo = [_mm256_setzero_si256(); R];
+        let mut hi = [_mm256_setzero_si256(); R];
+        for t in 0..pairs {
+            // SAFETY: t < pairs, so the 32 values from `w + t·32` lie within
+            // the `pairs · 32` the caller promised readable; `loadu` has no
+            // alignment requirement.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(w.add(t * 32) as *const __m256i),
+                    _mm256_loadu_si256(w.add(t * 32 + 16) as *const __m256i),
+                )
+            };
+            for r in 0..R {
+                // SAFETY: r < R and 2·t + 1 < 2·pairs, so both i16 values lie
+                // within row `r` as the caller promised it readable; the read
+                // is unaligned.
+                let pair = unsafe { (a.add(r * lda + 2 * t) as *const i32).read_unaligned() };
+                let av = _mm256_set1_epi32(pair);
+                lo[r] = _mm256_dpwssd_epi32(lo[r], av, w0);
+                hi[r] = _mm256_dpwssd_epi32(hi[r], av, w1);
+            }
+        }
+        for r in 0..R {
+            // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
+            // borrowed: 8 are written from its start and 8 from its middle;
+            // `storeu` has no alignment requirement.
+            unsafe {
+                _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
+                _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            }
+        }
+    }
+
+    /// As [`tile256`], one 512-bit accumulator (all 16 columns) per row.
+    ///
+    /// # Safety
+    /// As [`tile256`].
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile512<const R: usize>(
+        a: *const i16,
+        lda: usize,
+        w: *const i16,
+        pairs: usize,
+        out: &mut [[i32; NR]; MR],
+    ) {
+        let mut acc = [_mm512_setzero_si512(); R];
+        for t in 0..pairs {
+            // SAFETY: t < pairs, so the 32 values from `w + t·32` lie within
+            // the `pairs · 32` the caller promised readable; `loadu` has no
+            // alignment requirement.
+            let wv = unsafe { _mm512_loadu_si512(w.add(t * 32) as *const __m512i) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: r < R and 2·t + 1 < 2·pairs, so both i16 values lie
+                // within row `r` as the caller promised it readable; the read
+                // is unaligned.
+                let pair = unsafe { (a.add(r * lda + 2 * t) as *const i32).read_unaligned() };
+                *acc = _mm512_dpwssd_epi32(*acc, _mm512_set1_epi32(pair), wv);
+            }
+        }
+        for r in 0..R {
+            // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
+            // borrowed; `storeu` has no alignment requirement.
+            unsafe { _mm512_storeu_si512(out[r].as_mut_ptr() as *mut __m512i, acc[r]) };
         }
     }
 }

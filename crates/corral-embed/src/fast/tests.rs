@@ -367,3 +367,61 @@ fn forward_works_with_no_subscriber() {
     assert_eq!(a.len(), batch * seq * HIDDEN);
     assert!(a.iter().all(|v| v.is_finite()));
 }
+
+/// The whole forward, fp32 and int8, under every kernel build this CPU
+/// runs (the portable one, AVX2, AVX-512 VNNI at both widths where the CPU
+/// has it), forced in turn. The VNNI builds give the AVX2 build's bits
+/// exactly (their element-wise kernels are AVX2's; their int8 tiles compute
+/// the same exact sums). The portable build's element-wise and attention
+/// kernels round differently from AVX2's fused multiply-adds, so it is
+/// within a small bound instead (its int8 tiles are bit-exact: qmatmul's
+/// tests). Prints which builds ran.
+#[test]
+fn every_kernel_build_gives_the_same_hidden_states() {
+    use super::isa::{with_isa, Isa};
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let model = write_tiny_model("", "isa");
+    let (ids, mask, batch, seq) = batch_inputs();
+    let (ids, offsets) = packed(&ids, &mask, batch, seq);
+    let run = |isa: Isa, int8: bool| {
+        with_isa(isa, || {
+            assert_eq!(super::kernel_isa(), isa.name());
+            let mut fast = FastBert::load(&model.path, &cfg).unwrap();
+            if int8 {
+                assert!(fast.quantize(super::Int8Layers::ALL));
+            }
+            fast.forward_packed(&ids, &offsets, 1).unwrap().to_vec()
+        })
+    };
+    let builds = Isa::available();
+    #[cfg(target_arch = "x86_64")]
+    assert!(builds.len() >= 2, "this test needs an AVX2 CPU");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for int8 in [false, true] {
+        let portable = run(Isa::BASELINE, int8);
+        let Some(&first) = builds.get(1) else {
+            continue;
+        };
+        let simd = run(first, int8);
+        let d = super::test_util::max_abs_diff(&portable, &simd);
+        eprintln!(
+            "int8 {int8}: {} vs portable, max abs diff {d:e}",
+            first.name()
+        );
+        assert!(d <= 1e-5, "{} (int8 {int8}): {d}", first.name());
+        for &isa in &builds[2..] {
+            let got = run(isa, int8);
+            assert!(
+                bits(&got) == bits(&simd),
+                "{} vs {} (int8 {int8}): max abs diff {:e}",
+                isa.name(),
+                first.name(),
+                super::test_util::max_abs_diff(&got, &simd)
+            );
+        }
+    }
+    eprintln!(
+        "builds run: {:?}",
+        builds.iter().map(|i| i.name()).collect::<Vec<_>>()
+    );
+}

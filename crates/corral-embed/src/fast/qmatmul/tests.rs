@@ -87,26 +87,86 @@ fn portable_int8_product_is_within_its_error_bound() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+/// Every kernel this CPU runs (the portable one, AVX2, both VNNI widths
+/// where the CPU has AVX-512 VNNI): within the error bound, and bit for bit
+/// the portable kernel's output (the integer part is exact). Prints which
+/// ran.
 #[test]
-fn avx2_int8_product_is_within_its_error_bound_and_equals_portable() {
-    assert!(int8_supported(), "this test needs an AVX2 CPU");
-    for &(m, k, n) in SIZES {
-        for (accumulate, threads) in [(false, 1), (true, 1), (true, 2)] {
-            let worst = check(m, k, n, accumulate, threads, Kernel::Avx2);
-            assert!(worst <= 1.0);
+fn every_int8_kernel_is_within_its_bound_and_equals_portable() {
+    let kernels: Vec<Kernel> = crate::fast::Isa::available()
+        .into_iter()
+        .map(Kernel::for_isa)
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(int8_supported(), "this test needs an AVX2 CPU");
+        assert!(kernels.contains(&Kernel::Avx2));
+    }
+    for &kernel in &kernels {
+        for &(m, k, n) in SIZES {
+            for (accumulate, threads) in [(false, 1), (true, 1), (true, 2)] {
+                let worst = check(m, k, n, accumulate, threads, kernel);
+                assert!(worst <= 1.0);
+            }
+            let x = random_vec(m * k, 5);
+            let w = random_vec(n * k, 6);
+            let layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
+            let mut rows = QuantizedRows::default();
+            rows.quantize(&x, m, k);
+            let init = random_vec(m * n, 7);
+            for (accumulate, threads) in [(false, 1), (true, 1), (true, 3)] {
+                let mut a = init.clone();
+                let mut b = init.clone();
+                layer.forward_quantized(&rows, &mut a, accumulate, 1, Kernel::Portable);
+                layer.forward_quantized(&rows, &mut b, accumulate, threads, kernel);
+                let (a, b): (Vec<u32>, Vec<u32>) = (
+                    a.iter().map(|v| v.to_bits()).collect(),
+                    b.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(a, b, "{kernel:?} m={m} k={k} n={n} accumulate={accumulate}");
+            }
         }
-        // The integer part is exact, so both kernels agree bit for bit.
-        let x = random_vec(m * k, 5);
-        let w = random_vec(n * k, 6);
-        let layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
-        let mut rows = QuantizedRows::default();
-        rows.quantize(&x, m, k);
-        let mut a = vec![0.0; m * n];
-        let mut b = vec![1.0; m * n];
-        layer.forward_quantized(&rows, &mut a, false, 1, Kernel::Portable);
-        layer.forward_quantized(&rows, &mut b, false, 1, Kernel::Avx2);
-        assert_eq!(a, b, "m={m} k={k} n={n}");
+        eprintln!("int8 kernel {kernel:?}: equals portable bit for bit");
+    }
+}
+
+/// The tile alone, every kernel against the portable one on extreme
+/// values (every activation and weight at its largest magnitude, both
+/// signs), every row count and odd strides: the exact `i32` sums.
+#[test]
+fn every_int8_tile_is_exact_at_the_extremes() {
+    let half = i16::try_from(MAX_ACTIVATION_LEVELS / 2).unwrap();
+    for kernel in crate::fast::Isa::available()
+        .into_iter()
+        .map(Kernel::for_isa)
+    {
+        for pairs in [1usize, 2, 7, 192, 768] {
+            let lda = 2 * pairs + 3;
+            let a: Vec<i16> = (0..MR * lda)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -half
+                    } else {
+                        half - (i % 7) as i16
+                    }
+                })
+                .collect();
+            let w: Vec<i16> = (0..pairs * NR * 2)
+                .map(|i| {
+                    if i % 5 < 2 {
+                        -127
+                    } else {
+                        127 - (i % 11) as i16
+                    }
+                })
+                .collect();
+            for mr in 1..=MR {
+                let (mut want, mut got) = ([[0i32; NR]; MR], [[7i32; NR]; MR]);
+                gemm_i16_portable(&a, lda, mr, &w, pairs, &mut want);
+                kernel.tile(&a, lda, mr, &w, pairs, &mut got);
+                assert_eq!(want[..mr], got[..mr], "{kernel:?} pairs={pairs} mr={mr}");
+            }
+        }
     }
 }
 
@@ -261,5 +321,64 @@ fn timings() {
             gf / tq,
             tf / tq
         );
+    }
+}
+
+/// Not a check: GOP/s of the int8 product by every kernel this CPU runs,
+/// for BERT's shapes, the kernels alternating within each round (the
+/// machine drifts); prints each kernel's median speed relative to AVX2 and
+/// the range over rounds. `cargo test --release -p corral-embed
+/// qmatmul::tests::kernel_timings -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn kernel_timings() {
+    use std::time::Instant;
+    let kernels: Vec<Kernel> = crate::fast::Isa::available()
+        .into_iter()
+        .skip(1)
+        .map(Kernel::for_isa)
+        .collect();
+    let rounds = 15;
+    for &(m, k, n) in &[
+        (900, 384, 1152),
+        (900, 384, 1536),
+        (900, 1536, 384),
+        (900, 384, 384),
+        (30, 384, 1536),
+    ] {
+        let x = random_vec(m * k, 1);
+        let w = random_vec(n * k, 2);
+        let q = QLinear::from_torch(&w, vec![0.0; n], n, k);
+        let mut rows = QuantizedRows::default();
+        rows.quantize(&x, m, k);
+        let mut out = vec![0.0; m * n];
+        let ops = 2.0 * (m * k * n) as f64;
+        let iters = (2e9 / ops).ceil() as usize;
+        let mut rates = vec![Vec::new(); kernels.len()];
+        for round in 0..rounds {
+            for i in 0..kernels.len() {
+                let i = (i + round) % kernels.len();
+                let t = Instant::now();
+                for _ in 0..iters {
+                    q.forward_quantized(&rows, &mut out, false, 1, kernels[i]);
+                }
+                rates[i].push(ops * iters as f64 / t.elapsed().as_secs_f64() / 1e9);
+            }
+        }
+        let mut line = format!("[{m},{k}]x[{k},{n}]:");
+        for (kernel, r) in kernels.iter().zip(&rates) {
+            let mut ratio: Vec<f64> = r.iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
+            ratio.sort_by(f64::total_cmp);
+            let mut g = r.clone();
+            g.sort_by(f64::total_cmp);
+            line += &format!(
+                "  {kernel:?} {:.1} GOP/s ({:.3}x, {:.3}-{:.3})",
+                g[rounds / 2],
+                ratio[rounds / 2],
+                ratio[0],
+                ratio[rounds - 1]
+            );
+        }
+        println!("{line}");
     }
 }
