@@ -12,42 +12,24 @@
 //! When stderr is a terminal (and without `--quiet`) a progress bar shows
 //! texts done, texts/s and, for a file, the ETA; piped, it stays silent.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
 use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling, Quantize};
 use serde::Serialize;
 
-use crate::lines::{self, Grouping};
+use crate::lines::LineArgs;
 
 /// Options of `corral embed`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
-    /// File of texts; stdin when absent or `-`.
-    pub(crate) input: Option<PathBuf>,
-    /// Read JSON Lines, one `{"text": "…"}` object per line (texts may then
-    /// hold newlines), instead of one text per line.
-    #[arg(long)]
-    pub(crate) jsonl: bool,
-    /// Write here instead of stdout.
-    #[arg(long, short)]
-    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) lines: LineArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-    /// Texts per request sent to the pool.
-    #[arg(long, default_value_t = 32)]
-    pub(crate) request_size: usize,
-    /// The longest a text waits, in milliseconds, for companions to fill its
-    /// request before the request is sent without them (at most 60000).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=60_000))]
-    pub(crate) batch_wait_ms: u64,
-    /// No progress bar, even on a terminal.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
 }
 
 /// Model and pool options shared by `corral embed` and `corral bench embed`.
@@ -171,41 +153,27 @@ struct JsonOutput<'a> {
 
 /// Runs `corral embed`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if args.request_size == 0 {
-        bail!("--request-size must be at least 1");
-    }
+    args.lines.check()?;
     let spec = args.model.spec()?;
     let config = args.model.pool_config();
     let in_flight = requests_in_flight(&config);
     let handle = start_pool(spec, config).await?;
-    let reader = lines::open_input(args.input.as_deref())?;
-    let mut out = lines::open_output(args.output.as_ref())?;
-    let progress = lines::progress_for(args.input.as_deref(), args.jsonl, args.quiet);
-    let result = lines::pump(
-        reader,
-        &mut out,
-        &handle,
-        Grouping {
-            jsonl: args.jsonl,
-            request_size: args.request_size,
+    let result = args
+        .lines
+        .stream(
+            &handle,
             in_flight,
-            batch_wait: Duration::from_millis(args.batch_wait_ms),
-        },
-        &progress,
-        str::to_owned,
-        |out, _, texts, vectors| {
-            for (text, embedding) in texts.iter().zip(&vectors) {
-                serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
-                out.write_all(b"\n")?;
-            }
-            Ok(())
-        },
-    )
-    .await;
-    progress.finish_and_clear();
+            str::to_owned,
+            |out, _, texts, vectors| {
+                for (text, embedding) in texts.iter().zip(&vectors) {
+                    serde_json::to_writer(&mut *out, &JsonOutput { text, embedding })?;
+                    out.write_all(b"\n")?;
+                }
+                Ok(())
+            },
+        )
+        .await;
     let _ = handle.shutdown(Duration::from_secs(10)).await;
-    let count = result?;
-    out.flush()?;
-    tracing::info!("embedded {count} texts");
+    tracing::info!("embedded {} texts", result?);
     Ok(())
 }

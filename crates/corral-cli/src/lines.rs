@@ -15,11 +15,77 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
+/// The input, output and request options `corral embed` and `corral
+/// rerank` share.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LineArgs {
+    /// File of texts; stdin when absent or `-`.
+    pub(crate) input: Option<PathBuf>,
+    /// Read JSON Lines, one `{"text": "…"}` object per line (texts may then
+    /// hold newlines), instead of one text per line.
+    #[arg(long)]
+    pub(crate) jsonl: bool,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// Texts per request sent to the pool.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) request_size: usize,
+    /// The longest a text waits, in milliseconds, for companions to fill its
+    /// request before the request is sent without them (at most 60000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=60_000))]
+    pub(crate) batch_wait_ms: u64,
+    /// No progress bar, even on a terminal.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+impl LineArgs {
+    /// Refuses options no run can use, before a pool is started.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.request_size == 0 {
+            anyhow::bail!("--request-size must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Streams the input through `handle` as [`pump`] does, with up to
+    /// `in_flight` requests at once, into the output, with a progress bar
+    /// on a terminal. Returns how many texts were answered.
+    pub(crate) async fn stream<B, F, W>(
+        &self,
+        handle: &PoolHandle<B>,
+        in_flight: usize,
+        input: F,
+        write: W,
+    ) -> anyhow::Result<usize>
+    where
+        B: Backend,
+        F: Fn(&str) -> B::Input + Clone + Send + 'static,
+        W: FnMut(&mut dyn Write, usize, &[String], Vec<B::Output>) -> anyhow::Result<()>,
+    {
+        let reader = open_input(self.input.as_deref())?;
+        let mut out = open_output(self.output.as_ref())?;
+        let progress = progress_for(self.input.as_deref(), self.jsonl, self.quiet);
+        let grouping = Grouping {
+            jsonl: self.jsonl,
+            request_size: self.request_size,
+            in_flight,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+        };
+        let count = pump(reader, &mut out, handle, grouping, &progress, input, write).await;
+        progress.finish_and_clear();
+        let count = count?;
+        out.flush()?;
+        Ok(count)
+    }
+}
+
 /// One request's texts and what the pool answered for them.
 type Pending<O> = JoinHandle<(Vec<String>, anyhow::Result<Vec<O>>)>;
 
 /// The input: `path` (a file, or stdin when absent or `-`).
-pub(crate) fn open_input(path: Option<&Path>) -> anyhow::Result<Box<dyn BufRead + Send>> {
+fn open_input(path: Option<&Path>) -> anyhow::Result<Box<dyn BufRead + Send>> {
     Ok(match path {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::new(
             std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
@@ -29,7 +95,7 @@ pub(crate) fn open_input(path: Option<&Path>) -> anyhow::Result<Box<dyn BufRead 
 }
 
 /// The output: `path`, or stdout.
-pub(crate) fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
+fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
     Ok(match path {
         Some(p) => Box::new(BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -40,7 +106,7 @@ pub(crate) fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Writ
 
 /// A progress bar for `input` (with its total, hence an ETA, for a file)
 /// when stderr is a terminal and not `quiet`; a hidden one otherwise.
-pub(crate) fn progress_for(input: Option<&Path>, jsonl: bool, quiet: bool) -> ProgressBar {
+fn progress_for(input: Option<&Path>, jsonl: bool, quiet: bool) -> ProgressBar {
     let total = match input {
         Some(p) if p.as_os_str() != "-" && !quiet && std::io::stderr().is_terminal() => {
             count_texts(p, jsonl)
@@ -127,15 +193,15 @@ pub(crate) fn spawn_reader(
 }
 
 /// How input is read and grouped into requests.
-pub(crate) struct Grouping {
+struct Grouping {
     /// JSON Lines (`{"text": …}` per line) rather than one text per line.
-    pub(crate) jsonl: bool,
+    jsonl: bool,
     /// Most texts in one request.
-    pub(crate) request_size: usize,
+    request_size: usize,
     /// Most requests in flight at once.
-    pub(crate) in_flight: usize,
+    in_flight: usize,
     /// Longest a text waits for companions before its request is sent.
-    pub(crate) batch_wait: Duration,
+    batch_wait: Duration,
 }
 
 /// Keeps up to `in_flight` requests running and writes answers in input
@@ -145,7 +211,7 @@ pub(crate) struct Grouping {
 /// text becomes the pool's input by `input`; `write` gets each request's
 /// texts (with the input index of the first) and the pool's answers for
 /// them, in input order. Returns how many texts were answered.
-pub(crate) async fn pump<B, F, W>(
+async fn pump<B, F, W>(
     reader: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
     handle: &PoolHandle<B>,

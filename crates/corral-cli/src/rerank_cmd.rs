@@ -11,8 +11,6 @@
 //! or `--raw-scores` asks for the logit itself. A pair longer than the
 //! model's limit is truncated as its tokenizer does for pairs.
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,23 +20,18 @@ use corral_embed::{Activation, ModelKind, ScoreBackend, ScoreInput};
 use serde::Serialize;
 
 use crate::embed_cmd::{requests_in_flight, ModelArgs};
-use crate::lines::{self, Grouping};
+use crate::lines::LineArgs;
 
 /// Options of `corral rerank`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     /// The query every document is scored against.
-    #[arg(long, short)]
-    pub(crate) query: String,
-    /// File of documents; stdin when absent or `-`.
-    pub(crate) input: Option<PathBuf>,
-    /// Read JSON Lines, one `{"text": "…"}` object per line, instead of one
-    /// document per line.
     #[arg(long)]
-    pub(crate) jsonl: bool,
-    /// Write here instead of stdout.
-    #[arg(long, short)]
-    pub(crate) output: Option<PathBuf>,
+    pub(crate) query: String,
+    /// The documents: a file (one per line, or `--jsonl`) or stdin, and
+    /// how they are grouped into requests.
+    #[command(flatten)]
+    pub(crate) lines: LineArgs,
     /// The cross-encoder's logits, without the activation its
     /// configuration asks for.
     #[arg(long)]
@@ -51,16 +44,6 @@ pub(crate) struct Args {
     /// there is no default reranker.
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-    /// Documents per request sent to the pool.
-    #[arg(long, default_value_t = 32)]
-    pub(crate) request_size: usize,
-    /// The longest a document waits, in milliseconds, for companions to
-    /// fill its request (at most 60000).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(..=60_000))]
-    pub(crate) batch_wait_ms: u64,
-    /// No progress bar, even on a terminal.
-    #[arg(long)]
-    pub(crate) quiet: bool,
 }
 
 #[derive(Serialize)]
@@ -73,9 +56,7 @@ struct JsonOutput<'a> {
 
 /// Runs `corral rerank`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if args.request_size == 0 {
-        bail!("--request-size must be at least 1");
-    }
+    args.lines.check()?;
     let given = args.model.model_dir.is_some()
         || std::env::var(MODEL_DIR_ENV).is_ok_and(|v| !v.trim().is_empty());
     if !given {
@@ -114,44 +95,34 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .context("waiting for the reranking workers to load the model")?;
     tracing::info!("reranking pool ready in {:.2?}", started.elapsed());
 
-    let reader = lines::open_input(args.input.as_deref())?;
-    let mut out = lines::open_output(args.output.as_ref())?;
-    let progress = lines::progress_for(args.input.as_deref(), args.jsonl, args.quiet);
     let query = args.query.clone();
     let with_text = !args.no_text;
-    let result = lines::pump(
-        reader,
-        &mut out,
-        &handle,
-        Grouping {
-            jsonl: args.jsonl,
-            request_size: args.request_size,
+    let input = move |document: &str| ScoreInput::pair(query.clone(), document);
+    let result = args
+        .lines
+        .stream(
+            &handle,
             in_flight,
-            batch_wait: Duration::from_millis(args.batch_wait_ms),
-        },
-        &progress,
-        move |document: &str| ScoreInput::pair(query.clone(), document),
-        |out, first, documents, outputs| {
-            for (i, (text, output)) in documents.iter().zip(outputs).enumerate() {
-                let mut logits = output.logits;
-                activation.apply(&mut logits);
-                let score = *logits.first().context("the model answered no score")?;
-                let line = JsonOutput {
-                    index: first + i,
-                    score,
-                    text: with_text.then_some(text.as_str()),
-                };
-                serde_json::to_writer(&mut *out, &line)?;
-                out.write_all(b"\n")?;
-            }
-            Ok(())
-        },
-    )
-    .await;
-    progress.finish_and_clear();
+            input,
+            |out, first, documents, outputs| {
+                for (i, (text, output)) in documents.iter().zip(outputs).enumerate() {
+                    let mut logits = output.logits;
+                    activation.apply(&mut logits);
+                    let score = *logits.first().context("the model answered no score")?;
+                    let line = JsonOutput {
+                        index: first + i,
+                        score,
+                        text: with_text.then_some(text.as_str()),
+                    };
+                    serde_json::to_writer(&mut *out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+                Ok(())
+            },
+        )
+        .await;
     let _ = handle.shutdown(Duration::from_secs(10)).await;
     let count = result?;
-    out.flush()?;
     tracing::info!("scored {count} documents");
     Ok(())
 }

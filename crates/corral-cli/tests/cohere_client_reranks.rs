@@ -34,19 +34,16 @@ fn cohere_client_and_client_v2_rerank_as_cross_encoder_predict() {
         false,
     );
     wait_healthy(&serve.base);
-    let out = python::python_with(&packages)
-        .arg(here.join("tests/cohere_client_check.py"))
-        .arg(&serve.base)
-        .arg(KEY)
-        .arg("tiny-bert-rerank")
-        .arg(reranker.join("golden.json"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the cohere client's check failed:\n{stdout}\n{stderr}"
+    let golden = reranker.join("golden.json");
+    let stdout = python::check(
+        &packages,
+        "cohere_client_check.py",
+        &[
+            serve.base.as_ref(),
+            KEY.as_ref(),
+            "tiny-bert-rerank".as_ref(),
+            golden.as_os_str(),
+        ],
     );
     assert!(stdout.contains("ok: 26 reranks matched"), "{stdout}");
 }

@@ -50,19 +50,16 @@ fn openai_python_client_gets_golden_vectors_and_sigterm_exits_zero() {
     let (mut serve, base) = start();
     wait_healthy(&base);
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = python_with_client(&client)
-        .arg(here.join("tests/openai_client_check.py"))
-        .arg(format!("{base}/v1"))
-        .arg(KEY)
-        .arg("all-MiniLM-L6-v2")
-        .arg(here.join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai client check failed:\n{stdout}\n{stderr}"
+    let stdout = python::check(
+        std::slice::from_ref(&client),
+        "openai_client_check.py",
+        &[
+            format!("{base}/v1").as_ref(),
+            KEY.as_ref(),
+            "all-MiniLM-L6-v2".as_ref(),
+            here.join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json")
+                .as_os_str(),
+        ],
     );
     assert!(stdout.contains("ok: 69 vectors matched"), "{stdout}");
 

@@ -35,20 +35,17 @@ fn huggingface_hub_feature_extraction_and_openai_at_the_root_get_golden_vectors(
         false,
     );
     wait_healthy(&serve.base);
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = python::python_with(&packages)
-        .arg(here.join("tests/root_routes_client_check.py"))
-        .arg(&serve.base)
-        .arg(KEY)
-        .arg("all-MiniLM-L6-v2")
-        .arg(here.join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the Python clients' check failed:\n{stdout}\n{stderr}"
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../corral-embed/tests/fixtures/minilm_l6_v2_public.json");
+    let stdout = python::check(
+        &packages,
+        "root_routes_client_check.py",
+        &[
+            serve.base.as_ref(),
+            KEY.as_ref(),
+            "all-MiniLM-L6-v2".as_ref(),
+            golden.as_os_str(),
+        ],
     );
     assert!(stdout.contains("ok: 24 vectors matched"), "{stdout}");
 }

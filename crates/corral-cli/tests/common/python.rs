@@ -171,3 +171,22 @@ pub fn python_with(dirs: &[Option<PathBuf>]) -> Command {
     }
     cmd
 }
+
+/// Runs the client check `script` (under this crate's `tests/`) with
+/// `args`, the folders [`package`] gave on its path; fails the test,
+/// showing both outputs, unless it exits 0. Returns its stdout.
+pub fn check(packages: &[Option<PathBuf>], script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = python_with(packages)
+        .arg(here.join("tests").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
