@@ -99,7 +99,7 @@ pub use input::{EmbedInput, ModelInfo};
 pub use pooling::l2_normalize;
 pub use score::{Activation, ModelKind, PairTokenized, ScoreInfo, ScoreInput, ScoreOutput};
 pub use scorer::Scorer;
-pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
+pub use spec::{EmbedSpec, Engine, Pooling, Prompt, Prompts, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 
 /// What this crate's encoder bench (`benches/encoder.rs`) needs beyond the
