@@ -67,7 +67,7 @@ pub(crate) struct ModelArgs {
     /// Do not L2-normalise the embeddings.
     #[arg(long)]
     pub(crate) no_normalize: bool,
-    /// Pooling mode instead of the model's own: mean or cls.
+    /// Pooling mode instead of the model's own: mean, cls or lasttoken.
     #[arg(long)]
     pub(crate) pooling: Option<Pooling>,
     /// Forward pass: fast (Corral's own kernels) or candle.

@@ -433,24 +433,30 @@ fn read_pooling(dir: &Path) -> Result<(Option<Pooling>, bool), EmbedError> {
         (cfg.pooling_mode_max_tokens, "max"),
         (cfg.pooling_mode_mean_sqrt_len_tokens, "mean_sqrt_len"),
         (cfg.pooling_mode_weightedmean_tokens, "weightedmean"),
-        (cfg.pooling_mode_lasttoken, "lasttoken"),
     ];
     if let Some((_, name)) = unsupported.iter().find(|(on, _)| *on) {
         return Err(EmbedError::config(
             &path,
-            format!("pooling mode {name} is not supported (mean and cls are)"),
+            format!("pooling mode {name} is not supported (mean, cls and lasttoken are)"),
         ));
     }
-    let pooling = match (cfg.pooling_mode_mean_tokens, cfg.pooling_mode_cls_token) {
-        (true, false) => Some(Pooling::Mean),
-        (false, true) => Some(Pooling::Cls),
-        (true, true) => {
+    let on: Vec<Pooling> = [
+        (cfg.pooling_mode_mean_tokens, Pooling::Mean),
+        (cfg.pooling_mode_cls_token, Pooling::Cls),
+        (cfg.pooling_mode_lasttoken, Pooling::LastToken),
+    ]
+    .into_iter()
+    .filter_map(|(on, p)| on.then_some(p))
+    .collect();
+    let pooling = match on[..] {
+        [] => None,
+        [one] => Some(one),
+        _ => {
             return Err(EmbedError::config(
                 &path,
-                "both mean and cls pooling are on; concatenated pooling is not supported",
+                "several pooling modes are on; concatenated pooling is not supported",
             ))
         }
-        (false, false) => None,
     };
     Ok((pooling, cfg.include_prompt))
 }

@@ -29,7 +29,7 @@
 //! - [`fast`]: FastBert, Corral's own BERT / XLM-RoBERTa forward for the
 //!   CPU, and [`fast::OpTimer`], its per-op profile; its kernels are
 //!   private to the crate.
-//! - `pooling`: the one pooling implementation (mean or `[CLS]`, then
+//! - `pooling`: the one pooling implementation (mean, `[CLS]` or last token, then
 //!   [`l2_normalize`]) over packed hidden states.
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
 //!   tokenizing, one packed batch per forward pass, and the rule its

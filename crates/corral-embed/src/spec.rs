@@ -17,6 +17,9 @@ pub enum Pooling {
     Mean,
     /// The `[CLS]` token's vector; what the bge models use.
     Cls,
+    /// The last token's vector (the last real one, special tokens
+    /// included), as sentence-transformers' `pooling_mode_lasttoken`.
+    LastToken,
 }
 
 impl FromStr for Pooling {
@@ -26,7 +29,8 @@ impl FromStr for Pooling {
         match s.to_ascii_lowercase().as_str() {
             "mean" => Ok(Self::Mean),
             "cls" => Ok(Self::Cls),
-            other => Err(format!("unknown pooling {other:?} (mean, cls)")),
+            "lasttoken" | "last-token" | "last_token" => Ok(Self::LastToken),
+            other => Err(format!("unknown pooling {other:?} (mean, cls, lasttoken)")),
         }
     }
 }
@@ -69,6 +73,7 @@ impl fmt::Display for Pooling {
         f.write_str(match self {
             Self::Mean => "mean",
             Self::Cls => "cls",
+            Self::LastToken => "lasttoken",
         })
     }
 }

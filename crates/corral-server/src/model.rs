@@ -33,7 +33,7 @@ pub struct ModelCard {
     pub dimensions: usize,
     /// Word pieces per input, special tokens included.
     pub max_input_tokens: usize,
-    /// Pooling (`mean`, `cls`).
+    /// Pooling (`mean`, `cls`, `lasttoken`).
     pub pooling: String,
     /// Workers in the pool.
     pub workers: usize,
