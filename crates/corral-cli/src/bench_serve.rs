@@ -23,7 +23,7 @@ use corral_core::Call;
 use corral_embed::{Engine, ModelKind, Quantize};
 use serde_json::json;
 
-use crate::embed_cmd::{start_pool, ModelArgs};
+use crate::embed_cmd::{start_pool, ModelArgs, PromptArgs};
 
 /// Options of `corral bench serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -318,6 +318,7 @@ impl Args {
             pooling: None,
             engine: Engine::Fast,
             quantize: Quantize::None,
+            prompt: PromptArgs::default(),
         }
     }
 }
@@ -399,6 +400,7 @@ impl Infinity {
             pooling: None,
             engine: Engine::Fast,
             quantize: Quantize::None,
+            prompt: PromptArgs::default(),
         }
         .resolve_dir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
-use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling, Quantize};
+use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling, Prompt, Quantize};
 use serde::Serialize;
 
 use crate::lines::LineArgs;
@@ -49,7 +49,7 @@ pub(crate) struct ModelArgs {
     /// Do not L2-normalise the embeddings.
     #[arg(long)]
     pub(crate) no_normalize: bool,
-    /// Pooling mode instead of the model's own: mean or cls.
+    /// Pooling mode instead of the model's own: mean, cls or lasttoken.
     #[arg(long)]
     pub(crate) pooling: Option<Pooling>,
     /// Forward pass: fast (Corral's own kernels) or candle.
@@ -59,6 +59,36 @@ pub(crate) struct ModelArgs {
     /// falls back to fp32 with a warning elsewhere).
     #[arg(long, default_value_t = Quantize::None)]
     pub(crate) quantize: Quantize,
+    #[command(flatten)]
+    pub(crate) prompt: PromptArgs,
+}
+
+/// Which prompt the texts get and how long the vectors are.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct PromptArgs {
+    /// Put the model's prompt of this name (`prompts` in its
+    /// config_sentence_transformers.json) before every text, instead of
+    /// its `default_prompt_name`.
+    #[arg(long, conflicts_with = "no_prompt")]
+    pub(crate) prompt_name: Option<String>,
+    /// Put no prompt before the texts, not even the model's default.
+    #[arg(long)]
+    pub(crate) no_prompt: bool,
+    /// Keep the first N dimensions of each embedding (Matryoshka), then
+    /// re-normalise (default: the model's `truncate_dim`, else all).
+    #[arg(long, value_name = "N")]
+    pub(crate) truncate_dim: Option<usize>,
+}
+
+impl PromptArgs {
+    /// The library's prompt choice for these flags.
+    pub(crate) fn prompt(&self) -> Prompt {
+        match (&self.prompt_name, self.no_prompt) {
+            (Some(name), _) => Prompt::Named(name.clone()),
+            (None, true) => Prompt::None,
+            (None, false) => Prompt::ModelDefault,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -89,6 +119,8 @@ impl ModelArgs {
         spec.pooling = self.pooling;
         spec.engine = self.engine;
         spec.quantize = self.quantize;
+        spec.prompt = self.prompt.prompt();
+        spec.truncate_dim = self.prompt.truncate_dim;
         spec.validate()?;
         Ok(spec)
     }

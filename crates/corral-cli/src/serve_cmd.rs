@@ -16,7 +16,7 @@ use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{Engine, Quantize};
 use corral_server::{spawn_model, ClusterModel, ServedModel, Server, ServerConfig};
 
-use crate::embed_cmd::ModelArgs;
+use crate::embed_cmd::{ModelArgs, PromptArgs};
 
 /// Environment variable holding the API key when `--api-key` is absent.
 pub(crate) const API_KEY_ENV: &str = "CORRAL_API_KEY";
@@ -59,6 +59,12 @@ pub(crate) struct Args {
     /// falls back to fp32 with a warning elsewhere).
     #[arg(long, default_value_t = Quantize::None)]
     pub(crate) quantize: Quantize,
+    /// The prompt every model puts before texts unless a request names
+    /// one (`prompt_name` / `prompt`): the model's prompt of this name in
+    /// its config_sentence_transformers.json, instead of its own
+    /// `default_prompt_name`. Every embedding model served must have it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) default_prompt_name: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) host: String,
@@ -187,6 +193,10 @@ impl Args {
             pooling: None,
             engine: self.engine,
             quantize: self.quantize,
+            prompt: PromptArgs {
+                prompt_name: self.default_prompt_name.clone(),
+                ..PromptArgs::default()
+            },
         }
     }
 

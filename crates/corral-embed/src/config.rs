@@ -10,7 +10,7 @@ use candle_transformers::models::{bert, xlm_roberta};
 use serde::Deserialize;
 
 use crate::fast::FastBertConfig;
-use crate::{Activation, EmbedError, ModelKind, Pooling};
+use crate::{Activation, EmbedError, ModelKind, Pooling, Prompts};
 
 /// The model families that load, with the configuration candle's model for
 /// each reads.
@@ -44,6 +44,16 @@ pub(crate) struct ModelConfig {
     pub(crate) max_seq_length: usize,
     /// What the model serves, with its labels and activation.
     pub(crate) task: TaskConfig,
+    /// `prompts` and `default_prompt_name` of
+    /// `config_sentence_transformers.json`.
+    pub(crate) prompts: Prompts,
+    /// `truncate_dim` of `config_sentence_transformers.json`, if it
+    /// declares one (checked to be within the hidden size).
+    pub(crate) truncate_dim: Option<usize>,
+    /// The pooling module's `include_prompt` (default `true`): `false`
+    /// means it leaves a prompt's tokens out of the pool, which Corral does
+    /// not do — a prompt is then refused.
+    pub(crate) include_prompt: bool,
 }
 
 /// What `config.json` (and the sentence-transformers files beside it) say
@@ -111,6 +121,23 @@ struct PoolingConfig {
     pooling_mode_weightedmean_tokens: bool,
     #[serde(default)]
     pooling_mode_lasttoken: bool,
+    #[serde(default = "yes")]
+    include_prompt: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What `config_sentence_transformers.json` says about embedding.
+#[derive(Deserialize, Default)]
+struct StModelConfig {
+    #[serde(default)]
+    prompts: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    default_prompt_name: Option<String>,
+    #[serde(default)]
+    truncate_dim: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -189,7 +216,32 @@ impl ModelConfig {
         let fast = FastBertConfig::from_hf_value(&json).map_err(|e| e.to_string());
         let task = read_task(dir, &json, &probe)?;
 
-        let pooling = read_pooling(dir)?;
+        let (pooling, include_prompt) = read_pooling(dir)?;
+        let st_model_path = dir.join("config_sentence_transformers.json");
+        let st_model: StModelConfig = read_optional_json(&st_model_path)?.unwrap_or_default();
+        let prompts = Prompts {
+            table: st_model.prompts.unwrap_or_default(),
+            default_name: st_model.default_prompt_name,
+        };
+        if let Some(name) = prompts.default_name() {
+            if prompts.get(name).is_none() {
+                return Err(EmbedError::config(
+                    &st_model_path,
+                    format!("default_prompt_name {name:?} is not one of its prompts"),
+                ));
+            }
+        }
+        if let Some(d) = st_model.truncate_dim {
+            if d == 0 || d > sizes.hidden_size {
+                return Err(EmbedError::config(
+                    &st_model_path,
+                    format!(
+                        "truncate_dim {d} must be between 1 and the hidden size {}",
+                        sizes.hidden_size
+                    ),
+                ));
+            }
+        }
         let st_config: Option<SentenceBertConfig> =
             read_optional_json(&dir.join("sentence_bert_config.json"))?;
         // A cross-encoder's tokenizer truncates at its `model_max_length`
@@ -219,6 +271,9 @@ impl ModelConfig {
             pooling,
             max_seq_length,
             task,
+            prompts,
+            truncate_dim: st_model.truncate_dim,
+            include_prompt,
         })
     }
 }
@@ -360,8 +415,9 @@ fn read_ce_activation(dir: &Path, json: &serde_json::Value) -> Result<Activation
 }
 
 /// The pooling the sentence-transformers pooling module declares, if there is
-/// one (`modules.json` names its directory; `1_Pooling` by convention).
-fn read_pooling(dir: &Path) -> Result<Option<Pooling>, EmbedError> {
+/// one (`modules.json` names its directory; `1_Pooling` by convention), and
+/// its `include_prompt` (`true` without one).
+fn read_pooling(dir: &Path) -> Result<(Option<Pooling>, bool), EmbedError> {
     let modules: Option<Vec<Module>> = read_optional_json(&dir.join("modules.json"))?;
     let pooling_dir: PathBuf = modules
         .iter()
@@ -371,27 +427,36 @@ fn read_pooling(dir: &Path) -> Result<Option<Pooling>, EmbedError> {
         .unwrap_or_else(|| dir.join("1_Pooling"));
     let path = pooling_dir.join("config.json");
     let Some(cfg) = read_optional_json::<PoolingConfig>(&path)? else {
-        return Ok(None);
+        return Ok((None, true));
     };
     let unsupported = [
         (cfg.pooling_mode_max_tokens, "max"),
         (cfg.pooling_mode_mean_sqrt_len_tokens, "mean_sqrt_len"),
         (cfg.pooling_mode_weightedmean_tokens, "weightedmean"),
-        (cfg.pooling_mode_lasttoken, "lasttoken"),
     ];
     if let Some((_, name)) = unsupported.iter().find(|(on, _)| *on) {
         return Err(EmbedError::config(
             &path,
-            format!("pooling mode {name} is not supported (mean and cls are)"),
+            format!("pooling mode {name} is not supported (mean, cls and lasttoken are)"),
         ));
     }
-    match (cfg.pooling_mode_mean_tokens, cfg.pooling_mode_cls_token) {
-        (true, false) => Ok(Some(Pooling::Mean)),
-        (false, true) => Ok(Some(Pooling::Cls)),
-        (true, true) => Err(EmbedError::config(
-            &path,
-            "both mean and cls pooling are on; concatenated pooling is not supported",
-        )),
-        (false, false) => Ok(None),
-    }
+    let on: Vec<Pooling> = [
+        (cfg.pooling_mode_mean_tokens, Pooling::Mean),
+        (cfg.pooling_mode_cls_token, Pooling::Cls),
+        (cfg.pooling_mode_lasttoken, Pooling::LastToken),
+    ]
+    .into_iter()
+    .filter_map(|(on, p)| on.then_some(p))
+    .collect();
+    let pooling = match on[..] {
+        [] => None,
+        [one] => Some(one),
+        _ => {
+            return Err(EmbedError::config(
+                &path,
+                "several pooling modes are on; concatenated pooling is not supported",
+            ))
+        }
+    };
+    Ok((pooling, cfg.include_prompt))
 }

@@ -16,9 +16,10 @@ use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PackedBatch};
 use crate::input::{effective_max_len, EmbedInput};
 use crate::model_dir::check_model_dir;
+use crate::pooling::l2_normalize;
 use crate::spec::Engine;
 use crate::tokenize::{estimate_tokens, EmbedTokenizer, TruncationSide};
-use crate::{EmbedError, EmbedSpec, ModelKind, Pooling};
+use crate::{EmbedError, EmbedSpec, ModelKind, Pooling, Prompts};
 
 /// Most texts in one forward pass, however short they are.
 const MAX_FORWARD_ROWS: usize = 128;
@@ -31,6 +32,10 @@ pub struct Embedder {
     normalize: bool,
     max_seq_length: usize,
     hidden_size: usize,
+    /// The embeddings' length: `truncate_dim`, else `hidden_size`.
+    dim: usize,
+    /// Word pieces the default prompt adds (an estimate; 0 without one).
+    prompt_tokens: usize,
     vocab_size: usize,
     max_forward_tokens: usize,
     threads: usize,
@@ -44,6 +49,8 @@ impl std::fmt::Debug for Embedder {
             .field("normalize", &self.normalize)
             .field("max_seq_length", &self.max_seq_length)
             .field("hidden_size", &self.hidden_size)
+            .field("dim", &self.dim)
+            .field("prompt", &self.tokenizer.default_prompt())
             .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
@@ -65,7 +72,10 @@ impl Embedder {
     /// for unusable configuration or weights, [`EmbedError::Tokenizer`] for a
     /// bad `tokenizer.json`; [`EmbedError::WrongTask`] for a directory whose
     /// `config.json` declares a sequence-classification head (a reranker
-    /// or classifier: load it with [`crate::Scorer`]).
+    /// or classifier: load it with [`crate::Scorer`]); [`EmbedError::Config`]
+    /// as well for a prompt name the model lacks, a prompt on a model whose
+    /// pooling leaves prompts out, or a `truncate_dim` of 0 or over the
+    /// hidden size.
     pub fn load(spec: &EmbedSpec, threads: usize) -> Result<Self, EmbedError> {
         let dir: &Path = &spec.model_dir;
         check_model_dir(dir)?;
@@ -82,7 +92,12 @@ impl Embedder {
             &dir.join("tokenizer.json"),
             max_seq_length,
             config.vocab_size,
-        )?;
+        )?
+        .with_prompts(spec, &config)?;
+        let dim = effective_dim(spec, &config)?;
+        let prompt_tokens = tokenizer
+            .default_prompt()
+            .map_or(0, |p| estimate_tokens(p, max_seq_length).saturating_sub(2));
         let threads = threads.max(1);
         let encoder = Encoder::load(spec, &config, threads)?;
         tracing::debug!(engine = encoder.name(), threads, "encoder loaded");
@@ -98,6 +113,8 @@ impl Embedder {
             normalize: spec.normalize,
             max_seq_length,
             hidden_size: config.hidden_size,
+            dim,
+            prompt_tokens,
             vocab_size: config.vocab_size,
             max_forward_tokens: spec.max_forward_tokens.max(1),
             threads,
@@ -105,9 +122,20 @@ impl Embedder {
         })
     }
 
-    /// Length of the embeddings.
+    /// Length of the embeddings: the Matryoshka `truncate_dim` when the
+    /// spec or the model sets one, else the hidden size.
     pub fn dim(&self) -> usize {
-        self.hidden_size
+        self.dim
+    }
+
+    /// The model's prompts (`config_sentence_transformers.json`).
+    pub fn prompts(&self) -> &Prompts {
+        self.tokenizer.prompts()
+    }
+
+    /// The prompt put before every text ([`EmbedSpec::prompt`]), if any.
+    pub fn prompt(&self) -> Option<&str> {
+        self.tokenizer.default_prompt()
     }
 
     /// Word pieces a text is truncated to, special tokens included.
@@ -151,8 +179,9 @@ impl Embedder {
             .with_max_inputs(MAX_FORWARD_ROWS)
     }
 
-    /// The word-piece ids `text` becomes, special tokens included, truncated
-    /// to [`Embedder::max_seq_length`].
+    /// The word-piece ids `text` becomes, with [`Embedder::prompt`] before
+    /// it and the special tokens around, truncated to
+    /// [`Embedder::max_seq_length`].
     ///
     /// # Errors
     /// [`EmbedError::InvalidInput`] if the tokenizer refuses the text.
@@ -163,7 +192,11 @@ impl Embedder {
     /// `text`'s ids, cut at the end; a text the tokenizer refuses is the
     /// caller's input, not a failure of the model.
     fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        match self.tokenizer.encode(text, TruncationSide::Right) {
+        let prompt = self.tokenizer.default_prompt();
+        match self
+            .tokenizer
+            .encode_prompted(text, prompt, TruncationSide::Right)
+        {
             Ok(t) => Ok(t.ids),
             Err(EmbedError::Tokenizer(e)) => {
                 Err(EmbedError::InvalidInput(format!("tokenizing: {e}")))
@@ -175,11 +208,12 @@ impl Embedder {
     /// A cheap estimate of the word pieces of `text` (at least 1, at most
     /// [`Embedder::max_seq_length`]), without tokenizing.
     pub fn estimate_tokens(&self, text: &str) -> usize {
-        estimate_tokens(text, self.max_seq_length)
+        (estimate_tokens(text, self.max_seq_length) + self.prompt_tokens).min(self.max_seq_length)
     }
 
     /// Embeds `texts` in one forward pass (one packed batch), returning one
-    /// vector per text, in order. What shares a batch does not change a
+    /// vector per text, in order, each with [`Embedder::prompt`] put before
+    /// it and [`Embedder::dim`] long. What shares a batch does not change a
     /// text's vector beyond floating-point noise. Any string embeds, the
     /// empty one included. The batch is not cut: keep it within
     /// [`Embedder::batching`] (the pool does), as one pass holds all of it.
@@ -197,7 +231,8 @@ impl Embedder {
     }
 
     /// [`Embedder::embed`] for texts and pre-tokenised ids
-    /// ([`EmbedInput::Tokens`], special tokens included).
+    /// ([`EmbedInput::Tokens`], special tokens included; ids get no
+    /// prompt).
     ///
     /// # Errors
     /// [`EmbedError::InvalidInput`] for an empty list of ids, one longer
@@ -235,10 +270,42 @@ impl Embedder {
     }
 
     /// One forward pass over `batch`, on this embedder's thread pool.
+    /// Matryoshka: with a `dim` under the hidden size, each vector is cut
+    /// to it and then normalised.
     fn forward(&mut self, batch: &PackedBatch) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (pooling, normalize) = (self.pooling, self.normalize);
+        let dim = self.dim;
         let encoder = &mut self.encoder;
-        self.pool
-            .install(|| encoder.forward_pooled(batch, pooling, normalize))
+        if dim >= self.hidden_size {
+            return self
+                .pool
+                .install(|| encoder.forward_pooled(batch, pooling, normalize));
+        }
+        let mut vectors = self
+            .pool
+            .install(|| encoder.forward_pooled(batch, pooling, false))?;
+        for v in &mut vectors {
+            v.truncate(dim);
+            if normalize {
+                l2_normalize(v);
+            }
+        }
+        Ok(vectors)
+    }
+}
+
+/// The embeddings' length with `spec`: its `truncate_dim`, else the
+/// model's, else the hidden size.
+pub(crate) fn effective_dim(spec: &EmbedSpec, config: &ModelConfig) -> Result<usize, EmbedError> {
+    match spec.truncate_dim.or(config.truncate_dim) {
+        None => Ok(config.hidden_size),
+        Some(d) if d >= 1 && d <= config.hidden_size => Ok(d),
+        Some(d) => Err(EmbedError::config(
+            spec.model_dir.join("config.json"),
+            format!(
+                "truncate_dim {d} must be between 1 and the hidden size {}",
+                config.hidden_size
+            ),
+        )),
     }
 }

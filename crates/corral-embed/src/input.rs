@@ -42,7 +42,8 @@ impl From<Vec<u32>> for EmbedInput {
 /// What a model directory serves, read from its configuration only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
-    /// Length of the embeddings.
+    /// Length of the embeddings (the Matryoshka `truncate_dim` when the
+    /// spec or the model sets one).
     pub dim: usize,
     /// Word pieces per input, special tokens included.
     pub max_seq_length: usize,
@@ -62,7 +63,7 @@ impl EmbedSpec {
         check_model_dir(&self.model_dir)?;
         let config = ModelConfig::load(&self.model_dir)?;
         Ok(ModelInfo {
-            dim: config.hidden_size,
+            dim: crate::embedder::effective_dim(self, &config)?,
             max_seq_length: effective_max_len(self, &config),
             pooling: self.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
             normalize: self.normalize,

@@ -29,7 +29,7 @@
 //! - [`fast`]: FastBert, Corral's own BERT / XLM-RoBERTa forward for the
 //!   CPU, and [`fast::OpTimer`], its per-op profile; its kernels are
 //!   private to the crate.
-//! - `pooling`: the one pooling implementation (mean or `[CLS]`, then
+//! - `pooling`: the one pooling implementation (mean, `[CLS]` or last token, then
 //!   [`l2_normalize`]) over packed hidden states.
 //! - `embedder`: [`Embedder`], a loaded model usable without the pool —
 //!   tokenizing, one packed batch per forward pass, and the rule its
@@ -99,7 +99,7 @@ pub use input::{EmbedInput, ModelInfo};
 pub use pooling::l2_normalize;
 pub use score::{Activation, ModelKind, PairTokenized, ScoreInfo, ScoreInput, ScoreOutput};
 pub use scorer::Scorer;
-pub use spec::{EmbedSpec, Engine, Pooling, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
+pub use spec::{EmbedSpec, Engine, Pooling, Prompt, Prompts, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 
 /// What this crate's encoder bench (`benches/encoder.rs`) needs beyond the

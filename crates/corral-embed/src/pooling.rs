@@ -1,7 +1,7 @@
 //! The one pooling implementation: from the packed last hidden states of a
 //! batch (`[tokens, hidden]`, each text's real tokens one after another, no
-//! padding) and the texts' offsets to one vector per text — mean or `[CLS]`
-//! pooling, then L2 normalisation when asked ([`l2_normalize`], the one
+//! padding) and the texts' offsets to one vector per text — mean, `[CLS]`
+//! or last-token pooling, then L2 normalisation when asked ([`l2_normalize`], the one
 //! implementation, public so that a front end that cuts or reshapes vectors
 //! scales them the same way).
 //!
@@ -26,6 +26,10 @@ pub(crate) fn pool(
             let rows = &hidden[w[0] * h..w[1] * h];
             let mut v = match pooling {
                 Pooling::Cls => rows.get(..h).map_or_else(|| vec![0.0; h], <[f32]>::to_vec),
+                Pooling::LastToken => rows
+                    .len()
+                    .checked_sub(h)
+                    .map_or_else(|| vec![0.0; h], |last| rows[last..].to_vec()),
                 Pooling::Mean => {
                     let mut sum = vec![0f32; h];
                     for row in rows.chunks_exact(h) {
@@ -59,7 +63,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mean_cls_and_normalisation_over_packed_rows() {
+    fn mean_cls_last_token_and_normalisation_over_packed_rows() {
         // Two texts of 2 and 1 tokens, then an empty one; h = 2.
         let hidden = [1.0, 2.0, 3.0, 6.0, -4.0, 0.0];
         let offsets = [0, 2, 3, 3];
@@ -67,6 +71,8 @@ mod tests {
         assert_eq!(mean, vec![vec![2.0, 4.0], vec![-4.0, 0.0], vec![0.0, 0.0]]);
         let cls = pool(&hidden, 2, &offsets, Pooling::Cls, false);
         assert_eq!(cls, vec![vec![1.0, 2.0], vec![-4.0, 0.0], vec![0.0, 0.0]]);
+        let last = pool(&hidden, 2, &offsets, Pooling::LastToken, false);
+        assert_eq!(last, vec![vec![3.0, 6.0], vec![-4.0, 0.0], vec![0.0, 0.0]]);
         let unit = pool(&hidden, 2, &offsets, Pooling::Mean, true);
         let n = 20f32.sqrt();
         assert_eq!(unit[0], vec![2.0 / n, 4.0 / n]);

@@ -1,6 +1,7 @@
 //! What to load: [`EmbedSpec`] (model directory and options), the
 //! [`Pooling`] modes and the forward-pass [`Engine`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,6 +17,9 @@ pub enum Pooling {
     Mean,
     /// The `[CLS]` token's vector; what the bge models use.
     Cls,
+    /// The last token's vector (the last real one, special tokens
+    /// included), as sentence-transformers' `pooling_mode_lasttoken`.
+    LastToken,
 }
 
 impl FromStr for Pooling {
@@ -25,7 +29,8 @@ impl FromStr for Pooling {
         match s.to_ascii_lowercase().as_str() {
             "mean" => Ok(Self::Mean),
             "cls" => Ok(Self::Cls),
-            other => Err(format!("unknown pooling {other:?} (mean, cls)")),
+            "lasttoken" | "last-token" | "last_token" => Ok(Self::LastToken),
+            other => Err(format!("unknown pooling {other:?} (mean, cls, lasttoken)")),
         }
     }
 }
@@ -68,6 +73,7 @@ impl fmt::Display for Pooling {
         f.write_str(match self {
             Self::Mean => "mean",
             Self::Cls => "cls",
+            Self::LastToken => "lasttoken",
         })
     }
 }
@@ -136,6 +142,88 @@ pub struct EmbedSpec {
     pub engine: Engine,
     /// The dense layers' arithmetic (default [`Quantize::None`], fp32).
     pub quantize: Quantize,
+    /// The prompt put before every text (default [`Prompt::ModelDefault`]:
+    /// the model's `default_prompt_name`, if it declares one).
+    pub prompt: Prompt,
+    /// Matryoshka: keep this many leading dimensions of every embedding,
+    /// then re-normalise (when [`EmbedSpec::normalize`]). Default: the
+    /// `truncate_dim` of the model's `config_sentence_transformers.json`,
+    /// else the full hidden size. At most the hidden size.
+    pub truncate_dim: Option<usize>,
+}
+
+/// Which prompt an embedder puts before each text, as sentence-transformers
+/// does: the prompt string is prepended to the text before tokenising, so
+/// the prompt's word pieces count toward the maximum length (and the
+/// usage), and the text is cut after them. An empty prompt is no prompt.
+/// Pre-tokenised ids ([`crate::EmbedInput::Tokens`]) never get one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Prompt {
+    /// The model's `default_prompt_name` from
+    /// `config_sentence_transformers.json`; none if it declares none.
+    #[default]
+    ModelDefault,
+    /// The prompt of this name in the model's `prompts`; loading fails if
+    /// it has none of that name.
+    Named(String),
+    /// This prompt string.
+    Text(String),
+    /// No prompt, whatever the model's default.
+    None,
+}
+
+/// A model's prompts: `prompts` and `default_prompt_name` of its
+/// `config_sentence_transformers.json` (empty when it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prompts {
+    pub(crate) table: BTreeMap<String, String>,
+    pub(crate) default_name: Option<String>,
+}
+
+impl Prompts {
+    /// The prompt string named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.table.get(name).map(String::as_str)
+    }
+
+    /// The prompts' names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.table.keys().map(String::as_str)
+    }
+
+    /// The model's `default_prompt_name`.
+    pub fn default_name(&self) -> Option<&str> {
+        self.default_name.as_deref()
+    }
+
+    /// The prompt string `choice` picks (`None` for no prompt, an empty
+    /// one included), `default` standing for [`Prompt::ModelDefault`].
+    ///
+    /// # Errors
+    /// A sentence naming the known prompts, for a name not among them.
+    pub(crate) fn resolve(
+        &self,
+        choice: &Prompt,
+        default: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let text = match choice {
+            Prompt::ModelDefault => default.map(str::to_owned),
+            Prompt::None => None,
+            Prompt::Text(t) => Some(t.clone()),
+            Prompt::Named(name) => Some(self.get(name).map(str::to_owned).ok_or_else(|| {
+                let known: Vec<&str> = self.names().collect();
+                if known.is_empty() {
+                    format!("unknown prompt name {name:?}: the model declares no prompts")
+                } else {
+                    format!(
+                        "unknown prompt name {name:?}: the model's prompts are {}",
+                        known.join(", ")
+                    )
+                }
+            })?),
+        };
+        Ok(text.filter(|t| !t.is_empty()))
+    }
 }
 
 impl EmbedSpec {
@@ -149,6 +237,8 @@ impl EmbedSpec {
             max_forward_tokens: DEFAULT_MAX_FORWARD_TOKENS,
             engine: Engine::default(),
             quantize: Quantize::default(),
+            prompt: Prompt::default(),
+            truncate_dim: None,
         }
     }
 
@@ -167,9 +257,14 @@ impl EmbedSpec {
     /// workers would fail to load.
     ///
     /// # Errors
-    /// As [`crate::Embedder::load`], minus weight errors.
+    /// As [`crate::Embedder::load`], minus weight errors (a prompt name the
+    /// model lacks and a bad `truncate_dim` included).
     pub fn validate(&self) -> Result<(), EmbedError> {
-        crate::EmbedTokenizer::load(self).map(drop)
+        crate::EmbedTokenizer::load(self)?;
+        if self.model_kind()? == crate::ModelKind::Embed {
+            self.model_info()?;
+        }
+        Ok(())
     }
 
     /// This spec with `pooling` instead of the model's own.
@@ -187,6 +282,19 @@ impl EmbedSpec {
     /// This spec with another dense-layer arithmetic.
     pub fn with_quantize(mut self, quantize: Quantize) -> Self {
         self.quantize = quantize;
+        self
+    }
+
+    /// This spec with another prompt choice.
+    pub fn with_prompt(mut self, prompt: Prompt) -> Self {
+        self.prompt = prompt;
+        self
+    }
+
+    /// This spec keeping the first `dim` dimensions of each embedding
+    /// (Matryoshka), re-normalised when normalisation is on.
+    pub fn with_truncate_dim(mut self, dim: usize) -> Self {
+        self.truncate_dim = Some(dim);
         self
     }
 

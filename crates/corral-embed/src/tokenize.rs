@@ -15,7 +15,7 @@ use tokenizers::Tokenizer;
 use crate::config::ModelConfig;
 use crate::input::effective_max_len;
 use crate::model_dir::check_model_dir;
-use crate::{EmbedError, EmbedSpec, PairTokenized};
+use crate::{EmbedError, EmbedSpec, ModelKind, PairTokenized, Prompt, Prompts};
 
 /// A tokenised input, ready for [`crate::EmbedInput::Tokens`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,13 @@ pub struct EmbedTokenizer {
     pair: PairTemplate,
     /// Whether a long text may be cut at ASCII punctuation.
     punctuation: bool,
+    /// The model's prompts.
+    prompts: Prompts,
+    /// The prompt the spec applies to texts by default (non-empty).
+    prompt: Option<String>,
+    /// Whether the model's pooling keeps a prompt's tokens (see
+    /// `ModelConfig::include_prompt`).
+    include_prompt: bool,
 }
 
 /// Where the post-processor puts special tokens around a pair, and the
@@ -98,11 +105,107 @@ impl EmbedTokenizer {
     pub fn load(spec: &EmbedSpec) -> Result<Self, EmbedError> {
         check_model_dir(&spec.model_dir)?;
         let config = ModelConfig::load(&spec.model_dir)?;
-        Self::from_file(
+        let tokenizer = Self::from_file(
             &spec.model_dir.join("tokenizer.json"),
             effective_max_len(spec, &config),
             config.vocab_size,
-        )
+        )?;
+        if config.task.kind == ModelKind::Embed {
+            tokenizer.with_prompts(spec, &config)
+        } else {
+            Ok(tokenizer)
+        }
+    }
+
+    /// This tokenizer with the model's prompts and the one `spec` applies
+    /// by default.
+    ///
+    /// # Errors
+    /// [`EmbedError::Config`] for a prompt name the model lacks, or a
+    /// prompt on a model whose pooling leaves prompts out.
+    pub(crate) fn with_prompts(
+        mut self,
+        spec: &EmbedSpec,
+        config: &ModelConfig,
+    ) -> Result<Self, EmbedError> {
+        let st_path = spec.model_dir.join("config_sentence_transformers.json");
+        self.prompts = config.prompts.clone();
+        self.include_prompt = config.include_prompt;
+        let default = config
+            .prompts
+            .default_name()
+            .and_then(|n| config.prompts.get(n));
+        let prompt = config
+            .prompts
+            .resolve(&spec.prompt, default)
+            .map_err(|m| EmbedError::config(&st_path, m))?;
+        if let Some(p) = &prompt {
+            self.check_prompt(p)
+                .map_err(|m| EmbedError::config(&st_path, m))?;
+        }
+        self.prompt = prompt;
+        Ok(self)
+    }
+
+    fn check_prompt(&self, prompt: &str) -> Result<(), String> {
+        if self.include_prompt || prompt.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the model's pooling leaves the prompt's tokens out \
+                 (include_prompt: false), which Corral does not support; \
+                 prompt {prompt:?} cannot be applied"
+            ))
+        }
+    }
+
+    /// The model's prompts (`config_sentence_transformers.json`).
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
+    /// The prompt put before texts by default: the spec's
+    /// [`EmbedSpec::prompt`] (by default the model's `default_prompt_name`);
+    /// `None` for none.
+    pub fn default_prompt(&self) -> Option<&str> {
+        self.prompt.as_deref()
+    }
+
+    /// The prompt string `choice` picks for this tokenizer, `None` for
+    /// none ([`Prompt::ModelDefault`] is [`EmbedTokenizer::default_prompt`]).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] for a name the model's prompts lack, or
+    /// a prompt on a model whose pooling leaves prompts out
+    /// (`include_prompt: false`).
+    pub fn resolve_prompt(&self, choice: &Prompt) -> Result<Option<String>, EmbedError> {
+        let prompt = self
+            .prompts
+            .resolve(choice, self.prompt.as_deref())
+            .map_err(EmbedError::InvalidInput)?;
+        if let Some(p) = &prompt {
+            self.check_prompt(p).map_err(EmbedError::InvalidInput)?;
+        }
+        Ok(prompt)
+    }
+
+    /// Tokenises `prompt` + `text` as sentence-transformers does (the
+    /// prompt string prepended, then the whole tokenised and cut from
+    /// `side`), as [`EmbedTokenizer::encode`]. Cut from the left, a text
+    /// over the limit loses the prompt first.
+    ///
+    /// # Errors
+    /// As [`EmbedTokenizer::encode`].
+    pub fn encode_prompted(
+        &self,
+        text: &str,
+        prompt: Option<&str>,
+        side: TruncationSide,
+    ) -> Result<Tokenized, EmbedError> {
+        match prompt {
+            Some(p) if !p.is_empty() => self.encode(&format!("{p}{text}"), side),
+            _ => self.encode(text, side),
+        }
     }
 
     /// Loads `path` for a model of `max_seq_length` word pieces (special
@@ -140,6 +243,9 @@ impl EmbedTokenizer {
         let pair = pair_template(&inner)?;
         Ok(Self {
             pair,
+            prompts: Prompts::default(),
+            prompt: None,
+            include_prompt: true,
             punctuation: splits_at_punctuation(&inner),
             inner,
             max_seq_length,

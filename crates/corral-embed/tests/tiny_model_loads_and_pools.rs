@@ -27,6 +27,7 @@ fn reference(dir: &std::path::Path, ids: &[u32], pooling: Pooling) -> Vec<f32> {
     let hidden = hidden.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
     match pooling {
         Pooling::Cls => hidden[0].clone(),
+        Pooling::LastToken => hidden[hidden.len() - 1].clone(),
         Pooling::Mean => (0..HIDDEN)
             .map(|j| hidden.iter().map(|row| row[j]).sum::<f32>() / hidden.len() as f32)
             .collect(),
@@ -64,6 +65,36 @@ fn cls_pooling_is_read_from_the_pooling_config() {
         let want = reference(&dir, &e.token_ids(text).unwrap(), Pooling::Cls);
         assert!(max_abs_diff(v, &want) < 1e-4, "{text}");
     }
+}
+
+#[test]
+fn last_token_pooling_is_read_from_the_pooling_config_on_both_engines() {
+    let (_tmp, dir) = tiny_model(&Tiny {
+        pooling: Some("lasttoken"),
+        ..Tiny::default()
+    });
+    // A short text beside a longer one: its last real token, not padding.
+    let texts = [
+        "the cat sat",
+        "hello world and the dog runs fast on a mat",
+        "",
+    ];
+    for engine in [corral_embed::Engine::Fast, corral_embed::Engine::Candle] {
+        let spec = EmbedSpec::new(&dir)
+            .with_normalize(false)
+            .with_engine(engine);
+        let mut e = Embedder::load(&spec, 1).unwrap();
+        assert_eq!(e.pooling(), Pooling::LastToken);
+        let got = e.embed(&texts).unwrap();
+        for (text, v) in texts.iter().zip(&got) {
+            let want = reference(&dir, &e.token_ids(text).unwrap(), Pooling::LastToken);
+            assert!(
+                max_abs_diff(v, &want) < 1e-4,
+                "{engine} {text}: {v:?} vs {want:?}"
+            );
+        }
+    }
+    assert_eq!("lasttoken".parse::<Pooling>(), Ok(Pooling::LastToken));
 }
 
 #[test]

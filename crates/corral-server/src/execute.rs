@@ -1,13 +1,13 @@
 //! Runs one [`EmbedRequest`] against its model: pick the model, refuse
 //! while draining, check the limits, tokenise (off the async threads when
-//! large), refuse or cut what is over the model's length, submit the token
-//! ids through the model seam, and shape the vectors (`dimensions`,
-//! normalisation). The answer's body is the route's to shape.
+//! large) with the prompt put before each text, refuse or cut what is over
+//! the model's length, submit the token ids through the model seam, and
+//! shape the vectors (`dimensions`, normalisation). The answer's body is the route's to shape.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_embed::{l2_normalize, ModelKind, Tokenized, TruncationSide};
+use corral_embed::{l2_normalize, ModelKind, Prompt, Tokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
 use crate::model::{ServedModel, TokenizeError};
@@ -48,6 +48,7 @@ pub(crate) async fn execute(
         inputs,
         over_limit,
         dimensions,
+        prompt,
         normalize,
         encoding: _,
     } = request;
@@ -81,11 +82,12 @@ pub(crate) async fn execute(
             ));
         }
     }
+    let prompt = resolve_prompt(dialect, model.as_ref(), &inputs, &prompt)?;
     let side = match over_limit {
         OverLimit::Refuse => TruncationSide::Right,
         OverLimit::Truncate(side) => side,
     };
-    let tokenized = tokenize(state, model.clone(), inputs, side)
+    let tokenized = tokenize(state, model.clone(), inputs, prompt, side)
         .await?
         .map_err(|(i, e)| ApiError::invalid(dialect, field, format!("`{field}`[{i}]: {e}")))?;
     if over_limit == OverLimit::Refuse {
@@ -152,29 +154,71 @@ pub(crate) async fn execute(
     })
 }
 
+/// The prompt string for `inputs`: the model's for `choice` for texts;
+/// none for token ids, which refuse an explicit `prompt_name` or non-empty
+/// `prompt`.
+fn resolve_prompt(
+    dialect: Dialect,
+    model: &dyn ServedModel,
+    inputs: &Inputs,
+    choice: &Prompt,
+) -> Result<Option<String>, ApiError> {
+    let field: &str = match choice {
+        Prompt::Named(_) => "prompt_name",
+        _ => "prompt",
+    };
+    match (inputs, choice) {
+        (Inputs::Ids(_), Prompt::Named(_)) => Err(ApiError::invalid(
+            dialect,
+            field,
+            format!("`{field}`: a prompt applies to texts; token ids get none"),
+        )),
+        (Inputs::Ids(_), Prompt::Text(t)) if !t.is_empty() => Err(ApiError::invalid(
+            dialect,
+            field,
+            format!("`{field}`: a prompt applies to texts; token ids get none"),
+        )),
+        (Inputs::Ids(_), _) => Ok(None),
+        (Inputs::Texts(_), choice) => model.prompt(choice).map_err(|e| match e {
+            TokenizeError::Unsupported(what) => ApiError::unsupported(&model.card().name, &what),
+            e => ApiError::invalid(dialect, field, format!("`{field}`: {e}")),
+        }),
+    }
+}
+
 /// Text bytes up to which a request is tokenised on the async thread: a
 /// few sentences take tens of microseconds, less than handing them to the
 /// blocking pool costs (and under a flood, that pool would start a thread
 /// per request).
 const INLINE_TOKENIZE_BYTES: usize = 4096;
 
-/// Tokenises `inputs` with the model's tokenizer (see [`off_thread`]). An
-/// input the model cannot tokenise comes back with its place.
+/// Tokenises `inputs` with the model's tokenizer (see [`off_thread`]),
+/// each text with `prompt` before it (as sentence-transformers: the string
+/// prepended, then the whole tokenised and cut). An input the model cannot
+/// tokenise comes back with its place.
 async fn tokenize(
     state: &AppState,
     model: Arc<dyn ServedModel>,
     inputs: Inputs,
+    prompt: Option<String>,
     side: TruncationSide,
 ) -> Result<Result<Vec<Tokenized>, (usize, TokenizeError)>, ApiError> {
+    let prompt_len = prompt.as_ref().map_or(0, String::len);
     let bytes: usize = match &inputs {
-        Inputs::Texts(texts) => texts.iter().map(String::len).sum(),
+        Inputs::Texts(texts) => texts.iter().map(|t| t.len() + prompt_len).sum(),
         Inputs::Ids(lists) => lists.iter().map(Vec::len).sum::<usize>() * 4,
     };
     off_thread(state, bytes, move || match inputs {
         Inputs::Texts(texts) => texts
             .iter()
             .enumerate()
-            .map(|(i, t)| model.tokenize(t, side).map_err(|e| (i, e)))
+            .map(|(i, t)| {
+                match &prompt {
+                    Some(p) => model.tokenize(&format!("{p}{t}"), side),
+                    None => model.tokenize(t, side),
+                }
+                .map_err(|e| (i, e))
+            })
             .collect::<Result<Vec<_>, _>>(),
         Inputs::Ids(lists) => lists
             .into_iter()

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use corral_core::{HealthReport, PoolError};
-use corral_embed::{Activation, ModelKind, PairTokenized, Tokenized, TruncationSide};
+use corral_embed::{Activation, ModelKind, PairTokenized, Prompt, Tokenized, TruncationSide};
 use serde::{Serialize, Serializer};
 
 /// A boxed, sendable future (the trait is used as `dyn ServedModel`).
@@ -33,7 +33,7 @@ pub struct ModelCard {
     pub dimensions: usize,
     /// Word pieces per input, special tokens included.
     pub max_input_tokens: usize,
-    /// Pooling (`mean`, `cls`).
+    /// Pooling (`mean`, `cls`, `lasttoken`).
     pub pooling: String,
     /// Workers in the pool.
     pub workers: usize,
@@ -131,6 +131,11 @@ pub enum TokenizeError {
     /// tokenizer has no decoder): the server answers 424, naming it.
     #[error("the model cannot {0}")]
     Unsupported(String),
+    /// The prompt asked for cannot be used: a name the model's prompts
+    /// lack, or a model whose pooling leaves prompts out. Answered 400
+    /// (OpenAI) / 422 (TEI), naming `prompt_name` or `prompt`.
+    #[error("{0}")]
+    Prompt(String),
 }
 
 /// One served model, as the routes see it.
@@ -152,6 +157,29 @@ pub trait ServedModel: Send + Sync + 'static {
     /// # Errors
     /// [`TokenizeError::UnknownTokenId`] for an id outside the vocabulary.
     fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError>;
+
+    /// The prompt string `choice` puts before each text (`None` for none,
+    /// an empty prompt included), as sentence-transformers applies
+    /// `prompt_name` / `prompt`: [`Prompt::ModelDefault`] is the prompt the
+    /// model is served with (its `default_prompt_name`, or the server's
+    /// `--default-prompt-name`). The server prepends it to each text before
+    /// [`Self::tokenize`], so the prompt's tokens count toward the limit.
+    ///
+    /// The default knows no prompts: no default, a string as given, any
+    /// name refused.
+    ///
+    /// # Errors
+    /// [`TokenizeError::Prompt`] for a name the model lacks, or a prompt it
+    /// cannot apply.
+    fn prompt(&self, choice: &Prompt) -> Result<Option<String>, TokenizeError> {
+        match choice {
+            Prompt::ModelDefault | Prompt::None => Ok(None),
+            Prompt::Text(t) => Ok(Some(t.clone()).filter(|t| !t.is_empty())),
+            Prompt::Named(name) => Err(TokenizeError::Prompt(format!(
+                "unknown prompt name {name:?}: the model declares no prompts"
+            ))),
+        }
+    }
 
     /// Embeds pre-tokenised inputs (special tokens included), refused at
     /// once when the pool is full. Dropping the future withdraws the

@@ -19,7 +19,7 @@ use corral_core::{
 };
 use corral_embed::{
     Activation, EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, ModelKind,
-    PairTokenized, ScoreBackend, ScoreInput, Tokenized, TruncationSide,
+    PairTokenized, Prompt, ScoreBackend, ScoreInput, Tokenized, TruncationSide,
 };
 
 use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenizeError};
@@ -274,6 +274,13 @@ impl ServedModel for PoolModel {
 
     fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
         wrap_ids(&self.tokenizer, ids, side)
+    }
+
+    fn prompt(&self, choice: &Prompt) -> Result<Option<String>, TokenizeError> {
+        self.tokenizer.resolve_prompt(choice).map_err(|e| match e {
+            EmbedError::InvalidInput(m) => TokenizeError::Prompt(m),
+            e => TokenizeError::Prompt(e.to_string()),
+        })
     }
 
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {

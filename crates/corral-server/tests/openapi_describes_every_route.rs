@@ -79,7 +79,15 @@ async fn the_document_lists_every_route_and_each_bodys_fields() {
     assert_eq!(body("/")["oneOf"].as_array().unwrap().len(), 3);
     assert_eq!(
         properties(&body("/v1/embeddings")),
-        set(&["input", "model", "encoding_format", "dimensions", "user"])
+        set(&[
+            "input",
+            "model",
+            "encoding_format",
+            "dimensions",
+            "user",
+            "prompt_name",
+            "prompt"
+        ])
     );
     assert_eq!(
         properties(&body("/predict")),

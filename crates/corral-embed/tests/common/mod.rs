@@ -174,6 +174,7 @@ pub fn write_tiny_model(dir: &Path, tiny: &Tiny) -> PathBuf {
                 "pooling_mode_cls_token": pooling == "cls",
                 "pooling_mode_mean_tokens": pooling == "mean",
                 "pooling_mode_max_tokens": pooling == "max",
+                "pooling_mode_lasttoken": pooling == "lasttoken",
                 "pooling_mode_mean_sqrt_len_tokens": false
             }),
         );

@@ -193,8 +193,12 @@ pub(crate) struct EmbedRequest {
     pub(crate) inputs: Inputs,
     /// What to do with an input over the model's length (OpenAI: refuse).
     pub(crate) over_limit: OverLimit,
-    /// Keep this many leading dimensions, then re-normalise (OpenAI only).
+    /// Keep this many leading dimensions, then re-normalise (when
+    /// normalising).
     pub(crate) dimensions: Option<usize>,
+    /// The prompt put before each text (`prompt_name` / `prompt`; by
+    /// default the one the model is served with). Token ids get none.
+    pub(crate) prompt: corral_embed::Prompt,
     /// Scale each vector to unit L2 norm (OpenAI: always; TEI: by default).
     pub(crate) normalize: bool,
     /// How the answer carries the vectors (TEI: always floats).
@@ -353,6 +357,25 @@ impl<'de> Deserialize<'de> for Texts {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// `prompt_name` and `prompt` as one choice: at most one of them.
+fn prompt_choice(
+    dialect: Dialect,
+    name: Option<String>,
+    text: Option<String>,
+) -> Result<corral_embed::Prompt, ApiError> {
+    use corral_embed::Prompt;
+    match (name, text) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            dialect,
+            "prompt",
+            "give `prompt_name` or `prompt`, not both",
+        )),
+        (Some(name), None) => Ok(Prompt::Named(name)),
+        (None, Some(text)) => Ok(Prompt::Text(text)),
+        (None, None) => Ok(Prompt::ModelDefault),
     }
 }
 
@@ -590,6 +613,8 @@ mod tests {
             (json!({"input": "a", "dimensions": 2.5}), "dimensions"),
             (json!({"input": "a", "dimensions": "3"}), "dimensions"),
             (json!({"input": "a", "user": 5}), "user"),
+            (json!({"input": "a", "prompt_name": 5}), "prompt_name"),
+            (json!({"input": "a", "prompt": ["q"]}), "prompt"),
         ];
         let tei = [
             (json!({"inputs": 5.5}), "inputs"),
@@ -605,6 +630,9 @@ mod tests {
                 json!({"inputs": "a", "truncation_direction": 0}),
                 "truncation_direction",
             ),
+            (json!({"inputs": "a", "dimensions": -1}), "dimensions"),
+            (json!({"inputs": "a", "prompt_name": true}), "prompt_name"),
+            (json!({"inputs": "a", "prompt": 1}), "prompt"),
         ];
         for (dialect, status, cases) in [
             (Dialect::OpenAi, 400, &openai[..]),
@@ -702,6 +730,7 @@ mod tests {
                 inputs: Inputs::Texts(vec!["a".into()]),
                 over_limit: OverLimit::Refuse,
                 dimensions: None,
+                prompt: corral_embed::Prompt::ModelDefault,
                 normalize: true,
                 encoding: Encoding::Float,
             }

@@ -6,7 +6,8 @@ use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
-    from_body, required, BodySchema, EmbedRequest, Inputs, OneOf, OverLimit, Usage, INPUTS_SHAPE,
+    from_body, prompt_choice, required, BodySchema, EmbedRequest, Inputs, OneOf, OverLimit, Usage,
+    INPUTS_SHAPE,
 };
 use crate::error::{ApiError, Dialect};
 
@@ -37,8 +38,9 @@ impl<'de> Deserialize<'de> for Encoding {
     }
 }
 
-/// `POST /v1/embeddings`'s body, as OpenAI defines it. Other fields are
-/// ignored; `null` is the same as absent.
+/// `POST /v1/embeddings`'s body, as OpenAI defines it, with Corral's
+/// `prompt_name` and `prompt` (TEI's, for sentence-transformers prompts).
+/// Other fields are ignored; `null` is the same as absent.
 #[derive(Deserialize)]
 struct OpenAiBody {
     #[serde(default)]
@@ -49,6 +51,10 @@ struct OpenAiBody {
     encoding_format: Option<Encoding>,
     #[serde(default)]
     dimensions: Option<usize>,
+    #[serde(default)]
+    prompt_name: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
     /// Checked to be a string, as OpenAI does; not used.
     #[serde(default)]
     #[allow(dead_code)]
@@ -59,7 +65,7 @@ struct OpenAiBody {
 fn expectation(field: &str) -> Option<&'static str> {
     Some(match field {
         "input" => INPUTS_SHAPE,
-        "model" | "user" => "a string",
+        "model" | "user" | "prompt_name" | "prompt" => "a string",
         "encoding_format" => ENCODING_FORMAT,
         "dimensions" => "a positive integer",
         _ => return None,
@@ -76,6 +82,7 @@ pub(super) fn parse_embed(body: &[u8]) -> Result<EmbedRequest, ApiError> {
         inputs: required(dialect, b.input)?,
         over_limit: OverLimit::Refuse,
         dimensions: b.dimensions,
+        prompt: prompt_choice(dialect, b.prompt_name, b.prompt)?,
         normalize: true,
         encoding: b.encoding_format.unwrap_or_default(),
     })

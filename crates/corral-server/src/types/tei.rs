@@ -9,9 +9,9 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_body, non_empty, present, required, BodySchema, EmbedRequest, Encoding, Inputs, OneOf,
-    OverLimit, PredictRequest, Prediction, RerankRequest, Sequence, Texts, INPUTS_SHAPE,
-    TEXTS_SHAPE,
+    from_body, non_empty, present, prompt_choice, required, BodySchema, EmbedRequest, Encoding,
+    Inputs, OneOf, OverLimit, PredictRequest, Prediction, RerankRequest, Sequence, Texts,
+    INPUTS_SHAPE, TEXTS_SHAPE,
 };
 use crate::error::{ApiError, Dialect};
 use crate::model::TokenSpan;
@@ -54,7 +54,8 @@ const IDS_SHAPE: &str = "an array of token ids or an array of arrays of token id
 fn expectation(field: &str) -> Option<&'static str> {
     Some(match field {
         "inputs" => INPUTS_SHAPE,
-        "model" | "query" => "a string",
+        "model" | "query" | "prompt_name" | "prompt" => "a string",
+        "dimensions" => "a positive integer",
         "texts" => "an array of strings",
         "normalize"
         | "truncate"
@@ -99,6 +100,12 @@ struct EmbedBody {
     truncate: Option<bool>,
     #[serde(default)]
     truncation_direction: Option<Direction>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    prompt_name: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
 }
 
 /// Parses a TEI `/embed` body.
@@ -110,7 +117,8 @@ pub(super) fn parse_embed(body: &[u8]) -> Result<EmbedRequest, ApiError> {
         model: b.model,
         inputs: required(dialect, b.inputs)?,
         over_limit: over_limit(b.truncate, b.truncation_direction),
-        dimensions: None,
+        dimensions: b.dimensions,
+        prompt: prompt_choice(dialect, b.prompt_name, b.prompt)?,
         normalize: b.normalize.unwrap_or(true),
         encoding: Encoding::Float,
     })
