@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_transformers::models::{bert, xlm_roberta};
 use serde::Deserialize;
 
+use crate::arch::Family;
 use crate::fast::FastBertConfig;
 use crate::{Activation, EmbedError, ModelKind, Pooling, Prompts};
 
@@ -22,6 +23,9 @@ pub(crate) enum Architecture {
     /// XLM-RoBERTa (`model_type` `"xlm-roberta"`, `XLMRoberta*`
     /// architectures): multilingual-e5, bge-m3's dense output.
     XlmRoberta(xlm_roberta::Config),
+    /// NomicBert, ModernBERT or Qwen3 ([`crate::arch`]): candle's engine
+    /// only, embeddings only.
+    Family(Family),
 }
 
 /// Everything loading learns from a model directory's JSON files.
@@ -176,22 +180,43 @@ impl ModelConfig {
                     .flatten()
                     .any(|a| a.starts_with(arch_prefix))
         };
+        let architectures = probe.architectures.clone().unwrap_or_default();
+        let family = Family::from_config(probe.model_type.as_deref(), &architectures, &json)
+            .map_err(|m| EmbedError::config(&config_path, m))?;
         let arch = if named("bert", "Bert") {
             Architecture::Bert(bert::Config::deserialize(&json).map_err(bad)?)
         } else if named("xlm-roberta", "XLMRoberta") {
             Architecture::XlmRoberta(xlm_roberta::Config::deserialize(&json).map_err(bad)?)
+        } else if let Some(family) = family {
+            Architecture::Family(family)
         } else {
             return Err(EmbedError::config(
                 &config_path,
                 format!(
                     "unsupported architecture (model_type {:?}, architectures {:?}): \
-                     only the BERT family (model_type \"bert\") and the XLM-RoBERTa \
-                     family (model_type \"xlm-roberta\") load",
+                     the families that load are BERT (model_type \"bert\"), XLM-RoBERTa \
+                     (\"xlm-roberta\"), NomicBert (\"nomic_bert\"), ModernBERT \
+                     (\"modernbert\") and Qwen3 (\"qwen3\")",
                     probe.model_type, probe.architectures
                 ),
             ));
         };
-        let sizes = Sizes::deserialize(&json).map_err(bad)?;
+        let sizes = match &arch {
+            Architecture::Family(family) => {
+                let s = family.sizes().map_err(|m| {
+                    EmbedError::config(&config_path, format!("{}: {m}", family.name()))
+                })?;
+                Sizes {
+                    hidden_size: s.hidden_size,
+                    num_attention_heads: 1,
+                    vocab_size: s.vocab_size,
+                    max_position_embeddings: s.max_tokens,
+                    pad_token_id: None,
+                    type_vocab_size: s.type_vocab_size,
+                }
+            }
+            _ => Sizes::deserialize(&json).map_err(bad)?,
+        };
         if sizes.hidden_size == 0
             || sizes.num_attention_heads == 0
             || sizes.hidden_size % sizes.num_attention_heads != 0
@@ -207,14 +232,31 @@ impl ModelConfig {
         // XLM-RoBERTa's positions start past its padding index, so its
         // position table holds padding_idx + 1 fewer tokens than rows.
         let max_tokens = match &arch {
-            Architecture::Bert(_) => sizes.max_position_embeddings,
+            Architecture::Bert(_) | Architecture::Family(_) => sizes.max_position_embeddings,
             Architecture::XlmRoberta(_) => {
                 let skipped = sizes.pad_token_id.unwrap_or(1) + 1;
                 sizes.max_position_embeddings.saturating_sub(skipped)
             }
         };
-        let fast = FastBertConfig::from_hf_value(&json).map_err(|e| e.to_string());
+        let fast = match &arch {
+            Architecture::Family(f) => Err(format!(
+                "the fast engine runs BERT and XLM-RoBERTa; {} runs on candle's",
+                f.name()
+            )),
+            _ => FastBertConfig::from_hf_value(&json).map_err(|e| e.to_string()),
+        };
         let task = read_task(dir, &json, &probe)?;
+        if let (Architecture::Family(f), false) = (&arch, task.kind == ModelKind::Embed) {
+            return Err(EmbedError::config(
+                &config_path,
+                format!(
+                    "{}: a {} head is not supported (a {} model embeds only)",
+                    task.architecture,
+                    task.kind,
+                    f.name()
+                ),
+            ));
+        }
 
         let (pooling, include_prompt) = read_pooling(dir)?;
         let st_model_path = dir.join("config_sentence_transformers.json");

@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::BertModel;
 use candle_transformers::models::xlm_roberta::XLMRobertaModel;
 
+use crate::arch::FamilyModel;
 use crate::config::{Architecture, ModelConfig};
 use crate::fast::{FastBert, FastBertConfig, Int8Layers};
 use crate::head::{var_builder, Head};
@@ -78,7 +79,8 @@ impl PackedBatch {
 
 /// A loaded forward pass.
 pub(crate) enum Encoder {
-    /// candle-transformers' BERT or XLM-RoBERTa on candle's CPU backend.
+    /// candle-transformers' BERT, XLM-RoBERTa, NomicBert, ModernBERT or
+    /// Qwen3 on candle's CPU backend.
     Candle(Box<CandleBert>),
     /// Corral's fused-kernel BERT; `threads` is its parallelism.
     Fast {
@@ -223,6 +225,9 @@ enum CandleModel {
         model: XLMRobertaModel,
         pad_id: u32,
     },
+    /// NomicBert, ModernBERT or Qwen3 ([`crate::arch`]), padded with id 0
+    /// on the right under a mask.
+    Family(FamilyModel),
 }
 
 /// candle-transformers' [`BertModel`] or [`XLMRobertaModel`] and the device
@@ -264,6 +269,15 @@ impl CandleBert {
                     config.hidden_size,
                 )
             }
+            Architecture::Family(family) => {
+                let hidden = family
+                    .sizes()
+                    .map_err(|m| EmbedError::config(dir, m))?
+                    .hidden_size;
+                let model =
+                    FamilyModel::load(vb, family).map_err(|e| mismatch(family.name(), e))?;
+                (CandleModel::Family(model), hidden)
+            }
         };
         Ok(Self {
             model,
@@ -277,7 +291,7 @@ impl CandleBert {
     fn forward_packed(&self, batch: &PackedBatch) -> Result<(Vec<f32>, usize), EmbedError> {
         let (rows, seq) = (batch.rows(), batch.max_len());
         let pad = match &self.model {
-            CandleModel::Bert(_) => 0,
+            CandleModel::Bert(_) | CandleModel::Family(_) => 0,
             CandleModel::XlmRoberta { pad_id, .. } => *pad_id,
         };
         let mut ids = vec![pad; rows * seq];
@@ -303,6 +317,7 @@ impl CandleBert {
             CandleModel::XlmRoberta { model, .. } => {
                 model.forward(&ids, &mask_t, &type_ids, None, None, None)?
             }
+            CandleModel::Family(model) => model.forward(&ids, &mask_t)?,
         };
         let h = hidden.dim(2)?;
         let padded = hidden.flatten_all()?.to_vec1::<f32>()?;

@@ -89,6 +89,13 @@ impl Head {
         let (dense, out) = match arch {
             Architecture::Bert(_) => ("bert.pooler.dense", "classifier"),
             Architecture::XlmRoberta(_) => ("classifier.dense", "classifier.out_proj"),
+            // Refused when the configuration is read; kept an error here too.
+            Architecture::Family(f) => {
+                return Err(EmbedError::config(
+                    dir,
+                    format!("a classification head on {} is not supported", f.name()),
+                ))
+            }
         };
         let linear = |name: &str, n: usize| -> Result<Dense, EmbedError> {
             let get = |suffix: &str, shape: &[usize]| {

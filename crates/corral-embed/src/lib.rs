@@ -75,6 +75,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
+mod arch;
 mod backend;
 mod config;
 mod embedder;
