@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Writes the tiny random NomicBert, ModernBERT and Qwen3 test fixtures and
-their PyTorch golden output.
+"""Writes the tiny random MPNet, NomicBert, ModernBERT and Qwen3 test
+fixtures and their PyTorch golden output.
 
 Each fixture lives in crates/corral-embed/tests/data/tiny-<family>/ and is
 committed: CI does not run this script (it has no torch); the tests read the
 files.
 
+    tiny-mpnet      MPNet: hidden 32, 2 layers, 4 heads, intermediate 64,
+                    66 positions (64 tokens past padding index 1), the
+                    relative position bias over 32 buckets; config.json and
+                    weights as MPNetModel writes them (bare names); a BERT-style
+                    word-piece tokenizer with MPNet's specials (<s> <pad> </s>
+                    <unk> at 0..3, <mask> last), <s> $A </s>; 1_Pooling: mean
     tiny-nomic      NomicBert: hidden 32, 2 layers, 4 heads, SwiGLU 48, rotary
                     (base 1000), post-norm; config.json and weight names in the
                     layout of the hub's nomic-embed-text-v1.5 (n_embd, n_head,
@@ -72,10 +78,12 @@ import safetensors.torch  # noqa: E402
 import tokenizers  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import (  # noqa: E402
     ModernBertConfig,
     ModernBertModel,
+    MPNetConfig,
+    MPNetModel,
     NomicBertConfig,
     NomicBertModel,
     PreTrainedTokenizerFast,
@@ -218,6 +226,69 @@ def golden(model, fast: PreTrainedTokenizerFast, pad_id: int) -> dict:
 
 def check_truncation(g: dict) -> None:
     assert sum(len(r["ids"]) == MAX_TOKENS for r in g["texts"]) >= 1, "no text reaches max_tokens"
+
+
+# ---------------------------------------------------------------- MPNet
+
+
+def make_mpnet() -> None:
+    out = fresh("tiny-mpnet")
+    bert = Tokenizer.from_file(str(BERT_TOKENIZER))
+    words = [t for t, _ in sorted(bert.get_vocab().items(), key=lambda kv: kv[1]) if not t.startswith("[")]
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    vocab = {t: i for i, t in enumerate(specials + words + ["<mask>"])}
+    raw = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=100))
+    raw.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.decoder = decoders.WordPiece(prefix="##")
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s>:0 $A:0 </s>:0",
+        pair="<s>:0 $A:0 </s>:0 </s>:0 $B:0 </s>:0",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    raw.add_special_tokens(specials + ["<mask>"])
+    raw.save(str(out / "tokenizer.json"))
+    hub_config = {
+        "architectures": ["MPNetModel"],
+        "model_type": "mpnet",
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": MAX_TOKENS + 2,
+        "layer_norm_eps": 1e-05,
+        "relative_attention_num_buckets": 32,
+        "initializer_range": 0.02,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+    }
+    write_json(out / "config.json", hub_config)
+    torch.manual_seed(SEED + 3)
+    config = MPNetConfig.from_pretrained(str(out))
+    model = MPNetModel(config, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.copy_(torch.randn_like(p) * 0.2 + (1.0 if name.endswith("weight") else 0.0))
+            if "relative_attention_bias" in name:
+                # Large enough that a wrong bucket shows in the output.
+                p.copy_(torch.randn_like(p) * 2.0)
+    model.save_pretrained(str(out), safe_serialization=True)
+    write_json(out / "config.json", hub_config)
+    reloaded = MPNetModel.from_pretrained(str(out), add_pooling_layer=False).eval()
+    write_pooling(out, "mean_tokens")
+    fast = PreTrainedTokenizerFast(tokenizer_object=raw, model_max_length=MAX_TOKENS, pad_token="<pad>")
+    g = golden(reloaded, fast, pad_id=1)
+    check_truncation(g)
+    write_json(out / "golden.json", g)
 
 
 # ---------------------------------------------------------------- NomicBert
@@ -438,7 +509,8 @@ def make_qwen3() -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    which = sys.argv[1:] or ["nomic", "modernbert", "qwen3"]
+    which = sys.argv[1:] or ["mpnet", "nomic", "modernbert", "qwen3"]
+    makers = {"mpnet": make_mpnet, "nomic": make_nomic, "modernbert": make_modernbert, "qwen3": make_qwen3}
     for name in which:
-        {"nomic": make_nomic, "modernbert": make_modernbert, "qwen3": make_qwen3}[name]()
+        makers[name]()
         print(f"wrote tiny-{name}")

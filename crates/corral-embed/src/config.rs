@@ -23,7 +23,7 @@ pub(crate) enum Architecture {
     /// XLM-RoBERTa (`model_type` `"xlm-roberta"`, `XLMRoberta*`
     /// architectures): multilingual-e5, bge-m3's dense output.
     XlmRoberta(xlm_roberta::Config),
-    /// NomicBert, ModernBERT or Qwen3 ([`crate::arch`]): candle's engine
+    /// MPNet, NomicBert, ModernBERT or Qwen3 ([`crate::arch`]): candle's engine
     /// only, embeddings only.
     Family(Family),
 }
@@ -196,7 +196,7 @@ impl ModelConfig {
                     "unsupported architecture (model_type {:?}, architectures {:?}): \
                      the families that load are BERT (model_type \"bert\"), XLM-RoBERTa \
                      (\"xlm-roberta\"), NomicBert (\"nomic_bert\"), ModernBERT \
-                     (\"modernbert\") and Qwen3 (\"qwen3\")",
+                     (\"modernbert\"), Qwen3 (\"qwen3\") and MPNet (\"mpnet\")",
                     probe.model_type, probe.architectures
                 ),
             ));

@@ -1,5 +1,6 @@
-//! NomicBert, ModernBERT and the Qwen3 decoder against PyTorch: the tiny
-//! random models in `tests/data/tiny-{nomic,modernbert,qwen3}/` (made by
+//! MPNet, NomicBert, ModernBERT and the Qwen3 decoder against PyTorch: the
+//! tiny random models in `tests/data/tiny-{mpnet,nomic,modernbert,qwen3}/`
+//! (made by
 //! `scripts/make_tiny_families.py` with transformers' own model classes,
 //! committed; the tests fail, never skip, without them) must give PyTorch's
 //! token ids exactly and its pooled vectors within 1e-4 per element — each
@@ -164,6 +165,20 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[test]
+fn mpnet_token_ids_are_pytorchs_exactly() {
+    check_ids("tiny-mpnet");
+}
+
+#[test]
+fn mpnet_matches_pytorch_alone_and_in_batches() {
+    let dir = fixture_dir("tiny-mpnet");
+    let golden = golden("tiny-mpnet");
+    // Distances of 8 tokens and more fall in the log-scale buckets.
+    assert!(golden.texts.iter().any(|g| g.ids.len() > 40));
+    check_against_golden("tiny-mpnet", &dir, &[Pooling::Mean, Pooling::Cls]);
+}
+
+#[test]
 fn nomic_token_ids_are_pytorchs_exactly() {
     check_ids("tiny-nomic");
 }
@@ -247,6 +262,7 @@ fn qwen3_last_token_equals_pytorchs_left_and_right_padded_batches() {
 #[test]
 fn the_declared_pooling_is_the_default_for_each_family() {
     for (name, pooling) in [
+        ("tiny-mpnet", Pooling::Mean),
         ("tiny-nomic", Pooling::Mean),
         ("tiny-modernbert", Pooling::Cls),
         ("tiny-qwen3", Pooling::LastToken),
@@ -262,8 +278,11 @@ fn the_declared_pooling_is_the_default_for_each_family() {
 
 #[test]
 fn weights_load_bare_or_under_the_checkpoints_prefix() {
-    // NomicBert under `nomic_bert.` (a *ForMaskedLM checkpoint), ModernBERT
-    // under `model.`, Qwen3 bare (as a Qwen3Model saves it).
+    // MPNet under `mpnet.`, NomicBert under `nomic_bert.` (*ForMaskedLM
+    // checkpoints), ModernBERT under `model.`, Qwen3 bare (as a Qwen3Model
+    // saves it).
+    let (_m, mpnet) = renamed_copy("tiny-mpnet", |n| format!("mpnet.{n}"));
+    check_against_golden("tiny-mpnet", &mpnet, &[Pooling::Mean]);
     let (_a, nomic) = renamed_copy("tiny-nomic", |n| format!("nomic_bert.{n}"));
     check_against_golden("tiny-nomic", &nomic, &[Pooling::Mean]);
     let (_b, modern) = renamed_copy("tiny-modernbert", |n| format!("model.{n}"));

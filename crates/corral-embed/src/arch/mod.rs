@@ -1,5 +1,7 @@
-//! The model families beyond BERT and XLM-RoBERTa, served by
-//! candle-transformers' implementations on the candle engine: NomicBert
+//! The model families beyond BERT and XLM-RoBERTa, on the candle engine:
+//! MPNet (`all-mpnet-base-v2`: relative position bias; written here, in
+//! [`mpnet`], as candle-transformers has none) and, through
+//! candle-transformers' implementations, NomicBert
 //! (`nomic-embed-text`: rotary positions, SwiGLU, fused QKV), ModernBERT
 //! (`gte-modernbert`: rotary, alternating local and global attention,
 //! GeGLU, no biases) and the Qwen3 decoder (`Qwen3-Embedding`: causal
@@ -13,7 +15,7 @@
 //! calls [`FamilyModel::forward`] and drops the padding rows again, as it
 //! does for BERT.
 //!
-//! Padding never changes a real token's vector: NomicBert and ModernBERT
+//! Padding never changes a real token's vector: MPNet, NomicBert and ModernBERT
 //! honour the attention mask (candle's implementations add it to every
 //! layer's scores), and the decoder is causal, so with the padding on the
 //! right (where the encoder puts it) no real token ever attends to it —
@@ -25,6 +27,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::{modernbert, nomic_bert, qwen3};
 use serde::Deserialize;
 
+pub(crate) mod mpnet;
+
 /// A family of this module with the configuration candle's model reads.
 #[derive(Debug, Clone)]
 pub(crate) enum Family {
@@ -34,6 +38,8 @@ pub(crate) enum Family {
     ModernBert(modernbert::Config),
     /// Qwen3 (`model_type` `"qwen3"`, `Qwen3*`), a decoder.
     Qwen3(qwen3::Config),
+    /// MPNet (`model_type` `"mpnet"`, `MPNet*`).
+    Mpnet(mpnet::Config),
 }
 
 /// The sizes of a model that loading checks and the embedder reports.
@@ -83,6 +89,8 @@ impl Family {
             Self::ModernBert(modernbert::Config::deserialize(json).map_err(|e| e.to_string())?)
         } else if named("qwen3", "Qwen3") {
             Self::Qwen3(qwen3::Config::deserialize(json).map_err(|e| e.to_string())?)
+        } else if named("mpnet", "MPNet") {
+            Self::Mpnet(mpnet::Config::deserialize(json).map_err(|e| e.to_string())?)
         } else {
             return Ok(None);
         };
@@ -95,6 +103,7 @@ impl Family {
             Self::NomicBert(_) => "NomicBert",
             Self::ModernBert(_) => "ModernBERT",
             Self::Qwen3(_) => "Qwen3",
+            Self::Mpnet(_) => "MPNet",
         }
     }
 
@@ -166,6 +175,15 @@ impl Family {
                     type_vocab_size: 1,
                 }
             }
+            Self::Mpnet(c) => {
+                c.check()?;
+                FamilySizes {
+                    hidden_size: c.hidden_size,
+                    vocab_size: c.vocab_size,
+                    max_tokens: c.max_tokens(),
+                    type_vocab_size: 1,
+                }
+            }
         };
         if sizes.max_tokens < 2 {
             return Err(format!(
@@ -185,6 +203,7 @@ pub(crate) enum FamilyModel {
     /// this one is never run: each forward pass runs a clone (its weights
     /// are shared, its cache starts empty).
     Qwen3(qwen3::Model),
+    Mpnet(mpnet::MpnetModel),
 }
 
 /// `vb`, reading `name` as `prefix` + `name` would be read, when the
@@ -205,7 +224,7 @@ impl FamilyModel {
     /// Loads `family`'s model from `vb` (fp32, on the CPU). Weights load
     /// bare (as `*Model.save_pretrained` writes them) or under the prefix
     /// of a `*For…` checkpoint (`model.` for ModernBERT and Qwen3,
-    /// `nomic_bert.` for NomicBert).
+    /// `nomic_bert.` for NomicBert, `mpnet.` for MPNet).
     ///
     /// # Errors
     /// candle's error naming the tensor that is missing or misshapen.
@@ -220,6 +239,7 @@ impl FamilyModel {
                 let vb = bare_if_saved_bare(vb, "model.", "embed_tokens.weight");
                 Self::Qwen3(qwen3::Model::new(c, vb)?)
             }
+            Family::Mpnet(c) => Self::Mpnet(mpnet::MpnetModel::load(vb, c)?),
         })
     }
 
@@ -235,6 +255,7 @@ impl FamilyModel {
             Self::ModernBert(m) => m.forward(ids, mask),
             // Causal attention: right padding cannot reach a real token.
             Self::Qwen3(m) => m.clone().forward(ids, 0),
+            Self::Mpnet(m) => m.forward(ids, mask),
         }
     }
 }
