@@ -1,6 +1,7 @@
 //! Sentence embeddings, cross-encoder reranking and sequence
 //! classification from BERT- and XLM-RoBERTa-family models, run on the CPU
-//! by Corral's own encoder (FastBert) or candle's, as Corral
+//! by Corral's own encoder (FastBert) or candle's, and embeddings from
+//! MPNet, NomicBert, ModernBERT and Qwen3 models on candle's, as Corral
 //! [`Backend`](corral_core::Backend)s.
 //!
 //! A model directory is served as what its `config.json` declares
@@ -23,6 +24,10 @@
 //!   from either side, bounded work on very long texts; pairs with the
 //!   model's pair template and `longest_first` truncation
 //!   ([`EmbedTokenizer::encode_pair`]), and [`EmbedTokenizer::decode`].
+//! - `arch`: the families beyond BERT and XLM-RoBERTa (MPNet, written
+//!   here; NomicBert, ModernBERT and the Qwen3 decoder, candle-transformers'):
+//!   their sizes from `config.json`, their weight names, one masked padded
+//!   forward each.
 //! - `encoder`: the forward pass behind one seam (FastBert or candle's
 //!   BERT / XLM-RoBERTa), from one packed batch (ids + offsets, and token
 //!   types for pairs) to pooled rows or, through the head, logits.
