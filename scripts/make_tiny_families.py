@@ -12,6 +12,13 @@ files.
                     weights as MPNetModel writes them (bare names); a BERT-style
                     word-piece tokenizer with MPNet's specials (<s> <pad> </s>
                     <unk> at 0..3, <mask> last), <s> $A </s>; 1_Pooling: mean
+    tiny-splade     SPLADE: a BertForMaskedLM (hidden 32, 2 layers, 4 heads,
+                    intermediate 64, 64 positions, the decoder tied to the word
+                    embeddings) with the tokenizer of tiny-bert-rerank, saved by
+                    sentence-transformers' SparseEncoder (MLMTransformer +
+                    SpladePooling max over relu); its golden.json has, per
+                    text, the ids and SparseEncoder.encode's nonzero entries
+                    (indices ascending, values)
     tiny-nomic      NomicBert: hidden 32, 2 layers, 4 heads, SwiGLU 48, rotary
                     (base 1000), post-norm; config.json and weight names in the
                     layout of the hub's nomic-embed-text-v1.5 (n_embd, n_head,
@@ -62,7 +69,7 @@ Regenerate (offline; nothing is downloaded):
         python3 scripts/make_tiny_families.py
 
 Needs torch and transformers >= 5 (its NomicBert); tokenizers and
-safetensors. The output depends only on the seed and the library versions.
+safetensors; sentence-transformers >= 5 (its SparseEncoder) for tiny-splade. The output depends only on the seed and the library versions.
 """
 
 import json
@@ -291,6 +298,77 @@ def make_mpnet() -> None:
     write_json(out / "golden.json", g)
 
 
+# ---------------------------------------------------------------- SPLADE
+
+
+def make_splade() -> None:
+    import tempfile
+
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder import models as sparse_models
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    out = fresh("tiny-splade")
+    raw = Tokenizer.from_file(str(BERT_TOKENIZER))
+    raw.no_padding()
+    raw.no_truncation()
+    vocab = raw.get_vocab_size()
+    torch.manual_seed(SEED + 4)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        hidden_act="gelu",
+        max_position_embeddings=MAX_TOKENS,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+        architectures=["BertForMaskedLM"],
+    )
+    model = BertForMaskedLM(config).eval()
+    with torch.no_grad():
+        # A positive bias on part of the vocabulary so that some logits
+        # pass the ReLU and the vectors are neither empty nor dense.
+        model.cls.predictions.bias.copy_(torch.randn(vocab) * 0.5)
+    fast = BertTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        do_lower_case=True,
+        model_max_length=MAX_TOKENS,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        fast.save_pretrained(tmp)
+        mlm = sparse_models.MLMTransformer(tmp, max_seq_length=MAX_TOKENS)
+        pool = sparse_models.SpladePooling(pooling_strategy="max", activation_function="relu")
+        st = SparseEncoder(modules=[mlm, pool], device="cpu")
+        st.save(str(out))
+    st = SparseEncoder(str(out), device="cpu")
+    dense = st.encode(TEXTS, convert_to_tensor=True, convert_to_sparse_tensor=False, batch_size=4)
+    rows = []
+    for text, row in zip(TEXTS, dense):
+        ids = st.tokenizer(text, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        nz = torch.nonzero(row).flatten().tolist()
+        rows.append({"text": text, "ids": ids, "indices": nz, "values": [float(row[i]) for i in nz]})
+    import sentence_transformers
+
+    v = versions()
+    v["sentence_transformers"] = sentence_transformers.__version__
+    g = {"versions": v, "max_tokens": MAX_TOKENS, "vocab_size": vocab, "texts": rows}
+    assert any(len(r["ids"]) == MAX_TOKENS for r in rows)
+    assert all(0 < len(r["indices"]) < vocab for r in rows if r["text"])
+    write_json(out / "golden.json", g)
+    for extra in ["README.md"]:
+        if (out / extra).exists():
+            (out / extra).unlink()
+
+
 # ---------------------------------------------------------------- NomicBert
 
 
@@ -509,8 +587,14 @@ def make_qwen3() -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    which = sys.argv[1:] or ["mpnet", "nomic", "modernbert", "qwen3"]
-    makers = {"mpnet": make_mpnet, "nomic": make_nomic, "modernbert": make_modernbert, "qwen3": make_qwen3}
+    which = sys.argv[1:] or ["mpnet", "nomic", "modernbert", "qwen3", "splade"]
+    makers = {
+        "mpnet": make_mpnet,
+        "nomic": make_nomic,
+        "modernbert": make_modernbert,
+        "qwen3": make_qwen3,
+        "splade": make_splade,
+    }
     for name in which:
         makers[name]()
         print(f"wrote tiny-{name}")

@@ -168,6 +168,17 @@ impl ModelConfig {
     /// Reads the configuration of the model in `dir` (already checked to hold
     /// `config.json`), parsing `config.json` once.
     pub(crate) fn load(dir: &Path) -> Result<Self, EmbedError> {
+        Self::load_as(dir, false)
+    }
+
+    /// [`ModelConfig::load`] for [`crate::SparseEncoder`]: a SPLADE model
+    /// (a `SpladePooling` module in `modules.json`) is what it loads, where
+    /// every other loader refuses one.
+    pub(crate) fn load_sparse(dir: &Path) -> Result<Self, EmbedError> {
+        Self::load_as(dir, true)
+    }
+
+    fn load_as(dir: &Path, sparse: bool) -> Result<Self, EmbedError> {
         let config_path = dir.join("config.json");
         let json: serde_json::Value = read_json(&config_path)?;
         let bad = |e: serde_json::Error| EmbedError::config(&config_path, e.to_string());
@@ -258,7 +269,11 @@ impl ModelConfig {
             ));
         }
 
-        let (pooling, include_prompt) = read_pooling(dir)?;
+        let (pooling, include_prompt) = if sparse {
+            (None, true)
+        } else {
+            read_pooling(dir)?
+        };
         let st_model_path = dir.join("config_sentence_transformers.json");
         let st_model: StModelConfig = read_optional_json(&st_model_path)?.unwrap_or_default();
         let prompts = Prompts {
@@ -461,6 +476,16 @@ fn read_ce_activation(dir: &Path, json: &serde_json::Value) -> Result<Activation
 /// its `include_prompt` (`true` without one).
 fn read_pooling(dir: &Path) -> Result<(Option<Pooling>, bool), EmbedError> {
     let modules: Option<Vec<Module>> = read_optional_json(&dir.join("modules.json"))?;
+    if modules
+        .iter()
+        .flatten()
+        .any(|m| m.kind.ends_with("SpladePooling"))
+    {
+        return Err(EmbedError::config(
+            dir.join("modules.json"),
+            "a SPLADE model (SpladePooling) gives sparse vectors: load it with SparseEncoder",
+        ));
+    }
     let pooling_dir: PathBuf = modules
         .iter()
         .flatten()

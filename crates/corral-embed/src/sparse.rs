@@ -1,0 +1,276 @@
+//! SPLADE: sparse vectors over the vocabulary from a BERT masked-language
+//! model, as sentence-transformers' `SparseEncoder` (`MLMTransformer` then
+//! `SpladePooling`) gives them — for each vocabulary entry, the largest
+//! `log(1 + ReLU(logit))` over the text's tokens; entries that stay zero are
+//! left out.
+//!
+//! [`SparseEncoder`] is the library-level slice: a loaded model usable
+//! without the pool, on candle's BERT with its MLM head (fp32). It is not
+//! yet a pool `Backend`, and the HTTP front has no `/embed_sparse` route.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::models::bert::BertForMaskedLM;
+use serde::Deserialize;
+
+use crate::config::{Architecture, ModelConfig};
+use crate::head::var_builder;
+use crate::input::effective_max_len;
+use crate::model_dir::check_model_dir;
+use crate::tokenize::{EmbedTokenizer, TruncationSide};
+use crate::{EmbedError, EmbedSpec};
+
+/// A sparse vector over a model's vocabulary: `indices` ascending, each
+/// with its `values` entry (positive; the entries left out are zero).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparseVector {
+    /// Vocabulary ids, ascending.
+    pub indices: Vec<u32>,
+    /// The weight of each id in `indices`.
+    pub values: Vec<f32>,
+}
+
+impl SparseVector {
+    /// The vector written out in full, `len` entries (the vocabulary size).
+    pub fn to_dense(&self, len: usize) -> Vec<f32> {
+        let mut dense = vec![0.0; len];
+        for (&i, &v) in self.indices.iter().zip(&self.values) {
+            if let Some(slot) = dense.get_mut(i as usize) {
+                *slot = v;
+            }
+        }
+        dense
+    }
+}
+
+#[derive(Deserialize)]
+struct Module {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct SpladeConfig {
+    #[serde(default = "max")]
+    pooling_strategy: String,
+    #[serde(default = "relu")]
+    activation_function: String,
+}
+
+fn max() -> String {
+    "max".into()
+}
+
+fn relu() -> String {
+    "relu".into()
+}
+
+/// A loaded SPLADE model.
+pub struct SparseEncoder {
+    tokenizer: EmbedTokenizer,
+    model: BertForMaskedLM,
+    vocab_size: usize,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for SparseEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SparseEncoder")
+            .field("vocab_size", &self.vocab_size)
+            .field("max_seq_length", &self.tokenizer.max_seq_length())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SparseEncoder {
+    /// Loads the SPLADE model `spec.model_dir` holds — a BERT
+    /// `BertForMaskedLM` checkpoint whose `modules.json` has a
+    /// `SpladePooling` module with `pooling_strategy` `max` and
+    /// `activation_function` `relu` — to run on `threads` threads. The
+    /// decoder's weights may be tied to the word embeddings (left out of the
+    /// checkpoint). `spec`'s maximum length applies; its pooling,
+    /// normalisation, engine, quantisation, prompt and `truncate_dim` do not.
+    ///
+    /// # Errors
+    /// [`EmbedError::ModelDir`] for a missing or incomplete directory;
+    /// [`EmbedError::Config`] for a directory that is not such a model (no
+    /// `SpladePooling`, another pooling strategy or activation, another
+    /// architecture) or weights that do not match it;
+    /// [`EmbedError::Tokenizer`] for a bad `tokenizer.json`.
+    pub fn load(spec: &EmbedSpec, threads: usize) -> Result<Self, EmbedError> {
+        let dir: &Path = &spec.model_dir;
+        check_model_dir(dir)?;
+        check_splade_module(dir)?;
+        let config = ModelConfig::load_sparse(dir)?;
+        let Architecture::Bert(bert) = &config.arch else {
+            return Err(EmbedError::config(
+                dir.join("config.json"),
+                "SPLADE is supported on BERT masked-language models (BertForMaskedLM) only",
+            ));
+        };
+        let max_seq_length = effective_max_len(spec, &config);
+        let tokenizer = EmbedTokenizer::from_file(
+            &dir.join("tokenizer.json"),
+            max_seq_length,
+            config.vocab_size,
+        )?;
+        let vb = var_builder(dir)?;
+        // The decoder is tied to the word embeddings (and its bias kept as
+        // `cls.predictions.bias`) in most checkpoints.
+        let tied = !vb.contains_tensor("cls.predictions.decoder.weight");
+        let untied_bias = !vb.contains_tensor("cls.predictions.decoder.bias");
+        let vb = vb.rename_f(move |name: &str| match name {
+            "cls.predictions.decoder.weight" if tied => {
+                "bert.embeddings.word_embeddings.weight".to_owned()
+            }
+            "cls.predictions.decoder.bias" if untied_bias => "cls.predictions.bias".to_owned(),
+            other => other.to_owned(),
+        });
+        let model = BertForMaskedLM::load(vb, bert).map_err(|e| {
+            EmbedError::config(
+                dir,
+                format!("the weights are not a BERT masked-language model's: {e}"),
+            )
+        })?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("corral-sparse-{i}"))
+            .build()
+            .map_err(|e| EmbedError::ThreadPool(e.to_string()))?;
+        Ok(Self {
+            tokenizer,
+            model,
+            vocab_size: config.vocab_size,
+            pool,
+        })
+    }
+
+    /// The vocabulary size: every index is below it.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Word pieces a text is cut to, special tokens included.
+    pub fn max_seq_length(&self) -> usize {
+        self.tokenizer.max_seq_length()
+    }
+
+    /// The ids `text` becomes (special tokens around, cut at the end).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] if the tokenizer refuses the text.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        match self.tokenizer.encode(text, TruncationSide::Right) {
+            Ok(t) => Ok(t.ids),
+            Err(EmbedError::Tokenizer(e)) => {
+                Err(EmbedError::InvalidInput(format!("tokenizing: {e}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One sparse vector per text, in order, in one padded forward pass
+    /// (keep batches small: the pass holds `texts × longest × vocabulary`
+    /// logits).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] if the tokenizer refuses a text;
+    /// [`EmbedError::Candle`] if the forward pass fails.
+    pub fn encode<S: AsRef<str>>(&mut self, texts: &[S]) -> Result<Vec<SparseVector>, EmbedError> {
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.token_ids(t.as_ref()))
+            .collect::<Result<_, _>>()?;
+        let model = &self.model;
+        let vocab = self.vocab_size;
+        self.pool.install(|| forward(model, &ids, vocab))
+    }
+}
+
+/// Checks that `dir/modules.json` names a `SpladePooling` module whose
+/// configuration (if any) is max pooling over ReLU.
+fn check_splade_module(dir: &Path) -> Result<(), EmbedError> {
+    let path = dir.join("modules.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        EmbedError::config(
+            &path,
+            format!("a SPLADE model needs modules.json with a SpladePooling module: {e}"),
+        )
+    })?;
+    let modules: Vec<Module> =
+        serde_json::from_str(&text).map_err(|e| EmbedError::config(&path, e.to_string()))?;
+    let Some(module) = modules.iter().find(|m| m.kind.ends_with("SpladePooling")) else {
+        return Err(EmbedError::config(
+            &path,
+            "no SpladePooling module: this is not a SPLADE model",
+        ));
+    };
+    let cfg_path = dir.join(&module.path).join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&cfg_path) {
+        let cfg: SpladeConfig = serde_json::from_str(&text)
+            .map_err(|e| EmbedError::config(&cfg_path, e.to_string()))?;
+        if cfg.pooling_strategy != "max" || cfg.activation_function != "relu" {
+            return Err(EmbedError::config(
+                &cfg_path,
+                format!(
+                    "SpladePooling {:?} over {:?} is not supported (max over relu is)",
+                    cfg.pooling_strategy, cfg.activation_function
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The padded forward pass and the SPLADE pooling of each row's real
+/// tokens.
+fn forward(
+    model: &BertForMaskedLM,
+    ids: &[Vec<u32>],
+    vocab: usize,
+) -> Result<Vec<SparseVector>, EmbedError> {
+    let rows = ids.len();
+    let seq = ids.iter().map(Vec::len).max().unwrap_or(0);
+    if rows == 0 || seq == 0 {
+        return Ok(vec![SparseVector::default(); rows]);
+    }
+    let mut flat = vec![0u32; rows * seq];
+    let mut mask = vec![0u32; rows * seq];
+    for (r, row) in ids.iter().enumerate() {
+        flat[r * seq..r * seq + row.len()].copy_from_slice(row);
+        mask[r * seq..r * seq + row.len()].fill(1);
+    }
+    let device = Device::Cpu;
+    let ids_t = Tensor::from_vec(flat, (rows, seq), &device)?;
+    let types = ids_t.zeros_like()?;
+    let mask_t = Tensor::from_vec(mask, (rows, seq), &device)?;
+    let logits = model.forward(&ids_t, &types, Some(&mask_t))?;
+    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+    Ok(ids
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let mut best = vec![0f32; vocab];
+            for t in 0..row.len() {
+                let at = (r * seq + t) * vocab;
+                for (b, &x) in best.iter_mut().zip(&logits[at..at + vocab]) {
+                    let w = x.max(0.0).ln_1p();
+                    if w > *b {
+                        *b = w;
+                    }
+                }
+            }
+            let mut v = SparseVector::default();
+            for (i, &w) in best.iter().enumerate() {
+                if w > 0.0 {
+                    v.indices.push(i as u32);
+                    v.values.push(w);
+                }
+            }
+            v
+        })
+        .collect())
+}
