@@ -40,10 +40,12 @@ impl FromStr for Pooling {
 pub enum Engine {
     /// Corral's own BERT / XLM-RoBERTa forward ([`crate::fast::FastBert`]):
     /// fused CPU kernels, padding never computed. Falls back to candle, with
-    /// a warning, for a model it does not support (e.g. no safetensors).
+    /// a warning, for a model it does not support (e.g. no safetensors, or
+    /// an MPNet, NomicBert, ModernBERT or Qwen3 model).
     #[default]
     Fast,
-    /// candle-transformers' BERT or XLM-RoBERTa.
+    /// candle's: candle-transformers' BERT, XLM-RoBERTa, NomicBert,
+    /// ModernBERT or Qwen3, or Corral's MPNet on candle's tensor ops.
     Candle,
 }
 
