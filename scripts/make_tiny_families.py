@@ -486,7 +486,6 @@ def make_modernbert() -> None:
         "hidden_activation": "gelu",
         "max_position_embeddings": MAX_TOKENS,
         "norm_eps": 1e-5,
-        "layer_norm_eps": 1e-5,
         "norm_bias": False,
         "attention_bias": False,
         "mlp_bias": False,

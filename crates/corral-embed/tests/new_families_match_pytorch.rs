@@ -293,9 +293,11 @@ fn weights_load_bare_or_under_the_checkpoints_prefix() {
     check_against_golden("tiny-qwen3", &qwen, &[Pooling::LastToken]);
 }
 
-/// `config.json` of a copy of fixture `name`, edited by `edit`; the error
-/// loading it gives.
-fn load_error_with_config(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+/// A copy of fixture `name` whose `config.json` is edited by `edit`.
+fn copy_with_config(
+    name: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(name);
     copy_dir(&fixture_dir(name), &dir);
@@ -304,9 +306,81 @@ fn load_error_with_config(name: &str, edit: impl Fn(&mut serde_json::Value)) -> 
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut json);
     std::fs::write(&path, json.to_string()).unwrap();
+    (tmp, dir)
+}
+
+/// The error loading a copy of fixture `name` whose `config.json` is
+/// edited by `edit`.
+fn load_error_with_config(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    let (_tmp, dir) = copy_with_config(name, edit);
     Embedder::load(&EmbedSpec::new(&dir), 1)
         .unwrap_err()
         .to_string()
+}
+
+#[test]
+fn modernbert_and_qwen3_configs_in_transformers_5_layout_load_the_same() {
+    // ModernBERT: rope_parameters per attention kind and layer_types in
+    // place of global_rope_theta, local_rope_theta and
+    // global_attn_every_n_layers.
+    let (_a, modern) = copy_with_config("tiny-modernbert", |j| {
+        let o = j.as_object_mut().unwrap();
+        for key in [
+            "global_rope_theta",
+            "local_rope_theta",
+            "global_attn_every_n_layers",
+        ] {
+            o.remove(key).unwrap();
+        }
+        o.insert(
+            "rope_parameters".into(),
+            serde_json::json!({
+                "full_attention": {"rope_type": "default", "rope_theta": 160000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            }),
+        );
+        o.insert(
+            "layer_types".into(),
+            serde_json::json!(["full_attention", "sliding_attention"]),
+        );
+    });
+    check_against_golden("tiny-modernbert", &modern, &[Pooling::Cls]);
+    // Qwen3: rope_parameters in place of rope_theta; the sliding-window
+    // fields left out.
+    let (_b, qwen) = copy_with_config("tiny-qwen3", |j| {
+        let o = j.as_object_mut().unwrap();
+        for key in [
+            "rope_theta",
+            "rope_scaling",
+            "max_window_layers",
+            "sliding_window",
+            "use_sliding_window",
+        ] {
+            o.remove(key).unwrap();
+        }
+        o.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_type": "default", "rope_theta": 1000000.0}),
+        );
+    });
+    check_against_golden("tiny-qwen3", &qwen, &[Pooling::LastToken]);
+}
+
+#[test]
+fn what_candle_does_not_implement_is_refused_not_run() {
+    let msg = load_error_with_config("tiny-qwen3", |j| {
+        j["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+    });
+    assert!(msg.contains("rope_scaling"), "{msg}");
+    let msg = load_error_with_config("tiny-modernbert", |j| {
+        j["layer_types"] = serde_json::json!(["sliding_attention", "full_attention"]);
+    });
+    assert!(msg.contains("layer_types"), "{msg}");
+    let msg = load_error_with_config("tiny-qwen3", |j| {
+        j["use_sliding_window"] = serde_json::json!(true);
+        j["sliding_window"] = serde_json::json!(4);
+    });
+    assert!(msg.contains("sliding"), "{msg}");
 }
 
 #[test]

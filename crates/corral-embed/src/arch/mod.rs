@@ -86,9 +86,11 @@ impl Family {
             }
             Self::NomicBert(nomic_bert::Config::deserialize(json).map_err(|e| e.to_string())?)
         } else if named("modernbert", "ModernBert") {
-            Self::ModernBert(modernbert::Config::deserialize(json).map_err(|e| e.to_string())?)
+            let json = modernbert_fields(json)?;
+            Self::ModernBert(modernbert::Config::deserialize(&json).map_err(|e| e.to_string())?)
         } else if named("qwen3", "Qwen3") {
-            Self::Qwen3(qwen3::Config::deserialize(json).map_err(|e| e.to_string())?)
+            let json = qwen3_fields(json)?;
+            Self::Qwen3(qwen3::Config::deserialize(&json).map_err(|e| e.to_string())?)
         } else if named("mpnet", "MPNet") {
             Self::Mpnet(mpnet::Config::deserialize(json).map_err(|e| e.to_string())?)
         } else {
@@ -193,6 +195,139 @@ impl Family {
         }
         Ok(sizes)
     }
+}
+
+/// The rotary base of `json`'s `rope_parameters` (transformers 5's
+/// layout), under `kind` when the parameters are per attention kind;
+/// refuses a scaled rotary (`rope_type` other than `default`), which
+/// candle's models do not implement.
+fn rope_theta(json: &serde_json::Value, kind: Option<&str>) -> Result<Option<f64>, String> {
+    if json.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+        return Err("a scaled rotary (rope_scaling) is not supported".into());
+    }
+    let Some(mut params) = json.get("rope_parameters").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if let Some(kind) = kind {
+        match params.get(kind) {
+            Some(p) => params = p,
+            None => return Ok(None),
+        }
+    }
+    match params.get("rope_type").and_then(|t| t.as_str()) {
+        None | Some("default") => Ok(params.get("rope_theta").and_then(|t| t.as_f64())),
+        Some(other) => Err(format!("rope_type {other:?} is not supported (default is)")),
+    }
+}
+
+/// `json` with the fields candle's ModernBERT configuration requires filled
+/// in from the names the published checkpoints use (`norm_eps`), from
+/// transformers 5's layout (`rope_parameters`, `layer_types`) or from
+/// transformers' defaults.
+///
+/// # Errors
+/// A scaled rotary, or `layer_types` that do not alternate as
+/// `global_attn_every_n_layers` says.
+fn modernbert_fields(json: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut json = json.clone();
+    // Without global_attn_every_n_layers, transformers 5's `layer_types`
+    // say it: the index of the second global layer (transformers' default 3
+    // when neither is given).
+    let types_every = json
+        .get("layer_types")
+        .and_then(|v| v.as_array())
+        .map(|types| {
+            types
+                .iter()
+                .skip(1)
+                .position(|t| t.as_str() == Some("full_attention"))
+                .map_or(types.len().max(1), |p| p + 1) as u64
+        });
+    let every = json
+        .get("global_attn_every_n_layers")
+        .and_then(|v| v.as_u64())
+        .or(types_every)
+        .unwrap_or(3);
+    if let Some(types) = json.get("layer_types").and_then(|v| v.as_array()) {
+        let every = usize::try_from(every).unwrap_or(usize::MAX).max(1);
+        for (i, t) in types.iter().enumerate() {
+            let want = if i % every == 0 {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            };
+            if t.as_str() != Some(want) {
+                return Err(format!(
+                    "layer_types[{i}] is {t}, not {want:?}: only a global layer every \
+                     global_attn_every_n_layers ({every}) is supported"
+                ));
+            }
+        }
+    }
+    let global = rope_theta(&json, Some("full_attention"))?;
+    let local = rope_theta(&json, Some("sliding_attention"))?;
+    let obj = json.as_object_mut().ok_or("config.json is not an object")?;
+    let eps = obj
+        .get("norm_eps")
+        .cloned()
+        .unwrap_or(serde_json::json!(1e-5));
+    let mut fill = |key: &str, value: serde_json::Value| {
+        if obj.get(key).is_none_or(serde_json::Value::is_null) {
+            obj.insert(key.to_owned(), value);
+        }
+    };
+    fill("layer_norm_eps", eps);
+    fill("global_attn_every_n_layers", serde_json::json!(every));
+    fill(
+        "global_rope_theta",
+        serde_json::json!(global.unwrap_or(160_000.0)),
+    );
+    fill(
+        "local_rope_theta",
+        serde_json::json!(local.unwrap_or(10_000.0)),
+    );
+    fill("local_attention", serde_json::json!(128));
+    fill("pad_token_id", serde_json::json!(50_283));
+    Ok(json)
+}
+
+/// `json` with the fields candle's Qwen3 configuration requires filled in
+/// from transformers 5's layout (`rope_parameters`) or transformers'
+/// defaults.
+///
+/// # Errors
+/// A scaled rotary, or a sliding window (candle's Qwen3 attends to the
+/// whole text).
+fn qwen3_fields(json: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut json = json.clone();
+    let theta = rope_theta(&json, None)?;
+    if json.get("use_sliding_window").and_then(|v| v.as_bool()) == Some(true) {
+        return Err("use_sliding_window is not supported".into());
+    }
+    let obj = json.as_object_mut().ok_or("config.json is not an object")?;
+    let layers = obj.get("num_hidden_layers").cloned().unwrap_or_default();
+    let head_dim = match (
+        obj.get("hidden_size").and_then(|v| v.as_u64()),
+        obj.get("num_attention_heads").and_then(|v| v.as_u64()),
+    ) {
+        (Some(h), Some(n)) if n > 0 => serde_json::json!(h / n),
+        _ => serde_json::Value::Null,
+    };
+    let mut fill = |key: &str, value: serde_json::Value| {
+        if obj.get(key).is_none_or(serde_json::Value::is_null) {
+            obj.insert(key.to_owned(), value);
+        }
+    };
+    fill("rope_theta", serde_json::json!(theta.unwrap_or(10_000.0)));
+    fill("head_dim", head_dim);
+    fill("attention_bias", serde_json::json!(false));
+    fill("max_window_layers", layers);
+    fill("use_sliding_window", serde_json::json!(false));
+    fill("tie_word_embeddings", serde_json::json!(false));
+    fill("hidden_act", serde_json::json!("silu"));
+    fill("rms_norm_eps", serde_json::json!(1e-6));
+    fill("max_position_embeddings", serde_json::json!(32_768));
+    Ok(json)
 }
 
 /// A loaded model of a [`Family`].
