@@ -182,6 +182,17 @@ def byte_level_bpe(specials: list, vocab_size: int) -> Tokenizer:
     return tok
 
 
+def sharpen_attention(model, patterns) -> None:
+    """Scales the query and key projections (15x transformers' init) so that
+    attention scores are of order one: at the init's scale attention is
+    nearly uniform, and positions (rotary, relative or absolute) would hardly
+    change the output, so a wrong rotary base or bucket would go unseen."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if any(pat in name for pat in patterns) and name.endswith("weight"):
+                p.mul_(15.0)
+
+
 def golden(model, fast: PreTrainedTokenizerFast, pad_id: int) -> dict:
     """Token ids and pooled vectors, alone and in padded batches."""
     model.eval()
@@ -281,6 +292,7 @@ def make_mpnet() -> None:
     torch.manual_seed(SEED + 3)
     config = MPNetConfig.from_pretrained(str(out))
     model = MPNetModel(config, add_pooling_layer=False).eval()
+    sharpen_attention(model, ["attn.q.", "attn.k."])
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "LayerNorm" in name:
@@ -418,6 +430,7 @@ def make_nomic() -> None:
         rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
     )
     model = NomicBertModel(config, add_pooling_layer=False).eval()
+    sharpen_attention(model, ["self_attn.q_proj", "self_attn.k_proj"])
     # Random layer-norm parameters, not ones and zeros, so that a wrong norm shows.
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -507,6 +520,7 @@ def make_modernbert() -> None:
     config._attn_implementation = "eager"
     assert config.layer_types == ["full_attention", "sliding_attention"], config.layer_types
     model = ModernBertModel(config).eval()
+    sharpen_attention(model, ["attn.Wqkv"])
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -568,6 +582,7 @@ def make_qwen3() -> None:
     config = Qwen3Config.from_pretrained(str(out))
     config._attn_implementation = "eager"
     model = Qwen3Model(config).eval()
+    sharpen_attention(model, ["self_attn.q_proj", "self_attn.k_proj"])
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
