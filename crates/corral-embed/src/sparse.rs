@@ -4,21 +4,23 @@
 //! `log(1 + ReLU(logit))` over the text's tokens; entries that stay zero are
 //! left out.
 //!
-//! [`SparseEncoder`] is the library-level slice: a loaded model usable
-//! without the pool, on candle's BERT with its MLM head (fp32). It is not
-//! yet a pool `Backend`, and the HTTP front has no `/embed_sparse` route.
+//! [`SparseEncoder`] is a loaded model usable without the pool, on candle's
+//! BERT with its MLM head (fp32); [`SparseBackend`] is the pool's view of it
+//! (a text in, its [`SparseVector`] out). The HTTP front has no
+//! `/embed_sparse` route yet.
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::BertForMaskedLM;
+use corral_core::{Backend, BackendError, Batching, LoadContext};
 use serde::Deserialize;
 
 use crate::config::{Architecture, ModelConfig};
 use crate::head::var_builder;
 use crate::input::effective_max_len;
 use crate::model_dir::check_model_dir;
-use crate::tokenize::{EmbedTokenizer, TruncationSide};
+use crate::tokenize::{estimate_tokens, EmbedTokenizer, TruncationSide};
 use crate::{EmbedError, EmbedSpec};
 
 /// A sparse vector over a model's vocabulary: `indices` ascending, each
@@ -187,6 +189,65 @@ impl SparseEncoder {
         let model = &self.model;
         let vocab = self.vocab_size;
         self.pool.install(|| forward(model, &ids, vocab))
+    }
+}
+
+/// Most texts in one SPLADE forward pass: its logits are texts × longest
+/// × vocabulary floats.
+const MAX_SPARSE_ROWS: usize = 32;
+
+/// The pool's view of a [`SparseEncoder`]: one text in, its
+/// [`SparseVector`] out. Batches are costed padded (rows × the longest, in
+/// estimated tokens) within the spec's `max_forward_tokens` and at most 32
+/// texts, so one pass holds at most `max_forward_tokens` × vocabulary
+/// logits.
+pub struct SparseBackend {
+    encoder: SparseEncoder,
+    max_forward_tokens: usize,
+}
+
+impl std::fmt::Debug for SparseBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SparseBackend")
+            .field("encoder", &self.encoder)
+            .field("max_forward_tokens", &self.max_forward_tokens)
+            .finish()
+    }
+}
+
+impl Backend for SparseBackend {
+    type Spec = EmbedSpec;
+    type Input = String;
+    type Output = SparseVector;
+
+    fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
+        let encoder = SparseEncoder::load(spec, ctx.threads)?;
+        tracing::info!(
+            pool = %ctx.pool,
+            worker = ctx.worker_id,
+            vocab_size = encoder.vocab_size(),
+            max_seq_length = encoder.max_seq_length(),
+            "loaded SPLADE model from {}",
+            spec.model_dir.display()
+        );
+        Ok(Self {
+            encoder,
+            max_forward_tokens: spec.max_forward_tokens.max(1),
+        })
+    }
+
+    fn cost(&self, input: &String) -> usize {
+        estimate_tokens(input, self.encoder.max_seq_length())
+    }
+
+    fn batching(&self) -> Batching {
+        Batching::PADDED
+            .with_max_cost(self.max_forward_tokens)
+            .with_max_inputs(MAX_SPARSE_ROWS)
+    }
+
+    fn run(&mut self, batch: &[&String]) -> Result<Vec<SparseVector>, BackendError> {
+        Ok(self.encoder.encode(batch)?)
     }
 }
 

@@ -3,12 +3,16 @@
 //! `SparseEncoder` in `scripts/make_tiny_families.py`, committed; the tests
 //! fail, never skip, without it) must give `SparseEncoder.encode`'s ids
 //! exactly and its sparse vectors — the same nonzero indices, each value
-//! within 1e-4 — for every text alone and in one batch; a SPLADE directory
-//! is refused as a dense embedder, and a dense one as a SPLADE model.
+//! within 1e-4 — for every text alone and in one batch, directly and
+//! through a pool of `SparseBackend` workers; a SPLADE directory is refused
+//! as a dense embedder, and a dense one as a SPLADE model.
 
 use std::path::{Path, PathBuf};
 
-use corral_embed::{EmbedSpec, Embedder, SparseEncoder, SparseVector};
+use std::time::Duration;
+
+use corral_core::{Call, Pool, PoolConfig};
+use corral_embed::{EmbedSpec, Embedder, SparseBackend, SparseEncoder, SparseVector};
 use serde::Deserialize;
 
 /// Largest difference allowed between a Rust and a PyTorch value.
@@ -95,4 +99,48 @@ fn a_dense_model_is_not_loaded_as_splade() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("SpladePooling"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_sparse_backends_answers_each_request_with_its_own_vectors() {
+    let golden = golden();
+    let config = PoolConfig {
+        name: "splade-test".into(),
+        workers: 2,
+        threads_per_worker: Some(1),
+        max_batch_tokens: 96,
+        max_client_batch: 16,
+        ..PoolConfig::default()
+    };
+    let handle = Pool::<SparseBackend>::spawn(EmbedSpec::new(fixture_dir()), config)
+        .await
+        .unwrap();
+    handle.wait_ready(Duration::from_secs(60)).await.unwrap();
+    // Requests of 1 to 4 golden texts, sent at once, so that they share
+    // batches in the pool.
+    let requests: Vec<Vec<usize>> = (0..10)
+        .map(|r| {
+            (0..=(r % 4))
+                .map(|i| (r + 3 * i) % golden.texts.len())
+                .collect()
+        })
+        .collect();
+    let tasks: Vec<_> = requests
+        .iter()
+        .map(|which| {
+            let inputs: Vec<String> = which
+                .iter()
+                .map(|&i| golden.texts[i].text.clone())
+                .collect();
+            let h = handle.clone();
+            tokio::spawn(async move { h.call_batch(inputs).await })
+        })
+        .collect();
+    for (which, task) in requests.iter().zip(tasks) {
+        let got = task.await.unwrap().unwrap();
+        assert_eq!(got.len(), which.len());
+        for (&i, v) in which.iter().zip(&got) {
+            assert_close(v, &golden.texts[i], "through the pool");
+        }
+    }
 }
