@@ -340,21 +340,23 @@ impl LocalBackend for ScoreBackend {
     }
 }
 
-/// One request's inputs as one batch, refused at once when the pool is
-/// full, with its queue and compute time read from the outputs' batch.
-async fn timed_batch<B: Backend>(
-    pool: &PoolHandle<B>,
-    inputs: Vec<B::Input>,
-    batch: impl Fn(&B::Output) -> (Instant, Duration),
-) -> Result<TimedOutputs<B::Output>, PoolError> {
+/// One request's inputs as one batch through any caller of the call
+/// family (a local pool, or a pool across the cluster), refused at once
+/// when it is full, with its queue and compute time read from the outputs'
+/// batch.
+pub(crate) async fn timed_batch<C: Call>(
+    caller: &C,
+    inputs: Vec<C::Input>,
+    batch: impl Fn(&C::Output) -> (Instant, Duration),
+) -> Result<TimedOutputs<C::Output>, PoolError> {
     let submitted = Instant::now();
-    let outputs = pool.try_call_batch(inputs).await?;
+    let outputs = caller.try_call_batch(inputs).await?;
     let (queue_time, compute_time) = timings(submitted, outputs.last().map(batch));
     Ok((outputs, queue_time, compute_time))
 }
 
 /// Outputs with their queue and compute time.
-type TimedOutputs<O> = (Vec<O>, Option<Duration>, Option<Duration>);
+pub(crate) type TimedOutputs<O> = (Vec<O>, Option<Duration>, Option<Duration>);
 
 impl<B: LocalBackend> Clone for LocalModel<B> {
     fn clone(&self) -> Self {
