@@ -10,7 +10,7 @@
 //!   requests keep being answered, back after SIGCONT;
 //! - a wrong cookie gets nothing through;
 //! - requests just under and just over the wire limit: the one under is
-//!   served, the one over is `InvalidInput` without being sent anywhere,
+//!   served, the one over is `TooLarge` without being sent anywhere,
 //!   and no node loses its session;
 //! - nodes talk over mutual TLS with certificates made at test time, and a
 //!   node without TLS gets nothing through.
@@ -516,7 +516,7 @@ async fn requests_at_the_wire_limit_cost_no_node_its_session() {
             .await
             .expect_err("over the limit");
         assert!(
-            matches!(refused.refusal(), Some(Refusal::InvalidInput(m)) if m.contains("bytes on the wire, over the limit")),
+            matches!(refused.refusal(), Some(Refusal::TooLarge(m)) if m.contains("bytes on the wire, over the limit")),
             "refused by the router before sending: {refused:?}"
         );
         assert_eq!(

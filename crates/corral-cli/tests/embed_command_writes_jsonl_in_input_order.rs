@@ -7,15 +7,12 @@
 //! Needs all-MiniLM-L6-v2 (found through `CORRAL_MODEL_DIR`, else the fetched
 //! default); fails, naming the fetch command, without it.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
+use common::{corral, cosine, max_abs_diff, model_dir, norm};
 use serde_json::Value;
-
-fn model_dir() -> PathBuf {
-    corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn golden() -> Vec<(String, Vec<f64>)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,43 +35,13 @@ fn golden() -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
-fn norm(a: &[f64]) -> f64 {
-    a.iter().map(|x| x * x).sum::<f64>().sqrt()
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    dot / (n(a) * n(b))
-}
-
 /// Runs `corral embed` with `args`, feeding `input`; returns the parsed lines.
 fn embed(args: &[&str], input: &str) -> Vec<(String, Vec<f64>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .arg("embed")
-        .args(args)
-        .arg("--model-dir")
-        .arg(model_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let dir = model_dir();
+    let mut all = vec!["embed"];
+    all.extend_from_slice(args);
+    all.extend(["--model-dir", dir.to_str().unwrap()]);
+    let out = corral(&all, input);
     assert!(
         out.status.success(),
         "corral embed failed: {}",

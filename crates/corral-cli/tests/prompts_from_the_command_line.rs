@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::max_abs_diff;
 use serde_json::{json, Value};
 
 const QUICK: &str = "The quick brown fox jumps over the lazy dog.";
@@ -62,38 +63,17 @@ fn prompted_model(tag: &str) -> PathBuf {
     dir
 }
 
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
 fn unit(v: &[f64]) -> Vec<f64> {
     let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     v.iter().map(|x| x / n).collect()
 }
 
 /// `corral embed --model-dir DIR ARGS` on `text`: the vector, or stderr.
-fn embed(dir: &PathBuf, args: &[&str], text: &str) -> Result<Vec<f64>, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["embed", "--workers", "1", "--threads", "1", "--quiet"])
-        .arg("--model-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{text}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+fn embed(dir: &Path, args: &[&str], text: &str) -> Result<Vec<f64>, String> {
+    let mut all = vec!["embed", "--workers", "1", "--threads", "1", "--quiet"];
+    all.extend(["--model-dir", dir.to_str().unwrap()]);
+    all.extend_from_slice(args);
+    let out = common::corral(&all, &format!("{text}\n"));
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }

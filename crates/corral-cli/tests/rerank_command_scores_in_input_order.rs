@@ -6,10 +6,12 @@
 //! them; `--raw-scores` the logits; a document's score does not depend on
 //! its neighbours. An embedding model, or no model, is refused by name.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::corral;
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
@@ -42,23 +44,10 @@ fn golden(model: &str) -> Vec<Pair> {
 }
 
 fn run(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .arg("rerank")
-        .args(args)
-        .args(["--workers", "1", "--threads", "1", "--quiet"])
-        .env_remove("CORRAL_MODEL_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut all = vec!["rerank"];
+    all.extend_from_slice(args);
+    all.extend(["--workers", "1", "--threads", "1", "--quiet"]);
+    corral(&all, input)
 }
 
 /// Runs `corral rerank` and parses its lines as (index, score, text).

@@ -20,7 +20,7 @@
 //!   no other member is in routing — so every request gets exactly one
 //!   answer;
 //! - a request over the wire limit (`limits.max_frame`, encoded) is never
-//!   sent: `InvalidInput`, inputs handed back (a node refuses an oversized
+//!   sent: `TooLarge`, inputs handed back (a node refuses an oversized
 //!   frame by closing its whole session);
 //! - any other error (invalid input, backend error, the member pool's own
 //!   timeout) is the answer.
@@ -310,14 +310,14 @@ where
         // Encoded once, and measured before anything is sent: a frame over
         // the wire limit would be refused by the member's node, which
         // closes the session (every request on it is lost) — so it is the
-        // caller's `InvalidInput`, never tried on any member.
+        // caller's `TooLarge`, never tried on any member.
         let inputs = EncodedInputs::new(&submit.inputs);
         let size = wire::request_frame_len(admission, submit.deadline, &inputs);
         let limit = inner.config.limits.max_frame;
         if size > limit {
             inner.counters.errors.fetch_add(1, Ordering::Relaxed);
             return Err(CallError::Refused {
-                reason: Refusal::InvalidInput(format!(
+                reason: Refusal::TooLarge(format!(
                     "the request is {size} bytes on the wire, over the limit of {limit}: \
                      send fewer or shorter inputs per request"
                 )),

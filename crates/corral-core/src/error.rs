@@ -44,10 +44,15 @@ pub enum Refusal {
     /// The pool is shutting down (or has shut down) and runs nothing new.
     #[error("pool is shutting down")]
     ShuttingDown,
-    /// The request itself is malformed (empty, or over `max_client_batch`
-    /// or the wire limit); sending it again as it is will not help.
+    /// The request itself is malformed (empty, or over
+    /// `max_client_batch`); sending it again as it is will not help.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The request is too large to carry (over the wire's frame limit, for
+    /// a pool across the network): send fewer or shorter inputs per
+    /// request. Nothing was sent.
+    #[error("request too large: {0}")]
+    TooLarge(String),
 }
 
 impl Refusal {
@@ -60,7 +65,7 @@ impl Refusal {
             Refusal::Overloaded { .. } | Refusal::TimedOut => Failure::WorkerLost,
             Refusal::DeadlinePassed => Failure::DeadlinePassed,
             Refusal::ShuttingDown => Failure::ShuttingDown,
-            Refusal::InvalidInput(m) => Failure::InvalidInput(m),
+            Refusal::InvalidInput(m) | Refusal::TooLarge(m) => Failure::InvalidInput(m),
         }
     }
 }
@@ -308,6 +313,10 @@ pub enum PoolError {
     /// The request itself is malformed; retrying it will not help.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The request is too large to carry (over the wire's frame limit);
+    /// nothing ran. Send fewer or shorter inputs per request.
+    #[error("request too large: {0}")]
+    TooLarge(String),
     /// The backend failed on this request.
     #[error("backend error: {0}")]
     Backend(String),
@@ -321,6 +330,7 @@ impl From<Refusal> for PoolError {
             Refusal::DeadlinePassed => PoolError::DeadlinePassed,
             Refusal::ShuttingDown => PoolError::ShuttingDown,
             Refusal::InvalidInput(m) => PoolError::InvalidInput(m),
+            Refusal::TooLarge(m) => PoolError::TooLarge(m),
         }
     }
 }
@@ -363,12 +373,14 @@ impl PoolError {
             PoolError::DeadlinePassed => Ok(Refusal::DeadlinePassed),
             PoolError::ShuttingDown => Ok(Refusal::ShuttingDown),
             PoolError::InvalidInput(m) => Ok(Refusal::InvalidInput(m)),
+            PoolError::TooLarge(m) => Ok(Refusal::TooLarge(m)),
             e @ (PoolError::WorkerLost | PoolError::Backend(_)) => Err(e),
         }
     }
 
     /// The failure this flat error stands for, when it can be one (every
-    /// variant but `Overloaded` and `TimedOut`, which only refuse).
+    /// variant but `Overloaded`, `TimedOut` and `TooLarge`, which only
+    /// refuse).
     pub fn into_failure(self) -> Result<Failure, PoolError> {
         match self {
             PoolError::DeadlinePassed => Ok(Failure::DeadlinePassed),
@@ -376,7 +388,9 @@ impl PoolError {
             PoolError::ShuttingDown => Ok(Failure::ShuttingDown),
             PoolError::InvalidInput(m) => Ok(Failure::InvalidInput(m)),
             PoolError::Backend(m) => Ok(Failure::Backend(m)),
-            e @ (PoolError::Overloaded { .. } | PoolError::TimedOut) => Err(e),
+            e @ (PoolError::Overloaded { .. } | PoolError::TimedOut | PoolError::TooLarge(_)) => {
+                Err(e)
+            }
         }
     }
 }
@@ -411,6 +425,7 @@ mod tests {
             Refusal::DeadlinePassed,
             Refusal::ShuttingDown,
             Refusal::InvalidInput("x".into()),
+            Refusal::TooLarge("w".into()),
         ];
         for r in refusals {
             assert_eq!(PoolError::from(r.clone()).into_refusal(), Ok(r));

@@ -266,6 +266,7 @@ impl ApiError {
                 e
             }
             PoolError::InvalidInput(m) => Self::invalid(dialect, "input", m),
+            PoolError::TooLarge(m) => Self::over_limit(dialect, "input", m),
             PoolError::Backend(m) => Self::internal(format!("the model failed: {m}")),
         }
     }
@@ -385,6 +386,7 @@ mod tests {
             (PoolError::WorkerLost, 503),
             (PoolError::InvalidInput("x".into()), 400),
             (PoolError::Backend("x".into()), 500),
+            (PoolError::TooLarge("x".into()), 400),
         ];
         for (err, status) in cases {
             let e = ApiError::from_pool(Dialect::OpenAi, err.clone());
@@ -392,6 +394,8 @@ mod tests {
         }
         let e = ApiError::from_pool(Dialect::Tei, PoolError::InvalidInput("x".into()));
         assert_eq!(e.status.as_u16(), 422);
+        let e = ApiError::from_pool(Dialect::Tei, PoolError::TooLarge("x".into()));
+        assert_eq!(e.status.as_u16(), 413);
         let r = ApiError::from_pool(
             Dialect::OpenAi,
             PoolError::Overloaded {

@@ -10,24 +10,122 @@ use std::time::Duration;
 use corral_embed::{l2_normalize, ModelKind, Prompt, Tokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::model::{ServedModel, TokenizeError};
+use crate::model::{ModelCard, ServedModel, TokenizeError};
 use crate::state::AppState;
 use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
 use crate::types::{EmbedRequest, Inputs, OverLimit};
 
-/// Vectors for one request and what it cost.
+/// What one request got from its model, for the route to shape: vectors
+/// for an embedding, scores for a rerank or a prediction.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    /// The name of the model that ran it.
-    pub(crate) model: String,
-    /// One shaped vector per input, in order.
-    pub(crate) vectors: Vec<Vec<f32>>,
+    /// The card of the model that ran it.
+    pub(crate) card: ModelCard,
+    /// One row per input, in order: a shaped vector, or one score per
+    /// label (activated, or the raw logits when asked).
+    pub(crate) rows: Vec<Vec<f32>>,
     /// Word pieces, special tokens included.
     pub(crate) tokens: usize,
     /// Between submission and the start of the batch that ran it.
     pub(crate) queue_time: Option<Duration>,
     /// The batch's own time.
     pub(crate) compute_time: Option<Duration>,
+}
+
+/// The checks every request makes before its inputs are tokenised: the
+/// server is not draining (503), and the request holds at most
+/// `max_batch_inputs` inputs (400 / TEI 413, naming `field`).
+pub(crate) fn admit(
+    state: &AppState,
+    dialect: Dialect,
+    field: &str,
+    n: usize,
+) -> Result<(), ApiError> {
+    state.refuse_if_draining()?;
+    let max = state.config.max_batch_inputs;
+    if n > max {
+        return Err(ApiError::over_limit(
+            dialect,
+            field,
+            format!("`{field}` has {n} inputs; at most {max} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the first input the tokenizer cut (400 / TEI 413), unless the
+/// request asked for cutting. `counted` says what the limit counts.
+pub(crate) fn refuse_cut(
+    dialect: Dialect,
+    field: &str,
+    over_limit: OverLimit,
+    mut truncated: impl Iterator<Item = bool>,
+    card: &ModelCard,
+    counted: &str,
+) -> Result<(), ApiError> {
+    if over_limit != OverLimit::Refuse {
+        return Ok(());
+    }
+    match truncated.position(|t| t) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::over_limit(
+            dialect,
+            field,
+            format!(
+                "`{field}`[{i}] is longer than the model's limit of {} tokens ({counted}){}",
+                card.max_input_tokens,
+                match dialect {
+                    Dialect::Tei => "; set `truncate: true` to cut it",
+                    Dialect::OpenAi | Dialect::Cohere => "",
+                }
+            ),
+        )),
+    }
+}
+
+/// One request's trace span and metric series (labelled by model and task).
+pub(crate) struct Meter {
+    span: tracing::Span,
+    labels: [(&'static str, String); 2],
+}
+
+impl Meter {
+    /// Starts metering a request of `inputs` inputs to the model of `card`.
+    pub(crate) fn start(card: &ModelCard, inputs: usize) -> Self {
+        let span = tracing::Span::current();
+        span.record("model", card.name.as_str());
+        span.record("inputs", inputs);
+        Self {
+            span,
+            labels: [
+                ("model", card.name.clone()),
+                ("task", card.kind.as_str().to_owned()),
+            ],
+        }
+    }
+
+    /// Records the request's size once tokenised, from each input's
+    /// length in word pieces; answers the total.
+    pub(crate) fn sized(&self, lengths: impl ExactSizeIterator<Item = usize>) -> usize {
+        let inputs = lengths.len();
+        let tokens = lengths.sum();
+        self.span.record("tokens", tokens);
+        metrics::histogram!(REQUEST_INPUTS, &self.labels).record(inputs as f64);
+        metrics::histogram!(REQUEST_TOKENS, &self.labels).record(tokens as f64);
+        tokens
+    }
+
+    /// Records where the request's time went, when the model knows.
+    pub(crate) fn timed(&self, queue_time: Option<Duration>, compute_time: Option<Duration>) {
+        if let Some(q) = queue_time {
+            self.span.record("queue_ms", q.as_secs_f64() * 1e3);
+            metrics::histogram!(QUEUE_TIME, &self.labels).record(q.as_secs_f64());
+        }
+        if let Some(c) = compute_time {
+            self.span.record("compute_ms", c.as_secs_f64() * 1e3);
+            metrics::histogram!(COMPUTE_TIME, &self.labels).record(c.as_secs_f64());
+        }
+    }
 }
 
 /// Tokenises, checks, submits and shapes one request.
@@ -54,22 +152,9 @@ pub(crate) async fn execute(
     } = request;
     let field = dialect.inputs_field();
     let model = state.model_for(model.as_deref(), &[ModelKind::Embed], "embed texts", route)?;
-    state.refuse_if_draining()?;
     let card = model.card().clone();
-    let span = tracing::Span::current();
-    span.record("model", card.name.as_str());
-    span.record("inputs", inputs.len());
-    let max = state.config.max_batch_inputs;
-    if inputs.len() > max {
-        return Err(ApiError::over_limit(
-            dialect,
-            field,
-            format!(
-                "`{field}` has {} inputs; at most {max} are accepted",
-                inputs.len()
-            ),
-        ));
-    }
+    let meter = Meter::start(&card, inputs.len());
+    admit(state, dialect, field, inputs.len())?;
     if let Some(d) = dimensions {
         if d == 0 || d > card.dimensions {
             return Err(ApiError::invalid(
@@ -83,49 +168,26 @@ pub(crate) async fn execute(
         }
     }
     let prompt = resolve_prompt(dialect, model.as_ref(), &inputs, &prompt)?;
-    let side = match over_limit {
-        OverLimit::Refuse => TruncationSide::Right,
-        OverLimit::Truncate(side) => side,
-    };
+    let side = over_limit.side();
     let tokenized = tokenize(state, model.clone(), inputs, prompt, side)
         .await?
         .map_err(|(i, e)| ApiError::invalid(dialect, field, format!("`{field}`[{i}]: {e}")))?;
-    if over_limit == OverLimit::Refuse {
-        if let Some(i) = tokenized.iter().position(|t| t.truncated) {
-            return Err(ApiError::over_limit(
-                dialect,
-                field,
-                format!(
-                    "`{field}`[{i}] is longer than the model's limit of {} tokens \
-                     (special tokens included){}",
-                    card.max_input_tokens,
-                    match dialect {
-                        Dialect::Tei => "; set `truncate: true` to cut it",
-                        Dialect::OpenAi | Dialect::Cohere => "",
-                    }
-                ),
-            ));
-        }
-    }
+    refuse_cut(
+        dialect,
+        field,
+        over_limit,
+        tokenized.iter().map(|t| t.truncated),
+        &card,
+        "special tokens included",
+    )?;
     let n_inputs = tokenized.len();
-    let tokens: usize = tokenized.iter().map(|t| t.ids.len()).sum();
-    span.record("tokens", tokens);
-    let labels = [("model", card.name.clone()), ("task", "embed".to_owned())];
-    metrics::histogram!(REQUEST_INPUTS, &labels).record(n_inputs as f64);
-    metrics::histogram!(REQUEST_TOKENS, &labels).record(tokens as f64);
+    let tokens = meter.sized(tokenized.iter().map(|t| t.ids.len()));
 
     let embedded = model
         .embed(tokenized.into_iter().map(|t| t.ids).collect())
         .await
         .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
-    if let Some(q) = embedded.queue_time {
-        span.record("queue_ms", q.as_secs_f64() * 1e3);
-        metrics::histogram!(QUEUE_TIME, &labels).record(q.as_secs_f64());
-    }
-    if let Some(c) = embedded.compute_time {
-        span.record("compute_ms", c.as_secs_f64() * 1e3);
-        metrics::histogram!(COMPUTE_TIME, &labels).record(c.as_secs_f64());
-    }
+    meter.timed(embedded.queue_time, embedded.compute_time);
     if embedded.vectors.len() != n_inputs {
         return Err(ApiError::internal(format!(
             "the model answered {} vectors for {n_inputs} inputs",
@@ -146,8 +208,8 @@ pub(crate) async fn execute(
         })
         .collect();
     Ok(Answer {
-        model: card.name,
-        vectors,
+        card,
+        rows: vectors,
         tokens,
         queue_time: embedded.queue_time,
         compute_time: embedded.compute_time,

@@ -84,6 +84,9 @@ mod types;
 pub use app::{router, Server};
 pub use cluster::{ClusterModel, ClusterModelError};
 pub use model::{Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
-pub use pool::{spawn_model, EmbedPool, PoolModel, ScorePool, ScoringModel, SpawnModelError};
+pub use pool::{
+    spawn_model, EmbedPool, LocalBackend, LocalModel, PoolModel, ScorePool, ScoringModel,
+    SpawnModelError,
+};
 pub use state::ServerConfig;
 pub use telemetry::install_metrics;

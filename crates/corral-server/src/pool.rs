@@ -174,72 +174,103 @@ pub(crate) fn decode(
         .map_err(|e| TokenizeError::Encode(e.to_string()))
 }
 
-/// A served model backed by a Corral embedding pool.
-#[derive(Clone)]
-pub struct PoolModel {
+/// A model served by one of Corral's pools in this process: its card and
+/// tokenizer beside the pool that runs it. The backend decides the kind:
+/// [`PoolModel`] embeds, [`ScoringModel`] reranks or classifies, and
+/// [`spawn_model`] picks the one a directory declares. Tokenising, prompts,
+/// decoding, health and draining are the same for both.
+pub struct LocalModel<B: LocalBackend> {
     card: ModelCard,
     tokenizer: Arc<EmbedTokenizer>,
-    pool: EmbedPool,
+    pool: PoolHandle<B>,
 }
 
-impl std::fmt::Debug for PoolModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolModel")
-            .field("card", &self.card)
-            .finish_non_exhaustive()
+/// A served model backed by a Corral embedding pool.
+pub type PoolModel = LocalModel<EmbedInputBackend>;
+
+/// A served reranker or classifier backed by a Corral scoring pool
+/// ([`ScoreBackend`]): texts and pairs are tokenised here, with the model's
+/// pair template and token types, and the pool answers raw logits; the
+/// routes apply the card's activation.
+pub type ScoringModel = LocalModel<ScoreBackend>;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for corral_embed::EmbedInputBackend {}
+    impl Sealed for corral_embed::ScoreBackend {}
+}
+
+/// The two backends a [`LocalModel`] runs: what sets an embedding pool
+/// apart from a scoring pool behind the seam (which kinds of model it
+/// serves, its card, and its one task). Sealed: implemented for
+/// [`EmbedInputBackend`] and [`ScoreBackend`] only.
+pub trait LocalBackend: Backend<Spec = EmbedSpec> + sealed::Sealed + Sized {
+    /// Whether this backend serves a model of `kind`.
+    #[doc(hidden)]
+    fn serves(kind: ModelKind) -> bool;
+
+    /// What to use instead for a model it does not serve.
+    #[doc(hidden)]
+    const INSTEAD: &'static str;
+
+    /// The spec the pool is spawned with.
+    #[doc(hidden)]
+    fn pool_spec(spec: EmbedSpec) -> EmbedSpec {
+        spec
+    }
+
+    /// The card of the model in `spec`, served as `name` by `config`.
+    #[doc(hidden)]
+    fn card(name: String, spec: &EmbedSpec, config: &PoolConfig) -> Result<ModelCard, EmbedError>;
+
+    /// [`ServedModel::embed`]: refused unless the backend embeds.
+    #[doc(hidden)]
+    fn embed(
+        model: &LocalModel<Self>,
+        inputs: Vec<Vec<u32>>,
+    ) -> BoxFuture<'_, Result<Embedded, PoolError>> {
+        let _ = inputs;
+        Box::pin(async move {
+            Err(PoolError::InvalidInput(format!(
+                "model `{}` is a {} model: it does not embed",
+                model.card.name, model.card.kind
+            )))
+        })
+    }
+
+    /// [`ServedModel::score`]: refused unless the backend scores.
+    #[doc(hidden)]
+    fn score(
+        model: &LocalModel<Self>,
+        inputs: Vec<PairTokenized>,
+    ) -> BoxFuture<'_, Result<Scored, PoolError>> {
+        let _ = inputs;
+        Box::pin(async move {
+            Err(PoolError::InvalidInput(format!(
+                "model `{}` is a {} model: it does not score texts",
+                model.card.name, model.card.kind
+            )))
+        })
     }
 }
 
-impl PoolModel {
-    /// Spawns a pool for `spec` (normalisation off: the server normalises,
-    /// so that TEI's `normalize: false` can be honoured) and waits up to
-    /// `ready_timeout` for its workers to load. The pool's metrics series
-    /// carry the label `model = name` unless `config.metric_labels` already
-    /// names a `model`.
-    ///
-    /// # Errors
-    /// A bad model directory, a bad config, workers not ready in time, or
-    /// [`SpawnModelError::WrongKind`] for a reranker's or a classifier's
-    /// directory.
-    pub async fn spawn(
-        name: impl Into<String>,
-        spec: EmbedSpec,
-        config: PoolConfig,
-        ready_timeout: Duration,
-    ) -> Result<Self, SpawnModelError> {
-        let name = name.into();
-        let kind = spec.model_kind()?;
-        if kind != ModelKind::Embed {
-            return Err(SpawnModelError::WrongKind {
-                kind,
-                wanted: "serve it with spawn_model or ScoringModel",
-            });
-        }
-        let config = labelled(config, &name);
-        let spec = spec.with_normalize(false);
-        let tokenizer = EmbedTokenizer::load(&spec)?;
-        let pool = spawn_ready::<EmbedInputBackend>(spec.clone(), config, ready_timeout).await?;
-        Ok(Self::new(name, &spec, tokenizer, pool)?)
+impl LocalBackend for EmbedInputBackend {
+    fn serves(kind: ModelKind) -> bool {
+        kind == ModelKind::Embed
     }
 
-    /// Wraps a pool a host app already runs. The pool should be spawned
-    /// with `normalize` off (the server normalises), and with
-    /// `PoolConfig::metric_labels` holding `("model", name)` for its series
-    /// to be labelled by model as the server's own are; `spec` is the one it
-    /// was spawned with.
-    ///
-    /// # Errors
-    /// When the model directory's configuration cannot be read.
-    pub fn new(
-        name: impl Into<String>,
-        spec: &EmbedSpec,
-        tokenizer: EmbedTokenizer,
-        pool: EmbedPool,
-    ) -> Result<Self, EmbedError> {
+    const INSTEAD: &'static str = "serve it with spawn_model or ScoringModel";
+
+    /// Normalisation off: the server normalises, so that TEI's
+    /// `normalize: false` can be honoured.
+    fn pool_spec(spec: EmbedSpec) -> EmbedSpec {
+        spec.with_normalize(false)
+    }
+
+    fn card(name: String, spec: &EmbedSpec, config: &PoolConfig) -> Result<ModelCard, EmbedError> {
         let info = spec.model_info()?;
-        let config = pool.config();
-        let card = ModelCard {
-            name: name.into(),
+        Ok(ModelCard {
+            name,
             kind: ModelKind::Embed,
             dimensions: info.dim,
             max_input_tokens: info.max_seq_length,
@@ -249,21 +280,163 @@ impl PoolModel {
             batch_queue_capacity: config.batch_queue_capacity,
             labels: Vec::new(),
             activation: Activation::Identity,
-        };
+        })
+    }
+
+    fn embed(
+        model: &LocalModel<Self>,
+        inputs: Vec<Vec<u32>>,
+    ) -> BoxFuture<'_, Result<Embedded, PoolError>> {
+        Box::pin(async move {
+            let inputs = inputs.into_iter().map(EmbedInput::Tokens).collect();
+            let (outputs, queue_time, compute_time) =
+                timed_batch(&model.pool, inputs, |o| (o.batch_started, o.batch_time)).await?;
+            Ok(Embedded {
+                vectors: outputs.into_iter().map(|o| o.vector).collect(),
+                queue_time,
+                compute_time,
+            })
+        })
+    }
+}
+
+impl LocalBackend for ScoreBackend {
+    fn serves(kind: ModelKind) -> bool {
+        kind != ModelKind::Embed
+    }
+
+    const INSTEAD: &'static str = "serve it with spawn_model or PoolModel";
+
+    fn card(name: String, spec: &EmbedSpec, config: &PoolConfig) -> Result<ModelCard, EmbedError> {
+        let info = spec.score_info()?;
+        Ok(ModelCard {
+            name,
+            kind: info.kind,
+            dimensions: 0,
+            max_input_tokens: info.max_seq_length,
+            pooling: "cls".into(),
+            workers: config.workers,
+            queue_capacity: config.queue_capacity,
+            batch_queue_capacity: config.batch_queue_capacity,
+            labels: info.labels,
+            activation: info.activation,
+        })
+    }
+
+    fn score(
+        model: &LocalModel<Self>,
+        inputs: Vec<PairTokenized>,
+    ) -> BoxFuture<'_, Result<Scored, PoolError>> {
+        Box::pin(async move {
+            let inputs = inputs.into_iter().map(ScoreInput::Tokens).collect();
+            let (outputs, queue_time, compute_time) =
+                timed_batch(&model.pool, inputs, |o| (o.batch_started, o.batch_time)).await?;
+            Ok(Scored {
+                logits: outputs.into_iter().map(|o| o.logits).collect(),
+                queue_time,
+                compute_time,
+            })
+        })
+    }
+}
+
+/// One request's inputs as one batch through any caller of the call
+/// family (a local pool, or a pool across the cluster), refused at once
+/// when it is full, with its queue and compute time read from the outputs'
+/// batch.
+pub(crate) async fn timed_batch<C: Call>(
+    caller: &C,
+    inputs: Vec<C::Input>,
+    batch: impl Fn(&C::Output) -> (Instant, Duration),
+) -> Result<TimedOutputs<C::Output>, PoolError> {
+    let submitted = Instant::now();
+    let outputs = caller.try_call_batch(inputs).await?;
+    let (queue_time, compute_time) = timings(submitted, outputs.last().map(batch));
+    Ok((outputs, queue_time, compute_time))
+}
+
+/// Outputs with their queue and compute time.
+pub(crate) type TimedOutputs<O> = (Vec<O>, Option<Duration>, Option<Duration>);
+
+impl<B: LocalBackend> Clone for LocalModel<B> {
+    fn clone(&self) -> Self {
+        Self {
+            card: self.card.clone(),
+            tokenizer: Arc::clone(&self.tokenizer),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<B: LocalBackend> std::fmt::Debug for LocalModel<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalModel")
+            .field("card", &self.card)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: LocalBackend> LocalModel<B> {
+    /// Spawns a pool for `spec` and waits up to `ready_timeout` for its
+    /// workers to load. An embedder's pool runs with normalisation off (the
+    /// server normalises, so that TEI's `normalize: false` can be
+    /// honoured). The pool's metrics series carry the label `model = name`
+    /// unless `config.metric_labels` already names a `model`.
+    ///
+    /// # Errors
+    /// A bad model directory, a bad config, workers not ready in time, or
+    /// [`SpawnModelError::WrongKind`] for a directory of a kind this type
+    /// does not serve (a reranker's or a classifier's for [`PoolModel`],
+    /// an embedder's for [`ScoringModel`]).
+    pub async fn spawn(
+        name: impl Into<String>,
+        spec: EmbedSpec,
+        config: PoolConfig,
+        ready_timeout: Duration,
+    ) -> Result<Self, SpawnModelError> {
+        let name = name.into();
+        let kind = spec.model_kind()?;
+        if !B::serves(kind) {
+            return Err(SpawnModelError::WrongKind {
+                kind,
+                wanted: B::INSTEAD,
+            });
+        }
+        let config = labelled(config, &name);
+        let spec = B::pool_spec(spec);
+        let tokenizer = EmbedTokenizer::load(&spec)?;
+        let pool = spawn_ready::<B>(spec.clone(), config, ready_timeout).await?;
+        Ok(Self::new(name, &spec, tokenizer, pool)?)
+    }
+
+    /// Wraps a pool a host app already runs; `spec` is the one it was
+    /// spawned with. An embedding pool should be spawned with `normalize`
+    /// off (the server normalises), and with `PoolConfig::metric_labels`
+    /// holding `("model", name)` for its series to be labelled by model as
+    /// the server's own are.
+    ///
+    /// # Errors
+    /// When the model directory's configuration cannot be read.
+    pub fn new(
+        name: impl Into<String>,
+        spec: &EmbedSpec,
+        tokenizer: EmbedTokenizer,
+        pool: PoolHandle<B>,
+    ) -> Result<Self, EmbedError> {
         Ok(Self {
-            card,
+            card: B::card(name.into(), spec, pool.config())?,
             tokenizer: Arc::new(tokenizer),
             pool,
         })
     }
 
     /// The pool behind this model.
-    pub fn pool(&self) -> &EmbedPool {
+    pub fn pool(&self) -> &PoolHandle<B> {
         &self.pool
     }
 }
 
-impl ServedModel for PoolModel {
+impl<B: LocalBackend> ServedModel for LocalModel<B> {
     fn card(&self) -> &ModelCard {
         &self.card
     }
@@ -283,140 +456,8 @@ impl ServedModel for PoolModel {
         })
     }
 
-    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {
-        decode(&self.tokenizer, ids, skip_special_tokens)
-    }
-
     fn embed(&self, inputs: Vec<Vec<u32>>) -> BoxFuture<'_, Result<Embedded, PoolError>> {
-        Box::pin(async move {
-            let inputs = inputs.into_iter().map(EmbedInput::Tokens).collect();
-            let submitted = Instant::now();
-            let outputs = self.pool.try_call_batch(inputs).await?;
-            let (queue_time, compute_time) = timings(
-                submitted,
-                outputs.last().map(|o| (o.batch_started, o.batch_time)),
-            );
-            Ok(Embedded {
-                vectors: outputs.into_iter().map(|o| o.vector).collect(),
-                queue_time,
-                compute_time,
-            })
-        })
-    }
-
-    fn health(&self) -> BoxFuture<'_, Result<HealthReport, PoolError>> {
-        Box::pin(self.pool.health())
-    }
-
-    fn shutdown(&self, deadline: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(stop_pool(&self.pool, &self.card.name, deadline))
-    }
-}
-
-/// A served reranker or classifier backed by a Corral scoring pool
-/// ([`ScoreBackend`]): texts and pairs are tokenised here, with the model's
-/// pair template and token types, and the pool answers raw logits; the
-/// routes apply the card's activation.
-#[derive(Clone)]
-pub struct ScoringModel {
-    card: ModelCard,
-    tokenizer: Arc<EmbedTokenizer>,
-    pool: ScorePool,
-}
-
-impl std::fmt::Debug for ScoringModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScoringModel")
-            .field("card", &self.card)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScoringModel {
-    /// Spawns a scoring pool for `spec` and waits up to `ready_timeout` for
-    /// its workers to load; metrics labelled as [`PoolModel::spawn`]'s.
-    ///
-    /// # Errors
-    /// A bad model directory, a bad config, workers not ready in time, or
-    /// [`SpawnModelError::WrongKind`] for an embedder's directory.
-    pub async fn spawn(
-        name: impl Into<String>,
-        spec: EmbedSpec,
-        config: PoolConfig,
-        ready_timeout: Duration,
-    ) -> Result<Self, SpawnModelError> {
-        let name = name.into();
-        let kind = spec.model_kind()?;
-        if kind == ModelKind::Embed {
-            return Err(SpawnModelError::WrongKind {
-                kind,
-                wanted: "serve it with spawn_model or PoolModel",
-            });
-        }
-        let config = labelled(config, &name);
-        let tokenizer = EmbedTokenizer::load(&spec)?;
-        let pool = spawn_ready::<ScoreBackend>(spec.clone(), config, ready_timeout).await?;
-        Ok(Self::new(name, &spec, tokenizer, pool)?)
-    }
-
-    /// Wraps a scoring pool a host app already runs; `spec` is the one it
-    /// was spawned with.
-    ///
-    /// # Errors
-    /// When the model directory's configuration cannot be read.
-    pub fn new(
-        name: impl Into<String>,
-        spec: &EmbedSpec,
-        tokenizer: EmbedTokenizer,
-        pool: ScorePool,
-    ) -> Result<Self, EmbedError> {
-        let info = spec.score_info()?;
-        let config = pool.config();
-        let card = ModelCard {
-            name: name.into(),
-            kind: info.kind,
-            dimensions: 0,
-            max_input_tokens: info.max_seq_length,
-            pooling: "cls".into(),
-            workers: config.workers,
-            queue_capacity: config.queue_capacity,
-            batch_queue_capacity: config.batch_queue_capacity,
-            labels: info.labels,
-            activation: info.activation,
-        };
-        Ok(Self {
-            card,
-            tokenizer: Arc::new(tokenizer),
-            pool,
-        })
-    }
-
-    /// The pool behind this model.
-    pub fn pool(&self) -> &ScorePool {
-        &self.pool
-    }
-}
-
-impl ServedModel for ScoringModel {
-    fn card(&self) -> &ModelCard {
-        &self.card
-    }
-
-    fn tokenize(&self, text: &str, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
-        tokenize(&self.tokenizer, text, side)
-    }
-
-    fn wrap_ids(&self, ids: Vec<u32>, side: TruncationSide) -> Result<Tokenized, TokenizeError> {
-        wrap_ids(&self.tokenizer, ids, side)
-    }
-
-    fn embed(&self, _inputs: Vec<Vec<u32>>) -> BoxFuture<'_, Result<Embedded, PoolError>> {
-        Box::pin(async move {
-            Err(PoolError::InvalidInput(format!(
-                "model `{}` is a {} model: it does not embed",
-                self.card.name, self.card.kind
-            )))
-        })
+        B::embed(self, inputs)
     }
 
     fn tokenize_pair(
@@ -434,20 +475,7 @@ impl ServedModel for ScoringModel {
     }
 
     fn score(&self, inputs: Vec<PairTokenized>) -> BoxFuture<'_, Result<Scored, PoolError>> {
-        Box::pin(async move {
-            let inputs = inputs.into_iter().map(ScoreInput::Tokens).collect();
-            let submitted = Instant::now();
-            let outputs = self.pool.try_call_batch(inputs).await?;
-            let (queue_time, compute_time) = timings(
-                submitted,
-                outputs.last().map(|o| (o.batch_started, o.batch_time)),
-            );
-            Ok(Scored {
-                logits: outputs.into_iter().map(|o| o.logits).collect(),
-                queue_time,
-                compute_time,
-            })
-        })
+        B::score(self, inputs)
     }
 
     fn health(&self) -> BoxFuture<'_, Result<HealthReport, PoolError>> {

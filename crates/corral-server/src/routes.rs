@@ -20,9 +20,9 @@ use serde_json::{json, Map, Value};
 use corral_embed::ModelKind;
 
 use crate::error::{ApiError, Dialect};
-use crate::execute::execute;
+use crate::execute::{execute, Answer};
 use crate::state::AppState;
-use crate::tasks::{self, Scores};
+use crate::tasks;
 use crate::types::cohere::{DocumentText, RerankResponse, RerankResult};
 use crate::types::infinity::{parse_classify, ClassifyResponse};
 use crate::types::openai::OpenAiResponse;
@@ -202,10 +202,10 @@ async fn embeddings(
     let answer = execute(state, request, route).await?;
     let times = (answer.queue_time, answer.compute_time);
     let response = match dialect {
-        Dialect::Tei => Json(answer.vectors).into_response(),
+        Dialect::Tei => Json(answer.rows).into_response(),
         Dialect::OpenAi | Dialect::Cohere => Json(OpenAiResponse::new(
-            answer.model,
-            answer.vectors,
+            answer.card.name,
+            answer.rows,
             answer.tokens,
             encoding,
         ))
@@ -228,10 +228,10 @@ async fn rerank_request(
     } else {
         Vec::new()
     };
-    let answer: Scores = tasks::rerank(state, request, route).await?;
+    let answer: Answer = tasks::rerank(state, request, route).await?;
     let times = (answer.queue_time, answer.compute_time);
     let mut ranked: Vec<(usize, f32)> = answer
-        .scores
+        .rows
         .iter()
         .map(|s| s.first().copied().unwrap_or(f32::NAN))
         .enumerate()
@@ -285,7 +285,7 @@ async fn predict_request(
     let times = (answer.queue_time, answer.compute_time);
     let card = &answer.card;
     let mut each: Vec<Vec<Prediction>> = answer
-        .scores
+        .rows
         .iter()
         .map(|scores| {
             let mut p: Vec<Prediction> = scores

@@ -5,33 +5,15 @@
 //! `/tokenize` and `/decode`. The answer's body is the route's to shape.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use corral_embed::{ModelKind, PairTokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::execute::off_thread;
+use crate::execute::{admit, off_thread, refuse_cut, Answer, Meter};
 use crate::model::{ModelCard, ServedModel, TokenSpan, TokenizeError};
 use crate::state::AppState;
-use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
 use crate::types::tei::{DecodeRequest, TokenizeRequest};
 use crate::types::{OverLimit, PredictRequest, RerankRequest, Sequence};
-
-/// Scores for one request and what it cost.
-#[derive(Debug)]
-pub(crate) struct Scores {
-    /// The card of the model that ran it.
-    pub(crate) card: ModelCard,
-    /// One list of scores per input, in order: activated, or the raw
-    /// logits when asked.
-    pub(crate) scores: Vec<Vec<f32>>,
-    /// Word pieces, special tokens included.
-    pub(crate) tokens: usize,
-    /// Between submission and the start of the batch that ran it.
-    pub(crate) queue_time: Option<Duration>,
-    /// The batch's own time.
-    pub(crate) compute_time: Option<Duration>,
-}
 
 /// Scores each document against the query with a reranker.
 ///
@@ -41,7 +23,7 @@ pub(crate) async fn rerank(
     state: &AppState,
     request: RerankRequest,
     route: &str,
-) -> Result<Scores, ApiError> {
+) -> Result<Answer, ApiError> {
     let field = match request.dialect {
         Dialect::Tei => "texts",
         Dialect::OpenAi | Dialect::Cohere => "documents",
@@ -81,7 +63,7 @@ pub(crate) async fn predict(
     state: &AppState,
     request: PredictRequest,
     route: &str,
-) -> Result<Scores, ApiError> {
+) -> Result<Answer, ApiError> {
     let model = state.model_for(
         request.model.as_deref(),
         &[ModelKind::Classify, ModelKind::Rerank],
@@ -121,7 +103,7 @@ async fn score(
     state: &AppState,
     model: Arc<dyn ServedModel>,
     job: Job,
-) -> Result<Scores, ApiError> {
+) -> Result<Answer, ApiError> {
     let Job {
         dialect,
         field,
@@ -129,26 +111,10 @@ async fn score(
         over_limit,
         raw_scores,
     } = job;
-    state.refuse_if_draining()?;
     let card = model.card().clone();
-    let span = tracing::Span::current();
-    span.record("model", card.name.as_str());
-    span.record("inputs", inputs.len());
-    let max = state.config.max_batch_inputs;
-    if inputs.len() > max {
-        return Err(ApiError::over_limit(
-            dialect,
-            field,
-            format!(
-                "`{field}` has {} inputs; at most {max} are accepted",
-                inputs.len()
-            ),
-        ));
-    }
-    let side = match over_limit {
-        OverLimit::Refuse => TruncationSide::Right,
-        OverLimit::Truncate(side) => side,
-    };
+    let meter = Meter::start(&card, inputs.len());
+    admit(state, dialect, field, inputs.len())?;
+    let side = over_limit.side();
     let bytes = inputs
         .iter()
         .map(|s| match s {
@@ -169,45 +135,22 @@ async fn score(
         TokenizeError::Unsupported(what) => ApiError::unsupported(&card.name, &what),
         e => ApiError::invalid(dialect, field, format!("`{field}`[{i}]: {e}")),
     })?;
-    if over_limit == OverLimit::Refuse {
-        if let Some(i) = tokenized.iter().position(|t| t.truncated) {
-            return Err(ApiError::over_limit(
-                dialect,
-                field,
-                format!(
-                    "`{field}`[{i}] is longer than the model's limit of {} tokens \
-                     (special tokens and the query included){}",
-                    card.max_input_tokens,
-                    match dialect {
-                        Dialect::Tei => "; set `truncate: true` to cut it",
-                        Dialect::OpenAi | Dialect::Cohere => "",
-                    }
-                ),
-            ));
-        }
-    }
+    refuse_cut(
+        dialect,
+        field,
+        over_limit,
+        tokenized.iter().map(|t| t.truncated),
+        &card,
+        "special tokens and the query included",
+    )?;
     let n_inputs = tokenized.len();
-    let tokens: usize = tokenized.iter().map(|t| t.ids.len()).sum();
-    span.record("tokens", tokens);
-    let labels = [
-        ("model", card.name.clone()),
-        ("task", card.kind.as_str().to_owned()),
-    ];
-    metrics::histogram!(REQUEST_INPUTS, &labels).record(n_inputs as f64);
-    metrics::histogram!(REQUEST_TOKENS, &labels).record(tokens as f64);
+    let tokens = meter.sized(tokenized.iter().map(|t| t.ids.len()));
 
     let scored = model
         .score(tokenized)
         .await
         .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
-    if let Some(q) = scored.queue_time {
-        span.record("queue_ms", q.as_secs_f64() * 1e3);
-        metrics::histogram!(QUEUE_TIME, &labels).record(q.as_secs_f64());
-    }
-    if let Some(c) = scored.compute_time {
-        span.record("compute_ms", c.as_secs_f64() * 1e3);
-        metrics::histogram!(COMPUTE_TIME, &labels).record(c.as_secs_f64());
-    }
+    meter.timed(scored.queue_time, scored.compute_time);
     if scored.logits.len() != n_inputs {
         return Err(ApiError::internal(format!(
             "the model answered {} scores for {n_inputs} inputs",
@@ -239,9 +182,9 @@ async fn score(
             logits
         })
         .collect();
-    Ok(Scores {
+    Ok(Answer {
         card,
-        scores,
+        rows: scores,
         tokens,
         queue_time: scored.queue_time,
         compute_time: scored.compute_time,
@@ -278,7 +221,7 @@ pub(crate) async fn tokens(
     request: TokenizeRequest,
 ) -> Result<Vec<Vec<TokenSpan>>, ApiError> {
     let model = state.model(request.model.as_deref())?;
-    refuse_too_many(state, "inputs", request.texts.len())?;
+    admit(state, Dialect::Tei, "inputs", request.texts.len())?;
     let bytes = request.texts.iter().map(String::len).sum();
     let add = request.add_special_tokens;
     let texts = request.texts;
@@ -304,7 +247,7 @@ pub(crate) async fn decode(
     request: DecodeRequest,
 ) -> Result<Vec<String>, ApiError> {
     let model = state.model(request.model.as_deref())?;
-    refuse_too_many(state, "ids", request.ids.len())?;
+    admit(state, Dialect::Tei, "ids", request.ids.len())?;
     let bytes = request.ids.iter().map(Vec::len).sum::<usize>() * 4;
     let skip = request.skip_special_tokens;
     let lists = request.ids;
@@ -318,19 +261,6 @@ pub(crate) async fn decode(
     })
     .await?
     .map_err(|(i, e)| tokenizer_error(model.card(), "ids", i, e))
-}
-
-fn refuse_too_many(state: &AppState, field: &str, n: usize) -> Result<(), ApiError> {
-    state.refuse_if_draining()?;
-    let max = state.config.max_batch_inputs;
-    if n > max {
-        return Err(ApiError::over_limit(
-            Dialect::Tei,
-            field,
-            format!("`{field}` has {n} inputs; at most {max} are accepted"),
-        ));
-    }
-    Ok(())
 }
 
 fn tokenizer_error(card: &ModelCard, field: &str, i: usize, e: TokenizeError) -> ApiError {

@@ -64,6 +64,7 @@ async fn every_other_pool_error_maps_to_its_status() {
         (PoolError::WorkerLost, 503, 503),
         (PoolError::InvalidInput("bad".into()), 400, 422),
         (PoolError::Backend("boom".into()), 500, 500),
+        (PoolError::TooLarge("65 MiB".into()), 400, 413),
     ];
     for (err, openai, tei) in cases {
         m.set(Script::Fail(err.clone()));

@@ -6,9 +6,9 @@
 
 pub mod python;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
 /// The default model's directory; panics (the test fails, never skips)
 /// when it is absent.
@@ -16,6 +16,48 @@ pub fn model_dir() -> PathBuf {
     corral_embed::model_dir::resolve_model_dir(None).unwrap_or_else(|e| {
         panic!("this test needs all-MiniLM-L6-v2 (set CORRAL_MODEL_DIR or fetch it): {e}")
     })
+}
+
+/// Runs `corral ARGS` (the test's own build), `CORRAL_MODEL_DIR` unset so
+/// that only `--model-dir` or the fetched default can name a model, with
+/// `input` on its stdin; waits for it and returns what it wrote.
+pub fn corral(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(args)
+        .env_remove("CORRAL_MODEL_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start corral");
+    // A child that exits early (a refused flag) closes its stdin: what it
+    // printed is the answer, not the broken pipe.
+    let _ = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes());
+    child.wait_with_output().expect("wait for corral")
+}
+
+/// The largest element-wise difference of two vectors of one length.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The cosine of two vectors.
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (norm(a) * norm(b))
+}
+
+/// The Euclidean norm of a vector.
+pub fn norm(a: &[f64]) -> f64 {
+    a.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// A running `corral serve`, killed when dropped.

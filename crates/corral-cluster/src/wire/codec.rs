@@ -191,11 +191,15 @@ impl Wire for PoolError {
                 put_str(out, m);
             }
             PoolError::DeadlinePassed => out.push(6),
+            PoolError::TooLarge(m) => {
+                out.push(7);
+                put_str(out, m);
+            }
         }
     }
 
     fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
-        Ok(match r.tag("pool error", 6)? {
+        Ok(match r.tag("pool error", 7)? {
             0 => PoolError::Overloaded {
                 retry_after: Duration::decode(r, limits)?,
             },
@@ -204,7 +208,8 @@ impl Wire for PoolError {
             3 => PoolError::ShuttingDown,
             4 => PoolError::InvalidInput(r.string("error message", limits.max_message)?),
             5 => PoolError::Backend(r.string("error message", limits.max_message)?),
-            _ => PoolError::DeadlinePassed,
+            6 => PoolError::DeadlinePassed,
+            _ => PoolError::TooLarge(r.string("error message", limits.max_message)?),
         })
     }
 }

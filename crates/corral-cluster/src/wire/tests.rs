@@ -151,6 +151,7 @@ fn admission_and_errors_round_trip() {
         PoolError::InvalidInput(String::new()),
         PoolError::InvalidInput("too long: ✗".into()),
         PoolError::Backend("candle: out of memory".into()),
+        PoolError::TooLarge("65 MiB on the wire".into()),
     ] {
         assert_eq!(roundtrip(&e), e);
     }
@@ -591,6 +592,7 @@ fn arb_error() -> impl Strategy<Value = PoolError> {
         Just(PoolError::ShuttingDown),
         any::<String>().prop_map(PoolError::InvalidInput),
         any::<String>().prop_map(PoolError::Backend),
+        any::<String>().prop_map(PoolError::TooLarge),
     ]
 }
 

@@ -181,6 +181,17 @@ pub(crate) enum OverLimit {
     Truncate(corral_embed::TruncationSide),
 }
 
+impl OverLimit {
+    /// The side the tokenizer cuts from: the asked one, or the right when
+    /// an input over the length is to be refused (cut, then found cut).
+    pub(crate) fn side(self) -> corral_embed::TruncationSide {
+        match self {
+            Self::Refuse => corral_embed::TruncationSide::Right,
+            Self::Truncate(side) => side,
+        }
+    }
+}
+
 /// One embedding request, whichever dialect it came in: what to embed,
 /// how to check it and how to shape the vectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
