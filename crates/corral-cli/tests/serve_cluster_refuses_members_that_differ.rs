@@ -2,11 +2,12 @@
 //! differ from its own model's — one that normalises its vectors, and
 //! another model hosted under the same name — with the reason on
 //! `/metrics` and, once no member agrees, in `/health`'s 503; the member
-//! that agrees takes every request, with the golden vectors. Each
-//! member's series are on the front's `/metrics`, and `corral node
-//! --http-port` serves the node's own `/health` and `/metrics`. Three
-//! real-model nodes and one front on loopback; fails, never skips,
-//! without the model.
+//! that agrees takes every request, with the golden vectors; frozen
+//! (SIGSTOP), it leaves routing within the liveness bound and comes back
+//! on SIGCONT. Each member's series are on the front's `/metrics`, and
+//! `corral node --http-port` serves the node's own `/health` and
+//! `/metrics`. Three real-model nodes and one front on loopback; fails,
+//! never skips, without the model.
 
 mod common;
 
@@ -123,6 +124,39 @@ async fn members_whose_settings_differ_are_refused_with_the_reason() {
     let (status, node_page) = get(&client, &format!("{good_http}/metrics")).await;
     assert_eq!(status, 200);
     assert!(node_page.contains("corral_admitted_total"), "{node_page}");
+
+    // Frozen (SIGSTOP, its connection left open): out of routing within
+    // the liveness bound (1.5 s + a 250 ms ping), and back on SIGCONT.
+    let signal = |sig: &str| {
+        let pid = good.0.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let frozen = std::time::Instant::now();
+    until(&client, &metrics, "the frozen member out", |_, p| {
+        series(p, "corral_member_in_routing", &[("member", "good")]) == Some(0.0)
+    })
+    .await;
+    let out_after = frozen.elapsed();
+    // The bound, and slack for a loaded machine's scheduling.
+    assert!(
+        out_after < std::time::Duration::from_millis(3_000),
+        "{out_after:?}"
+    );
+    eprintln!("a frozen member left routing after {out_after:?}");
+    let (status, _) = get(&client, &format!("{base}/health")).await;
+    assert_eq!(status, 503, "no member left in routing");
+    signal("-CONT");
+    until(&client, &metrics, "the thawed member back", |_, p| {
+        series(p, "corral_member_in_routing", &[("member", "good")]) == Some(1.0)
+    })
+    .await;
+    let (status, h) = get(&client, &format!("{base}/health")).await;
+    assert_eq!(status, 200, "{h}");
 
     // The agreeing member gone: 503, the reason naming both refusals.
     drop(good);
