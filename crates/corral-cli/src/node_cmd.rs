@@ -210,9 +210,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 /// The pool a node hosts and the member that puts it in its group; the
 /// pool's type depends on the model's kind, so it is kept as the future
 /// that drains it.
-struct Hosted {
-    member: ActorRef<MemberMsg>,
-    stop_pool: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+pub(crate) struct Hosted {
+    pub(crate) member: ActorRef<MemberMsg>,
+    pub(crate) stop_pool: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     /// The pool's health report, for `--http-port`'s `/health`.
     health: HealthFn,
 }
@@ -223,7 +223,7 @@ type HealthFn = Arc<dyn Fn() -> BoxFuture<'static, Result<HealthReport, PoolErro
 impl Hosted {
     /// Starts a pool of `B` for `spec`, waits for its workers, and puts it
     /// in `group`, promising `promise`.
-    async fn start<B>(
+    pub(crate) async fn start<B>(
         spec: EmbedSpec,
         config: PoolConfig,
         load_timeout: Duration,
