@@ -65,15 +65,21 @@ pub(crate) struct Args {
     /// Documents per rerank request.
     #[arg(long, default_value_t = 20)]
     pub(crate) documents: usize,
+    /// Through a `corral serve --cluster` front to two `corral node`s
+    /// (--workers split between them; default 2 in all), beside one local
+    /// `corral serve` with the same total workers, alternating rounds: the
+    /// cluster path's cost as a ratio (see `bench_cluster.rs`).
+    #[arg(long)]
+    pub(crate) cluster: bool,
 }
 
 /// What one request of a load point is: the route, and the body for the
 /// `batch` corpus lines starting at a given one.
 #[derive(Debug, Clone)]
-struct Workload {
-    task: ModelKind,
+pub(crate) struct Workload {
+    pub(crate) task: ModelKind,
     /// The model's name, as both servers are told to serve it.
-    model: String,
+    pub(crate) model: String,
 }
 
 impl Workload {
@@ -120,10 +126,10 @@ const INFINITY_QUOTED: [(usize, usize, f64, f64, f64); 4] = [
 
 /// One load point's result.
 #[derive(Debug, Clone)]
-struct Point {
-    clients: usize,
-    batch: usize,
-    sentences_per_s: f64,
+pub(crate) struct Point {
+    pub(crate) clients: usize,
+    pub(crate) batch: usize,
+    pub(crate) sentences_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
     requests: usize,
@@ -239,13 +245,13 @@ async fn load_point(
 }
 
 /// `corral serve` started as a child process on a free loopback port.
-struct ChildServer {
+pub(crate) struct ChildServer {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl ChildServer {
-    fn start(args: &Args) -> anyhow::Result<Self> {
+    pub(crate) fn start(args: &Args) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the corral binary")?;
         let mut cmd = Command::new(exe);
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
@@ -284,7 +290,7 @@ impl ChildServer {
     }
 
     /// SIGTERM (a graceful drain), then wait.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let _ = self.child.wait();
@@ -301,7 +307,7 @@ impl Drop for ChildServer {
 
 impl Args {
     /// The name both servers serve the model under: its directory's.
-    fn model_name(&self) -> anyhow::Result<String> {
+    pub(crate) fn model_name(&self) -> anyhow::Result<String> {
         let dir = self.model_args().resolve_dir()?;
         Ok(dir
             .file_name()
@@ -370,7 +376,7 @@ async fn inprocess(
     Ok(sentences as f64 / seconds.as_secs_f64())
 }
 
-fn read_corpus(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn read_corpus(path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the corpus {}", path.display()))?;
     let lines: Vec<String> = text
@@ -391,7 +397,7 @@ struct Infinity {
 }
 
 impl Infinity {
-    fn start(args: &Args) -> anyhow::Result<Self> {
+    pub(crate) fn start(args: &Args) -> anyhow::Result<Self> {
         let dir = ModelArgs {
             model_dir: args.model_dir.clone(),
             workers: None,
@@ -460,7 +466,7 @@ fn infinity_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-async fn all_points(
+pub(crate) async fn all_points(
     base: &str,
     work: &Workload,
     documents: usize,
@@ -482,6 +488,9 @@ async fn all_points(
 
 /// Runs `corral bench serve`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.cluster {
+        return crate::bench_cluster::run(args).await;
+    }
     let corpus = Arc::new(read_corpus(&args.corpus)?);
     let seconds = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
     let warmup = Duration::try_from_secs_f64(args.warmup).context("--warmup")?;

@@ -6,6 +6,7 @@
 //! runtime's test hooks (the synthetic backend, fault injection) are in
 //! `corral-bench`, so that this binary is built without them.
 
+mod bench_cluster;
 mod bench_embed;
 mod bench_serve;
 mod embed_cmd;

@@ -7,15 +7,17 @@
 //! backend, for tests and benches, is `corral-bench node`.)
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use corral_cluster::wire::Limits;
 use corral_cluster::wire::Wire;
-use corral_cluster::{group_name, Member, MemberMsg, Node, NodeFlags};
-use corral_core::{Backend, Pool, PoolConfig, PoolHandle};
+use corral_cluster::{group_name, Member, MemberMsg, Node, NodeFlags, Promise, NODE_KEY};
+use corral_core::{Backend, HealthReport, Pool, PoolConfig, PoolError, PoolHandle};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{EmbedInputBackend, EmbedSpec, ModelKind, ScoreBackend};
+use corral_server::model::BoxFuture;
 use ractor::ActorRef;
 
 use crate::embed_cmd::ModelArgs;
@@ -74,6 +76,11 @@ pub(crate) struct Args {
     /// The name peers' certificates carry.
     #[arg(long, default_value = "localhost")]
     pub(crate) tls_server_name: String,
+    /// Serve `GET /health` (200 while the pool has a ready worker, else
+    /// 503 with the reason) and `GET /metrics` (Prometheus) on this port
+    /// of --host (0 picks a free one; the address is printed).
+    #[arg(long)]
+    pub(crate) http_port: Option<u16>,
 }
 
 impl Args {
@@ -112,6 +119,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     pool_config.validate()?;
     let load_timeout = pool_config.load_timeout;
+    // Before the pool, so that its figures reach the recorder.
+    let metrics = match args.http_port {
+        Some(_) => corral_server::install_metrics().ok(),
+        None => None,
+    };
     let (group, member) = if args.no_pool {
         (None, None)
     } else {
@@ -125,17 +137,54 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         });
         let kind = spec.model_kind()?;
         let group = group_name(kind.as_str(), &name);
+        let promise = corral_server::promise_of(&name, &spec)?.with(NODE_KEY, &args.name);
         let hosted = match kind {
             ModelKind::Embed => {
-                Hosted::start::<EmbedInputBackend>(spec, pool_config, load_timeout, &group).await?
+                Hosted::start::<EmbedInputBackend>(spec, pool_config, load_timeout, &group, promise)
+                    .await?
             }
-            _ => Hosted::start::<ScoreBackend>(spec, pool_config, load_timeout, &group).await?,
+            _ => {
+                Hosted::start::<ScoreBackend>(spec, pool_config, load_timeout, &group, promise)
+                    .await?
+            }
         };
         (Some(group), Some(hosted))
     };
     for peer in &peers {
         node.connect(*peer);
     }
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match args.http_port {
+        None => None,
+        Some(port) => {
+            let listener = tokio::net::TcpListener::bind((args.host.as_str(), port))
+                .await
+                .with_context(|| format!("binding --http-port {port} on {}", args.host))?;
+            let addr = listener.local_addr()?;
+            let health = member.as_ref().map(|h| h.health.clone());
+            let serve = corral_server::serve_node_status(
+                listener,
+                move || match &health {
+                    Some(h) => h(),
+                    None => Box::pin(async {
+                        Err(PoolError::InvalidInput(
+                            "this node hosts no pool (--no-pool)".into(),
+                        ))
+                    }),
+                },
+                metrics,
+                async move {
+                    let _ = stopped.await;
+                },
+            );
+            // Scripts and tests read the address from this line.
+            println!(
+                "corral node {}: health and metrics on http://{addr}",
+                args.name
+            );
+            Some(tokio::spawn(serve))
+        }
+    };
     // One line on stdout when ready, for scripts and tests.
     println!(
         "corral node {} ready on {}:{}{}",
@@ -150,6 +199,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         hosted.member.get_cell().stop(None);
         hosted.stop_pool.await;
     }
+    let _ = stop_http.send(());
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     node.stop();
     Ok(())
 }
@@ -157,19 +210,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 /// The pool a node hosts and the member that puts it in its group; the
 /// pool's type depends on the model's kind, so it is kept as the future
 /// that drains it.
-struct Hosted {
-    member: ActorRef<MemberMsg>,
-    stop_pool: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+pub(crate) struct Hosted {
+    pub(crate) member: ActorRef<MemberMsg>,
+    pub(crate) stop_pool: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// The pool's health report, for `--http-port`'s `/health`.
+    health: HealthFn,
 }
+
+/// The pool's health, asked anew on each call.
+type HealthFn = Arc<dyn Fn() -> BoxFuture<'static, Result<HealthReport, PoolError>> + Send + Sync>;
 
 impl Hosted {
     /// Starts a pool of `B` for `spec`, waits for its workers, and puts it
-    /// in `group`.
-    async fn start<B>(
+    /// in `group`, promising `promise`.
+    pub(crate) async fn start<B>(
         spec: EmbedSpec,
         config: PoolConfig,
         load_timeout: Duration,
         group: &str,
+        promise: Promise,
     ) -> anyhow::Result<Self>
     where
         B: Backend<Spec = EmbedSpec>,
@@ -180,9 +239,21 @@ impl Hosted {
         pool.wait_ready(load_timeout)
             .await
             .context("waiting for the workers to load the model")?;
-        let member = Member::spawn(pool.pool_ref(), group.to_owned(), Limits::default()).await?;
+        let member = Member::spawn_promising(
+            pool.pool_ref(),
+            group.to_owned(),
+            Limits::default(),
+            promise,
+        )
+        .await?;
+        let for_health = pool.clone();
+        let health: HealthFn = Arc::new(move || {
+            let pool = for_health.clone();
+            Box::pin(async move { pool.health().await })
+        });
         Ok(Self {
             member,
+            health,
             stop_pool: Box::pin(async move {
                 drop(pool.shutdown(Duration::from_secs(10)).await);
             }),

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use corral_cluster::{Node, NodeFlags};
+use corral_cluster::{Node, NodeFlags, NODE_KEY};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
-use corral_embed::{Engine, Quantize};
+use corral_embed::{EmbedInputBackend, Engine, ModelKind, Quantize, ScoreBackend};
 use corral_server::{spawn_model, ClusterModel, ServedModel, Server, ServerConfig};
 
 use crate::embed_cmd::{ModelArgs, PromptArgs};
+use crate::node_cmd::Hosted;
 
 /// Environment variable holding the API key when `--api-key` is absent.
 pub(crate) const API_KEY_ENV: &str = "CORRAL_API_KEY";
@@ -150,6 +151,12 @@ pub(crate) struct ClusterArgs {
     /// The name peers' certificates carry.
     #[arg(long, default_value = "localhost")]
     pub(crate) tls_server_name: String,
+    /// Also host, in this process, a pool of this many workers (of
+    /// --threads threads) for every --model NAME=DIR, as a member of its
+    /// group like any node's — routed to by the same rule, and preferred
+    /// on ties (default 0: none).
+    #[arg(long, default_value_t = 0, requires = "cluster")]
+    pub(crate) member_workers: usize,
 }
 
 impl ClusterArgs {
@@ -255,6 +262,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let mut models: Vec<Arc<dyn ServedModel>> = Vec::new();
+    // `--member-workers`: this process's own members of the groups.
+    let mut members: Vec<Hosted> = Vec::new();
     for (name, model, place) in served {
         let spec = model.spec()?;
         let name = name.unwrap_or_else(|| {
@@ -277,6 +286,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("model {name}: {e}"))?;
             tracing::info!(model = %name, kind = %served.card().kind, group = %served.group(), "serving through the cluster");
+            if args.cluster.member_workers > 0 {
+                members.push(
+                    local_member(&args, &model, &name, served.group())
+                        .await
+                        .with_context(|| format!("model {name}: hosting its local member"))?,
+                );
+            }
             models.push(Arc::new(served));
             continue;
         }
@@ -331,11 +347,43 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Server::new(models, config)
         .serve(listener, shutdown_signal(), drain)
         .await?;
+    for hosted in members {
+        hosted.member.get_cell().stop(None);
+        hosted.stop_pool.await;
+    }
     if let Some((node, _)) = node {
         node.stop();
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A pool of `--member-workers` workers for the cluster model `name`
+/// (unnormalised: the front normalises), put in `group` with the promise
+/// `corral node` would make, named after this node.
+async fn local_member(
+    args: &Args,
+    model: &ModelArgs,
+    name: &str,
+    group: &str,
+) -> anyhow::Result<Hosted> {
+    let spec = model.spec()?.with_normalize(false);
+    let mut config = model.pool_config();
+    config.name = format!("{name}-member").into();
+    config.workers = args.cluster.member_workers;
+    config.queue_capacity = args.queue_capacity;
+    config.batch_queue_capacity = args.batch_queue_capacity;
+    config.max_client_batch = config.max_client_batch.max(args.max_batch_inputs);
+    config.validate()?;
+    let load_timeout = config.load_timeout;
+    let node = args.cluster.name.clone().unwrap_or_default();
+    let promise = corral_server::promise_of(name, &spec)?.with(NODE_KEY, node);
+    Ok(match spec.model_kind()? {
+        ModelKind::Embed => {
+            Hosted::start::<EmbedInputBackend>(spec, config, load_timeout, group, promise).await?
+        }
+        _ => Hosted::start::<ScoreBackend>(spec, config, load_timeout, group, promise).await?,
+    })
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -42,7 +42,9 @@ use corral_core::time::after;
 use corral_core::{Admission, Call, CallError, Failure, PoolError, Refusal, Reply, Submit};
 
 use crate::member::MemberMsg;
+use crate::promise::Promise;
 use crate::router::{Router, RouterArgs, RouterMsg};
+use crate::table::MemberCounts;
 use crate::table::{Choice, MemberInfo, Outcome, Table};
 use crate::wire::{self, EncodedInputs, Limits, LoadReport, Wire, WireReply};
 
@@ -73,6 +75,11 @@ pub struct ClusterConfig {
     /// `InvalidInput`), and should match the members' nodes' (see
     /// [`crate::NodeConfig::max_frame`]).
     pub limits: Limits,
+    /// What a member must promise (see [`Promise`]) to be routed to:
+    /// every key here with the same value. A member whose promise
+    /// disagrees is kept out of routing, with the reason logged and in
+    /// [`MemberInfo::refused`]. `None` (the default): any member.
+    pub expect: Option<Promise>,
 }
 
 impl ClusterConfig {
@@ -88,6 +95,7 @@ impl ClusterConfig {
             failover_retries: 1,
             admission_timeout: Duration::from_secs(30),
             limits: Limits::default(),
+            expect: None,
         }
     }
 }
@@ -206,7 +214,7 @@ where
     /// # Errors
     /// ractor's spawn error.
     pub async fn spawn(config: ClusterConfig) -> Result<Self, ractor::SpawnErr> {
-        let table = Arc::new(Table::new());
+        let table = Arc::new(Table::expecting(config.expect.clone()));
         let (router, _join) = Actor::spawn(
             None,
             Router,
@@ -238,6 +246,15 @@ where
     /// Every member, in routing or not.
     pub fn members(&self) -> Vec<MemberInfo> {
         self.inner.table.snapshot()
+    }
+
+    /// The counts of members that have left the group, summed by
+    /// [`MemberInfo::label`] (their node, when they promised one): with
+    /// [`Self::members`]' counts, every request this handle sent, by node,
+    /// across members that came and went. Requests in flight to a member
+    /// when it left count as lost.
+    pub fn departed(&self) -> std::collections::BTreeMap<String, MemberCounts> {
+        self.inner.table.departed()
     }
 
     /// Counters since start.
@@ -694,6 +711,74 @@ mod tests {
             "{s:?}"
         );
         live.stop(None);
+        drop(pool.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// Two members in one group, one promising other settings than the
+    /// handle expects: that one is described, refused with the reason, and
+    /// never sent a request, though it is as fast; the other takes them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_promising_other_settings_is_never_routed_to() {
+        let pool = Pool::<Synthetic>::spawn(
+            SyntheticSpec::with_per_item(Duration::ZERO),
+            PoolConfig {
+                workers: 1,
+                threads_per_worker: Some(1),
+                ..PoolConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let group = "t/unit/promise";
+        let settings = |normalize: bool, node: &str| {
+            Promise::new()
+                .with("model", "m")
+                .with("normalize", normalize)
+                .with(crate::NODE_KEY, node)
+        };
+        let limits = Limits::default();
+        let good = Member::spawn_promising(
+            pool.pool_ref(),
+            group.into(),
+            limits,
+            settings(false, "good"),
+        )
+        .await
+        .unwrap();
+        let bad =
+            Member::spawn_promising(pool.pool_ref(), group.into(), limits, settings(true, "bad"))
+                .await
+                .unwrap();
+        let h = ClusterHandle::<Item, u64>::spawn(ClusterConfig {
+            expect: Some(settings(false, "").without(crate::NODE_KEY)),
+            ..ClusterConfig::new(group)
+        })
+        .await
+        .unwrap();
+        // Both answer their describe within a few ping intervals.
+        let until = Instant::now() + Duration::from_secs(10);
+        while h.members().iter().filter(|m| m.promise.is_some()).count() < 2 {
+            assert!(Instant::now() < until, "{:?}", h.members());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for id in 0..20 {
+            assert_eq!(h.call(Item::new(id)).await.map_err(PoolError::from), Ok(id));
+        }
+        let info = |id| h.members().into_iter().find(|m| m.id == id).unwrap();
+        let b = info(bad.get_id());
+        assert!(!b.in_routing);
+        assert_eq!(b.counts.sent, 0);
+        assert_eq!(b.label(), "bad");
+        assert_eq!(
+            b.refused.as_deref(),
+            Some("normalize: member has true, expected false")
+        );
+        let g = info(good.get_id());
+        assert!(g.in_routing && g.refused.is_none());
+        assert_eq!(g.counts.answered, 20);
+        good.stop(None);
+        bad.stop(None);
         drop(pool.shutdown(Duration::from_secs(5)).await);
     }
 }

@@ -8,7 +8,9 @@
 //! ([`PoolRef::admit`] — refused at once when the pool is full, so the
 //! member never queues anything of its own), and answered with the outputs
 //! or the [`PoolError`], with the pool's [`LoadReport`] piggybacked on every
-//! reply. A ping is answered with the load alone.
+//! reply. A ping is answered with the load alone; a describe with the load
+//! and the member's [`Promise`] (what it says about its pool's settings,
+//! which routers that expect settings check before routing to it).
 //!
 //! A reply over the wire limit ([`Limits::max_frame`]) is never sent: the
 //! caller gets `InvalidInput` in its place, since the router's node would
@@ -24,6 +26,7 @@ use tokio::sync::oneshot;
 
 use corral_core::{Backend, CallError, Failure, PoolError, PoolLoad, PoolMsg, PoolRef};
 
+use crate::promise::Promise;
 use crate::wire::{self, Limits, LoadReport, Wire, WireReply};
 
 /// The process group a pool joins: `corral/<capability>/<model>`, for
@@ -43,6 +46,10 @@ pub enum MemberMsg {
     /// A wire ping; the answer is the pool's load alone.
     #[rpc]
     Ping(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// A wire describe; the answer is the pool's load and the member's
+    /// promise.
+    #[rpc]
+    Describe(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// The pool's load in its wire form.
@@ -63,11 +70,13 @@ pub struct Member<B: Backend> {
     _backend: std::marker::PhantomData<fn() -> B>,
 }
 
-/// A member's state: the pool it fronts and the decoder's limits.
+/// A member's state: the pool it fronts, the decoder's limits, its group
+/// and its promise.
 pub struct MemberState<B: Backend> {
     pool: PoolRef<B>,
     limits: Limits,
     group: String,
+    promise: Promise,
 }
 
 impl<B> Member<B>
@@ -77,8 +86,9 @@ where
     B::Output: Wire,
 {
     /// Spawns a member for `pool` and joins it to `group` (see
-    /// [`group_name`]). It stops when the returned actor is stopped, and
-    /// leaves the group as it stops.
+    /// [`group_name`]), promising nothing (routers that expect settings
+    /// keep it out of routing). It stops when the returned actor is
+    /// stopped, and leaves the group as it stops.
     ///
     /// # Errors
     /// ractor's spawn error.
@@ -86,6 +96,20 @@ where
         pool: PoolRef<B>,
         group: String,
         limits: Limits,
+    ) -> Result<ActorRef<MemberMsg>, ractor::SpawnErr> {
+        Self::spawn_promising(pool, group, limits, Promise::new()).await
+    }
+
+    /// As [`Self::spawn`], the member answering describes with `promise`:
+    /// the settings its pool runs with (see [`Promise`]).
+    ///
+    /// # Errors
+    /// ractor's spawn error.
+    pub async fn spawn_promising(
+        pool: PoolRef<B>,
+        group: String,
+        limits: Limits,
+        promise: Promise,
     ) -> Result<ActorRef<MemberMsg>, ractor::SpawnErr> {
         let (actor, _join) = Actor::spawn(
             None,
@@ -96,6 +120,7 @@ where
                 pool,
                 limits,
                 group,
+                promise,
             },
         )
         .await?;
@@ -145,6 +170,12 @@ where
         match msg {
             MemberMsg::Ping(_, port) => {
                 send_reply(port, wire::encode_load(&report(&state.pool.load())));
+            }
+            MemberMsg::Describe(_, port) => {
+                send_reply(
+                    port,
+                    wire::encode_promise(&report(&state.pool.load()), &state.promise),
+                );
             }
             MemberMsg::Call(bytes, port) => {
                 let submit = match wire::decode_request::<B::Input>(&bytes, &state.limits) {

@@ -1,8 +1,10 @@
 //! The router actor: keeps a [`Table`] of the member pools of one group
 //! true. It learns members from ractor's process groups (joins and leaves,
 //! which ractor_cluster mirrors from every connected node, and which arrive
-//! within milliseconds of a node connecting or disconnecting), pings every
-//! member each `ping_interval`, and takes out of routing any member not
+//! within milliseconds of a node connecting or disconnecting), asks each new
+//! member for its promise (a describe: the member enters routing with its
+//! answer, if the promise agrees with what the router expects), pings every
+//! described member each `ping_interval`, and takes out of routing any member not
 //! heard from — by a ping answer or a reply — within `liveness`. That last
 //! rule is what catches a node that hangs without closing its connection,
 //! which ractor_cluster never notices.
@@ -101,7 +103,7 @@ impl Actor for Router {
             RouterMsg::Tick => {
                 let table = &state.args.table;
                 table.expire(Instant::now(), state.args.liveness);
-                for (id, actor) in table.actors() {
+                for (id, actor, described) in table.actors() {
                     if !state.pinging.lock().insert(id) {
                         continue;
                     }
@@ -109,17 +111,37 @@ impl Actor for Router {
                     let pinging = state.pinging.clone();
                     let limit = state.args.liveness;
                     tokio::spawn(async move {
-                        let answer = actor
-                            .call(
-                                |port| MemberMsg::Ping(wire::encode_ping(), port),
-                                Some(limit),
-                            )
-                            .await;
-                        if let Ok(ractor::rpc::CallResult::Success(bytes)) = answer {
-                            match wire::decode_load(&bytes, &wire::Limits::default()) {
-                                Ok(report) => table.heard(id, report, Instant::now()),
-                                Err(e) => {
-                                    tracing::warn!(member = %id, error = %e, "undecodable ping answer")
+                        let limits = wire::Limits::default();
+                        if described {
+                            let answer = actor
+                                .call(
+                                    |port| MemberMsg::Ping(wire::encode_ping(), port),
+                                    Some(limit),
+                                )
+                                .await;
+                            if let Ok(ractor::rpc::CallResult::Success(bytes)) = answer {
+                                match wire::decode_load(&bytes, &limits) {
+                                    Ok(report) => table.heard(id, report, Instant::now()),
+                                    Err(e) => {
+                                        tracing::warn!(member = %id, error = %e, "undecodable ping answer")
+                                    }
+                                }
+                            }
+                        } else {
+                            let answer = actor
+                                .call(
+                                    |port| MemberMsg::Describe(wire::encode_describe(), port),
+                                    Some(limit),
+                                )
+                                .await;
+                            if let Ok(ractor::rpc::CallResult::Success(bytes)) = answer {
+                                match wire::decode_promise(&bytes, &limits) {
+                                    Ok((report, promise)) => {
+                                        table.described(id, report, promise, Instant::now());
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(member = %id, error = %e, "undecodable describe answer")
+                                    }
                                 }
                             }
                         }

@@ -1,16 +1,21 @@
 //! The routing table a cluster router keeps: one [`Entry`] per member pool,
 //! with the load it last reported, the requests this router has out to it,
 //! and whether it is in routing. [`Table::choose`] is the routing policy —
-//! least expected wait, local first on ties — and the rest is bookkeeping.
+//! least expected wait, local first on ties — and the rest is bookkeeping,
+//! including what each member promised ([`Promise`]) and, when the router
+//! expects settings, whether the promise agrees: a member that disagrees
+//! never enters routing, and says why ([`MemberInfo::refused`]).
 //! Nothing here sends a message or reads a clock of its own: callers pass
 //! `now`, so the policy is unit-tested without actors or real time.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use ractor::ActorId;
 use tokio::sync::{watch, Notify};
 
+use crate::promise::{Promise, NODE_KEY};
 use crate::wire::LoadReport;
 
 /// What an unmeasured pool is assumed to take per request, so that pools
@@ -47,6 +52,25 @@ pub struct MemberInfo {
     pub outstanding: u32,
     /// Counters for it.
     pub counts: MemberCounts,
+    /// What it promised, once it answered a describe.
+    pub promise: Option<Promise>,
+    /// Why it is kept out of routing for good: its promise disagrees with
+    /// what the router expects ([`crate::ClusterConfig::expect`]).
+    pub refused: Option<String>,
+}
+
+impl MemberInfo {
+    /// What to call it: the node its promise names ([`NODE_KEY`]), else
+    /// its actor id.
+    pub fn label(&self) -> String {
+        label(self.promise.as_ref(), self.id)
+    }
+}
+
+fn label(promise: Option<&Promise>, id: ActorId) -> String {
+    promise
+        .and_then(|p| p.get(NODE_KEY))
+        .map_or_else(|| id.to_string(), str::to_owned)
 }
 
 /// One member pool.
@@ -69,6 +93,10 @@ pub(crate) struct Entry<A> {
     /// gets a fresh one.
     gone: watch::Sender<bool>,
     pub(crate) counts: MemberCounts,
+    /// Its promise, once it answered a describe.
+    promise: Option<Promise>,
+    /// Why its promise was refused, if it was.
+    refused: Option<String>,
 }
 
 impl<A: Clone> Entry<A> {
@@ -84,6 +112,8 @@ impl<A: Clone> Entry<A> {
             live: false,
             gone: watch::Sender::new(false),
             counts: MemberCounts::default(),
+            promise: None,
+            refused: None,
         }
     }
 
@@ -132,6 +162,11 @@ pub(crate) enum Choice<A> {
 /// All members, behind one lock, and a signal for callers waiting for room.
 pub(crate) struct Table<A> {
     entries: Mutex<Vec<Entry<A>>>,
+    /// What a member must promise to enter routing; `None`: anything.
+    expect: Option<Promise>,
+    /// The counts of members that left, by [`MemberInfo::label`]; those
+    /// in flight to it when it left count as lost.
+    departed: Mutex<BTreeMap<String, MemberCounts>>,
     /// Notified whenever room may have appeared: a reply, a report, a member
     /// joining or coming back.
     pub(crate) changed: Notify,
@@ -141,9 +176,18 @@ pub(crate) struct Table<A> {
 pub(crate) const NO_MEMBER_RETRY: Duration = Duration::from_millis(500);
 
 impl<A: Clone> Table<A> {
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::expecting(None)
+    }
+
+    /// A table whose members enter routing only once they promised what
+    /// `expect` says (see [`Promise::disagreement`]).
+    pub(crate) fn expecting(expect: Option<Promise>) -> Self {
         Self {
             entries: Mutex::new(Vec::new()),
+            expect,
+            departed: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
         }
     }
@@ -162,27 +206,77 @@ impl<A: Clone> Table<A> {
         if let Some(i) = entries.iter().position(|e| e.id == id) {
             let e = entries.swap_remove(i);
             e.gone.send_replace(true);
+            let mut counts = e.counts;
+            counts.lost += u64::from(e.outstanding);
+            let mut departed = self.departed.lock();
+            let sum = departed.entry(label(e.promise.as_ref(), e.id)).or_default();
+            sum.sent += counts.sent;
+            sum.answered += counts.answered;
+            sum.refused += counts.refused;
+            sum.lost += counts.lost;
         }
     }
 
-    /// Ids and actors of every member, to ping.
-    pub(crate) fn actors(&self) -> Vec<(ActorId, A)> {
+    /// The counts of members that left, by label.
+    pub(crate) fn departed(&self) -> BTreeMap<String, MemberCounts> {
+        self.departed.lock().clone()
+    }
+
+    /// Ids and actors of every member not refused, and whether it has
+    /// promised yet: to ping, or to describe first.
+    pub(crate) fn actors(&self) -> Vec<(ActorId, A, bool)> {
         self.entries
             .lock()
             .iter()
-            .map(|e| (e.id, e.actor.clone()))
+            .filter(|e| e.refused.is_none())
+            .map(|e| (e.id, e.actor.clone(), e.promise.is_some()))
             .collect()
     }
 
+    /// A member answered a describe with its load and `promise`: it enters
+    /// routing if the promise agrees with the expectation, and is kept out
+    /// for good, with the reason (returned, and logged), if not.
+    pub(crate) fn described(
+        &self,
+        id: ActorId,
+        report: LoadReport,
+        promise: Promise,
+        now: Instant,
+    ) -> Option<String> {
+        let refusal = self.expect.as_ref().and_then(|x| x.disagreement(&promise));
+        {
+            let mut entries = self.entries.lock();
+            let e = entries.iter_mut().find(|e| e.id == id)?;
+            if let Some(reason) = &refusal {
+                tracing::warn!(
+                    member = %id,
+                    node = %label(Some(&promise), id),
+                    %reason,
+                    "member refused routing: its settings differ from this router's model"
+                );
+                e.live = false;
+                e.gone.send_replace(true);
+                e.refused = Some(reason.clone());
+            }
+            e.promise = Some(promise);
+        }
+        if refusal.is_none() {
+            self.heard(id, report, now);
+        }
+        refusal
+    }
+
     /// A member reported its load (a ping answer or a reply): it is heard
-    /// from, and in routing.
+    /// from, and in routing — when the router expects settings, only once
+    /// its promise agreed.
     pub(crate) fn heard(&self, id: ActorId, report: LoadReport, now: Instant) {
         let mut entries = self.entries.lock();
         if let Some(e) = entries.iter_mut().find(|e| e.id == id) {
             e.report = Some(report);
             e.base_outstanding = e.outstanding;
             e.last_heard = now;
-            if !e.live {
+            let promised = self.expect.is_none() || e.promise.is_some();
+            if !e.live && promised && e.refused.is_none() {
                 e.live = true;
                 e.gone = watch::Sender::new(false);
                 tracing::info!(member = %id, "member in routing");
@@ -327,6 +421,8 @@ impl<A: Clone> Table<A> {
                 load: e.report,
                 outstanding: e.outstanding,
                 counts: e.counts,
+                promise: e.promise.clone(),
+                refused: e.refused.clone(),
             })
             .collect()
     }
@@ -528,6 +624,79 @@ mod tests {
         // A report brings it back.
         t.heard(remote(1), load(0, 10, 1), now);
         assert_eq!(chosen(&t, &[]), Some(remote(1)));
+    }
+
+    fn promise(normalize: bool) -> Promise {
+        Promise::new()
+            .with("dimensions", 384)
+            .with("normalize", normalize)
+            .with(NODE_KEY, if normalize { "n" } else { "u" })
+    }
+
+    #[test]
+    fn a_member_that_promises_otherwise_never_enters_routing() {
+        let t: Table<u64> = Table::expecting(Some(promise(false).without(NODE_KEY)));
+        let now = Instant::now();
+        t.join(remote(1), 1, now);
+        t.join(remote(2), 2, now);
+        // Before any describe, a report alone does not bring it in.
+        t.heard(remote(1), load(0, 10, 1), now);
+        assert!(matches!(t.choose(&[], &[]), Choice::NoMember));
+        let refusal = t.described(remote(1), load(0, 10, 1), promise(true), now);
+        assert_eq!(
+            refusal.as_deref(),
+            Some("normalize: member has true, expected false")
+        );
+        assert_eq!(
+            t.described(remote(2), load(5, 10, 1), promise(false), now),
+            None
+        );
+        // Idle and faster, but refused: never picked, not even after a report.
+        t.heard(remote(1), load(0, 10, 1), now);
+        for _ in 0..3 {
+            assert_eq!(chosen(&t, &[]), Some(remote(2)));
+        }
+        let info = t.snapshot();
+        let m1 = info.iter().find(|m| m.id == remote(1)).unwrap();
+        assert!(!m1.in_routing);
+        assert_eq!(m1.label(), "n");
+        assert!(m1.refused.as_deref().unwrap().contains("normalize"));
+        // Not pinged again; the other one is, already described.
+        assert_eq!(
+            t.actors()
+                .into_iter()
+                .map(|(id, _, d)| (id, d))
+                .collect::<Vec<_>>(),
+            vec![(remote(2), true)]
+        );
+    }
+
+    #[test]
+    fn a_router_that_expects_nothing_takes_any_promise() {
+        let t: Table<u64> = Table::new();
+        let now = Instant::now();
+        t.join(remote(1), 1, now);
+        assert_eq!(
+            t.described(remote(1), load(0, 10, 1), promise(true), now),
+            None
+        );
+        assert_eq!(chosen(&t, &[]), Some(remote(1)));
+    }
+
+    #[test]
+    fn a_departed_members_counts_are_kept_under_its_node() {
+        let t: Table<u64> = Table::new();
+        let now = Instant::now();
+        t.join(remote(1), 1, now);
+        t.described(remote(1), load(0, 10, 1), promise(false), now);
+        for _ in 0..3 {
+            assert_eq!(chosen(&t, &[]), Some(remote(1)));
+        }
+        t.done(remote(1), Outcome::Answered, None, now);
+        t.leave(remote(1));
+        let d = t.departed();
+        let u = d.get("u").copied().unwrap();
+        assert_eq!((u.sent, u.answered, u.lost), (3, 1, 2), "{u:?}");
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! | items (`Vec<T>`, see [`encode_items`]) | `u32` count (≤ [`Limits::max_items`]), then each `T` |
 //! | [`Admission`] | tag `0` `Reject`, tag `1` `Wait` then a duration, or tag `2` `Default` |
 //! | [`LoadReport`] | `in_flight: u32`, `capacity: u32`, `ready_workers: u32`, `per_request: duration`, `retry_after: duration`, `draining: bool` (29 bytes) |
+//! | [`Promise`](crate::Promise) | `u32` pair count (≤ [`Limits::max_items`]), then each key and value as strings, keys strictly ascending |
 //! | [`PoolError`] | tag `0` `Overloaded` + `retry_after: duration`; `1` `TimedOut`; `2` `WorkerLost`; `3` `ShuttingDown`; `4` `InvalidInput` + string; `5` `Backend` + string; `6` `DeadlinePassed` (strings ≤ [`Limits::max_message`] bytes) |
 //! | `synthetic::Item` (feature `testing`) | `id: u64`, `cost: u64`; its fault and payload do not travel |
 //! | a capability's inputs and outputs | their own [`Wire`] implementations, in their own crates (see [Extending](#extending)) |
@@ -43,6 +44,8 @@
 //! | reply | `[VERSION][2][load][0][items]` or `[VERSION][2][load][1][error][refused: bool]` | [`encode_reply`] | [`decode_reply`] |
 //! | ping | `[VERSION][3]` | [`encode_ping`] | [`decode_ping`] |
 //! | load | `[VERSION][4][load]` | [`encode_load`] | [`decode_load`] |
+//! | describe | `[VERSION][5]` | [`encode_describe`] | [`decode_describe`] |
+//! | promise | `[VERSION][6][load][promise]` | [`encode_promise`] | [`decode_promise`] |
 //!
 //! A decoder checks the frame's size against [`Limits::max_frame`] first,
 //! then the version, then the kind, then the fields, then that no bytes are
@@ -56,7 +59,7 @@
 //!   [`put_u64`], [`put_f32`], their counterparts.
 //! - `codec`: the [`Wire`] trait, [`encode_items`] / [`decode_items`], and
 //!   the wire forms of the standard and runtime types above.
-//! - `frame`: [`FrameKind`] and the four frames.
+//! - `frame`: [`FrameKind`] and the six frames.
 //!
 //! # Extending
 //!
@@ -143,9 +146,10 @@ mod writer;
 pub use codec::{decode_items, encode_items, LoadReport, Wire};
 pub use format::{Limits, WireError, ENVELOPE, VERSION};
 pub use frame::{
-    decode_load, decode_ping, decode_reply, decode_request, encode_load, encode_ping, encode_reply,
-    encode_request, encode_request_framed, encode_request_parts, frame_kind, request_frame_len,
-    EncodedInputs, FrameKind, WireReply,
+    decode_describe, decode_load, decode_ping, decode_promise, decode_reply, decode_request,
+    encode_describe, encode_load, encode_ping, encode_promise, encode_reply, encode_request,
+    encode_request_framed, encode_request_parts, frame_kind, request_frame_len, EncodedInputs,
+    FrameKind, WireReply,
 };
 pub use reader::Reader;
 pub use writer::{put_bool, put_f32, put_len, put_str, put_u32, put_u64};

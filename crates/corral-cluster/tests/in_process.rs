@@ -367,8 +367,9 @@ impl Actor for Freezable {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let port = match msg {
-            MemberMsg::Ping(_, port) | MemberMsg::Call(_, port) => port,
+        let (port, describe) = match msg {
+            MemberMsg::Ping(_, port) | MemberMsg::Call(_, port) => (port, false),
+            MemberMsg::Describe(_, port) => (port, true),
         };
         if state.frozen.load(Ordering::SeqCst) {
             state.held.push(port);
@@ -382,7 +383,11 @@ impl Actor for Freezable {
                 retry_after: Duration::from_millis(1),
                 draining: false,
             };
-            let _ = port.send(wire::encode_load(&report));
+            let _ = port.send(if describe {
+                wire::encode_promise(&report, &corral_cluster::Promise::new())
+            } else {
+                wire::encode_load(&report)
+            });
         }
         Ok(())
     }

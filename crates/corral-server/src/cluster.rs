@@ -12,11 +12,29 @@
 //! flight is retried once on another, then `WorkerLost` (503). With no
 //! member in routing, [`ServedModel::unavailable`] says so and the routes
 //! answer 503 with that reason, and `/health` is 503.
+//!
+//! The front tokenises, truncates and normalises itself, so a member must
+//! run what the front's card says: [`promise_of`] is what a member
+//! promises (`corral node` sends it) and what the front expects of it —
+//! the same function on both sides, the front's with normalisation off
+//! (it normalises). A member whose promise differs (normalisation on,
+//! another model or tokenizer under the same name, other dimensions,
+//! length or pooling) is kept out of routing with the reason, logged, on
+//! `/metrics` (`corral_member_refused`) and in `/health`'s reason when no
+//! member is left. [`ServedModel::record_metrics`] sets each member's
+//! series on `/metrics` (see `crate::telemetry`'s `MEMBER_*`).
+//!
+//! [`serve_node_status`] is `corral node --http-port`: `/health` and
+//! `/metrics` of a node's own pool.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corral_cluster::{group_name, ClusterConfig, ClusterHandle, MemberInfo};
+use corral_cluster::{group_name, ClusterConfig, ClusterHandle, MemberCounts, MemberInfo, Promise};
 use corral_core::{Call, Health, HealthReport, PoolError, WorkerHealth, WorkerState};
 use corral_embed::{
     Activation, EmbedError, EmbedInput, EmbedOutput, EmbedSpec, EmbedTokenizer, ModelKind,
@@ -25,6 +43,105 @@ use corral_embed::{
 
 use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenizeError};
 use crate::pool::{decode, timings, tokenize, wrap_ids};
+use crate::telemetry::{
+    MEMBER_DEPTH, MEMBER_IN_FLIGHT, MEMBER_IN_ROUTING, MEMBER_REFUSED, MEMBER_REQUESTS,
+    MEMBER_SECONDS_PER_REQUEST, MEMBER_SHARE,
+};
+
+/// What a member serving `name` with `spec` promises (and what a front
+/// serving `name` from its own directory expects, with normalisation off):
+/// `model` (the name), `kind`, `max_input_tokens`, `tokenizer` and
+/// `weights` (fingerprints of `tokenizer.json` and of the weights file,
+/// see [`fingerprint`]); for an embedder also `dimensions`, `pooling` and
+/// `normalize`; for a reranker or classifier `labels`. The node's name
+/// ([`corral_cluster::NODE_KEY`]) is the caller's to add: it is shown, not compared.
+///
+/// # Errors
+/// A bad model directory, or a file that cannot be read.
+pub fn promise_of(name: &str, spec: &EmbedSpec) -> Result<Promise, EmbedError> {
+    let kind = spec.model_kind()?;
+    let dir = &spec.model_dir;
+    let read = |file: &str| {
+        fingerprint(&dir.join(file)).map_err(|e| EmbedError::ModelDir {
+            dir: dir.clone(),
+            problem: format!("reading {file}: {e}"),
+        })
+    };
+    let weights = if dir.join("model.safetensors").is_file() {
+        "model.safetensors"
+    } else {
+        "pytorch_model.bin"
+    };
+    let mut promise = Promise::new()
+        .with("model", name)
+        .with("kind", kind.as_str())
+        .with("tokenizer", read("tokenizer.json")?)
+        .with("weights", read(weights)?);
+    match kind {
+        ModelKind::Embed => {
+            let info = spec.model_info()?;
+            promise.set("max_input_tokens", info.max_seq_length);
+            promise.set("dimensions", info.dim);
+            promise.set("pooling", info.pooling);
+            promise.set("normalize", info.normalize);
+        }
+        _ => {
+            let info = spec.score_info()?;
+            promise.set("max_input_tokens", info.max_seq_length);
+            promise.set("labels", info.labels.join(","));
+        }
+    }
+    Ok(promise)
+}
+
+/// A 64-bit fingerprint of a file's bytes and its length, as
+/// `<16 hex digits>-<length>`: tells apart two files that differ (another
+/// tokenizer, other weights), cheaply (it reads the file once, a few GB/s);
+/// not a defence against someone who forges a file to match.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn fingerprint(path: &Path) -> std::io::Result<String> {
+    const K: [u64; 4] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0x85EB_CA77_C2B2_AE63,
+    ];
+    let mut file = std::fs::File::open(path)?;
+    let mut lanes = K;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len: u64 = 0;
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = file.read(&mut buf[tail.len()..])?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        let filled = tail.len() + n;
+        let whole = filled / 32 * 32;
+        for block in buf[..whole].chunks_exact(32) {
+            for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+                let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+                *lane = (*lane ^ w).wrapping_mul(K[1]).rotate_left(31);
+            }
+        }
+        tail = buf[whole..filled].to_vec();
+        buf[..tail.len()].copy_from_slice(&tail);
+    }
+    let mut h = len.wrapping_mul(K[0]);
+    for lane in lanes {
+        h = (h ^ lane).wrapping_mul(K[3]).rotate_left(27);
+    }
+    for &b in &tail {
+        h = (h ^ u64::from(b)).wrapping_mul(K[2]);
+    }
+    h ^= h >> 29;
+    h = h.wrapping_mul(K[0]);
+    h ^= h >> 32;
+    Ok(format!("{h:016x}-{len}"))
+}
 
 /// Why [`ClusterModel::spawn`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +176,8 @@ pub struct ClusterModel {
     group: String,
     tokenizer: Arc<EmbedTokenizer>,
     handle: Handle,
+    /// Member labels ever put on `/metrics`, so that one gone is shown out.
+    shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -73,8 +192,11 @@ impl std::fmt::Debug for ClusterModel {
 impl ClusterModel {
     /// Serves `name` through the group `corral/<kind>/<name>`, the kind
     /// read from `spec`'s `config.json`, with [`ClusterConfig::new`]'s
-    /// routing. `spec`'s directory gives the tokenizer and the card; no
-    /// model is loaded. This process must run a `corral_cluster::Node`
+    /// routing, routing only to members that promise what
+    /// [`promise_of`] says of `name` and `spec` with normalisation off
+    /// (the node's name aside). `spec`'s directory gives the tokenizer and
+    /// the card; no model is loaded (the weights are read once, for their
+    /// fingerprint). This process must run a `corral_cluster::Node`
     /// connected to the members' nodes (members found later join routing
     /// as they come). The card's `workers` and queue bounds are 0: the
     /// members' pools have their own.
@@ -88,10 +210,16 @@ impl ClusterModel {
         let name = name.into();
         let kind = spec.model_kind()?;
         let group = group_name(kind.as_str(), &name);
-        Self::spawn_in(name, spec, ClusterConfig::new(group)).await
+        let expect = promise_of(&name, &spec.clone().with_normalize(false))?;
+        let config = ClusterConfig {
+            expect: Some(expect),
+            ..ClusterConfig::new(group)
+        };
+        Self::spawn_in(name, spec, config).await
     }
 
-    /// As [`Self::spawn`], with the group and routing of `config`.
+    /// As [`Self::spawn`], with the group, routing and expectation of
+    /// `config` (its `expect` as given: `None` routes to any member).
     ///
     /// # Errors
     /// As [`Self::spawn`].
@@ -157,7 +285,17 @@ impl ClusterModel {
             group,
             tokenizer: Arc::new(tokenizer),
             handle,
+            shown: Arc::default(),
         })
+    }
+
+    /// The counts of members that left, by node (see
+    /// [`ClusterHandle::departed`]).
+    pub fn departed(&self) -> BTreeMap<String, MemberCounts> {
+        match &self.handle {
+            Handle::Embed(h) => h.departed(),
+            Handle::Score(h) => h.departed(),
+        }
     }
 
     /// The process group it routes over.
@@ -285,13 +423,71 @@ impl ServedModel for ClusterModel {
         if members.iter().any(|m| m.in_routing) {
             return None;
         }
-        Some(format!(
-            "model `{}`: no member of the cluster group {} is in routing ({} known, none answering): \
-             no `corral node` serving it is connected",
+        let refused: Vec<String> = members
+            .iter()
+            .filter_map(|m| {
+                m.refused
+                    .as_ref()
+                    .map(|r| format!("member {} refused: {r}", m.label()))
+            })
+            .collect();
+        let mut reason = format!(
+            "model `{}`: no member of the cluster group {} is in routing ({} known, {} refused for their settings, none answering): \
+             no `corral node` serving it with this model's settings is connected",
             self.card.name,
             self.group,
-            members.len()
-        ))
+            members.len(),
+            refused.len()
+        );
+        if !refused.is_empty() {
+            reason.push_str(" (");
+            reason.push_str(&refused.join("; "));
+            reason.push(')');
+        }
+        Some(reason)
+    }
+
+    fn record_metrics(&self) {
+        let rows = member_rows(&self.members(), &self.departed());
+        let model = self.card.name.clone();
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        // Members shown before and known no more: out, with nothing out.
+        for gone in shown.iter().filter(|l| !rows.contains_key(*l)) {
+            let labels = [("model", model.clone()), ("member", gone.clone())];
+            metrics::gauge!(MEMBER_IN_ROUTING, &labels).set(0.0);
+            metrics::gauge!(MEMBER_DEPTH, &labels).set(0.0);
+            metrics::gauge!(MEMBER_IN_FLIGHT, &labels).set(0.0);
+        }
+        let answered: u64 = rows.values().map(|r| r.counts.answered).sum();
+        for (member, row) in &rows {
+            shown.insert(member.clone());
+            let labels = [("model", model.clone()), ("member", member.clone())];
+            metrics::gauge!(MEMBER_IN_ROUTING, &labels).set(f64::from(u8::from(row.in_routing)));
+            metrics::gauge!(MEMBER_DEPTH, &labels).set(f64::from(row.depth));
+            metrics::gauge!(MEMBER_IN_FLIGHT, &labels).set(f64::from(row.in_flight));
+            metrics::gauge!(MEMBER_SECONDS_PER_REQUEST, &labels).set(row.per_request.as_secs_f64());
+            #[allow(clippy::cast_precision_loss)]
+            let share = if answered == 0 {
+                0.0
+            } else {
+                row.counts.answered as f64 / answered as f64
+            };
+            metrics::gauge!(MEMBER_SHARE, &labels).set(share);
+            let c = row.counts;
+            for (outcome, n) in [
+                ("sent", c.sent),
+                ("answered", c.answered),
+                ("refused", c.refused),
+                ("lost", c.lost),
+            ] {
+                metrics::counter!(MEMBER_REQUESTS, "model" => model.clone(), "member" => member.clone(), "outcome" => outcome)
+                    .absolute(n);
+            }
+            if let Some(reason) = &row.refused {
+                metrics::gauge!(MEMBER_REFUSED, "model" => model.clone(), "member" => member.clone(), "reason" => reason.clone())
+                    .set(1.0);
+            }
+        }
     }
 
     /// Nothing to drain here: the members' pools are their nodes'. The
@@ -300,6 +496,154 @@ impl ServedModel for ClusterModel {
         Box::pin(async move {
             tracing::info!(model = %self.card.name, group = %self.group, "cluster model stopped");
         })
+    }
+}
+
+/// One member, by label, as `/metrics` shows it: members under one label
+/// (a node's member that restarted, the old one not yet gone) added up,
+/// with the counts of those that left.
+#[derive(Debug, Default, PartialEq)]
+struct Row {
+    in_routing: bool,
+    depth: u32,
+    in_flight: u32,
+    per_request: Duration,
+    counts: MemberCounts,
+    refused: Option<String>,
+}
+
+fn add(a: &mut MemberCounts, b: MemberCounts) {
+    a.sent += b.sent;
+    a.answered += b.answered;
+    a.refused += b.refused;
+    a.lost += b.lost;
+}
+
+fn member_rows(
+    members: &[MemberInfo],
+    departed: &BTreeMap<String, MemberCounts>,
+) -> BTreeMap<String, Row> {
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for (label, counts) in departed {
+        add(&mut rows.entry(label.clone()).or_default().counts, *counts);
+    }
+    for m in members {
+        let row = rows.entry(m.label()).or_default();
+        row.in_routing |= m.in_routing;
+        if let Some(load) = m.load {
+            row.depth = row.depth.saturating_add(load.in_flight);
+            row.per_request = row.per_request.max(load.per_request);
+        }
+        row.in_flight = row.in_flight.saturating_add(m.outstanding);
+        add(&mut row.counts, m.counts);
+        if m.refused.is_some() {
+            row.refused.clone_from(&m.refused);
+        }
+    }
+    rows
+}
+
+/// What `corral node --http-port` serves: `GET /health` — 200 while the
+/// node's pool has a ready worker and is not draining, else 503 with the
+/// reason (JSON: `status`, `reason`, `ready_workers`, `workers`,
+/// `queue_depth`) — and `GET /metrics`, the process's Prometheus text
+/// (404 when `metrics` is `None`), until `shutdown` completes.
+///
+/// # Errors
+/// An I/O error from the listener.
+///
+/// # Cancel safety
+/// Dropping the future stops serving.
+pub async fn serve_node_status<H>(
+    listener: tokio::net::TcpListener,
+    health: H,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    H: Fn() -> BoxFuture<'static, Result<HealthReport, PoolError>> + Send + Sync + 'static,
+{
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let health = Arc::new(health);
+    let app = axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get(move || {
+                let health = health.clone();
+                async move {
+                    let (status, body) = node_health(health().await);
+                    (status, axum::Json(body)).into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics {
+                        Some(h) => {
+                            h.run_upkeep();
+                            (
+                                [(
+                                    axum::http::header::CONTENT_TYPE,
+                                    "text/plain; version=0.0.4",
+                                )],
+                                h.render(),
+                            )
+                                .into_response()
+                        }
+                        None => (StatusCode::NOT_FOUND, "no metrics recorder").into_response(),
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn node_health(
+    report: Result<HealthReport, PoolError>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use axum::http::StatusCode;
+    match report {
+        Ok(r) => {
+            let ready = r
+                .workers
+                .iter()
+                .filter(|w| w.state == WorkerState::Ready)
+                .count();
+            let reason = if r.draining {
+                Some("draining for shutdown".to_owned())
+            } else if ready == 0 {
+                Some(format!(
+                    "no ready worker (health {:?}, {} workers)",
+                    r.health,
+                    r.workers.len()
+                ))
+            } else {
+                None
+            };
+            let status = if reason.is_none() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = serde_json::json!({
+                "status": if reason.is_none() { "ok" } else { "unavailable" },
+                "reason": reason,
+                "ready_workers": ready,
+                "workers": r.workers.len(),
+                "queue_depth": r.total_depth(),
+            });
+            (status, body)
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "unavailable", "reason": e.to_string() }),
+        ),
     }
 }
 

@@ -40,7 +40,9 @@
 //! - `cluster`: [`ClusterModel`], [`ServedModel`] over a
 //!   `corral_cluster::ClusterHandle`: a model served by the pools of its
 //!   group across the cluster, its directory read only for the tokenizer
-//!   and the card.
+//!   and the card; [`promise_of`], the settings a member promises and the
+//!   front expects; [`serve_node_status`], a node's `/health` and
+//!   `/metrics`.
 //! - `error`: the dialects; errors in OpenAI's, TEI's and Cohere's body
 //!   shapes, and the mapping of every `PoolError` to a status.
 //! - `types`: the wire types, one file per dialect (`openai`, `tei`,
@@ -82,7 +84,7 @@ pub mod telemetry;
 mod types;
 
 pub use app::{router, Server};
-pub use cluster::{ClusterModel, ClusterModelError};
+pub use cluster::{fingerprint, promise_of, serve_node_status, ClusterModel, ClusterModelError};
 pub use model::{Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
 pub use pool::{
     spawn_model, EmbedPool, LocalBackend, LocalModel, PoolModel, ScorePool, ScoringModel,

@@ -289,6 +289,11 @@ pub trait ServedModel: Send + Sync + 'static {
         None
     }
 
+    /// Sets the model's levels in the `metrics` facade now, for `/metrics`
+    /// to render (a [`crate::ClusterModel`]'s members; a pool records its
+    /// own as they change, so the default does nothing).
+    fn record_metrics(&self) {}
+
     /// The pool's own health report.
     ///
     /// # Errors

@@ -429,6 +429,9 @@ pub(crate) async fn health(State(state): AppStateRef) -> Response {
 pub(crate) async fn metrics(State(state): AppStateRef) -> Response {
     match &state.config.metrics {
         Some(handle) => {
+            for m in &state.models {
+                m.record_metrics();
+            }
             handle.run_upkeep();
             (
                 [(

@@ -20,6 +20,30 @@ pub const QUEUE_TIME: &str = "corral_queue_time_seconds";
 /// Seconds the batch that ran the request took, by `model`.
 pub const COMPUTE_TIME: &str = "corral_compute_time_seconds";
 
+/// Whether a cluster member is in routing (1) or not (0), by `model` and
+/// `member` (its node's name): out when silent past the liveness bound,
+/// gone, or refused for its settings.
+pub const MEMBER_IN_ROUTING: &str = "corral_member_in_routing";
+/// A cluster member pool's requests queued and running, as it last
+/// reported, by `model` and `member`.
+pub const MEMBER_DEPTH: &str = "corral_member_depth";
+/// This front's requests out to a cluster member now, by `model` and
+/// `member`.
+pub const MEMBER_IN_FLIGHT: &str = "corral_member_in_flight";
+/// A cluster member pool's measured time per request in seconds, as it last
+/// reported, by `model` and `member`.
+pub const MEMBER_SECONDS_PER_REQUEST: &str = "corral_member_seconds_per_request";
+/// Requests this front sent to a cluster member, by `model`, `member` and
+/// `outcome` (`sent`, `answered`, `refused` — full, tried elsewhere —,
+/// `lost` — the member went with the request in flight).
+pub const MEMBER_REQUESTS: &str = "corral_member_requests_total";
+/// A cluster member's share of the requests this front got answered, 0 to
+/// 1, by `model` and `member`.
+pub const MEMBER_SHARE: &str = "corral_member_share";
+/// 1 for a cluster member kept out of routing because its settings differ
+/// from the front's model, by `model`, `member` and `reason`.
+pub const MEMBER_REFUSED: &str = "corral_member_refused";
+
 const SECONDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];

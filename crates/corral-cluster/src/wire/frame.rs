@@ -9,6 +9,7 @@ use super::codec::{decode_items, encode_items, LoadReport, Wire};
 use super::format::{Limits, WireError, VERSION};
 use super::reader::Reader;
 use super::writer::put_bool;
+use crate::promise::Promise;
 
 /// What a frame holds: its second byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +23,11 @@ pub enum FrameKind {
     Ping = 3,
     /// The pool's load alone, the answer to a ping ([`encode_load`]).
     Load = 4,
+    /// A query for the member's promise ([`encode_describe`]).
+    Describe = 5,
+    /// The member's load and [`Promise`], the answer to a describe
+    /// ([`encode_promise`]).
+    Promise = 6,
 }
 
 impl FrameKind {
@@ -31,6 +37,8 @@ impl FrameKind {
             2 => Some(Self::Reply),
             3 => Some(Self::Ping),
             4 => Some(Self::Load),
+            5 => Some(Self::Describe),
+            6 => Some(Self::Promise),
             _ => None,
         }
     }
@@ -264,4 +272,38 @@ pub fn decode_load(bytes: &[u8], limits: &Limits) -> Result<LoadReport, WireErro
     let load = LoadReport::decode(&mut r, limits)?;
     r.finish()?;
     Ok(load)
+}
+
+/// A describe frame: asks a member for its load and its [`Promise`].
+pub fn encode_describe() -> Vec<u8> {
+    frame(FrameKind::Describe)
+}
+
+/// Checks a describe frame.
+///
+/// # Errors
+/// Any [`WireError`]; see [`frame_kind`] for the header's.
+pub fn decode_describe(bytes: &[u8], limits: &Limits) -> Result<(), WireError> {
+    open(bytes, limits, FrameKind::Describe)?.finish()
+}
+
+/// A promise frame, the answer to a describe: the pool's load, then the
+/// member's promise.
+pub fn encode_promise(load: &LoadReport, promise: &Promise) -> Vec<u8> {
+    let mut out = frame(FrameKind::Promise);
+    load.encode(&mut out);
+    promise.encode(&mut out);
+    out
+}
+
+/// Reads a promise frame.
+///
+/// # Errors
+/// Any [`WireError`]; see [`frame_kind`] for the header's.
+pub fn decode_promise(bytes: &[u8], limits: &Limits) -> Result<(LoadReport, Promise), WireError> {
+    let mut r = open(bytes, limits, FrameKind::Promise)?;
+    let load = LoadReport::decode(&mut r, limits)?;
+    let promise = Promise::decode(&mut r, limits)?;
+    r.finish()?;
+    Ok((load, promise))
 }
