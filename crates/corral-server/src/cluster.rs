@@ -42,7 +42,7 @@ use corral_embed::{
 };
 
 use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenizeError};
-use crate::pool::{decode, timings, tokenize, wrap_ids};
+use crate::pool::{decode, timed_batch, tokenize, wrap_ids};
 use crate::telemetry::{
     MEMBER_DEPTH, MEMBER_IN_FLIGHT, MEMBER_IN_ROUTING, MEMBER_REFUSED, MEMBER_REQUESTS,
     MEMBER_SECONDS_PER_REQUEST, MEMBER_SHARE,
@@ -377,12 +377,8 @@ impl ServedModel for ClusterModel {
                 return Err(self.wrong_task("embed"));
             };
             let inputs = inputs.into_iter().map(EmbedInput::Tokens).collect();
-            let submitted = Instant::now();
-            let outputs = h.try_call_batch(inputs).await?;
-            let (queue_time, compute_time) = timings(
-                submitted,
-                outputs.last().map(|o| (o.batch_started, o.batch_time)),
-            );
+            let (outputs, queue_time, compute_time) =
+                timed_batch(h, inputs, |o| (o.batch_started, o.batch_time)).await?;
             Ok(Embedded {
                 vectors: outputs.into_iter().map(|o| o.vector).collect(),
                 queue_time,
@@ -397,12 +393,8 @@ impl ServedModel for ClusterModel {
                 return Err(self.wrong_task("score texts"));
             };
             let inputs = inputs.into_iter().map(ScoreInput::Tokens).collect();
-            let submitted = Instant::now();
-            let outputs = h.try_call_batch(inputs).await?;
-            let (queue_time, compute_time) = timings(
-                submitted,
-                outputs.last().map(|o| (o.batch_started, o.batch_time)),
-            );
+            let (outputs, queue_time, compute_time) =
+                timed_batch(h, inputs, |o| (o.batch_started, o.batch_time)).await?;
             Ok(Scored {
                 logits: outputs.into_iter().map(|o| o.logits).collect(),
                 queue_time,

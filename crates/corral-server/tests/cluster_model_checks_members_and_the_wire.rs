@@ -3,7 +3,7 @@
 //! a node): a member that promises other settings (normalisation on) is
 //! refused with the reason and never sent a request, while the one that
 //! agrees answers; each member's series are on `/metrics`; and a request
-//! whose frame would be over the wire limit is answered 400 (OpenAI) / 422
+//! whose frame would be over the wire limit is answered 400 (OpenAI) / 413
 //! (TEI) before anything is sent to any member.
 
 mod common;
@@ -121,7 +121,7 @@ async fn members_are_checked_and_oversized_requests_never_sent() {
     // Over the wire limit: refused here, nothing sent.
     let many: Vec<String> = (0..200).map(|i| format!("sentence number {i}")).collect();
     let r = server.post("/embed", json!({ "inputs": many })).await;
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 413);
     let body: serde_json::Value = r.json().await.unwrap();
     let message = body["error"].as_str().unwrap();
     assert!(message.contains("over the limit of 2000"), "{message}");
