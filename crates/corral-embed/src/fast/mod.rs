@@ -80,6 +80,7 @@ mod math;
 mod matmul;
 pub mod op_timer;
 mod qmatmul;
+mod share;
 #[cfg(test)]
 mod test_util;
 mod weights;
@@ -147,6 +148,14 @@ pub struct FastBert {
     type_ids: Vec<u32>,
     positions: Vec<u32>,
     spans: Vec<SeqSpan>,
+    /// Most threads a forward may take when the cores are free (see
+    /// [`FastBert::set_max_threads`]); at most the `threads` it is given
+    /// when not more.
+    max_threads: usize,
+    /// The cores shared with the other forward passes (the process's).
+    share: &'static share::Share,
+    /// The most threads any layer of the last forward ran on.
+    last_threads: usize,
 }
 
 impl FastBert {
@@ -194,7 +203,30 @@ impl FastBert {
             type_ids: Vec::new(),
             positions: Vec::new(),
             spans: Vec::new(),
+            max_threads: 0,
+            share: &share::PROCESS,
+            last_threads: 0,
         })
+    }
+
+    /// Lets each forward take up to `max` threads of the rayon pool it runs
+    /// in while the process's cores are free: before each layer, a forward
+    /// given `threads` (its floor) takes its share of the cores — the
+    /// cores ÷ the fast forward passes running in the process now, this one
+    /// included — within `threads..=max`. So a lone request on an idle pool
+    /// of single-threaded workers runs on every core, and under load each
+    /// forward is back to its own threads within one layer of another
+    /// starting. The pool it runs in should hold `max` threads. 0 or 1 (the
+    /// default): exactly the `threads` given. Results do not depend on the
+    /// threads a forward ran on beyond floating-point summation order in
+    /// the fp32 matmuls (int8 and attention: the same bits).
+    pub fn set_max_threads(&mut self, max: usize) {
+        self.max_threads = max;
+    }
+
+    /// The most threads any layer of the last forward pass ran on.
+    pub fn last_threads(&self) -> usize {
+        self.last_threads
     }
 
     /// The configuration it was loaded with.
@@ -302,8 +334,14 @@ impl FastBert {
             }
         });
         let x = &mut self.x[..self.ids.len() * h];
+        let share = self.share;
+        let running = share.enter();
+        let ceiling = self.max_threads.max(threads);
+        self.last_threads = 0;
         for layer in &self.layers {
-            layer.forward(x, &self.spans, &mut self.scratch, threads);
+            let t = running.threads(threads, ceiling);
+            self.last_threads = self.last_threads.max(t);
+            layer.forward(x, &self.spans, &mut self.scratch, t);
         }
         Ok(())
     }

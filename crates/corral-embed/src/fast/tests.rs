@@ -425,3 +425,52 @@ fn every_kernel_build_gives_the_same_hidden_states() {
         builds.iter().map(|i| i.name()).collect::<Vec<_>>()
     );
 }
+
+/// A forward given a ceiling above its threads takes every core of its
+/// share while it runs alone, its share beside other running forwards
+/// (never fewer than its own threads), and gives the same int8 bits (fp32:
+/// within 1e-5) whatever it ran on.
+#[test]
+fn a_lone_forward_takes_the_free_cores_and_shares_them_under_load() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let model = write_tiny_model("", "share");
+    let (ids, mask, batch, seq) = batch_inputs();
+    let (ids, offsets) = packed(&ids, &mask, batch, seq);
+    let share: &'static super::share::Share =
+        Box::leak(Box::new(super::share::Share::with_cores(4)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for int8 in [false, true] {
+        let mut fast = FastBert::load(&model.path, &cfg).unwrap();
+        if int8 {
+            fast.quantize(super::Int8Layers::ALL);
+        }
+        fast.share = share;
+        let run = |fast: &mut FastBert| {
+            pool.install(|| fast.forward_packed(&ids, &offsets, 1).unwrap().to_vec())
+        };
+        let pinned = run(&mut fast);
+        assert_eq!(fast.last_threads(), 1, "no ceiling: its own thread only");
+        fast.set_max_threads(4);
+        let alone = run(&mut fast);
+        assert_eq!(fast.last_threads(), 4, "alone: every core");
+        let other = share.enter();
+        let beside_one = run(&mut fast);
+        assert_eq!(fast.last_threads(), 2, "beside one other: half");
+        let (a, b) = (share.enter(), share.enter());
+        let beside_three = run(&mut fast);
+        assert_eq!(fast.last_threads(), 1, "beside three: one core");
+        drop((other, a, b));
+        for got in [&alone, &beside_one, &beside_three] {
+            let d = super::test_util::max_abs_diff(&pinned, got);
+            if int8 {
+                assert_eq!(d, 0.0, "int8 gives the same bits on any threads");
+            } else {
+                assert!(d <= 1e-5, "fp32 on more threads: {d}");
+            }
+        }
+    }
+    assert_eq!(share.running(), 0, "every forward counted itself out");
+}
