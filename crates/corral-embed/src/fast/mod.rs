@@ -1,5 +1,7 @@
 //! A BERT encoder of Corral's own for the CPU, written for throughput on a
-//! few cores (the pool runs one single-threaded worker per core).
+//! few cores (the pool runs one single-threaded worker per core) and for a
+//! lone request's latency (a forward running alone takes every free core:
+//! `share`, [`FastBert::set_max_threads`]).
 //!
 //! Compared with candle-transformers' `BertModel` it:
 //! - drops padding: only tokens with mask 1 go through the dense layers, and

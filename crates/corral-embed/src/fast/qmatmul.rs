@@ -50,6 +50,19 @@
 //! vectors per tile row, as AVX2) and 512-bit (one) builds; which runs is
 //! [`Isa`](super::Isa)'s choice ([`Kernel::for_isa`]).
 //!
+//! # 8-bit activations (`u8 × s8`)
+//! A layer can take its activations in 256 levels instead
+//! ([`QLinear::set_max_levels`]): each row is then stored unsigned, `0..=255`
+//! above its minimum (`x̂ = s_a·q + min`, the same output step with the
+//! minimum as the offset), and the weights are packed a second time, four
+//! `k` values of each column per step. AVX-512 VNNI's `vpdpbusd` multiplies
+//! those unsigned bytes by the signed weight bytes and adds the four
+//! products of each lane into its `i32` accumulator: twice the multiply-adds
+//! of `vpdpwssd` per instruction, exact while `k·255·127 < 2³¹`. The other
+//! kernels multiply the same unsigned levels in `i16` lanes, so every
+//! kernel still gives the same bits. Which layers get 8 bits is a fidelity
+//! choice (`Int8Layers::EIGHT_BIT_ACTIVATIONS`).
+//!
 //! With `|q_a| ≤ levels/2`, `|q_w| ≤ 127` the `i32` sums cannot overflow
 //! while `k·(levels/2)·127 < 2³¹`, which
 //! [`activation_levels`](quantize::activation_levels) keeps true

@@ -355,11 +355,19 @@ fn timings() {
 #[ignore]
 fn kernel_timings() {
     use std::time::Instant;
-    let kernels: Vec<Kernel> = crate::fast::Isa::available()
+    // (kernel, 8-bit activations): every kernel but the portable one on
+    // 12-bit activations, then the VNNI ones on 8-bit (`vpdpbusd`).
+    let mut kernels: Vec<(Kernel, bool)> = crate::fast::Isa::available()
         .into_iter()
         .skip(1)
-        .map(Kernel::for_isa)
+        .map(|isa| (Kernel::for_isa(isa), false))
         .collect();
+    let u8s: Vec<(Kernel, bool)> = kernels
+        .iter()
+        .filter(|(k, _)| k.has_u8())
+        .map(|&(k, _)| (k, true))
+        .collect();
+    kernels.extend(u8s);
     let rounds = 15;
     for &(m, k, n) in &[
         (900, 384, 1152),
@@ -373,6 +381,11 @@ fn kernel_timings() {
         let q = QLinear::from_torch(&w, vec![0.0; n], n, k);
         let mut rows = QuantizedRows::default();
         rows.quantize(&x, m, k);
+        let mut q8 = q.clone();
+        q8.set_max_levels(256);
+        let mut rows8 = QuantizedRows::default();
+        rows8.quantize_scaled(&x, m, k, None, 256);
+        rows8.fill_u8();
         let mut out = vec![0.0; m * n];
         let ops = 2.0 * (m * k * n) as f64;
         let iters = (2e9 / ops).ceil() as usize;
@@ -380,21 +393,24 @@ fn kernel_timings() {
         for round in 0..rounds {
             for i in 0..kernels.len() {
                 let i = (i + round) % kernels.len();
+                let (kernel, eight) = kernels[i];
+                let (layer, rows) = if eight { (&q8, &rows8) } else { (&q, &rows) };
                 let t = Instant::now();
                 for _ in 0..iters {
-                    q.forward_quantized(&rows, &mut out, false, 1, kernels[i]);
+                    layer.forward_quantized(rows, &mut out, false, 1, kernel);
                 }
                 rates[i].push(ops * iters as f64 / t.elapsed().as_secs_f64() / 1e9);
             }
         }
         let mut line = format!("[{m},{k}]x[{k},{n}]:");
-        for (kernel, r) in kernels.iter().zip(&rates) {
+        for ((kernel, eight), r) in kernels.iter().zip(&rates) {
             let mut ratio: Vec<f64> = r.iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
             ratio.sort_by(f64::total_cmp);
             let mut g = r.clone();
             g.sort_by(f64::total_cmp);
+            let label = if *eight { "-u8" } else { "" };
             line += &format!(
-                "  {kernel:?} {:.1} GOP/s ({:.3}x, {:.3}-{:.3})",
+                "  {kernel:?}{label} {:.1} GOP/s ({:.3}x, {:.3}-{:.3})",
                 g[rounds / 2],
                 ratio[rounds / 2],
                 ratio[0],
