@@ -157,7 +157,9 @@ impl Scorer {
         self.encoder.engine()
     }
 
-    /// Threads of the forward pass.
+    /// Threads of the forward pass: on candle's engine all of them; on the
+    /// fast engine the fewest a forward runs on — alone in the process it
+    /// takes every core (see [`crate::Embedder::load`]).
     pub fn threads(&self) -> usize {
         self.threads
     }
