@@ -162,14 +162,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         workers: Some(per_node * 2),
         ..args.clone()
     };
-    let local = ChildServer::start(&local_args)?;
+    // The cluster's nodes run fp32: so does the local server it is
+    // compared with.
+    let local = ChildServer::start(&local_args, corral_embed::Quantize::None)?;
+    let shapes = work.points(args.documents, &args.points);
     let mut cluster_rounds: Vec<Vec<Point>> = vec![];
     let mut local_rounds: Vec<Vec<Point>> = vec![];
     for round in 0..args.rounds.max(1) {
         eprintln!("round {round}: through the cluster front");
-        cluster_rounds.push(all_points(&front, &work, 0, &corpus, warmup, seconds).await);
+        cluster_rounds.push(all_points(&front, &work, &shapes, &corpus, warmup, seconds).await);
         eprintln!("round {round}: local corral serve");
-        local_rounds.push(all_points(&local.base, &work, 0, &corpus, warmup, seconds).await);
+        local_rounds.push(all_points(&local.base, &work, &shapes, &corpus, warmup, seconds).await);
     }
     local.stop();
     println!("| clients × sentences per request | cluster sentences/s | local sentences/s | ratio (median, range) |");

@@ -6,6 +6,13 @@
 //! only when `infinity_emb` is installed; otherwise its figures are quoted
 //! from `BASELINE.md` (and the report says so).
 //!
+//! Each `--quantize` mode (default `none,int8`) is its own `corral serve`
+//! (`--quantize int8` for int8), run in turn within each round, so fp32 and
+//! int8 are measured side by side. At one client the report also says where
+//! a lone request's time goes: the client's latency against the server's own
+//! handler time, the pool's queue time and the engine's compute time, read
+//! from the server's `/metrics` before and after the point.
+//!
 //! With `--task rerank` (and a cross-encoder's `--model-dir`) the clients
 //! send a query with `--documents` documents (20) per request, Cohere's
 //! shape, to `POST /v1/rerank` — 1 and 16 clients — and count documents
@@ -71,6 +78,50 @@ pub(crate) struct Args {
     /// cluster path's cost as a ratio (see `bench_cluster.rs`).
     #[arg(long)]
     pub(crate) cluster: bool,
+    /// The dense-layer arithmetic of each `corral serve` measured, in turn
+    /// within each round: `none` (fp32), `int8`, or both (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "none,int8")]
+    pub(crate) quantize: Vec<Quantize>,
+    /// The load points, as clients × texts per request
+    /// (comma-separated; default 1x1,16x1,64x1,4x32 for embed,
+    /// 1xD,16xD for rerank with D = --documents).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) points: Vec<LoadShape>,
+}
+
+/// One load point's shape: closed-loop clients × texts per request,
+/// written `CxT` (`64x1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LoadShape {
+    /// Clients, each with one request in flight.
+    pub(crate) clients: usize,
+    /// Texts (sentences or documents) per request.
+    pub(crate) texts: usize,
+}
+
+impl std::str::FromStr for LoadShape {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?}: a load point is CLIENTSxTEXTS, e.g. 64x1");
+        let (c, t) = s.split_once(['x', '×']).ok_or_else(bad)?;
+        let clients: usize = c.trim().parse().map_err(|_| bad())?;
+        let texts: usize = t.trim().parse().map_err(|_| bad())?;
+        if clients == 0 || texts == 0 {
+            return Err(bad());
+        }
+        Ok(Self { clients, texts })
+    }
+}
+
+/// How `corral serve` is labelled in the report for a `--quantize` mode:
+/// fp32 keeps the plain label (so `benches/ab.sh` programs written for it
+/// keep matching).
+fn serve_label(q: Quantize) -> &'static str {
+    match q {
+        Quantize::None => "corral serve",
+        Quantize::Int8 => "corral serve --quantize int8",
+    }
 }
 
 /// What one request of a load point is: the route, and the body for the
@@ -106,8 +157,12 @@ impl Workload {
         }
     }
 
-    /// (clients, texts per request) of each load point.
-    fn points(&self, documents: usize) -> Vec<(usize, usize)> {
+    /// (clients, texts per request) of each load point: `chosen`, else
+    /// the task's default points.
+    fn points(&self, documents: usize, chosen: &[LoadShape]) -> Vec<(usize, usize)> {
+        if !chosen.is_empty() {
+            return chosen.iter().map(|p| (p.clients, p.texts)).collect();
+        }
         match self.task {
             ModelKind::Rerank => vec![(1, documents), (16, documents)],
             _ => vec![(1, 1), (16, 1), (64, 1), (4, 32)],
@@ -134,6 +189,111 @@ pub(crate) struct Point {
     p99_ms: f64,
     requests: usize,
     errors: usize,
+    /// Mean latency of every request answered during the point, warm-up
+    /// included (what the server's `/metrics` counted too).
+    mean_ms: f64,
+    /// Where the time went, from the server's `/metrics` (one client only).
+    split: Option<TimeSplit>,
+}
+
+/// Mean milliseconds per request over one load point, from the server's
+/// `/metrics` (histogram sums ÷ counts, differences across the point):
+/// the client's own mean latency, the server's HTTP handler time (parsing,
+/// tokenising, the pool and the answer's encoding), the pool's queue time
+/// and the engine's compute time (one forward pass with pooling).
+#[derive(Debug, Clone, Copy)]
+struct TimeSplit {
+    client_ms: f64,
+    handler_ms: f64,
+    queue_ms: f64,
+    compute_ms: f64,
+}
+
+impl TimeSplit {
+    /// The median of each part over `splits`.
+    fn median(splits: &[TimeSplit]) -> Option<TimeSplit> {
+        if splits.is_empty() {
+            return None;
+        }
+        let med = |f: fn(&TimeSplit) -> f64| {
+            let mut v: Vec<f64> = splits.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Some(TimeSplit {
+            client_ms: med(|s| s.client_ms),
+            handler_ms: med(|s| s.handler_ms),
+            queue_ms: med(|s| s.queue_ms),
+            compute_ms: med(|s| s.compute_ms),
+        })
+    }
+}
+
+/// (sum, count) of each histogram the split reads, from one `/metrics` text:
+/// the HTTP duration of the embedding routes, the queue time, the compute
+/// time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scrape {
+    handler: (f64, f64),
+    queue: (f64, f64),
+    compute: (f64, f64),
+}
+
+impl Scrape {
+    /// Parses the Prometheus text exposition `text`: every label set of a
+    /// series is summed (for the HTTP duration, only the lines naming an
+    /// embedding route).
+    fn parse(text: &str) -> Self {
+        use corral_server::telemetry::{COMPUTE_TIME, HTTP_DURATION, QUEUE_TIME};
+        let mut me = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let name = series.split('{').next().unwrap_or(series);
+            let slot = if name.starts_with(HTTP_DURATION) {
+                if !series.contains("embed") {
+                    continue;
+                }
+                &mut me.handler
+            } else if name.starts_with(QUEUE_TIME) {
+                &mut me.queue
+            } else if name.starts_with(COMPUTE_TIME) {
+                &mut me.compute
+            } else {
+                continue;
+            };
+            if name.ends_with("_sum") {
+                slot.0 += value;
+            } else if name.ends_with("_count") {
+                slot.1 += value;
+            }
+        }
+        me
+    }
+
+    /// Mean milliseconds per request between `before` and `self`.
+    fn mean_ms(before: (f64, f64), after: (f64, f64)) -> f64 {
+        let n = after.1 - before.1;
+        if n > 0.0 {
+            (after.0 - before.0) / n * 1e3
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The server's `/metrics` at `base`, parsed; `None` when it cannot be read
+/// (a `--url` server without it).
+async fn scrape(client: &reqwest::Client, base: &str) -> Option<Scrape> {
+    let r = client.get(format!("{base}/metrics")).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    Some(Scrape::parse(&r.text().await.ok()?))
 }
 
 /// The median of each load point over rounds (sentences/s, p50, p99 each
@@ -152,6 +312,8 @@ fn median_points(rounds: &[Vec<Point>]) -> Vec<Point> {
             p99_ms: med(rounds.iter().map(|r| r[k].p99_ms).collect()),
             requests: rounds.iter().map(|r| r[k].requests).sum(),
             errors: rounds.iter().map(|r| r[k].errors).sum(),
+            mean_ms: med(rounds.iter().map(|r| r[k].mean_ms).collect()),
+            split: TimeSplit::median(&rounds.iter().filter_map(|r| r[k].split).collect::<Vec<_>>()),
         })
         .collect()
 }
@@ -189,6 +351,7 @@ async fn load_point(
             let client = reqwest::Client::new();
             let mut next = (c * 7919) % corpus.len();
             let (mut lat, mut sentences, mut errors) = (Vec::new(), 0usize, 0usize);
+            let mut all = (0.0f64, 0usize);
             loop {
                 let sent = Instant::now();
                 if sent >= end {
@@ -212,6 +375,10 @@ async fn load_point(
                     break;
                 };
                 let done = Instant::now();
+                if ok {
+                    all.0 += done.duration_since(sent).as_secs_f64() * 1e3;
+                    all.1 += 1;
+                }
                 if done >= measure_from {
                     if ok {
                         lat.push(done.duration_since(sent).as_secs_f64() * 1e3);
@@ -221,15 +388,18 @@ async fn load_point(
                     }
                 }
             }
-            (lat, sentences, errors)
+            (lat, sentences, errors, all)
         }));
     }
     let (mut lat, mut sentences, mut errors) = (Vec::new(), 0, 0);
+    let mut all = (0.0f64, 0usize);
     for t in tasks {
-        if let Ok((l, s, e)) = t.await {
+        if let Ok((l, s, e, a)) = t.await {
             lat.extend(l);
             sentences += s;
             errors += e;
+            all.0 += a.0;
+            all.1 += a.1;
         }
     }
     lat.sort_by(f64::total_cmp);
@@ -241,6 +411,8 @@ async fn load_point(
         p99_ms: percentile(&lat, 0.99),
         requests: lat.len(),
         errors,
+        mean_ms: all.0 / all.1.max(1) as f64,
+        split: None,
     }
 }
 
@@ -251,10 +423,11 @@ pub(crate) struct ChildServer {
 }
 
 impl ChildServer {
-    pub(crate) fn start(args: &Args) -> anyhow::Result<Self> {
+    pub(crate) fn start(args: &Args, quantize: Quantize) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the corral binary")?;
         let mut cmd = Command::new(exe);
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(["--quantize", &quantize.to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -466,17 +639,37 @@ fn infinity_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Every load point against `base`, in order. At one client the point
+/// also reads `/metrics` before and after for the [`TimeSplit`]; that
+/// point's requests are counted from the first one sent (the warm-up's
+/// included, which `/metrics` cannot tell apart), the client's mean over
+/// the same requests.
 pub(crate) async fn all_points(
     base: &str,
     work: &Workload,
-    documents: usize,
+    shapes: &[(usize, usize)],
     corpus: &Arc<Vec<String>>,
     warmup: Duration,
     seconds: Duration,
 ) -> Vec<Point> {
     let mut points = Vec::new();
-    for (clients, batch) in work.points(documents) {
-        let p = load_point(base, work, corpus.clone(), clients, batch, warmup, seconds).await;
+    let http = reqwest::Client::new();
+    for &(clients, batch) in shapes {
+        let before = if clients == 1 {
+            scrape(&http, base).await
+        } else {
+            None
+        };
+        let mut p = load_point(base, work, corpus.clone(), clients, batch, warmup, seconds).await;
+        if let (Some(b), Some(a)) = (before, scrape(&http, base).await) {
+            let handler_ms = Scrape::mean_ms(b.handler, a.handler);
+            p.split = Some(TimeSplit {
+                client_ms: p.mean_ms,
+                handler_ms,
+                queue_ms: Scrape::mean_ms(b.queue, a.queue),
+                compute_ms: Scrape::mean_ms(b.compute, a.compute),
+            });
+        }
         eprintln!(
             "  {clients:>2} clients × {batch:>2}: {:.1} sentences/s, p50 {:.1} ms, p99 {:.1} ms ({} requests, {} errors)",
             p.sentences_per_s, p.p50_ms, p.p99_ms, p.requests, p.errors
@@ -512,42 +705,52 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         task: args.task,
         model: args.model_name()?,
     };
-    let docs = args.documents;
+    let shapes = work.points(args.documents, &args.points);
+    let mut modes = args.quantize.clone();
+    modes.dedup();
+    if modes.is_empty() || rerank {
+        modes = vec![Quantize::None];
+    }
     eprintln!(
         "corral serve ({} sentences from {}):",
         corpus.len(),
         args.corpus.display()
     );
     let have_infinity = args.url.is_none() && infinity_installed();
-    let mut corral_rounds: Vec<Vec<Point>> = vec![];
+    // corral_rounds[mode][round]
+    let mut corral_rounds: Vec<Vec<Vec<Point>>> = vec![vec![]; modes.len()];
     let mut infinity_rounds: Vec<Vec<Point>> = vec![];
     for round in 0..args.rounds.max(1) {
-        eprintln!("round {round}: corral serve");
-        corral_rounds.push(match &args.url {
-            Some(url) => {
-                all_points(
-                    url.trim_end_matches('/'),
-                    &work,
-                    docs,
-                    &corpus,
-                    warmup,
-                    seconds,
-                )
-                .await
-            }
-            None => {
-                let server = ChildServer::start(&args)?;
-                let points = all_points(&server.base, &work, docs, &corpus, warmup, seconds).await;
-                server.stop();
-                points
-            }
-        });
+        for (m, &mode) in modes.iter().enumerate() {
+            eprintln!("round {round}: {}", serve_label(mode));
+            corral_rounds[m].push(match &args.url {
+                Some(url) => {
+                    all_points(
+                        url.trim_end_matches('/'),
+                        &work,
+                        &shapes,
+                        &corpus,
+                        warmup,
+                        seconds,
+                    )
+                    .await
+                }
+                None => {
+                    let server = ChildServer::start(&args, mode)?;
+                    let points =
+                        all_points(&server.base, &work, &shapes, &corpus, warmup, seconds).await;
+                    server.stop();
+                    points
+                }
+            });
+        }
         if have_infinity {
             eprintln!("round {round}: infinity_emb (side by side, same client)");
             match Infinity::start(&args) {
                 Ok(inf) => {
-                    infinity_rounds
-                        .push(all_points(&inf.base, &work, docs, &corpus, warmup, seconds).await);
+                    infinity_rounds.push(
+                        all_points(&inf.base, &work, &shapes, &corpus, warmup, seconds).await,
+                    );
                     drop(inf);
                 }
                 Err(e) => {
@@ -558,14 +761,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let points = median_points(&corral_rounds);
     let measured_infinity = (!infinity_rounds.is_empty()
-        && infinity_rounds.len() == corral_rounds.len())
+        && infinity_rounds.len() == corral_rounds[0].len())
     .then(|| median_points(&infinity_rounds));
     let infinity =
         "quoted from BASELINE.md (infinity_emb is not installed; not measured in this run)";
     if rerank {
-        report_rerank(&corral_rounds, &infinity_rounds);
+        report_rerank(&corral_rounds[0], &infinity_rounds);
         return Ok(());
     }
     let in_process = if args.no_inprocess {
@@ -579,11 +781,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     println!("| system | clients × sentences per request | sentences/s | p50 | p99 | errors |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for p in &points {
-        println!(
-            "| corral serve | {} × {} | {:.1} | {:.1} ms | {:.1} ms | {} |",
-            p.clients, p.batch, p.sentences_per_s, p.p50_ms, p.p99_ms, p.errors
-        );
+    let medians: Vec<Vec<Point>> = corral_rounds.iter().map(|r| median_points(r)).collect();
+    for (mode, points) in modes.iter().zip(&medians) {
+        for p in points {
+            println!(
+                "| {} | {} × {} | {:.1} | {:.1} ms | {:.1} ms | {} |",
+                serve_label(*mode),
+                p.clients,
+                p.batch,
+                p.sentences_per_s,
+                p.p50_ms,
+                p.p99_ms,
+                p.errors
+            );
+        }
     }
     match &measured_infinity {
         Some(inf) => {
@@ -596,7 +807,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             for (c, b, s, p50, p99) in INFINITY_QUOTED {
-                println!("| infinity-emb ({infinity}) | {c} × {b} | {s:.1} | {p50:.0} ms | {p99:.0} ms | |");
+                if shapes.contains(&(c, b)) {
+                    println!("| infinity-emb ({infinity}) | {c} × {b} | {s:.1} | {p50:.0} ms | {p99:.0} ms | |");
+                }
             }
         }
     }
@@ -604,33 +817,46 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         println!("| corral embed in process (pool, no HTTP) | 4 × 32 | {s:.1} | | | |");
     }
     println!();
+    report_split(&modes, &medians);
+    let points = &medians[0];
     let mut measured_64 = None;
     if measured_infinity.is_some() {
-        for (k, p) in points.iter().enumerate() {
-            let ratios: Vec<f64> = corral_rounds
-                .iter()
-                .zip(&infinity_rounds)
-                .map(|(c, i)| c[k].sentences_per_s / i[k].sentences_per_s)
-                .collect();
-            let (med, lo, hi) = crate::median_range(ratios);
-            println!(
-                "serve_ratio_measured_{}x{}: {med:.2}  (range {lo:.2}–{hi:.2} over {} alternating rounds; vs infinity-emb measured side by side)",
-                p.clients,
-                p.batch,
-                corral_rounds.len()
-            );
-            if p.clients == 64 && p.batch == 1 {
-                measured_64 = Some(med);
+        for (m, mode) in modes.iter().enumerate() {
+            let suffix = match mode {
+                Quantize::None => "",
+                Quantize::Int8 => "_int8",
+            };
+            for (k, p) in medians[m].iter().enumerate() {
+                let ratios: Vec<f64> = corral_rounds[m]
+                    .iter()
+                    .zip(&infinity_rounds)
+                    .map(|(c, i)| c[k].sentences_per_s / i[k].sentences_per_s)
+                    .collect();
+                let (med, lo, hi) = crate::median_range(ratios);
+                println!(
+                    "serve_ratio_measured{suffix}_{}x{}: {med:.2}  (range {lo:.2}–{hi:.2} over {} alternating rounds; vs infinity-emb measured side by side)",
+                    p.clients,
+                    p.batch,
+                    corral_rounds[m].len()
+                );
+                if p.clients == 64 && p.batch == 1 && *mode == modes[0] {
+                    measured_64 = Some(med);
+                }
             }
         }
     }
-    for (p, (_, _, quoted, _, _)) in points.iter().zip(INFINITY_QUOTED) {
-        println!(
-            "serve_ratio_{}x{}: {:.2}  (vs infinity-emb's figure quoted from BASELINE.md, not measured here)",
-            p.clients,
-            p.batch,
-            p.sentences_per_s / quoted
-        );
+    for p in points {
+        if let Some((_, _, quoted, _, _)) = INFINITY_QUOTED
+            .iter()
+            .find(|q| (q.0, q.1) == (p.clients, p.batch))
+        {
+            println!(
+                "serve_ratio_{}x{}: {:.2}  (vs infinity-emb's figure quoted from BASELINE.md, not measured here)",
+                p.clients,
+                p.batch,
+                p.sentences_per_s / quoted
+            );
+        }
     }
     match (measured_64, points.iter().find(|p| p.clients == 64)) {
         (Some(r), _) => println!(
@@ -649,6 +875,37 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// At one client × one sentence, per mode: p50 and p99 against the
+/// targets (≤ 12 ms fp32, ≤ 8 ms int8 on 2 cores), and where a lone
+/// request's mean time goes ([`TimeSplit`], medians over the rounds).
+fn report_split(modes: &[Quantize], medians: &[Vec<Point>]) {
+    for (mode, points) in modes.iter().zip(medians) {
+        let Some(p) = points.iter().find(|p| (p.clients, p.batch) == (1, 1)) else {
+            continue;
+        };
+        let target = match mode {
+            Quantize::None => 12,
+            Quantize::Int8 => 8,
+        };
+        let name = match mode {
+            Quantize::None => "fp32",
+            Quantize::Int8 => "int8",
+        };
+        println!(
+            "latency_1x1_{name}: p50 {:.2} ms, p99 {:.2} ms  (target p50 ≤ {target} ms on 2 cores)",
+            p.p50_ms, p.p99_ms
+        );
+        if let Some(s) = p.split {
+            let outside = s.client_ms - s.handler_ms;
+            let inside = s.handler_ms - s.queue_ms - s.compute_ms;
+            println!(
+                "time_split_1x1_{name}: mean {:.2} ms = engine {:.2} + pool queue {:.2} + rest of the handler (parsing, tokenising, hops, answer) {:.2} + outside the handler (loopback, HTTP framing, client) {:.2}",
+                s.client_ms, s.compute_ms, s.queue_ms, inside, outside
+            );
+        }
+    }
 }
 
 /// The rerank report: documents/s and latency per load point, and, when

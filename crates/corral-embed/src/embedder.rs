@@ -58,7 +58,10 @@ impl std::fmt::Debug for Embedder {
 
 impl Embedder {
     /// Loads the model `spec` describes, to run its forward passes on a
-    /// private pool of `threads` threads (at least 1).
+    /// private pool of `threads` threads (at least 1) — on the fast engine
+    /// a pool of every core, each forward taking its share of them: all of
+    /// them when it is the only forward running in the process, never fewer
+    /// than `threads` (see [`FastBert::set_max_threads`](crate::fast::FastBert::set_max_threads)).
     ///
     /// candle's matrix products run on the rayon pool they are called from,
     /// so the forward pass runs inside this pool. (Large element-wise ops go
@@ -99,10 +102,16 @@ impl Embedder {
             .default_prompt()
             .map_or(0, |p| estimate_tokens(p, max_seq_length).saturating_sub(2));
         let threads = threads.max(1);
-        let encoder = Encoder::load(spec, &config, threads)?;
-        tracing::debug!(engine = encoder.name(), threads, "encoder loaded");
+        let mut encoder = Encoder::load(spec, &config, threads)?;
+        let pool_threads = elastic_threads(&mut encoder, threads);
+        tracing::debug!(
+            engine = encoder.name(),
+            threads,
+            pool_threads,
+            "encoder loaded"
+        );
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(pool_threads)
             .thread_name(|i| format!("corral-embed-{i}"))
             .build()
             .map_err(|e| EmbedError::ThreadPool(e.to_string()))?;
@@ -160,7 +169,9 @@ impl Embedder {
         self.encoder.engine()
     }
 
-    /// Threads of the forward pass.
+    /// Threads of the forward pass: on candle's engine all of them; on the
+    /// fast engine the fewest a forward runs on — alone in the process it
+    /// takes every core (see [`crate::Embedder::load`]).
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -291,6 +302,22 @@ impl Embedder {
             }
         }
         Ok(vectors)
+    }
+}
+
+/// Makes a fast `encoder` elastic: each forward may take up to every core
+/// while the process's other forwards leave them free, never fewer than
+/// `threads`. Returns the threads its rayon pool needs: the cores (at
+/// least `threads`) on the fast engine, `threads` on candle's, whose
+/// matmuls take the whole pool they run in.
+pub(crate) fn elastic_threads(encoder: &mut Encoder, threads: usize) -> usize {
+    match encoder {
+        Encoder::Fast { model, .. } => {
+            let max = corral_core::available_cores().max(threads);
+            model.set_max_threads(max);
+            max
+        }
+        Encoder::Candle(_) => threads,
     }
 }
 

@@ -56,8 +56,9 @@ impl std::fmt::Debug for Scorer {
 impl Scorer {
     /// Loads the model `spec` describes — a `*ForSequenceClassification`
     /// directory — to run its forward passes on a private pool of
-    /// `threads` threads (at least 1). The encoder runs on the engine
-    /// `spec` asks for (int8 dense layers on the fast engine with
+    /// `threads` threads (at least 1; on the fast engine every core, each
+    /// forward taking its share, as [`crate::Embedder::load`] says). The
+    /// encoder runs on the engine `spec` asks for (int8 dense layers on the fast engine with
     /// [`crate::Quantize::Int8`]); the head is always fp32. `spec.pooling`
     /// and `spec.normalize` do not apply.
     ///
@@ -100,10 +101,16 @@ impl Scorer {
             config.hidden_size,
             config.task.labels.len(),
         )?;
-        let encoder = Encoder::load(spec, &config, threads)?;
-        tracing::debug!(engine = encoder.name(), threads, "scorer loaded");
+        let mut encoder = Encoder::load(spec, &config, threads)?;
+        let pool_threads = crate::embedder::elastic_threads(&mut encoder, threads);
+        tracing::debug!(
+            engine = encoder.name(),
+            threads,
+            pool_threads,
+            "scorer loaded"
+        );
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(pool_threads)
             .thread_name(|i| format!("corral-score-{i}"))
             .build()
             .map_err(|e| EmbedError::ThreadPool(e.to_string()))?;
@@ -150,7 +157,9 @@ impl Scorer {
         self.encoder.engine()
     }
 
-    /// Threads of the forward pass.
+    /// Threads of the forward pass: on candle's engine all of them; on the
+    /// fast engine the fewest a forward runs on — alone in the process it
+    /// takes every core (see [`crate::Embedder::load`]).
     pub fn threads(&self) -> usize {
         self.threads
     }

@@ -84,6 +84,14 @@ impl Dense {
         }
     }
 
+    /// Caps an int8 layer's activation levels (see
+    /// [`QLinear::set_max_levels`]); an fp32 layer is left as it is.
+    pub(crate) fn set_max_levels(&mut self, levels: u32) {
+        if let Self::Int8(q) = self {
+            q.set_max_levels(levels);
+        }
+    }
+
     /// Turns an fp32 layer into int8 (an int8 one stays as it is).
     pub(crate) fn quantize_in_place(&mut self) {
         if let Self::F32(l) = self {

@@ -1,5 +1,7 @@
 //! A BERT encoder of Corral's own for the CPU, written for throughput on a
-//! few cores (the pool runs one single-threaded worker per core).
+//! few cores (the pool runs one single-threaded worker per core) and for a
+//! lone request's latency (a forward running alone takes every free core:
+//! `share`, [`FastBert::set_max_threads`]).
 //!
 //! Compared with candle-transformers' `BertModel` it:
 //! - drops padding: only tokens with mask 1 go through the dense layers, and
@@ -80,6 +82,7 @@ mod math;
 mod matmul;
 pub mod op_timer;
 mod qmatmul;
+mod share;
 #[cfg(test)]
 mod test_util;
 mod weights;
@@ -147,6 +150,14 @@ pub struct FastBert {
     type_ids: Vec<u32>,
     positions: Vec<u32>,
     spans: Vec<SeqSpan>,
+    /// Most threads a forward may take when the cores are free (see
+    /// [`FastBert::set_max_threads`]); at most the `threads` it is given
+    /// when not more.
+    max_threads: usize,
+    /// The cores shared with the other forward passes (the process's).
+    share: &'static share::Share,
+    /// The most threads any layer of the last forward ran on.
+    last_threads: usize,
 }
 
 impl FastBert {
@@ -194,7 +205,30 @@ impl FastBert {
             type_ids: Vec::new(),
             positions: Vec::new(),
             spans: Vec::new(),
+            max_threads: 0,
+            share: &share::PROCESS,
+            last_threads: 0,
         })
+    }
+
+    /// Lets each forward take up to `max` threads of the rayon pool it runs
+    /// in while the process's cores are free: before each layer, a forward
+    /// given `threads` (its floor) takes its share of the cores — the
+    /// cores ÷ the fast forward passes running in the process now, this one
+    /// included — within `threads..=max`. So a lone request on an idle pool
+    /// of single-threaded workers runs on every core, and under load each
+    /// forward is back to its own threads within one layer of another
+    /// starting. The pool it runs in should hold `max` threads. 0 or 1 (the
+    /// default): exactly the `threads` given. Results do not depend on the
+    /// threads a forward ran on beyond floating-point summation order in
+    /// the fp32 matmuls (int8 and attention: the same bits).
+    pub fn set_max_threads(&mut self, max: usize) {
+        self.max_threads = max;
+    }
+
+    /// The most threads any layer of the last forward pass ran on.
+    pub fn last_threads(&self) -> usize {
+        self.last_threads
     }
 
     /// The configuration it was loaded with.
@@ -204,10 +238,29 @@ impl FastBert {
 
     /// Quantises the dense layers `which` selects to int8 (per output
     /// channel, symmetric; activations are then quantised per token on the
-    /// fly). Returns `false`, changing nothing, when the CPU lacks the
-    /// int8 kernel's instructions (x86-64's AVX2 and FMA): the model
-    /// stays fp32.
+    /// fly), with the activations of
+    /// [`Int8Layers::EIGHT_BIT_ACTIVATIONS`] in 8 bits where the CPU has
+    /// AVX-512 VNNI (the build that runs, [`kernel_isa`]) and in 12 bits
+    /// elsewhere: see [`FastBert::quantize_with`]. Returns `false`,
+    /// changing nothing, when the CPU lacks the int8 kernel's instructions
+    /// (x86-64's AVX2 and FMA): the model stays fp32.
     pub fn quantize(&mut self, which: Int8Layers) -> bool {
+        let act8 = if qmatmul::Kernel::current().has_u8() {
+            Int8Layers::EIGHT_BIT_ACTIVATIONS
+        } else {
+            Int8Layers::NONE
+        };
+        self.quantize_with(which, act8)
+    }
+
+    /// [`FastBert::quantize`] with the activations of the layers `act8`
+    /// selects (among `which`) quantised to 8 bits (256 levels per token)
+    /// instead of 12: on AVX-512 VNNI those layers run on `vpdpbusd`
+    /// (`u8 × s8`, four products per lane, about twice the rate of the
+    /// 16-bit pairs), elsewhere on the same 8-bit values in 16-bit lanes
+    /// (no faster, less faithful). Every kernel build gives the same bits
+    /// for the same choice.
+    pub fn quantize_with(&mut self, which: Int8Layers, act8: Int8Layers) -> bool {
         if !qmatmul::int8_supported() {
             return false;
         }
@@ -228,6 +281,16 @@ impl FastBert {
             }
             if which.ffn_out {
                 layer.ffn_out.quantize_in_place();
+            }
+            for (on, dense) in [
+                (act8.qkv, &mut layer.qkv),
+                (act8.attn_out, &mut layer.attn_out),
+                (act8.ffn_in, &mut layer.ffn_in),
+                (act8.ffn_out, &mut layer.ffn_out),
+            ] {
+                if on {
+                    dense.set_max_levels(256);
+                }
             }
         }
         true
@@ -302,8 +365,14 @@ impl FastBert {
             }
         });
         let x = &mut self.x[..self.ids.len() * h];
+        let share = self.share;
+        let running = share.enter();
+        let ceiling = self.max_threads.max(threads);
+        self.last_threads = 0;
         for layer in &self.layers {
-            layer.forward(x, &self.spans, &mut self.scratch, threads);
+            let t = running.threads(threads, ceiling);
+            self.last_threads = self.last_threads.max(t);
+            layer.forward(x, &self.spans, &mut self.scratch, t);
         }
         Ok(())
     }

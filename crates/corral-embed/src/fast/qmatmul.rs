@@ -50,6 +50,19 @@
 //! vectors per tile row, as AVX2) and 512-bit (one) builds; which runs is
 //! [`Isa`](super::Isa)'s choice ([`Kernel::for_isa`]).
 //!
+//! # 8-bit activations (`u8 × s8`)
+//! A layer can take its activations in 256 levels instead
+//! ([`QLinear::set_max_levels`]): each row is then stored unsigned, `0..=255`
+//! above its minimum (`x̂ = s_a·q + min`, the same output step with the
+//! minimum as the offset), and the weights are packed a second time, four
+//! `k` values of each column per step. AVX-512 VNNI's `vpdpbusd` multiplies
+//! those unsigned bytes by the signed weight bytes and adds the four
+//! products of each lane into its `i32` accumulator: twice the multiply-adds
+//! of `vpdpwssd` per instruction, exact while `k·255·127 < 2³¹`. The other
+//! kernels multiply the same unsigned levels in `i16` lanes, so every
+//! kernel still gives the same bits. Which layers get 8 bits is a fidelity
+//! choice (`Int8Layers::EIGHT_BIT_ACTIVATIONS`).
+//!
 //! With `|q_a| ≤ levels/2`, `|q_w| ≤ 127` the `i32` sums cannot overflow
 //! while `k·(levels/2)·127 < 2³¹`, which
 //! [`activation_levels`](quantize::activation_levels) keeps true
@@ -115,6 +128,12 @@ pub(crate) struct QLinear {
     pub(crate) n: usize,
     /// `1 / f_k` per input channel when the input is smoothed.
     inv_smooth: Option<Vec<f32>>,
+    /// Most activation levels per row (at most [`activation_levels`]'s).
+    max_levels: u32,
+    /// With 8-bit activations, the weights packed again for `vpdpbusd`:
+    /// panels × (kq/4) steps × [`NR`] columns × 4 `k` values (`kq` = `kp`
+    /// rounded up to 4, zero-padded).
+    packed8: Option<Vec<i8>>,
 }
 
 impl QLinear {
@@ -201,7 +220,47 @@ impl QLinear {
             kp,
             n,
             inv_smooth: None,
+            max_levels: u32::MAX,
+            packed8: None,
         }
+    }
+
+    /// Caps the levels each input row is quantised to (256: 8-bit
+    /// activations; the default is [`activation_levels`]'s 4,096).
+    ///
+    /// At 256 levels or fewer the rows are unsigned 8-bit values, and the
+    /// weights are packed a second time for the `u8 × s8` product
+    /// (`vpdpbusd`, four products per `i32` lane), which the AVX-512 VNNI
+    /// kernels then run; the others multiply the same values in `i16`
+    /// lanes, so every kernel still gives the same bits.
+    pub(crate) fn set_max_levels(&mut self, levels: u32) {
+        self.max_levels = levels.max(2);
+        self.packed8 = (self.max_levels <= 256).then(|| self.pack_u8());
+    }
+
+    /// Whether the activations are quantised to 8 bits (and the weights
+    /// packed for `vpdpbusd`).
+    #[cfg(test)]
+    pub(crate) fn eight_bit(&self) -> bool {
+        self.packed8.is_some()
+    }
+
+    /// The weights in the `vpdpbusd` layout (see `packed8`).
+    fn pack_u8(&self) -> Vec<i8> {
+        let (pairs, kq) = (self.kp / 2, self.kp.next_multiple_of(4));
+        let panels = self.n.div_ceil(NR);
+        let mut out = vec![0i8; panels * NR * kq];
+        for panel in 0..panels {
+            let src = &self.packed[panel * pairs * NR * 2..(panel + 1) * pairs * NR * 2];
+            let dst = &mut out[panel * NR * kq..(panel + 1) * NR * kq];
+            for p in 0..self.kp {
+                for c in 0..NR {
+                    let v = src[((p / 2) * NR + c) * 2 + (p & 1)];
+                    dst[((p / 4) * NR + c) * 4 + (p & 3)] = v as i8;
+                }
+            }
+        }
+        out
     }
 
     /// The dequantised weight `ŵ[j, p]` the kernel multiplies by.
@@ -228,11 +287,26 @@ impl QLinear {
         threads: usize,
         rows: &mut QuantizedRows,
     ) {
-        rows.quantize_scaled(x, m, self.k, self.inv_smooth.as_deref());
-        self.forward_quantized(rows, out, accumulate, threads, Kernel::current());
+        rows.quantize_scaled(x, m, self.k, self.inv_smooth.as_deref(), self.max_levels);
+        let kernel = Kernel::current();
+        if self.runs_u8(rows, kernel) {
+            rows.fill_u8();
+        }
+        self.forward_quantized(rows, out, accumulate, threads, kernel);
+    }
+
+    /// Whether `kernel` multiplies `rows` as `u8 × s8` (`vpdpbusd`): an
+    /// AVX-512 VNNI kernel, unsigned 8-bit rows and weights packed for it.
+    fn runs_u8(&self, rows: &QuantizedRows, kernel: Kernel) -> bool {
+        kernel.has_u8() && rows.unsigned && self.packed8.is_some()
     }
 
     /// The product of already quantised `rows` with this layer, by `kernel`.
+    /// With `threads > 1` the work is split over the current rayon pool:
+    /// by rows when there are at least two [`MR`]-row tiles per thread, by
+    /// column panels otherwise (a lone sentence's few rows would leave
+    /// threads idle or uneven). Each output element is computed by the same
+    /// code either way, so the split never changes a bit.
     pub(crate) fn forward_quantized(
         &self,
         rows: &QuantizedRows,
@@ -248,36 +322,51 @@ impl QLinear {
             return;
         }
         let out = &mut out[..m * self.n];
-        let chunk_rows = if threads <= 1 {
-            m
-        } else {
+        let panels = self.n.div_ceil(NR);
+        let whole = |out: &mut [f32]| Block {
+            first: 0,
+            count: m,
+            panels: 0..panels,
+            out: OutRows::new(out, self.n),
+        };
+        if threads <= 1 {
+            self.rows_block(rows, whole(out), accumulate, kernel);
+        } else if m.div_ceil(MR) >= 2 * threads {
             // A few chunks per thread balance uneven progress; whole MR
             // tiles keep every chunk's kernel calls full.
-            m.div_ceil(threads * 2).div_ceil(MR) * MR
-        };
-        if threads <= 1 || chunk_rows >= m {
-            self.rows_block(rows, 0, out, accumulate, kernel);
-        } else {
+            let chunk_rows = m.div_ceil(threads * 2).div_ceil(MR) * MR;
             out.par_chunks_mut(chunk_rows * self.n)
                 .enumerate()
                 .for_each(|(c, dst)| {
-                    self.rows_block(rows, c * chunk_rows, dst, accumulate, kernel)
+                    let block = Block {
+                        first: c * chunk_rows,
+                        count: dst.len() / self.n,
+                        panels: 0..panels,
+                        out: OutRows::new(dst, self.n),
+                    };
+                    self.rows_block(rows, block, accumulate, kernel)
                 });
+        } else if panels >= 2 {
+            let jobs = threads.min(panels);
+            let dst = OutRows::new(out, self.n);
+            (0..jobs).into_par_iter().for_each(|j| {
+                let block = Block {
+                    first: 0,
+                    count: m,
+                    panels: panels * j / jobs..panels * (j + 1) / jobs,
+                    out: dst,
+                };
+                self.rows_block(rows, block, accumulate, kernel)
+            });
+        } else {
+            self.rows_block(rows, whole(out), accumulate, kernel);
         }
     }
 
-    /// Rows `first..first + dst.len()/n` of the product into `dst`, the
-    /// loop and output step compiled for AVX2 when `kernel` is the AVX2 one
-    /// (the output step is then 8 lanes wide; the same bits either way, as
-    /// no step is fused).
-    fn rows_block(
-        &self,
-        rows: &QuantizedRows,
-        first: usize,
-        dst: &mut [f32],
-        accumulate: bool,
-        kernel: Kernel,
-    ) {
+    /// `block`'s rows and panels of the product, the loop and output step
+    /// compiled for AVX2 when `kernel` is the AVX2 one (the output step is
+    /// then 8 lanes wide; the same bits either way, as no step is fused).
+    fn rows_block(&self, rows: &QuantizedRows, block: Block, accumulate: bool, kernel: Kernel) {
         #[cfg(target_arch = "x86_64")]
         match kernel {
             Kernel::Avx2 => {
@@ -286,7 +375,7 @@ impl QLinear {
                 // precondition of calling a function that enables it.
                 #[allow(unsafe_code)]
                 unsafe {
-                    self.rows_block_avx2(rows, first, dst, accumulate, kernel)
+                    self.rows_block_avx2(rows, block, accumulate, kernel)
                 };
                 return;
             }
@@ -300,13 +389,13 @@ impl QLinear {
                 // precondition of calling a function that enables them.
                 #[allow(unsafe_code)]
                 unsafe {
-                    self.rows_block_vnni(rows, first, dst, accumulate, kernel)
+                    self.rows_block_vnni(rows, block, accumulate, kernel)
                 };
                 return;
             }
             Kernel::Portable => {}
         }
-        self.rows_block_any(rows, first, dst, accumulate, kernel)
+        self.rows_block_any(rows, block, accumulate, kernel)
     }
 
     /// [`QLinear::rows_block`] built with AVX2 enabled.
@@ -315,12 +404,11 @@ impl QLinear {
     fn rows_block_avx2(
         &self,
         rows: &QuantizedRows,
-        first: usize,
-        dst: &mut [f32],
+        block: Block,
         accumulate: bool,
         kernel: Kernel,
     ) {
-        self.rows_block_any(rows, first, dst, accumulate, kernel)
+        self.rows_block_any(rows, block, accumulate, kernel)
     }
 
     /// [`QLinear::rows_block`] built with AVX2, FMA and AVX-512 VNNI
@@ -331,31 +419,36 @@ impl QLinear {
     fn rows_block_vnni(
         &self,
         rows: &QuantizedRows,
-        first: usize,
-        dst: &mut [f32],
+        block: Block,
         accumulate: bool,
         kernel: Kernel,
     ) {
-        self.rows_block_any(rows, first, dst, accumulate, kernel)
+        self.rows_block_any(rows, block, accumulate, kernel)
     }
 
     /// The body of [`QLinear::rows_block`], inlined into each build.
     #[inline(always)]
-    fn rows_block_any(
-        &self,
-        rows: &QuantizedRows,
-        first: usize,
-        dst: &mut [f32],
-        accumulate: bool,
-        kernel: Kernel,
-    ) {
+    fn rows_block_any(&self, rows: &QuantizedRows, block: Block, accumulate: bool, kernel: Kernel) {
         let n = self.n;
-        let count = dst.len() / n;
+        let Block {
+            first,
+            count,
+            panels,
+            out,
+        } = block;
+        assert!(out.rows() >= count, "block rows");
         let pairs = self.kp / 2;
+        let u8_panels = self
+            .packed8
+            .as_deref()
+            .filter(|_| self.runs_u8(rows, kernel));
+        if u8_panels.is_some() {
+            assert!(rows.q8.len() >= rows.rows * rows.kq, "rows filled as u8");
+        }
         let mut tile = [[0i32; NR]; MR];
         for mc in (0..count).step_by(MC) {
             let mc_end = (mc + MC).min(count);
-            for panel in 0..n.div_ceil(NR) {
+            for panel in panels.clone() {
                 let w = &self.packed[panel * pairs * NR * 2..(panel + 1) * pairs * NR * 2];
                 let cols = (n - panel * NR).min(NR);
                 let scales = &self.w_scale[panel * NR..panel * NR + NR];
@@ -367,15 +460,30 @@ impl QLinear {
                     // writes these rows; asked for now, they arrive while
                     // the tile is computed instead of stalling it.
                     for r in 0..mr {
-                        let o = &dst[(r0 + r) * n + panel * NR..][..cols];
-                        prefetch(o.as_ptr());
-                        prefetch(o[cols - 1..].as_ptr());
+                        let o = out.at(r0 + r, panel * NR);
+                        prefetch(o);
+                        prefetch(o.wrapping_add(cols - 1));
                     }
-                    kernel.tile(a, self.kp, mr, w, pairs, &mut tile);
+                    match u8_panels {
+                        Some(w8) => kernel.tile_u8(
+                            &rows.q8[(first + r0) * rows.kq..(first + r0 + mr) * rows.kq],
+                            rows.kq,
+                            mr,
+                            &w8[panel * NR * rows.kq..(panel + 1) * NR * rows.kq],
+                            rows.kq / 4,
+                            &mut tile,
+                        ),
+                        None => kernel.tile(a, self.kp, mr, w, pairs, &mut tile),
+                    }
                     for (r, acc) in tile.iter().enumerate().take(mr) {
                         let i = first + r0 + r;
                         let (sa, c) = (rows.scales[i], rows.offsets[i]);
-                        let o = &mut dst[(r0 + r) * n + panel * NR..][..cols];
+                        // SAFETY: the block's rows and panels are its own:
+                        // no other job of this product writes them, and the
+                        // product's caller holds the output exclusively
+                        // while the jobs run (`OutRows::new`).
+                        #[allow(unsafe_code)]
+                        let o = unsafe { out.slice(r0 + r, panel * NR, cols) };
                         match (
                             <&mut [f32; NR]>::try_from(&mut *o),
                             <&[f32; NR]>::try_from(scales),
@@ -391,6 +499,76 @@ impl QLinear {
                 }
             }
         }
+    }
+}
+
+/// One job of a product: rows `first..first + count` of the quantised
+/// input, the weight panels `panels`, written into `out`.
+struct Block {
+    first: usize,
+    count: usize,
+    panels: std::ops::Range<usize>,
+    out: OutRows,
+}
+
+/// Output rows (`n` values each) that several jobs of one product write at
+/// once, each its own rows or its own columns: a raw view, so that jobs
+/// splitting the columns of the same rows never hold overlapping `&mut`
+/// slices. Made from a `&mut [f32]` the product holds for as long as its
+/// jobs run.
+#[derive(Clone, Copy)]
+struct OutRows {
+    ptr: *mut f32,
+    len: usize,
+    n: usize,
+}
+
+// SAFETY: an `OutRows` is only a view of a buffer borrowed mutably for the
+// duration of one product; its jobs write disjoint elements of it (see
+// `OutRows::slice`), so sharing it between the product's threads is sound.
+#[allow(unsafe_code)]
+unsafe impl Send for OutRows {}
+// SAFETY: as for `Send`: shared between one product's jobs, which write
+// disjoint elements.
+#[allow(unsafe_code)]
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    /// A view of `out`, rows of `n`.
+    fn new(out: &mut [f32], n: usize) -> Self {
+        Self {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            n,
+        }
+    }
+
+    /// Whole rows in the view.
+    fn rows(&self) -> usize {
+        self.len / self.n.max(1)
+    }
+
+    /// Where row `r`'s column `c` is (for prefetching: never dereferenced
+    /// here).
+    fn at(&self, r: usize, c: usize) -> *const f32 {
+        self.ptr.wrapping_add(r * self.n + c)
+    }
+
+    /// Row `r`'s columns `c..c + cols`, checked against the view's bounds.
+    ///
+    /// # Safety
+    /// No other live reference may cover these elements: callers give
+    /// each job of a product its own rows or its own columns.
+    #[allow(unsafe_code)]
+    unsafe fn slice<'a>(&self, r: usize, c: usize, cols: usize) -> &'a mut [f32] {
+        let start = r * self.n + c;
+        assert!(
+            c + cols <= self.n && start + cols <= self.len,
+            "output bounds"
+        );
+        // SAFETY: in bounds (asserted), and exclusive by the caller's
+        // contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), cols) }
     }
 }
 
@@ -541,6 +719,72 @@ impl Kernel {
         Self::for_isa(super::Isa::current())
     }
 
+    /// Whether this kernel has a `u8 × s8` tile ([`Kernel::tile_u8`]):
+    /// the AVX-512 VNNI ones.
+    pub(crate) fn has_u8(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            matches!(self, Self::Vnni256 | Self::Vnni512)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// `tile[r][c] = Σ_t a[r][4t..4t+4] · w[t][c][..]` for `r < mr`, `a`
+    /// unsigned and `w` signed bytes: `vpdpbusd` on the VNNI kernels, plain
+    /// Rust otherwise ([`gemm_u8_portable`]).
+    fn tile_u8(
+        self,
+        a: &[u8],
+        lda: usize,
+        mr: usize,
+        w: &[i8],
+        quads: usize,
+        tile: &mut [[i32; NR]; MR],
+    ) {
+        assert!((1..=MR).contains(&mr), "tile rows");
+        assert!(
+            lda >= 4 * quads && a.len() >= (mr - 1) * lda + 4 * quads,
+            "lhs"
+        );
+        assert!(w.len() >= quads * NR * 4, "panel");
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! by_rows {
+            ($m:ident :: $f:ident) => {
+                match mr {
+                    1 => $m::$f::<1>(a.as_ptr(), lda, w.as_ptr(), quads, tile),
+                    2 => $m::$f::<2>(a.as_ptr(), lda, w.as_ptr(), quads, tile),
+                    3 => $m::$f::<3>(a.as_ptr(), lda, w.as_ptr(), quads, tile),
+                    4 => $m::$f::<4>(a.as_ptr(), lda, w.as_ptr(), quads, tile),
+                    5 => $m::$f::<5>(a.as_ptr(), lda, w.as_ptr(), quads, tile),
+                    _ => $m::$f::<6>(a.as_ptr(), lda, w.as_ptr(), quads, tile),
+                }
+            };
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni256 | Self::Vnni512 => {
+                assert!(
+                    super::Isa::avx512_vnni(false).is_some(),
+                    "a VNNI kernel on a CPU without AVX-512 VNNI"
+                );
+                // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (asserted
+                // above); the bounds the kernel reads within were asserted
+                // at the top (a: mr rows of lda, each read up to 4·quads
+                // bytes; w: quads steps of NR·4 bytes).
+                #[allow(unsafe_code)]
+                unsafe {
+                    if self == Self::Vnni512 {
+                        by_rows!(vnni::tile512_u8)
+                    } else {
+                        by_rows!(vnni::tile256_u8)
+                    }
+                }
+            }
+            _ => gemm_u8_portable(a, lda, mr, w, quads, tile),
+        }
+    }
+
     /// `tile[r][c] = Σ_t a[r][2t..2t+2] · w[t][c][..]` for `r < mr`.
     fn tile(
         self,
@@ -624,6 +868,30 @@ pub(crate) fn gemm_i16_portable(
             let step = &w[t * NR * 2..(t + 1) * NR * 2];
             for c in 0..NR {
                 acc[c] += a0 * step[2 * c] as i32 + a1 * step[2 * c + 1] as i32;
+            }
+        }
+    }
+}
+
+/// The `u8 × s8` tile product in plain Rust: the reference the
+/// `vpdpbusd` kernels must equal exactly.
+pub(crate) fn gemm_u8_portable(
+    a: &[u8],
+    lda: usize,
+    mr: usize,
+    w: &[i8],
+    quads: usize,
+    tile: &mut [[i32; NR]; MR],
+) {
+    for (r, acc) in tile.iter_mut().enumerate().take(mr) {
+        *acc = [0; NR];
+        let row = &a[r * lda..r * lda + 4 * quads];
+        for t in 0..quads {
+            let step = &w[t * NR * 4..(t + 1) * NR * 4];
+            for c in 0..NR {
+                for i in 0..4 {
+                    acc[c] += row[4 * t + i] as i32 * step[4 * c + i] as i32;
+                }
             }
         }
     }
@@ -770,6 +1038,84 @@ mod vnni {
             // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
             // borrowed; `storeu` has no alignment requirement.
             unsafe { _mm512_storeu_si512(out[r].as_mut_ptr() as *mut __m512i, acc[r]) };
+        }
+    }
+
+    /// The `R × 16` tile over `quads` steps of four `k` values, unsigned
+    /// bytes `a` times signed bytes `w`: `vpdpbusd` adds the four products
+    /// of each lane to its `i32` accumulator (wrapping; with `a ≤ 255` and
+    /// `|w| ≤ 127` the sums are exact while `k·255·127 < 2³¹`), one
+    /// 512-bit accumulator per row.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW, VL and VNNI; `a` is readable for `R` rows
+    /// of stride `lda`, each `4·quads` bytes; `w` for `quads · 64` bytes.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile512_u8<const R: usize>(
+        a: *const u8,
+        lda: usize,
+        w: *const i8,
+        quads: usize,
+        out: &mut [[i32; NR]; MR],
+    ) {
+        let mut acc = [_mm512_setzero_si512(); R];
+        for t in 0..quads {
+            // SAFETY: t < quads, so the 64 bytes from `w + t·64` lie within
+            // the `quads · 64` the caller promised readable; `loadu` has no
+            // alignment requirement.
+            let wv = unsafe { _mm512_loadu_si512(w.add(t * 64) as *const __m512i) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: r < R and 4·t + 3 < 4·quads, so the four bytes lie
+                // within row `r` as the caller promised it readable; the read
+                // is unaligned.
+                let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
+                *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(quad), wv);
+            }
+        }
+        for r in 0..R {
+            // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
+            // borrowed; `storeu` has no alignment requirement.
+            unsafe { _mm512_storeu_si512(out[r].as_mut_ptr() as *mut __m512i, acc[r]) };
+        }
+    }
+
+    /// As [`tile512_u8`], two 256-bit accumulators per row.
+    ///
+    /// # Safety
+    /// As [`tile512_u8`].
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile256_u8<const R: usize>(
+        a: *const u8,
+        lda: usize,
+        w: *const i8,
+        quads: usize,
+        out: &mut [[i32; NR]; MR],
+    ) {
+        let mut lo = [_mm256_setzero_si256(); R];
+        let mut hi = [_mm256_setzero_si256(); R];
+        for t in 0..quads {
+            // SAFETY: as in `tile512_u8`: 64 readable bytes from `w + t·64`.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(w.add(t * 64) as *const __m256i),
+                    _mm256_loadu_si256(w.add(t * 64 + 32) as *const __m256i),
+                )
+            };
+            for r in 0..R {
+                // SAFETY: as in `tile512_u8`.
+                let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
+                let av = _mm256_set1_epi32(quad);
+                lo[r] = _mm256_dpbusd_epi32(lo[r], av, w0);
+                hi[r] = _mm256_dpbusd_epi32(hi[r], av, w1);
+            }
+        }
+        for r in 0..R {
+            // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
+            // borrowed: 8 are written from its start and 8 from its middle.
+            unsafe {
+                _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
+                _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            }
         }
     }
 }

@@ -383,12 +383,12 @@ fn every_kernel_build_gives_the_same_hidden_states() {
     let model = write_tiny_model("", "isa");
     let (ids, mask, batch, seq) = batch_inputs();
     let (ids, offsets) = packed(&ids, &mask, batch, seq);
-    let run = |isa: Isa, int8: bool| {
+    let run = |isa: Isa, int8: bool, act8: super::Int8Layers| {
         with_isa(isa, || {
             assert_eq!(super::kernel_isa(), isa.name());
             let mut fast = FastBert::load(&model.path, &cfg).unwrap();
             if int8 {
-                assert!(fast.quantize(super::Int8Layers::ALL));
+                assert!(fast.quantize_with(super::Int8Layers::ALL, act8));
             }
             fast.forward_packed(&ids, &offsets, 1).unwrap().to_vec()
         })
@@ -397,7 +397,16 @@ fn every_kernel_build_gives_the_same_hidden_states() {
     #[cfg(target_arch = "x86_64")]
     assert!(builds.len() >= 2, "this test needs an AVX2 CPU");
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-    for int8 in [false, true] {
+    // fp32; int8 with 12-bit activations everywhere; int8 with the 8-bit
+    // activations the VNNI builds run on `vpdpbusd` (the others on the
+    // same values in 16-bit lanes).
+    let modes = [
+        (false, super::Int8Layers::NONE),
+        (true, super::Int8Layers::NONE),
+        (true, super::Int8Layers::EIGHT_BIT_ACTIVATIONS),
+    ];
+    for (int8, act8) in modes {
+        let run = |isa: Isa, int8: bool| run(isa, int8, act8);
         let portable = run(Isa::BASELINE, int8);
         let Some(&first) = builds.get(1) else {
             continue;
@@ -424,4 +433,79 @@ fn every_kernel_build_gives_the_same_hidden_states() {
         "builds run: {:?}",
         builds.iter().map(|i| i.name()).collect::<Vec<_>>()
     );
+}
+
+/// A forward given a ceiling above its threads takes every core of its
+/// share while it runs alone, its share beside other running forwards
+/// (never fewer than its own threads), and gives the same int8 bits (fp32:
+/// within 1e-5) whatever it ran on.
+#[test]
+fn a_lone_forward_takes_the_free_cores_and_shares_them_under_load() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let model = write_tiny_model("", "share");
+    let (ids, mask, batch, seq) = batch_inputs();
+    let (ids, offsets) = packed(&ids, &mask, batch, seq);
+    let share: &'static super::share::Share =
+        Box::leak(Box::new(super::share::Share::with_cores(4)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for int8 in [false, true] {
+        let mut fast = FastBert::load(&model.path, &cfg).unwrap();
+        if int8 {
+            fast.quantize(super::Int8Layers::ALL);
+        }
+        fast.share = share;
+        let run = |fast: &mut FastBert| {
+            pool.install(|| fast.forward_packed(&ids, &offsets, 1).unwrap().to_vec())
+        };
+        let pinned = run(&mut fast);
+        assert_eq!(fast.last_threads(), 1, "no ceiling: its own thread only");
+        fast.set_max_threads(4);
+        let alone = run(&mut fast);
+        assert_eq!(fast.last_threads(), 4, "alone: every core");
+        let other = share.enter();
+        let beside_one = run(&mut fast);
+        assert_eq!(fast.last_threads(), 2, "beside one other: half");
+        let (a, b) = (share.enter(), share.enter());
+        let beside_three = run(&mut fast);
+        assert_eq!(fast.last_threads(), 1, "beside three: one core");
+        drop((other, a, b));
+        for got in [&alone, &beside_one, &beside_three] {
+            let d = super::test_util::max_abs_diff(&pinned, got);
+            if int8 {
+                assert_eq!(d, 0.0, "int8 gives the same bits on any threads");
+            } else {
+                assert!(d <= 1e-5, "fp32 on more threads: {d}");
+            }
+        }
+    }
+    assert_eq!(share.running(), 0, "every forward counted itself out");
+}
+
+/// `quantize` gives the attention output and feed-forward down layers 8-bit
+/// activations exactly where the build that runs has `vpdpbusd` (the
+/// AVX-512 VNNI ones), and 12-bit ones elsewhere; every build this CPU has
+/// is forced in turn.
+#[test]
+fn eight_bit_activations_only_where_the_build_has_vpdpbusd() {
+    use super::isa::{with_isa, Isa};
+    use super::layer::Dense;
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let model = write_tiny_model("", "act8");
+    for isa in Isa::available() {
+        let vnni = isa.vnni_wide().is_some();
+        with_isa(isa, || {
+            let mut fast = FastBert::load(&model.path, &cfg).unwrap();
+            assert!(fast.quantize(super::Int8Layers::DEFAULT_INT8));
+            for layer in &fast.layers {
+                let eight = |d: &Dense| matches!(d, Dense::Int8(q) if q.eight_bit());
+                assert_eq!(eight(&layer.attn_out), vnni, "{}", isa.name());
+                assert_eq!(eight(&layer.ffn_out), vnni, "{}", isa.name());
+                assert!(!eight(&layer.qkv) && !eight(&layer.ffn_in));
+            }
+        });
+        eprintln!("{}: 8-bit activations {vnni}", isa.name());
+    }
 }

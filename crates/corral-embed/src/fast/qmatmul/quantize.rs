@@ -13,6 +13,13 @@ pub(crate) struct QuantizedRows {
     row: Vec<f32>,
     pub(super) rows: usize,
     pub(super) kp: usize,
+    /// Whether `q` holds unsigned 8-bit levels (`0..=255`, offset = the
+    /// row's minimum) rather than levels centred on zero.
+    pub(super) unsigned: bool,
+    /// `q` as bytes, rows of `kq` (`kp` rounded up to 4, zero-padded), for
+    /// the `u8 × s8` kernel; filled by [`QuantizedRows::fill_u8`].
+    pub(super) q8: Vec<u8>,
+    pub(super) kq: usize,
 }
 
 impl QuantizedRows {
@@ -20,18 +27,20 @@ impl QuantizedRows {
     /// `[min, max]` in [`activation_levels`]`(k)` levels.
     #[cfg(test)]
     pub(crate) fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
-        self.quantize_scaled(x, m, k, None);
+        self.quantize_scaled(x, m, k, None, u32::MAX);
     }
 
     /// Quantises `x` (`[m, k]` row-major), each row over its own
     /// `[min, max]` in [`activation_levels`]`(k)` levels, multiplying input
-    /// channel `p` by `col_scale[p]` first when given.
+    /// channel `p` by `col_scale[p]` first when given, in at most
+    /// `max_levels` levels.
     pub(crate) fn quantize_scaled(
         &mut self,
         x: &[f32],
         m: usize,
         k: usize,
         col_scale: Option<&[f32]>,
+        max_levels: u32,
     ) {
         assert!(x.len() >= m * k, "input too short");
         let kp = k + (k & 1);
@@ -44,18 +53,40 @@ impl QuantizedRows {
         self.scales.resize(m, 1.0);
         self.offsets.clear();
         self.offsets.resize(m, 0.0);
-        let levels = activation_levels(k);
+        let levels = activation_levels(k).min(max_levels);
+        // 8-bit levels are kept unsigned (0..=255 above the row's minimum),
+        // the operand `vpdpbusd` takes, while the sums stay exact.
+        self.unsigned = levels <= 256 && (kp as u64) * 255 * 127 < 1 << 31;
+        let unsigned = self.unsigned;
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
             let dst = &mut self.q[i * kp..(i + 1) * kp];
             (self.scales[i], self.offsets[i]) = match col_scale {
-                None => quantize_row(row, dst, levels),
+                None => quantize_row(row, dst, levels, unsigned),
                 Some(f) => {
                     self.row.clear();
                     self.row.extend(row.iter().zip(f).map(|(v, f)| v * f));
-                    quantize_row(&self.row, dst, levels)
+                    quantize_row(&self.row, dst, levels, unsigned)
                 }
             };
+        }
+    }
+
+    /// Copies the unsigned 8-bit levels into `q8` (rows of `kq`, `kp`
+    /// rounded up to 4, the tail zero) for the `u8 × s8` kernel.
+    pub(super) fn fill_u8(&mut self) {
+        assert!(self.unsigned, "8-bit unsigned rows");
+        let (kp, kq) = (self.kp, self.kp.next_multiple_of(4));
+        self.kq = kq;
+        self.q8.clear();
+        self.q8.resize(self.rows * kq, 0);
+        for (src, dst) in self.q[..self.rows * kp]
+            .chunks_exact(kp)
+            .zip(self.q8.chunks_exact_mut(kq))
+        {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v as u8;
+            }
         }
     }
 
@@ -90,11 +121,12 @@ pub(crate) fn activation_levels(k: usize) -> u32 {
 
 /// Quantises `row` into `dst` (one longer when `row`'s length is odd; the
 /// extra value is 0, i.e. it contributes nothing) over `levels` levels and
-/// returns the scale and offset: `row[p] ≈ scale·dst[p] + offset`.
-fn quantize_row(row: &[f32], dst: &mut [i16], levels: u32) -> (f32, f32) {
+/// returns the scale and offset: `row[p] ≈ scale·dst[p] + offset`. Levels
+/// are centred on zero, or, when `unsigned`, `0..levels` above the minimum.
+fn quantize_row(row: &[f32], dst: &mut [i16], levels: u32, unsigned: bool) -> (f32, f32) {
     let (lo, hi) = min_max(row);
     let top = (levels - 1) as f32;
-    let half = (levels / 2) as f32;
+    let half = if unsigned { 0.0 } else { (levels / 2) as f32 };
     let scale = if hi > lo { (hi - lo) / top } else { 1.0 };
     // Level 0 of 0..levels is `lo`; stored shifted by -levels/2.
     let offset = lo + half * scale;

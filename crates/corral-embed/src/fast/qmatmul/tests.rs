@@ -21,6 +21,20 @@ fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
 /// Every element of the int8 product, by `kernel`, within its stated
 /// bound of the exact product; returns the largest error ÷ bound.
 fn check(m: usize, k: usize, n: usize, accumulate: bool, threads: usize, kernel: Kernel) -> f64 {
+    check_levels(m, k, n, accumulate, threads, kernel, u32::MAX)
+}
+
+/// [`check`] with the activations quantised to at most `levels` levels
+/// (the layer capped likewise, so at 256 the VNNI kernels run `u8 × s8`).
+fn check_levels(
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+    threads: usize,
+    kernel: Kernel,
+    levels: u32,
+) -> f64 {
     // Rows of very different magnitudes, and an outlier column, as
     // transformer activations have.
     let mut x = random_vec(m * k, 31 + k as u64);
@@ -34,9 +48,16 @@ fn check(m: usize, k: usize, n: usize, accumulate: bool, threads: usize, kernel:
         .map(|v| v * 0.1)
         .collect();
     let init = random_vec(m * n, 33);
-    let layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
+    let mut layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
     let mut rows = QuantizedRows::default();
-    rows.quantize(&x, m, k);
+    if levels <= 256 {
+        layer.set_max_levels(levels);
+        rows.quantize_scaled(&x, m, k, None, levels);
+        rows.fill_u8();
+        assert_eq!(layer.runs_u8(&rows, kernel), kernel.has_u8());
+    } else {
+        rows.quantize(&x, m, k);
+    }
     let mut out = init.clone();
     layer.forward_quantized(&rows, &mut out, accumulate, threads, kernel);
     let want = reference(&x, &w, m, k, n);
@@ -76,6 +97,7 @@ const SIZES: &[(usize, usize, usize)] = &[
     (37, 384, 96),
     (100, 97, 33),
     (200, 384, 48),
+    (19, 48, 100),
 ];
 
 #[test]
@@ -333,11 +355,19 @@ fn timings() {
 #[ignore]
 fn kernel_timings() {
     use std::time::Instant;
-    let kernels: Vec<Kernel> = crate::fast::Isa::available()
+    // (kernel, 8-bit activations): every kernel but the portable one on
+    // 12-bit activations, then the VNNI ones on 8-bit (`vpdpbusd`).
+    let mut kernels: Vec<(Kernel, bool)> = crate::fast::Isa::available()
         .into_iter()
         .skip(1)
-        .map(Kernel::for_isa)
+        .map(|isa| (Kernel::for_isa(isa), false))
         .collect();
+    let u8s: Vec<(Kernel, bool)> = kernels
+        .iter()
+        .filter(|(k, _)| k.has_u8())
+        .map(|&(k, _)| (k, true))
+        .collect();
+    kernels.extend(u8s);
     let rounds = 15;
     for &(m, k, n) in &[
         (900, 384, 1152),
@@ -351,6 +381,11 @@ fn kernel_timings() {
         let q = QLinear::from_torch(&w, vec![0.0; n], n, k);
         let mut rows = QuantizedRows::default();
         rows.quantize(&x, m, k);
+        let mut q8 = q.clone();
+        q8.set_max_levels(256);
+        let mut rows8 = QuantizedRows::default();
+        rows8.quantize_scaled(&x, m, k, None, 256);
+        rows8.fill_u8();
         let mut out = vec![0.0; m * n];
         let ops = 2.0 * (m * k * n) as f64;
         let iters = (2e9 / ops).ceil() as usize;
@@ -358,21 +393,24 @@ fn kernel_timings() {
         for round in 0..rounds {
             for i in 0..kernels.len() {
                 let i = (i + round) % kernels.len();
+                let (kernel, eight) = kernels[i];
+                let (layer, rows) = if eight { (&q8, &rows8) } else { (&q, &rows) };
                 let t = Instant::now();
                 for _ in 0..iters {
-                    q.forward_quantized(&rows, &mut out, false, 1, kernels[i]);
+                    layer.forward_quantized(rows, &mut out, false, 1, kernel);
                 }
                 rates[i].push(ops * iters as f64 / t.elapsed().as_secs_f64() / 1e9);
             }
         }
         let mut line = format!("[{m},{k}]x[{k},{n}]:");
-        for (kernel, r) in kernels.iter().zip(&rates) {
+        for ((kernel, eight), r) in kernels.iter().zip(&rates) {
             let mut ratio: Vec<f64> = r.iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
             ratio.sort_by(f64::total_cmp);
             let mut g = r.clone();
             g.sort_by(f64::total_cmp);
+            let label = if *eight { "-u8" } else { "" };
             line += &format!(
-                "  {kernel:?} {:.1} GOP/s ({:.3}x, {:.3}-{:.3})",
+                "  {kernel:?}{label} {:.1} GOP/s ({:.3}x, {:.3}-{:.3})",
                 g[rounds / 2],
                 ratio[rounds / 2],
                 ratio[0],
@@ -380,5 +418,79 @@ fn kernel_timings() {
             );
         }
         println!("{line}");
+    }
+}
+
+/// 8-bit activations: every kernel within the error bound of the product
+/// and bit for bit the portable one — the VNNI kernels on `vpdpbusd`
+/// (`u8 × s8`), the others on the same unsigned levels in `i16` lanes.
+#[test]
+fn every_kernel_with_8_bit_activations_is_within_its_bound_and_equals_portable() {
+    let kernels: Vec<Kernel> = crate::fast::Isa::available()
+        .into_iter()
+        .map(Kernel::for_isa)
+        .collect();
+    for &kernel in &kernels {
+        for &(m, k, n) in SIZES {
+            for (accumulate, threads) in [(false, 1), (true, 1), (true, 2)] {
+                assert!(check_levels(m, k, n, accumulate, threads, kernel, 256) <= 1.0);
+            }
+            let x = random_vec(m * k, 15);
+            let w = random_vec(n * k, 16);
+            let mut layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
+            layer.set_max_levels(256);
+            let mut rows = QuantizedRows::default();
+            rows.quantize_scaled(&x, m, k, None, 256);
+            assert!(rows.unsigned);
+            assert!(rows.q[..m * rows.kp]
+                .iter()
+                .all(|&q| (0..=255).contains(&q)));
+            rows.fill_u8();
+            let init = random_vec(m * n, 17);
+            for (accumulate, threads) in [(false, 1), (true, 3)] {
+                let mut a = init.clone();
+                let mut b = init.clone();
+                layer.forward_quantized(&rows, &mut a, accumulate, 1, Kernel::Portable);
+                layer.forward_quantized(&rows, &mut b, accumulate, threads, kernel);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                assert_eq!(bits(&a), bits(&b), "{kernel:?} m={m} k={k} n={n}");
+            }
+        }
+        eprintln!(
+            "8-bit activations, kernel {kernel:?} ({}): equals portable bit for bit",
+            if kernel.has_u8() { "u8 × s8" } else { "i16" }
+        );
+    }
+}
+
+/// The `u8 × s8` tile at the extremes (every activation 255 or 0, every
+/// weight ±127, every row count, odd strides): the exact `i32` sums, as
+/// the portable tile gives them.
+#[test]
+fn every_u8_tile_is_exact_at_the_extremes() {
+    for kernel in crate::fast::Isa::available()
+        .into_iter()
+        .map(Kernel::for_isa)
+    {
+        for quads in [1usize, 3, 96, 384] {
+            let lda = 4 * quads + 4;
+            let a: Vec<u8> = (0..MR * lda)
+                .map(|i| if i % 7 == 3 { 0 } else { 255 })
+                .collect();
+            let w: Vec<i8> = (0..quads * NR * 4)
+                .map(|i| if i % 3 == 0 { -127 } else { 127 })
+                .collect();
+            for mr in 1..=MR {
+                let mut want = [[0i32; NR]; MR];
+                let mut got = [[0i32; NR]; MR];
+                gemm_u8_portable(&a, lda, mr, &w, quads, &mut want);
+                kernel.tile_u8(&a, lda, mr, &w, quads, &mut got);
+                assert_eq!(want[..mr], got[..mr], "{kernel:?} quads={quads} mr={mr}");
+                let row0: i64 = (0..4 * quads)
+                    .map(|p| a[p] as i64 * w[(p / 4) * NR * 4 + (p % 4)] as i64)
+                    .sum();
+                assert_eq!(i64::from(want[0][0]), row0, "exact sum");
+            }
+        }
     }
 }
