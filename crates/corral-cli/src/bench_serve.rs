@@ -159,7 +159,7 @@ impl Workload {
 
     /// (clients, texts per request) of each load point: `chosen`, else
     /// the task's default points.
-    fn points(&self, documents: usize, chosen: &[LoadShape]) -> Vec<(usize, usize)> {
+    pub(crate) fn points(&self, documents: usize, chosen: &[LoadShape]) -> Vec<(usize, usize)> {
         if !chosen.is_empty() {
             return chosen.iter().map(|p| (p.clients, p.texts)).collect();
         }

@@ -32,10 +32,10 @@ use std::future::Future;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corral_cluster::{group_name, ClusterConfig, ClusterHandle, MemberCounts, MemberInfo, Promise};
-use corral_core::{Call, Health, HealthReport, PoolError, WorkerHealth, WorkerState};
+use corral_core::{Health, HealthReport, PoolError, WorkerHealth, WorkerState};
 use corral_embed::{
     Activation, EmbedError, EmbedInput, EmbedOutput, EmbedSpec, EmbedTokenizer, ModelKind,
     PairTokenized, ScoreInput, ScoreOutput, Tokenized, TruncationSide,
