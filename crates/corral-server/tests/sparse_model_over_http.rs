@@ -4,7 +4,8 @@
 //! loaded by `spawn_model` as what its `modules.json` declares, behind the
 //! real server beside a dense embedder: TEI's `POST /embed_sparse` answers
 //! sentence-transformers' sparse vectors (the same indices, each value
-//! within 1e-4) for every text alone and in one batch, `/tokenize` its ids
+//! within 1e-4) for every text alone, in one batch and after a `prompt`
+//! string, `/tokenize` its ids
 //! exactly; `/info` and `/v1/models` say it is a `sparse-embed` model; a
 //! dense model on `/embed_sparse` and the sparse model on `/embed` or
 //! `/v1/embeddings` answer 424, the latter naming `/embed_sparse`; the
@@ -131,6 +132,18 @@ async fn embed_sparse_gives_sentence_transformers_vectors_alone_and_batched() {
     for (row, case) in rows.iter().zip(&g.texts) {
         assert_row(row, case, "batched");
     }
+    // A prompt string is put before the text, as sentence-transformers
+    // puts it.
+    assert_eq!(g.texts[0].text, "hello world");
+    let r = s
+        .post(
+            "/embed_sparse",
+            json!({"model": "tiny-splade", "inputs": ["world"], "prompt": "hello "}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_row(&body[0], &g.texts[0], "prompted");
     // POST / goes by the model's kind.
     let r = s
         .post(
