@@ -9,7 +9,7 @@
 //! exactly; `/info` and `/v1/models` say it is a `sparse-embed` model; a
 //! dense model on `/embed_sparse` and the sparse model on `/embed` or
 //! `/v1/embeddings` answer 424, the latter naming `/embed_sparse`; the
-//! limits are `/embed`'s.
+//! limits are `/embed`'s; the cluster refuses a SPLADE model by name.
 
 mod common;
 
@@ -252,4 +252,13 @@ async fn a_splade_directory_is_never_served_as_a_dense_embedder() {
     .unwrap_err();
     assert!(matches!(err, SpawnModelError::WrongKind { .. }), "{err}");
     assert!(err.to_string().contains("sparse-embed"), "{err}");
+}
+
+#[test]
+fn the_cluster_refuses_a_splade_model_by_name() {
+    // What a member promises is read before any cluster pool or front is
+    // started (`ClusterModel::spawn`, `corral node`): a SPLADE directory
+    // stops there, named.
+    let err = corral_server::promise_of("s", &EmbedSpec::new(data("tiny-splade"))).unwrap_err();
+    assert!(err.to_string().contains("SPLADE"), "{err}");
 }
