@@ -111,7 +111,9 @@ pub use input::{EmbedInput, ModelInfo};
 pub use pooling::l2_normalize;
 pub use score::{Activation, ModelKind, PairTokenized, ScoreInfo, ScoreInput, ScoreOutput};
 pub use scorer::Scorer;
-pub use sparse::{SparseBackend, SparseEncoder, SparseInfo, SparseInput, SparseVector};
+pub use sparse::{
+    SparseBackend, SparseEncoder, SparseInfo, SparseInput, SparseOutput, SparseVector,
+};
 pub use spec::{EmbedSpec, Engine, Pooling, Prompt, Prompts, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 

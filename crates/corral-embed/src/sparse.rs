@@ -10,6 +10,7 @@
 //! front serves on TEI's `POST /embed_sparse`.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::BertForMaskedLM;
@@ -97,6 +98,19 @@ impl From<&str> for SparseInput {
     fn from(text: &str) -> Self {
         Self::Text(text.to_owned())
     }
+}
+
+/// What a [`SparseBackend`] answers for one input: its vector, and the
+/// batch that ran it (when it started, how long it took), for callers that
+/// report queue and compute time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseOutput {
+    /// The input's sparse vector.
+    pub vector: SparseVector,
+    /// When the batch that ran it started.
+    pub batch_started: Instant,
+    /// How long that batch took.
+    pub batch_time: Duration,
 }
 
 /// Whether `dir/modules.json` names a `SpladePooling` module (no
@@ -291,7 +305,8 @@ impl SparseEncoder {
 const MAX_SPARSE_ROWS: usize = 32;
 
 /// The pool's view of a [`SparseEncoder`]: one text or its token ids
-/// ([`SparseInput`]) in, its [`SparseVector`] out. Batches are costed padded (rows × the longest, in
+/// ([`SparseInput`]) in, its [`SparseVector`] out (in a [`SparseOutput`],
+/// with its batch's timing). Batches are costed padded (rows × the longest, in
 /// estimated tokens) within the spec's `max_forward_tokens` and at most 32
 /// texts, so one pass holds at most `max_forward_tokens` × vocabulary
 /// logits.
@@ -312,7 +327,7 @@ impl std::fmt::Debug for SparseBackend {
 impl Backend for SparseBackend {
     type Spec = EmbedSpec;
     type Input = SparseInput;
-    type Output = SparseVector;
+    type Output = SparseOutput;
 
     fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
         let encoder = SparseEncoder::load(spec, ctx.threads)?;
@@ -343,7 +358,8 @@ impl Backend for SparseBackend {
             .with_max_inputs(MAX_SPARSE_ROWS)
     }
 
-    fn run(&mut self, batch: &[&SparseInput]) -> Result<Vec<SparseVector>, BackendError> {
+    fn run(&mut self, batch: &[&SparseInput]) -> Result<Vec<SparseOutput>, BackendError> {
+        let batch_started = Instant::now();
         let ids: Vec<Vec<u32>> = batch
             .iter()
             .map(|input| match input {
@@ -351,7 +367,16 @@ impl Backend for SparseBackend {
                 SparseInput::Tokens(ids) => Ok(ids.clone()),
             })
             .collect::<Result<_, _>>()?;
-        Ok(self.encoder.encode_ids(&ids)?)
+        let vectors = self.encoder.encode_ids(&ids)?;
+        let batch_time = batch_started.elapsed();
+        Ok(vectors
+            .into_iter()
+            .map(|vector| SparseOutput {
+                vector,
+                batch_started,
+                batch_time,
+            })
+            .collect())
     }
 }
 

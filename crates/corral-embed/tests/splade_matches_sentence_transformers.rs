@@ -139,8 +139,8 @@ async fn a_pool_of_sparse_backends_answers_each_request_with_its_own_vectors() {
     for (which, task) in requests.iter().zip(tasks) {
         let got = task.await.unwrap().unwrap();
         assert_eq!(got.len(), which.len());
-        for (&i, v) in which.iter().zip(&got) {
-            assert_close(v, &golden.texts[i], "through the pool");
+        for (&i, out) in which.iter().zip(&got) {
+            assert_close(&out.vector, &golden.texts[i], "through the pool");
         }
     }
 }

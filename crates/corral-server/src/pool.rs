@@ -392,19 +392,18 @@ impl LocalBackend for SparseBackend {
         })
     }
 
-    /// The pool's outputs carry no batch timings: queue and compute time
-    /// are left unknown.
     fn embed_sparse(
         model: &LocalModel<Self>,
         inputs: Vec<Vec<u32>>,
     ) -> BoxFuture<'_, Result<SparseEmbedded, PoolError>> {
         Box::pin(async move {
             let inputs = inputs.into_iter().map(SparseInput::Tokens).collect();
-            let vectors = model.pool.try_call_batch(inputs).await?;
+            let (outputs, queue_time, compute_time) =
+                timed_batch(&model.pool, inputs, |o| (o.batch_started, o.batch_time)).await?;
             Ok(SparseEmbedded {
-                vectors,
-                queue_time: None,
-                compute_time: None,
+                vectors: outputs.into_iter().map(|o| o.vector).collect(),
+                queue_time,
+                compute_time,
             })
         })
     }

@@ -126,6 +126,10 @@ async fn embed_sparse_gives_sentence_transformers_vectors_alone_and_batched() {
         .post("/embed_sparse", json!({"inputs": texts, "truncate": true}))
         .await;
     assert_eq!(r.status(), 200);
+    // Where the time went, as on /embed.
+    for header in ["x-queue-time-ms", "x-compute-time-ms"] {
+        assert!(r.headers().contains_key(header), "{header}");
+    }
     let body: Value = r.json().await.unwrap();
     let rows = body.as_array().unwrap();
     assert_eq!(rows.len(), g.texts.len());
