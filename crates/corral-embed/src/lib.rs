@@ -55,8 +55,9 @@
 //!   logits; [`Scorer::rerank`] gives `CrossEncoder.predict`'s scores.
 //! - `sparse`: [`SparseEncoder`], SPLADE sparse vectors ([`SparseVector`])
 //!   from a BERT masked-language model, as sentence-transformers'
-//!   `SparseEncoder` gives them, and [`SparseBackend`], its pool view (no
-//!   HTTP route yet).
+//!   `SparseEncoder` gives them, and [`SparseBackend`], its pool view
+//!   (texts or token ids in, [`SparseInput`]; served on TEI's
+//!   `/embed_sparse`).
 //! - `input`: [`EmbedInput`] (a text or pre-tokenised ids) and
 //!   [`ModelInfo`], for front ends that tokenise before they submit.
 //! - `wire` (feature `cluster`): the wire forms of [`EmbedInput`],
@@ -110,7 +111,9 @@ pub use input::{EmbedInput, ModelInfo};
 pub use pooling::l2_normalize;
 pub use score::{Activation, ModelKind, PairTokenized, ScoreInfo, ScoreInput, ScoreOutput};
 pub use scorer::Scorer;
-pub use sparse::{SparseBackend, SparseEncoder, SparseVector};
+pub use sparse::{
+    SparseBackend, SparseEncoder, SparseInfo, SparseInput, SparseOutput, SparseVector,
+};
 pub use spec::{EmbedSpec, Engine, Pooling, Prompt, Prompts, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
 pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
 

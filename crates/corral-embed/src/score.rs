@@ -31,16 +31,20 @@ pub enum ModelKind {
     /// A `*ForSequenceClassification` with several labels: one score per
     /// label (`id2label`) for a text or a pair.
     Classify,
+    /// A SPLADE masked-language model (a `SpladePooling` module in
+    /// `modules.json`): a sparse vector over the vocabulary per text.
+    SparseEmbed,
 }
 
 impl ModelKind {
     /// The task's name, as the CLI, `/info` and the cluster's group names
-    /// spell it: `embed`, `rerank`, `classify`.
+    /// spell it: `embed`, `rerank`, `classify`, `sparse-embed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Embed => "embed",
             Self::Rerank => "rerank",
             Self::Classify => "classify",
+            Self::SparseEmbed => "sparse-embed",
         }
     }
 }
@@ -59,7 +63,10 @@ impl FromStr for ModelKind {
             "embed" | "embedding" | "embeddings" => Ok(Self::Embed),
             "rerank" | "reranker" => Ok(Self::Rerank),
             "classify" | "classifier" | "classification" => Ok(Self::Classify),
-            other => Err(format!("unknown task {other:?} (embed, rerank, classify)")),
+            "sparse-embed" | "sparse" | "splade" => Ok(Self::SparseEmbed),
+            other => Err(format!(
+                "unknown task {other:?} (embed, rerank, classify, sparse-embed)"
+            )),
         }
     }
 }
@@ -219,12 +226,17 @@ impl EmbedSpec {
     /// [`ModelKind::Rerank`] with one label (`id2label`'s length, else
     /// `num_labels`, else transformers' default 2) and
     /// [`ModelKind::Classify`] with several; anything else is
-    /// [`ModelKind::Embed`]. Reads the configuration only.
+    /// [`ModelKind::Embed`] — except a directory whose `modules.json`
+    /// names a `SpladePooling` module, [`ModelKind::SparseEmbed`]. Reads
+    /// the configuration only.
     ///
     /// # Errors
     /// As [`EmbedSpec::validate`], minus the tokenizer.
     pub fn model_kind(&self) -> Result<ModelKind, EmbedError> {
         check_model_dir(&self.model_dir)?;
+        if crate::sparse::is_splade(&self.model_dir)? {
+            return Ok(ModelKind::SparseEmbed);
+        }
         Ok(ModelConfig::load(&self.model_dir)?.task.kind)
     }
 

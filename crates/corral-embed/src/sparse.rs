@@ -6,10 +6,11 @@
 //!
 //! [`SparseEncoder`] is a loaded model usable without the pool, on candle's
 //! BERT with its MLM head (fp32); [`SparseBackend`] is the pool's view of it
-//! (a text in, its [`SparseVector`] out). The HTTP front has no
-//! `/embed_sparse` route yet.
+//! (a text or its token ids in, its [`SparseVector`] out), which the HTTP
+//! front serves on TEI's `POST /embed_sparse`.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::BertForMaskedLM;
@@ -44,6 +45,87 @@ impl SparseVector {
         }
         dense
     }
+}
+
+/// What a SPLADE model directory declares, read from its configuration
+/// only (no weights loaded): see [`EmbedSpec::sparse_info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SparseInfo {
+    /// The vocabulary size: every index of its vectors is below it.
+    pub vocab_size: usize,
+    /// Word pieces a text is cut to, special tokens included (the spec's
+    /// limit, else the model's, capped at its position table).
+    pub max_seq_length: usize,
+}
+
+impl EmbedSpec {
+    /// The vocabulary size and maximum length of the SPLADE model in the
+    /// directory, from its configuration only.
+    ///
+    /// # Errors
+    /// As [`SparseEncoder::load`], minus the weights and the tokenizer.
+    pub fn sparse_info(&self) -> Result<SparseInfo, EmbedError> {
+        let dir: &Path = &self.model_dir;
+        check_model_dir(dir)?;
+        check_splade_module(dir)?;
+        let config = ModelConfig::load_sparse(dir)?;
+        Ok(SparseInfo {
+            vocab_size: config.vocab_size,
+            max_seq_length: effective_max_len(self, &config),
+        })
+    }
+}
+
+/// What a [`SparseBackend`] takes: a text, tokenised by the worker (cut at
+/// the end), or token ids already tokenised with the special tokens
+/// around (the HTTP front's, cut as the client asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SparseInput {
+    /// A text.
+    Text(String),
+    /// Token ids, special tokens included, within the model's length.
+    Tokens(Vec<u32>),
+}
+
+impl From<String> for SparseInput {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<&str> for SparseInput {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+/// What a [`SparseBackend`] answers for one input: its vector, and the
+/// batch that ran it (when it started, how long it took), for callers that
+/// report queue and compute time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseOutput {
+    /// The input's sparse vector.
+    pub vector: SparseVector,
+    /// When the batch that ran it started.
+    pub batch_started: Instant,
+    /// How long that batch took.
+    pub batch_time: Duration,
+}
+
+/// Whether `dir/modules.json` names a `SpladePooling` module (no
+/// `modules.json` is not SPLADE).
+///
+/// # Errors
+/// [`EmbedError::Config`] for a `modules.json` that is not JSON.
+pub(crate) fn is_splade(dir: &Path) -> Result<bool, EmbedError> {
+    let path = dir.join("modules.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(false);
+    };
+    let modules: Vec<Module> =
+        serde_json::from_str(&text).map_err(|e| EmbedError::config(&path, e.to_string()))?;
+    Ok(modules.iter().any(|m| m.kind.ends_with("SpladePooling")))
 }
 
 #[derive(Deserialize)]
@@ -186,9 +268,35 @@ impl SparseEncoder {
             .iter()
             .map(|t| self.token_ids(t.as_ref()))
             .collect::<Result<_, _>>()?;
+        self.encode_ids(&ids)
+    }
+
+    /// One sparse vector per list of token ids (special tokens included),
+    /// in order, in one padded forward pass, as [`Self::encode`].
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidInput`] for an empty list, one longer than the
+    /// model's length or an id outside the vocabulary;
+    /// [`EmbedError::Candle`] if the forward pass fails.
+    pub fn encode_ids(&mut self, ids: &[Vec<u32>]) -> Result<Vec<SparseVector>, EmbedError> {
+        let max = self.max_seq_length();
+        for (i, row) in ids.iter().enumerate() {
+            if row.is_empty() || row.len() > max {
+                return Err(EmbedError::InvalidInput(format!(
+                    "input {i} has {} token ids; 1 to {max} are accepted",
+                    row.len()
+                )));
+            }
+            if let Some(&id) = row.iter().find(|&&id| id as usize >= self.vocab_size) {
+                return Err(EmbedError::InvalidInput(format!(
+                    "input {i}: token id {id} is outside the vocabulary (0..{})",
+                    self.vocab_size
+                )));
+            }
+        }
         let model = &self.model;
         let vocab = self.vocab_size;
-        self.pool.install(|| forward(model, &ids, vocab))
+        self.pool.install(|| forward(model, ids, vocab))
     }
 }
 
@@ -196,8 +304,9 @@ impl SparseEncoder {
 /// × vocabulary floats.
 const MAX_SPARSE_ROWS: usize = 32;
 
-/// The pool's view of a [`SparseEncoder`]: one text in, its
-/// [`SparseVector`] out. Batches are costed padded (rows × the longest, in
+/// The pool's view of a [`SparseEncoder`]: one text or its token ids
+/// ([`SparseInput`]) in, its [`SparseVector`] out (in a [`SparseOutput`],
+/// with its batch's timing). Batches are costed padded (rows × the longest, in
 /// estimated tokens) within the spec's `max_forward_tokens` and at most 32
 /// texts, so one pass holds at most `max_forward_tokens` × vocabulary
 /// logits.
@@ -217,8 +326,8 @@ impl std::fmt::Debug for SparseBackend {
 
 impl Backend for SparseBackend {
     type Spec = EmbedSpec;
-    type Input = String;
-    type Output = SparseVector;
+    type Input = SparseInput;
+    type Output = SparseOutput;
 
     fn load(spec: &EmbedSpec, ctx: &LoadContext) -> Result<Self, BackendError> {
         let encoder = SparseEncoder::load(spec, ctx.threads)?;
@@ -236,8 +345,11 @@ impl Backend for SparseBackend {
         })
     }
 
-    fn cost(&self, input: &String) -> usize {
-        estimate_tokens(input, self.encoder.max_seq_length())
+    fn cost(&self, input: &SparseInput) -> usize {
+        match input {
+            SparseInput::Text(t) => estimate_tokens(t, self.encoder.max_seq_length()),
+            SparseInput::Tokens(ids) => ids.len().max(1),
+        }
     }
 
     fn batching(&self) -> Batching {
@@ -246,8 +358,25 @@ impl Backend for SparseBackend {
             .with_max_inputs(MAX_SPARSE_ROWS)
     }
 
-    fn run(&mut self, batch: &[&String]) -> Result<Vec<SparseVector>, BackendError> {
-        Ok(self.encoder.encode(batch)?)
+    fn run(&mut self, batch: &[&SparseInput]) -> Result<Vec<SparseOutput>, BackendError> {
+        let batch_started = Instant::now();
+        let ids: Vec<Vec<u32>> = batch
+            .iter()
+            .map(|input| match input {
+                SparseInput::Text(t) => self.encoder.token_ids(t),
+                SparseInput::Tokens(ids) => Ok(ids.clone()),
+            })
+            .collect::<Result<_, _>>()?;
+        let vectors = self.encoder.encode_ids(&ids)?;
+        let batch_time = batch_started.elapsed();
+        Ok(vectors
+            .into_iter()
+            .map(|vector| SparseOutput {
+                vector,
+                batch_started,
+                batch_time,
+            })
+            .collect())
     }
 }
 

@@ -98,12 +98,21 @@ impl std::fmt::Debug for EmbedTokenizer {
 }
 
 impl EmbedTokenizer {
-    /// Loads the tokenizer of the model `spec` names.
+    /// Loads the tokenizer of the model `spec` names (a SPLADE model's
+    /// with no prompts).
     ///
     /// # Errors
     /// As [`EmbedSpec::validate`].
     pub fn load(spec: &EmbedSpec) -> Result<Self, EmbedError> {
         check_model_dir(&spec.model_dir)?;
+        if crate::sparse::is_splade(&spec.model_dir)? {
+            let info = spec.sparse_info()?;
+            return Self::from_file(
+                &spec.model_dir.join("tokenizer.json"),
+                info.max_seq_length,
+                info.vocab_size,
+            );
+        }
         let config = ModelConfig::load(&spec.model_dir)?;
         let tokenizer = Self::from_file(
             &spec.model_dir.join("tokenizer.json"),

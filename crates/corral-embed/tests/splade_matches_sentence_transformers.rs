@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_core::{Call, Pool, PoolConfig};
-use corral_embed::{EmbedSpec, Embedder, SparseBackend, SparseEncoder, SparseVector};
+use corral_embed::{EmbedSpec, Embedder, SparseBackend, SparseEncoder, SparseInput, SparseVector};
 use serde::Deserialize;
 
 /// Largest difference allowed between a Rust and a PyTorch value.
@@ -128,9 +128,9 @@ async fn a_pool_of_sparse_backends_answers_each_request_with_its_own_vectors() {
     let tasks: Vec<_> = requests
         .iter()
         .map(|which| {
-            let inputs: Vec<String> = which
+            let inputs: Vec<SparseInput> = which
                 .iter()
-                .map(|&i| golden.texts[i].text.clone())
+                .map(|&i| golden.texts[i].text.clone().into())
                 .collect();
             let h = handle.clone();
             tokio::spawn(async move { h.call_batch(inputs).await })
@@ -139,8 +139,8 @@ async fn a_pool_of_sparse_backends_answers_each_request_with_its_own_vectors() {
     for (which, task) in requests.iter().zip(tasks) {
         let got = task.await.unwrap().unwrap();
         assert_eq!(got.len(), which.len());
-        for (&i, v) in which.iter().zip(&got) {
-            assert_close(v, &golden.texts[i], "through the pool");
+        for (&i, out) in which.iter().zip(&got) {
+            assert_close(&out.vector, &golden.texts[i], "through the pool");
         }
     }
 }

@@ -172,6 +172,14 @@ fn routes_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, RouteDoc)> 
             RouteDoc::post("Embeddings, as TEI's /embed", &[tei::embed_schema]),
         ),
         (
+            "/embed_sparse",
+            post(routes::tei_embed_sparse),
+            RouteDoc::post(
+                "Sparse vectors of a SPLADE model, as TEI's /embed_sparse",
+                &[tei::embed_schema],
+            ),
+        ),
+        (
             "/rerank",
             post(routes::rerank),
             RouteDoc::post(
@@ -228,7 +236,7 @@ fn routes_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, RouteDoc)> 
             "/",
             post(routes::by_kind),
             RouteDoc::post(
-                "TEI's route for the model's kind: /embed, /rerank or /predict",
+                "TEI's route for the model's kind: /embed, /rerank, /predict or /embed_sparse",
                 &[tei::embed_schema, tei::rerank_schema, tei::predict_schema],
             ),
         ),

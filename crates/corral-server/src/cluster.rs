@@ -5,7 +5,7 @@
 //! front does itself: its tokenizer (requests cross the wire as token ids)
 //! and its card (kind, dimensions, length, pooling, labels, activation).
 //!
-//! Admission is [`Call::try_call_batch`], as for a local pool: the handle
+//! Admission is [`corral_core::Call::try_call_batch`], as for a local pool: the handle
 //! picks the member with the least expected wait; when every member is
 //! full the request is refused `Overloaded` with the soonest member's
 //! estimate (429 + `Retry-After`); a member lost with the request in

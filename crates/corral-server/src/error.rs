@@ -156,13 +156,22 @@ impl ApiError {
     }
 
     /// A task the model cannot do (TEI's answer, 424 Failed Dependency):
-    /// names the model, its kind and the task asked.
+    /// names the model, its kind and the task asked — and, for a SPLADE
+    /// model, the route that serves it (OpenAI's embedding shape cannot
+    /// carry a sparse vector).
     pub(crate) fn wrong_kind(model: &str, kind: &str, task: &str, route: &str) -> Self {
+        let hint = match kind {
+            "sparse-embed" => {
+                "; its sparse vectors are served on POST /embed_sparse \
+                 (dense embedding bodies, OpenAI's included, cannot carry them)"
+            }
+            _ => "",
+        };
         let mut e = Self::new(
             StatusCode::FAILED_DEPENDENCY,
             format!(
                 "model `{model}` is of kind `{kind}`; it cannot {task} \
-                 ({route} needs a model that can)"
+                 ({route} needs a model that can){hint}"
             ),
         )
         .param("model");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use corral_embed::{l2_normalize, ModelKind, Prompt, Tokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::model::{ModelCard, ServedModel, TokenizeError};
+use crate::model::{ModelCard, ServedModel, SparseEmbedded, TokenizeError};
 use crate::state::AppState;
 use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
 use crate::types::{EmbedRequest, Inputs, OverLimit};
@@ -128,18 +128,26 @@ impl Meter {
     }
 }
 
-/// Tokenises, checks, submits and shapes one request.
-///
-/// # Errors
-/// Every refusal as the client is to see it: an unknown model (404),
-/// draining (503), too many inputs or an input over the model's length
-/// (400 / TEI 413), a bad `dimensions` or token id (400 / TEI 422), and
-/// the pool's own errors.
-pub(crate) async fn execute(
+/// A request tokenised and checked, ready to submit to its model.
+struct Prepared {
+    model: Arc<dyn ServedModel>,
+    card: ModelCard,
+    meter: Meter,
+    ids: Vec<Vec<u32>>,
+    tokens: usize,
+}
+
+/// Picks the model (of one of `kinds`), refuses while draining, checks the
+/// limits and `dimensions` (against `card.dimensions`), tokenises with the
+/// prompt, and refuses what is over the model's length unless cutting was
+/// asked for.
+async fn prepare(
     state: &AppState,
     request: EmbedRequest,
+    kinds: &[ModelKind],
+    task: &str,
     route: &str,
-) -> Result<Answer, ApiError> {
+) -> Result<Prepared, ApiError> {
     let EmbedRequest {
         dialect,
         model,
@@ -147,11 +155,11 @@ pub(crate) async fn execute(
         over_limit,
         dimensions,
         prompt,
-        normalize,
+        normalize: _,
         encoding: _,
     } = request;
     let field = dialect.inputs_field();
-    let model = state.model_for(model.as_deref(), &[ModelKind::Embed], "embed texts", route)?;
+    let model = state.model_for(model.as_deref(), kinds, task, route)?;
     let card = model.card().clone();
     let meter = Meter::start(&card, inputs.len());
     admit(state, dialect, field, inputs.len())?;
@@ -180,11 +188,41 @@ pub(crate) async fn execute(
         &card,
         "special tokens included",
     )?;
-    let n_inputs = tokenized.len();
     let tokens = meter.sized(tokenized.iter().map(|t| t.ids.len()));
+    Ok(Prepared {
+        model,
+        card,
+        meter,
+        ids: tokenized.into_iter().map(|t| t.ids).collect(),
+        tokens,
+    })
+}
 
+/// Tokenises, checks, submits and shapes one request.
+///
+/// # Errors
+/// Every refusal as the client is to see it: an unknown model (404),
+/// draining (503), too many inputs or an input over the model's length
+/// (400 / TEI 413), a bad `dimensions` or token id (400 / TEI 422), a
+/// model that does not embed (424), and the pool's own errors.
+pub(crate) async fn execute(
+    state: &AppState,
+    request: EmbedRequest,
+    route: &str,
+) -> Result<Answer, ApiError> {
+    let dialect = request.dialect;
+    let dimensions = request.dimensions;
+    let normalize = request.normalize;
+    let Prepared {
+        model,
+        card,
+        meter,
+        ids,
+        tokens,
+    } = prepare(state, request, &[ModelKind::Embed], "embed texts", route).await?;
+    let n_inputs = ids.len();
     let embedded = model
-        .embed(tokenized.into_iter().map(|t| t.ids).collect())
+        .embed(ids)
         .await
         .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
     meter.timed(embedded.queue_time, embedded.compute_time);
@@ -214,6 +252,55 @@ pub(crate) async fn execute(
         queue_time: embedded.queue_time,
         compute_time: embedded.compute_time,
     })
+}
+
+/// Sparse vectors for one request (TEI's `/embed_sparse`): the same
+/// checks, tokenising, bounds and metrics as [`execute`], on a model of
+/// kind `sparse-embed`. `dimensions` is refused (a sparse vector is not
+/// cut); `normalize` does not apply and is ignored.
+///
+/// # Errors
+/// As [`execute`]; a model that gives no sparse vectors is 424.
+pub(crate) async fn execute_sparse(
+    state: &AppState,
+    request: EmbedRequest,
+    route: &str,
+) -> Result<(ModelCard, SparseEmbedded), ApiError> {
+    let dialect = request.dialect;
+    if request.dimensions.is_some() {
+        return Err(ApiError::invalid(
+            dialect,
+            "dimensions",
+            "`dimensions` does not apply to sparse vectors",
+        ));
+    }
+    let Prepared {
+        model,
+        card,
+        meter,
+        ids,
+        ..
+    } = prepare(
+        state,
+        request,
+        &[ModelKind::SparseEmbed],
+        "give sparse vectors",
+        route,
+    )
+    .await?;
+    let n_inputs = ids.len();
+    let sparse = model
+        .embed_sparse(ids)
+        .await
+        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
+    meter.timed(sparse.queue_time, sparse.compute_time);
+    if sparse.vectors.len() != n_inputs {
+        return Err(ApiError::internal(format!(
+            "the model answered {} sparse vectors for {n_inputs} inputs",
+            sparse.vectors.len()
+        )));
+    }
+    Ok((card, sparse))
 }
 
 /// The prompt string for `inputs`: the model's for `choice` for texts;

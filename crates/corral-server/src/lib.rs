@@ -33,7 +33,7 @@
 //! - [`model`]: [`ServedModel`], what the routes need from a served model
 //!   (its [`ModelCard`], tokenizer, embedding and scoring), and its typed
 //!   [`TokenizeError`].
-//! - `pool`: [`PoolModel`] and [`ScoringModel`], [`ServedModel`] over
+//! - `pool`: [`PoolModel`], [`ScoringModel`] and [`SparseModel`], [`ServedModel`] over
 //!   real pools, and [`spawn_model`], which serves a directory as what its
 //!   `config.json` declares — the one
 //!   module that calls the pool's handle.
@@ -85,10 +85,12 @@ mod types;
 
 pub use app::{router, Server};
 pub use cluster::{fingerprint, promise_of, serve_node_status, ClusterModel, ClusterModelError};
-pub use model::{Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
+pub use model::{
+    Embedded, ModelCard, Scored, ServedModel, SparseEmbedded, TokenSpan, TokenizeError,
+};
 pub use pool::{
     spawn_model, EmbedPool, LocalBackend, LocalModel, PoolModel, ScorePool, ScoringModel,
-    SpawnModelError,
+    SparseModel, SpawnModelError,
 };
 pub use state::ServerConfig;
 pub use telemetry::install_metrics;

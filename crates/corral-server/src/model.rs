@@ -6,7 +6,7 @@
 //!
 //! A model serves one task, its [`ModelCard::kind`]: the routes send it only
 //! that task's work (`embed` for an embedder, `score` for a reranker or a
-//! classifier) and answer any other with 424. The methods of the tasks added
+//! classifier, `embed_sparse` for a SPLADE model) and answer any other with 424. The methods of the tasks added
 //! after embedding have defaults that say "this model cannot", so that an
 //! embedder implements none of them.
 
@@ -15,7 +15,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use corral_core::{HealthReport, PoolError};
-use corral_embed::{Activation, ModelKind, PairTokenized, Prompt, Tokenized, TruncationSide};
+use corral_embed::{
+    Activation, ModelKind, PairTokenized, Prompt, SparseVector, Tokenized, TruncationSide,
+};
 use serde::{Serialize, Serializer};
 
 /// A boxed, sendable future (the trait is used as `dyn ServedModel`).
@@ -26,14 +28,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct ModelCard {
     /// The name clients put in `model`.
     pub name: String,
-    /// The task it serves (`embed`, `rerank`, `classify`).
+    /// The task it serves (`embed`, `rerank`, `classify`, `sparse-embed`).
     #[serde(serialize_with = "kind_name")]
     pub kind: ModelKind,
-    /// Length of the embeddings (meaningful for `embed` only).
+    /// Length of the embeddings: the vocabulary size for `sparse-embed`
+    /// (every index is below it); 0 for a reranker or a classifier.
     pub dimensions: usize,
     /// Word pieces per input, special tokens included.
     pub max_input_tokens: usize,
-    /// Pooling (`mean`, `cls`, `lasttoken`).
+    /// Pooling (`mean`, `cls`, `lasttoken`, `splade`).
     pub pooling: String,
     /// Workers in the pool.
     pub workers: usize,
@@ -104,6 +107,18 @@ pub struct TokenSpan {
 pub struct Embedded {
     /// One raw (not normalised) vector per input, in order.
     pub vectors: Vec<Vec<f32>>,
+    /// Time between submission and the start of the batch that ran it.
+    pub queue_time: Option<Duration>,
+    /// Time the batch ran.
+    pub compute_time: Option<Duration>,
+}
+
+/// Sparse vectors for one request, with where the time went when the
+/// model knows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparseEmbedded {
+    /// One sparse vector per input, in order (indices ascending).
+    pub vectors: Vec<SparseVector>,
     /// Time between submission and the start of the batch that ran it.
     pub queue_time: Option<Duration>,
     /// Time the batch ran.
@@ -276,6 +291,29 @@ pub trait ServedModel: Send + Sync + 'static {
         Box::pin(async move {
             Err(PoolError::InvalidInput(format!(
                 "model `{}` does not score texts",
+                self.card().name
+            )))
+        })
+    }
+
+    /// Sparse vectors over the vocabulary for pre-tokenised inputs (special
+    /// tokens included), refused at once when the pool is full. Dropping
+    /// the future withdraws the request. Called only on a model whose kind
+    /// is `sparse-embed`.
+    ///
+    /// The default refuses every input: a model that gives no sparse
+    /// vectors.
+    ///
+    /// # Errors
+    /// The pool's [`PoolError`]; `InvalidInput` by default.
+    fn embed_sparse(
+        &self,
+        inputs: Vec<Vec<u32>>,
+    ) -> BoxFuture<'_, Result<SparseEmbedded, PoolError>> {
+        let _ = inputs;
+        Box::pin(async move {
+            Err(PoolError::InvalidInput(format!(
+                "model `{}` does not give sparse vectors",
                 self.card().name
             )))
         })

@@ -19,10 +19,13 @@ use corral_core::{
 };
 use corral_embed::{
     Activation, EmbedError, EmbedInput, EmbedInputBackend, EmbedSpec, EmbedTokenizer, ModelKind,
-    PairTokenized, Prompt, ScoreBackend, ScoreInput, Tokenized, TruncationSide,
+    PairTokenized, Prompt, ScoreBackend, ScoreInput, SparseBackend, SparseInput, Tokenized,
+    TruncationSide,
 };
 
-use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenizeError};
+use crate::model::{
+    BoxFuture, Embedded, ModelCard, Scored, ServedModel, SparseEmbedded, TokenizeError,
+};
 
 /// The pool type the server runs for an embedder: texts or token ids in,
 /// timed vectors out.
@@ -65,7 +68,8 @@ pub enum SpawnModelError {
 
 /// Serves the model in `spec` as what its `config.json` declares: an
 /// embedder through a [`PoolModel`], a reranker or a classifier
-/// (`*ForSequenceClassification`) through a [`ScoringModel`]. The pool's
+/// (`*ForSequenceClassification`) through a [`ScoringModel`], a SPLADE
+/// model (`SpladePooling` in `modules.json`) through a [`SparseModel`]. The pool's
 /// metrics carry `model = name`, as [`PoolModel::spawn`] says.
 ///
 /// # Errors
@@ -78,6 +82,9 @@ pub async fn spawn_model(
 ) -> Result<Arc<dyn ServedModel>, SpawnModelError> {
     Ok(match spec.model_kind()? {
         ModelKind::Embed => Arc::new(PoolModel::spawn(name, spec, config, ready_timeout).await?),
+        ModelKind::SparseEmbed => {
+            Arc::new(SparseModel::spawn(name, spec, config, ready_timeout).await?)
+        }
         _ => Arc::new(ScoringModel::spawn(name, spec, config, ready_timeout).await?),
     })
 }
@@ -194,16 +201,22 @@ pub type PoolModel = LocalModel<EmbedInputBackend>;
 /// routes apply the card's activation.
 pub type ScoringModel = LocalModel<ScoreBackend>;
 
+/// A served SPLADE model backed by a pool of [`SparseBackend`] workers:
+/// texts are tokenised here (prompts are not applied: a SPLADE model
+/// declares none here), and the pool answers one sparse vector per input.
+pub type SparseModel = LocalModel<SparseBackend>;
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for corral_embed::EmbedInputBackend {}
     impl Sealed for corral_embed::ScoreBackend {}
+    impl Sealed for corral_embed::SparseBackend {}
 }
 
-/// The two backends a [`LocalModel`] runs: what sets an embedding pool
-/// apart from a scoring pool behind the seam (which kinds of model it
-/// serves, its card, and its one task). Sealed: implemented for
-/// [`EmbedInputBackend`] and [`ScoreBackend`] only.
+/// The backends a [`LocalModel`] runs: what sets an embedding pool apart
+/// from a scoring or a sparse pool behind the seam (which kinds of model
+/// it serves, its card, and its one task). Sealed: implemented for
+/// [`EmbedInputBackend`], [`ScoreBackend`] and [`SparseBackend`] only.
 pub trait LocalBackend: Backend<Spec = EmbedSpec> + sealed::Sealed + Sized {
     /// Whether this backend serves a model of `kind`.
     #[doc(hidden)]
@@ -233,6 +246,22 @@ pub trait LocalBackend: Backend<Spec = EmbedSpec> + sealed::Sealed + Sized {
         Box::pin(async move {
             Err(PoolError::InvalidInput(format!(
                 "model `{}` is a {} model: it does not embed",
+                model.card.name, model.card.kind
+            )))
+        })
+    }
+
+    /// [`ServedModel::embed_sparse`]: refused unless the backend gives
+    /// sparse vectors.
+    #[doc(hidden)]
+    fn embed_sparse(
+        model: &LocalModel<Self>,
+        inputs: Vec<Vec<u32>>,
+    ) -> BoxFuture<'_, Result<SparseEmbedded, PoolError>> {
+        let _ = inputs;
+        Box::pin(async move {
+            Err(PoolError::InvalidInput(format!(
+                "model `{}` is a {} model: it does not give sparse vectors",
                 model.card.name, model.card.kind
             )))
         })
@@ -302,7 +331,7 @@ impl LocalBackend for EmbedInputBackend {
 
 impl LocalBackend for ScoreBackend {
     fn serves(kind: ModelKind) -> bool {
-        kind != ModelKind::Embed
+        matches!(kind, ModelKind::Rerank | ModelKind::Classify)
     }
 
     const INSTEAD: &'static str = "serve it with spawn_model or PoolModel";
@@ -333,6 +362,46 @@ impl LocalBackend for ScoreBackend {
                 timed_batch(&model.pool, inputs, |o| (o.batch_started, o.batch_time)).await?;
             Ok(Scored {
                 logits: outputs.into_iter().map(|o| o.logits).collect(),
+                queue_time,
+                compute_time,
+            })
+        })
+    }
+}
+
+impl LocalBackend for SparseBackend {
+    fn serves(kind: ModelKind) -> bool {
+        kind == ModelKind::SparseEmbed
+    }
+
+    const INSTEAD: &'static str = "serve it with spawn_model, PoolModel or ScoringModel";
+
+    fn card(name: String, spec: &EmbedSpec, config: &PoolConfig) -> Result<ModelCard, EmbedError> {
+        let info = spec.sparse_info()?;
+        Ok(ModelCard {
+            name,
+            kind: ModelKind::SparseEmbed,
+            dimensions: info.vocab_size,
+            max_input_tokens: info.max_seq_length,
+            pooling: "splade".into(),
+            workers: config.workers,
+            queue_capacity: config.queue_capacity,
+            batch_queue_capacity: config.batch_queue_capacity,
+            labels: Vec::new(),
+            activation: Activation::Identity,
+        })
+    }
+
+    fn embed_sparse(
+        model: &LocalModel<Self>,
+        inputs: Vec<Vec<u32>>,
+    ) -> BoxFuture<'_, Result<SparseEmbedded, PoolError>> {
+        Box::pin(async move {
+            let inputs = inputs.into_iter().map(SparseInput::Tokens).collect();
+            let (outputs, queue_time, compute_time) =
+                timed_batch(&model.pool, inputs, |o| (o.batch_started, o.batch_time)).await?;
+            Ok(SparseEmbedded {
+                vectors: outputs.into_iter().map(|o| o.vector).collect(),
                 queue_time,
                 compute_time,
             })
@@ -476,6 +545,13 @@ impl<B: LocalBackend> ServedModel for LocalModel<B> {
 
     fn score(&self, inputs: Vec<PairTokenized>) -> BoxFuture<'_, Result<Scored, PoolError>> {
         B::score(self, inputs)
+    }
+
+    fn embed_sparse(
+        &self,
+        inputs: Vec<Vec<u32>>,
+    ) -> BoxFuture<'_, Result<SparseEmbedded, PoolError>> {
+        B::embed_sparse(self, inputs)
     }
 
     fn health(&self) -> BoxFuture<'_, Result<HealthReport, PoolError>> {

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use corral_embed::ModelKind;
 
 use crate::error::{ApiError, Dialect};
-use crate::execute::{execute, Answer};
+use crate::execute::{execute, execute_sparse, Answer};
 use crate::state::AppState;
 use crate::tasks;
 use crate::types::cohere::{DocumentText, RerankResponse, RerankResult};
@@ -64,6 +64,35 @@ pub(crate) async fn tei_embed(
     }
     .await
     .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /embed_sparse`, as Text Embeddings Inference defines it: `/embed`'s
+/// body, one list of `{index, value}` per input (a SPLADE model's).
+pub(crate) async fn tei_embed_sparse(
+    State(state): AppStateRef,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dialect = Dialect::Tei;
+    async {
+        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+        sparse_embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route(&uri)).await
+    }
+    .await
+    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// Runs a sparse embedding request; TEI's body, with the time headers.
+async fn sparse_embeddings(
+    state: &AppState,
+    request: EmbedRequest,
+    route: &str,
+) -> Result<Response, ApiError> {
+    let (_, sparse) = execute_sparse(state, request, route).await?;
+    let times = (sparse.queue_time, sparse.compute_time);
+    let response = Json(tei::sparse_rows(sparse.vectors)).into_response();
+    Ok(with_times(response, times))
 }
 
 /// `POST /rerank`: TEI's shape (`texts`) or Cohere's (`documents`), told
@@ -161,7 +190,7 @@ pub(crate) async fn decode(State(state): AppStateRef, headers: HeaderMap, body: 
 /// `POST /` and `POST /invocations`, as TEI routes them: the body is the
 /// TEI route's for the kind of the model it names (or of the first served
 /// model) — `/embed`'s for an embedder, `/rerank`'s for a reranker,
-/// `/predict`'s for a classifier.
+/// `/predict`'s for a classifier, `/embed_sparse`'s for a SPLADE model.
 pub(crate) async fn by_kind(
     State(state): AppStateRef,
     uri: Uri,
@@ -177,6 +206,9 @@ pub(crate) async fn by_kind(
             ModelKind::Rerank => rerank_request(&state, tei::parse_rerank(&bytes)?, &route).await,
             ModelKind::Classify => {
                 predict_request(&state, tei::parse_predict(&bytes)?, &route).await
+            }
+            ModelKind::SparseEmbed => {
+                sparse_embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route).await
             }
             _ => embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route).await,
         }

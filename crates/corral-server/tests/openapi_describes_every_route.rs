@@ -39,6 +39,7 @@ async fn the_document_lists_every_route_and_each_bodys_fields() {
             "/classify",
             "/decode",
             "/embed",
+            "/embed_sparse",
             "/embeddings",
             "/health",
             "/info",
@@ -77,6 +78,12 @@ async fn the_document_lists_every_route_and_each_bodys_fields() {
     assert!(properties(&shapes[0]).contains("texts"));
     assert!(properties(&shapes[1]).contains("documents"));
     assert_eq!(body("/")["oneOf"].as_array().unwrap().len(), 3);
+    // `/embed_sparse` takes `/embed`'s body.
+    assert_eq!(
+        properties(&body("/embed_sparse")),
+        properties(&body("/embed"))
+    );
+    assert!(properties(&body("/embed_sparse")).contains("truncation_direction"));
     assert_eq!(
         properties(&body("/v1/embeddings")),
         set(&[

@@ -374,7 +374,32 @@ pub(crate) enum PredictResponse {
     Batch(Vec<Vec<Prediction>>),
 }
 
-/// `POST /embed`'s body.
+/// One non-zero entry of a sparse vector, as TEI's `/embed_sparse`
+/// answers it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SparseValue {
+    /// Its vocabulary id.
+    pub(crate) index: u32,
+    /// Its weight.
+    pub(crate) value: f32,
+}
+
+/// `/embed_sparse`'s answer: per input, its non-zero entries, indices
+/// ascending.
+pub(crate) fn sparse_rows(vectors: Vec<corral_embed::SparseVector>) -> Vec<Vec<SparseValue>> {
+    vectors
+        .into_iter()
+        .map(|v| {
+            v.indices
+                .into_iter()
+                .zip(v.values)
+                .map(|(index, value)| SparseValue { index, value })
+                .collect()
+        })
+        .collect()
+}
+
+/// `POST /embed`'s body (and `/embed_sparse`'s).
 pub(crate) fn embed_schema() -> BodySchema {
     BodySchema::of::<EmbedBody>(expectation)
 }
