@@ -52,7 +52,8 @@ use crate::telemetry::{
 /// serving `name` from its own directory expects, with normalisation off):
 /// `model` (the name), `kind`, `max_input_tokens`, `tokenizer` and
 /// `weights` (fingerprints of `tokenizer.json` and of the weights file,
-/// see [`fingerprint`]); for an embedder also `dimensions`, `pooling` and
+/// see [`fingerprint`]), `quantize` (the dense layers' arithmetic: int8
+/// vectors are within cosine 0.995 of fp32's, not equal); for an embedder also `dimensions`, `pooling` and
 /// `normalize`; for a reranker or classifier `labels`. The node's name
 /// ([`corral_cluster::NODE_KEY`]) is the caller's to add: it is shown, not compared.
 ///
@@ -76,7 +77,8 @@ pub fn promise_of(name: &str, spec: &EmbedSpec) -> Result<Promise, EmbedError> {
         .with("model", name)
         .with("kind", kind.as_str())
         .with("tokenizer", read("tokenizer.json")?)
-        .with("weights", read(weights)?);
+        .with("weights", read(weights)?)
+        .with("quantize", spec.quantize);
     match kind {
         ModelKind::Embed => {
             let info = spec.model_info()?;

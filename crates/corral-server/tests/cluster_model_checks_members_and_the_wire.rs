@@ -156,3 +156,22 @@ async fn members_are_checked_and_oversized_requests_never_sent() {
         drop(p.shutdown(Duration::from_secs(5)).await);
     }
 }
+
+#[test]
+fn a_member_that_quantises_differently_is_told_apart() {
+    // An int8 member answers a text with a vector within cosine 0.995 of
+    // the fp32 one, not equal to it: the front must not mix the two.
+    let fp32 = promise_of(NAME, &EmbedSpec::new(dir()).with_normalize(false)).unwrap();
+    let int8 = promise_of(
+        NAME,
+        &EmbedSpec::new(dir())
+            .with_normalize(false)
+            .with_quantize(corral_embed::Quantize::Int8),
+    )
+    .unwrap();
+    assert_eq!(
+        fp32.disagreement(&int8).as_deref(),
+        Some("quantize: member has int8, expected none")
+    );
+    assert_eq!(fp32.disagreement(&fp32.clone().with(NODE_KEY, "a")), None);
+}
