@@ -7,10 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_core::PoolError;
 use corral_embed::{l2_normalize, ModelKind, Prompt, Tokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::model::{ModelCard, ServedModel, SparseEmbedded, TokenizeError};
+use crate::model::{
+    BoxFuture, Embedded, ModelCard, Scored, ServedModel, SparseEmbedded, TokenizeError,
+};
 use crate::state::AppState;
 use crate::telemetry::{COMPUTE_TIME, QUEUE_TIME, REQUEST_INPUTS, REQUEST_TOKENS};
 use crate::types::{EmbedRequest, Inputs, OverLimit};
@@ -198,6 +201,68 @@ async fn prepare(
     })
 }
 
+/// What a model answers one request with: a row per input, and where the
+/// time went when it knows.
+pub(crate) trait Rows {
+    /// How many rows (one per input, when the model is right).
+    fn rows(&self) -> usize;
+    /// Queue and compute time.
+    fn times(&self) -> (Option<Duration>, Option<Duration>);
+}
+
+impl Rows for Embedded {
+    fn rows(&self) -> usize {
+        self.vectors.len()
+    }
+    fn times(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.queue_time, self.compute_time)
+    }
+}
+
+impl Rows for Scored {
+    fn rows(&self) -> usize {
+        self.logits.len()
+    }
+    fn times(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.queue_time, self.compute_time)
+    }
+}
+
+impl Rows for SparseEmbedded {
+    fn rows(&self) -> usize {
+        self.vectors.len()
+    }
+    fn times(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.queue_time, self.compute_time)
+    }
+}
+
+/// Awaits a request submitted through the model seam, and checks what came
+/// back: the pool's error as the client is to see it (503 with the model's
+/// reason when it knows why it cannot serve), the times metered, and one
+/// row (`what`) per input, else 500.
+pub(crate) async fn answered<T: Rows>(
+    dialect: Dialect,
+    model: &dyn ServedModel,
+    meter: &Meter,
+    inputs: usize,
+    what: &str,
+    submitted: BoxFuture<'_, Result<T, PoolError>>,
+) -> Result<T, ApiError> {
+    let answer = submitted
+        .await
+        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
+    let (queue_time, compute_time) = answer.times();
+    meter.timed(queue_time, compute_time);
+    if answer.rows() != inputs {
+        return Err(ApiError::internal(format!(
+            "the model answered {} {what} for {inputs} inputs",
+            answer.rows()
+        )));
+    }
+    Ok(answer)
+}
+
 /// Tokenises, checks, submits and shapes one request.
 ///
 /// # Errors
@@ -221,17 +286,15 @@ pub(crate) async fn execute(
         tokens,
     } = prepare(state, request, &[ModelKind::Embed], "embed texts", route).await?;
     let n_inputs = ids.len();
-    let embedded = model
-        .embed(ids)
-        .await
-        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
-    meter.timed(embedded.queue_time, embedded.compute_time);
-    if embedded.vectors.len() != n_inputs {
-        return Err(ApiError::internal(format!(
-            "the model answered {} vectors for {n_inputs} inputs",
-            embedded.vectors.len()
-        )));
-    }
+    let embedded = answered(
+        dialect,
+        model.as_ref(),
+        &meter,
+        n_inputs,
+        "vectors",
+        model.embed(ids),
+    )
+    .await?;
     let vectors = embedded
         .vectors
         .into_iter()
@@ -289,17 +352,15 @@ pub(crate) async fn execute_sparse(
     )
     .await?;
     let n_inputs = ids.len();
-    let sparse = model
-        .embed_sparse(ids)
-        .await
-        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
-    meter.timed(sparse.queue_time, sparse.compute_time);
-    if sparse.vectors.len() != n_inputs {
-        return Err(ApiError::internal(format!(
-            "the model answered {} sparse vectors for {n_inputs} inputs",
-            sparse.vectors.len()
-        )));
-    }
+    let sparse = answered(
+        dialect,
+        model.as_ref(),
+        &meter,
+        n_inputs,
+        "sparse vectors",
+        model.embed_sparse(ids),
+    )
+    .await?;
     Ok((card, sparse))
 }
 

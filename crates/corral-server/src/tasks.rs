@@ -9,7 +9,7 @@ use std::sync::Arc;
 use corral_embed::{ModelKind, PairTokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::execute::{admit, off_thread, refuse_cut, Answer, Meter};
+use crate::execute::{admit, answered, off_thread, refuse_cut, Answer, Meter};
 use crate::model::{ModelCard, ServedModel, TokenSpan, TokenizeError};
 use crate::state::AppState;
 use crate::types::tei::{DecodeRequest, TokenizeRequest};
@@ -146,17 +146,15 @@ async fn score(
     let n_inputs = tokenized.len();
     let tokens = meter.sized(tokenized.iter().map(|t| t.ids.len()));
 
-    let scored = model
-        .score(tokenized)
-        .await
-        .map_err(|e| ApiError::from_model(dialect, e, model.unavailable()))?;
-    meter.timed(scored.queue_time, scored.compute_time);
-    if scored.logits.len() != n_inputs {
-        return Err(ApiError::internal(format!(
-            "the model answered {} scores for {n_inputs} inputs",
-            scored.logits.len()
-        )));
-    }
+    let scored = answered(
+        dialect,
+        model.as_ref(),
+        &meter,
+        n_inputs,
+        "scores",
+        model.score(tokenized),
+    )
+    .await?;
     // One logit per label; at least one where the card names none.
     let fits = |n: usize| {
         if card.labels.is_empty() {

@@ -81,6 +81,21 @@ async fn every_other_pool_error_maps_to_its_status() {
 }
 
 #[tokio::test]
+async fn a_model_that_answers_too_few_vectors_is_the_servers_500() {
+    let (s, m) = server_with(ServerConfig::default()).await;
+    m.set(Script::MissingRow);
+    for (path, body) in [
+        ("/v1/embeddings", json!({"input": ["a", "b"]})),
+        ("/embed", json!({"inputs": ["a", "b"]})),
+    ] {
+        let r = s.post(path, body).await;
+        assert_eq!(r.status(), 500, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("1 vectors for 2 inputs"), "{path}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn malformed_or_wrong_typed_bodies_are_400_naming_the_field() {
     let (s, _m) = server_with(ServerConfig::default()).await;
     let r = s

@@ -550,6 +550,12 @@ async fn pool_errors_on_scoring_routes_map_to_their_statuses_with_retry_after() 
     assert_eq!(r.status(), 500);
     let e: Value = r.json().await.unwrap();
     assert!(e["error"].as_str().unwrap().contains("2 logits"), "{e}");
+    // So is one that answers fewer rows than it was given, on every task.
+    m.set(Script::MissingRow);
+    let r = s.post("/rerank", requests[0].1.clone()).await;
+    assert_eq!(r.status(), 500);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("scores for"), "{e}");
     m.set(Script::Fail(PoolError::InvalidInput("bad".into())));
     assert_eq!(s.post("/rerank", requests[0].1.clone()).await.status(), 422);
     assert_eq!(

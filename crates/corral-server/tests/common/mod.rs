@@ -35,6 +35,8 @@ pub enum Script {
     Hold,
     /// Score, but answer one logit too many for each input (a model bug).
     ExtraLogit,
+    /// Answer one row (vector, logits) fewer than the inputs (a model bug).
+    MissingRow,
 }
 
 pub struct FakeModel {
@@ -122,7 +124,7 @@ impl FakeModel {
         let script = self.script.lock().unwrap().clone();
         match script {
             Script::Fail(e) => Err(e),
-            Script::Answer | Script::ExtraLogit => Ok(()),
+            Script::Answer | Script::ExtraLogit | Script::MissingRow => Ok(()),
             Script::Hold => {
                 self.held.fetch_add(1, Ordering::SeqCst);
                 let mut guard = HeldGuard(self, false);
@@ -270,9 +272,11 @@ impl ServedModel for FakeModel {
             self.scored.lock().unwrap().extend(inputs.iter().cloned());
             self.follow_script().await?;
             let extra = matches!(*self.script.lock().unwrap(), Script::ExtraLogit);
+            let missing = usize::from(matches!(*self.script.lock().unwrap(), Script::MissingRow));
             Ok(Scored {
                 logits: inputs
                     .iter()
+                    .skip(missing)
                     .map(|t| {
                         let mut l = self.logits(t);
                         if extra {
@@ -304,8 +308,13 @@ impl ServedModel for FakeModel {
             }
             self.received.lock().unwrap().extend(inputs.iter().cloned());
             self.follow_script().await?;
+            let missing = usize::from(matches!(*self.script.lock().unwrap(), Script::MissingRow));
             Ok(Embedded {
-                vectors: inputs.iter().map(|ids| Self::vector(ids)).collect(),
+                vectors: inputs
+                    .iter()
+                    .skip(missing)
+                    .map(|ids| Self::vector(ids))
+                    .collect(),
                 queue_time: Some(Duration::from_millis(2)),
                 compute_time: Some(Duration::from_millis(3)),
             })
