@@ -450,10 +450,10 @@ fn each_error_comes_from_a_crafted_frame() {
     *bad_bool.last_mut().unwrap() = 2;
     assert!(matches!(decode_load(&bad_bool, &l), Err(WireError::Invalid(m)) if m.contains("bool")));
     let mut bad_error = reply.clone();
-    bad_error[2 + LoadReport::MIN_LEN + 1] = 7;
+    bad_error[2 + LoadReport::MIN_LEN + 1] = 8;
     assert!(matches!(
         decode_reply::<u64>(&bad_error, &l),
-        Err(WireError::Invalid(m)) if m.contains("pool error tag 7")
+        Err(WireError::Invalid(m)) if m.contains("pool error tag 8")
     ));
     let mut bad_reply = reply.clone();
     bad_reply[2 + LoadReport::MIN_LEN] = 2;
