@@ -389,11 +389,25 @@ fn resolve_prompt(
             format!("`{field}`: a prompt applies to texts; token ids get none"),
         )),
         (Inputs::Ids(_), _) => Ok(None),
-        (Inputs::Texts(_), choice) => model.prompt(choice).map_err(|e| match e {
-            TokenizeError::Unsupported(what) => ApiError::unsupported(&model.card().name, &what),
-            e => ApiError::invalid(dialect, field, format!("`{field}`: {e}")),
-        }),
+        (Inputs::Texts(_), choice) => text_prompt(dialect, model, choice),
     }
+}
+
+/// The prompt string `choice` puts before each text on `model` (see
+/// [`ServedModel::prompt`]), a bad choice refused naming its field.
+pub(crate) fn text_prompt(
+    dialect: Dialect,
+    model: &dyn ServedModel,
+    choice: &Prompt,
+) -> Result<Option<String>, ApiError> {
+    let field: &str = match choice {
+        Prompt::Named(_) => "prompt_name",
+        _ => "prompt",
+    };
+    model.prompt(choice).map_err(|e| match e {
+        TokenizeError::Unsupported(what) => ApiError::unsupported(&model.card().name, &what),
+        e => ApiError::invalid(dialect, field, format!("`{field}`: {e}")),
+    })
 }
 
 /// Text bytes up to which a request is tokenised on the async thread: a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use corral_embed::{ModelKind, PairTokenized, TruncationSide};
 
 use crate::error::{ApiError, Dialect};
-use crate::execute::{admit, answered, off_thread, refuse_cut, Answer, Meter};
+use crate::execute::{admit, answered, off_thread, refuse_cut, text_prompt, Answer, Meter};
 use crate::model::{ModelCard, ServedModel, TokenSpan, TokenizeError};
 use crate::state::AppState;
 use crate::types::tei::{DecodeRequest, TokenizeRequest};
@@ -209,18 +209,23 @@ fn tokenize_sequence(
     }
 }
 
-/// The tokens of each text, for `/tokenize` (any model's tokenizer).
+/// The tokens of each text, for `/tokenize` (any model's tokenizer), with
+/// the prompt before it as `/embed` puts it, so the list is what `/embed`
+/// embeds and counts.
 ///
 /// # Errors
 /// 404 for an unknown model, 413 for too many texts, 422 for a text the
-/// tokenizer cannot encode, 424 when the model cannot list tokens.
+/// tokenizer cannot encode or a prompt the model lacks, 424 when the model
+/// cannot list tokens.
 pub(crate) async fn tokens(
     state: &AppState,
     request: TokenizeRequest,
 ) -> Result<Vec<Vec<TokenSpan>>, ApiError> {
     let model = state.model(request.model.as_deref())?;
     admit(state, Dialect::Tei, "inputs", request.texts.len())?;
-    let bytes = request.texts.iter().map(String::len).sum();
+    let prompt = text_prompt(Dialect::Tei, model.as_ref(), &request.prompt)?;
+    let prompt_len = prompt.as_ref().map_or(0, String::len);
+    let bytes = request.texts.iter().map(|t| t.len() + prompt_len).sum();
     let add = request.add_special_tokens;
     let texts = request.texts;
     let tokenizer = model.clone();
@@ -228,7 +233,13 @@ pub(crate) async fn tokens(
         texts
             .iter()
             .enumerate()
-            .map(|(i, t)| tokenizer.tokens(t, add).map_err(|e| (i, e)))
+            .map(|(i, t)| {
+                match &prompt {
+                    Some(p) => tokenizer.tokens(&format!("{p}{t}"), add),
+                    None => tokenizer.tokens(t, add),
+                }
+                .map_err(|e| (i, e))
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .await?

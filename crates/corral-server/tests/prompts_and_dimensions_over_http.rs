@@ -352,3 +352,82 @@ async fn dimensions_cut_then_normalise_and_truncate_dim_is_the_default() {
         assert!(body.to_string().contains("dimensions"), "{body}");
     }
 }
+
+/// The ids `/tokenize` lists for `body`.
+async fn token_ids(s: &TestServer, body: Value) -> (u16, Value, Vec<u64>) {
+    let r = s.post("/tokenize", body).await;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    let ids = body[0]
+        .as_array()
+        .map(|tokens| tokens.iter().map(|t| t["id"].as_u64().unwrap()).collect())
+        .unwrap_or_default();
+    (status, body, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_lists_what_embed_embeds_the_prompt_included() {
+    let served = serve().await;
+    let s = &served.server;
+    let tokenizer =
+        EmbedTokenizer::load(&EmbedSpec::new(&served.prompted).with_prompt(Prompt::None)).unwrap();
+    let want = |prompt: Option<&str>, text: &str| -> Vec<u64> {
+        tokenizer
+            .encode_prompted(text, prompt, TruncationSide::Right)
+            .unwrap()
+            .ids
+            .into_iter()
+            .map(u64::from)
+            .collect()
+    };
+    let rest = &QUICK[QUICK_PROMPT.len()..];
+
+    // The model's default prompt, as `/embed` applies it: the ids of the
+    // whole golden sentence.
+    let (status, body, ids) = token_ids(s, json!({"model": "prompted", "inputs": rest})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids, want(Some(QUICK_PROMPT), rest), "{body}");
+    assert_eq!(ids, want(None, QUICK), "prompt + text is the sentence");
+    // A named prompt, a prompt string, and an empty prompt (none).
+    let (_, body, ids) = token_ids(
+        s,
+        json!({"model": "prompted", "inputs": "fox", "prompt_name": "query"}),
+    )
+    .await;
+    assert_eq!(ids, want(Some("query: "), "fox"), "{body}");
+    let (_, body, ids) = token_ids(
+        s,
+        json!({"model": "prompted", "inputs": "fox", "prompt": "search: "}),
+    )
+    .await;
+    assert_eq!(ids, want(Some("search: "), "fox"), "{body}");
+    let (_, body, ids) = token_ids(
+        s,
+        json!({"model": "prompted", "inputs": "fox", "prompt": ""}),
+    )
+    .await;
+    assert_eq!(ids, want(None, "fox"), "{body}");
+    // The served default (`--default-prompt-name long`).
+    let (_, body, ids) = token_ids(s, json!({"model": "served-long", "inputs": "fox"})).await;
+    assert_eq!(ids, want(Some(LONG_PREFIX), "fox"), "{body}");
+
+    // Bad choices are refused as on `/embed`, naming the field.
+    for (body, needle) in [
+        (
+            json!({"model": "prompted", "inputs": "a", "prompt_name": "passage"}),
+            "prompt_name",
+        ),
+        (
+            json!({"model": "prompted", "inputs": "a", "prompt_name": "query", "prompt": "q"}),
+            "not both",
+        ),
+        (
+            json!({"model": "matryoshka", "inputs": "a", "prompt_name": "query"}),
+            "no prompts",
+        ),
+    ] {
+        let (status, answer, _) = token_ids(s, body.clone()).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(answer.to_string().contains(needle), "{body}: {answer}");
+    }
+}

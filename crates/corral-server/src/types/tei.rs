@@ -275,9 +275,14 @@ struct TokenizeBody {
     model: Option<String>,
     #[serde(default)]
     add_special_tokens: Option<bool>,
+    #[serde(default)]
+    prompt_name: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
 }
 
-/// A `/tokenize` request: the texts, whether to list the special tokens.
+/// A `/tokenize` request: the texts, whether to list the special tokens,
+/// the prompt put before each text (as `/embed` puts it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TokenizeRequest {
     /// The model it names; `None` for the default one.
@@ -286,6 +291,9 @@ pub(crate) struct TokenizeRequest {
     pub(crate) texts: Vec<String>,
     /// List the special tokens too (default `true`).
     pub(crate) add_special_tokens: bool,
+    /// The prompt, chosen as on `/embed` (the model's default when
+    /// neither `prompt_name` nor `prompt` is given).
+    pub(crate) prompt: corral_embed::Prompt,
 }
 
 /// Parses a TEI `/tokenize` body.
@@ -296,6 +304,7 @@ pub(crate) fn parse_tokenize(body: &[u8]) -> Result<TokenizeRequest, ApiError> {
         model: b.model,
         texts: non_empty(dialect, "inputs", b.inputs.map(|t| t.0))?,
         add_special_tokens: b.add_special_tokens.unwrap_or(true),
+        prompt: prompt_choice(dialect, b.prompt_name, b.prompt)?,
     })
 }
 
