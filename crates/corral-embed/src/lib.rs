@@ -115,7 +115,7 @@ pub use sparse::{
     SparseBackend, SparseEncoder, SparseInfo, SparseInput, SparseOutput, SparseVector,
 };
 pub use spec::{EmbedSpec, Engine, Pooling, Prompt, Prompts, Quantize, DEFAULT_MAX_FORWARD_TOKENS};
-pub use tokenize::{EmbedTokenizer, Tokenized, TruncationSide};
+pub use tokenize::{EmbedTokenizer, SpannedToken, Tokenized, TruncationSide};
 
 /// What this crate's encoder bench (`benches/encoder.rs`) needs beyond the
 /// public API: a bench builds as a crate of its own, so it reaches only

@@ -147,3 +147,45 @@ fn a_long_text_cut_from_either_side_gives_the_whole_texts_pieces() {
         }
     }
 }
+
+#[test]
+fn each_token_knows_the_bytes_of_the_text_it_came_from() {
+    let t = EmbedTokenizer::load(&spec()).unwrap();
+    let vocab: std::collections::HashMap<u32, String> = {
+        let raw: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(spec().model_dir.join("tokenizer.json")).unwrap(),
+        )
+        .unwrap();
+        raw["model"]["vocab"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(token, id)| (id.as_u64().unwrap() as u32, token.clone()))
+            .collect()
+    };
+    let mut checked = 0;
+    for case in golden().cases {
+        let text = &case.text;
+        let spans = t.encode_spans(text).unwrap();
+        let ids: Vec<u32> = spans.iter().map(|s| s.id).collect();
+        assert_eq!(ids, case.input_ids, "the pool's ids, cut alike: {text:?}");
+        let (first, last) = (&spans[0], &spans[spans.len() - 1]);
+        assert!(first.special && first.span.is_none(), "[CLS]: {first:?}");
+        assert!(last.special && last.span.is_none(), "[SEP]: {last:?}");
+        let mut at = 0;
+        for s in &spans[1..spans.len() - 1] {
+            let span = s.span.clone().expect("a content token has its bytes");
+            assert!(span.start >= at && span.end <= text.len(), "{text:?}: {s:?}");
+            at = span.start;
+            // An uncased WordPiece token is its bytes lowercased (a
+            // continuation marked `##`), where the text is plain ASCII.
+            let piece = &text[span];
+            let token = vocab[&s.id].trim_start_matches("##");
+            if piece.is_ascii() && token != "[UNK]" {
+                assert_eq!(piece.to_lowercase(), token, "{text:?}: {s:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} tokens compared");
+}

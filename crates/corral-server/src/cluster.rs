@@ -41,8 +41,8 @@ use corral_embed::{
     PairTokenized, ScoreInput, ScoreOutput, Tokenized, TruncationSide,
 };
 
-use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenizeError};
-use crate::pool::{decode, timed_batch, tokenize, wrap_ids};
+use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
+use crate::pool::{decode, timed_batch, tokenize, tokens, wrap_ids};
 use crate::telemetry::{
     MEMBER_DEPTH, MEMBER_IN_FLIGHT, MEMBER_IN_ROUTING, MEMBER_REFUSED, MEMBER_REQUESTS,
     MEMBER_SECONDS_PER_REQUEST, MEMBER_SHARE,
@@ -371,6 +371,14 @@ impl ServedModel for ClusterModel {
 
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {
         decode(&self.tokenizer, ids, skip_special_tokens)
+    }
+
+    fn tokens(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<TokenSpan>, TokenizeError> {
+        tokens(&self.tokenizer, text, add_special_tokens)
     }
 
     fn embed(&self, inputs: Vec<Vec<u32>>) -> BoxFuture<'_, Result<Embedded, PoolError>> {

@@ -24,7 +24,7 @@ use corral_embed::{
 };
 
 use crate::model::{
-    BoxFuture, Embedded, ModelCard, Scored, ServedModel, SparseEmbedded, TokenizeError,
+    BoxFuture, Embedded, ModelCard, Scored, ServedModel, SparseEmbedded, TokenSpan, TokenizeError,
 };
 
 /// The pool type the server runs for an embedder: texts or token ids in,
@@ -168,6 +168,36 @@ pub(crate) fn wrap_ids(
     tokenizer
         .wrap_ids(ids, side)
         .map_err(|e| TokenizeError::Encode(e.to_string()))
+}
+
+/// The tokens of `text` as `/tokenize` lists them, from the model's own
+/// tokenizer: each content token with the bytes of `text` it covers and
+/// those bytes as its text; a token the template adds with its decoded
+/// text and no offsets, listed only when `add_special_tokens`.
+pub(crate) fn tokens(
+    tokenizer: &EmbedTokenizer,
+    text: &str,
+    add_special_tokens: bool,
+) -> Result<Vec<TokenSpan>, TokenizeError> {
+    let spanned = tokenizer
+        .encode_spans(text)
+        .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+    let mut tokens = Vec::with_capacity(spanned.len());
+    for t in spanned {
+        let text = match &t.span {
+            Some(span) => text.get(span.clone()).unwrap_or_default().to_owned(),
+            None if !add_special_tokens => continue,
+            None => decode(tokenizer, &[t.id], false)?,
+        };
+        tokens.push(TokenSpan {
+            id: t.id,
+            text,
+            special: t.special,
+            start: t.span.as_ref().map(|s| s.start),
+            stop: t.span.map(|s| s.end),
+        });
+    }
+    Ok(tokens)
 }
 
 pub(crate) fn decode(
@@ -541,6 +571,14 @@ impl<B: LocalBackend> ServedModel for LocalModel<B> {
 
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {
         decode(&self.tokenizer, ids, skip_special_tokens)
+    }
+
+    fn tokens(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<TokenSpan>, TokenizeError> {
+        tokens(&self.tokenizer, text, add_special_tokens)
     }
 
     fn score(&self, inputs: Vec<PairTokenized>) -> BoxFuture<'_, Result<Scored, PoolError>> {

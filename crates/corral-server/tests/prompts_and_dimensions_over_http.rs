@@ -395,6 +395,43 @@ async fn tokenize_lists_what_embed_embeds_the_prompt_included() {
     )
     .await;
     assert_eq!(ids, want(Some("query: "), "fox"), "{body}");
+    // Each token's offsets are bytes of prompt + text, and its text those
+    // bytes; the template's tokens have none.
+    let prompted = "query: fox";
+    let tokens = body[0].as_array().unwrap();
+    let (first, last) = (&tokens[0], &tokens[tokens.len() - 1]);
+    for special in [first, last] {
+        assert_eq!(special["special"], true, "{special}");
+        assert!(
+            special["start"].is_null() && special["stop"].is_null(),
+            "{special}"
+        );
+    }
+    // From the prompt's first byte to the text's last, in order (a
+    // SentencePiece word marker shares its word's first byte).
+    let mut at = 0;
+    for t in &tokens[1..tokens.len() - 1] {
+        let (start, stop) = (
+            t["start"].as_u64().unwrap() as usize,
+            t["stop"].as_u64().unwrap() as usize,
+        );
+        assert!(start >= at && stop <= prompted.len(), "{t}");
+        assert_eq!(t["text"], prompted[start..stop], "{t}");
+        at = start;
+    }
+    assert_eq!(tokens[1]["start"], 0, "{body}");
+    assert_eq!(tokens[tokens.len() - 2]["stop"], prompted.len(), "{body}");
+    let (_, body, _) = token_ids(
+        s,
+        json!({"model": "prompted", "inputs": "fox", "prompt_name": "query",
+               "add_special_tokens": false}),
+    )
+    .await;
+    assert_eq!(
+        body[0].as_array().unwrap().len(),
+        tokens.len() - 2,
+        "{body}"
+    );
     let (_, body, ids) = token_ids(
         s,
         json!({"model": "prompted", "inputs": "fox", "prompt": "search: "}),

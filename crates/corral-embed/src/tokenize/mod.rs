@@ -18,10 +18,12 @@ use crate::{EmbedError, EmbedSpec, ModelKind, Prompt, Prompts};
 
 mod cut;
 mod pair;
+mod spans;
 
 pub(crate) use cut::estimate_tokens;
 use cut::{prefix_at_boundary, splits_at_punctuation, suffix_at_boundary};
 use pair::{pair_template, PairTemplate};
+pub use spans::SpannedToken;
 
 /// A tokenised input, ready for [`crate::EmbedInput::Tokens`].
 #[derive(Debug, Clone, PartialEq, Eq)]
