@@ -43,9 +43,8 @@ impl Dialect {
     /// is TEI's here: which shape a body has is known only once it is read.)
     pub(crate) fn of_path(path: &str) -> Self {
         match path {
-            "/embed" | "/rerank" | "/predict" | "/tokenize" | "/decode" | "/" | "/invocations" => {
-                Self::Tei
-            }
+            "/embed" | "/embed_sparse" | "/rerank" | "/predict" | "/tokenize" | "/decode" | "/"
+            | "/invocations" => Self::Tei,
             "/v1/rerank" | "/v2/rerank" => Self::Cohere,
             _ => Self::OpenAi,
         }

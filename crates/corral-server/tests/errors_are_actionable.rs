@@ -333,6 +333,69 @@ async fn unknown_model_is_404() {
     assert!(body["error"]["message"].as_str().unwrap().contains("fake"));
 }
 
+/// Which dialect's error body `body` is: TEI's `{error, error_type}`,
+/// OpenAI's `{error: {message, …}}`, or Cohere's `{message}`.
+fn error_shape(body: &Value) -> &'static str {
+    if body["error_type"].is_string() && body["error"].is_string() {
+        "tei"
+    } else if body["error"]["message"].is_string() {
+        "openai"
+    } else if body["message"].is_string() {
+        "cohere"
+    } else {
+        "unknown"
+    }
+}
+
+#[tokio::test]
+async fn the_doors_refusals_speak_each_routes_own_dialect() {
+    // The API key and the concurrency door answer before any handler
+    // runs, so they pick the dialect from the path; each POST route of
+    // the OpenAPI document must get the same one as its handler gives
+    // its own errors (here: an empty body, refused by the route).
+    let config = ServerConfig {
+        api_key: Some("k".into()),
+        ..ServerConfig::default()
+    };
+    let (s, _m) = server_with(config).await;
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if ops.get("post").is_none() {
+            continue;
+        }
+        let own = s
+            .client
+            .post(s.url(path))
+            .bearer_auth("k")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(own.status().is_client_error(), "{path}: {}", own.status());
+        let own: Value = own.json().await.unwrap();
+        let door = s.post(path, json!({})).await;
+        assert_eq!(door.status(), 401, "{path}");
+        let door: Value = door.json().await.unwrap();
+        assert_eq!(
+            error_shape(&door),
+            error_shape(&own),
+            "{path}: the door said {door}, the route {own}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 13, "only {checked} POST routes in the document");
+}
+
 #[tokio::test]
 async fn api_key_guards_every_route_but_health_when_set() {
     let config = ServerConfig {
