@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,53 +34,66 @@ use crate::types::{
 
 type AppStateRef = State<Arc<AppState>>;
 
-/// `POST /v1/embeddings` (and `POST /embeddings`), as OpenAI defines it.
-pub(crate) async fn openai_embeddings(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let dialect = Dialect::OpenAi;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route(&uri)).await
+/// A task route's body, read within the server's limit before the handler
+/// runs, with the route as errors name it (`POST /embed`). A body over the
+/// limit is refused 413, and one that cannot be read 400/422, in the
+/// dialect of its path (the door's, checked to be each handler's own).
+pub(crate) struct Posted {
+    bytes: Bytes,
+    route: String,
+}
+
+impl FromRequest<Arc<AppState>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let path = req.uri().path().to_owned();
+        let dialect = Dialect::of_path(&path);
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(dialect, &parts.headers, body, state.config.max_body)
+            .await
+            .map_err(|e| e.render(dialect))?;
+        Ok(Self {
+            bytes,
+            route: format!("POST {path}"),
+        })
     }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+}
+
+/// The handler's answer, or its error in `dialect`.
+fn answer(dialect: Dialect, result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| e.render(dialect))
+}
+
+/// `POST /v1/embeddings` (and `POST /embeddings`), as OpenAI defines it.
+pub(crate) async fn openai_embeddings(State(state): AppStateRef, body: Posted) -> Response {
+    let dialect = Dialect::OpenAi;
+    let request = EmbedRequest::parse(dialect, &body.bytes);
+    answer(
+        dialect,
+        async { embeddings(&state, request?, &body.route).await }.await,
+    )
 }
 
 /// `POST /embed`, as Text Embeddings Inference defines it.
-pub(crate) async fn tei_embed(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn tei_embed(State(state): AppStateRef, body: Posted) -> Response {
     let dialect = Dialect::Tei;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route(&uri)).await
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+    let request = EmbedRequest::parse(dialect, &body.bytes);
+    answer(
+        dialect,
+        async { embeddings(&state, request?, &body.route).await }.await,
+    )
 }
 
 /// `POST /embed_sparse`, as Text Embeddings Inference defines it: `/embed`'s
 /// body, one list of `{index, value}` per input (a SPLADE model's).
-pub(crate) async fn tei_embed_sparse(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn tei_embed_sparse(State(state): AppStateRef, body: Posted) -> Response {
     let dialect = Dialect::Tei;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        sparse_embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route(&uri)).await
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+    let request = EmbedRequest::parse(dialect, &body.bytes);
+    answer(
+        dialect,
+        async { sparse_embeddings(&state, request?, &body.route).await }.await,
+    )
 }
 
 /// Runs a sparse embedding request; TEI's body, with the time headers.
@@ -98,128 +111,78 @@ async fn sparse_embeddings(
 /// `POST /rerank`: TEI's shape (`texts`) or Cohere's (`documents`), told
 /// apart by which of the two the body has; `POST /v1/rerank` and
 /// `POST /v2/rerank`: Cohere's.
-pub(crate) async fn rerank(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let cohere_only = uri.path() != "/rerank";
-    let mut dialect = if cohere_only {
-        Dialect::Cohere
+pub(crate) async fn rerank(State(state): AppStateRef, body: Posted) -> Response {
+    let dialect = if body.route == "POST /rerank" {
+        rerank_dialect(&body.bytes)
     } else {
-        Dialect::Tei
+        Dialect::Cohere
     };
-    let route = route(&uri);
-    let answer = async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        if !cohere_only {
-            dialect = rerank_dialect(&bytes);
-        }
-        let request = match dialect {
-            Dialect::Cohere => cohere::parse_rerank(&bytes)?,
-            _ => tei::parse_rerank(&bytes)?,
-        };
-        rerank_request(&state, request, &route).await
-    }
-    .await;
-    answer.unwrap_or_else(|e| e.render(dialect))
+    let request = match dialect {
+        Dialect::Cohere => cohere::parse_rerank(&body.bytes),
+        _ => tei::parse_rerank(&body.bytes),
+    };
+    answer(
+        dialect,
+        async { rerank_request(&state, request?, &body.route).await }.await,
+    )
 }
 
 /// `POST /predict`, as TEI defines it.
-pub(crate) async fn predict(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let dialect = Dialect::Tei;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        predict_request(&state, tei::parse_predict(&bytes)?, &route(&uri)).await
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+pub(crate) async fn predict(State(state): AppStateRef, body: Posted) -> Response {
+    let request = tei::parse_predict(&body.bytes);
+    answer(
+        Dialect::Tei,
+        async { predict_request(&state, request?, &body.route).await }.await,
+    )
 }
 
 /// `POST /classify`, as infinity defines it.
-pub(crate) async fn classify(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let dialect = Dialect::OpenAi;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        predict_request(&state, parse_classify(&bytes)?, &route(&uri)).await
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+pub(crate) async fn classify(State(state): AppStateRef, body: Posted) -> Response {
+    let request = parse_classify(&body.bytes);
+    answer(
+        Dialect::OpenAi,
+        async { predict_request(&state, request?, &body.route).await }.await,
+    )
 }
 
 /// `POST /tokenize`, as TEI defines it.
-pub(crate) async fn tokenize(
-    State(state): AppStateRef,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let dialect = Dialect::Tei;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
+pub(crate) async fn tokenize(State(state): AppStateRef, body: Posted) -> Response {
+    let tokens = async {
         let tokens: tei::TokenizeResponse =
-            tasks::tokens(&state, tei::parse_tokenize(&bytes)?).await?;
-        Ok::<_, ApiError>(Json(tokens).into_response())
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+            tasks::tokens(&state, tei::parse_tokenize(&body.bytes)?).await?;
+        Ok(Json(tokens).into_response())
+    };
+    answer(Dialect::Tei, tokens.await)
 }
 
 /// `POST /decode`, as TEI defines it.
-pub(crate) async fn decode(State(state): AppStateRef, headers: HeaderMap, body: Body) -> Response {
-    let dialect = Dialect::Tei;
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        let texts = tasks::decode(&state, tei::parse_decode(&bytes)?).await?;
-        Ok::<_, ApiError>(Json(texts).into_response())
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
+pub(crate) async fn decode(State(state): AppStateRef, body: Posted) -> Response {
+    let texts = async {
+        let texts = tasks::decode(&state, tei::parse_decode(&body.bytes)?).await?;
+        Ok(Json(texts).into_response())
+    };
+    answer(Dialect::Tei, texts.await)
 }
 
 /// `POST /` and `POST /invocations`, as TEI routes them: the body is the
 /// TEI route's for the kind of the model it names (or of the first served
 /// model) — `/embed`'s for an embedder, `/rerank`'s for a reranker,
 /// `/predict`'s for a classifier, `/embed_sparse`'s for a SPLADE model.
-pub(crate) async fn by_kind(
-    State(state): AppStateRef,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn by_kind(State(state): AppStateRef, body: Posted) -> Response {
     let dialect = Dialect::Tei;
-    let route = route(&uri);
-    async {
-        let bytes = read_body(dialect, &headers, body, state.config.max_body).await?;
-        let kind = state.model(named_model(&bytes).as_deref())?.card().kind;
+    let (bytes, route) = (&body.bytes, &body.route);
+    let routed = async {
+        let kind = state.model(named_model(bytes).as_deref())?.card().kind;
         match kind {
-            ModelKind::Rerank => rerank_request(&state, tei::parse_rerank(&bytes)?, &route).await,
-            ModelKind::Classify => {
-                predict_request(&state, tei::parse_predict(&bytes)?, &route).await
-            }
+            ModelKind::Rerank => rerank_request(&state, tei::parse_rerank(bytes)?, route).await,
+            ModelKind::Classify => predict_request(&state, tei::parse_predict(bytes)?, route).await,
             ModelKind::SparseEmbed => {
-                sparse_embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route).await
+                sparse_embeddings(&state, EmbedRequest::parse(dialect, bytes)?, route).await
             }
-            _ => embeddings(&state, EmbedRequest::parse(dialect, &bytes)?, &route).await,
+            _ => embeddings(&state, EmbedRequest::parse(dialect, bytes)?, route).await,
         }
-    }
-    .await
-    .unwrap_or_else(|e| e.render(dialect))
-}
-
-/// `POST PATH`, as errors name the route.
-fn route(uri: &Uri) -> String {
-    format!("POST {}", uri.path())
+    };
+    answer(dialect, routed.await)
 }
 
 /// Runs an embedding request and shapes the answer in its dialect's body,
