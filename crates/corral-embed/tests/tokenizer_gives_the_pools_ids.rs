@@ -175,7 +175,10 @@ fn each_token_knows_the_bytes_of_the_text_it_came_from() {
         let mut at = 0;
         for s in &spans[1..spans.len() - 1] {
             let span = s.span.clone().expect("a content token has its bytes");
-            assert!(span.start >= at && span.end <= text.len(), "{text:?}: {s:?}");
+            assert!(
+                span.start >= at && span.end <= text.len(),
+                "{text:?}: {s:?}"
+            );
             at = span.start;
             // An uncased WordPiece token is its bytes lowercased (a
             // continuation marked `##`), where the text is plain ASCII.
