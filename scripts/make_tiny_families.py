@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the tiny random MPNet, NomicBert, ModernBERT and Qwen3 test
+"""Writes the tiny random MPNet, NomicBert, ModernBERT, Qwen3 and GTE test
 fixtures and their PyTorch golden output.
 
 Each fixture lives in crates/corral-embed/tests/data/tiny-<family>/ and is
@@ -39,6 +39,12 @@ files.
                     them; a byte-level BPE tokenizer trained here whose
                     post-processor appends <|endoftext|> (as
                     Qwen3-Embedding's does); 1_Pooling: lasttoken
+    tiny-gte        the new GTE (model_type "new"): hidden 32, 2 layers, 4
+                    heads, gated MLP 48, rotary base 1000 under NTK scaling by
+                    2, type_vocab_size 2; made and run by the hub's remote code
+                    (Alibaba-NLP/new-impl's modeling.py and configuration.py,
+                    which are not in transformers: give their directory with
+                    --gte-code DIR; they are never committed); 1_Pooling: cls
 
 golden.json (per fixture): the versions used, max_tokens, and for each text
 (ASCII and not, the empty text, one longer than max_tokens):
@@ -68,10 +74,14 @@ Regenerate (offline; nothing is downloaded):
     PYTHONPATH=/path/to/torch-and-transformers HF_HUB_OFFLINE=1 \\
         python3 scripts/make_tiny_families.py
 
+    (tiny-gte: add `gte --gte-code /tmp/gte-ref`, the directory holding
+    new-impl's modeling.py and configuration.py.)
+
 Needs torch and transformers >= 5 (its NomicBert); tokenizers and
 safetensors; sentence-transformers >= 5 (its SparseEncoder) for tiny-splade. The output depends only on the seed and the library versions.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -599,15 +609,116 @@ def make_qwen3() -> None:
     write_json(out / "golden.json", g)
 
 
+# ---------------------------------------------------------------- GTE (new)
+
+
+def load_gte_code(code_dir: Path):
+    """NewConfig and NewModel from the hub's remote code for the new GTE
+    (configuration.py and modeling.py of Alibaba-NLP/new-impl, saved in
+    code_dir), imported as a package as trust_remote_code would import it.
+    The code calls PreTrainedModel.get_extended_attention_mask, which
+    transformers 5 no longer has: it is given back here as transformers 4
+    defined it for an encoder's [batch, seq] mask (0 for a real token, the
+    float32 minimum for padding, broadcast over heads and queries)."""
+    import importlib
+    import types
+
+    for f in ["configuration.py", "modeling.py"]:
+        assert (code_dir / f).is_file(), f"{code_dir / f} is missing: save Alibaba-NLP/new-impl's {f} there"
+    package = types.ModuleType("gte_remote_code")
+    package.__path__ = [str(code_dir)]
+    sys.modules["gte_remote_code"] = package
+    configuration = importlib.import_module("gte_remote_code.configuration")
+    modeling = importlib.import_module("gte_remote_code.modeling")
+
+    def extended_mask(self, mask, shape):
+        return (1.0 - mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
+
+    if not hasattr(modeling.NewModel, "get_extended_attention_mask"):
+        modeling.NewModel.get_extended_attention_mask = extended_mask
+    return configuration.NewConfig, modeling.NewModel
+
+
+def make_gte(code_dir: Path) -> None:
+    """tiny-gte: the new GTE (model_type "new", NewModel) — hidden 32, 2
+    layers, 4 heads, a gated MLP of 48 (GELU on the gate), rotary with base
+    1000 under NTK scaling by 2 (as gte-base-en-v1.5 declares it, base
+    500000), type_vocab_size 2 (as gte-large-en-v1.5); config.json in the
+    hub's layout, weights as NewModel writes them (bare names); the BERT
+    word-piece tokenizer of tiny-bert-rerank; 1_Pooling: cls."""
+    NewConfig, NewModel = load_gte_code(code_dir)
+    out = fresh("tiny-gte")
+    raw = Tokenizer.from_file(str(BERT_TOKENIZER))
+    raw.no_padding()
+    raw.no_truncation()
+    raw.save(str(out / "tokenizer.json"))
+    hub_config = {
+        "architectures": ["NewModel"],
+        "model_type": "new",
+        "vocab_size": raw.get_vocab_size(),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 48,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.0,
+        "max_position_embeddings": MAX_TOKENS,
+        "type_vocab_size": 2,
+        "layer_norm_type": "layer_norm",
+        "layer_norm_eps": 1e-12,
+        "position_embedding_type": "rope",
+        "rope_theta": 1000,
+        "rope_scaling": {"factor": 2.0, "type": "ntk"},
+        "pack_qkv": True,
+        "unpad_inputs": False,
+        "use_memory_efficient_attention": False,
+        "logn_attention_scale": False,
+        "logn_attention_clip1": False,
+        "pad_token_id": 0,
+        "torch_dtype": "float32",
+    }
+    write_json(out / "config.json", hub_config)
+    kwargs = {k: v for k, v in hub_config.items() if k not in ("architectures", "model_type", "torch_dtype")}
+    torch.manual_seed(SEED + 3)
+    model = NewModel(NewConfig(**kwargs), add_pooling_layer=False).eval()
+    assert type(model.embeddings.rotary_emb).__name__ == "NTKScalingRotaryEmbedding"
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("qkv_proj.weight"):
+                p[: 2 * 32].mul_(15.0)  # the query and key rows (see sharpen_attention)
+            elif "LayerNorm" in name or "_ln." in name:
+                p.copy_(torch.randn_like(p) * 0.2 + (1.0 if name.endswith("weight") else 0.0))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    # The reference is a fresh model with the weights read back from the file.
+    reloaded = NewModel(NewConfig(**kwargs), add_pooling_layer=False).eval()
+    reloaded.load_state_dict(safetensors.torch.load_file(str(out / "model.safetensors")), strict=True)
+    write_pooling(out, "cls_token")
+    fast = PreTrainedTokenizerFast(tokenizer_object=raw, model_max_length=MAX_TOKENS, pad_token="[PAD]")
+    g = golden(reloaded, fast, pad_id=0)
+    modeling = (code_dir / "modeling.py").read_bytes()
+    g["versions"]["gte_code"] = f"new-impl modeling.py, {len(modeling)} bytes, sha256 {hashlib.sha256(modeling).hexdigest()[:16]}"
+    check_truncation(g)
+    write_json(out / "golden.json", g)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    which = sys.argv[1:] or ["mpnet", "nomic", "modernbert", "qwen3", "splade"]
+    args = sys.argv[1:]
+    gte_code = None
+    if "--gte-code" in args:
+        i = args.index("--gte-code")
+        gte_code = Path(args[i + 1])
+        del args[i : i + 2]
+    which = args or ["mpnet", "nomic", "modernbert", "qwen3", "splade"] + (["gte"] if gte_code else [])
     makers = {
         "mpnet": make_mpnet,
         "nomic": make_nomic,
         "modernbert": make_modernbert,
         "qwen3": make_qwen3,
         "splade": make_splade,
+        "gte": lambda: make_gte(gte_code) if gte_code else sys.exit("gte needs --gte-code DIR"),
     }
     for name in which:
         makers[name]()

@@ -1,6 +1,9 @@
 //! `corral embed`: texts in (a file or stdin; one per line, or JSON Lines
 //! with `--jsonl`), JSON Lines `{"text": …, "embedding": […]}` out, in input
-//! order, through a pool of embedding workers.
+//! order, through a pool of embedding workers — or, for a SPLADE model
+//! (its `SpladePooling` module, or `--pooling splade` on a
+//! `BertForMaskedLM`), `{"text": …, "indices": […], "values": […]}`: the
+//! sparse vector's vocabulary ids, ascending, and their weights.
 //!
 //! Input is read as it streams: texts are grouped into requests of up to
 //! `--request-size`, a bounded number of requests are in flight at once, and
@@ -18,7 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use corral_core::{Pool, PoolConfig, PoolHandle};
 use corral_embed::model_dir::{self, FetchOptions, MODEL_DIR_ENV};
-use corral_embed::{EmbedBackend, EmbedSpec, Engine, Pooling, Prompt, Quantize};
+use corral_embed::{
+    EmbedBackend, EmbedSpec, Engine, ModelKind, Pooling, Prompt, Quantize, SparseBackend,
+    SparseInput,
+};
 use serde::Serialize;
 
 use crate::lines::LineArgs;
@@ -49,7 +55,10 @@ pub(crate) struct ModelArgs {
     /// Do not L2-normalise the embeddings.
     #[arg(long)]
     pub(crate) no_normalize: bool,
-    /// Pooling mode instead of the model's own: mean, cls or lasttoken.
+    /// Pooling mode instead of the model's own: mean, cls, lasttoken, or
+    /// splade (sparse vectors from a BertForMaskedLM's logits). A dense
+    /// mode on a SPLADE model, or splade on a model without a
+    /// masked-language head, is refused.
     #[arg(long)]
     pub(crate) pooling: Option<Pooling>,
     /// Forward pass: fast (Corral's own kernels) or candle.
@@ -183,12 +192,22 @@ struct JsonOutput<'a> {
     embedding: &'a [f32],
 }
 
+#[derive(Serialize)]
+struct SparseJsonOutput<'a> {
+    text: &'a str,
+    indices: &'a [u32],
+    values: &'a [f32],
+}
+
 /// Runs `corral embed`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     args.lines.check()?;
     let spec = args.model.spec()?;
     let config = args.model.pool_config();
     let in_flight = requests_in_flight(&config);
+    if spec.model_kind()? == ModelKind::SparseEmbed {
+        return run_sparse(&args, spec, config, in_flight).await;
+    }
     let handle = start_pool(spec, config).await?;
     let result = args
         .lines
@@ -207,5 +226,45 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await;
     let _ = handle.shutdown(Duration::from_secs(10)).await;
     tracing::info!("embedded {} texts", result?);
+    Ok(())
+}
+
+/// `corral embed` for a SPLADE model: one sparse vector per text.
+async fn run_sparse(
+    args: &Args,
+    spec: EmbedSpec,
+    config: PoolConfig,
+    in_flight: usize,
+) -> anyhow::Result<()> {
+    let load_timeout = config.load_timeout;
+    let handle = Pool::<SparseBackend>::spawn(spec, config)
+        .await
+        .context("starting the SPLADE pool")?;
+    handle
+        .wait_ready(load_timeout)
+        .await
+        .context("waiting for the SPLADE workers to load the model")?;
+    let result = args
+        .lines
+        .stream(
+            &handle,
+            in_flight,
+            |text: &str| SparseInput::Text(text.to_owned()),
+            |out, _, texts, outputs| {
+                for (text, o) in texts.iter().zip(&outputs) {
+                    let line = SparseJsonOutput {
+                        text,
+                        indices: &o.vector.indices,
+                        values: &o.vector.values,
+                    };
+                    serde_json::to_writer(&mut *out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+                Ok(())
+            },
+        )
+        .await;
+    let _ = handle.shutdown(Duration::from_secs(10)).await;
+    tracing::info!("embedded {} texts (sparse)", result?);
     Ok(())
 }

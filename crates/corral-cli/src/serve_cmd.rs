@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use corral_cluster::{Node, NodeFlags, NODE_KEY};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
-use corral_embed::{EmbedInputBackend, Engine, ModelKind, Quantize, ScoreBackend};
+use corral_embed::{EmbedInputBackend, Engine, ModelKind, Pooling, Quantize, ScoreBackend};
 use corral_server::{spawn_model, ClusterModel, ServedModel, Server, ServerConfig};
 
 use crate::embed_cmd::{ModelArgs, PromptArgs};
@@ -60,6 +60,13 @@ pub(crate) struct Args {
     /// falls back to fp32 with a warning elsewhere).
     #[arg(long, default_value_t = Quantize::None)]
     pub(crate) quantize: Quantize,
+    /// Pooling for every embedding model served, instead of each one's
+    /// own: mean, cls, lasttoken, or splade (sparse vectors on POST
+    /// /embed_sparse, from a BertForMaskedLM). A mode that cannot apply to
+    /// a model (splade without a masked-language head, a dense mode on a
+    /// SPLADE model) stops the server at start, naming it.
+    #[arg(long)]
+    pub(crate) pooling: Option<Pooling>,
     /// The prompt every model puts before texts unless a request names
     /// one (`prompt_name` / `prompt`): the model's prompt of this name in
     /// its config_sentence_transformers.json, instead of its own
@@ -197,7 +204,7 @@ impl Args {
             workers: self.workers,
             threads: self.threads,
             no_normalize: false,
-            pooling: None,
+            pooling: self.pooling,
             engine: self.engine,
             quantize: self.quantize,
             prompt: PromptArgs {

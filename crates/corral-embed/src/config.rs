@@ -207,7 +207,7 @@ impl ModelConfig {
                     "unsupported architecture (model_type {:?}, architectures {:?}): \
                      the families that load are BERT (model_type \"bert\"), XLM-RoBERTa \
                      (\"xlm-roberta\"), NomicBert (\"nomic_bert\"), ModernBERT \
-                     (\"modernbert\"), Qwen3 (\"qwen3\") and MPNet (\"mpnet\")",
+                     (\"modernbert\"), Qwen3 (\"qwen3\"), MPNet (\"mpnet\") and GTE (\"new\")",
                     probe.model_type, probe.architectures
                 ),
             ));
@@ -333,6 +333,35 @@ impl ModelConfig {
             include_prompt,
         })
     }
+}
+
+/// Checks that the model in `dir` is one [`Pooling::Splade`] applies to
+/// without a `SpladePooling` module: a BERT masked-language model (an
+/// architecture `BertForMaskedLM`), whose MLM head gives the logits.
+///
+/// # Errors
+/// [`EmbedError::Config`] naming the architecture `config.json` declares.
+pub(crate) fn check_mlm_head(dir: &Path) -> Result<(), EmbedError> {
+    let path = dir.join("config.json");
+    let json: serde_json::Value = read_json(&path)?;
+    let probe = ArchitectureProbe::deserialize(&json)
+        .map_err(|e| EmbedError::config(&path, e.to_string()))?;
+    let architectures = probe.architectures.unwrap_or_default();
+    if architectures.iter().any(|a| a == "BertForMaskedLM") {
+        return Ok(());
+    }
+    let declared = architectures
+        .first()
+        .cloned()
+        .or(probe.model_type)
+        .unwrap_or_else(|| "no architecture".into());
+    Err(EmbedError::config(
+        &path,
+        format!(
+            "pooling splade needs a masked-language-model head (BertForMaskedLM); \
+             this model is {declared}, without one"
+        ),
+    ))
 }
 
 /// `tokenizer_config.json`'s `model_max_length`, when the file gives one

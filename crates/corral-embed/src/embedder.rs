@@ -16,7 +16,7 @@ use crate::config::ModelConfig;
 use crate::encoder::{Encoder, PackedBatch};
 use crate::input::{effective_max_len, EmbedInput};
 use crate::model_dir::check_model_dir;
-use crate::pooling::l2_normalize;
+use crate::pooling::{dense_pooling, l2_normalize};
 use crate::spec::Engine;
 use crate::tokenize::{estimate_tokens, EmbedTokenizer, TruncationSide};
 use crate::{EmbedError, EmbedSpec, ModelKind, Pooling, Prompts};
@@ -90,6 +90,7 @@ impl Embedder {
                 architecture: config.task.architecture.clone(),
             });
         }
+        let pooling = dense_pooling(spec, config.pooling)?;
         let max_seq_length = effective_max_len(spec, &config);
         let tokenizer = EmbedTokenizer::from_file(
             &dir.join("tokenizer.json"),
@@ -118,7 +119,7 @@ impl Embedder {
         Ok(Self {
             tokenizer,
             encoder,
-            pooling: spec.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
+            pooling,
             normalize: spec.normalize,
             max_seq_length,
             hidden_size: config.hidden_size,

@@ -58,14 +58,15 @@ impl EmbedSpec {
     /// pooling), without loading the weights.
     ///
     /// # Errors
-    /// As [`EmbedSpec::validate`].
+    /// As [`EmbedSpec::validate`]; [`EmbedError::Config`] for
+    /// [`Pooling::Splade`], which gives no embeddings.
     pub fn model_info(&self) -> Result<ModelInfo, EmbedError> {
         check_model_dir(&self.model_dir)?;
         let config = ModelConfig::load(&self.model_dir)?;
         Ok(ModelInfo {
             dim: crate::embedder::effective_dim(self, &config)?,
             max_seq_length: effective_max_len(self, &config),
-            pooling: self.pooling.or(config.pooling).unwrap_or(Pooling::Mean),
+            pooling: crate::pooling::dense_pooling(self, config.pooling)?,
             normalize: self.normalize,
         })
     }

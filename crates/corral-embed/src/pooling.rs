@@ -8,7 +8,27 @@
 //! Both engines hand their output here packed (the candle engine drops its
 //! padding rows first), so pooling never sees a mask.
 
-use crate::Pooling;
+use crate::{EmbedError, EmbedSpec, Pooling};
+
+/// The dense pooling an embedder with `spec` uses: the spec's, else the
+/// one the directory declares (`declared`), else mean.
+///
+/// # Errors
+/// [`EmbedError::Config`] when that is [`Pooling::Splade`], which gives
+/// sparse vectors ([`crate::SparseEncoder`]), not embeddings.
+pub(crate) fn dense_pooling(
+    spec: &EmbedSpec,
+    declared: Option<Pooling>,
+) -> Result<Pooling, EmbedError> {
+    match spec.pooling.or(declared).unwrap_or(Pooling::Mean) {
+        Pooling::Splade => Err(EmbedError::config(
+            spec.model_dir.join("config.json"),
+            "pooling splade gives sparse vectors over the vocabulary, not embeddings: \
+             load the model with SparseEncoder (corral serve answers it on POST /embed_sparse)",
+        )),
+        dense => Ok(dense),
+    }
+}
 
 /// Pools `hidden` (`[offsets.last(), h]` row-major) into one `h`-vector per
 /// text: text `i` owns rows `offsets[i]..offsets[i + 1]`. A text without
@@ -41,6 +61,8 @@ pub(crate) fn pool(
                     sum.iter_mut().for_each(|s| *s *= inv);
                     sum
                 }
+                // The embedder refuses it at load (`dense_pooling`).
+                Pooling::Splade => unreachable!("splade pooling is sparse, not pooled here"),
             };
             if normalize {
                 l2_normalize(&mut v);

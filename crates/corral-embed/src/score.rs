@@ -227,14 +227,17 @@ impl EmbedSpec {
     /// `num_labels`, else transformers' default 2) and
     /// [`ModelKind::Classify`] with several; anything else is
     /// [`ModelKind::Embed`] — except a directory whose `modules.json`
-    /// names a `SpladePooling` module, [`ModelKind::SparseEmbed`]. Reads
-    /// the configuration only.
+    /// names a `SpladePooling` module, or a masked-language model with
+    /// the spec's pooling [`crate::Pooling::Splade`]:
+    /// [`ModelKind::SparseEmbed`]. Reads the configuration only.
     ///
     /// # Errors
-    /// As [`EmbedSpec::validate`], minus the tokenizer.
+    /// As [`EmbedSpec::validate`], minus the tokenizer; a dense pooling on
+    /// a SPLADE directory, or splade on a model without a masked-language
+    /// head, refused by name.
     pub fn model_kind(&self) -> Result<ModelKind, EmbedError> {
         check_model_dir(&self.model_dir)?;
-        if crate::sparse::is_splade(&self.model_dir)? {
+        if self.serves_sparse()? {
             return Ok(ModelKind::SparseEmbed);
         }
         Ok(ModelConfig::load(&self.model_dir)?.task.kind)
@@ -255,6 +258,12 @@ impl EmbedSpec {
     /// numbered from 0.
     pub fn score_info(&self) -> Result<ScoreInfo, EmbedError> {
         check_model_dir(&self.model_dir)?;
+        if self.serves_sparse()? {
+            return Err(EmbedError::config(
+                self.model_dir.join("config.json"),
+                "a SPLADE model (pooling splade) gives sparse vectors, not scores",
+            ));
+        }
         let config = ModelConfig::load(&self.model_dir)?;
         Ok(ScoreInfo {
             kind: config.task.kind,

@@ -22,7 +22,7 @@ use crate::head::var_builder;
 use crate::input::effective_max_len;
 use crate::model_dir::check_model_dir;
 use crate::tokenize::{estimate_tokens, EmbedTokenizer, TruncationSide};
-use crate::{EmbedError, EmbedSpec};
+use crate::{EmbedError, EmbedSpec, Pooling};
 
 /// A sparse vector over a model's vocabulary: `indices` ascending, each
 /// with its `values` entry (positive; the entries left out are zero).
@@ -68,7 +68,7 @@ impl EmbedSpec {
     pub fn sparse_info(&self) -> Result<SparseInfo, EmbedError> {
         let dir: &Path = &self.model_dir;
         check_model_dir(dir)?;
-        check_splade_module(dir)?;
+        check_sparse_spec(self)?;
         let config = ModelConfig::load_sparse(dir)?;
         Ok(SparseInfo {
             vocab_size: config.vocab_size,
@@ -173,10 +173,12 @@ impl SparseEncoder {
     /// Loads the SPLADE model `spec.model_dir` holds — a BERT
     /// `BertForMaskedLM` checkpoint whose `modules.json` has a
     /// `SpladePooling` module with `pooling_strategy` `max` and
-    /// `activation_function` `relu` — to run on `threads` threads. The
+    /// `activation_function` `relu`, or, with `spec.pooling`
+    /// [`Pooling::Splade`], any `BertForMaskedLM` checkpoint — to run on
+    /// `threads` threads. The
     /// decoder's weights may be tied to the word embeddings (left out of the
-    /// checkpoint). `spec`'s maximum length applies; its pooling,
-    /// normalisation, engine, quantisation, prompt and `truncate_dim` do not.
+    /// checkpoint). `spec`'s maximum length applies; a dense pooling is
+    /// refused; its normalisation, engine, quantisation, prompt and `truncate_dim` do not.
     ///
     /// # Errors
     /// [`EmbedError::ModelDir`] for a missing or incomplete directory;
@@ -187,7 +189,7 @@ impl SparseEncoder {
     pub fn load(spec: &EmbedSpec, threads: usize) -> Result<Self, EmbedError> {
         let dir: &Path = &spec.model_dir;
         check_model_dir(dir)?;
-        check_splade_module(dir)?;
+        check_sparse_spec(spec)?;
         let config = ModelConfig::load_sparse(dir)?;
         let Architecture::Bert(bert) = &config.arch else {
             return Err(EmbedError::config(
@@ -377,6 +379,23 @@ impl Backend for SparseBackend {
                 batch_time,
             })
             .collect())
+    }
+}
+
+/// Checks that `spec` serves SPLADE vectors: without a pooling, its
+/// directory declares a `SpladePooling` module ([`check_splade_module`]);
+/// with [`Pooling::Splade`], that module is checked if declared, else the
+/// model must be a BERT masked-language model; a dense pooling is refused.
+fn check_sparse_spec(spec: &EmbedSpec) -> Result<(), EmbedError> {
+    let dir: &Path = &spec.model_dir;
+    match spec.pooling {
+        None => check_splade_module(dir),
+        Some(Pooling::Splade) if is_splade(dir)? => check_splade_module(dir),
+        Some(Pooling::Splade) => crate::config::check_mlm_head(dir),
+        Some(dense) => Err(EmbedError::config(
+            dir,
+            format!("pooling {dense} gives dense vectors; SparseEncoder gives SPLADE ones (pooling splade)"),
+        )),
     }
 }
 

@@ -20,6 +20,15 @@ pub enum Pooling {
     /// The last token's vector (the last real one, special tokens
     /// included), as sentence-transformers' `pooling_mode_lasttoken`.
     LastToken,
+    /// SPLADE: not a dense vector but a sparse one over the vocabulary,
+    /// the largest `log(1 + ReLU(logit))` of each entry over the text's
+    /// tokens, from a masked-language model's logits. What a directory
+    /// whose `modules.json` names a `SpladePooling` module declares; asked
+    /// for on another directory, it needs a BERT masked-language model
+    /// (an architecture `BertForMaskedLM`). Such a spec is served by
+    /// [`crate::SparseEncoder`] (and [`crate::SparseBackend`]), never by
+    /// [`crate::Embedder`].
+    Splade,
 }
 
 impl FromStr for Pooling {
@@ -30,7 +39,10 @@ impl FromStr for Pooling {
             "mean" => Ok(Self::Mean),
             "cls" => Ok(Self::Cls),
             "lasttoken" | "last-token" | "last_token" => Ok(Self::LastToken),
-            other => Err(format!("unknown pooling {other:?} (mean, cls, lasttoken)")),
+            "splade" => Ok(Self::Splade),
+            other => Err(format!(
+                "unknown pooling {other:?} (mean, cls, lasttoken, splade)"
+            )),
         }
     }
 }
@@ -76,6 +88,7 @@ impl fmt::Display for Pooling {
             Self::Mean => "mean",
             Self::Cls => "cls",
             Self::LastToken => "lasttoken",
+            Self::Splade => "splade",
         })
     }
 }
@@ -126,7 +139,10 @@ pub struct EmbedSpec {
     /// sentence-transformers files.
     pub model_dir: PathBuf,
     /// Pooling to use instead of the one the model directory declares
-    /// (`1_Pooling/config.json`; mean when it declares none).
+    /// (`1_Pooling/config.json`, or a `SpladePooling` module; mean when it
+    /// declares none). A dense pooling does not apply to a SPLADE
+    /// directory, nor [`Pooling::Splade`] to a model without a
+    /// masked-language head: loading refuses them by name.
     pub pooling: Option<Pooling>,
     /// Scale every embedding to unit L2 norm (default `true`).
     pub normalize: bool,
@@ -273,6 +289,38 @@ impl EmbedSpec {
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
         self.pooling = Some(pooling);
         self
+    }
+
+    /// Whether this spec serves sparse (SPLADE) vectors: its directory's
+    /// `modules.json` names a `SpladePooling` module and [`Self::pooling`]
+    /// does not override it, or [`Self::pooling`] is [`Pooling::Splade`].
+    /// Reads the configuration only.
+    ///
+    /// # Errors
+    /// [`EmbedError::Config`] for a dense pooling on a SPLADE directory, or
+    /// [`Pooling::Splade`] on a model that is not a BERT masked-language
+    /// model (no `…ForMaskedLM` architecture), each naming the pooling.
+    pub(crate) fn serves_sparse(&self) -> Result<bool, EmbedError> {
+        let dir = &self.model_dir;
+        let declared = crate::sparse::is_splade(dir)?;
+        match self.pooling {
+            None => Ok(declared),
+            Some(Pooling::Splade) => {
+                if !declared {
+                    crate::config::check_mlm_head(dir)?;
+                }
+                Ok(true)
+            }
+            Some(dense) if declared => Err(EmbedError::config(
+                dir.join("modules.json"),
+                format!(
+                    "pooling {dense} does not apply to a SPLADE model (its modules.json \
+                     declares SpladePooling: sparse vectors over the vocabulary); \
+                     serve it with pooling splade"
+                ),
+            )),
+            Some(_) => Ok(false),
+        }
     }
 
     /// This spec with another forward-pass engine.

@@ -49,6 +49,7 @@ impl GoldenText {
             Pooling::Mean => &self.mean,
             Pooling::Cls => &self.cls,
             Pooling::LastToken => &self.last,
+            Pooling::Splade => unreachable!("splade is not a dense pooling"),
         }
     }
 }

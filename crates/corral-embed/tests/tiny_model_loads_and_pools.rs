@@ -28,6 +28,7 @@ fn reference(dir: &std::path::Path, ids: &[u32], pooling: Pooling) -> Vec<f32> {
     match pooling {
         Pooling::Cls => hidden[0].clone(),
         Pooling::LastToken => hidden[hidden.len() - 1].clone(),
+        Pooling::Splade => unreachable!("splade is not a dense pooling"),
         Pooling::Mean => (0..HIDDEN)
             .map(|j| hidden.iter().map(|row| row[j]).sum::<f32>() / hidden.len() as f32)
             .collect(),

@@ -1,6 +1,8 @@
 //! The model families beyond BERT and XLM-RoBERTa, on the candle engine:
 //! MPNet (`all-mpnet-base-v2`: relative position bias; written here, in
-//! [`mpnet`], as candle-transformers has none) and, through
+//! [`mpnet`], as candle-transformers has none), the new GTE
+//! (`gte-base-en-v1.5`: rotary positions with NTK scaling, a gated MLP,
+//! post-norm; written here, in [`gte`]) and, through
 //! candle-transformers' implementations, NomicBert
 //! (`nomic-embed-text`: rotary positions, SwiGLU, fused QKV), ModernBERT
 //! (`gte-modernbert`: rotary, alternating local and global attention,
@@ -15,7 +17,7 @@
 //! calls [`FamilyModel::forward`] and drops the padding rows again, as it
 //! does for BERT.
 //!
-//! Padding never changes a real token's vector: MPNet, NomicBert and ModernBERT
+//! Padding never changes a real token's vector: MPNet, GTE, NomicBert and ModernBERT
 //! honour the attention mask (candle's implementations add it to every
 //! layer's scores), and the decoder is causal, so with the padding on the
 //! right (where the encoder puts it) no real token ever attends to it —
@@ -27,6 +29,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::{modernbert, nomic_bert, qwen3};
 use serde::Deserialize;
 
+pub(crate) mod gte;
 pub(crate) mod mpnet;
 
 /// A family of this module with the configuration candle's model reads.
@@ -40,6 +43,8 @@ pub(crate) enum Family {
     Qwen3(qwen3::Config),
     /// MPNet (`model_type` `"mpnet"`, `MPNet*`).
     Mpnet(mpnet::Config),
+    /// The new GTE (`model_type` `"new"`, `NewModel` / `NewFor*`).
+    Gte(gte::Config),
 }
 
 /// The sizes of a model that loading checks and the embedder reports.
@@ -93,6 +98,12 @@ impl Family {
             Self::Qwen3(qwen3::Config::deserialize(&json).map_err(|e| e.to_string())?)
         } else if named("mpnet", "MPNet") {
             Self::Mpnet(mpnet::Config::deserialize(json).map_err(|e| e.to_string())?)
+        } else if model_type == Some("new")
+            || architectures
+                .iter()
+                .any(|a| a == "NewModel" || a.starts_with("NewFor"))
+        {
+            Self::Gte(gte::Config::deserialize(json).map_err(|e| e.to_string())?)
         } else {
             return Ok(None);
         };
@@ -106,6 +117,7 @@ impl Family {
             Self::ModernBert(_) => "ModernBERT",
             Self::Qwen3(_) => "Qwen3",
             Self::Mpnet(_) => "MPNet",
+            Self::Gte(_) => "GTE",
         }
     }
 
@@ -183,6 +195,15 @@ impl Family {
                     hidden_size: c.hidden_size,
                     vocab_size: c.vocab_size,
                     max_tokens: c.max_tokens(),
+                    type_vocab_size: 1,
+                }
+            }
+            Self::Gte(c) => {
+                c.check()?;
+                FamilySizes {
+                    hidden_size: c.hidden_size,
+                    vocab_size: c.vocab_size,
+                    max_tokens: c.max_position_embeddings,
                     type_vocab_size: 1,
                 }
             }
@@ -339,6 +360,7 @@ pub(crate) enum FamilyModel {
     /// are shared, its cache starts empty).
     Qwen3(qwen3::Model),
     Mpnet(mpnet::MpnetModel),
+    Gte(gte::GteModel),
 }
 
 /// `vb`, reading `name` as `prefix` + `name` would be read, when the
@@ -359,7 +381,7 @@ impl FamilyModel {
     /// Loads `family`'s model from `vb` (fp32, on the CPU). Weights load
     /// bare (as `*Model.save_pretrained` writes them) or under the prefix
     /// of a `*For…` checkpoint (`model.` for ModernBERT and Qwen3,
-    /// `nomic_bert.` for NomicBert, `mpnet.` for MPNet).
+    /// `nomic_bert.` for NomicBert, `mpnet.` for MPNet, `new.` for GTE).
     ///
     /// # Errors
     /// candle's error naming the tensor that is missing or misshapen.
@@ -375,6 +397,7 @@ impl FamilyModel {
                 Self::Qwen3(qwen3::Model::new(c, vb)?)
             }
             Family::Mpnet(c) => Self::Mpnet(mpnet::MpnetModel::load(vb, c)?),
+            Family::Gte(c) => Self::Gte(gte::GteModel::load(vb, c)?),
         })
     }
 
@@ -391,6 +414,7 @@ impl FamilyModel {
             // Causal attention: right padding cannot reach a real token.
             Self::Qwen3(m) => m.clone().forward(ids, 0),
             Self::Mpnet(m) => m.forward(ids, mask),
+            Self::Gte(m) => m.forward(ids, mask),
         }
     }
 }

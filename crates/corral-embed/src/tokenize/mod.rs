@@ -90,7 +90,7 @@ impl EmbedTokenizer {
     /// As [`EmbedSpec::validate`].
     pub fn load(spec: &EmbedSpec) -> Result<Self, EmbedError> {
         check_model_dir(&spec.model_dir)?;
-        if crate::sparse::is_splade(&spec.model_dir)? {
+        if spec.serves_sparse()? {
             let info = spec.sparse_info()?;
             return Self::from_file(
                 &spec.model_dir.join("tokenizer.json"),
