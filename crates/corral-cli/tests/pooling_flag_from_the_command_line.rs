@@ -13,6 +13,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::corral;
 use serde_json::Value;
@@ -109,6 +110,30 @@ fn embed_with_pooling_splade_writes_sentence_transformers_sparse_vectors() {
     }
 }
 
+/// Runs `corral ARGS` and returns what it wrote once it exits; a command
+/// still running after `limit` (a server that started) is killed and the
+/// test fails.
+fn exits_within(args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(args)
+        .env_remove("CORRAL_MODEL_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("corral {args:?} was still running after {limit:?}: it started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_pooling_that_cannot_apply_stops_embed_and_serve_by_name() {
     for (dir, pooling, words) in [
@@ -120,7 +145,7 @@ fn a_pooling_that_cannot_apply_stops_embed_and_serve_by_name() {
         (data("tiny-splade"), "mean", ["pooling mean", "SPLADE"]),
     ] {
         let out = embed(&dir, &["--pooling", pooling], "hello\n");
-        let serve = corral(
+        let serve = exits_within(
             &[
                 "serve",
                 "--port",
@@ -132,7 +157,7 @@ fn a_pooling_that_cannot_apply_stops_embed_and_serve_by_name() {
                 "--pooling",
                 pooling,
             ],
-            "",
+            Duration::from_secs(60),
         );
         for out in [out, serve] {
             assert!(!out.status.success(), "--pooling {pooling} ran");

@@ -247,9 +247,8 @@ impl Layer {
         let x = self.attn_ln.forward(&(self.o.forward(&ctx)? + x)?)?;
         let up_gate = self.up_gate.forward(&x)?;
         let up = up_gate.narrow(2, 0, self.intermediate)?;
-        let gate = up_gate
-            .narrow(2, self.intermediate, self.intermediate)?
-            .gelu_erf()?;
+        let gate =
+            super::gelu::gelu_erf(&up_gate.narrow(2, self.intermediate, self.intermediate)?)?;
         let mlp = self.down.forward(&(gate * up)?)?;
         self.mlp_ln.forward(&(mlp + x)?)
     }

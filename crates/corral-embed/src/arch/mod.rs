@@ -29,6 +29,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::{modernbert, nomic_bert, qwen3};
 use serde::Deserialize;
 
+pub(crate) mod gelu;
 pub(crate) mod gte;
 pub(crate) mod mpnet;
 

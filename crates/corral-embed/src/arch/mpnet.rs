@@ -158,7 +158,7 @@ impl Layer {
             .contiguous()?
             .reshape((b, s, h))?;
         let attn = self.attn_norm.forward(&(self.o.forward(&ctx)? + x)?)?;
-        let mid = self.intermediate.forward(&attn)?.gelu_erf()?;
+        let mid = super::gelu::gelu_erf(&self.intermediate.forward(&attn)?)?;
         self.out_norm.forward(&(self.output.forward(&mid)? + attn)?)
     }
 }
