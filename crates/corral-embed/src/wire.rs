@@ -60,11 +60,10 @@ impl Wire for EmbedOutput {
 
     fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
         let vector = Vec::<f32>::decode(r, limits)?;
-        let batch_time = Duration::decode(r, limits)?;
-        let now = Instant::now();
+        let (batch_started, batch_time) = decode_batch_time(r, limits)?;
         Ok(Self {
             vector,
-            batch_started: now.checked_sub(batch_time).unwrap_or(now),
+            batch_started,
             batch_time,
         })
     }
@@ -131,14 +130,24 @@ impl Wire for ScoreOutput {
 
     fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
         let logits = Vec::<f32>::decode(r, limits)?;
-        let batch_time = Duration::decode(r, limits)?;
-        let now = Instant::now();
+        let (batch_started, batch_time) = decode_batch_time(r, limits)?;
         Ok(Self {
             logits,
-            batch_started: now.checked_sub(batch_time).unwrap_or(now),
+            batch_started,
             batch_time,
         })
     }
+}
+
+/// A batch's `batch_time`, and its start on this node's clock: `now -
+/// batch_time`, or `now` where the clock cannot go back that far.
+fn decode_batch_time(
+    r: &mut Reader<'_>,
+    limits: &Limits,
+) -> Result<(Instant, Duration), WireError> {
+    let batch_time = Duration::decode(r, limits)?;
+    let now = Instant::now();
+    Ok((now.checked_sub(batch_time).unwrap_or(now), batch_time))
 }
 
 #[cfg(test)]

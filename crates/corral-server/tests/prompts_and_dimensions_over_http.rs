@@ -13,10 +13,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{start_models, TestServer};
-use corral_core::PoolConfig;
+use common::{fixtures, start_models, TestServer};
 use corral_embed::{EmbedSpec, EmbedTokenizer, Prompt, TruncationSide};
-use corral_server::{spawn_model, ServerConfig};
+use corral_server::ServerConfig;
 use serde_json::{json, Value};
 
 const QUICK: &str = "The quick brown fox jumps over the lazy dog.";
@@ -24,11 +23,11 @@ const QUICK_PROMPT: &str = "The quick brown ";
 const LONG_PREFIX: &str = "Embeddings turn text into vectors, ";
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corral-embed/tests/data/tiny-xlmr")
+    fixtures::fixture("tiny-xlmr")
 }
 
 fn golden() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture().join("golden.json")).unwrap()).unwrap()
+    fixtures::golden("tiny-xlmr")
 }
 
 /// The golden entry whose text passes `pick`: (text, ids, mean vector).
@@ -82,11 +81,6 @@ struct Served {
 /// same model served with the default prompt "long" (as `corral serve
 /// --default-prompt-name long`); `matryoshka`: a `truncate_dim` of 16.
 async fn serve() -> Served {
-    let config = PoolConfig {
-        workers: 1,
-        threads_per_worker: Some(1),
-        ..PoolConfig::default()
-    };
     let prompted = tempfile::tempdir().unwrap();
     copy_with(prompted.path(), &prompts());
     let matryoshka = tempfile::tempdir().unwrap();
@@ -100,11 +94,7 @@ async fn serve() -> Served {
         ),
         ("matryoshka", EmbedSpec::new(matryoshka.path())),
     ] {
-        models.push(
-            spawn_model(name, spec, config.clone(), Duration::from_secs(60))
-                .await
-                .unwrap(),
-        );
+        models.push(fixtures::serve_spec(name, spec).await);
     }
     let server = start_models(models, ServerConfig::default(), Duration::from_secs(5)).await;
     Served {

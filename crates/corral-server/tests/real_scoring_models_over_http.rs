@@ -10,45 +10,17 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{fixture, serve_fixture, small_pool};
 use common::{start_models, TestServer};
-use corral_core::PoolConfig;
 use corral_embed::EmbedSpec;
-use corral_server::{
-    spawn_model, PoolModel, ScoringModel, ServedModel, ServerConfig, SpawnModelError,
-};
+use corral_server::{PoolModel, ScoringModel, ServerConfig, SpawnModelError};
 use serde_json::{json, Value};
 
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../corral-embed/tests/data")
-        .join(name)
-}
-
 fn golden(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(data(name).join("golden.json")).unwrap()).unwrap()
-}
-
-fn config() -> PoolConfig {
-    PoolConfig {
-        workers: 1,
-        threads_per_worker: Some(1),
-        ..PoolConfig::default()
-    }
-}
-
-async fn model(name: &str) -> Arc<dyn ServedModel> {
-    spawn_model(
-        name,
-        EmbedSpec::new(data(name)),
-        config(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("golden.json")).unwrap())
+        .unwrap()
 }
 
 /// The tiny rerankers and classifiers, and the tiny XLM-RoBERTa embedder,
@@ -62,7 +34,7 @@ async fn serve() -> TestServer {
         "tiny-xlmr-classify",
         "tiny-xlmr",
     ] {
-        models.push(model(name).await);
+        models.push(serve_fixture(name).await);
     }
     start_models(models, ServerConfig::default(), Duration::from_secs(10)).await
 }
@@ -246,8 +218,8 @@ async fn each_model_serves_its_own_kind_and_says_so() {
 async fn a_directory_is_never_served_as_another_kind() {
     let err = PoolModel::spawn(
         "r",
-        EmbedSpec::new(data("tiny-bert-rerank")),
-        config(),
+        EmbedSpec::new(fixture("tiny-bert-rerank")),
+        small_pool(),
         Duration::from_secs(60),
     )
     .await
@@ -256,8 +228,8 @@ async fn a_directory_is_never_served_as_another_kind() {
     assert!(err.to_string().contains("rerank"), "{err}");
     let err = ScoringModel::spawn(
         "e",
-        EmbedSpec::new(data("tiny-xlmr")),
-        config(),
+        EmbedSpec::new(fixture("tiny-xlmr")),
+        small_pool(),
         Duration::from_secs(60),
     )
     .await

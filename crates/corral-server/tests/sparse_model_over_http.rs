@@ -13,14 +13,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{fixture, serve_fixture, small_pool};
 use common::{start_models, TestServer};
-use corral_core::PoolConfig;
 use corral_embed::EmbedSpec;
-use corral_server::{spawn_model, PoolModel, ServedModel, ServerConfig, SpawnModelError};
+use corral_server::{PoolModel, ServerConfig, SpawnModelError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -42,14 +40,8 @@ struct Case {
     values: Vec<f64>,
 }
 
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../corral-embed/tests/data")
-        .join(name)
-}
-
 fn golden() -> Golden {
-    let path = data("tiny-splade").join("golden.json");
+    let path = fixture("tiny-splade").join("golden.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "the SPLADE fixture is missing ({}: {e}); it is committed — \
@@ -60,28 +52,12 @@ fn golden() -> Golden {
     serde_json::from_str(&text).unwrap()
 }
 
-fn config() -> PoolConfig {
-    PoolConfig {
-        workers: 1,
-        threads_per_worker: Some(1),
-        ..PoolConfig::default()
-    }
-}
-
-async fn model(name: &str) -> Arc<dyn ServedModel> {
-    spawn_model(
-        name,
-        EmbedSpec::new(data(name)),
-        config(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
-}
-
 /// The tiny SPLADE model (first, so the default) and a dense embedder.
 async fn serve() -> TestServer {
-    let models = vec![model("tiny-splade").await, model("tiny-xlmr").await];
+    let models = vec![
+        serve_fixture("tiny-splade").await,
+        serve_fixture("tiny-xlmr").await,
+    ];
     start_models(models, ServerConfig::default(), Duration::from_secs(10)).await
 }
 
@@ -248,8 +224,8 @@ async fn a_route_of_the_other_kind_answers_424_and_the_limits_are_embeds() {
 async fn a_splade_directory_is_never_served_as_a_dense_embedder() {
     let err = PoolModel::spawn(
         "s",
-        EmbedSpec::new(data("tiny-splade")),
-        config(),
+        EmbedSpec::new(fixture("tiny-splade")),
+        small_pool(),
         Duration::from_secs(60),
     )
     .await
@@ -263,6 +239,6 @@ fn the_cluster_refuses_a_splade_model_by_name() {
     // What a member promises is read before any cluster pool or front is
     // started (`ClusterModel::spawn`, `corral node`): a SPLADE directory
     // stops there, named.
-    let err = corral_server::promise_of("s", &EmbedSpec::new(data("tiny-splade"))).unwrap_err();
+    let err = corral_server::promise_of("s", &EmbedSpec::new(fixture("tiny-splade"))).unwrap_err();
     assert!(err.to_string().contains("SPLADE"), "{err}");
 }

@@ -18,6 +18,8 @@ use corral_server::{
 use std::sync::Mutex;
 use tokio::sync::{oneshot, Notify};
 
+pub mod fixtures;
+
 pub const DIM: usize = 8;
 pub const MAX_TOKENS: usize = 16;
 pub const CLS: u32 = 101;
