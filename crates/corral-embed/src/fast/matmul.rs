@@ -78,10 +78,24 @@ impl Linear {
     }
 }
 
+/// Rows below which a product on several threads splits the output's
+/// columns among them instead of leaving the split to `gemm`: a lone short
+/// sentence's few rows give `gemm`'s own row-wise threading nothing to
+/// share (measured by `small_m_timings` below: at 19 rows, two threads
+/// through `gemm` ran no faster than one).
+pub(crate) const COLUMN_SPLIT_ROWS: usize = 64;
+
+/// Columns per job of a column split are whole multiples of this (a few
+/// SIMD vectors), so no job is left a ragged sliver.
+const COLUMN_ALIGN: usize = 32;
+
 /// `out[m, n] (+)= a[m, k] · B`, `a` and `out` row-major and contiguous, `B`
 /// stored as `layout` says. With `accumulate` the product is added to `out`,
 /// otherwise it overwrites it. `threads <= 1` runs on the calling thread
-/// only; more use the current rayon pool.
+/// only; more use the current rayon pool: for fewer than
+/// [`COLUMN_SPLIT_ROWS`] rows each thread computes its own range of output
+/// columns (every element is still one thread's dot product over all of
+/// `k`), otherwise `gemm` splits the work itself.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     out: &mut [f32],
@@ -106,11 +120,98 @@ pub(crate) fn matmul(
         }
         return;
     }
+    let jobs = threads.min(n.div_ceil(COLUMN_ALIGN));
+    if threads > 1 && m < COLUMN_SPLIT_ROWS && jobs >= 2 {
+        use rayon::prelude::*;
+        let dst = SharedOut(out.as_mut_ptr());
+        let step = n.div_ceil(jobs).div_ceil(COLUMN_ALIGN) * COLUMN_ALIGN;
+        (0..jobs).into_par_iter().for_each(|j| {
+            let cols = (j * step).min(n)..((j + 1) * step).min(n);
+            // SAFETY: `out` (m·n elements, checked above) is borrowed
+            // mutably for the whole parallel loop, and each job writes only
+            // its own columns `cols` of it; the column ranges are disjoint.
+            #[allow(unsafe_code)]
+            unsafe {
+                gemm_columns(
+                    dst,
+                    a,
+                    b,
+                    m,
+                    k,
+                    n,
+                    cols,
+                    layout,
+                    accumulate,
+                    Parallelism::None,
+                )
+            };
+        });
+        return;
+    }
     let par = if threads <= 1 {
         Parallelism::None
     } else {
         Parallelism::Rayon(threads)
     };
+    // SAFETY: `out` is an exclusive borrow of at least m·n elements, and
+    // this one call writes all of its columns.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm_columns(
+            SharedOut(out.as_mut_ptr()),
+            a,
+            b,
+            m,
+            k,
+            n,
+            0..n,
+            layout,
+            accumulate,
+            par,
+        )
+    };
+}
+
+/// The start of a product's output, shared by the jobs that each write
+/// their own columns of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: a `SharedOut` points into a buffer borrowed mutably for one
+// product, whose jobs write disjoint columns of it (see `gemm_columns`).
+#[allow(unsafe_code)]
+unsafe impl Send for SharedOut {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedOut {}
+
+/// Columns `cols` of `out[m, n] (+)= a[m, k] · B` through `gemm`.
+///
+/// # Safety
+/// `out.0` must point to `m·n` writable `f32`s, row-major with row stride
+/// `n`, and nothing else may read or write their columns `cols` during the
+/// call. `a`, `b` and the sizes are checked by [`matmul`] (`a.len() >= m·k`,
+/// `b.len() >= k·n`, `cols` within `0..n`).
+#[allow(clippy::too_many_arguments, unsafe_code)]
+unsafe fn gemm_columns(
+    out: SharedOut,
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    cols: std::ops::Range<usize>,
+    layout: RhsLayout,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    assert!(
+        cols.start <= cols.end && cols.end <= n,
+        "columns out of range"
+    );
+    if cols.is_empty() {
+        return;
+    }
     // B[p][j] sits at b[p·b_rs + j·b_cs].
     let (b_cs, b_rs) = match layout {
         RhsLayout::KByN => (1, n as isize),
@@ -119,24 +220,25 @@ pub(crate) fn matmul(
     // SAFETY: `a` holds at least m·k elements, read at a[i·k + p] (row
     // stride k, column stride 1) for i < m, p < k; `b` holds at least k·n
     // elements, read at b[p·b_rs + j·b_cs] ≤ (k-1)·n + (n-1) or
-    // (n-1)·k + (k-1) < k·n for p < k, j < n; `out` holds at least m·n
-    // elements, written at out[i·n + j]. `out` is an exclusive borrow, so it
-    // aliases neither input. All strides fit in isize because the slices
-    // exist. With `read_dst = false` gemm never reads `out`.
-    #[allow(unsafe_code)]
+    // (n-1)·k + (k-1) < k·n for p < k and j in `cols` (j < n), through a
+    // pointer offset by cols.start·b_cs; `out` is written at
+    // out[i·n + j] < m·n for i < m, j in `cols`, which the caller
+    // guarantees no one else touches meanwhile, so it aliases neither
+    // input. All strides fit in isize because the slices exist. With
+    // `read_dst = false` gemm never reads `out`.
     unsafe {
         gemm::gemm(
             m,
-            n,
+            cols.len(),
             k,
-            out.as_mut_ptr(),
+            out.0.add(cols.start),
             1,
             n as isize,
             accumulate,
             a.as_ptr(),
             1,
             k as isize,
-            b.as_ptr(),
+            b.as_ptr().offset(cols.start as isize * b_cs),
             b_cs,
             b_rs,
             1.0f32,
@@ -204,6 +306,85 @@ mod tests {
             check(m, k, n, true, 1);
             check(m, k, n, true, 2);
         }
+    }
+
+    /// Fewer rows than [`COLUMN_SPLIT_ROWS`] on several threads: the
+    /// columns are shared out (ragged last job, more threads than whole
+    /// column groups, one row), and every element matches candle's.
+    #[test]
+    fn few_rows_split_by_columns_match_candle() {
+        for &(m, k, n) in &[(1, 64, 65), (5, 33, 97), (19, 384, 1152), (63, 96, 200)] {
+            for threads in [2, 3, 4, 7] {
+                check(m, k, n, false, threads);
+                check(m, k, n, true, threads);
+            }
+        }
+    }
+
+    /// Not a check: prints the time of BERT-sized products of a few rows
+    /// (a lone sentence's tokens) on one thread, on two through `gemm`'s
+    /// own threading and on two by columns. `cargo test --release -p
+    /// corral-embed fast::matmul::tests::small_m -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn small_m_timings() {
+        use std::time::Instant;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for &(k, n) in &[(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
+            for m in [8, 19, 32, 64, 128] {
+                let x = random_vec(m * k, 1);
+                let w = random_vec(n * k, 2);
+                let mut out = vec![0.0; m * n];
+                let mut times = [0.0f64; 3];
+                pool.install(|| {
+                    for it in 0..200 {
+                        for (which, time) in times.iter_mut().enumerate() {
+                            let t = Instant::now();
+                            match which {
+                                0 => matmul(&mut out, &x, &w, m, k, n, RhsLayout::NByK, false, 1),
+                                // gemm's own threading, as before the column split.
+                                1 => gemm_own_threads(&mut out, &x, &w, m, k, n),
+                                _ => matmul(&mut out, &x, &w, m, k, n, RhsLayout::NByK, false, 2),
+                            }
+                            if it >= 20 {
+                                *time += t.elapsed().as_secs_f64();
+                            }
+                        }
+                    }
+                });
+                let us = |t: f64| t / 180.0 * 1e6;
+                println!(
+                    "m={m:>3} k={k:>4} n={n:>4}: 1 thread {:>7.1} µs, 2 via gemm {:>7.1} µs, 2 by columns {:>7.1} µs",
+                    us(times[0]),
+                    us(times[1]),
+                    us(times[2])
+                );
+            }
+        }
+    }
+
+    /// `gemm`'s own two-thread split of the whole product, whatever `m`.
+    fn gemm_own_threads(out: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
+        assert!(x.len() >= m * k && w.len() >= k * n && out.len() >= m * n);
+        // SAFETY: the sizes are checked just above; `out` is exclusive.
+        #[allow(unsafe_code)]
+        unsafe {
+            gemm_columns(
+                SharedOut(out.as_mut_ptr()),
+                x,
+                w,
+                m,
+                k,
+                n,
+                0..n,
+                RhsLayout::NByK,
+                false,
+                Parallelism::Rayon(2),
+            )
+        };
     }
 
     /// Not a check: prints GFLOP/s of the BERT-sized matmuls for both
