@@ -159,7 +159,10 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
     )
     .await;
     let out_after = t0.elapsed() - stopped;
-    assert!(out_after <= BOUND + MARGIN, "out of routing after {out_after:?}");
+    assert!(
+        out_after <= BOUND + MARGIN,
+        "out of routing after {out_after:?}"
+    );
     assert_eq!(
         series(&page, "corral_member_in_routing", &[("member", "steady")]),
         Some(1.0)

@@ -36,6 +36,8 @@ mod router;
 mod table;
 pub mod wire;
 
+#[cfg(feature = "cli")]
+pub use flags::{shutdown_signal, NodeArgs};
 pub use flags::{NodeFlags, COOKIE_ENV};
 pub use handle::{ClusterConfig, ClusterHandle, ClusterStats};
 pub use member::{group_name, Member, MemberMsg};
