@@ -13,8 +13,10 @@
 //!   liveness 1.5 s + one 250 ms ping interval) after the STOP have a p99
 //!   within [`RECOVERED_FACTOR`] of the p99 before it — one node now does
 //!   the work of two, so about twice; stuck requests would be ~1.75 s.
-//! - (c) The worst latency of any request, those caught at the STOP
-//!   included, is at most [`BOUND`] + [`MARGIN`].
+//! - (c) The worst latency of any request, those caught by the freeze
+//!   included (in flight to the member at the STOP, or sent to it before it
+//!   left routing; `/metrics` counts them lost on it, at least one), is at
+//!   most [`BOUND`] + [`MARGIN`].
 //! - (d) `/metrics` shows the member out (and the requests lost on it), and
 //!   back in routing after SIGCONT.
 //!
@@ -187,7 +189,10 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
             .collect()
     };
     let before = latencies(&|r| r.start >= WARM_UP && r.start + r.latency < stopped);
-    let caught = latencies(&|r| r.start < stopped && r.start + r.latency > stopped);
+    // In flight at the STOP, or sent before the member was seen out (a
+    // frozen member that had nothing in flight draws the next requests).
+    let left = stopped + out_after;
+    let caught = latencies(&|r| r.start < left && r.start + r.latency > stopped);
     let after = latencies(&|r| r.start > stopped + BOUND);
     let worst = records.iter().map(|r| r.latency).max().unwrap();
     let worst_caught = caught.iter().copied().max().unwrap();
@@ -198,7 +203,7 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
     let (p50_after, p99_after) = (quantile(after.clone(), 0.5), quantile(after.clone(), 0.99));
     eprintln!(
         "frozen member out of routing {:.0} ms after SIGSTOP; {ok} requests, all 200; \
-         before: {} requests, p50 {:.1} ms, p99 {:.1} ms; caught at the STOP: {}, worst {:.0} ms; \
+         before: {} requests, p50 {:.1} ms, p99 {:.1} ms; caught (answered after the STOP, sent before it was out): {}, worst {:.0} ms; \
          started > {:.0} ms after: {} requests, p50 {:.1} ms, p99 {:.1} ms ({:.2}x before); \
          worst of all {:.0} ms",
         ms(out_after),
@@ -217,10 +222,8 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
     // Enough requests in each window for a p99 to mean something.
     assert!(before.len() >= 50, "{} before", before.len());
     assert!(after.len() >= 50, "{} after", after.len());
-    // (c) Requests were caught on the frozen node, and none waited past the
-    // bound and the margin.
-    let stuck = caught.iter().filter(|l| **l > BOUND / 2).count();
-    assert!(stuck >= 1, "no request was caught on the frozen node");
+    // (c) None waited past the bound and the margin (that requests were
+    // caught on the frozen node is checked below, on /metrics).
     assert!(worst <= BOUND + MARGIN, "worst latency {worst:?}");
     // (b) p99 recovered.
     assert!(
@@ -263,7 +266,10 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
         (ok + more) as f64,
         "each 200 answered by one member once: {page}"
     );
-    assert!(count("frozen", "lost") >= stuck as f64, "{page}");
+    assert!(
+        count("frozen", "lost") >= 1.0,
+        "no request was caught on the frozen node: {page}"
+    );
     assert_eq!(count("steady", "lost"), 0.0, "{page}");
     eprintln!(
         "lost on the frozen member: {}; answered: steady {}, frozen {}",
