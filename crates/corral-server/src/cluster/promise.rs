@@ -16,6 +16,13 @@ use corral_embed::{EmbedError, EmbedSpec, ModelKind};
 /// `normalize`; for a reranker or classifier `labels`. The node's name
 /// ([`corral_cluster::NODE_KEY`]) is the caller's to add: it is shown, not compared.
 ///
+/// The engine (`EmbedSpec::engine`, `--engine`) is deliberately not in
+/// it: candle's and the fast engine's fp32 vectors agree within 1e-5, so
+/// members on either answer alike (the restart test mixes them), and int8
+/// is told apart by `quantize`. It would not be a faithful key either: a
+/// spec names the engine asked for, and the fast one falls back to candle
+/// for a model it does not support.
+///
 /// # Errors
 /// A bad model directory, or a file that cannot be read.
 pub fn promise_of(name: &str, spec: &EmbedSpec) -> Result<Promise, EmbedError> {
