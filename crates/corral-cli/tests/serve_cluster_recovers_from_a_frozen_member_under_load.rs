@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{cosine, free_port, front, get, golden, node, series, until};
+use common::cluster::{cosine, free_port, front, get, golden, node, series, signal, until, vector};
 use serde_json::{json, Value};
 
 const COOKIE: &str = "sigstop-load-cookie";
@@ -126,12 +126,7 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
                     let body: Value = r.json().await.unwrap_or(Value::Null);
                     let latency = t0.elapsed() - start;
                     assert_eq!(status, 200, "every request answered 200: {body}");
-                    let v: Vec<f32> = body[0]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap() as f32)
-                        .collect();
+                    let v = vector(&body[0]);
                     let cos = cosine(&v, &case.embedding);
                     assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
                     records.push(Record { start, latency });
@@ -142,15 +137,7 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
         .collect();
 
     tokio::time::sleep(WARM_UP + BEFORE).await;
-    let signal = |sig: &str| {
-        let pid = frozen.0.id().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    signal("-STOP");
+    signal(&frozen, "-STOP");
     let stopped = t0.elapsed();
     // (d) Out of routing, as /metrics shows, while the load goes on.
     let page = until(
@@ -234,7 +221,7 @@ async fn a_frozen_member_costs_at_most_the_bound_and_p99_recovers() {
     // (d) Back in routing after SIGCONT; (a) the members answered exactly
     // the 200s, the frozen one's late replies dropped — checked after a
     // few more requests, which follow those replies over the wire.
-    signal("-CONT");
+    signal(&frozen, "-CONT");
     until(
         &client,
         &metrics,
