@@ -6,12 +6,11 @@
 //! Ctrl-C. The cluster's multi-process tests and `corral-bench cluster` run
 //! their nodes with it; `corral node` is the same node hosting a model.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
 use corral_cluster::wire::Limits;
-use corral_cluster::{group_name, Member, Node, NodeFlags};
+use corral_cluster::{group_name, shutdown_signal, Member, Node, NodeArgs};
 use corral_core::synthetic::{Synthetic, SyntheticSpec};
 use corral_core::{Backend, Pool, PoolConfig, PoolHandle};
 
@@ -35,18 +34,11 @@ pub(crate) struct Args {
     /// Address to listen on (and to be reached at, unless --advertise).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Host name peers reach this node by, when it is not --host.
-    #[arg(long)]
-    advertise: Option<String>,
     /// Port to listen on.
     #[arg(long, default_value_t = 4697)]
     port: u16,
-    /// The cluster's shared secret (default: $CORRAL_COOKIE; required).
-    #[arg(long)]
-    cookie: Option<String>,
-    /// A peer to keep connected, `host:port` (repeatable).
-    #[arg(long = "peer", value_name = "HOST:PORT")]
-    peers: Vec<String>,
+    #[command(flatten)]
+    node: NodeArgs,
     /// The model name the pool is found by.
     #[arg(long, default_value = "default")]
     model_name: String,
@@ -62,37 +54,6 @@ pub(crate) struct Args {
     /// Threads per worker.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// This node's TLS certificate chain (PEM); with --tls-key and
-    /// --tls-ca, nodes talk over mutual TLS.
-    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
-    tls_cert: Option<PathBuf>,
-    /// This node's TLS private key (PEM).
-    #[arg(long)]
-    tls_key: Option<PathBuf>,
-    /// The CA that signs the cluster's node certificates (PEM).
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// The name peers' certificates carry.
-    #[arg(long, default_value = "localhost")]
-    tls_server_name: String,
-}
-
-impl Args {
-    /// The flags that make the node, checked by corral-cluster.
-    fn node_flags(&self) -> NodeFlags {
-        NodeFlags {
-            name: self.name.clone(),
-            host: self.host.clone(),
-            advertise: self.advertise.clone(),
-            port: self.port,
-            cookie: self.cookie.clone(),
-            peers: self.peers.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_ca: self.tls_ca.clone(),
-            tls_server_name: self.tls_server_name.clone(),
-        }
-    }
 }
 
 /// Spawns the pool and its member; the pool is kept until shutdown.
@@ -118,7 +79,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--synthetic-ms must be a non-negative number");
     }
     let per_item = Duration::from_secs_f64(args.synthetic_ms / 1000.0);
-    let flags = args.node_flags();
+    let flags = args
+        .node
+        .flags(args.name.clone(), args.host.clone(), args.port);
     let peers = flags.peers()?;
     let node = Node::start(flags.config()?).await?;
     // Host the pool before dialling out, so that peers find it in the
@@ -167,26 +130,4 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     stop.await;
     node.stop();
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

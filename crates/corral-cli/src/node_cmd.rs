@@ -6,14 +6,13 @@
 //! names it to peers when that differs. (A node hosting the synthetic
 //! backend, for tests and benches, is `corral-bench node`.)
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use corral_cluster::wire::Limits;
 use corral_cluster::wire::Wire;
-use corral_cluster::{group_name, Member, MemberMsg, Node, NodeFlags, Promise, NODE_KEY};
+use corral_cluster::{group_name, Member, MemberMsg, Node, NodeArgs, Promise, NODE_KEY};
 use corral_core::{Backend, HealthReport, Pool, PoolConfig, PoolError, PoolHandle};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{EmbedInputBackend, EmbedSpec, ModelKind, ScoreBackend};
@@ -33,19 +32,11 @@ pub(crate) struct Args {
     /// --advertise.
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) host: String,
-    /// Host name peers reach this node by, when it is not --host (for
-    /// example --host 0.0.0.0 --advertise node1.example).
-    #[arg(long)]
-    pub(crate) advertise: Option<String>,
     /// Port to listen on.
     #[arg(long, default_value_t = 4697)]
     pub(crate) port: u16,
-    /// The cluster's shared secret (default: $CORRAL_COOKIE; required).
-    #[arg(long)]
-    pub(crate) cookie: Option<String>,
-    /// A peer to keep connected, `host:port` (repeatable).
-    #[arg(long = "peer", value_name = "HOST:PORT")]
-    pub(crate) peers: Vec<String>,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
     /// Host no pool: only connect (a node that routes, from a host app).
     #[arg(long)]
     pub(crate) no_pool: bool,
@@ -63,19 +54,6 @@ pub(crate) struct Args {
     /// serve`'s (50).
     #[arg(long)]
     pub(crate) batch_queue_capacity: Option<usize>,
-    /// This node's TLS certificate chain (PEM); with --tls-key and
-    /// --tls-ca, nodes talk over mutual TLS.
-    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
-    pub(crate) tls_cert: Option<PathBuf>,
-    /// This node's TLS private key (PEM).
-    #[arg(long)]
-    pub(crate) tls_key: Option<PathBuf>,
-    /// The CA that signs the cluster's node certificates (PEM).
-    #[arg(long)]
-    pub(crate) tls_ca: Option<PathBuf>,
-    /// The name peers' certificates carry.
-    #[arg(long, default_value = "localhost")]
-    pub(crate) tls_server_name: String,
     /// Serve `GET /health` (200 while the pool has a ready worker, else
     /// 503 with the reason) and `GET /metrics` (Prometheus) on this port
     /// of --host (0 picks a free one; the address is printed).
@@ -83,26 +61,10 @@ pub(crate) struct Args {
     pub(crate) http_port: Option<u16>,
 }
 
-impl Args {
-    /// The flags that make the node, checked by corral-cluster.
-    fn node_flags(&self) -> NodeFlags {
-        NodeFlags {
-            name: self.name.clone(),
-            host: self.host.clone(),
-            advertise: self.advertise.clone(),
-            port: self.port,
-            cookie: self.cookie.clone(),
-            peers: self.peers.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_ca: self.tls_ca.clone(),
-            tls_server_name: self.tls_server_name.clone(),
-        }
-    }
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let flags = args.node_flags();
+    let flags = args
+        .node
+        .flags(args.name.clone(), args.host.clone(), args.port);
     let peers = flags.peers()?;
     let node = Node::start(flags.config()?).await?;
     // Host the pool before dialling out, so that peers find it in the
@@ -193,7 +155,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         node.port(),
         group.map_or(String::new(), |g| format!(" serving {g}"))
     );
-    crate::serve_cmd::shutdown_signal().await;
+    corral_cluster::shutdown_signal().await;
     tracing::info!("stopping");
     if let Some(hosted) = member {
         hosted.member.get_cell().stop(None);

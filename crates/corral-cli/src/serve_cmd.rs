@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use corral_cluster::{Node, NodeFlags, NODE_KEY};
+use corral_cluster::{shutdown_signal, Node, NodeArgs, NodeFlags, NODE_KEY};
 use corral_embed::model_dir::DEFAULT_MODEL_NAME;
 use corral_embed::{EmbedInputBackend, Engine, ModelKind, Pooling, Quantize, ScoreBackend};
 use corral_server::{spawn_model, ClusterModel, ServedModel, Server, ServerConfig};
@@ -115,7 +115,8 @@ pub(crate) struct Args {
 
 /// The cluster options of `corral serve`: `corral node`'s, the node's
 /// address under `--cluster-host` / `--cluster-port` (`--host` and `--port`
-/// are the HTTP front's).
+/// are the HTTP front's). Those of [`NodeArgs`] are refused without
+/// `--cluster`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ClusterArgs {
     /// Join the cluster as a node and serve every `--model NAME=DIR`
@@ -132,32 +133,11 @@ pub(crate) struct ClusterArgs {
     /// reach it by, unless --advertise.
     #[arg(long, default_value = "127.0.0.1", requires = "cluster")]
     pub(crate) cluster_host: String,
-    /// Host name peers reach this node by, when it is not --cluster-host.
-    #[arg(long, requires = "cluster")]
-    pub(crate) advertise: Option<String>,
     /// Port the node listens on.
     #[arg(long, default_value_t = 4697, requires = "cluster")]
     pub(crate) cluster_port: u16,
-    /// The cluster's shared secret (default: $CORRAL_COOKIE; required with
-    /// --cluster).
-    #[arg(long, requires = "cluster")]
-    pub(crate) cookie: Option<String>,
-    /// A node to keep connected, `host:port` (repeatable).
-    #[arg(long = "peer", value_name = "HOST:PORT", requires = "cluster")]
-    pub(crate) peers: Vec<String>,
-    /// This node's TLS certificate chain (PEM); with --tls-key and
-    /// --tls-ca, nodes talk over mutual TLS.
-    #[arg(long, requires_all = ["tls_key", "tls_ca", "cluster"])]
-    pub(crate) tls_cert: Option<PathBuf>,
-    /// This node's TLS private key (PEM).
-    #[arg(long, requires = "cluster")]
-    pub(crate) tls_key: Option<PathBuf>,
-    /// The CA that signs the cluster's node certificates (PEM).
-    #[arg(long, requires = "cluster")]
-    pub(crate) tls_ca: Option<PathBuf>,
-    /// The name peers' certificates carry.
-    #[arg(long, default_value = "localhost")]
-    pub(crate) tls_server_name: String,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
     /// Also host, in this process, a pool of this many workers (of
     /// --threads threads) for every --model NAME=DIR, as a member of its
     /// group like any node's — routed to by the same rule, and preferred
@@ -172,18 +152,21 @@ impl ClusterArgs {
         let Some(name) = self.name.clone().filter(|n| !n.is_empty()) else {
             bail!("--cluster needs --name: this node's name, unique in the cluster");
         };
-        Ok(NodeFlags {
-            name,
-            host: self.cluster_host.clone(),
-            advertise: self.advertise.clone(),
-            port: self.cluster_port,
-            cookie: self.cookie.clone(),
-            peers: self.peers.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_ca: self.tls_ca.clone(),
-            tls_server_name: self.tls_server_name.clone(),
-        })
+        Ok(self
+            .node
+            .flags(name, self.cluster_host.clone(), self.cluster_port))
+    }
+
+    /// Refuses the node's flags without `--cluster`, naming them.
+    fn check(&self) -> anyhow::Result<()> {
+        let given = self.node.given();
+        if !self.cluster && !given.is_empty() {
+            bail!(
+                "{} only make sense with --cluster (this process as a cluster node)",
+                given.join(", ")
+            );
+        }
+        Ok(())
     }
 }
 
@@ -257,6 +240,7 @@ fn duration_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
 /// Runs `corral serve`.
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let drain = duration_secs("--drain-timeout", args.drain_timeout)?;
+    args.cluster.check()?;
     let metrics = corral_server::install_metrics().ok();
     let served = args.served()?;
     // The node starts before the models' routers, so that they see the
@@ -393,24 +377,36 @@ async fn local_member(
     })
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Serve::try_parse_from(std::iter::once("serve").chain(argv.iter().copied())).map(|s| s.args)
+    }
+
+    #[test]
+    fn the_node_flags_are_corral_nodes_and_need_cluster() {
+        let a = parse(&["--peer", "127.0.0.1:1", "--cookie", "c"]).unwrap();
+        let e = a.cluster.check().unwrap_err().to_string();
+        assert!(
+            e.starts_with("--cookie, --peer only make sense with --cluster"),
+            "{e}"
+        );
+        let a = parse(&["--cluster", "--name", "f", "--peer", "127.0.0.1:1"]).unwrap();
+        a.cluster.check().unwrap();
+        let flags = a.cluster.node_flags().unwrap();
+        assert_eq!(flags.peers, ["127.0.0.1:1"]);
+        assert_eq!((flags.host.as_str(), flags.port), ("127.0.0.1", 4697));
+        assert_eq!(flags.tls_server_name, "localhost");
+        // The TLS files go together, as on `corral node`.
+        assert!(parse(&["--cluster", "--name", "f", "--tls-cert", "a.pem"]).is_err());
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    cosine, free_port, front, get, golden, golden_path, node, series, until, MODEL,
+    cosine, free_port, front, get, golden, golden_path, node, series, until, vector, MODEL,
 };
 use serde_json::{json, Value};
 
@@ -88,12 +88,7 @@ async fn every_request_is_answered_once_through_a_node_restart() {
                     let body: Value = r.json().await.unwrap_or(Value::Null);
                     match status {
                         200 => {
-                            let v: Vec<f32> = body[0]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .map(|x| x.as_f64().unwrap() as f32)
-                                .collect();
+                            let v = vector(&body[0]);
                             let cos = cosine(&v, &case.embedding);
                             assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
                             ok += 1;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cluster::{cosine, front, get, golden, series, until, MODEL};
+use common::cluster::{cosine, front, get, golden, series, until, vector, MODEL};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -35,12 +35,7 @@ async fn the_front_serves_through_its_own_member() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let body: Value = r.json().await.unwrap();
-        let v: Vec<f32> = body["data"][0]["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let v = vector(&body["data"][0]["embedding"]);
         let cos = cosine(&v, &case.embedding);
         assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::cluster::{cosine, free_port, front, get, golden, node, series, until, MODEL};
+use common::cluster::{
+    cosine, free_port, front, get, golden, node, series, signal, until, vector, MODEL,
+};
 use serde_json::{json, Value};
 
 const COOKIE: &str = "refuse-test-cookie";
@@ -85,12 +87,7 @@ async fn members_whose_settings_differ_are_refused_with_the_reason() {
                 .unwrap();
             assert_eq!(r.status().as_u16(), 200);
             let body: Value = r.json().await.unwrap();
-            let v: Vec<f32> = body[0]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
+            let v = vector(&body[0]);
             let cos = cosine(&v, &case.embedding);
             assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -127,15 +124,7 @@ async fn members_whose_settings_differ_are_refused_with_the_reason() {
 
     // Frozen (SIGSTOP, its connection left open): out of routing within
     // the liveness bound (1.5 s + a 250 ms ping), and back on SIGCONT.
-    let signal = |sig: &str| {
-        let pid = good.0.id().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    signal("-STOP");
+    signal(&good, "-STOP");
     let frozen = std::time::Instant::now();
     until(&client, &metrics, "the frozen member out", |_, p| {
         series(p, "corral_member_in_routing", &[("member", "good")]) == Some(0.0)
@@ -150,7 +139,7 @@ async fn members_whose_settings_differ_are_refused_with_the_reason() {
     eprintln!("a frozen member left routing after {out_after:?}");
     let (status, _) = get(&client, &format!("{base}/health")).await;
     assert_eq!(status, 503, "no member left in routing");
-    signal("-CONT");
+    signal(&good, "-CONT");
     until(&client, &metrics, "the thawed member back", |_, p| {
         series(p, "corral_member_in_routing", &[("member", "good")]) == Some(1.0)
     })

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cluster::vector;
 use serde_json::{json, Value};
 
 const COOKIE: &str = "serve-cluster-test-cookie";
@@ -159,14 +160,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn assert_golden(got: &[f32], case: &GoldenCase) {
     let cos = cosine(got, &case.embedding);
     assert!(cos >= 0.9999, "cosine {cos} for {:?}", case.text);
-}
-
-fn vector(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a vector: {v}"))
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
 }
 
 /// Status, `Retry-After` (seconds) and body of a POST.

@@ -1,8 +1,15 @@
 //! A node's settings as a command line gives them — strings and optional
 //! files — checked and resolved into a [`NodeConfig`] and a list of peers,
-//! once for every binary that starts a node (`corral node`, `corral-bench
-//! node`). The flags' names appear in the errors, so a user is told which
-//! one to fix.
+//! once for every binary that starts a node (`corral node`, `corral serve
+//! --cluster`, `corral-bench node`). The flags' names appear in the errors,
+//! so a user is told which one to fix.
+//!
+//! With the `cli` feature, the flags those binaries share under the same
+//! names are clap arguments here too ([`NodeArgs`], flattened into each
+//! binary's own), beside the future that ends a node ([`shutdown_signal`]).
+//! The name, listening address and port stay each binary's: `corral serve`
+//! calls them `--cluster-host` and `--cluster-port`, since its `--host` and
+//! `--port` are the HTTP front's.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -94,6 +101,100 @@ impl NodeFlags {
                     .map_err(|e| NodeError::Peer(format!("--peer {p}: {e}")))
             })
             .collect()
+    }
+}
+
+/// The node flags every binary that starts a node takes under the same
+/// names: `--advertise`, `--cookie`, `--peer`, and the TLS files. Flatten
+/// it into a binary's clap arguments and make the [`NodeFlags`] with
+/// [`NodeArgs::flags`].
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Host name peers reach this node by, when it is not the address it
+    /// listens on (for example node1.example beside 0.0.0.0).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// The cluster's shared secret (default: $CORRAL_COOKIE; required).
+    #[arg(long)]
+    pub cookie: Option<String>,
+    /// A peer to keep connected, `host:port` (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// This node's TLS certificate chain (PEM); with --tls-key and
+    /// --tls-ca, nodes talk over mutual TLS.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signs the cluster's node certificates (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// The name peers' certificates carry.
+    #[arg(long, default_value = "localhost")]
+    pub tls_server_name: String,
+}
+
+#[cfg(feature = "cli")]
+impl NodeArgs {
+    /// The node's flags: these, with its `name`, the `host` it listens on
+    /// and its `port`.
+    pub fn flags(&self, name: String, host: String, port: u16) -> NodeFlags {
+        NodeFlags {
+            name,
+            host,
+            advertise: self.advertise.clone(),
+            port,
+            cookie: self.cookie.clone(),
+            peers: self.peers.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+        }
+    }
+
+    /// The flags given among those that need a node (all but
+    /// `--tls-server-name`, which has a default), by name: for a binary
+    /// that starts a node only when told to (`corral serve` without
+    /// `--cluster` refuses them).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--advertise", self.advertise.is_some()),
+            ("--cookie", self.cookie.is_some()),
+            ("--peer", !self.peers.is_empty()),
+            ("--tls-cert", self.tls_cert.is_some()),
+            ("--tls-key", self.tls_key.is_some()),
+            ("--tls-ca", self.tls_ca.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT), saying which in the log: how
+/// every binary that starts a node is stopped.
+#[cfg(feature = "cli")]
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
     }
 }
 

@@ -36,10 +36,12 @@ mod router;
 mod table;
 pub mod wire;
 
+#[cfg(feature = "cli")]
+pub use flags::{shutdown_signal, NodeArgs};
 pub use flags::{NodeFlags, COOKIE_ENV};
 pub use handle::{ClusterConfig, ClusterHandle, ClusterStats};
 pub use member::{group_name, Member, MemberMsg};
 pub use node::{Node, NodeConfig, NodeError, SessionInfo, TlsConfig};
 pub use promise::{Promise, NODE_KEY};
-pub use table::{MemberCounts, MemberInfo};
+pub use table::{MemberCounts, MemberInfo, NO_PROMISE};
 pub use wire::{LoadReport, Wire, WireError};

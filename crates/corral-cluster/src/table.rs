@@ -54,8 +54,11 @@ pub struct MemberInfo {
     pub counts: MemberCounts,
     /// What it promised, once it answered a describe.
     pub promise: Option<Promise>,
-    /// Why it is kept out of routing for good: its promise disagrees with
-    /// what the router expects ([`crate::ClusterConfig::expect`]).
+    /// Why it is kept out of routing: its promise disagrees with what the
+    /// router expects ([`crate::ClusterConfig::expect`]) — for good — or
+    /// it has not answered a describe within twice the liveness bound of
+    /// joining ([`NO_PROMISE`]: a node older than the describe, or one
+    /// frozen since it joined) — until it answers one.
     pub refused: Option<String>,
 }
 
@@ -86,6 +89,8 @@ pub(crate) struct Entry<A> {
     /// This router's requests out to it now.
     pub(crate) outstanding: u32,
     pub(crate) last_heard: Instant,
+    /// When it joined: the describe clock starts here.
+    joined: Instant,
     /// In routing: reported within the liveness bound.
     pub(crate) live: bool,
     /// Flipped to `true` when the member leaves routing, so that calls in
@@ -95,8 +100,11 @@ pub(crate) struct Entry<A> {
     pub(crate) counts: MemberCounts,
     /// Its promise, once it answered a describe.
     promise: Option<Promise>,
-    /// Why its promise was refused, if it was.
+    /// Why it is refused, if it is.
     refused: Option<String>,
+    /// The refusal is for no promise: it is still asked, and an answer
+    /// lifts it.
+    unpromised: bool,
 }
 
 impl<A: Clone> Entry<A> {
@@ -109,11 +117,13 @@ impl<A: Clone> Entry<A> {
             base_outstanding: 0,
             outstanding: 0,
             last_heard: now,
+            joined: now,
             live: false,
             gone: watch::Sender::new(false),
             counts: MemberCounts::default(),
             promise: None,
             refused: None,
+            unpromised: false,
         }
     }
 
@@ -172,6 +182,11 @@ pub(crate) struct Table<A> {
     pub(crate) changed: Notify,
 }
 
+/// How a member that has not answered a describe within twice the liveness
+/// bound of joining is refused (followed by the bound), when the router
+/// expects settings.
+pub const NO_PROMISE: &str = "no promise";
+
 /// How long a caller is told to wait when no member is in routing.
 pub(crate) const NO_MEMBER_RETRY: Duration = Duration::from_millis(500);
 
@@ -222,20 +237,22 @@ impl<A: Clone> Table<A> {
         self.departed.lock().clone()
     }
 
-    /// Ids and actors of every member not refused, and whether it has
-    /// promised yet: to ping, or to describe first.
+    /// Ids and actors of every member not refused for its promise, and
+    /// whether it has promised yet: to ping, or to describe first (those
+    /// refused for [`NO_PROMISE`] are still asked).
     pub(crate) fn actors(&self) -> Vec<(ActorId, A, bool)> {
         self.entries
             .lock()
             .iter()
-            .filter(|e| e.refused.is_none())
+            .filter(|e| e.refused.is_none() || e.unpromised)
             .map(|e| (e.id, e.actor.clone(), e.promise.is_some()))
             .collect()
     }
 
     /// A member answered a describe with its load and `promise`: it enters
-    /// routing if the promise agrees with the expectation, and is kept out
-    /// for good, with the reason (returned, and logged), if not.
+    /// routing if the promise agrees with the expectation (a
+    /// [`NO_PROMISE`] refusal lifted), and is kept out for good, with the
+    /// reason (returned, and logged), if not.
     pub(crate) fn described(
         &self,
         id: ActorId,
@@ -247,6 +264,11 @@ impl<A: Clone> Table<A> {
         {
             let mut entries = self.entries.lock();
             let e = entries.iter_mut().find(|e| e.id == id)?;
+            if e.unpromised {
+                tracing::info!(member = %id, "member answered its describe at last");
+                e.refused = None;
+                e.unpromised = false;
+            }
             if let Some(reason) = &refusal {
                 tracing::warn!(
                     member = %id,
@@ -287,14 +309,37 @@ impl<A: Clone> Table<A> {
     }
 
     /// Takes members silent for longer than `bound` out of routing; returns
-    /// the ids taken out.
+    /// the ids taken out. A member that has not answered a describe within
+    /// twice `bound` of joining is refused for [`NO_PROMISE`] when the
+    /// router expects settings (still asked: an answer lifts it), and
+    /// taken at its word — an empty promise, then pings — when it expects
+    /// nothing.
     pub(crate) fn expire(&self, now: Instant, bound: Duration) -> Vec<ActorId> {
         let mut out = vec![];
+        let describe_bound = 2 * bound;
         for e in self.entries.lock().iter_mut() {
             if e.live && now.saturating_duration_since(e.last_heard) > bound {
                 e.live = false;
                 e.gone.send_replace(true);
                 out.push(e.id);
+            }
+            let silent = e.promise.is_none()
+                && e.refused.is_none()
+                && now.saturating_duration_since(e.joined) > describe_bound;
+            if !silent {
+                continue;
+            }
+            if self.expect.is_some() {
+                let reason = format!(
+                    "{NO_PROMISE}: no answer to describe within {describe_bound:?} of joining \
+                     (a node older than this router, or frozen)"
+                );
+                tracing::warn!(member = %e.id, %reason, "member refused routing");
+                e.refused = Some(reason);
+                e.unpromised = true;
+            } else {
+                tracing::info!(member = %e.id, "member never described: routed on its pings");
+                e.promise = Some(Promise::new());
             }
         }
         for id in &out {
@@ -442,271 +487,4 @@ pub(crate) enum Outcome {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn local(n: u64) -> ActorId {
-        ActorId::Local(n)
-    }
-
-    fn remote(n: u64) -> ActorId {
-        ActorId::Remote { node_id: n, pid: n }
-    }
-
-    fn load(in_flight: u32, capacity: u32, per_request_ms: u64) -> LoadReport {
-        LoadReport {
-            in_flight,
-            capacity,
-            ready_workers: 2,
-            per_request: Duration::from_millis(per_request_ms),
-            retry_after: Duration::from_millis(per_request_ms),
-            draining: false,
-        }
-    }
-
-    fn table(members: &[(ActorId, LoadReport)]) -> (Table<u64>, Instant) {
-        let t = Table::new();
-        let now = Instant::now();
-        for (i, (id, r)) in members.iter().enumerate() {
-            t.join(*id, i as u64, now);
-            t.heard(*id, *r, now);
-        }
-        (t, now)
-    }
-
-    fn chosen(t: &Table<u64>, exclude: &[ActorId]) -> Option<ActorId> {
-        match t.choose(exclude, &[]) {
-            Choice::Member { id, .. } => Some(id),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn a_member_without_a_report_is_not_routed_to() {
-        let t: Table<u64> = Table::new();
-        t.join(remote(1), 1, Instant::now());
-        assert!(matches!(t.choose(&[], &[]), Choice::NoMember));
-    }
-
-    #[test]
-    fn least_expected_wait_wins_not_least_depth() {
-        // B is idle but ten times slower: A with 3 in flight still finishes
-        // a new request sooner (4 × 1 ms < 1 × 10 ms).
-        let (t, _) = table(&[(remote(1), load(3, 100, 1)), (remote(2), load(0, 100, 10))]);
-        assert_eq!(chosen(&t, &[]), Some(remote(1)));
-        // At 10 in flight on A (11 ms), B's 10 ms wins.
-        let (t, _) = table(&[(remote(1), load(10, 100, 1)), (remote(2), load(0, 100, 10))]);
-        assert_eq!(chosen(&t, &[]), Some(remote(2)));
-    }
-
-    #[test]
-    fn the_slow_member_gets_about_its_share() {
-        // With requests held out, A (1 ms) takes ~10× what B (10 ms) takes.
-        let (t, _) = table(&[
-            (remote(1), load(0, 1000, 1)),
-            (remote(2), load(0, 1000, 10)),
-        ]);
-        let mut a = 0;
-        for _ in 0..110 {
-            if chosen(&t, &[]) == Some(remote(1)) {
-                a += 1;
-            }
-        }
-        assert_eq!(a, 100, "A gets 100, B 10");
-    }
-
-    #[test]
-    fn ties_go_to_the_local_pool() {
-        let (t, _) = table(&[(remote(1), load(0, 10, 1)), (local(2), load(0, 10, 1))]);
-        assert_eq!(chosen(&t, &[]), Some(local(2)));
-    }
-
-    #[test]
-    fn own_requests_count_until_the_next_report() {
-        let (t, now) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(0, 10, 1))]);
-        // Alternates, because each choice counts against the chosen one.
-        let picks: Vec<_> = (0..4).map(|_| chosen(&t, &[]).unwrap()).collect();
-        assert_eq!(picks.iter().filter(|&&p| p == remote(1)).count(), 2);
-        // A report that includes this router's 2 requests does not count
-        // them twice.
-        t.heard(remote(1), load(2, 10, 1), now);
-        t.heard(remote(2), load(2, 10, 1), now);
-        let next: Vec<_> = (0..2).map(|_| chosen(&t, &[]).unwrap()).collect();
-        assert_ne!(next[0], next[1]);
-    }
-
-    #[test]
-    fn a_full_or_draining_member_is_skipped_and_all_full_says_when() {
-        let mut draining = load(0, 10, 1);
-        draining.draining = true;
-        let (t, _) = table(&[(remote(1), load(10, 10, 7)), (remote(2), draining)]);
-        match t.choose(&[], &[]) {
-            Choice::AllFull { retry_after } => assert_eq!(retry_after, Duration::from_millis(1)),
-            _ => panic!("expected AllFull"),
-        }
-        let (t, _) = table(&[(remote(1), load(10, 10, 7)), (remote(2), load(9, 10, 9))]);
-        assert_eq!(chosen(&t, &[]), Some(remote(2)));
-        // Now B is full too (9 reported + 1 of ours).
-        assert!(matches!(t.choose(&[], &[]), Choice::AllFull { .. }));
-    }
-
-    #[test]
-    fn a_refusal_marks_the_member_full_until_it_reports_again() {
-        let (t, now) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
-        assert_eq!(chosen(&t, &[]), Some(remote(1)));
-        t.done(remote(1), Outcome::Refused, Some(load(0, 10, 1)), now);
-        assert_eq!(chosen(&t, &[]), Some(remote(2)));
-        t.heard(remote(1), load(0, 10, 1), now);
-        assert_eq!(chosen(&t, &[]), Some(remote(1)));
-    }
-
-    #[test]
-    fn excluded_members_are_skipped() {
-        let (t, _) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
-        assert_eq!(chosen(&t, &[remote(1)]), Some(remote(2)));
-        assert!(matches!(
-            t.choose(&[remote(1), remote(2)], &[]),
-            Choice::AllFull { .. }
-        ));
-    }
-
-    #[test]
-    fn a_silent_member_leaves_routing_and_its_calls_fail_over() {
-        let (t, now) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(3, 10, 1))]);
-        let Choice::Member { id, gone, .. } = t.choose(&[], &[]) else {
-            panic!()
-        };
-        assert_eq!(id, remote(1));
-        assert!(!*gone.borrow());
-        // B keeps reporting; A falls silent.
-        let later = now + Duration::from_millis(1600);
-        t.heard(remote(2), load(3, 10, 1), later);
-        assert_eq!(
-            t.expire(later, Duration::from_millis(1500)),
-            vec![remote(1)]
-        );
-        assert!(*gone.borrow(), "the call in flight to A is told");
-        assert_eq!(chosen(&t, &[]), Some(remote(2)));
-        // A speaks again: back in routing, with a fresh signal.
-        t.heard(remote(1), load(0, 10, 1), later);
-        let Choice::Member { id, gone, .. } = t.choose(&[], &[]) else {
-            panic!()
-        };
-        assert_eq!(id, remote(1));
-        assert!(!*gone.borrow());
-    }
-
-    #[test]
-    fn lost_members_count_as_absent_refused_ones_as_full() {
-        let (t, _) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
-        assert!(matches!(
-            t.choose(&[remote(2)], &[remote(1)]),
-            Choice::AllFull { .. }
-        ));
-        assert!(matches!(
-            t.choose(&[], &[remote(1), remote(2)]),
-            Choice::NoMember
-        ));
-    }
-
-    #[test]
-    fn an_unreachable_member_leaves_routing_at_once_and_tells_its_calls() {
-        let (t, now) = table(&[(remote(1), load(0, 10, 1)), (remote(2), load(5, 10, 1))]);
-        let Choice::Member { id, gone, .. } = t.choose(&[], &[]) else {
-            panic!()
-        };
-        assert_eq!(id, remote(1));
-        t.unreachable(remote(1));
-        assert!(*gone.borrow(), "calls in flight to it are told");
-        for _ in 0..5 {
-            assert_eq!(chosen(&t, &[]), Some(remote(2)), "never picked again");
-        }
-        // A report brings it back.
-        t.heard(remote(1), load(0, 10, 1), now);
-        assert_eq!(chosen(&t, &[]), Some(remote(1)));
-    }
-
-    fn promise(normalize: bool) -> Promise {
-        Promise::new()
-            .with("dimensions", 384)
-            .with("normalize", normalize)
-            .with(NODE_KEY, if normalize { "n" } else { "u" })
-    }
-
-    #[test]
-    fn a_member_that_promises_otherwise_never_enters_routing() {
-        let t: Table<u64> = Table::expecting(Some(promise(false).without(NODE_KEY)));
-        let now = Instant::now();
-        t.join(remote(1), 1, now);
-        t.join(remote(2), 2, now);
-        // Before any describe, a report alone does not bring it in.
-        t.heard(remote(1), load(0, 10, 1), now);
-        assert!(matches!(t.choose(&[], &[]), Choice::NoMember));
-        let refusal = t.described(remote(1), load(0, 10, 1), promise(true), now);
-        assert_eq!(
-            refusal.as_deref(),
-            Some("normalize: member has true, expected false")
-        );
-        assert_eq!(
-            t.described(remote(2), load(5, 10, 1), promise(false), now),
-            None
-        );
-        // Idle and faster, but refused: never picked, not even after a report.
-        t.heard(remote(1), load(0, 10, 1), now);
-        for _ in 0..3 {
-            assert_eq!(chosen(&t, &[]), Some(remote(2)));
-        }
-        let info = t.snapshot();
-        let m1 = info.iter().find(|m| m.id == remote(1)).unwrap();
-        assert!(!m1.in_routing);
-        assert_eq!(m1.label(), "n");
-        assert!(m1.refused.as_deref().unwrap().contains("normalize"));
-        // Not pinged again; the other one is, already described.
-        assert_eq!(
-            t.actors()
-                .into_iter()
-                .map(|(id, _, d)| (id, d))
-                .collect::<Vec<_>>(),
-            vec![(remote(2), true)]
-        );
-    }
-
-    #[test]
-    fn a_router_that_expects_nothing_takes_any_promise() {
-        let t: Table<u64> = Table::new();
-        let now = Instant::now();
-        t.join(remote(1), 1, now);
-        assert_eq!(
-            t.described(remote(1), load(0, 10, 1), promise(true), now),
-            None
-        );
-        assert_eq!(chosen(&t, &[]), Some(remote(1)));
-    }
-
-    #[test]
-    fn a_departed_members_counts_are_kept_under_its_node() {
-        let t: Table<u64> = Table::new();
-        let now = Instant::now();
-        t.join(remote(1), 1, now);
-        t.described(remote(1), load(0, 10, 1), promise(false), now);
-        for _ in 0..3 {
-            assert_eq!(chosen(&t, &[]), Some(remote(1)));
-        }
-        t.done(remote(1), Outcome::Answered, None, now);
-        t.leave(remote(1));
-        let d = t.departed();
-        let u = d.get("u").copied().unwrap();
-        assert_eq!((u.sent, u.answered, u.lost), (3, 1, 2), "{u:?}");
-    }
-
-    #[test]
-    fn a_member_that_leaves_tells_its_calls() {
-        let (t, _) = table(&[(remote(1), load(0, 10, 1))]);
-        let Choice::Member { gone, .. } = t.choose(&[], &[]) else {
-            panic!()
-        };
-        t.leave(remote(1));
-        assert!(*gone.borrow());
-        assert!(matches!(t.choose(&[], &[]), Choice::NoMember));
-    }
-}
+mod tests;

@@ -41,7 +41,10 @@ pub const MEMBER_REQUESTS: &str = "corral_member_requests_total";
 /// 1, by `model` and `member`.
 pub const MEMBER_SHARE: &str = "corral_member_share";
 /// 1 for a cluster member kept out of routing because its settings differ
-/// from the front's model, by `model`, `member` and `reason`.
+/// from the front's model, or because it has not answered the front's
+/// describe (`reason` "no promise: …": a node older than the front, or one
+/// frozen since it joined), by `model`, `member` and `reason`; 0 once that
+/// no longer holds (it answered at last, or left).
 pub const MEMBER_REFUSED: &str = "corral_member_refused";
 
 const SECONDS: &[f64] = &[

@@ -131,6 +131,25 @@ pub fn golden() -> Vec<Case> {
     g.cases.into_iter().filter(|c| c.text.len() < 600).collect()
 }
 
+/// A JSON array of numbers as a vector; panics, showing it, on anything
+/// else.
+pub fn vector(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a vector: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, …) to `p` with `kill`.
+pub fn signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig}");
+}
+
 /// The cosine of two vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -27,19 +27,24 @@
 //! [`serve_node_status`] is `corral node --http-port`: `/health` and
 //! `/metrics` of a node's own pool.
 
+mod node_status;
+mod promise;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_cluster::{group_name, ClusterConfig, ClusterHandle, MemberCounts, MemberInfo, Promise};
+use corral_cluster::{
+    group_name, ClusterConfig, ClusterHandle, MemberCounts, MemberInfo, NO_PROMISE,
+};
 use corral_core::{Health, HealthReport, PoolError, WorkerHealth, WorkerState};
 use corral_embed::{
     Activation, EmbedError, EmbedInput, EmbedOutput, EmbedSpec, EmbedTokenizer, ModelKind,
     PairTokenized, ScoreInput, ScoreOutput, Tokenized, TruncationSide,
 };
+
+pub use node_status::serve_node_status;
+pub use promise::{fingerprint, promise_of};
 
 use crate::model::{BoxFuture, Embedded, ModelCard, Scored, ServedModel, TokenSpan, TokenizeError};
 use crate::pool::{decode, timed_batch, tokenize, tokens, wrap_ids};
@@ -47,103 +52,6 @@ use crate::telemetry::{
     MEMBER_DEPTH, MEMBER_IN_FLIGHT, MEMBER_IN_ROUTING, MEMBER_REFUSED, MEMBER_REQUESTS,
     MEMBER_SECONDS_PER_REQUEST, MEMBER_SHARE,
 };
-
-/// What a member serving `name` with `spec` promises (and what a front
-/// serving `name` from its own directory expects, with normalisation off):
-/// `model` (the name), `kind`, `max_input_tokens`, `tokenizer` and
-/// `weights` (fingerprints of `tokenizer.json` and of the weights file,
-/// see [`fingerprint`]), `quantize` (the dense layers' arithmetic: int8
-/// vectors are within cosine 0.995 of fp32's, not equal); for an embedder also `dimensions`, `pooling` and
-/// `normalize`; for a reranker or classifier `labels`. The node's name
-/// ([`corral_cluster::NODE_KEY`]) is the caller's to add: it is shown, not compared.
-///
-/// # Errors
-/// A bad model directory, or a file that cannot be read.
-pub fn promise_of(name: &str, spec: &EmbedSpec) -> Result<Promise, EmbedError> {
-    let kind = spec.model_kind()?;
-    let dir = &spec.model_dir;
-    let read = |file: &str| {
-        fingerprint(&dir.join(file)).map_err(|e| EmbedError::ModelDir {
-            dir: dir.clone(),
-            problem: format!("reading {file}: {e}"),
-        })
-    };
-    let weights = if dir.join("model.safetensors").is_file() {
-        "model.safetensors"
-    } else {
-        "pytorch_model.bin"
-    };
-    let mut promise = Promise::new()
-        .with("model", name)
-        .with("kind", kind.as_str())
-        .with("tokenizer", read("tokenizer.json")?)
-        .with("weights", read(weights)?)
-        .with("quantize", spec.quantize);
-    match kind {
-        ModelKind::Embed => {
-            let info = spec.model_info()?;
-            promise.set("max_input_tokens", info.max_seq_length);
-            promise.set("dimensions", info.dim);
-            promise.set("pooling", info.pooling);
-            promise.set("normalize", info.normalize);
-        }
-        _ => {
-            let info = spec.score_info()?;
-            promise.set("max_input_tokens", info.max_seq_length);
-            promise.set("labels", info.labels.join(","));
-        }
-    }
-    Ok(promise)
-}
-
-/// A 64-bit fingerprint of a file's bytes and its length, as
-/// `<16 hex digits>-<length>`: tells apart two files that differ (another
-/// tokenizer, other weights), cheaply (it reads the file once, a few GB/s);
-/// not a defence against someone who forges a file to match.
-///
-/// # Errors
-/// The file cannot be read.
-pub fn fingerprint(path: &Path) -> std::io::Result<String> {
-    const K: [u64; 4] = [
-        0x9E37_79B9_7F4A_7C15,
-        0xC2B2_AE3D_27D4_EB4F,
-        0x1656_67B1_9E37_79F9,
-        0x85EB_CA77_C2B2_AE63,
-    ];
-    let mut file = std::fs::File::open(path)?;
-    let mut lanes = K;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len: u64 = 0;
-    let mut tail: Vec<u8> = Vec::new();
-    loop {
-        let n = file.read(&mut buf[tail.len()..])?;
-        if n == 0 {
-            break;
-        }
-        len += n as u64;
-        let filled = tail.len() + n;
-        let whole = filled / 32 * 32;
-        for block in buf[..whole].chunks_exact(32) {
-            for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
-                let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-                *lane = (*lane ^ w).wrapping_mul(K[1]).rotate_left(31);
-            }
-        }
-        tail = buf[whole..filled].to_vec();
-        buf[..tail.len()].copy_from_slice(&tail);
-    }
-    let mut h = len.wrapping_mul(K[0]);
-    for lane in lanes {
-        h = (h ^ lane).wrapping_mul(K[3]).rotate_left(27);
-    }
-    for &b in &tail {
-        h = (h ^ u64::from(b)).wrapping_mul(K[2]);
-    }
-    h ^= h >> 29;
-    h = h.wrapping_mul(K[0]);
-    h ^= h >> 32;
-    Ok(format!("{h:016x}-{len}"))
-}
 
 /// Why [`ClusterModel::spawn`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +88,9 @@ pub struct ClusterModel {
     handle: Handle,
     /// Member labels ever put on `/metrics`, so that one gone is shown out.
     shown: Arc<Mutex<BTreeSet<String>>>,
+    /// Refusals put on `/metrics` (member, reason), so that one lifted (a
+    /// member that answered its describe at last) is shown 0.
+    shown_refusals: Arc<Mutex<BTreeSet<(String, String)>>>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -288,6 +199,7 @@ impl ClusterModel {
             tokenizer: Arc::new(tokenizer),
             handle,
             shown: Arc::default(),
+            shown_refusals: Arc::default(),
         })
     }
 
@@ -433,13 +345,22 @@ impl ServedModel for ClusterModel {
                     .map(|r| format!("member {} refused: {r}", m.label()))
             })
             .collect();
+        let unpromised = members
+            .iter()
+            .filter(|m| {
+                m.refused
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(NO_PROMISE))
+            })
+            .count();
         let mut reason = format!(
-            "model `{}`: no member of the cluster group {} is in routing ({} known, {} refused for their settings, none answering): \
+            "model `{}`: no member of the cluster group {} is in routing ({} known, {} refused for their settings, \
+             {unpromised} without a promise, none answering): \
              no `corral node` serving it with this model's settings is connected",
             self.card.name,
             self.group,
             members.len(),
-            refused.len()
+            refused.len() - unpromised
         );
         if !refused.is_empty() {
             reason.push_str(" (");
@@ -485,10 +406,14 @@ impl ServedModel for ClusterModel {
                 metrics::counter!(MEMBER_REQUESTS, "model" => model.clone(), "member" => member.clone(), "outcome" => outcome)
                     .absolute(n);
             }
-            if let Some(reason) = &row.refused {
-                metrics::gauge!(MEMBER_REFUSED, "model" => model.clone(), "member" => member.clone(), "reason" => reason.clone())
-                    .set(1.0);
-            }
+        }
+        let mut shown_refusals = self
+            .shown_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for ((member, reason), on) in refusal_series(&rows, &mut shown_refusals) {
+            metrics::gauge!(MEMBER_REFUSED, "model" => model.clone(), "member" => member, "reason" => reason)
+                .set(on);
         }
     }
 
@@ -512,6 +437,24 @@ struct Row {
     per_request: Duration,
     counts: MemberCounts,
     refused: Option<String>,
+}
+
+/// The refusal series to set: 1 for each member refused now, with its
+/// reason; 0 for each shown before and no longer current (lifted: a
+/// member without a promise that answered its describe, or one that left).
+/// `shown` becomes the current ones.
+fn refusal_series(
+    rows: &BTreeMap<String, Row>,
+    shown: &mut BTreeSet<(String, String)>,
+) -> Vec<((String, String), f64)> {
+    let now: BTreeSet<(String, String)> = rows
+        .iter()
+        .filter_map(|(m, r)| r.refused.clone().map(|reason| (m.clone(), reason)))
+        .collect();
+    let mut series: Vec<_> = shown.difference(&now).map(|k| (k.clone(), 0.0)).collect();
+    series.extend(now.iter().map(|k| (k.clone(), 1.0)));
+    *shown = now;
+    series
 }
 
 fn add(a: &mut MemberCounts, b: MemberCounts) {
@@ -543,110 +486,6 @@ fn member_rows(
         }
     }
     rows
-}
-
-/// What `corral node --http-port` serves: `GET /health` — 200 while the
-/// node's pool has a ready worker and is not draining, else 503 with the
-/// reason (JSON: `status`, `reason`, `ready_workers`, `workers`,
-/// `queue_depth`) — and `GET /metrics`, the process's Prometheus text
-/// (404 when `metrics` is `None`), until `shutdown` completes.
-///
-/// # Errors
-/// An I/O error from the listener.
-///
-/// # Cancel safety
-/// Dropping the future stops serving.
-pub async fn serve_node_status<H>(
-    listener: tokio::net::TcpListener,
-    health: H,
-    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    H: Fn() -> BoxFuture<'static, Result<HealthReport, PoolError>> + Send + Sync + 'static,
-{
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    let health = Arc::new(health);
-    let app = axum::Router::new()
-        .route(
-            "/health",
-            axum::routing::get(move || {
-                let health = health.clone();
-                async move {
-                    let (status, body) = node_health(health().await);
-                    (status, axum::Json(body)).into_response()
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    match metrics {
-                        Some(h) => {
-                            h.run_upkeep();
-                            (
-                                [(
-                                    axum::http::header::CONTENT_TYPE,
-                                    "text/plain; version=0.0.4",
-                                )],
-                                h.render(),
-                            )
-                                .into_response()
-                        }
-                        None => (StatusCode::NOT_FOUND, "no metrics recorder").into_response(),
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-fn node_health(
-    report: Result<HealthReport, PoolError>,
-) -> (axum::http::StatusCode, serde_json::Value) {
-    use axum::http::StatusCode;
-    match report {
-        Ok(r) => {
-            let ready = r
-                .workers
-                .iter()
-                .filter(|w| w.state == WorkerState::Ready)
-                .count();
-            let reason = if r.draining {
-                Some("draining for shutdown".to_owned())
-            } else if ready == 0 {
-                Some(format!(
-                    "no ready worker (health {:?}, {} workers)",
-                    r.health,
-                    r.workers.len()
-                ))
-            } else {
-                None
-            };
-            let status = if reason.is_none() {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let body = serde_json::json!({
-                "status": if reason.is_none() { "ok" } else { "unavailable" },
-                "reason": reason,
-                "ready_workers": ready,
-                "workers": r.workers.len(),
-                "queue_depth": r.total_depth(),
-            });
-            (status, body)
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "unavailable", "reason": e.to_string() }),
-        ),
-    }
 }
 
 /// A [`HealthReport`] of a group's members, one worker slot per member.
@@ -683,5 +522,57 @@ fn health_of(members: &[MemberInfo]) -> HealthReport {
             .filter_map(|m| m.load.map(|l| l.retry_after))
             .min()
             .unwrap_or(Duration::ZERO),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(refused: &[(&str, Option<&str>)]) -> BTreeMap<String, Row> {
+        refused
+            .iter()
+            .map(|(m, r)| {
+                let row = Row {
+                    refused: r.map(str::to_owned),
+                    ..Row::default()
+                };
+                ((*m).to_owned(), row)
+            })
+            .collect()
+    }
+
+    fn key(m: &str, r: &str) -> (String, String) {
+        (m.to_owned(), r.to_owned())
+    }
+
+    #[test]
+    fn a_lifted_refusal_is_shown_zero_once() {
+        let mut shown = BTreeSet::new();
+        let no_promise = "no promise: no answer to describe within 3s";
+        let first = refusal_series(
+            &rows(&[
+                ("old", Some(no_promise)),
+                ("ok", None),
+                ("n", Some("normalize")),
+            ]),
+            &mut shown,
+        );
+        assert_eq!(
+            first,
+            [(key("n", "normalize"), 1.0), (key("old", no_promise), 1.0)]
+        );
+        // "old" answered at last; "n" is still refused.
+        let second = refusal_series(
+            &rows(&[("old", None), ("ok", None), ("n", Some("normalize"))]),
+            &mut shown,
+        );
+        assert_eq!(
+            second,
+            [(key("old", no_promise), 0.0), (key("n", "normalize"), 1.0)]
+        );
+        let third = refusal_series(&rows(&[("old", None), ("ok", None)]), &mut shown);
+        assert_eq!(third, [(key("n", "normalize"), 0.0)]);
+        assert!(shown.is_empty());
     }
 }
