@@ -389,8 +389,8 @@ pub(crate) fn length_groups(lens: &[usize], h: usize) -> Vec<Vec<usize>> {
     for j in 1..=n {
         let seq = lens[order[j - 1]];
         let (mut least, mut at) = (u128::MAX, 0);
-        for i in 0..j {
-            let cost = best[i] + fixed + (j - i) as u128 * seq as u128 * token(seq);
+        for (i, &before) in best[..j].iter().enumerate() {
+            let cost = before + fixed + (j - i) as u128 * seq as u128 * token(seq);
             if cost < least {
                 (least, at) = (cost, i);
             }
