@@ -17,7 +17,7 @@ pub(crate) const INFINITY_QUOTED: [(usize, usize, f64, f64, f64); 4] = [
 
 /// At one client × one sentence, per mode: p50 and p99 against the
 /// targets (≤ 12 ms fp32, ≤ 8 ms int8 on 2 cores), and where a lone
-/// request's mean time goes ([`TimeSplit`], medians over the rounds).
+/// request's mean time goes ([`TimeSplit`](super::load::TimeSplit), medians over the rounds).
 pub(crate) fn report_split(modes: &[Quantize], medians: &[Vec<Point>]) {
     for (mode, points) in modes.iter().zip(medians) {
         let Some(p) = points.iter().find(|p| (p.clients, p.batch) == (1, 1)) else {
