@@ -3,11 +3,12 @@
 //!
 //! [`Encoder`] is the seam where implementations plug in: Corral's own
 //! forward ([`Encoder::Fast`], the `fast` module), which never pads, and
-//! candle's BERT ([`Encoder::Candle`]), which pads for itself and drops the
-//! padding rows again. Both hand packed hidden states to the one pooling
-//! implementation ([`crate::pooling`]). Which one runs decides how the pool
-//! costs a batch ([`crate::Embedder::batching`]): the sum of its tokens for
-//! the fast engine, rows × the longest for candle's.
+//! candle's BERT ([`Encoder::Candle`]), which pads for itself (texts of
+//! similar length together) and drops the padding rows again. Both hand
+//! packed hidden states to the one pooling implementation
+//! ([`crate::pooling`]). Which one runs decides how the pool costs a batch
+//! ([`crate::Embedder::batching`]): the sum of its tokens for the fast
+//! engine, rows × the longest (a bound) for candle's.
 
 use std::path::Path;
 
