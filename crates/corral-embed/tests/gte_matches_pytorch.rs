@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::max_abs_diff;
+use common::{fixture_dir, fixture_golden, load_on_candle, max_abs_diff};
 use corral_embed::{EmbedSpec, EmbedTokenizer, Embedder, Engine, Pooling, TruncationSide};
 use serde::Deserialize;
 
@@ -42,29 +42,18 @@ struct GoldenText {
 }
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gte")
+    fixture_dir("tiny-gte")
 }
 
 fn golden() -> Golden {
-    let path = fixture().join("golden.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the tiny-gte fixture is missing ({}: {e}); it is committed — regenerate it \
-             with scripts/make_tiny_families.py gte --gte-code DIR",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
+    fixture_golden(
+        "tiny-gte",
+        "scripts/make_tiny_families.py gte --gte-code DIR",
+    )
 }
 
 fn load(dir: &Path, engine: Engine, pooling: Option<Pooling>) -> Embedder {
-    let mut spec = EmbedSpec::new(dir)
-        .with_engine(engine)
-        .with_normalize(false);
-    spec.pooling = pooling;
-    let e = Embedder::load(&spec, 1).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    assert_eq!(e.engine(), Engine::Candle, "GTE runs on candle's engine");
-    e
+    load_on_candle(dir, engine, pooling)
 }
 
 /// Every text in one batch and alone against PyTorch, for `pooling`.

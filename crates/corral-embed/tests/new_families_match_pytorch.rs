@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::max_abs_diff;
+use common::{fixture_dir, fixture_golden, load_on_candle, max_abs_diff};
 use corral_embed::{EmbedSpec, EmbedTokenizer, Embedder, Engine, Pooling, TruncationSide};
 use serde::Deserialize;
 
@@ -54,38 +54,14 @@ impl GoldenText {
     }
 }
 
-fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
-
 /// The golden output of `name`; panics (the test fails) when the fixture is
 /// missing.
 fn golden(name: &str) -> Golden {
-    let path = fixture_dir(name).join("golden.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the {name} fixture is missing ({}: {e}); it is committed — \
-             regenerate it with scripts/make_tiny_families.py",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
+    fixture_golden(name, "scripts/make_tiny_families.py")
 }
 
 fn load(dir: &Path, engine: Engine, pooling: Option<Pooling>) -> Embedder {
-    let mut spec = EmbedSpec::new(dir)
-        .with_engine(engine)
-        .with_normalize(false);
-    spec.pooling = pooling;
-    let e = Embedder::load(&spec, 1).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    assert_eq!(
-        e.engine(),
-        Engine::Candle,
-        "these families run on candle's engine"
-    );
-    e
+    load_on_candle(dir, engine, pooling)
 }
 
 /// Every text alone and in one batch, for each pooling, on both engine

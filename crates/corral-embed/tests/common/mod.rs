@@ -265,3 +265,47 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 pub fn norm(a: &[f32]) -> f32 {
     a.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
+
+/// The committed tiny model `name` under `tests/data/`.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// `golden.json` of the tiny model `name`, parsed as `T`; a missing fixture
+/// fails the test (it is committed), naming `script`, which makes it.
+pub fn fixture_golden<T: serde::de::DeserializeOwned>(name: &str, script: &str) -> T {
+    let path = fixture_dir(name).join("golden.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the {name} fixture is missing ({}: {e}); it is committed — regenerate it \
+             with {script}",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The embedder of `dir` on `engine` with `pooling` (the directory's when
+/// `None`), unnormalised, on one thread; panics unless candle's engine
+/// runs it (the families beside BERT and XLM-RoBERTa run there only).
+pub fn load_on_candle(
+    dir: &Path,
+    engine: corral_embed::Engine,
+    pooling: Option<corral_embed::Pooling>,
+) -> corral_embed::Embedder {
+    let mut spec = corral_embed::EmbedSpec::new(dir)
+        .with_engine(engine)
+        .with_normalize(false);
+    spec.pooling = pooling;
+    let e =
+        corral_embed::Embedder::load(&spec, 1).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    assert_eq!(
+        e.engine(),
+        corral_embed::Engine::Candle,
+        "{} runs on candle's engine",
+        dir.display()
+    );
+    e
+}
