@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,26 +170,9 @@ fn a_pooling_that_cannot_apply_stops_embed_and_serve_by_name() {
 
 /// Starts `corral serve` on `dir` with `extra`, returns its base URL.
 fn serve(dir: &Path, extra: &[&str]) -> common::Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["serve", "--port", "0", "--workers", "1", "--threads", "1"])
-        .arg("--model-dir")
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("corral serve exited").unwrap();
-        if let Some(url) = line.strip_prefix("corral: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let serve = common::Serve { child, base };
-    common::wait_healthy(&serve.base);
-    serve
+    let mut args = vec![std::ffi::OsStr::new("--model-dir"), dir.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    common::serve_healthy(args)
 }
 
 fn info(base: &str) -> Value {

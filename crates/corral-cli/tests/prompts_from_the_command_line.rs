@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -160,23 +159,7 @@ fn corral_serve_default_prompt_name_is_every_requests_default() {
     std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("passage"), "{stderr}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["serve", "--port", "0", "--workers", "1", "--threads", "1"])
-        .args(["--model", &model, "--default-prompt-name", "long"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("corral serve exited").unwrap();
-        if let Some(url) = line.strip_prefix("corral: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let serve = common::Serve { child, base };
-    common::wait_healthy(&serve.base);
+    let serve = common::serve_healthy(["--model", &model, "--default-prompt-name", "long"]);
     let (long_text, long) = golden(|t| t.starts_with(LONG_PREFIX) && t.len() > 300);
     let (_, quick) = golden(|t| t == QUICK);
     let rt = tokio::runtime::Builder::new_current_thread()

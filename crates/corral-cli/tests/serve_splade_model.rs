@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
@@ -24,24 +22,7 @@ fn corral_serve_serves_a_splade_directory_on_embed_sparse() {
     )
     .unwrap();
     let case = &golden["texts"][0];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["serve", "--port", "0", "--workers", "1", "--threads", "1"])
-        .arg("--model-dir")
-        .arg(fixture())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("corral serve exited").unwrap();
-        if let Some(url) = line.strip_prefix("corral: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let serve = common::Serve { child, base };
-    common::wait_healthy(&serve.base);
+    let serve = common::serve_healthy([std::ffi::OsStr::new("--model-dir"), fixture().as_os_str()]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -95,6 +95,29 @@ pub fn start_serve(args: &[&str], envs: &[(&str, &str)], log: &str, pipe_stderr:
         })
         .spawn()
         .expect("starting corral serve");
+    let base = listening(&mut child);
+    Serve { child, base }
+}
+
+/// Starts `corral serve --port 0 --workers 1 --threads 1 ARGS` (its stderr
+/// dropped) and returns once `/health` answers 200.
+pub fn serve_healthy<A: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = A>) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["serve", "--port", "0", "--workers", "1", "--threads", "1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting corral serve");
+    let base = listening(&mut child);
+    let serve = Serve { child, base };
+    wait_healthy(&serve.base);
+    serve
+}
+
+/// The address a starting `corral serve` prints on its stdout; the rest of
+/// its stdout is drained on a thread.
+fn listening(child: &mut Child) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = loop {
         let line = lines
@@ -107,7 +130,7 @@ pub fn start_serve(args: &[&str], envs: &[(&str, &str)], log: &str, pipe_stderr:
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    Serve { child, base }
+    base
 }
 
 impl Serve {
