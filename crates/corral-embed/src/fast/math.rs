@@ -98,7 +98,6 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
 }
 
 /// Dot product with eight independent accumulators (see [`sum`]).
-#[cfg(test)]
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());

@@ -1,6 +1,21 @@
 //! Activations quantised per row (token) on the fly: [`QuantizedRows`],
-//! the number of levels a row gets ([`activation_levels`]) and the row
-//! passes (min/max, then the levels).
+//! the number of levels a row gets ([`activation_levels`],
+//! [`wide_levels`]) and the row passes (min/max, then the levels).
+//!
+//! # Wide rows
+//! A layer whose activations take 8 bits (256 levels per row, for
+//! `vpdpbusd`) gives a row more levels when 256 would be too coarse for
+//! it: when its range exceeds `wide_above` times its standard deviation —
+//! the mark of a few outlier channels (a `[SEP]` or `.` token's), which
+//! take the range and leave the rest of the row a handful of levels. Such a
+//! *wide* row is quantised unsigned to [`wide_levels`] (4,096 for BERT's
+//! widths) and, for the `u8 × s8` kernel, split into two byte rows:
+//! `q = 2^b·hi + lo` with `hi = q >> b` (`0..=255`) and `lo` the low `b`
+//! bits. The product multiplies `hi` in the main pass and `lo` in a small
+//! pass of the wide rows alone, and the output step takes
+//! `(Σ hi·w << b) + Σ lo·w`, which is `Σ q·w` exactly: a wide row costs two
+//! byte rows and gets the 12-bit precision, and the other kernels, which
+//! multiply `q` itself in 16-bit lanes, give the same bits.
 
 /// Activations quantised per row: `x[i, p] ≈ scales[i]·q[i, p] +
 /// offsets[i]`, `q` within ± half of [`activation_levels`]; reused across layers and batches.
@@ -20,20 +35,37 @@ pub(crate) struct QuantizedRows {
     /// the `u8 × s8` kernel; filled by [`QuantizedRows::fill_u8`].
     pub(super) q8: Vec<u8>,
     pub(super) kq: usize,
+    /// Per row, its index among the wide rows, or [`NARROW`].
+    pub(super) wide_slot: Vec<u32>,
+    /// The wide rows, ascending.
+    pub(super) wide: Vec<u32>,
+    /// `b`: a wide row's levels are `256·2^b`.
+    pub(super) wide_shift: u32,
+    /// The low `b` bits of each wide row's levels, rows of `kq`, filled by
+    /// [`QuantizedRows::fill_u8`].
+    pub(super) lo8: Vec<u8>,
+    /// The wide rows' `Σ lo·w` per output column (rows of the layer's
+    /// padded width), filled by the product before its main pass.
+    pub(super) lo_sums: Vec<i32>,
 }
+
+/// [`QuantizedRows::wide_slot`] of a row that is not wide.
+pub(super) const NARROW: u32 = u32::MAX;
 
 impl QuantizedRows {
     /// Quantises `x` (`[m, k]` row-major), each row over its own
     /// `[min, max]` in [`activation_levels`]`(k)` levels.
     #[cfg(test)]
     pub(crate) fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
-        self.quantize_scaled(x, m, k, None, u32::MAX);
+        self.quantize_scaled(x, m, k, None, u32::MAX, f32::INFINITY);
     }
 
     /// Quantises `x` (`[m, k]` row-major), each row over its own
     /// `[min, max]` in [`activation_levels`]`(k)` levels, multiplying input
     /// channel `p` by `col_scale[p]` first when given, in at most
-    /// `max_levels` levels.
+    /// `max_levels` levels. When that makes the rows 8-bit, a row whose
+    /// range exceeds `wide_above` standard deviations is a wide row (see
+    /// the module docs) where [`wide_levels`]`(k)` allows one.
     pub(crate) fn quantize_scaled(
         &mut self,
         x: &[f32],
@@ -41,6 +73,7 @@ impl QuantizedRows {
         k: usize,
         col_scale: Option<&[f32]>,
         max_levels: u32,
+        wide_above: f32,
     ) {
         assert!(x.len() >= m * k, "input too short");
         let kp = k + (k & 1);
@@ -58,36 +91,76 @@ impl QuantizedRows {
         // the operand `vpdpbusd` takes, while the sums stay exact.
         self.unsigned = levels <= 256 && (kp as u64) * 255 * 127 < 1 << 31;
         let unsigned = self.unsigned;
+        let wide_levels = wide_levels(k).filter(|_| unsigned && wide_above.is_finite());
+        self.wide_shift = wide_levels.map_or(0, |l| (l / 256).trailing_zeros());
+        self.wide.clear();
+        self.wide_slot.clear();
+        self.wide_slot.resize(m, NARROW);
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
             let dst = &mut self.q[i * kp..(i + 1) * kp];
-            (self.scales[i], self.offsets[i]) = match col_scale {
-                None => quantize_row(row, dst, levels, unsigned),
+            let row = match col_scale {
+                None => row,
                 Some(f) => {
                     self.row.clear();
                     self.row.extend(row.iter().zip(f).map(|(v, f)| v * f));
-                    quantize_row(&self.row, dst, levels, unsigned)
+                    &self.row
                 }
             };
+            let (lo, hi) = min_max(row);
+            let mut row_levels = levels;
+            if let Some(wide) = wide_levels {
+                if is_wide(row, lo, hi, wide_above) {
+                    self.wide_slot[i] = self.wide.len() as u32;
+                    self.wide.push(i as u32);
+                    row_levels = wide;
+                }
+            }
+            (self.scales[i], self.offsets[i]) =
+                quantize_row(row, lo, hi, dst, row_levels, unsigned);
         }
     }
 
     /// Copies the unsigned 8-bit levels into `q8` (rows of `kq`, `kp`
     /// rounded up to 4, the tail zero) for the `u8 × s8` kernel.
+    /// A wide row's high bits go to `q8` and its low `b` bits to a row of
+    /// `lo8` (see the module docs).
     pub(super) fn fill_u8(&mut self) {
         assert!(self.unsigned, "8-bit unsigned rows");
         let (kp, kq) = (self.kp, self.kp.next_multiple_of(4));
         self.kq = kq;
         self.q8.clear();
         self.q8.resize(self.rows * kq, 0);
-        for (src, dst) in self.q[..self.rows * kp]
+        self.lo8.clear();
+        self.lo8.resize(self.wide.len() * kq, 0);
+        let b = self.wide_shift;
+        let mask = (1u16 << b) - 1;
+        for (i, (src, dst)) in self.q[..self.rows * kp]
             .chunks_exact(kp)
             .zip(self.q8.chunks_exact_mut(kq))
+            .enumerate()
         {
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = v as u8;
+            match self.wide_slot[i] {
+                NARROW => {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v as u8;
+                    }
+                }
+                slot => {
+                    let lo = &mut self.lo8[slot as usize * kq..(slot as usize + 1) * kq];
+                    for ((d, l), &v) in dst.iter_mut().zip(lo.iter_mut()).zip(src) {
+                        *d = (v as u16 >> b) as u8;
+                        *l = (v as u16 & mask) as u8;
+                    }
+                }
             }
         }
+    }
+
+    /// How many rows are wide (see the module docs).
+    #[cfg(test)]
+    pub(crate) fn wide_rows(&self) -> usize {
+        self.wide.len()
     }
 
     /// The dequantised input `x̂[i, p]`.
@@ -119,12 +192,46 @@ pub(crate) fn activation_levels(k: usize) -> u32 {
     (2 * half) as u32
 }
 
-/// Quantises `row` into `dst` (one longer when `row`'s length is odd; the
-/// extra value is 0, i.e. it contributes nothing) over `levels` levels and
-/// returns the scale and offset: `row[p] ≈ scale·dst[p] + offset`. Levels
-/// are centred on zero, or, when `unsigned`, `0..levels` above the minimum.
-fn quantize_row(row: &[f32], dst: &mut [i16], levels: u32, unsigned: bool) -> (f32, f32) {
-    let (lo, hi) = min_max(row);
+/// How many levels a wide row of `k` activations gets (see the module
+/// docs): unsigned, at most 4,096, a power of two so that its high bits
+/// are one byte, and few enough that `k·(levels − 1)·127 < 2³¹` keeps the
+/// sums exact; `None` where that leaves fewer than 512 (no gain over 8
+/// bits).
+pub(crate) fn wide_levels(k: usize) -> Option<u32> {
+    let kp = (k + (k & 1)).max(2) as u64;
+    let mut levels = 4096u64;
+    while levels >= 512 && kp * (levels - 1) * 127 >= 1 << 31 {
+        levels /= 2;
+    }
+    (levels >= 512).then_some(levels as u32)
+}
+
+/// Whether `row` (its minimum `lo`, maximum `hi`) spans more than
+/// `ratio` standard deviations: whether 256 levels' step, `(hi − lo)/255`,
+/// is coarser than `ratio/255` of the row's deviation, the row's noise
+/// relative to its signal. (One outlier stretches a row of `k` values to
+/// at most about `√k` deviations.) The same plain arithmetic in every
+/// build, so every kernel makes the same rows wide.
+fn is_wide(row: &[f32], lo: f32, hi: f32, ratio: f32) -> bool {
+    let n = row.len() as f32;
+    let mean = super::super::math::sum(row) / n;
+    let var = super::super::math::dot(row, row) / n - mean * mean;
+    var > 0.0 && (hi - lo) > ratio * var.sqrt()
+}
+
+/// Quantises `row` (its minimum `lo`, maximum `hi`) into `dst` (one longer
+/// when `row`'s length is odd; the extra value is 0, i.e. it contributes
+/// nothing) over `levels` levels and returns the scale and offset:
+/// `row[p] ≈ scale·dst[p] + offset`. Levels are centred on zero, or, when
+/// `unsigned`, `0..levels` above the minimum.
+fn quantize_row(
+    row: &[f32],
+    lo: f32,
+    hi: f32,
+    dst: &mut [i16],
+    levels: u32,
+    unsigned: bool,
+) -> (f32, f32) {
     let top = (levels - 1) as f32;
     let half = if unsigned { 0.0 } else { (levels / 2) as f32 };
     let scale = if hi > lo { (hi - lo) / top } else { 1.0 };

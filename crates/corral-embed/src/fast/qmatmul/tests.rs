@@ -52,14 +52,14 @@ fn check_levels(
     let mut rows = QuantizedRows::default();
     if levels <= 256 {
         layer.set_max_levels(levels);
-        rows.quantize_scaled(&x, m, k, None, levels);
+        rows.quantize_scaled(&x, m, k, None, levels, f32::INFINITY);
         rows.fill_u8();
         assert_eq!(layer.runs_u8(&rows, kernel), kernel.has_u8());
     } else {
         rows.quantize(&x, m, k);
     }
     let mut out = init.clone();
-    layer.forward_quantized(&rows, &mut out, accumulate, threads, kernel);
+    layer.forward_quantized(&mut rows, &mut out, accumulate, threads, kernel);
     let want = reference(&x, &w, m, k, n);
     let mut worst = 0.0f64;
     for i in 0..m {
@@ -139,8 +139,8 @@ fn every_int8_kernel_is_within_its_bound_and_equals_portable() {
             for (accumulate, threads) in [(false, 1), (true, 1), (true, 3)] {
                 let mut a = init.clone();
                 let mut b = init.clone();
-                layer.forward_quantized(&rows, &mut a, accumulate, 1, Kernel::Portable);
-                layer.forward_quantized(&rows, &mut b, accumulate, threads, kernel);
+                layer.forward_quantized(&mut rows, &mut a, accumulate, 1, Kernel::Portable);
+                layer.forward_quantized(&mut rows, &mut b, accumulate, threads, kernel);
                 let (a, b): (Vec<u32>, Vec<u32>) = (
                     a.iter().map(|v| v.to_bits()).collect(),
                     b.iter().map(|v| v.to_bits()).collect(),
@@ -384,7 +384,7 @@ fn kernel_timings() {
         let mut q8 = q.clone();
         q8.set_max_levels(256);
         let mut rows8 = QuantizedRows::default();
-        rows8.quantize_scaled(&x, m, k, None, 256);
+        rows8.quantize_scaled(&x, m, k, None, 256, f32::INFINITY);
         rows8.fill_u8();
         let mut out = vec![0.0; m * n];
         let ops = 2.0 * (m * k * n) as f64;
@@ -394,10 +394,14 @@ fn kernel_timings() {
             for i in 0..kernels.len() {
                 let i = (i + round) % kernels.len();
                 let (kernel, eight) = kernels[i];
-                let (layer, rows) = if eight { (&q8, &rows8) } else { (&q, &rows) };
+                let (layer, rows) = if eight {
+                    (&q8, &mut rows8)
+                } else {
+                    (&q, &mut rows)
+                };
                 let t = Instant::now();
                 for _ in 0..iters {
-                    layer.forward_quantized(rows, &mut out, false, 1, kernel);
+                    layer.forward_quantized(&mut *rows, &mut out, false, 1, kernel);
                 }
                 rates[i].push(ops * iters as f64 / t.elapsed().as_secs_f64() / 1e9);
             }
@@ -440,7 +444,7 @@ fn every_kernel_with_8_bit_activations_is_within_its_bound_and_equals_portable()
             let mut layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
             layer.set_max_levels(256);
             let mut rows = QuantizedRows::default();
-            rows.quantize_scaled(&x, m, k, None, 256);
+            rows.quantize_scaled(&x, m, k, None, 256, f32::INFINITY);
             assert!(rows.unsigned);
             assert!(rows.q[..m * rows.kp]
                 .iter()
@@ -450,8 +454,8 @@ fn every_kernel_with_8_bit_activations_is_within_its_bound_and_equals_portable()
             for (accumulate, threads) in [(false, 1), (true, 3)] {
                 let mut a = init.clone();
                 let mut b = init.clone();
-                layer.forward_quantized(&rows, &mut a, accumulate, 1, Kernel::Portable);
-                layer.forward_quantized(&rows, &mut b, accumulate, threads, kernel);
+                layer.forward_quantized(&mut rows, &mut a, accumulate, 1, Kernel::Portable);
+                layer.forward_quantized(&mut rows, &mut b, accumulate, threads, kernel);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
                 assert_eq!(bits(&a), bits(&b), "{kernel:?} m={m} k={k} n={n}");
             }
@@ -493,4 +497,95 @@ fn every_u8_tile_is_exact_at_the_extremes() {
             }
         }
     }
+}
+
+/// Wide rows (see `quantize`'s module docs): in an 8-bit layer, exactly
+/// the rows whose range exceeds [`WIDE_ABOVE`] standard deviations get
+/// [`quantize::wide_levels`] levels, every kernel gives the portable
+/// kernel's bits for them (the VNNI ones multiplying the high and low bits
+/// as two byte rows, the others the levels themselves in `i16` lanes), on
+/// one thread or several, and every element stays within the error bound
+/// of its row's finer scale.
+#[test]
+fn wide_rows_get_finer_levels_and_every_kernel_gives_the_same_bits() {
+    let kernels: Vec<Kernel> = crate::fast::Isa::available()
+        .into_iter()
+        .map(Kernel::for_isa)
+        .collect();
+    // One outlier can stretch a row of `k` values to at most about √k
+    // deviations, so rows narrower than 256 are never wide at 16.
+    for &(m, k, n) in &[(1, 384, 16), (7, 401, 17), (40, 384, 96), (29, 1536, 40)] {
+        // Every third row carries an outlier channel about 100× its
+        // deviation (19 deviations of range at k = 384): wide.
+        let mut x = random_vec(m * k, 41 + k as u64);
+        let planted: Vec<bool> = (0..m).map(|i| i % 3 == 0).collect();
+        for i in (0..m).filter(|&i| planted[i]) {
+            x[i * k + (i * 7) % k] = 60.0;
+        }
+        let w: Vec<f32> = random_vec(n * k, 42).iter().map(|v| v * 0.1).collect();
+        let mut layer = QLinear::from_torch(&w, vec![0.0; n], n, k);
+        layer.set_max_levels(256);
+        let mut rows = QuantizedRows::default();
+        rows.quantize_scaled(&x, m, k, None, 256, WIDE_ABOVE);
+        let wide_levels = quantize::wide_levels(k).expect("BERT widths allow wide rows");
+        assert_eq!(wide_levels, 4096);
+        assert_eq!(rows.wide_rows(), planted.iter().filter(|&&p| p).count());
+        for (i, &p) in planted.iter().enumerate() {
+            let top = rows.q[i * rows.kp..i * rows.kp + k].iter().max().copied();
+            if p {
+                assert_eq!(top, Some(4095), "row {i}: wide, 12 bits");
+            } else {
+                assert!(top <= Some(255), "row {i}: 8 bits");
+            }
+        }
+        rows.fill_u8();
+        let init = random_vec(m * n, 43);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        let mut want = init.clone();
+        layer.forward_quantized(&mut rows, &mut want, true, 1, Kernel::Portable);
+        let exact = reference(&x, &w, m, k, n);
+        for i in 0..m {
+            for j in 0..n {
+                let err =
+                    (want[i * n + j] as f64 - init[i * n + j] as f64 - exact[i * n + j]).abs();
+                let bound = error_bound(&layer, &rows, &x, i, j) + 1e-5;
+                assert!(err <= bound, "({i},{j}): {err} > {bound}");
+            }
+        }
+        for &kernel in &kernels {
+            for threads in [1, 3] {
+                let mut got = init.clone();
+                layer.forward_quantized(&mut rows, &mut got, true, threads, kernel);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kernel:?} m={m} k={k} n={n} threads={threads}"
+                );
+            }
+        }
+    }
+    eprintln!("wide rows: every kernel equals portable bit for bit");
+}
+
+/// A layer without 8-bit activations never makes a row wide, nor does an
+/// 8-bit one whose rows are all tame.
+#[test]
+fn no_wide_rows_without_8_bits_or_outliers() {
+    let (m, k) = (12, 384);
+    let tame = random_vec(m * k, 44);
+    let mut outlier = tame.clone();
+    outlier[5] = 80.0;
+    let mut rows = QuantizedRows::default();
+    rows.quantize_scaled(&outlier, m, k, None, u32::MAX, WIDE_ABOVE);
+    assert_eq!(rows.wide_rows(), 0, "12-bit rows are never wide");
+    rows.quantize_scaled(&tame, m, k, None, 256, WIDE_ABOVE);
+    assert_eq!(
+        rows.wide_rows(),
+        0,
+        "uniform rows span about 3.5 deviations"
+    );
+    rows.quantize_scaled(&outlier, m, k, None, 256, f32::INFINITY);
+    assert_eq!(rows.wide_rows(), 0, "no threshold, no wide rows");
+    rows.quantize_scaled(&outlier, m, k, None, 256, WIDE_ABOVE);
+    assert_eq!(rows.wide_rows(), 1);
 }
