@@ -261,7 +261,6 @@ impl QLinear {
         };
     }
 
-
     /// Whether the activations are quantised to 8 bits (and the weights
     /// packed for `vpdpbusd`).
     #[cfg(test)]
