@@ -122,11 +122,10 @@ mod avx2 {
         let len = row.len();
         let (x, b) = (row.as_mut_ptr(), bias.as_ptr());
         let mut j = 0;
-        // SAFETY (every load and store below): `j + 16 ≤ len` (or
-        // `j + 8 ≤ len`) before the access, and `row` and `bias` both
-        // have `len` elements, `row` exclusively borrowed; `loadu` and
-        // `storeu` have no alignment requirement.
         while j + 16 <= len {
+            // SAFETY: `j + 16 ≤ len`, and `row` and `bias` both have `len`
+            // elements, `row` exclusively borrowed; `loadu` and `storeu`
+            // have no alignment requirement.
             unsafe {
                 let v0 = _mm256_add_ps(_mm256_loadu_ps(x.add(j)), _mm256_loadu_ps(b.add(j)));
                 let v1 =
@@ -137,6 +136,7 @@ mod avx2 {
             j += 16;
         }
         while j + 8 <= len {
+            // SAFETY: as above, with `j + 8 ≤ len`.
             unsafe {
                 let v = _mm256_add_ps(_mm256_loadu_ps(x.add(j)), _mm256_loadu_ps(b.add(j)));
                 _mm256_storeu_ps(x.add(j), gelu8(v));
