@@ -73,9 +73,10 @@ impl Dense {
     pub(crate) fn quantize_smoothed(&mut self, norm: &LayerNorm, k: usize) {
         if let Self::F32(l) = self {
             assert_eq!(l.k, k, "input width");
-            let f = QLinear::smoothing_for_norm(&l.w, l.n, l.k, &norm.gamma, &norm.beta);
+            let w = l.torch_weights().into_owned();
+            let f = QLinear::smoothing_for_norm(&w, l.n, l.k, &norm.gamma, &norm.beta);
             *self = Self::Int8(QLinear::from_torch_smoothed(
-                &l.w,
+                &w,
                 std::mem::take(&mut l.bias),
                 l.n,
                 l.k,
@@ -95,8 +96,9 @@ impl Dense {
     /// Turns an fp32 layer into int8 (an int8 one stays as it is).
     pub(crate) fn quantize_in_place(&mut self) {
         if let Self::F32(l) = self {
+            let w = l.torch_weights().into_owned();
             *self = Self::Int8(QLinear::from_torch(
-                &l.w,
+                &w,
                 std::mem::take(&mut l.bias),
                 l.n,
                 l.k,

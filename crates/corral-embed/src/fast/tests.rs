@@ -370,12 +370,14 @@ fn forward_works_with_no_subscriber() {
 
 /// The whole forward, fp32 and int8, under every kernel build this CPU
 /// runs (the portable one, AVX2, AVX-512 VNNI at both widths where the CPU
-/// has it), forced in turn. The VNNI builds give the AVX2 build's bits
-/// exactly (their element-wise kernels are AVX2's; their int8 tiles compute
-/// the same exact sums). The portable build's element-wise and attention
-/// kernels round differently from AVX2's fused multiply-adds, so it is
-/// within a small bound instead (its int8 tiles are bit-exact: qmatmul's
-/// tests). Prints which builds ran.
+/// has it), forced in turn. In int8 the VNNI builds give the AVX2 build's
+/// bits exactly (their element-wise kernels are AVX2's; their int8 tiles
+/// compute the same exact sums); in fp32 they run their own AVX-512 dense
+/// kernel, so they are within 1e-5 of AVX2 and equal to each other. The
+/// portable build's attention rounds differently from AVX2's fused
+/// multiply-adds, so it is within a small bound instead (a wider one in
+/// int8, where an input a bit away can land on the next level; its int8
+/// tiles are bit-exact: qmatmul's tests). Prints which builds ran.
 #[test]
 fn every_kernel_build_gives_the_same_hidden_states() {
     use super::isa::{with_isa, Isa};
@@ -417,9 +419,29 @@ fn every_kernel_build_gives_the_same_hidden_states() {
             "int8 {int8}: {} vs portable, max abs diff {d:e}",
             first.name()
         );
-        assert!(d <= 1e-5, "{} (int8 {int8}): {d}", first.name());
+        // fp32: rounding only. int8: the builds' attention rounds
+        // differently (fused multiply-adds), and a last-bit difference in a
+        // layer's input can move a value to the next quantisation level,
+        // which moves the outputs by about that level's step times a
+        // weight (measured up to 9e-4 here; the int8 products themselves
+        // are bit-exact across builds: qmatmul's tests).
+        let bound = if int8 { 2e-3 } else { 1e-5 };
+        assert!(d <= bound, "{} (int8 {int8}): {d}", first.name());
+        // fp32: the AVX-512 builds run their own dense kernel (a
+        // different order of fused multiply-adds than `gemm`'s), so they
+        // are within the bound of AVX2 and equal to each other.
+        let mut avx512_fp32: Option<Vec<f32>> = None;
         for &isa in &builds[2..] {
             let got = run(isa, int8);
+            if !int8 && isa.vnni_wide().is_some() {
+                let d = super::test_util::max_abs_diff(&got, &simd);
+                assert!(d <= 1e-5, "{} fp32 vs {}: {d}", isa.name(), first.name());
+                if let Some(other) = &avx512_fp32 {
+                    assert!(bits(&got) == bits(other), "the AVX-512 builds differ");
+                }
+                avx512_fp32 = Some(got);
+                continue;
+            }
             assert!(
                 bits(&got) == bits(&simd),
                 "{} vs {} (int8 {int8}): max abs diff {:e}",
