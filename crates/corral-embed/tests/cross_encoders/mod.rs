@@ -25,9 +25,11 @@ pub const BATCH_TOL: f32 = 1e-5;
 /// untrained) are harsher on int8 than trained ones.
 pub const INT8_RERANK_TOL: f32 = 0.05;
 
-/// The same for the three-label classifiers: measured 0.076 (BERT) and
-/// 0.132 (XLM-R) on logits of -3.1 to 2.0.
-pub const INT8_CLASSIFY_TOL: f32 = 0.15;
+/// The same for the three-label classifiers, on logits of -3.1 to 2.0:
+/// measured 0.076 (BERT) and 0.132 (XLM-R) with 12-bit activations (the
+/// AVX2 build), 0.103 and 0.159 with every layer's in 8 bits (the AVX-512
+/// VNNI builds; the rerankers stay at 0.026 and 0.035 there).
+pub const INT8_CLASSIFY_TOL: f32 = 0.2;
 
 #[derive(Deserialize)]
 pub struct Golden {
