@@ -67,6 +67,14 @@ impl Dense {
         }
     }
 
+    /// Packs an fp32 layer's weights for `isa`'s dense kernel where it has
+    /// one (see [`Linear::pack_for`]); an int8 layer is left as it is.
+    pub(crate) fn pack_for(&mut self, isa: super::Isa) {
+        if let Self::F32(l) = self {
+            l.pack_for(isa);
+        }
+    }
+
     /// Turns an fp32 layer whose input leaves `norm` into int8, smoothing
     /// the input's channels by the norm's parameters (see
     /// [`QLinear::from_torch_smoothed`]).

@@ -61,19 +61,26 @@ impl Linear {
     pub(crate) fn from_torch(w: Vec<f32>, bias: Vec<f32>, n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
         assert_eq!(bias.len(), n, "bias size");
-        let mut layer = Self {
+        Self {
             w,
             packed: None,
             bias,
             k,
             n,
-        };
-        #[cfg(target_arch = "x86_64")]
-        if super::Isa::current().vnni_wide().is_some() {
-            layer.packed = Some(avx512::pack(&layer.w, n, k));
-            layer.w = Vec::new();
         }
-        layer
+    }
+
+    /// Packs `W` for [`avx512::product`] (dropping the PyTorch-layout copy)
+    /// when `isa` is one of the AVX-512 builds and it is not packed yet;
+    /// otherwise leaves it to `gemm`.
+    pub(crate) fn pack_for(&mut self, isa: super::Isa) {
+        #[cfg(target_arch = "x86_64")]
+        if isa.vnni_wide().is_some() && self.packed.is_none() {
+            self.packed = Some(avx512::pack(&self.w, self.n, self.k));
+            self.w = Vec::new();
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
     }
 
     /// `W` in PyTorch layout (`[n, k]` row-major), unpacked when packed.
@@ -525,7 +532,7 @@ mod tests {
     }
 
     /// Every kernel build this CPU has, forced in turn: the AVX-512 ones
-    /// pack the weights at load (and give them back unchanged) and run
+    /// pack the weights (and give them back unchanged) and run
     /// their own kernel, the others `gemm`; each within 4e-5 of candle at
     /// odd sizes (partial panels, one row, odd `k`; sums of up to 384
     /// products of magnitude up to 1), accumulating or not;
@@ -549,7 +556,8 @@ mod tests {
                     let x = random_vec(m * k, 7);
                     let w = random_vec(n * k, 8);
                     let init = random_vec(m * n, 9);
-                    let lin = Linear::from_torch(w.clone(), vec![0.0; n], n, k);
+                    let mut lin = Linear::from_torch(w.clone(), vec![0.0; n], n, k);
+                    lin.pack_for(isa);
                     assert_eq!(
                         lin.packed.is_some(),
                         isa.vnni_wide().is_some(),

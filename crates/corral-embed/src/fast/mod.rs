@@ -158,6 +158,10 @@ pub struct FastBert {
     share: &'static share::Share,
     /// The most threads any layer of the last forward ran on.
     last_threads: usize,
+    /// Whether the fp32 dense layers were packed for the build that runs
+    /// (on the first forward, after any quantisation, so that a model
+    /// quantised at load never packs what it then drops).
+    packed: bool,
 }
 
 impl FastBert {
@@ -208,6 +212,7 @@ impl FastBert {
             max_threads: 0,
             share: &share::PROCESS,
             last_threads: 0,
+            packed: false,
         })
     }
 
@@ -328,6 +333,20 @@ impl FastBert {
     /// Runs embeddings and all layers over the packed tokens, leaving the
     /// result in `self.x`.
     fn run_packed(&mut self, threads: usize) -> Result<(), FastBertError> {
+        if !self.packed {
+            let isa = Isa::current();
+            for layer in &mut self.layers {
+                for dense in [
+                    &mut layer.qkv,
+                    &mut layer.attn_out,
+                    &mut layer.ffn_in,
+                    &mut layer.ffn_out,
+                ] {
+                    dense.pack_for(isa);
+                }
+            }
+            self.packed = true;
+        }
         let max_positions = self.embeddings.max_positions();
         if let Some(&p) = self.positions.iter().max() {
             if p as usize >= max_positions {
