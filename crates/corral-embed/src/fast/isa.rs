@@ -11,7 +11,10 @@
 //!   `vpaddd`) kernels;
 //! - `avx512vnni-256` / `avx512vnni-512`: as `avx2`, with the int8 tile
 //!   product done by AVX-512 VNNI's `vpdpwssd` (the same 16-bit pair
-//!   multiply-add, fused with the accumulate) on 256- or 512-bit vectors.
+//!   multiply-add, fused with the accumulate) or, for 8-bit activations,
+//!   `vpdpbusd`, on 256- or 512-bit vectors, and the fp32 dense layers on
+//!   AVX-512 F over weights packed once (`matmul`'s `avx512`; the other
+//!   builds use `gemm`).
 //!
 //! The best build the CPU runs is chosen unless the environment variable
 //! `CORRAL_ISA` names another (one of the names above); a build the CPU
