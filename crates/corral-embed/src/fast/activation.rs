@@ -51,19 +51,7 @@ mod avx2 {
 
     use super::math;
 
-    /// `erfc(|z|)`'s rational step and coefficients (Abramowitz & Stegun
-    /// 7.1.26), as [`math::erfc_abs`].
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_8,
-        -1.453_152,
-        1.061_405_4,
-    ];
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const ROUND_MAGIC: f32 = 12_582_912.0;
+    use super::math::{ERFC_A, ERFC_P, EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, ROUND_MAGIC};
 
     /// `gelu_erf(x)` on 8 lanes: [`math::gelu_erf`] with fused
     /// multiply-adds.
@@ -73,9 +61,9 @@ mod avx2 {
         let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
         let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), z);
         let one = _mm256_set1_ps(1.0);
-        let t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(P), a, one));
-        let mut poly = _mm256_set1_ps(A[4]);
-        for &c in A[..4].iter().rev() {
+        let t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(ERFC_P), a, one));
+        let mut poly = _mm256_set1_ps(ERFC_A[4]);
+        for &c in ERFC_A[..4].iter().rev() {
             poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(c));
         }
         poly = _mm256_mul_ps(poly, t);
@@ -85,20 +73,12 @@ mod avx2 {
             _mm256_set1_ps(-87.0),
         );
         let magic = _mm256_set1_ps(ROUND_MAGIC);
-        let tn = _mm256_fmadd_ps(u, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
+        let tn = _mm256_fmadd_ps(u, _mm256_set1_ps(LOG2_E), magic);
         let n = _mm256_sub_ps(tn, magic);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), u);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
         let mut p = _mm256_set1_ps(1.0 / 5040.0);
-        for c in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
+        for c in EXP_TAYLOR {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
         let n_bits = _mm256_sub_epi32(_mm256_castps_si256(tn), _mm256_castps_si256(magic));

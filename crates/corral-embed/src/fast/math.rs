@@ -10,13 +10,34 @@
 
 /// `ln 2` split into a high part exactly representable with few mantissa bits
 /// and a low correction, for an exact range reduction `x - n·ln2`.
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
+pub(super) const LN2_HI: f32 = 0.693_145_75;
+pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
+pub(super) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// Adding and subtracting 1.5·2²³ rounds an `f32` of magnitude < 2²² to the
 /// nearest integer without calling `roundf` (which would not vectorise on
 /// baseline x86-64).
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(super) const ROUND_MAGIC: f32 = 12_582_912.0;
+/// `e^r`'s Taylor coefficients after the leading `1/7!`, highest first: the
+/// Horner steps of [`exp`] and [`gelu_erf`].
+pub(super) const EXP_TAYLOR: [f32; 7] = [
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+/// `erfc(|z|) ≈ t·P(t)·e^{-z²}` with `t = 1/(1 + ERFC_P·|z|)` and `P`'s
+/// coefficients `ERFC_A` (lowest first): Abramowitz & Stegun 7.1.26.
+pub(super) const ERFC_P: f32 = 0.327_591_1;
+pub(super) const ERFC_A: [f32; 5] = [
+    0.254_829_6,
+    -0.284_496_74,
+    1.421_413_8,
+    -1.453_152,
+    1.061_405_4,
+];
 
 /// `e^x` for `f32`, relative error below 2·10⁻⁷ for `x` in `[-87, 88]`.
 /// Inputs below −87 return about `1.6e-38` instead of 0 or a subnormal, which
@@ -60,15 +81,9 @@ pub(crate) fn exp(x: f32) -> f32 {
 #[cfg(test)]
 #[inline(always)]
 pub(crate) fn erfc_abs(z: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A1: f32 = 0.254_829_6;
-    const A2: f32 = -0.284_496_74;
-    const A3: f32 = 1.421_413_8;
-    const A4: f32 = -1.453_152;
-    const A5: f32 = 1.061_405_4;
     let a = z.abs();
-    let t = 1.0 / (1.0 + P * a);
-    let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+    let t = 1.0 / (1.0 + ERFC_P * a);
+    let poly = ERFC_A[..4].iter().rev().fold(ERFC_A[4], |p, &c| p * t + c) * t;
     poly * exp(-a * a)
 }
 
@@ -84,34 +99,22 @@ pub(crate) fn erfc_abs(z: f32) -> f32 {
 /// call, slower but equal.)
 #[inline(always)]
 pub(crate) fn gelu_erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_8,
-        -1.453_152,
-        1.061_405_4,
-    ];
     let a = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
-    let t = 1.0 / P.mul_add(a, 1.0);
-    let poly = A[..4].iter().rev().fold(A[4], |p, &c| p.mul_add(t, c)) * t;
+    let t = 1.0 / ERFC_P.mul_add(a, 1.0);
+    let poly = ERFC_A[..4]
+        .iter()
+        .rev()
+        .fold(ERFC_A[4], |p, &c| p.mul_add(t, c))
+        * t;
     // e^{-a²} (the argument is never positive), as `exp`.
     let u = ((-a) * a).max(-87.0);
     let tn = u.mul_add(LOG2_E, ROUND_MAGIC);
     let n = tn - ROUND_MAGIC;
     let r = (-n).mul_add(LN2_HI, u);
     let r = (-n).mul_add(LN2_LO, r);
-    let p = [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ]
-    .iter()
-    .fold(1.0 / 5040.0, |p: f32, &c| p.mul_add(r, c));
+    let p = EXP_TAYLOR
+        .iter()
+        .fold(1.0 / 5040.0, |p: f32, &c| p.mul_add(r, c));
     let n_bits = tn.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
     let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let c = poly * (p * scale);

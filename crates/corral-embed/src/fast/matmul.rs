@@ -357,7 +357,7 @@ unsafe fn gemm_columns(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::{candle_mat, max_abs_diff, random_vec};
+    use super::super::test_util::{candle_mat, max_abs_diff, random_vec, BERT_SHAPES};
     use super::*;
     use candle_core::{Device, Tensor};
 
@@ -629,13 +629,7 @@ mod tests {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             return;
         }
-        for &(m, k, n) in &[
-            (900, 384, 1152),
-            (900, 384, 1536),
-            (900, 1536, 384),
-            (900, 384, 384),
-            (30, 384, 1536),
-        ] {
+        for &(m, k, n) in &BERT_SHAPES {
             let x = random_vec(m * k, 1);
             let w = random_vec(n * k, 2);
             let lin = Linear::from_torch(w.clone(), vec![0.0; n], n, k);

@@ -3,6 +3,18 @@
 
 use candle_core::{Device, Tensor};
 
+/// The dense products of an all-MiniLM-L6-v2 layer (hidden 384,
+/// intermediate 1,536) at a batch's ~900 tokens — QKV, feed-forward up
+/// and down, attention output — and the feed-forward up at a lone
+/// sentence's 30: the timing tests' shapes, `(m, k, n)`.
+pub(super) const BERT_SHAPES: [(usize, usize, usize); 5] = [
+    (900, 384, 1152),
+    (900, 384, 1536),
+    (900, 1536, 384),
+    (900, 384, 384),
+    (30, 384, 1536),
+];
+
 /// `n` pseudo-random values in `[-1, 1)` from a fixed seed (xorshift64*).
 pub(super) fn random_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

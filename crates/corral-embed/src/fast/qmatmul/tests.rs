@@ -1,7 +1,7 @@
 //! Tests of the int8 layers: the kernels against the exact product within
 //! the stated bound, quantisation, smoothing.
 
-use super::super::test_util::random_vec;
+use super::super::test_util::{random_vec, BERT_SHAPES};
 use super::quantize::{min_max, min_max_portable};
 use super::*;
 
@@ -309,13 +309,7 @@ fn quantisation_round_trips_within_half_a_step() {
 fn timings() {
     use super::super::matmul::Linear;
     use std::time::Instant;
-    for &(m, k, n) in &[
-        (900, 384, 1152),
-        (900, 384, 1536),
-        (900, 1536, 384),
-        (900, 384, 384),
-        (30, 384, 1536),
-    ] {
+    for &(m, k, n) in &BERT_SHAPES {
         let x = random_vec(m * k, 1);
         let w = random_vec(n * k, 2);
         let f = Linear::from_torch(w.clone(), vec![0.0; n], n, k);
@@ -369,13 +363,7 @@ fn kernel_timings() {
         .collect();
     kernels.extend(u8s);
     let rounds = 15;
-    for &(m, k, n) in &[
-        (900, 384, 1152),
-        (900, 384, 1536),
-        (900, 1536, 384),
-        (900, 384, 384),
-        (30, 384, 1536),
-    ] {
+    for &(m, k, n) in &BERT_SHAPES {
         let x = random_vec(m * k, 1);
         let w = random_vec(n * k, 2);
         let q = QLinear::from_torch(&w, vec![0.0; n], n, k);
