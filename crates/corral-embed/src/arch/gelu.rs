@@ -9,27 +9,19 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::fast::math::{ERFC_P, EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, ROUND_MAGIC};
+
 /// `e^x` for `x` in `[-87, 0]` (what `erf` asks for); below, it clamps.
+/// The fast engine's range reduction and Taylor coefficients
+/// ([`crate::fast::math`]), without fused multiply-adds: this path is not
+/// compiled per CPU feature, and a fused multiply-add without FMA would be
+/// a libm call.
 fn exp_nonpositive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split so that `n · LN2_HI` is exact for the `n` that occur.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and subtracting 1.5 · 2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 0.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let n = (x * LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
+    for c in EXP_TAYLOR {
         p = p * r + c;
     }
     // 2^n by its exponent bits; n ≥ -126 for x ≥ -87.
@@ -39,8 +31,9 @@ fn exp_nonpositive(x: f32) -> f32 {
 
 /// `erf(x)` within 1.5e-7 (absolute) plus rounding.
 pub(crate) fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    // The handbook's digits, kept as published.
+    // The handbook's digits, kept as published (two of them round to
+    // another `f32` than the fast engine's `ERFC_A`; both are within the
+    // formula's error).
     #[allow(clippy::excessive_precision)]
     const A: [f32; 5] = [
         0.254_829_592,
@@ -50,7 +43,7 @@ pub(crate) fn erf(x: f32) -> f32 {
         1.061_405_429,
     ];
     let a = x.abs();
-    let t = 1.0 / (1.0 + P * a);
+    let t = 1.0 / (1.0 + ERFC_P * a);
     let mut poly = A[4];
     for c in [A[3], A[2], A[1], A[0]] {
         poly = poly * t + c;

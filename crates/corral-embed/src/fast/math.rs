@@ -10,16 +10,16 @@
 
 /// `ln 2` split into a high part exactly representable with few mantissa bits
 /// and a low correction, for an exact range reduction `x - n·ln2`.
-pub(super) const LN2_HI: f32 = 0.693_145_75;
-pub(super) const LN2_LO: f32 = 1.428_606_8e-6;
-pub(super) const LOG2_E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LN2_HI: f32 = 0.693_145_75;
+pub(crate) const LN2_LO: f32 = 1.428_606_8e-6;
+pub(crate) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// Adding and subtracting 1.5·2²³ rounds an `f32` of magnitude < 2²² to the
 /// nearest integer without calling `roundf` (which would not vectorise on
 /// baseline x86-64).
-pub(super) const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `e^r`'s Taylor coefficients after the leading `1/7!`, highest first: the
 /// Horner steps of [`exp`] and [`gelu_erf`].
-pub(super) const EXP_TAYLOR: [f32; 7] = [
+pub(crate) const EXP_TAYLOR: [f32; 7] = [
     1.0 / 720.0,
     1.0 / 120.0,
     1.0 / 24.0,
@@ -30,8 +30,8 @@ pub(super) const EXP_TAYLOR: [f32; 7] = [
 ];
 /// `erfc(|z|) ≈ t·P(t)·e^{-z²}` with `t = 1/(1 + ERFC_P·|z|)` and `P`'s
 /// coefficients `ERFC_A` (lowest first): Abramowitz & Stegun 7.1.26.
-pub(super) const ERFC_P: f32 = 0.327_591_1;
-pub(super) const ERFC_A: [f32; 5] = [
+pub(crate) const ERFC_P: f32 = 0.327_591_1;
+pub(crate) const ERFC_A: [f32; 5] = [
     0.254_829_6,
     -0.284_496_74,
     1.421_413_8,

@@ -78,7 +78,7 @@ pub use config::{FastBertConfig, Int8Layers};
 mod embeddings;
 mod layer;
 mod layer_norm;
-mod math;
+pub(crate) mod math;
 mod matmul;
 pub mod op_timer;
 mod qmatmul;

@@ -152,148 +152,6 @@ pub(crate) struct QLinear {
 pub(crate) const WIDE_ABOVE: f32 = 16.0;
 
 impl QLinear {
-    /// As [`QLinear::from_torch`], with input channel `k` divided by
-    /// `smooth[k]` before quantising and `W`'s column `k` multiplied by it.
-    pub(crate) fn from_torch_smoothed(
-        w: &[f32],
-        bias: Vec<f32>,
-        n: usize,
-        k: usize,
-        smooth: &[f32],
-    ) -> Self {
-        assert_eq!(smooth.len(), k, "smoothing factors");
-        assert!(
-            smooth.iter().all(|f| f.is_finite() && *f > 0.0),
-            "factors > 0"
-        );
-        let scaled: Vec<f32> = w
-            .chunks_exact(k.max(1))
-            .flat_map(|row| row.iter().zip(smooth).map(|(v, f)| v * f))
-            .collect();
-        let mut layer = Self::from_torch(&scaled, bias, n, k);
-        layer.inv_smooth = Some(smooth.iter().map(|f| 1.0 / f).collect());
-        layer
-    }
-
-    /// SmoothQuant-style factors for an input that leaves a layer norm with
-    /// parameters `gamma`, `beta` (see the module docs) and the weight `w`
-    /// (`[n, k]`).
-    pub(crate) fn smoothing_for_norm(
-        w: &[f32],
-        n: usize,
-        k: usize,
-        gamma: &[f32],
-        beta: &[f32],
-    ) -> Vec<f32> {
-        assert_eq!(w.len(), n * k, "weight size");
-        (0..k)
-            .map(|p| {
-                let a = 4.0 * gamma[p].abs() + beta[p].abs();
-                let wmax = (0..n).fold(0.0f32, |m, j| m.max(w[j * k + p].abs()));
-                if a > 0.0 && wmax > 0.0 {
-                    (a / wmax).sqrt()
-                } else {
-                    1.0
-                }
-            })
-            .collect()
-    }
-
-    /// Quantises a PyTorch-layout weight (`[n, k]` row-major) per output
-    /// channel and packs it.
-    pub(crate) fn from_torch(w: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), n * k, "weight size");
-        assert_eq!(bias.len(), n, "bias size");
-        let kp = k + (k & 1);
-        let panels = n.div_ceil(NR);
-        let mut w_scale = vec![0.0f32; panels * NR];
-        let mut w_sum = vec![0.0f32; panels * NR];
-        // Quantised straight into the packed layout — panel p, step t:
-        // [col 0 (k=2t, 2t+1), col 1 (…), …, col 15 (…)] — so column j's
-        // value at k = p sits at ((panel·kp/2 + p/2)·NR + c)·2 + p%2.
-        let mut packed = vec![0i16; panels * NR * kp];
-        for (j, row) in w.chunks_exact(k.max(1)).take(n).enumerate() {
-            let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let scale = if amax > 0.0 { amax / QMAX } else { 1.0 };
-            w_scale[j] = scale;
-            let (panel, c) = (j / NR, j % NR);
-            let dst = &mut packed[panel * NR * kp..(panel + 1) * NR * kp];
-            let mut sum = 0i64;
-            for (p, &v) in row.iter().enumerate() {
-                let q = quantize_one(v, 1.0 / scale);
-                dst[((p / 2) * NR + c) * 2 + (p & 1)] = q;
-                sum += i64::from(q);
-            }
-            w_sum[j] = sum as f32 * scale;
-        }
-        Self {
-            packed,
-            w_scale,
-            w_sum,
-            bias,
-            k,
-            kp,
-            n,
-            inv_smooth: None,
-            max_levels: u32::MAX,
-            packed8: None,
-            wide_above: f32::INFINITY,
-        }
-    }
-
-    /// Caps the levels each input row is quantised to (256: 8-bit
-    /// activations; the default is [`activation_levels`]'s 4,096).
-    ///
-    /// At 256 levels or fewer the rows are unsigned 8-bit values, and the
-    /// weights are packed a second time for the `u8 × s8` product
-    /// (`vpdpbusd`, four products per `i32` lane), which the AVX-512 VNNI
-    /// kernels then run; the others multiply the same values in `i16`
-    /// lanes, so every kernel still gives the same bits. Rows too coarse at
-    /// 8 bits (a range above [`WIDE_ABOVE`] standard deviations) are wide
-    /// rows, quantised finer (see `quantize`'s module docs).
-    pub(crate) fn set_max_levels(&mut self, levels: u32) {
-        self.max_levels = levels.max(2);
-        self.packed8 = (self.max_levels <= 256).then(|| self.pack_u8());
-        self.wide_above = if self.max_levels <= 256 {
-            WIDE_ABOVE
-        } else {
-            f32::INFINITY
-        };
-    }
-
-    /// Whether the activations are quantised to 8 bits (and the weights
-    /// packed for `vpdpbusd`).
-    #[cfg(test)]
-    pub(crate) fn eight_bit(&self) -> bool {
-        self.packed8.is_some()
-    }
-
-    /// The weights in the `vpdpbusd` layout (see `packed8`).
-    fn pack_u8(&self) -> Vec<i8> {
-        let (pairs, kq) = (self.kp / 2, self.kp.next_multiple_of(4));
-        let panels = self.n.div_ceil(NR);
-        let mut out = vec![0i8; panels * NR * kq];
-        for panel in 0..panels {
-            let src = &self.packed[panel * pairs * NR * 2..(panel + 1) * pairs * NR * 2];
-            let dst = &mut out[panel * NR * kq..(panel + 1) * NR * kq];
-            for p in 0..self.kp {
-                for c in 0..NR {
-                    let v = src[((p / 2) * NR + c) * 2 + (p & 1)];
-                    dst[((p / 4) * NR + c) * 4 + (p & 3)] = v as i8;
-                }
-            }
-        }
-        out
-    }
-
-    /// The dequantised weight `ŵ[j, p]` the kernel multiplies by.
-    #[cfg(test)]
-    pub(crate) fn dequantized(&self, j: usize, p: usize) -> f32 {
-        let (panel, c) = (j / NR, j % NR);
-        let idx = ((panel * (self.kp / 2) + p / 2) * NR + c) * 2 + (p & 1);
-        self.packed[idx] as f32 * self.w_scale[j]
-    }
-
     /// `out[m, n] = x̂[m, k] · Ŵᵀ` (plus what `out` holds when
     /// `accumulate`), quantising `x` into `rows` first. As
     /// `Linear::forward_no_bias`: the bias is left to the caller's fused
@@ -412,6 +270,7 @@ impl QLinear {
         rows.lo_sums.clear();
         rows.lo_sums.resize(wide * width, 0);
         let lo8 = &rows.lo8;
+        let lo_sums = &mut rows.lo_sums[..];
         let tiles = |(t, dst): (usize, &mut [i32])| {
             let r0 = t * MR;
             let mr = dst.len() / width;
@@ -431,15 +290,12 @@ impl QLinear {
             }
         };
         if threads > 1 && wide > MR {
-            rows.lo_sums
+            lo_sums
                 .par_chunks_mut(MR * width)
                 .enumerate()
                 .for_each(tiles);
         } else {
-            rows.lo_sums
-                .chunks_mut(MR * width)
-                .enumerate()
-                .for_each(tiles);
+            lo_sums.chunks_mut(MR * width).enumerate().for_each(tiles);
         }
     }
 
@@ -601,162 +457,6 @@ impl QLinear {
     }
 }
 
-/// One job of a product: rows `first..first + count` of the quantised
-/// input, the weight panels `panels`, written into `out`.
-struct Block {
-    first: usize,
-    count: usize,
-    panels: std::ops::Range<usize>,
-    out: OutRows,
-}
-
-/// Output rows (`n` values each) that several jobs of one product write at
-/// once, each its own rows or its own columns: a raw view, so that jobs
-/// splitting the columns of the same rows never hold overlapping `&mut`
-/// slices. Made from a `&mut [f32]` the product holds for as long as its
-/// jobs run.
-#[derive(Clone, Copy)]
-struct OutRows {
-    ptr: *mut f32,
-    len: usize,
-    n: usize,
-}
-
-// SAFETY: an `OutRows` is only a view of a buffer borrowed mutably for the
-// duration of one product; its jobs write disjoint elements of it (see
-// `OutRows::slice`), so sharing it between the product's threads is sound.
-#[allow(unsafe_code)]
-unsafe impl Send for OutRows {}
-// SAFETY: as for `Send`: shared between one product's jobs, which write
-// disjoint elements.
-#[allow(unsafe_code)]
-unsafe impl Sync for OutRows {}
-
-impl OutRows {
-    /// A view of `out`, rows of `n`.
-    fn new(out: &mut [f32], n: usize) -> Self {
-        Self {
-            ptr: out.as_mut_ptr(),
-            len: out.len(),
-            n,
-        }
-    }
-
-    /// Whole rows in the view.
-    fn rows(&self) -> usize {
-        self.len / self.n.max(1)
-    }
-
-    /// Where row `r`'s column `c` is (for prefetching: never dereferenced
-    /// here).
-    fn at(&self, r: usize, c: usize) -> *const f32 {
-        self.ptr.wrapping_add(r * self.n + c)
-    }
-
-    /// Row `r`'s columns `c..c + cols`, checked against the view's bounds.
-    ///
-    /// # Safety
-    /// No other live reference may cover these elements: callers give
-    /// each job of a product its own rows or its own columns.
-    #[allow(unsafe_code)]
-    unsafe fn slice<'a>(&self, r: usize, c: usize, cols: usize) -> &'a mut [f32] {
-        let start = r * self.n + c;
-        assert!(
-            c + cols <= self.n && start + cols <= self.len,
-            "output bounds"
-        );
-        // SAFETY: in bounds (asserted), and exclusive by the caller's
-        // contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), cols) }
-    }
-}
-
-/// Asks the CPU to bring the cache line holding `p` into L1 (a hint: it
-/// never faults, whatever `p` is; a no-op off x86-64).
-#[inline(always)]
-fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: SSE is part of x86-64's baseline, the only precondition;
-        // a prefetch reads nothing the program can see and cannot fault.
-        #[allow(unsafe_code)]
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast())
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// `o[j] (+)= acc[j]·sa·sw[j] + off·wsum[j]` for `j < o.len()`: the
-/// kernel's output step for one tile row. No fused multiply-add, so every
-/// build gives the same bits.
-#[inline(always)]
-fn output_row(
-    acc: &[i32],
-    sa: f32,
-    off: f32,
-    sw: &[f32],
-    wsum: &[f32],
-    o: &mut [f32],
-    accumulate: bool,
-) {
-    let cols = o.len();
-    let (acc, sw, wsum) = (&acc[..cols], &sw[..cols], &wsum[..cols]);
-    if accumulate {
-        for j in 0..cols {
-            o[j] += acc[j] as f32 * (sa * sw[j]) + off * wsum[j];
-        }
-    } else {
-        for j in 0..cols {
-            o[j] = acc[j] as f32 * (sa * sw[j]) + off * wsum[j];
-        }
-    }
-}
-
-multiversion! {
-    /// [`output_row`] for a partial panel (fewer than `NR` columns).
-    fn output_step / output_step_on(
-        acc: &[i32; NR],
-        sa: f32,
-        off: f32,
-        sw: &[f32],
-        wsum: &[f32],
-        o: &mut [f32],
-        accumulate: bool,
-    ) {
-        output_row(acc, sa, off, sw, wsum, o, accumulate)
-    }
-}
-
-/// [`output_row`] for a whole panel of `NR` columns: sizes the compiler
-/// knows, inlined into the caller's loop rather than dispatched per tile
-/// row.
-#[inline(always)]
-fn output_step_full(
-    acc: &[i32; NR],
-    sa: f32,
-    off: f32,
-    sw: &[f32; NR],
-    wsum: &[f32; NR],
-    o: &mut [f32; NR],
-    accumulate: bool,
-) {
-    output_row(acc, sa, off, sw, wsum, o, accumulate)
-}
-
-/// Quantises one value with the reciprocal of its scale: the nearest
-/// integer (ties to even) within `±QMAX`. Rounds by adding and subtracting
-/// 1.5·2²³, exact below 2²², rather than `f32::round`, which is a libm call
-/// per weight on baseline x86-64 (a fifth of an int8 model's load time).
-#[inline(always)]
-fn quantize_one(v: f32, inv_scale: f32) -> i16 {
-    const MAGIC: f32 = 12_582_912.0;
-    let t = (v * inv_scale).clamp(-QMAX, QMAX);
-    ((t + MAGIC) - MAGIC) as i16
-}
-
 /// `Σ_k (s_a/2)·|ŵ[j,k]| + (s_w[j]/2)·|x[i,k]|`: the largest possible
 /// `|y[i,j] − ŷ[i,j]|` from quantisation for row `i` of `x`, column `j`,
 /// before fp32 rounding (see the module docs).
@@ -781,8 +481,11 @@ pub(crate) fn error_bound(
 
 mod kernel;
 pub(crate) use kernel::Kernel;
+mod load;
+mod output;
 #[cfg(test)]
 use kernel::{gemm_i16_portable, gemm_u8_portable};
+use output::{output_step, output_step_full, prefetch, Block, OutRows};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
