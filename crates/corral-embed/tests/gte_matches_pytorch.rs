@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::{fixture_dir, fixture_golden, load_on_candle, max_abs_diff};
-use corral_embed::{EmbedSpec, EmbedTokenizer, Embedder, Engine, Pooling, TruncationSide};
+use common::{assert_golden_ids, fixture_dir, fixture_golden, load_on_candle, max_abs_diff};
+use corral_embed::{EmbedSpec, Embedder, Engine, Pooling};
 use serde::Deserialize;
 
 /// Largest difference allowed between a Rust and a PyTorch element.
@@ -83,14 +83,8 @@ fn token_ids_are_pytorchs_exactly() {
     let golden = golden();
     let e = load(&fixture(), Engine::Candle, None);
     assert_eq!(e.max_seq_length(), golden.max_tokens);
-    let tok = EmbedTokenizer::load(&EmbedSpec::new(fixture())).unwrap();
-    let mut truncated = 0;
-    for g in &golden.texts {
-        assert_eq!(e.token_ids(&g.text).unwrap(), g.ids, "{:?}", g.text);
-        let t = tok.encode(&g.text, TruncationSide::Right).unwrap();
-        assert_eq!(t.ids, g.ids, "{:?} (EmbedTokenizer)", g.text);
-        truncated += usize::from(t.truncated);
-    }
+    let cases = golden.texts.iter().map(|g| (g.text.as_str(), &g.ids[..]));
+    let truncated = assert_golden_ids("tiny GTE", &e, &fixture(), cases);
     assert_eq!(truncated, 1, "the golden set has one over-long text");
 }
 

@@ -287,6 +287,29 @@ pub fn fixture_golden<T: serde::de::DeserializeOwned>(name: &str, script: &str) 
     serde_json::from_str(&text).unwrap()
 }
 
+/// Asserts that `e` and the `EmbedTokenizer` of `dir` give each golden
+/// text its golden ids (`label` names the model in failures), and returns
+/// how many texts the tokenizer truncated.
+pub fn assert_golden_ids<'a>(
+    label: &str,
+    e: &corral_embed::Embedder,
+    dir: &Path,
+    cases: impl IntoIterator<Item = (&'a str, &'a [u32])>,
+) -> usize {
+    let tok = corral_embed::EmbedTokenizer::load(&corral_embed::EmbedSpec::new(dir)).unwrap();
+    assert_eq!(tok.max_seq_length(), e.max_seq_length(), "{label}");
+    let mut truncated = 0;
+    for (text, ids) in cases {
+        assert_eq!(e.token_ids(text).unwrap(), ids, "{label} {text:?}");
+        let t = tok
+            .encode(text, corral_embed::TruncationSide::Right)
+            .unwrap();
+        assert_eq!(t.ids, ids, "{label} {text:?} (EmbedTokenizer)");
+        truncated += usize::from(t.truncated);
+    }
+    truncated
+}
+
 /// The embedder of `dir` on `engine` with `pooling` (the directory's when
 /// `None`), unnormalised, on one thread; panics unless candle's engine
 /// runs it (the families beside BERT and XLM-RoBERTa run there only).

@@ -113,13 +113,12 @@ pub fn load(name: &str, engine: Engine, quantize: Quantize) -> Scorer {
     s
 }
 
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+/// The embedding tests' helpers; the cross-encoder tests share their
+/// `max_abs_diff`.
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(unused_imports)] // used by cross_encoders_match_pytorch, not by every binary
+pub use common::max_abs_diff;
 
 pub fn ce_predict(p: &GoldenPair) -> Vec<f32> {
     match &p.ce_predict {
