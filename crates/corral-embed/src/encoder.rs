@@ -130,7 +130,9 @@ impl Encoder {
 
     /// Loads the fast forward from `dir/model.safetensors` with `config`
     /// (read from `config.json` by the caller), with the dense layers in
-    /// int8 when `quantize` says so and the CPU can.
+    /// int8 when `quantize` says so and the CPU can — or shares the weights
+    /// of the same model already loaded in this process
+    /// ([`crate::loaded`]), with buffers of its own.
     ///
     /// # Errors
     /// When the model is not one it supports (no safetensors, another
@@ -141,10 +143,15 @@ impl Encoder {
         threads: usize,
         quantize: Quantize,
     ) -> Result<Self, EmbedError> {
-        let mut model = FastBert::load(&dir.join("model.safetensors"), config)?;
-        if quantize == Quantize::Int8 && !model.quantize(Int8Layers::DEFAULT_INT8) {
-            tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
-        }
+        let file = dir.join("model.safetensors");
+        let int8 = quantize == Quantize::Int8;
+        let model = crate::loaded::load_shared(&file, config, int8, || {
+            let mut model = FastBert::load(&file, config)?;
+            if int8 && !model.quantize(Int8Layers::DEFAULT_INT8) {
+                tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
+            }
+            Ok::<_, EmbedError>(model)
+        })?;
         Ok(Self::Fast {
             model: Box::new(model),
             threads: threads.max(1),

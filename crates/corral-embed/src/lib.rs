@@ -94,6 +94,7 @@ mod error;
 pub mod fast;
 mod head;
 mod input;
+mod loaded;
 pub mod model_dir;
 mod pooling;
 mod score;

@@ -88,6 +88,7 @@ mod test_util;
 mod weights;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 use attention::SeqSpan;
 use embeddings::Embeddings;
@@ -130,18 +131,53 @@ pub enum FastBertError {
     Input(String),
 }
 
+/// The weights a forward pass reads and never writes: the embeddings and
+/// the encoder layers, quantised and packed for the kernels. Every
+/// [`FastBert`] made by [`FastBert::share`] reads the same one.
+#[derive(Debug, Clone)]
+struct Model {
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    /// Whether the fp32 dense layers were packed for the build that runs
+    /// (on the first forward or share, after any quantisation, so that a
+    /// model quantised at load never packs what it then drops).
+    packed: bool,
+}
+
+impl Model {
+    /// Packs the fp32 dense layers for the build that runs, once.
+    fn pack(&mut self) {
+        if self.packed {
+            return;
+        }
+        let isa = Isa::current();
+        for layer in &mut self.layers {
+            for dense in [
+                &mut layer.qkv,
+                &mut layer.attn_out,
+                &mut layer.ffn_in,
+                &mut layer.ffn_out,
+            ] {
+                dense.pack_for(isa);
+            }
+        }
+        self.packed = true;
+    }
+}
+
 /// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
 /// kernels, and one forward pass, [`FastBert::forward_packed`] (packed
 /// texts, no padding, token type 0; pooling is the caller's), or
 /// [`FastBert::forward_packed_typed`] with a token type per id (pairs of
-/// texts for a cross-encoder). Not `Sync`-shared: each worker owns one (its buffers are reused
-/// across calls). Each op of a forward runs in a TRACE-level span, which
-/// [`OpTimer`] can sum per op (see [`op_timer`]).
+/// texts for a cross-encoder). Each worker owns one, with its own buffers
+/// (reused across calls); workers of one model share its weights through
+/// [`FastBert::share`]. Each op of a forward runs in a TRACE-level span,
+/// which [`OpTimer`] can sum per op (see [`op_timer`]).
 #[derive(Debug)]
 pub struct FastBert {
     config: FastBertConfig,
-    embeddings: Embeddings,
-    layers: Vec<EncoderLayer>,
+    /// The weights, shared read-only with the other [`FastBert::share`]s.
+    model: Arc<Model>,
     scratch: Scratch,
     /// Packed hidden states, `[tokens, hidden]`.
     x: Vec<f32>,
@@ -158,10 +194,58 @@ pub struct FastBert {
     share: &'static share::Share,
     /// The most threads any layer of the last forward ran on.
     last_threads: usize,
-    /// Whether the fp32 dense layers were packed for the build that runs
-    /// (on the first forward, after any quantisation, so that a model
-    /// quantised at load never packs what it then drops).
-    packed: bool,
+}
+
+/// `f(i, &mut items[i])` for every item, on up to as many scoped threads
+/// as the machine has cores (each a contiguous run of items): loading and
+/// quantising a model's layers, which a worker does once, on cores
+/// otherwise idle while it loads. A panic in `f` is resumed here.
+fn on_cores<T: Send>(items: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let per = items.len().div_ceil(cores).max(1);
+    if per >= items.len() {
+        items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+        return;
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = items
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(c, run)| {
+                s.spawn(move || {
+                    for (j, t) in run.iter_mut().enumerate() {
+                        f(c * per + j, t);
+                    }
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+    });
+}
+
+/// Weights of a [`FastBert`] that some FastBert may still read: see
+/// [`FastBert::weak_weights`].
+#[derive(Debug, Clone)]
+pub(crate) struct WeakWeights {
+    config: FastBertConfig,
+    model: Weak<Model>,
+}
+
+impl WeakWeights {
+    /// A FastBert on these weights, with buffers of its own, while any
+    /// FastBert still reads them; `None` once the last is gone.
+    pub(crate) fn upgrade(&self) -> Option<FastBert> {
+        let model = self.model.upgrade()?;
+        Some(FastBert::with_model(self.config.clone(), model))
+    }
+
+    /// Whether some FastBert still reads these weights.
+    pub(crate) fn is_live(&self) -> bool {
+        self.model.strong_count() > 0
+    }
 }
 
 impl FastBert {
@@ -175,11 +259,21 @@ impl FastBert {
     /// [`FastBertError::MissingTensor`] / [`FastBertError::BadTensor`] for
     /// weights that do not match it.
     pub fn load(safetensors_path: &Path, config: &FastBertConfig) -> Result<Self, FastBertError> {
-        let bytes = std::fs::read(safetensors_path).map_err(|source| FastBertError::Io {
+        let io = |source| FastBertError::Io {
             path: safetensors_path.to_path_buf(),
             source,
-        })?;
-        Self::from_weights(&Weights::from_bytes(&bytes)?, config)
+        };
+        let file = std::fs::File::open(safetensors_path).map_err(io)?;
+        // SAFETY: the map is read only here, while the weights are copied
+        // into the model's own buffers, and dropped before `load` returns.
+        // What a map cannot rule out is another process truncating the
+        // file during those milliseconds (a read past the new end faults);
+        // model files are not rewritten in place while a pool loads them.
+        // Mapping instead of reading skips one copy of the file through a
+        // buffer the size of the model (a quarter of the load's time).
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Self::from_weights(&Weights::from_bytes(&map)?, config)
     }
 
     /// Builds the model from `weights`: [`Embeddings::load`] from
@@ -195,14 +289,42 @@ impl FastBert {
         config: &FastBertConfig,
     ) -> Result<Self, FastBertError> {
         config.check()?;
-        let embeddings = Embeddings::load(weights, "embeddings", config)?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| EncoderLayer::load(weights, &format!("encoder.layer.{i}"), config))
+        let mut loaded: Vec<Option<Result<EncoderLayer, FastBertError>>> =
+            (0..config.num_hidden_layers).map(|_| None).collect();
+        // The embedding tables (half of a small model's bytes) beside the
+        // layers, which load on every core.
+        let embeddings = std::thread::scope(|s| {
+            let embeddings = s.spawn(|| Embeddings::load(weights, "embeddings", config));
+            on_cores(&mut loaded, |i, layer| {
+                *layer = Some(EncoderLayer::load(
+                    weights,
+                    &format!("encoder.layer.{i}"),
+                    config,
+                ));
+            });
+            embeddings
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?;
+        let layers = loaded
+            .into_iter()
+            .map(|layer| layer.expect("every layer loaded"))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            config: config.clone(),
-            embeddings,
-            layers,
+        Ok(Self::with_model(
+            config.clone(),
+            Arc::new(Model {
+                embeddings,
+                layers,
+                packed: false,
+            }),
+        ))
+    }
+
+    /// A FastBert reading `model`, with empty buffers.
+    fn with_model(config: FastBertConfig, model: Arc<Model>) -> Self {
+        Self {
+            config,
+            model,
             scratch: Scratch::default(),
             x: Vec::new(),
             ids: Vec::new(),
@@ -212,8 +334,41 @@ impl FastBert {
             max_threads: 0,
             share: &share::PROCESS,
             last_threads: 0,
-            packed: false,
-        })
+        }
+    }
+
+    /// Another FastBert on the same weights, with buffers of its own (and
+    /// this one's [`FastBert::set_max_threads`]): what each further worker
+    /// of a pool runs, so that N workers hold one copy of the model. Packs
+    /// the weights for the build that runs first (what the first forward
+    /// would do), so quantise before sharing: quantising a shared model
+    /// copies its weights (copy on write), leaving the others as they are.
+    pub fn share(&mut self) -> Self {
+        if !self.model.packed {
+            Arc::make_mut(&mut self.model).pack();
+        }
+        let mut other = Self::with_model(self.config.clone(), Arc::clone(&self.model));
+        other.max_threads = self.max_threads;
+        other
+    }
+
+    /// Whether `self` and `other` read the same weights (one was made from
+    /// the other by [`FastBert::share`], and neither quantised since).
+    pub fn shares_weights_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.model, &other.model)
+    }
+
+    /// A handle on these weights that does not keep them alive (packed
+    /// first, as [`FastBert::share`] does): what a cache of loaded models
+    /// holds, so that a model no pool uses any more is freed.
+    pub(crate) fn weak_weights(&mut self) -> WeakWeights {
+        if !self.model.packed {
+            Arc::make_mut(&mut self.model).pack();
+        }
+        WeakWeights {
+            config: self.config.clone(),
+            model: Arc::downgrade(&self.model),
+        }
     }
 
     /// Lets each forward take up to `max` threads of the rayon pool it runs
@@ -270,7 +425,9 @@ impl FastBert {
             return false;
         }
         let h = self.config.hidden_size;
-        for layer in &mut self.layers {
+        let layers = &mut Arc::make_mut(&mut self.model).layers;
+        // Each layer on a core of its own: quantising is most of a load.
+        on_cores(layers, |_, layer| {
             if which.qkv {
                 // Smoothing by the norm measured worse here (min cosine
                 // 0.99600 against 0.99727, with 256 activation levels), so
@@ -297,7 +454,7 @@ impl FastBert {
                     dense.set_max_levels(256);
                 }
             }
-        }
+        });
         true
     }
 
@@ -320,7 +477,8 @@ impl FastBert {
         self.positions.clear();
         self.spans.clear();
         for w in offsets.windows(2) {
-            self.embeddings
+            self.model
+                .embeddings
                 .push_positions(&ids[w[0]..w[1]], &mut self.positions);
             self.spans.push(SeqSpan {
                 start: w[0],
@@ -333,21 +491,10 @@ impl FastBert {
     /// Runs embeddings and all layers over the packed tokens, leaving the
     /// result in `self.x`.
     fn run_packed(&mut self, threads: usize) -> Result<(), FastBertError> {
-        if !self.packed {
-            let isa = Isa::current();
-            for layer in &mut self.layers {
-                for dense in [
-                    &mut layer.qkv,
-                    &mut layer.attn_out,
-                    &mut layer.ffn_in,
-                    &mut layer.ffn_out,
-                ] {
-                    dense.pack_for(isa);
-                }
-            }
-            self.packed = true;
+        if !self.model.packed {
+            Arc::make_mut(&mut self.model).pack();
         }
-        let max_positions = self.embeddings.max_positions();
+        let max_positions = self.model.embeddings.max_positions();
         if let Some(&p) = self.positions.iter().max() {
             if p as usize >= max_positions {
                 return Err(FastBertError::Input(format!(
@@ -356,13 +503,13 @@ impl FastBert {
                 )));
             }
         }
-        let vocab = self.embeddings.vocab() as u32;
+        let vocab = self.model.embeddings.vocab() as u32;
         if let Some(&bad) = self.ids.iter().find(|&&id| id >= vocab) {
             return Err(FastBertError::Input(format!(
                 "token id {bad} ≥ vocab size {vocab}"
             )));
         }
-        let types = self.embeddings.type_vocab() as u32;
+        let types = self.model.embeddings.type_vocab() as u32;
         if let Some(&bad) = self.type_ids.iter().find(|&&t| t >= types) {
             return Err(FastBertError::Input(format!(
                 "token type {bad} ≥ type_vocab_size {types}"
@@ -372,10 +519,11 @@ impl FastBert {
         op_span!("embeddings").in_scope(|| {
             grow(&mut self.x, self.ids.len() * h);
             if self.type_ids.is_empty() {
-                self.embeddings
+                self.model
+                    .embeddings
                     .forward(&self.ids, &self.positions, &mut self.x);
             } else {
-                self.embeddings.forward_typed(
+                self.model.embeddings.forward_typed(
                     &self.ids,
                     &self.type_ids,
                     &self.positions,
@@ -388,7 +536,7 @@ impl FastBert {
         let running = share.enter();
         let ceiling = self.max_threads.max(threads);
         self.last_threads = 0;
-        for layer in &self.layers {
+        for layer in &self.model.layers {
             let t = running.threads(threads, ceiling);
             self.last_threads = self.last_threads.max(t);
             layer.forward(x, &self.spans, &mut self.scratch, t);
@@ -452,3 +600,5 @@ impl FastBert {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::write_tiny_bert;

@@ -3,7 +3,7 @@
 //! invariance. Run them with `--release` (debug builds are slow).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
@@ -47,6 +47,28 @@ impl Drop for TinyModel {
 /// Writes random weights for the tiny model (names prefixed with `prefix`)
 /// into a fresh directory.
 fn write_tiny_model(prefix: &str, tag: &str) -> TinyModel {
+    let dir = std::env::temp_dir().join(format!("corral-fastbert-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    candle_core::safetensors::save(&tiny_tensors(prefix), &path).unwrap();
+    TinyModel { path }
+}
+
+/// The tiny model's weights as `dir/model.safetensors`, with `extra`
+/// floats in a tensor the model does not read (so that files of different
+/// `extra` differ in length only), and its configuration: for tests
+/// outside this module.
+pub(crate) fn write_tiny_bert(dir: &Path, extra: usize) -> (PathBuf, FastBertConfig) {
+    let mut tensors = tiny_tensors("");
+    let unused = Tensor::zeros(extra, candle_core::DType::F32, &Device::Cpu).unwrap();
+    tensors.insert("unused".into(), unused);
+    let path = dir.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    (path, FastBertConfig::from_hf_json(&config_json()).unwrap())
+}
+
+/// Random weights for the tiny model, names prefixed with `prefix`.
+fn tiny_tensors(prefix: &str) -> HashMap<String, Tensor> {
     let mut seed = 100u64;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: String, shape: &[usize], scale: f32, offset: f32| {
@@ -112,11 +134,7 @@ fn write_tiny_model(prefix: &str, tag: &str) -> TinyModel {
             add(format!("{p}{ln}.bias"), &[HIDDEN], 0.1, 0.0);
         }
     }
-    let dir = std::env::temp_dir().join(format!("corral-fastbert-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &path).unwrap();
-    TinyModel { path }
+    tensors
 }
 
 /// A padded batch of texts of different lengths (ids, mask, batch, seq).
@@ -520,7 +538,7 @@ fn eight_bit_activations_only_where_the_build_has_vpdpbusd() {
         with_isa(isa, || {
             let mut fast = FastBert::load(&model.path, &cfg).unwrap();
             assert!(fast.quantize(super::Int8Layers::DEFAULT_INT8));
-            for layer in &fast.layers {
+            for layer in &fast.model.layers {
                 let eight = |d: &Dense| matches!(d, Dense::Int8(q) if q.eight_bit());
                 for dense in [&layer.qkv, &layer.attn_out, &layer.ffn_in, &layer.ffn_out] {
                     assert_eq!(eight(dense), vnni, "{}", isa.name());
@@ -529,4 +547,72 @@ fn eight_bit_activations_only_where_the_build_has_vpdpbusd() {
         });
         eprintln!("{}: 8-bit activations {vnni}", isa.name());
     }
+}
+
+#[test]
+fn shared_weights_give_the_same_hidden_states_from_buffers_of_their_own() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let model = write_tiny_model("", "share");
+    let (ids, mask, batch, seq) = batch_inputs();
+    let (packed_ids, offsets) = packed(&ids, &mask, batch, seq);
+    let short = [3u32, 9, 4];
+    for int8 in [false, true] {
+        let load = || {
+            let mut fb = FastBert::load(&model.path, &cfg).unwrap();
+            if int8 {
+                assert!(fb.quantize(super::Int8Layers::DEFAULT_INT8));
+            }
+            fb
+        };
+        let mut alone = load();
+        let want_long = alone
+            .forward_packed(&packed_ids, &offsets, 1)
+            .unwrap()
+            .to_vec();
+        let want_short = alone.forward_packed(&short, &[0, 3], 1).unwrap().to_vec();
+        let mut first = load();
+        let mut second = first.share();
+        assert!(first.shares_weights_with(&second));
+        // Both at once, each on its own thread and batch, several times:
+        // one's buffers are never the other's.
+        let (long, short_out) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                (0..5)
+                    .map(|_| {
+                        first
+                            .forward_packed(&packed_ids, &offsets, 1)
+                            .unwrap()
+                            .to_vec()
+                    })
+                    .last()
+                    .unwrap()
+            });
+            let b = s.spawn(|| {
+                (0..5)
+                    .map(|_| second.forward_packed(&short, &[0, 3], 1).unwrap().to_vec())
+                    .last()
+                    .unwrap()
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(long, want_long, "int8 {int8}");
+        assert_eq!(short_out, want_short, "int8 {int8}");
+        assert!(first.shares_weights_with(&second), "a forward never copies");
+    }
+}
+
+#[test]
+fn quantising_a_shared_model_copies_it_and_leaves_the_other_as_it_was() {
+    let cfg = FastBertConfig::from_hf_json(&config_json()).unwrap();
+    let model = write_tiny_model("", "share-q");
+    let mut fp32 = FastBert::load(&model.path, &cfg).unwrap();
+    let want = fp32
+        .forward_packed(&[3, 9, 4], &[0, 3], 1)
+        .unwrap()
+        .to_vec();
+    let mut other = fp32.share();
+    assert!(other.quantize(super::Int8Layers::DEFAULT_INT8));
+    assert!(!fp32.shares_weights_with(&other));
+    assert_eq!(fp32.forward_packed(&[3, 9, 4], &[0, 3], 1).unwrap(), want);
+    assert_ne!(other.forward_packed(&[3, 9, 4], &[0, 3], 1).unwrap(), want);
 }

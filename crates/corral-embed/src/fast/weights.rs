@@ -86,11 +86,19 @@ impl<'a> Weights<'a> {
                 shape
             )));
         }
-        Ok(view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        let data = view.data();
+        let mut out = vec![0.0f32; data.len() / 4];
+        if cfg!(target_endian = "little") {
+            // One copy of the bytes (safetensors are little-endian, as is
+            // this machine): the file's tensors need not be 4-byte aligned,
+            // so they are copied, not cast in place.
+            bytemuck::cast_slice_mut::<f32, u8>(&mut out).copy_from_slice(data);
+        } else {
+            for (v, b) in out.iter_mut().zip(data.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Ok(out)
     }
 
     /// The PyTorch `nn.Linear` at `prefix` (`weight` `[n, k]`, `bias`

@@ -134,24 +134,16 @@ impl QuantizedRows {
         self.lo8.clear();
         self.lo8.resize(self.wide.len() * kq, 0);
         let b = self.wide_shift;
-        let mask = (1u16 << b) - 1;
         for (i, (src, dst)) in self.q[..self.rows * kp]
             .chunks_exact(kp)
             .zip(self.q8.chunks_exact_mut(kq))
             .enumerate()
         {
             match self.wide_slot[i] {
-                NARROW => {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v as u8;
-                    }
-                }
+                NARROW => to_bytes(src, dst),
                 slot => {
                     let lo = &mut self.lo8[slot as usize * kq..(slot as usize + 1) * kq];
-                    for ((d, l), &v) in dst.iter_mut().zip(lo.iter_mut()).zip(src) {
-                        *d = (v as u16 >> b) as u8;
-                        *l = (v as u16 & mask) as u8;
-                    }
+                    split_bytes(src, dst, lo, b);
                 }
             }
         }
@@ -214,9 +206,42 @@ pub(crate) fn wide_levels(k: usize) -> Option<u32> {
 /// build, so every kernel makes the same rows wide.
 fn is_wide(row: &[f32], lo: f32, hi: f32, ratio: f32) -> bool {
     let n = row.len() as f32;
-    let mean = super::super::math::sum(row) / n;
-    let var = super::super::math::dot(row, row) / n - mean * mean;
+    let mut sums = [0.0; 2];
+    moments(row, &mut sums);
+    let mean = sums[0] / n;
+    let var = sums[1] / n - mean * mean;
     var > 0.0 && (hi - lo) > ratio * var.sqrt()
+}
+
+multiversion! {
+    /// `sums = [Σ row, Σ row²]`, each with eight lane accumulators in a
+    /// fixed order (`math::sum`, `math::dot`), so every build gives the
+    /// same bits — only the AVX2 one in a single vector register each.
+    fn moments / moments_on(row: &[f32], sums: &mut [f32; 2]) {
+        *sums = [super::super::math::sum(row), super::super::math::dot(row, row)];
+    }
+}
+
+multiversion! {
+    /// `dst[p] = src[p]` for unsigned 8-bit levels (`0..=255`); `dst`'s
+    /// tail past `src` is left as it is.
+    fn to_bytes / to_bytes_on(src: &[i16], dst: &mut [u8]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v as u8;
+        }
+    }
+}
+
+multiversion! {
+    /// A wide row's levels split into bytes: `hi[p] = src[p] >> b`,
+    /// `lo[p]` its low `b` bits; the tails past `src` are left as they are.
+    fn split_bytes / split_bytes_on(src: &[i16], hi: &mut [u8], lo: &mut [u8], b: u32) {
+        let mask = (1u16 << b) - 1;
+        for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(src) {
+            *h = (v as u16 >> b) as u8;
+            *l = (v as u16 & mask) as u8;
+        }
+    }
 }
 
 /// Quantises `row` (its minimum `lo`, maximum `hi`) into `dst` (one longer
