@@ -67,12 +67,15 @@ pub(crate) fn load_shared<E>(
     };
     let slot = {
         let mut all = lock(&LOADED);
-        // Forget the models nobody reads any more (a slot whose lock is
-        // held is being loaded: keep it).
+        // Forget the models nobody reads any more. A slot another call
+        // holds (it took a clone under this lock and is loading, or about
+        // to) stays, so that a call coming now waits for that load.
         all.retain(|(_, slot)| {
-            slot.try_lock()
-                .map(|w| w.as_ref().is_some_and(WeakWeights::is_live))
-                .unwrap_or(true)
+            Arc::strong_count(slot) > 1
+                || slot
+                    .try_lock()
+                    .map(|w| w.as_ref().is_some_and(WeakWeights::is_live))
+                    .unwrap_or(true)
         });
         match all.iter().find(|(k, _)| *k == key) {
             Some((_, slot)) => Arc::clone(slot),

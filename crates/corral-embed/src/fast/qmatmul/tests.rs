@@ -2,7 +2,7 @@
 //! the stated bound, quantisation, smoothing.
 
 use super::super::test_util::{random_vec, BERT_SHAPES};
-use super::quantize::{min_max, min_max_portable};
+use super::quantize::{min_max, min_max_portable, moments_on, split_bytes_on, to_bytes_on};
 use super::*;
 
 /// `x · Wᵀ` in f64.
@@ -576,4 +576,50 @@ fn no_wide_rows_without_8_bits_or_outliers() {
     assert_eq!(rows.wide_rows(), 0, "no threshold, no wide rows");
     rows.quantize_scaled(&outlier, m, k, None, 256, WIDE_ABOVE);
     assert_eq!(rows.wide_rows(), 1);
+}
+
+/// What [`row_passes_give_the_same_bits_in_every_build`] compares: the
+/// moments' bits, the bytes, a wide row's high and low bytes.
+type RowPasses = ([u32; 2], Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The quantiser's row passes give the same bits in every build: the
+/// moments that decide which rows are wide (a row wide in one build and
+/// not in another would change every kernel's result) and the byte
+/// conversions.
+#[test]
+fn row_passes_give_the_same_bits_in_every_build() {
+    let builds = crate::fast::Isa::available();
+    for len in [1, 7, 8, 33, 384, 1537] {
+        let row: Vec<f32> = random_vec(len, len as u64)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 97 == 5 { v * 40.0 } else { *v })
+            .collect();
+        let levels: Vec<i16> = (0..len).map(|i| ((i * 2654435761) % 4096) as i16).collect();
+        let mut want: Option<RowPasses> = None;
+        for &isa in &builds {
+            let mut sums = [0.0; 2];
+            moments_on(isa, &row, &mut sums);
+            let mut bytes = vec![0u8; len + 3];
+            to_bytes_on(isa, &levels, &mut bytes);
+            let (mut hi, mut lo) = (vec![0u8; len + 3], vec![0u8; len + 3]);
+            split_bytes_on(isa, &levels, &mut hi, &mut lo, 4);
+            for p in 0..len {
+                assert_eq!(u16::from(hi[p]) << 4 | u16::from(lo[p]), levels[p] as u16);
+            }
+            assert!(
+                hi[len..].iter().chain(&lo[len..]).all(|&b| b == 0),
+                "tails untouched"
+            );
+            let got = ([sums[0].to_bits(), sums[1].to_bits()], bytes, hi, lo);
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert!(*w == got, "{} differs at {len}", isa.name()),
+            }
+        }
+    }
+    eprintln!(
+        "builds: {:?}",
+        builds.iter().map(|i| i.name()).collect::<Vec<_>>()
+    );
 }
