@@ -94,27 +94,54 @@ pub(crate) fn erfc_abs(z: f32) -> f32 {
 /// (`mul_add`), in the order the AVX2 kernel (`activation`'s) runs them on
 /// 8 lanes, so that both give the same bits: an int8 layer after GELU
 /// quantises its input, and a last-bit difference there can move a value
-/// to the next level. (A fused multiply-add is exact-then-rounded
-/// wherever it runs; on an x86-64 CPU without FMA, `mul_add` is a libm
-/// call, slower but equal.)
+/// to the next level. On a CPU without fused multiply-adds `mul_add` is a
+/// libm call, equal but some forty times slower: the portable build runs
+/// [`gelu_erf_portable`] instead.
 #[inline(always)]
 pub(crate) fn gelu_erf(x: f32) -> f32 {
+    gelu_erf_by(x, f32::mul_add)
+}
+
+/// What the portable build runs: [`gelu_erf`] where the target fuses
+/// multiply-adds in hardware (aarch64, or x86 built with FMA), the same
+/// steps with each multiply and add rounded apart elsewhere (baseline
+/// x86-64, where `mul_add` would be a libm call per step): within a few
+/// units in the last place of [`gelu_erf`], and as fast as plain
+/// arithmetic.
+#[inline(always)]
+pub(crate) fn gelu_erf_portable(x: f32) -> f32 {
+    if cfg!(any(target_feature = "fma", target_arch = "aarch64")) {
+        gelu_erf(x)
+    } else {
+        gelu_erf_unfused(x)
+    }
+}
+
+/// [`gelu_erf`]'s steps with each multiply and add rounded apart.
+#[inline(always)]
+pub(crate) fn gelu_erf_unfused(x: f32) -> f32 {
+    gelu_erf_by(x, |a, b, c| a * b + c)
+}
+
+/// [`gelu_erf`] with `fma(a, b, c)` for each `a·b + c` step.
+#[inline(always)]
+fn gelu_erf_by(x: f32, fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let a = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
-    let t = 1.0 / ERFC_P.mul_add(a, 1.0);
+    let t = 1.0 / fma(ERFC_P, a, 1.0);
     let poly = ERFC_A[..4]
         .iter()
         .rev()
-        .fold(ERFC_A[4], |p, &c| p.mul_add(t, c))
+        .fold(ERFC_A[4], |p, &c| fma(p, t, c))
         * t;
     // e^{-a²} (the argument is never positive), as `exp`.
     let u = ((-a) * a).max(-87.0);
-    let tn = u.mul_add(LOG2_E, ROUND_MAGIC);
+    let tn = fma(u, LOG2_E, ROUND_MAGIC);
     let n = tn - ROUND_MAGIC;
-    let r = (-n).mul_add(LN2_HI, u);
-    let r = (-n).mul_add(LN2_LO, r);
+    let r = fma(-n, LN2_HI, u);
+    let r = fma(-n, LN2_LO, r);
     let p = EXP_TAYLOR
         .iter()
-        .fold(1.0 / 5040.0, |p: f32, &c| p.mul_add(r, c));
+        .fold(1.0 / 5040.0, |p: f32, &c| fma(p, r, c));
     let n_bits = tn.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
     let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let c = poly * (p * scale);
