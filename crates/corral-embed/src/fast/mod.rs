@@ -80,6 +80,7 @@ mod layer;
 mod layer_norm;
 pub(crate) mod math;
 mod matmul;
+mod model;
 pub mod op_timer;
 mod qmatmul;
 mod share;
@@ -88,11 +89,13 @@ mod test_util;
 mod weights;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use attention::SeqSpan;
 use embeddings::Embeddings;
 use layer::{grow, EncoderLayer, Scratch};
+pub(crate) use model::WeakWeights;
+use model::{on_cores, Model};
 use op_timer::{op_span, FORWARD, OP_TARGET};
 pub use op_timer::{OpTime, OpTimer, OpTimes};
 use weights::Weights;
@@ -131,40 +134,6 @@ pub enum FastBertError {
     Input(String),
 }
 
-/// The weights a forward pass reads and never writes: the embeddings and
-/// the encoder layers, quantised and packed for the kernels. Every
-/// [`FastBert`] made by [`FastBert::share`] reads the same one.
-#[derive(Debug, Clone)]
-struct Model {
-    embeddings: Embeddings,
-    layers: Vec<EncoderLayer>,
-    /// Whether the fp32 dense layers were packed for the build that runs
-    /// (on the first forward or share, after any quantisation, so that a
-    /// model quantised at load never packs what it then drops).
-    packed: bool,
-}
-
-impl Model {
-    /// Packs the fp32 dense layers for the build that runs, once.
-    fn pack(&mut self) {
-        if self.packed {
-            return;
-        }
-        let isa = Isa::current();
-        for layer in &mut self.layers {
-            for dense in [
-                &mut layer.qkv,
-                &mut layer.attn_out,
-                &mut layer.ffn_in,
-                &mut layer.ffn_out,
-            ] {
-                dense.pack_for(isa);
-            }
-        }
-        self.packed = true;
-    }
-}
-
 /// A BERT encoder (embeddings + encoder layers, no pooler) with fused CPU
 /// kernels, and one forward pass, [`FastBert::forward_packed`] (packed
 /// texts, no padding, token type 0; pooling is the caller's), or
@@ -194,58 +163,6 @@ pub struct FastBert {
     share: &'static share::Share,
     /// The most threads any layer of the last forward ran on.
     last_threads: usize,
-}
-
-/// `f(i, &mut items[i])` for every item, on up to as many scoped threads
-/// as the machine has cores (each a contiguous run of items): loading and
-/// quantising a model's layers, which a worker does once, on cores
-/// otherwise idle while it loads. A panic in `f` is resumed here.
-fn on_cores<T: Send>(items: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let per = items.len().div_ceil(cores).max(1);
-    if per >= items.len() {
-        items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
-        return;
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let runs: Vec<_> = items
-            .chunks_mut(per)
-            .enumerate()
-            .map(|(c, run)| {
-                s.spawn(move || {
-                    for (j, t) in run.iter_mut().enumerate() {
-                        f(c * per + j, t);
-                    }
-                })
-            })
-            .collect();
-        for run in runs {
-            run.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        }
-    });
-}
-
-/// Weights of a [`FastBert`] that some FastBert may still read: see
-/// [`FastBert::weak_weights`].
-#[derive(Debug, Clone)]
-pub(crate) struct WeakWeights {
-    config: FastBertConfig,
-    model: Weak<Model>,
-}
-
-impl WeakWeights {
-    /// A FastBert on these weights, with buffers of its own, while any
-    /// FastBert still reads them; `None` once the last is gone.
-    pub(crate) fn upgrade(&self) -> Option<FastBert> {
-        let model = self.model.upgrade()?;
-        Some(FastBert::with_model(self.config.clone(), model))
-    }
-
-    /// Whether some FastBert still reads these weights.
-    pub(crate) fn is_live(&self) -> bool {
-        self.model.strong_count() > 0
-    }
 }
 
 impl FastBert {
@@ -337,6 +254,15 @@ impl FastBert {
         }
     }
 
+    /// Packs the weights for the build that runs, once (copying them first
+    /// only if they are shared and not packed yet, which a shared model
+    /// never is: [`FastBert::share`] packs before sharing).
+    fn pack(&mut self) {
+        if !self.model.packed {
+            Arc::make_mut(&mut self.model).pack();
+        }
+    }
+
     /// Another FastBert on the same weights, with buffers of its own (and
     /// this one's [`FastBert::set_max_threads`]): what each further worker
     /// of a pool runs, so that N workers hold one copy of the model. Packs
@@ -344,9 +270,7 @@ impl FastBert {
     /// would do), so quantise before sharing: quantising a shared model
     /// copies its weights (copy on write), leaving the others as they are.
     pub fn share(&mut self) -> Self {
-        if !self.model.packed {
-            Arc::make_mut(&mut self.model).pack();
-        }
+        self.pack();
         let mut other = Self::with_model(self.config.clone(), Arc::clone(&self.model));
         other.max_threads = self.max_threads;
         other
@@ -362,13 +286,8 @@ impl FastBert {
     /// first, as [`FastBert::share`] does): what a cache of loaded models
     /// holds, so that a model no pool uses any more is freed.
     pub(crate) fn weak_weights(&mut self) -> WeakWeights {
-        if !self.model.packed {
-            Arc::make_mut(&mut self.model).pack();
-        }
-        WeakWeights {
-            config: self.config.clone(),
-            model: Arc::downgrade(&self.model),
-        }
+        self.pack();
+        WeakWeights::of(self.config.clone(), &self.model)
     }
 
     /// Lets each forward take up to `max` threads of the rayon pool it runs
@@ -491,9 +410,7 @@ impl FastBert {
     /// Runs embeddings and all layers over the packed tokens, leaving the
     /// result in `self.x`.
     fn run_packed(&mut self, threads: usize) -> Result<(), FastBertError> {
-        if !self.model.packed {
-            Arc::make_mut(&mut self.model).pack();
-        }
+        self.pack();
         let max_positions = self.model.embeddings.max_positions();
         if let Some(&p) = self.positions.iter().max() {
             if p as usize >= max_positions {
