@@ -7,13 +7,18 @@
 //! immutable once shared (each worker has buffers of its own, see
 //! [`FastBert::share`]), so a worker that hangs or panics in a forward pass
 //! leaves nothing behind for the one that replaces it. The cache holds the
-//! weights weakly: they are freed with the last worker reading them.
+//! weights weakly: they are freed with the last worker reading them. A
+//! load that comes while the same model loads waits for that load, but not
+//! forever: a load in flight for [`STALE_LOAD`] is presumed stuck (a hung
+//! read, a worker the supervisor gave up on), and the next one loads on its
+//! own; a load that panics wakes its waiters at once.
 //!
 //! This module owns the cache, [`load_shared`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::fast::{kernel_isa, FastBert, FastBertConfig, WeakWeights};
 
@@ -30,17 +35,74 @@ struct Key {
     isa: &'static str,
 }
 
-/// A model being loaded or loaded: `None` until its first load succeeds.
-/// Its mutex is held for the whole load, so that the others wait for that
-/// load instead of running their own beside it.
-type Slot = Arc<Mutex<Option<WeakWeights>>>;
+/// How long a load waits for the same model's load in flight before it
+/// presumes that one stuck (a hung read, a thread the supervisor gave up
+/// on) and loads on its own: far past any load of a model the fast engine
+/// runs (MiniLM loads in 0.1 s, a large BERT in seconds), far short of the
+/// supervisor's default `load_timeout` (300 s), so a replacement worker is
+/// never held behind an abandoned one.
+const STALE_LOAD: Duration = Duration::from_secs(60);
+
+/// Where one model's load stands.
+#[derive(Debug)]
+enum State {
+    /// Never loaded, or its last load failed.
+    Empty,
+    /// Load `id` has been running since `since`.
+    Loading { id: u64, since: Instant },
+    /// Loaded; shared while some FastBert still reads it.
+    Ready(WeakWeights),
+}
+
+/// One model's entry: its state, and a signal on each change of it.
+#[derive(Debug)]
+struct Slot {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Slot {
+    /// Records how load `id` ended: its outcome if the slot still waits
+    /// for it, or its model if the slot has none alive (a load presumed
+    /// stuck that finished after all, or one that ran beside it); then
+    /// wakes the waiters.
+    fn finish(&self, id: Option<u64>, model: Option<&mut FastBert>) {
+        let mut state = lock(&self.state);
+        let mine = matches!(*state, State::Loading { id: current, .. } if Some(current) == id);
+        let alive = matches!(&*state, State::Ready(w) if w.is_live());
+        match model {
+            Some(model) if !alive => *state = State::Ready(model.weak_weights()),
+            None if mine => *state = State::Empty,
+            _ => {}
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+/// Clears a load's claim on its slot if the load unwinds (a panic in it),
+/// so that the others load instead of waiting for it.
+struct Claim<'a> {
+    slot: &'a Slot,
+    id: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.slot.finish(Some(self.id), None);
+        }
+    }
+}
 
 /// Every model this process loaded that may still be in use.
-static LOADED: Mutex<Vec<(Key, Slot)>> = Mutex::new(Vec::new());
+static LOADED: Mutex<Vec<(Key, Arc<Slot>)>> = Mutex::new(Vec::new());
+
+/// The ids of loads, each new.
+static NEXT_LOAD: AtomicU64 = AtomicU64::new(0);
 
 /// A lock that a panic elsewhere does not poison for good: the data under
-/// these locks is a cache entry, valid whatever the panicking holder did
-/// (at worst an entry still `None`, which the next load fills).
+/// these locks is a cache entry, valid whatever the panicking holder did.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -49,8 +111,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `int8`: built by `load` on the first call for this model, and sharing
 /// that call's weights (with buffers of its own) on every later one while
 /// any FastBert still reads them. A call that comes while another loads the
-/// same model waits for it. `load` is called with nothing shared yet and
-/// should return the model quantised as asked.
+/// same model waits for it — for at most [`STALE_LOAD`] after that load
+/// began, then loads on its own. `load` is called with nothing shared yet
+/// and should return the model quantised as asked.
 ///
 /// # Errors
 /// `load`'s, when it runs; an error is not cached (the next call loads
@@ -61,39 +124,94 @@ pub(crate) fn load_shared<E>(
     int8: bool,
     load: impl FnOnce() -> Result<FastBert, E>,
 ) -> Result<FastBert, E> {
+    load_shared_within(file, config, int8, STALE_LOAD, load)
+}
+
+/// [`load_shared`], presuming a load in flight stuck after `stale`.
+fn load_shared_within<E>(
+    file: &Path,
+    config: &FastBertConfig,
+    int8: bool,
+    stale: Duration,
+    load: impl FnOnce() -> Result<FastBert, E>,
+) -> Result<FastBert, E> {
     let Some(key) = key(file, config, int8) else {
         // No metadata: `load` says why (or loads what it can).
         return load();
     };
-    let slot = {
-        let mut all = lock(&LOADED);
-        // Forget the models nobody reads any more. A slot another call
-        // holds (it took a clone under this lock and is loading, or about
-        // to) stays, so that a call coming now waits for that load.
-        all.retain(|(_, slot)| {
-            Arc::strong_count(slot) > 1
-                || slot
-                    .try_lock()
-                    .map(|w| w.as_ref().is_some_and(WeakWeights::is_live))
-                    .unwrap_or(true)
-        });
-        match all.iter().find(|(k, _)| *k == key) {
-            Some((_, slot)) => Arc::clone(slot),
-            None => {
-                let slot = Slot::default();
-                all.push((key, Arc::clone(&slot)));
-                slot
+    let slot = slot(key);
+    let mut state = lock(&slot.state);
+    loop {
+        match &*state {
+            State::Ready(weights) => match weights.upgrade() {
+                Some(model) => {
+                    tracing::debug!(file = %file.display(), "sharing the weights already loaded");
+                    return Ok(model);
+                }
+                None => break,
+            },
+            State::Empty => break,
+            State::Loading { since, .. } => {
+                let waited = since.elapsed();
+                if waited >= stale {
+                    drop(state);
+                    tracing::warn!(
+                        file = %file.display(),
+                        "the same model's load has run {waited:?}: loading beside it"
+                    );
+                    let mut model = load()?;
+                    slot.finish(None, Some(&mut model));
+                    return Ok(model);
+                }
+                state = slot
+                    .changed
+                    .wait_timeout(state, stale - waited)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
-    };
-    let mut held = lock(&slot);
-    if let Some(model) = held.as_ref().and_then(WeakWeights::upgrade) {
-        tracing::debug!(file = %file.display(), "sharing the weights already loaded");
-        return Ok(model);
     }
-    let mut model = load()?;
-    *held = Some(model.weak_weights());
-    Ok(model)
+    let id = NEXT_LOAD.fetch_add(1, Ordering::Relaxed);
+    *state = State::Loading {
+        id,
+        since: Instant::now(),
+    };
+    drop(state);
+    let _claim = Claim { slot: &slot, id };
+    match load() {
+        Ok(mut model) => {
+            slot.finish(Some(id), Some(&mut model));
+            Ok(model)
+        }
+        Err(e) => {
+            slot.finish(Some(id), None);
+            Err(e)
+        }
+    }
+}
+
+/// The slot of `key`, made if new; forgets the models nobody reads any
+/// more on the way (a slot another call holds, or whose model is being
+/// loaded, stays).
+fn slot(key: Key) -> Arc<Slot> {
+    let mut all = lock(&LOADED);
+    all.retain(|(_, slot)| {
+        Arc::strong_count(slot) > 1
+            || slot.state.try_lock().map_or(true, |state| match &*state {
+                State::Empty => false,
+                State::Loading { .. } => true,
+                State::Ready(weights) => weights.is_live(),
+            })
+    });
+    if let Some((_, slot)) = all.iter().find(|(k, _)| *k == key) {
+        return Arc::clone(slot);
+    }
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State::Empty),
+        changed: Condvar::new(),
+    });
+    all.push((key, Arc::clone(&slot)));
+    slot
 }
 
 /// The key of `file` with `config`, or `None` when its metadata cannot be
@@ -113,7 +231,8 @@ fn key(file: &Path, config: &FastBertConfig, int8: bool) -> Option<Key> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
 
     use super::*;
     use crate::fast::FastBertError;
@@ -206,5 +325,93 @@ mod tests {
         });
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert!(models.iter().all(|m| m.shares_weights_with(&models[0])));
+    }
+
+    #[test]
+    fn a_stuck_load_holds_the_others_back_only_until_it_is_stale() {
+        let (_dir, file, config) = tiny();
+        let stale = Duration::from_millis(50);
+        let (release, stuck) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let loads = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            // The first load blocks until released: a hung read.
+            let (f, c) = (&file, &config);
+            let first = s.spawn(move || {
+                load_shared_within(f, c, false, stale, || {
+                    started_tx.send(()).unwrap();
+                    stuck.recv().unwrap();
+                    FastBert::load(f, c)
+                })
+            });
+            started.recv().unwrap();
+            // The second waits for it, then, past `stale`, loads on its
+            // own while the first is still stuck (on its own thread, so
+            // that a waiter that never gives up fails this test instead of
+            // hanging it).
+            let (done_tx, done) = mpsc::channel();
+            let t = Instant::now();
+            let l = &loads;
+            s.spawn(move || {
+                let got = load_shared_within(f, c, false, stale, || {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    FastBert::load(f, c)
+                });
+                done_tx.send(got).unwrap();
+            });
+            let Ok(second) = done.recv_timeout(Duration::from_secs(20)) else {
+                release.send(()).unwrap();
+                panic!("the waiter never gave up on the stuck load");
+            };
+            let second = second.unwrap();
+            assert_eq!(loads.load(Ordering::SeqCst), 1);
+            assert!(t.elapsed() >= stale, "it waited first");
+            // Later calls share the second's weights, not another load.
+            let third = counted(&file, &config, &loads).unwrap();
+            assert!(third.shares_weights_with(&second));
+            // The stuck load finishes after all: its model stands alone,
+            // and the slot keeps the weights that are in use.
+            release.send(()).unwrap();
+            let first = first.join().unwrap().unwrap();
+            assert!(!first.shares_weights_with(&second));
+            let fourth = counted(&file, &config, &loads).unwrap();
+            assert!(fourth.shares_weights_with(&second));
+            assert_eq!(loads.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn a_panicking_load_frees_its_waiters_at_once() {
+        let (_dir, file, config) = tiny();
+        // Stale only after 20 s: a waiter back well before that was woken
+        // by the panic's release of the slot, not by the bound.
+        let stale = Duration::from_secs(20);
+        let (go, wait) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let (f, c) = (&file, &config);
+            let first = s.spawn(move || {
+                load_shared_within::<FastBertError>(f, c, false, stale, || {
+                    started_tx.send(()).unwrap();
+                    wait.recv().unwrap();
+                    panic!("planted")
+                })
+            });
+            started.recv().unwrap();
+            let second = s.spawn(|| {
+                load_shared_within(&file, &config, false, stale, || {
+                    FastBert::load(&file, &config)
+                })
+            });
+            let t = Instant::now();
+            go.send(()).unwrap();
+            assert!(first.join().is_err(), "the first load panicked");
+            assert!(second.join().unwrap().is_ok(), "the waiter loaded instead");
+            assert!(
+                t.elapsed() < stale / 2,
+                "woken by the panic: {:?}",
+                t.elapsed()
+            );
+        });
     }
 }
