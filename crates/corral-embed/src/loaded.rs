@@ -334,13 +334,19 @@ mod tests {
         let (release, stuck) = mpsc::channel::<()>();
         let (started_tx, started) = mpsc::channel::<()>();
         let loads = AtomicUsize::new(0);
+        // Before the first load marks itself in flight, so that the
+        // waiter's own load starting `stale` after this is the bound kept.
+        let before = Instant::now();
+        let waited = std::sync::OnceLock::new();
         std::thread::scope(|s| {
-            // The first load blocks until released: a hung read.
+            // The first load blocks until released (a hung read), or 30 s
+            // at most, so that a failed assertion below fails the test
+            // instead of leaving it waiting.
             let (f, c) = (&file, &config);
             let first = s.spawn(move || {
                 load_shared_within(f, c, false, stale, || {
                     started_tx.send(()).unwrap();
-                    stuck.recv().unwrap();
+                    let _ = stuck.recv_timeout(Duration::from_secs(30));
                     FastBert::load(f, c)
                 })
             });
@@ -350,22 +356,25 @@ mod tests {
             // that a waiter that never gives up fails this test instead of
             // hanging it).
             let (done_tx, done) = mpsc::channel();
-            let t = Instant::now();
-            let l = &loads;
+            let (l, w) = (&loads, &waited);
             s.spawn(move || {
                 let got = load_shared_within(f, c, false, stale, || {
                     l.fetch_add(1, Ordering::SeqCst);
+                    w.set(before.elapsed()).unwrap();
                     FastBert::load(f, c)
                 });
                 done_tx.send(got).unwrap();
             });
-            let Ok(second) = done.recv_timeout(Duration::from_secs(20)) else {
-                release.send(()).unwrap();
-                panic!("the waiter never gave up on the stuck load");
+            let second = match done.recv_timeout(Duration::from_secs(20)) {
+                Ok(second) => second.unwrap(),
+                Err(e) => {
+                    release.send(()).unwrap();
+                    panic!("the waiter never came back from the stuck load: {e}");
+                }
             };
-            let second = second.unwrap();
             assert_eq!(loads.load(Ordering::SeqCst), 1);
-            assert!(t.elapsed() >= stale, "it waited first");
+            let waited = *waited.get().unwrap();
+            assert!(waited >= stale, "loaded on its own after {waited:?}");
             // Later calls share the second's weights, not another load.
             let third = counted(&file, &config, &loads).unwrap();
             assert!(third.shares_weights_with(&second));
@@ -393,7 +402,7 @@ mod tests {
             let first = s.spawn(move || {
                 load_shared_within::<FastBertError>(f, c, false, stale, || {
                     started_tx.send(()).unwrap();
-                    wait.recv().unwrap();
+                    let _ = wait.recv_timeout(Duration::from_secs(30));
                     panic!("planted")
                 })
             });
