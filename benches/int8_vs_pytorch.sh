@@ -1,6 +1,6 @@
 #!/bin/bash
 # Side by side, whole process, in alternating rounds: `corral embed` int8,
-# `corral embed` fp32, sentence-transformers (PyTorch fp32) and, when
+# `corral embed` fp32 (and bf16, when asked), sentence-transformers (PyTorch fp32) and, when
 # onnxruntime is installed beside it, ONNX Runtime fp32 and int8 (the graph
 # quantised dynamically with the settings of sentence-transformers'
 # `export_dynamic_quantized_onnx_model(model, "avx512_vnni", ...)`; see
@@ -20,8 +20,9 @@
 # (default target/release/corral; build it with
 # `cargo build --release -p corral-cli`), WORKERS (default 2), MODES
 # (default "int8 none st onnx onnx-int8" when onnxruntime imports, else
-# "int8 none st"; add "base" to time `CORRAL_BASE`, another build of corral
-# such as an earlier commit's, in int8 beside them), FIDELITY (default 1;
+# "int8 none st"; add "bf16" for `corral embed --quantize bf16`, "base" to
+# time `CORRAL_BASE`, another build of corral such as an earlier commit's,
+# in int8 beside them), FIDELITY (default 1;
 # 0 skips the fidelity table). The ONNX graphs are made once under
 # /tmp/st-onnx-work (delete it when done).
 set -euo pipefail
@@ -69,15 +70,15 @@ ratio() {
     awk -v name="$1/$2" '{ v[NR] = $1 } END { if (NR) printf "%s: median %.2fx (range %.2f-%.2f, %d rounds)\n", name, v[int((NR + 1) / 2)], v[1], v[NR], NR }'
 }
 echo "load average while measuring (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
-for pair in "int8 st" "none st" "int8 onnx-int8" "none onnx" "onnx-int8 st" "int8 none" "int8 base" "base st"; do
+for pair in "int8 st" "none st" "bf16 st" "int8 onnx-int8" "none onnx" "bf16 onnx" "onnx-int8 st" "int8 none" "bf16 none" "int8 bf16" "int8 base" "base st"; do
   set -- $pair
   case " $MODES " in *" $1 "*) case " $MODES " in *" $2 "*) ratio "$1" "$2" ;; esac ;; esac
 done
 # Fidelity: every engine's vectors against PyTorch fp32's, golden texts and
 # corpus (Corral reads them as JSON Lines: the golden texts hold newlines).
 if [ "$FIDELITY" = 1 ] && "$PYTHON" -c "import onnxruntime" 2>/dev/null; then
-  texts=$(mktemp) c8=$(mktemp) c32=$(mktemp)
-  trap 'rm -f "$results" "$texts" "$c8" "$c32"' EXIT
+  texts=$(mktemp) c8=$(mktemp) c32=$(mktemp) cbf=$(mktemp)
+  trap 'rm -f "$results" "$texts" "$c8" "$c32" "$cbf"' EXIT
   "$PYTHON" - "$GOLDEN" "$CORPUS" > "$texts" <<'PY'
 import json, sys
 golden = [c["text"] for c in json.load(open(sys.argv[1]))["cases"]]
@@ -87,6 +88,11 @@ for t in golden + corpus:
 PY
   RUST_LOG=warn "$CORRAL" embed --jsonl -q --model-dir "$MODEL_DIR" --workers "$WORKERS" --quantize int8 "$texts" > "$c8"
   RUST_LOG=warn "$CORRAL" embed --jsonl -q --model-dir "$MODEL_DIR" --workers "$WORKERS" --quantize none "$texts" > "$c32"
+  bf=()
+  case " $MODES " in *" bf16 "*)
+    RUST_LOG=warn "$CORRAL" embed --jsonl -q --model-dir "$MODEL_DIR" --workers "$WORKERS" --quantize bf16 "$texts" > "$cbf"
+    bf=(--corral "Corral bf16=$cbf") ;;
+  esac
   "$PYTHON" "$HELPER" fidelity "$CORPUS" "$GOLDEN" --model-dir "$MODEL_DIR" \
-    --corral "Corral int8=$c8" --corral "Corral fp32=$c32" 2>/dev/null
+    --corral "Corral int8=$c8" --corral "Corral fp32=$c32" "${bf[@]}" 2>/dev/null
 fi

@@ -9,9 +9,9 @@
 //! `max_batch_tokens` and one forward pass's limits), handed out to its
 //! threads from a shared cursor. Raw and pool runs alternate.
 //!
-//! With `--quantize int8` it also prints the fidelity of the int8 vectors:
-//! the minimum and mean cosine to the fp32 vectors of the same engine, over
-//! the golden texts and over the corpus.
+//! With `--quantize int8` or `bf16` it also prints the fidelity of the
+//! quantised vectors: the minimum and mean cosine to the fp32 vectors of
+//! the same engine, over the golden texts and over the corpus.
 //!
 //! Both tables say which kernel build (ISA) ran: the best the CPU has, or
 //! the one `CORRAL_ISA` forces (`portable`, `avx2`, `avx512vnni-256`,
@@ -56,15 +56,16 @@ pub(crate) struct Args {
     /// pool) runs use the same engine, so the pair measures the pool's cost.
     #[arg(long, default_value_t = Engine::Fast)]
     pub(crate) engine: Engine,
-    /// Dense-layer arithmetic: none (fp32) or int8. With int8 the fidelity
-    /// to fp32 (cosine over the golden texts and the corpus) is printed too.
+    /// Dense-layer arithmetic: none (fp32), int8 or bf16. With int8 or bf16
+    /// the fidelity to fp32 (cosine over the golden texts and the corpus)
+    /// is printed too.
     #[arg(long, default_value_t = Quantize::None)]
     pub(crate) quantize: Quantize,
     /// The golden texts (sentence-transformers' reference JSON) over which
-    /// int8 fidelity is measured.
+    /// the quantised modes' fidelity is measured.
     #[arg(long, default_value = "../shared/golden/minilm_l6_v2_public.json")]
     pub(crate) golden: PathBuf,
-    /// Skip the int8 fidelity table (for repeated speed-only runs, e.g.
+    /// Skip the fidelity table (for repeated speed-only runs, e.g.
     /// benches/ab.sh rounds).
     #[arg(long)]
     pub(crate) no_fidelity: bool,
@@ -179,8 +180,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.quantize != Quantize::None && !args.no_fidelity {
         let spec = EmbedSpec::new(&model_dir).with_engine(args.engine);
         let golden = read_golden(&args.golden)?;
+        let mode = args.quantize;
         let report =
-            tokio::task::spawn_blocking(move || fidelity(&spec, &golden, &corpus)).await??;
+            tokio::task::spawn_blocking(move || fidelity(&spec, mode, &golden, &corpus)).await??;
         println!("{report}");
     }
     Ok(())
@@ -232,14 +234,19 @@ fn cosine_stats(
     Ok((min, sum / texts.len().max(1) as f64, argmin))
 }
 
-/// The fidelity table: int8 against fp32 (same engine), golden texts and
-/// corpus.
-fn fidelity(spec: &EmbedSpec, golden: &[String], corpus: &[String]) -> anyhow::Result<String> {
+/// The fidelity table: `mode` against fp32 (same engine), golden texts
+/// and corpus.
+fn fidelity(
+    spec: &EmbedSpec,
+    mode: Quantize,
+    golden: &[String],
+    corpus: &[String],
+) -> anyhow::Result<String> {
     let mut reference = Embedder::load(spec, 1)?;
-    let mut quantized = Embedder::load(&spec.clone().with_quantize(Quantize::Int8), 1)?;
+    let mut quantized = Embedder::load(&spec.clone().with_quantize(mode), 1)?;
     let isa = corral_embed::fast::kernel_isa();
-    let mut out = String::from(
-        "\nFidelity, int8 vs fp32 embeddings (cosine)\n\n| texts | count | min | mean | ISA |\n|---|---|---|---|---|\n",
+    let mut out = format!(
+        "\nFidelity, {mode} vs fp32 embeddings (cosine)\n\n| texts | count | min | mean | ISA |\n|---|---|---|---|---|\n",
     );
     for (name, texts) in [("golden", golden), ("corpus", corpus)] {
         let (min, mean, argmin) = cosine_stats(&mut reference, &mut quantized, texts)?;

@@ -87,7 +87,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) cluster: bool,
     /// The dense-layer arithmetic of each `corral serve` measured, in turn
-    /// within each round: `none` (fp32), `int8`, or both (comma-separated).
+    /// within each round: `none` (fp32), `int8`, `bf16`, or several
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "none,int8")]
     pub(crate) quantize: Vec<Quantize>,
     /// The load points, as clients × texts per request
@@ -129,6 +130,7 @@ fn serve_label(q: Quantize) -> &'static str {
     match q {
         Quantize::None => "corral serve",
         Quantize::Int8 => "corral serve --quantize int8",
+        Quantize::Bf16 => "corral serve --quantize bf16",
     }
 }
 
@@ -408,6 +410,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let suffix = match mode {
                 Quantize::None => "",
                 Quantize::Int8 => "_int8",
+                Quantize::Bf16 => "_bf16",
             };
             for (k, p) in medians[m].iter().enumerate() {
                 let ratios: Vec<f64> = corral_rounds[m]

@@ -56,8 +56,9 @@ pub(crate) struct Args {
     /// Forward pass: fast or candle.
     #[arg(long, default_value_t = Engine::Fast)]
     pub(crate) engine: Engine,
-    /// Dense-layer arithmetic: none (fp32) or int8 (fast engine, AVX2;
-    /// falls back to fp32 with a warning elsewhere).
+    /// Dense-layer arithmetic: none (fp32), int8 (fast engine, AVX2) or
+    /// bf16 (fast engine, AVX-512 BF16); falls back to fp32 with a warning
+    /// where the CPU lacks what it needs.
     #[arg(long, default_value_t = Quantize::None)]
     pub(crate) quantize: Quantize,
     /// Pooling for every embedding model served, instead of each one's

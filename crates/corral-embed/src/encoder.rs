@@ -103,7 +103,10 @@ impl Encoder {
         let encoder = match spec.engine {
             Engine::Candle => {
                 if spec.quantize != Quantize::None {
-                    tracing::warn!("the candle engine has no int8 path: running in fp32");
+                    tracing::warn!(
+                        "the candle engine runs fp32 only: --quantize {} runs in fp32",
+                        spec.quantize
+                    );
                 }
                 Self::load_candle(dir, &config.arch)?
             }
@@ -130,7 +133,7 @@ impl Encoder {
 
     /// Loads the fast forward from `dir/model.safetensors` with `config`
     /// (read from `config.json` by the caller), with the dense layers in
-    /// int8 when `quantize` says so and the CPU can — or shares the weights
+    /// int8 or bf16 when `quantize` says so and the CPU can — or shares the weights
     /// of the same model already loaded in this process
     /// ([`crate::loaded`]), with buffers of its own.
     ///
@@ -144,11 +147,24 @@ impl Encoder {
         quantize: Quantize,
     ) -> Result<Self, EmbedError> {
         let file = dir.join("model.safetensors");
-        let int8 = quantize == Quantize::Int8;
-        let model = crate::loaded::load_shared(&file, config, int8, || {
+        let model = crate::loaded::load_shared(&file, config, quantize, || {
             let mut model = FastBert::load(&file, config)?;
-            if int8 && !model.quantize(Int8Layers::DEFAULT_INT8) {
-                tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
+            match quantize {
+                Quantize::None => {}
+                Quantize::Int8 => {
+                    if !model.quantize(Int8Layers::DEFAULT_INT8) {
+                        tracing::warn!("this CPU has no AVX2: --quantize int8 runs in fp32");
+                    }
+                }
+                Quantize::Bf16 => {
+                    if !model.quantize_bf16() {
+                        tracing::warn!(
+                            isa = crate::fast::kernel_isa(),
+                            "this CPU (or the kernel build CORRAL_ISA forces) has no \
+                             AVX-512 BF16: --quantize bf16 runs in fp32"
+                        );
+                    }
+                }
             }
             Ok::<_, EmbedError>(model)
         })?;

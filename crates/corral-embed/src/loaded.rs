@@ -21,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::fast::{kernel_isa, FastBert, FastBertConfig, WeakWeights};
+use crate::Quantize;
 
 /// What makes two loads the same model: the file (by its canonical path,
 /// length and modification time, so a model rewritten on disk loads
@@ -31,7 +32,7 @@ struct Key {
     len: u64,
     modified: Option<SystemTime>,
     config: FastBertConfig,
-    int8: bool,
+    quantize: Quantize,
     isa: &'static str,
 }
 
@@ -107,8 +108,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A FastBert on the weights in `file`, with the dense layers in int8 when
-/// `int8`: built by `load` on the first call for this model, and sharing
+/// A FastBert on the weights in `file`, with the dense layers in the
+/// arithmetic `quantize` asks for: built by `load` on the first call for this model, and sharing
 /// that call's weights (with buffers of its own) on every later one while
 /// any FastBert still reads them. A call that comes while another loads the
 /// same model waits for it — for at most [`STALE_LOAD`] after that load
@@ -121,21 +122,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn load_shared<E>(
     file: &Path,
     config: &FastBertConfig,
-    int8: bool,
+    quantize: Quantize,
     load: impl FnOnce() -> Result<FastBert, E>,
 ) -> Result<FastBert, E> {
-    load_shared_within(file, config, int8, STALE_LOAD, load)
+    load_shared_within(file, config, quantize, STALE_LOAD, load)
 }
 
 /// [`load_shared`], presuming a load in flight stuck after `stale`.
 fn load_shared_within<E>(
     file: &Path,
     config: &FastBertConfig,
-    int8: bool,
+    quantize: Quantize,
     stale: Duration,
     load: impl FnOnce() -> Result<FastBert, E>,
 ) -> Result<FastBert, E> {
-    let Some(key) = key(file, config, int8) else {
+    let Some(key) = key(file, config, quantize) else {
         // No metadata: `load` says why (or loads what it can).
         return load();
     };
@@ -216,7 +217,7 @@ fn slot(key: Key) -> Arc<Slot> {
 
 /// The key of `file` with `config`, or `None` when its metadata cannot be
 /// read.
-fn key(file: &Path, config: &FastBertConfig, int8: bool) -> Option<Key> {
+fn key(file: &Path, config: &FastBertConfig, quantize: Quantize) -> Option<Key> {
     let canonical = file.canonicalize().ok()?;
     let meta = std::fs::metadata(&canonical).ok()?;
     Some(Key {
@@ -224,7 +225,7 @@ fn key(file: &Path, config: &FastBertConfig, int8: bool) -> Option<Key> {
         len: meta.len(),
         modified: meta.modified().ok(),
         config: config.clone(),
-        int8,
+        quantize,
         isa: kernel_isa(),
     })
 }
@@ -248,7 +249,7 @@ mod tests {
         config: &FastBertConfig,
         loads: &AtomicUsize,
     ) -> Result<FastBert, FastBertError> {
-        load_shared(file, config, false, || {
+        load_shared(file, config, Quantize::None, || {
             loads.fetch_add(1, Ordering::SeqCst);
             FastBert::load(file, config)
         })
@@ -276,8 +277,16 @@ mod tests {
         let (dir, file, config) = tiny();
         let loads = AtomicUsize::new(0);
         let fp32 = counted(&file, &config, &loads).unwrap();
-        let int8 = load_shared(&file, &config, true, || FastBert::load(&file, &config)).unwrap();
+        let int8 = load_shared(&file, &config, Quantize::Int8, || {
+            FastBert::load(&file, &config)
+        })
+        .unwrap();
         assert!(!fp32.shares_weights_with(&int8));
+        let bf16 = load_shared(&file, &config, Quantize::Bf16, || {
+            FastBert::load(&file, &config)
+        })
+        .unwrap();
+        assert!(!bf16.shares_weights_with(&fp32) && !bf16.shares_weights_with(&int8));
         // Another length on disk is another model.
         let (more, _) = crate::fast::write_tiny_bert(dir.path(), 2);
         assert_eq!(more, file);
@@ -289,12 +298,14 @@ mod tests {
     #[test]
     fn a_failed_load_is_not_cached_and_a_panicked_one_poisons_nothing() {
         let (_dir, file, config) = tiny();
-        let failed: Result<FastBert, FastBertError> = load_shared(&file, &config, false, || {
-            Err(FastBertError::Config("planted".into()))
-        });
+        let failed: Result<FastBert, FastBertError> =
+            load_shared(&file, &config, Quantize::None, || {
+                Err(FastBertError::Config("planted".into()))
+            });
         assert!(failed.is_err());
         let panicked = std::panic::catch_unwind(|| {
-            let _ = load_shared::<FastBertError>(&file, &config, false, || panic!("planted"));
+            let _ =
+                load_shared::<FastBertError>(&file, &config, Quantize::None, || panic!("planted"));
         });
         assert!(panicked.is_err());
         let loads = AtomicUsize::new(0);
@@ -344,7 +355,7 @@ mod tests {
             // instead of leaving it waiting.
             let (f, c) = (&file, &config);
             let first = s.spawn(move || {
-                load_shared_within(f, c, false, stale, || {
+                load_shared_within(f, c, Quantize::None, stale, || {
                     started_tx.send(()).unwrap();
                     let _ = stuck.recv_timeout(Duration::from_secs(30));
                     FastBert::load(f, c)
@@ -358,7 +369,7 @@ mod tests {
             let (done_tx, done) = mpsc::channel();
             let (l, w) = (&loads, &waited);
             s.spawn(move || {
-                let got = load_shared_within(f, c, false, stale, || {
+                let got = load_shared_within(f, c, Quantize::None, stale, || {
                     l.fetch_add(1, Ordering::SeqCst);
                     w.set(before.elapsed()).unwrap();
                     FastBert::load(f, c)
@@ -400,7 +411,7 @@ mod tests {
         std::thread::scope(|s| {
             let (f, c) = (&file, &config);
             let first = s.spawn(move || {
-                load_shared_within::<FastBertError>(f, c, false, stale, || {
+                load_shared_within::<FastBertError>(f, c, Quantize::None, stale, || {
                     started_tx.send(()).unwrap();
                     let _ = wait.recv_timeout(Duration::from_secs(30));
                     panic!("planted")
@@ -408,7 +419,7 @@ mod tests {
             });
             started.recv().unwrap();
             let second = s.spawn(|| {
-                load_shared_within(&file, &config, false, stale, || {
+                load_shared_within(&file, &config, Quantize::None, stale, || {
                     FastBert::load(&file, &config)
                 })
             });

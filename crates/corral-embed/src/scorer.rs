@@ -58,8 +58,9 @@ impl Scorer {
     /// directory — to run its forward passes on a private pool of
     /// `threads` threads (at least 1; on the fast engine every core, each
     /// forward taking its share, as [`crate::Embedder::load`] says). The
-    /// encoder runs on the engine `spec` asks for (int8 dense layers on the fast engine with
-    /// [`crate::Quantize::Int8`]); the head is always fp32. `spec.pooling`
+    /// encoder runs on the engine `spec` asks for (int8 or bf16 dense
+    /// layers on the fast engine with [`crate::Quantize::Int8`] or
+    /// [`crate::Quantize::Bf16`]); the head is always fp32. `spec.pooling`
     /// and `spec.normalize` do not apply.
     ///
     /// # Errors

@@ -104,6 +104,13 @@ pub enum Quantize {
     /// GELU stay fp32). Needs AVX2; without it, and on the candle engine,
     /// the model runs in fp32 with a warning.
     Int8,
+    /// bfloat16 dense layers in the fast engine: weights rounded to bf16
+    /// at load, activations as each product starts, products summed in
+    /// fp32 (attention, softmax, layer norms and GELU stay fp32). Needs
+    /// AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire
+    /// Rapids and later); without it, and on the candle engine, the model
+    /// runs in fp32 with a warning.
+    Bf16,
 }
 
 impl FromStr for Quantize {
@@ -113,7 +120,8 @@ impl FromStr for Quantize {
         match s.to_ascii_lowercase().as_str() {
             "none" | "fp32" | "f32" => Ok(Self::None),
             "int8" | "i8" => Ok(Self::Int8),
-            other => Err(format!("unknown quantization {other:?} (none, int8)")),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            other => Err(format!("unknown quantization {other:?} (none, int8, bf16)")),
         }
     }
 }
@@ -123,6 +131,7 @@ impl fmt::Display for Quantize {
         f.write_str(match self {
             Self::None => "none",
             Self::Int8 => "int8",
+            Self::Bf16 => "bf16",
         })
     }
 }
@@ -352,5 +361,21 @@ impl EmbedSpec {
     pub fn with_normalize(mut self, normalize: bool) -> Self {
         self.normalize = normalize;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Quantize;
+
+    #[test]
+    fn quantize_names_round_trip_and_an_unknown_one_lists_the_choices() {
+        for q in [Quantize::None, Quantize::Int8, Quantize::Bf16] {
+            assert_eq!(q.to_string().parse::<Quantize>(), Ok(q));
+        }
+        assert_eq!("FP32".parse::<Quantize>(), Ok(Quantize::None));
+        assert_eq!("bfloat16".parse::<Quantize>(), Ok(Quantize::Bf16));
+        let err = "fp16".parse::<Quantize>().unwrap_err();
+        assert!(err.contains("none, int8, bf16"), "{err}");
     }
 }

@@ -157,16 +157,32 @@ fn bad_tokens_are_refused_as_invalid_input() {
 
 #[test]
 fn int8_stays_within_its_bound_of_pytorch() {
+    within_bound_of_pytorch(
+        Quantize::Int8,
+        (INT8_RERANK_TOL, INT8_CLASSIFY_TOL),
+        is_x86_feature_detected_avx2(),
+    );
+}
+
+#[test]
+fn bf16_stays_within_its_bound_of_pytorch() {
+    within_bound_of_pytorch(
+        Quantize::Bf16,
+        (BF16_RERANK_TOL, BF16_CLASSIFY_TOL),
+        corral_embed::fast::kernel_isa().starts_with("avx512") && is_x86_feature_detected_bf16(),
+    );
+}
+
+/// Every fixture's logits in `mode` within `(rerank, classify)` of
+/// PyTorch's fp32 ones; and, where `runs` (the CPU has the mode's kernel),
+/// not fp32's own logits.
+fn within_bound_of_pytorch(mode: Quantize, (rerank, classify): (f32, f32), runs: bool) {
     for name in MODELS {
         let g = golden(name);
-        let tol = if g.num_labels == 1 {
-            INT8_RERANK_TOL
-        } else {
-            INT8_CLASSIFY_TOL
-        };
+        let tol = if g.num_labels == 1 { rerank } else { classify };
         let inputs = inputs(&g);
         let refs: Vec<&ScoreInput> = inputs.iter().map(|(i, _)| i).collect();
-        let mut s = load(name, Engine::Fast, Quantize::Int8);
+        let mut s = load(name, Engine::Fast, mode);
         let got = s.score(&refs).unwrap();
         let mut fp32 = load(name, Engine::Fast, Quantize::None);
         let exact = fp32.score(&refs).unwrap();
@@ -175,13 +191,26 @@ fn int8_stays_within_its_bound_of_pytorch() {
             let d = max_abs_diff(got, want);
             worst = worst.max(d);
             moved = moved.max(max_abs_diff(got, exact));
-            assert!(d < tol, "{name} int8 {input:?}: {got:?} vs {want:?}");
+            assert!(d < tol, "{name} {mode} {input:?}: {got:?} vs {want:?}");
         }
-        eprintln!("{name}: largest |int8 - PyTorch| logit difference {worst} (bound {tol})");
-        // int8 really ran (where the CPU has it): the logits moved.
-        if is_x86_feature_detected_avx2() {
-            assert!(moved > 1e-6, "{name}: int8 gave fp32's logits exactly");
+        eprintln!("{name}: largest |{mode} - PyTorch| logit difference {worst} (bound {tol})");
+        // The mode really ran (where the CPU has it): the logits moved.
+        if runs {
+            assert!(moved > 1e-6, "{name}: {mode} gave fp32's logits exactly");
+        } else {
+            assert_eq!(moved, 0.0, "{name}: {mode} fell back, yet is not fp32");
         }
+    }
+}
+
+fn is_x86_feature_detected_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) const INFINITY_QUOTED: [(usize, usize, f64, f64, f64); 4] = [
 ];
 
 /// At one client × one sentence, per mode: p50 and p99 against the
-/// targets (≤ 12 ms fp32, ≤ 8 ms int8 on 2 cores), and where a lone
+/// targets (≤ 12 ms fp32, ≤ 8 ms int8 and bf16 on 2 cores), and where a lone
 /// request's mean time goes ([`TimeSplit`](super::load::TimeSplit), medians over the rounds).
 pub(crate) fn report_split(modes: &[Quantize], medians: &[Vec<Point>]) {
     for (mode, points) in modes.iter().zip(medians) {
@@ -25,11 +25,12 @@ pub(crate) fn report_split(modes: &[Quantize], medians: &[Vec<Point>]) {
         };
         let target = match mode {
             Quantize::None => 12,
-            Quantize::Int8 => 8,
+            Quantize::Int8 | Quantize::Bf16 => 8,
         };
         let name = match mode {
             Quantize::None => "fp32",
             Quantize::Int8 => "int8",
+            Quantize::Bf16 => "bf16",
         };
         println!(
             "latency_1x1_{name}: p50 {:.2} ms, p99 {:.2} ms  (target p50 ≤ {target} ms on 2 cores)",

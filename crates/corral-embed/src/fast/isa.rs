@@ -14,7 +14,8 @@
 //!   multiply-add, fused with the accumulate) or, for 8-bit activations,
 //!   `vpdpbusd`, on 256- or 512-bit vectors, and the fp32 dense layers on
 //!   AVX-512 F over weights packed once (`matmul`'s `avx512`; the other
-//!   builds use `gemm`).
+//!   builds use `gemm`); where the CPU also has AVX-512 BF16, these builds
+//!   run bf16 dense layers (`bf16`) for models asked for them.
 //!
 //! The best build the CPU runs is chosen unless the environment variable
 //! `CORRAL_ISA` names another (one of the names above); a build the CPU
@@ -169,6 +170,25 @@ impl Isa {
         }
     }
 
+    /// Whether this build runs the bf16 dense layers (`vdpbf16ps`): the
+    /// AVX-512 builds, on a CPU that also has AVX-512 BF16 (checked once per
+    /// process). The other builds have no bf16 kernel, so a model asked for
+    /// bf16 stays fp32 there.
+    pub(crate) fn has_bf16(self) -> bool {
+        static DETECTED: OnceLock<bool> = OnceLock::new();
+        self.vnni_wide().is_some()
+            && *DETECTED.get_or_init(|| {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    std::arch::is_x86_feature_detected!("avx512bf16")
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    false
+                }
+            })
+    }
+
     /// The build's name, as `CORRAL_ISA` takes it.
     pub(crate) fn name(self) -> &'static str {
         match self.0 {
@@ -245,5 +265,11 @@ mod tests {
         assert_eq!(Isa::avx512_vnni(false).is_some(), cpu_has);
         assert_eq!(Isa::best().vnni_wide().is_some(), cpu_has);
         eprintln!("avx512vnni on this CPU: {cpu_has}");
+        let bf16 = cpu_has && std::arch::is_x86_feature_detected!("avx512bf16");
+        assert_eq!(Isa::best().has_bf16(), bf16);
+        for isa in Isa::available() {
+            assert_eq!(isa.has_bf16(), bf16 && isa.vnni_wide().is_some());
+        }
+        eprintln!("avx512bf16 (with the AVX-512 builds) on this CPU: {bf16}");
     }
 }

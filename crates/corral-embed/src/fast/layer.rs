@@ -18,19 +18,22 @@ use rayon::prelude::*;
 
 use super::activation;
 use super::attention::{self, SeqSpan};
+use super::bf16::BfLinear;
 use super::layer_norm::LayerNorm;
 use super::matmul::Linear;
 use super::op_timer::op_span;
 use super::qmatmul::{QLinear, QuantizedRows};
 
-/// A dense layer in fp32 or int8; both leave the bias to the caller's
-/// fused pass.
+/// A dense layer in fp32, int8 or bf16; each leaves the bias to the
+/// caller's fused pass.
 #[derive(Debug, Clone)]
 pub(crate) enum Dense {
     /// fp32 weights, `gemm`.
     F32(Linear),
     /// int8 weights per output channel, activations quantised per row.
     Int8(QLinear),
+    /// bf16 weights and activations, fp32 sums.
+    Bf16(BfLinear),
 }
 
 impl Dense {
@@ -39,6 +42,7 @@ impl Dense {
         match self {
             Self::F32(l) => l.n,
             Self::Int8(l) => l.n,
+            Self::Bf16(l) => l.n,
         }
     }
 
@@ -47,6 +51,7 @@ impl Dense {
         match self {
             Self::F32(l) => &l.bias,
             Self::Int8(l) => &l.bias,
+            Self::Bf16(l) => &l.bias,
         }
     }
 
@@ -64,11 +69,13 @@ impl Dense {
         match self {
             Self::F32(l) => l.forward_no_bias(x, out, m, accumulate, threads),
             Self::Int8(l) => l.forward_no_bias(x, out, m, accumulate, threads, q),
+            Self::Bf16(l) => l.forward_no_bias(x, out, m, accumulate, threads),
         }
     }
 
     /// Packs an fp32 layer's weights for `isa`'s dense kernel where it has
-    /// one (see [`Linear::pack_for`]); an int8 layer is left as it is.
+    /// one (see [`Linear::pack_for`]); an int8 or bf16 layer is left as it
+    /// is (packed when made).
     pub(crate) fn pack_for(&mut self, isa: super::Isa) {
         if let Self::F32(l) = self {
             l.pack_for(isa);
@@ -98,6 +105,19 @@ impl Dense {
     pub(crate) fn set_max_levels(&mut self, levels: u32) {
         if let Self::Int8(q) = self {
             q.set_max_levels(levels);
+        }
+    }
+
+    /// Turns an fp32 layer into bf16 (an int8 or bf16 one stays as it is).
+    pub(crate) fn quantize_bf16_in_place(&mut self) {
+        if let Self::F32(l) = self {
+            let w = l.torch_weights().into_owned();
+            *self = Self::Bf16(BfLinear::from_torch(
+                &w,
+                std::mem::take(&mut l.bias),
+                l.n,
+                l.k,
+            ));
         }
     }
 

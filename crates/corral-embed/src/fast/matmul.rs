@@ -24,7 +24,7 @@ use gemm::Parallelism;
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod avx512;
+pub(super) mod avx512;
 
 /// How the right-hand side of [`matmul`] is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,11 +130,9 @@ impl Linear {
         );
     }
 
-    /// [`Linear::forward_no_bias`] by [`avx512::product`]. `threads > 1`
-    /// splits the rows over the current rayon pool when there are at least
-    /// two tiles per thread, else the column panels; every element is the
-    /// same chain of fused multiply-adds either way, so the split never
-    /// changes a bit.
+    /// [`Linear::forward_no_bias`] by [`avx512::product`], split over
+    /// `threads` by [`split_tiles`]: every element is the same chain of
+    /// fused multiply-adds whatever the split, so it never changes a bit.
     #[cfg(target_arch = "x86_64")]
     fn forward_packed(
         &self,
@@ -145,7 +143,6 @@ impl Linear {
         accumulate: bool,
         threads: usize,
     ) {
-        use rayon::prelude::*;
         let (k, n) = (self.k, self.n);
         assert!(x.len() >= m * k, "lhs too short");
         assert!(out.len() >= m * n, "dst too short");
@@ -158,27 +155,49 @@ impl Linear {
         }
         let panels = n.div_ceil(avx512::NR);
         let dst = SharedOut(out.as_mut_ptr());
-        #[allow(unsafe_code)]
-        let job = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
+        split_tiles(m, panels, avx512::MR, threads, |rows, cols| {
             // SAFETY: the CPU has AVX-512 F (asserted above: the VNNI check
             // includes it); `out` is borrowed mutably for the whole product
             // and holds m·n values, and each job writes only its own rows or
-            // its own panels' columns of it.
-            unsafe { avx512::product(x, packed, k, n, rows, cols, dst, accumulate) }
-        };
-        if threads <= 1 {
-            job(0..m, 0..panels);
-        } else if m.div_ceil(avx512::MR) >= 2 * threads {
-            let chunk = m.div_ceil(threads * 2).div_ceil(avx512::MR) * avx512::MR;
-            (0..m.div_ceil(chunk))
-                .into_par_iter()
-                .for_each(|c| job(c * chunk..((c + 1) * chunk).min(m), 0..panels));
-        } else {
-            let jobs = threads.min(panels);
-            (0..jobs)
-                .into_par_iter()
-                .for_each(|j| job(0..m, panels * j / jobs..panels * (j + 1) / jobs));
-        }
+            // its own panels' columns of it (`split_tiles`).
+            #[allow(unsafe_code)]
+            unsafe {
+                avx512::product(x, packed, k, n, rows, cols, dst, accumulate)
+            }
+        });
+    }
+}
+
+/// Runs `job(rows, panels)` over an `m`-row product whose output is cut
+/// into `panels` column panels and tiles of `mr` rows: on the calling
+/// thread for `threads <= 1`; else over the current rayon pool, splitting
+/// the rows when there are at least two tiles per thread, the panels
+/// otherwise. The jobs' (rows, panels) pairs are disjoint and cover the
+/// product, so a kernel whose every element is one chain over `k` gives
+/// the same bits on any number of threads.
+pub(super) fn split_tiles(
+    m: usize,
+    panels: usize,
+    mr: usize,
+    threads: usize,
+    job: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
+    use rayon::prelude::*;
+    if m == 0 || panels == 0 {
+        return;
+    }
+    if threads <= 1 {
+        job(0..m, 0..panels);
+    } else if m.div_ceil(mr) >= 2 * threads {
+        let chunk = m.div_ceil(threads * 2).div_ceil(mr) * mr;
+        (0..m.div_ceil(chunk))
+            .into_par_iter()
+            .for_each(|c| job(c * chunk..((c + 1) * chunk).min(m), 0..panels));
+    } else {
+        let jobs = threads.min(panels);
+        (0..jobs)
+            .into_par_iter()
+            .for_each(|j| job(0..m, panels * j / jobs..panels * (j + 1) / jobs));
     }
 }
 
@@ -279,7 +298,7 @@ pub(crate) fn matmul(
 /// The start of a product's output, shared by the jobs that each write
 /// their own columns of it.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(super) struct SharedOut(pub(super) *mut f32);
 
 // SAFETY: a `SharedOut` points into a buffer borrowed mutably for one
 // product, whose jobs write disjoint columns of it (see `gemm_columns`).

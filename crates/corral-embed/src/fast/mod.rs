@@ -68,11 +68,13 @@ pub(crate) use isa::{set_avx2_enabled, Isa};
 /// The name of the kernel build this process runs: `portable`, `avx2`,
 /// `avx512vnni-256` or `avx512vnni-512` — the best this CPU has, or the one
 /// the environment variable `CORRAL_ISA` forces (a build the CPU lacks
-/// falls back to the best below it).
+/// falls back to the best below it). The two AVX-512 builds also run bf16
+/// dense layers ([`FastBert::quantize_bf16`]) where the CPU has AVX-512 BF16.
 pub fn kernel_isa() -> &'static str {
     Isa::current().name()
 }
 mod attention;
+mod bf16;
 mod config;
 pub use config::{FastBertConfig, Int8Layers};
 mod embeddings;
@@ -372,6 +374,30 @@ impl FastBert {
                 if on {
                     dense.set_max_levels(256);
                 }
+            }
+        });
+        true
+    }
+
+    /// Turns every encoder layer's four dense layers to bf16 (weights
+    /// rounded once here, activations as each product starts, products
+    /// summed in fp32; see `bf16`) where the build that runs has the bf16
+    /// kernel: the AVX-512 builds on a CPU with AVX-512 BF16
+    /// ([`kernel_isa`]). Returns `false`, changing nothing, elsewhere: the
+    /// model stays fp32. Layers already in int8 stay int8.
+    pub fn quantize_bf16(&mut self) -> bool {
+        if !bf16::BfLinear::supported() {
+            return false;
+        }
+        let layers = &mut Arc::make_mut(&mut self.model).layers;
+        on_cores(layers, |_, layer| {
+            for dense in [
+                &mut layer.qkv,
+                &mut layer.attn_out,
+                &mut layer.ffn_in,
+                &mut layer.ffn_out,
+            ] {
+                dense.quantize_bf16_in_place();
             }
         });
         true

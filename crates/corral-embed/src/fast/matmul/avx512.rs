@@ -143,6 +143,28 @@ unsafe fn tile<const R: usize>(
             }
         }
     }
+    // SAFETY: as this function's own contract.
+    unsafe { store(&lo, &hi, o, ldo, cols, accumulate) }
+}
+
+/// Writes an `R × 32` tile of fp32 sums (`lo`: columns 0–15, `hi`:
+/// 16–31) to `o`, added to what it holds when `accumulate`, masked to the
+/// first `cols` columns.
+///
+/// # Safety
+/// The CPU has AVX-512 F; `o` is readable and writable for `R` rows of
+/// `cols ≤ 32` values (stride `ldo`), and no one else touches those
+/// meanwhile.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f")]
+pub(in crate::fast) unsafe fn store<const R: usize>(
+    lo: &[__m512; R],
+    hi: &[__m512; R],
+    o: *mut f32,
+    ldo: usize,
+    cols: usize,
+    accumulate: bool,
+) {
     let mask = |from: usize| -> __mmask16 {
         let c = cols.saturating_sub(from).min(16);
         ((1u32 << c) - 1) as __mmask16

@@ -1,7 +1,9 @@
 //! `--quantize int8` keeps all-MiniLM-L6-v2's vectors within cosine 0.995
 //! of fp32 on every golden text (measured: see docs/benchmarks.md, "int8"),
 //! keeps them unit length, and keeps a text's vector independent of its
-//! batch within [`INT8_BATCH_TOLERANCE`].
+//! batch within [`INT8_BATCH_TOLERANCE`]; `--quantize bf16` keeps them
+//! within cosine [`BF16_MIN_COSINE`] where the CPU has AVX-512 BF16 (and
+//! is fp32 itself where it has not).
 //!
 //! Needs the real model (`CORRAL_MODEL_DIR`, else the fetched default);
 //! fails, naming the fetch command, without it.
@@ -17,6 +19,11 @@ use serde::Deserialize;
 
 /// Lowest cosine to fp32 the int8 path must reach on every golden text.
 const MIN_COSINE: f64 = 0.995;
+
+/// Lowest cosine to fp32 (and to sentence-transformers' vectors) the bf16
+/// path must reach on every golden text: measured 0.99996 (golden) and
+/// 0.99997 (corpus) on Zen 4 (docs/benchmarks.md, "bf16").
+const BF16_MIN_COSINE: f64 = 0.9999;
 
 /// Largest max-abs difference between a text embedded alone and inside a
 /// mixed batch, int8. Every int8 step is per row (a token's activation
@@ -130,7 +137,7 @@ fn int8_text_alone_equals_text_in_a_mixed_batch() {
 
 /// Not a check: the fidelity of int8 in each dense layer alone and in all,
 /// on the golden token ids, to choose what runs in int8.
-/// `cargo test --release -p corral-embed --test int8_stays_close_to_fp32 -- --ignored --nocapture`
+/// `cargo test --release -p corral-embed --test quantized_stays_close_to_fp32 -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn int8_fidelity_per_layer_kind() {
@@ -208,5 +215,66 @@ fn int8_fidelity_per_layer_kind() {
         let min = cs.iter().copied().fold(f64::MAX, f64::min);
         let mean = cs.iter().sum::<f64>() / cs.len() as f64;
         println!("int8 {name:<16} golden cosine to fp32: min {min:.6}, mean {mean:.6}");
+    }
+}
+
+/// bf16 where the CPU has AVX-512 BF16: every golden vector within
+/// [`BF16_MIN_COSINE`] of fp32's and of sentence-transformers', unit
+/// length, not fp32's bits, and a text's vector independent of its batch
+/// (every bf16 step is per row or per element) within fp32's bound.
+/// Elsewhere `--quantize bf16` is fp32 exactly (the fallback).
+#[test]
+fn bf16_golden_vectors_stay_within_cosine_09999_of_fp32_or_are_fp32() {
+    let d = dir();
+    let cfg =
+        FastBertConfig::from_hf_json(&std::fs::read_to_string(d.join("config.json")).unwrap())
+            .unwrap();
+    let runs = FastBert::load(&d.join("model.safetensors"), &cfg)
+        .unwrap()
+        .quantize_bf16();
+    let golden: Golden = fixture("minilm_l6_v2_public.json");
+    let mut texts: Vec<String> = golden.cases.iter().map(|c| c.text.clone()).collect();
+    let mut fp32 = Embedder::load(&EmbedSpec::new(&d), 1).unwrap();
+    let mut bf16 = Embedder::load(&EmbedSpec::new(&d).with_quantize(Quantize::Bf16), 2).unwrap();
+    let a = fp32.embed(&texts).unwrap();
+    let b = bf16.embed(&texts).unwrap();
+    if !runs {
+        eprintln!(
+            "no AVX-512 BF16 in the build that runs ({}): checking the fp32 fallback",
+            corral_embed::fast::kernel_isa()
+        );
+        assert_eq!(a, b, "bf16 without the kernel is not fp32");
+        return;
+    }
+    let mut min = f64::MAX;
+    for ((x, y), case) in a.iter().zip(&b).zip(&golden.cases) {
+        let c = cosine(x, y).min(cosine(y, &case.embedding));
+        assert!(c >= BF16_MIN_COSINE, "{:?}: bf16 cosine {c}", case.text);
+        assert!(
+            (norm(y) - 1.0).abs() < 1e-5,
+            "{:?}: norm {}",
+            case.text,
+            norm(y)
+        );
+        min = min.min(c);
+    }
+    eprintln!(
+        "bf16 ({}) over {} golden texts: min cosine to fp32 and to the reference {min:.6}",
+        corral_embed::fast::kernel_isa(),
+        a.len()
+    );
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| max_abs_diff(x, y) > 1e-5),
+        "bf16 gave fp32's vectors: not run"
+    );
+    texts.push("The history of computing is a story of layered abstractions. ".repeat(30));
+    let together = bf16.embed(&texts).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        let alone = &bf16.embed(std::slice::from_ref(t)).unwrap()[0];
+        let d = max_abs_diff(alone, &together[i]);
+        assert!(
+            d <= INT8_BATCH_TOLERANCE,
+            "bf16 {t:?}: alone vs batched {d}"
+        );
     }
 }
