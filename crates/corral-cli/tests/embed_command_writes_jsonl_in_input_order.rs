@@ -139,6 +139,28 @@ fn int8_stays_within_cosine_0995_of_the_reference() {
     );
 }
 
+/// `--quantize bf16` is taken, and within cosine 0.9999 of the reference
+/// (bf16 where the CPU has AVX-512 BF16, fp32 itself elsewhere: the
+/// engine's tests tell the two apart).
+#[test]
+fn bf16_stays_within_cosine_09999_of_the_reference() {
+    let cases = golden();
+    let out = embed(
+        &["--jsonl", "--workers", "2", "--quantize", "bf16"],
+        &golden_jsonl(),
+    );
+    assert_eq!(out.len(), cases.len());
+    for ((text, emb), (_, want)) in out.iter().zip(&cases) {
+        let c = cosine(emb, want);
+        assert!(c >= 0.9999, "{text:?}: cosine {c}");
+        assert!(
+            (norm(emb) - 1.0).abs() <= 1e-5,
+            "{text:?}: norm {}",
+            norm(emb)
+        );
+    }
+}
+
 #[test]
 fn plain_lines_and_options_apply() {
     let out = embed(
