@@ -115,9 +115,14 @@ impl Encoder {
                 Err(e) => Err(EmbedError::config(dir.join("config.json"), e.clone())),
             }
             .or_else(|e| {
+                let fp32 = if spec.quantize == Quantize::None {
+                    String::new()
+                } else {
+                    format!(", so --quantize {} runs in fp32", spec.quantize)
+                };
                 tracing::warn!(
                     model = %dir.display(),
-                    "the fast encoder does not support this model ({e}); using candle's"
+                    "the fast encoder does not support this model ({e}); using candle's{fp32}"
                 );
                 Self::load_candle(dir, &config.arch)
             })?,
