@@ -110,27 +110,20 @@ impl Dense {
 
     /// Turns an fp32 layer into bf16 (an int8 or bf16 one stays as it is).
     pub(crate) fn quantize_bf16_in_place(&mut self) {
-        if let Self::F32(l) = self {
-            let w = l.torch_weights().into_owned();
-            *self = Self::Bf16(BfLinear::from_torch(
-                &w,
-                std::mem::take(&mut l.bias),
-                l.n,
-                l.k,
-            ));
-        }
+        self.convert_f32(|w, bias, n, k| Self::Bf16(BfLinear::from_torch(w, bias, n, k)));
     }
 
     /// Turns an fp32 layer into int8 (an int8 one stays as it is).
     pub(crate) fn quantize_in_place(&mut self) {
+        self.convert_f32(|w, bias, n, k| Self::Int8(QLinear::from_torch(w, bias, n, k)));
+    }
+
+    /// Replaces an fp32 layer by `to(W, bias, n, k)`, `W` in PyTorch
+    /// layout; any other layer stays as it is.
+    fn convert_f32(&mut self, to: impl FnOnce(&[f32], Vec<f32>, usize, usize) -> Self) {
         if let Self::F32(l) = self {
             let w = l.torch_weights().into_owned();
-            *self = Self::Int8(QLinear::from_torch(
-                &w,
-                std::mem::take(&mut l.bias),
-                l.n,
-                l.k,
-            ));
+            *self = to(&w, std::mem::take(&mut l.bias), l.n, l.k);
         }
     }
 }

@@ -11,7 +11,7 @@
 //! computed it.
 
 use super::NR;
-use crate::fast::matmul::avx512::store;
+use crate::fast::matmul::avx512::{store, tile_of_rows};
 use crate::fast::matmul::SharedOut;
 use std::arch::x86_64::*;
 
@@ -67,20 +67,7 @@ pub(super) unsafe fn product(
                 let o = unsafe { out.0.add((mc + r0) * n + panel * NR) };
                 type Tile =
                     unsafe fn(*const u16, usize, *const u16, usize, *mut f32, usize, usize, bool);
-                let tile: Tile = match mr {
-                    1 => tile::<1>,
-                    2 => tile::<2>,
-                    3 => tile::<3>,
-                    4 => tile::<4>,
-                    5 => tile::<5>,
-                    6 => tile::<6>,
-                    7 => tile::<7>,
-                    8 => tile::<8>,
-                    9 => tile::<9>,
-                    10 => tile::<10>,
-                    11 => tile::<11>,
-                    _ => tile::<12>,
-                };
+                let tile: Tile = tile_of_rows!(tile, mr);
                 let a = a[r0 * lda..(r0 + mr) * lda].as_ptr();
                 // SAFETY: `a` holds `mr` rounded rows of `lda = 2·pairs`,
                 // `w` a whole panel (`pairs · 64`), `o` `mr` rows of `cols`

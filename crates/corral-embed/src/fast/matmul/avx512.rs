@@ -14,6 +14,29 @@
 
 use std::arch::x86_64::*;
 
+/// `$tile::<R>` for `R = $rows` (1 to 12; more is 12): a tile function by
+/// its row count, for the kernels whose tiles take their rows as a const
+/// parameter.
+macro_rules! tile_of_rows {
+    ($tile:ident, $rows:expr) => {
+        match $rows {
+            1 => $tile::<1>,
+            2 => $tile::<2>,
+            3 => $tile::<3>,
+            4 => $tile::<4>,
+            5 => $tile::<5>,
+            6 => $tile::<6>,
+            7 => $tile::<7>,
+            8 => $tile::<8>,
+            9 => $tile::<9>,
+            10 => $tile::<10>,
+            11 => $tile::<11>,
+            _ => $tile::<12>,
+        }
+    };
+}
+pub(in crate::fast) use tile_of_rows;
+
 /// Output columns per panel (two 512-bit vectors).
 pub(super) const NR: usize = 32;
 /// Rows per tile.
@@ -87,20 +110,7 @@ pub(super) unsafe fn product(
                 // `panel·NR .. + cols` (≤ n) are in it and this job's own.
                 let o = unsafe { out.0.add(r0 * n + panel * NR) };
                 type Tile = unsafe fn(*const f32, usize, *const f32, *mut f32, usize, usize, bool);
-                let tile: Tile = match mr {
-                    1 => tile::<1>,
-                    2 => tile::<2>,
-                    3 => tile::<3>,
-                    4 => tile::<4>,
-                    5 => tile::<5>,
-                    6 => tile::<6>,
-                    7 => tile::<7>,
-                    8 => tile::<8>,
-                    9 => tile::<9>,
-                    10 => tile::<10>,
-                    11 => tile::<11>,
-                    _ => tile::<12>,
-                };
+                let tile: Tile = tile_of_rows!(tile, mr);
                 // SAFETY: `a` holds `mr` rows of `k`, `w` a whole panel
                 // (`k·NR`), `o` `mr` rows of `cols` writable values at
                 // stride `n` (above); the CPU has AVX-512 F (the caller's
