@@ -562,21 +562,31 @@ fn main() -> Res<()> {
             .collect();
         print_breakdown("candle ops (one layer x 6, padded batch)", &six);
     }
-    for (avx2, int8) in [(false, false), (true, false), (true, true)] {
+    for (avx2, mode) in [
+        (false, "fp32"),
+        (true, "fp32"),
+        (true, "int8"),
+        (true, "bf16"),
+    ] {
         let mut fb = FastBert::load(&weights, &fcfg)?;
-        if int8 {
-            fb.quantize(Int8Layers::DEFAULT_INT8);
-        }
         corral_embed::bench_support::set_avx2_enabled(avx2);
-        let rows = fastbert::op_profile(&mut fb, &b, iters)?;
-        let title = if int8 {
-            "FastBert int8, AVX2 kernels (whole forward, real tokens only)"
-        } else if avx2 {
-            "FastBert, AVX2+FMA kernels (whole forward, real tokens only)"
-        } else {
-            "FastBert, baseline x86-64 kernels (no AVX2)"
+        let ran = match mode {
+            "int8" => fb.quantize(Int8Layers::DEFAULT_INT8),
+            "bf16" => fb.quantize_bf16(),
+            _ => true,
         };
-        print_breakdown(title, &rows);
+        if !ran {
+            println!("\n(no {mode} breakdown: this CPU has no {mode} kernel)");
+            continue;
+        }
+        let rows = fastbert::op_profile(&mut fb, &b, iters)?;
+        let isa = corral_embed::fast::kernel_isa();
+        let title = if avx2 {
+            format!("FastBert {mode}, {isa} kernels (whole forward, real tokens only)")
+        } else {
+            "FastBert, baseline x86-64 kernels (no AVX2)".to_string()
+        };
+        print_breakdown(&title, &rows);
     }
 
     if !torch_rates.is_empty() {
