@@ -1,7 +1,7 @@
 //! `--quantize int8` keeps all-MiniLM-L6-v2's vectors within cosine 0.995
 //! of fp32 on every golden text (measured: see docs/benchmarks.md, "int8"),
 //! keeps them unit length, and keeps a text's vector independent of its
-//! batch within [`INT8_BATCH_TOLERANCE`]; `--quantize bf16` keeps them
+//! batch within [`BATCH_TOLERANCE`]; `--quantize bf16` keeps them
 //! within cosine [`BF16_MIN_COSINE`] where the CPU has AVX-512 BF16 (and
 //! is fp32 itself where it has not).
 //!
@@ -26,10 +26,11 @@ const MIN_COSINE: f64 = 0.995;
 const BF16_MIN_COSINE: f64 = 0.9999;
 
 /// Largest max-abs difference between a text embedded alone and inside a
-/// mixed batch, int8. Every int8 step is per row (a token's activation
-/// scale is its own; the integer sums are exact), so the only batch-dependent
-/// arithmetic left is the fp32 one; the bound is that of fp32.
-const INT8_BATCH_TOLERANCE: f32 = 1e-5;
+/// mixed batch, int8 or bf16. Every int8 step is per row (a token's
+/// activation scale is its own; the integer sums are exact), every bf16 step
+/// per element, so the only batch-dependent arithmetic left is the fp32
+/// one; the bound is that of fp32.
+const BATCH_TOLERANCE: f32 = 1e-5;
 
 #[derive(Deserialize)]
 struct Golden {
@@ -65,38 +66,38 @@ fn dir() -> PathBuf {
     })
 }
 
-/// Whether this CPU runs the int8 kernel: [`FastBert::quantize`] says no,
-/// changing nothing, where it does not.
-fn int8_runs_here() -> bool {
+/// Whether `quantize` (a [`FastBert`] quantiser, which says no, changing
+/// nothing, where the CPU lacks its kernel) runs on this CPU.
+fn runs_here(quantize: impl FnOnce(&mut FastBert) -> bool) -> bool {
     let d = dir();
     let cfg =
         FastBertConfig::from_hf_json(&std::fs::read_to_string(d.join("config.json")).unwrap())
             .unwrap();
-    FastBert::load(&d.join("model.safetensors"), &cfg)
-        .unwrap()
-        .quantize(Int8Layers::DEFAULT_INT8)
+    quantize(&mut FastBert::load(&d.join("model.safetensors"), &cfg).unwrap())
 }
 
-#[test]
-fn int8_golden_vectors_stay_within_cosine_0995_of_fp32() {
-    assert!(
-        int8_runs_here(),
-        "this test needs an AVX2 CPU (the int8 path falls back to fp32 without one)"
-    );
-    let golden: Golden = fixture("minilm_l6_v2_public.json");
-    let texts: Vec<&str> = golden.cases.iter().map(|c| c.text.as_str()).collect();
-    let mut fp32 = Embedder::load(&EmbedSpec::new(dir()), 1).unwrap();
-    let mut int8 = Embedder::load(&EmbedSpec::new(dir()).with_quantize(Quantize::Int8), 2).unwrap();
-    let a = fp32.embed(&texts).unwrap();
-    let b = int8.embed(&texts).unwrap();
+/// The golden texts' vectors `b` (in `mode`) against fp32's `a` and
+/// sentence-transformers': each within cosine `min_cosine` of both, and
+/// unit length. Returns the least and the mean cosine to fp32.
+fn check_golden(
+    mode: &str,
+    a: &[Vec<f32>],
+    b: &[Vec<f32>],
+    golden: &Golden,
+    min_cosine: f64,
+) -> (f64, f64) {
     let (mut min, mut sum) = (f64::MAX, 0.0);
-    for ((x, y), case) in a.iter().zip(&b).zip(&golden.cases) {
+    for ((x, y), case) in a.iter().zip(b).zip(&golden.cases) {
         let c = cosine(x, y);
-        assert!(c >= MIN_COSINE, "{:?}: int8 vs fp32 cosine {c}", case.text);
+        assert!(
+            c >= min_cosine,
+            "{:?}: {mode} vs fp32 cosine {c}",
+            case.text
+        );
         let g = cosine(y, &case.embedding);
         assert!(
-            g >= MIN_COSINE,
-            "{:?}: int8 vs reference cosine {g}",
+            g >= min_cosine,
+            "{:?}: {mode} vs reference cosine {g}",
             case.text
         );
         assert!(
@@ -108,10 +109,39 @@ fn int8_golden_vectors_stay_within_cosine_0995_of_fp32() {
         min = min.min(c);
         sum += c;
     }
+    (min, sum / a.len().max(1) as f64)
+}
+
+/// Each of `texts` embedded alone by `e` equals its vector in one batch of
+/// them all within `tolerance`; returns the largest difference.
+fn check_alone_equals_batched(e: &mut Embedder, texts: &[String], tolerance: f32) -> f32 {
+    let together = e.embed(texts).unwrap();
+    let mut worst = 0f32;
+    for (i, t) in texts.iter().enumerate() {
+        let alone = &e.embed(std::slice::from_ref(t)).unwrap()[0];
+        let d = max_abs_diff(alone, &together[i]);
+        assert!(d <= tolerance, "{t:?}: alone vs batched {d}");
+        worst = worst.max(d);
+    }
+    worst
+}
+
+#[test]
+fn int8_golden_vectors_stay_within_cosine_0995_of_fp32() {
+    assert!(
+        runs_here(|m| m.quantize(Int8Layers::DEFAULT_INT8)),
+        "this test needs an AVX2 CPU (the int8 path falls back to fp32 without one)"
+    );
+    let golden: Golden = fixture("minilm_l6_v2_public.json");
+    let texts: Vec<&str> = golden.cases.iter().map(|c| c.text.as_str()).collect();
+    let mut fp32 = Embedder::load(&EmbedSpec::new(dir()), 1).unwrap();
+    let mut int8 = Embedder::load(&EmbedSpec::new(dir()).with_quantize(Quantize::Int8), 2).unwrap();
+    let a = fp32.embed(&texts).unwrap();
+    let b = int8.embed(&texts).unwrap();
+    let (min, mean) = check_golden("int8", &a, &b, &golden, MIN_COSINE);
     eprintln!(
-        "int8 vs fp32 over {} golden texts: min cosine {min:.6}, mean {:.6}",
-        a.len(),
-        sum / a.len() as f64
+        "int8 vs fp32 over {} golden texts: min cosine {min:.6}, mean {mean:.6}",
+        a.len()
     );
     // And the int8 path is really taken: the vectors differ from fp32.
     assert!(a.iter().zip(&b).any(|(x, y)| max_abs_diff(x, y) > 1e-4));
@@ -124,14 +154,7 @@ fn int8_text_alone_equals_text_in_a_mixed_batch() {
     let mut texts: Vec<String> = golden.cases.iter().map(|c| c.text.clone()).collect();
     texts.push(String::new());
     texts.push("The history of computing is a story of layered abstractions. ".repeat(30));
-    let together = e.embed(&texts).unwrap();
-    let mut worst = 0f32;
-    for (i, t) in texts.iter().enumerate() {
-        let alone = &e.embed(std::slice::from_ref(t)).unwrap()[0];
-        let d = max_abs_diff(alone, &together[i]);
-        assert!(d <= INT8_BATCH_TOLERANCE, "{t:?}: {d}");
-        worst = worst.max(d);
-    }
+    let worst = check_alone_equals_batched(&mut e, &texts, BATCH_TOLERANCE);
     eprintln!("int8: largest max abs diff alone vs batched {worst:.2e}");
 }
 
@@ -226,12 +249,7 @@ fn int8_fidelity_per_layer_kind() {
 #[test]
 fn bf16_golden_vectors_stay_within_cosine_09999_of_fp32_or_are_fp32() {
     let d = dir();
-    let cfg =
-        FastBertConfig::from_hf_json(&std::fs::read_to_string(d.join("config.json")).unwrap())
-            .unwrap();
-    let runs = FastBert::load(&d.join("model.safetensors"), &cfg)
-        .unwrap()
-        .quantize_bf16();
+    let runs = runs_here(FastBert::quantize_bf16);
     let golden: Golden = fixture("minilm_l6_v2_public.json");
     let mut texts: Vec<String> = golden.cases.iter().map(|c| c.text.clone()).collect();
     let mut fp32 = Embedder::load(&EmbedSpec::new(&d), 1).unwrap();
@@ -246,20 +264,9 @@ fn bf16_golden_vectors_stay_within_cosine_09999_of_fp32_or_are_fp32() {
         assert_eq!(a, b, "bf16 without the kernel is not fp32");
         return;
     }
-    let mut min = f64::MAX;
-    for ((x, y), case) in a.iter().zip(&b).zip(&golden.cases) {
-        let c = cosine(x, y).min(cosine(y, &case.embedding));
-        assert!(c >= BF16_MIN_COSINE, "{:?}: bf16 cosine {c}", case.text);
-        assert!(
-            (norm(y) - 1.0).abs() < 1e-5,
-            "{:?}: norm {}",
-            case.text,
-            norm(y)
-        );
-        min = min.min(c);
-    }
+    let (min, mean) = check_golden("bf16", &a, &b, &golden, BF16_MIN_COSINE);
     eprintln!(
-        "bf16 ({}) over {} golden texts: min cosine to fp32 and to the reference {min:.6}",
+        "bf16 ({}) over {} golden texts: min cosine to fp32 {min:.6}, mean {mean:.6}",
         corral_embed::fast::kernel_isa(),
         a.len()
     );
@@ -268,13 +275,5 @@ fn bf16_golden_vectors_stay_within_cosine_09999_of_fp32_or_are_fp32() {
         "bf16 gave fp32's vectors: not run"
     );
     texts.push("The history of computing is a story of layered abstractions. ".repeat(30));
-    let together = bf16.embed(&texts).unwrap();
-    for (i, t) in texts.iter().enumerate() {
-        let alone = &bf16.embed(std::slice::from_ref(t)).unwrap()[0];
-        let d = max_abs_diff(alone, &together[i]);
-        assert!(
-            d <= INT8_BATCH_TOLERANCE,
-            "bf16 {t:?}: alone vs batched {d}"
-        );
-    }
+    check_alone_equals_batched(&mut bf16, &texts, BATCH_TOLERANCE);
 }
