@@ -405,31 +405,41 @@ impl QLinear {
                         prefetch(o);
                         prefetch(o.wrapping_add(cols - 1));
                     }
-                    match u8_panels {
-                        Some(w8) => kernel.tile_u8(
-                            &rows.q8[(first + r0) * rows.kq..(first + r0 + mr) * rows.kq],
-                            rows.kq,
-                            mr,
-                            &w8[panel * NR * rows.kq..(panel + 1) * NR * rows.kq],
-                            rows.kq / 4,
-                            &mut tile,
-                        ),
-                        None => kernel.tile(a, self.kp, mr, w, pairs, &mut tile),
+                    if let Some(w8) = u8_panels {
+                        let at = first + r0;
+                        let step = TileStep {
+                            sa: &rows.scales[at..at + mr],
+                            off: &rows.offsets[at..at + mr],
+                            slot: &rows.wide_slot[at..at + mr],
+                            lo_sums: &rows.lo_sums,
+                            lo_width: panels_total * NR,
+                            shift: rows.wide_shift,
+                            sw: scales.try_into().expect("whole panels of scales"),
+                            ws: sums.try_into().expect("whole panels of sums"),
+                            accumulate,
+                            out,
+                            row: r0,
+                            col: panel * NR,
+                            cols,
+                        };
+                        // SAFETY: the block's rows and panels are its own:
+                        // no other job of this product writes them, and the
+                        // product's caller holds the output exclusively
+                        // while the jobs run (`OutRows::new`).
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            kernel.tile_u8_out(
+                                &rows.q8[at * rows.kq..(at + mr) * rows.kq],
+                                rows.kq,
+                                mr,
+                                &w8[panel * NR * rows.kq..(panel + 1) * NR * rows.kq],
+                                rows.kq / 4,
+                                &step,
+                            )
+                        };
+                        continue;
                     }
-                    if u8_panels.is_some() {
-                        // A wide row's sums so far are its high bits'.
-                        let b = rows.wide_shift;
-                        for (r, acc) in tile.iter_mut().enumerate().take(mr) {
-                            let slot = rows.wide_slot[first + r0 + r];
-                            if slot != quantize::NARROW {
-                                let width = panels_total * NR;
-                                let lo = &rows.lo_sums[slot as usize * width + panel * NR..][..NR];
-                                for (a, &l) in acc.iter_mut().zip(lo) {
-                                    *a = (*a << b).wrapping_add(l);
-                                }
-                            }
-                        }
-                    }
+                    kernel.tile(a, self.kp, mr, w, pairs, &mut tile);
                     for (r, acc) in tile.iter().enumerate().take(mr) {
                         let i = first + r0 + r;
                         let (sa, c) = (rows.scales[i], rows.offsets[i]);
@@ -485,7 +495,7 @@ mod load;
 mod output;
 #[cfg(test)]
 use kernel::{gemm_i16_portable, gemm_u8_portable};
-use output::{output_step, output_step_full, prefetch, Block, OutRows};
+use output::{output_step, output_step_full, prefetch, Block, OutRows, TileStep};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

@@ -7,6 +7,7 @@ use super::super::Isa;
 use super::int8_supported;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, vnni};
+use super::output::{finish_rows, TileStep};
 use super::{MR, NR};
 
 /// Which implementation of the integer tile product runs. All compute the
@@ -111,6 +112,83 @@ impl Kernel {
                 }
             }
             _ => gemm_u8_portable(a, lda, mr, w, quads, tile),
+        }
+    }
+
+    /// [`Kernel::tile_u8`] over `mr` rows followed by the output step
+    /// ([`finish_rows`]): each row's outputs written (or added to) from its
+    /// sums, its scale and offset and the panel's factors. The VNNI
+    /// kernels do the step on their accumulators in registers; the others
+    /// sum a tile and finish it in plain Rust. The same bits either way.
+    ///
+    /// # Safety
+    /// No other live reference covers the tile's outputs (`step.out`'s
+    /// `mr` rows from `step.row`, `step.cols` columns from `step.col`):
+    /// the product's jobs each write their own rows or columns.
+    #[allow(unsafe_code)]
+    pub(super) unsafe fn tile_u8_out(
+        self,
+        a: &[u8],
+        lda: usize,
+        mr: usize,
+        w: &[i8],
+        quads: usize,
+        step: &TileStep<'_>,
+    ) {
+        assert!((1..=MR).contains(&mr), "tile rows");
+        assert!(
+            lda >= 4 * quads && a.len() >= (mr - 1) * lda + 4 * quads,
+            "lhs"
+        );
+        assert!(w.len() >= quads * NR * 4, "panel");
+        assert!(
+            step.sa.len() >= mr && step.off.len() >= mr && step.slot.len() >= mr,
+            "row factors"
+        );
+        assert!(step.cols <= NR, "panel columns");
+        let o = step.out.tile_at(step.row, step.col, mr, step.cols);
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! by_rows {
+            ($m:ident :: $f:ident) => {{
+                let (a, w) = (a.as_ptr(), w.as_ptr());
+                match mr {
+                    1 => $m::$f::<1>(a, lda, w, quads, step, o),
+                    2 => $m::$f::<2>(a, lda, w, quads, step, o),
+                    3 => $m::$f::<3>(a, lda, w, quads, step, o),
+                    4 => $m::$f::<4>(a, lda, w, quads, step, o),
+                    5 => $m::$f::<5>(a, lda, w, quads, step, o),
+                    _ => $m::$f::<6>(a, lda, w, quads, step, o),
+                }
+            }};
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni256 | Self::Vnni512 => {
+                assert!(
+                    Isa::avx512_vnni(false).is_some(),
+                    "a VNNI kernel on a CPU without AVX-512 VNNI"
+                );
+                // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (asserted
+                // above); the bounds the kernel reads and writes within
+                // were asserted at the top (a: mr rows of lda, each read up
+                // to 4·quads bytes; w: quads steps of NR·4 bytes; factors
+                // for mr rows; the outputs by `tile_at`), and the outputs
+                // are exclusive by this function's contract.
+                unsafe {
+                    if self == Self::Vnni512 {
+                        by_rows!(vnni::tile512_u8_out)
+                    } else {
+                        by_rows!(vnni::tile256_u8_out)
+                    }
+                }
+            }
+            _ => {
+                let mut tile = [[0i32; NR]; MR];
+                self.tile_u8(a, lda, mr, w, quads, &mut tile);
+                // SAFETY: `o` was checked by `tile_at` for mr rows of
+                // `cols`, exclusive by this function's contract.
+                unsafe { finish_rows(&tile, mr, step, o) };
+            }
         }
     }
 

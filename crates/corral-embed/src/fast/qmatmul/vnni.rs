@@ -2,6 +2,7 @@
 //! (256- and 512-bit builds), and `vpdpbusd` over unsigned 8-bit
 //! activations and signed 8-bit weights, four products a lane.
 
+use super::output::TileStep;
 use super::{MR, NR};
 use std::arch::x86_64::*;
 
@@ -121,6 +122,139 @@ pub(super) unsafe fn tile512_u8<const R: usize>(
         // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
         // borrowed; `storeu` has no alignment requirement.
         unsafe { _mm512_storeu_si512(out[r].as_mut_ptr() as *mut __m512i, acc[r]) };
+    }
+}
+
+/// [`tile512_u8`] with the output step done on the accumulators where they
+/// are, instead of through a tile in memory: per row, a wide row's high
+/// sums shifted and its low sums added, then `out (+)= acc·(s_a·s_w) +
+/// off·Σŵ` — the operations of `output::finish_rows`, one by one, in its
+/// order (no fused multiply-add), so the same bits. Writes (and, when
+/// accumulating, reads) only the panel's `step.cols` columns of each row.
+///
+/// # Safety
+/// As [`tile512_u8`]; `step` holds factors for `R` rows and `step.cols ≤
+/// NR`; `o` is `step.out`'s row `step.row`, column `step.col`, checked to
+/// hold `R` rows of `step.cols` (`OutRows::tile_at`), and no other live
+/// reference covers those elements.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn tile512_u8_out<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    w: *const i8,
+    quads: usize,
+    step: &TileStep<'_>,
+    o: *mut f32,
+) {
+    let mut acc = [_mm512_setzero_si512(); R];
+    for t in 0..quads {
+        // SAFETY: as in `tile512_u8`.
+        let wv = unsafe { _mm512_loadu_si512(w.add(t * 64) as *const __m512i) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as in `tile512_u8`.
+            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
+            *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(quad), wv);
+        }
+    }
+    // SAFETY: `sw` and `ws` are 16 readable f32s (`[f32; NR]`).
+    let (sw, ws) = unsafe {
+        (
+            _mm512_loadu_ps(step.sw.as_ptr()),
+            _mm512_loadu_ps(step.ws.as_ptr()),
+        )
+    };
+    let shift = _mm_cvtsi32_si128(step.shift as i32);
+    let mask: __mmask16 = if step.cols >= NR { !0 } else { (1 << step.cols) - 1 };
+    for (r, &acc) in acc.iter().enumerate() {
+        let mut acc = acc;
+        if let Some(lo) = step.lo(r) {
+            // SAFETY: `lo` is 16 readable i32s (`[i32; NR]`).
+            let lo = unsafe { _mm512_loadu_si512(lo.as_ptr() as *const __m512i) };
+            acc = _mm512_add_epi32(_mm512_sll_epi32(acc, shift), lo);
+        }
+        let scale = _mm512_mul_ps(_mm512_set1_ps(step.sa[r]), sw);
+        let term = _mm512_mul_ps(_mm512_set1_ps(step.off[r]), ws);
+        let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale), term);
+        // SAFETY: row `r < R` of the tile the caller checked.
+        let o = unsafe { o.add(r * step.out.n) };
+        if step.accumulate {
+            // SAFETY: the mask reads only the row's `cols` elements, which
+            // the checked tile holds; masked-off lanes are never touched.
+            y = _mm512_add_ps(unsafe { _mm512_maskz_loadu_ps(mask, o) }, y);
+        }
+        // SAFETY: as the load: only the row's own `cols` elements, which no
+        // other reference covers (the caller's contract).
+        unsafe { _mm512_mask_storeu_ps(o, mask, y) };
+    }
+}
+
+/// As [`tile512_u8_out`], two 256-bit accumulators per row (the output
+/// step 8 columns at a time, masked to the panel's columns).
+///
+/// # Safety
+/// As [`tile512_u8_out`].
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn tile256_u8_out<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    w: *const i8,
+    quads: usize,
+    step: &TileStep<'_>,
+    o: *mut f32,
+) {
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for t in 0..quads {
+        // SAFETY: as in `tile512_u8`: 64 readable bytes from `w + t·64`.
+        let (w0, w1) = unsafe {
+            (
+                _mm256_loadu_si256(w.add(t * 64) as *const __m256i),
+                _mm256_loadu_si256(w.add(t * 64 + 32) as *const __m256i),
+            )
+        };
+        for (r, [lo, hi]) in acc.iter_mut().enumerate() {
+            // SAFETY: as in `tile512_u8`.
+            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
+            let av = _mm256_set1_epi32(quad);
+            *lo = _mm256_dpbusd_epi32(*lo, av, w0);
+            *hi = _mm256_dpbusd_epi32(*hi, av, w1);
+        }
+    }
+    let shift = _mm_cvtsi32_si128(step.shift as i32);
+    for (r, halves) in acc.iter().enumerate() {
+        let wide = step.lo(r);
+        for (h, &half) in halves.iter().enumerate() {
+            let first = 8 * h;
+            let mut acc = half;
+            if let Some(lo) = wide {
+                // SAFETY: `lo` is 16 readable i32s; this half reads 8 of
+                // them from `first`.
+                let lo = unsafe { _mm256_loadu_si256(lo.as_ptr().add(first) as *const __m256i) };
+                acc = _mm256_add_epi32(_mm256_sll_epi32(acc, shift), lo);
+            }
+            // SAFETY: `sw` and `ws` are 16 readable f32s; 8 from `first`.
+            let (sw, ws) = unsafe {
+                (
+                    _mm256_loadu_ps(step.sw.as_ptr().add(first)),
+                    _mm256_loadu_ps(step.ws.as_ptr().add(first)),
+                )
+            };
+            let scale = _mm256_mul_ps(_mm256_set1_ps(step.sa[r]), sw);
+            let term = _mm256_mul_ps(_mm256_set1_ps(step.off[r]), ws);
+            let mut y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale), term);
+            let n = step.cols.saturating_sub(first).min(8);
+            let mask: __mmask8 = ((1u16 << n) - 1) as u8;
+            // `wrapping_add`: only dereferenced through the mask, which is
+            // empty when the panel has no columns this far.
+            let o = o.wrapping_add(r * step.out.n + first);
+            if step.accumulate {
+                // SAFETY: the mask reads only columns `first..first + n`
+                // of the checked tile's row; masked-off lanes are never
+                // touched.
+                y = _mm256_add_ps(unsafe { _mm256_maskz_loadu_ps(mask, o) }, y);
+            }
+            // SAFETY: as the load, under the caller's exclusivity.
+            unsafe { _mm256_mask_storeu_ps(o, mask, y) };
+        }
     }
 }
 
