@@ -63,6 +63,21 @@
 //! kernel still gives the same bits. Which layers get 8 bits is a fidelity
 //! choice (`Int8Layers::EIGHT_BIT_ACTIVATIONS`).
 //!
+//! The `u8` tiles on VNNI finish their rows where the sums are: the wide
+//! rows' low sums, the scales, the offset's term and the residual are
+//! applied to the accumulators in registers and each row stored once,
+//! masked to the panel's columns (`Kernel::tile_u8_out`), with one bounds
+//! check a tile. Going through a tile in memory, and a slice and a
+//! dispatch per row, had cost most where a tile is shortest (`vpdpbusd`
+//! runs 96 steps a tile at `k` = 384, 384 at `k` = 1,536): with
+//! `qmatmul::tests::kernel_timings`, old and new builds alternating on a
+//! Zen 4 core, the `k` = 384 shapes went from 366–389 to 390–419 GOP/s
+//! (+6–9%), the `k` = 1,536 one stayed at 421–433; in the model, where
+//! the residual is added and some rows are wide, the whole `corral embed`
+//! process took 5–8% less CPU time. The `i16` tiles keep the tile in
+//! memory and the plain-Rust step (`output::finish_rows`, the reference
+//! the fused tiles equal bit for bit).
+//!
 //! With `|q_a| ≤ levels/2`, `|q_w| ≤ 127` the `i32` sums cannot overflow
 //! while `k·(levels/2)·127 < 2³¹`, which
 //! [`activation_levels`](quantize::activation_levels) keeps true
@@ -300,8 +315,9 @@ impl QLinear {
     }
 
     /// `block`'s rows and panels of the product, the loop and output step
-    /// compiled for AVX2 when `kernel` is the AVX2 one (the output step is
-    /// then 8 lanes wide; the same bits either way, as no step is fused).
+    /// compiled for AVX2 when `kernel` is the AVX2 one and for AVX-512 when
+    /// it is a VNNI one (the same bits either way, as no step is fused into
+    /// a multiply-add).
     fn rows_block(&self, rows: &QuantizedRows, block: Block, accumulate: bool, kernel: Kernel) {
         #[cfg(target_arch = "x86_64")]
         match kernel {
@@ -348,8 +364,8 @@ impl QLinear {
     }
 
     /// [`QLinear::rows_block`] built with AVX2, FMA and AVX-512 VNNI
-    /// enabled (so the VNNI tile inlines; the output step has no fused
-    /// multiply-add to contract, so it gives the same bits).
+    /// enabled (so the `i16` tile and the output step inline; the step has
+    /// no fused multiply-add to contract, so it gives the same bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn rows_block_vnni(
@@ -396,7 +412,6 @@ impl QLinear {
                 let sums = &self.w_sum[panel * NR..panel * NR + NR];
                 for r0 in (mc..mc_end).step_by(MR) {
                     let mr = (mc_end - r0).min(MR);
-                    let a = &rows.q[(first + r0) * self.kp..(first + r0 + mr) * self.kp];
                     // The output step below reads (when accumulating) and
                     // writes these rows; asked for now, they arrive while
                     // the tile is computed instead of stalling it.
@@ -405,60 +420,49 @@ impl QLinear {
                         prefetch(o);
                         prefetch(o.wrapping_add(cols - 1));
                     }
-                    if let Some(w8) = u8_panels {
-                        let at = first + r0;
-                        let step = TileStep {
-                            sa: &rows.scales[at..at + mr],
-                            off: &rows.offsets[at..at + mr],
-                            slot: &rows.wide_slot[at..at + mr],
-                            lo_sums: &rows.lo_sums,
-                            lo_width: panels_total * NR,
-                            shift: rows.wide_shift,
-                            sw: scales.try_into().expect("whole panels of scales"),
-                            ws: sums.try_into().expect("whole panels of sums"),
-                            accumulate,
-                            out,
-                            row: r0,
-                            col: panel * NR,
-                            cols,
-                        };
-                        // SAFETY: the block's rows and panels are its own:
-                        // no other job of this product writes them, and the
-                        // product's caller holds the output exclusively
-                        // while the jobs run (`OutRows::new`).
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            kernel.tile_u8_out(
-                                &rows.q8[at * rows.kq..(at + mr) * rows.kq],
-                                rows.kq,
-                                mr,
-                                &w8[panel * NR * rows.kq..(panel + 1) * NR * rows.kq],
-                                rows.kq / 4,
-                                &step,
-                            )
-                        };
-                        continue;
-                    }
-                    kernel.tile(a, self.kp, mr, w, pairs, &mut tile);
-                    for (r, acc) in tile.iter().enumerate().take(mr) {
-                        let i = first + r0 + r;
-                        let (sa, c) = (rows.scales[i], rows.offsets[i]);
-                        // SAFETY: the block's rows and panels are its own:
-                        // no other job of this product writes them, and the
-                        // product's caller holds the output exclusively
-                        // while the jobs run (`OutRows::new`).
-                        #[allow(unsafe_code)]
-                        let o = unsafe { out.slice(r0 + r, panel * NR, cols) };
-                        match (
-                            <&mut [f32; NR]>::try_from(&mut *o),
-                            <&[f32; NR]>::try_from(scales),
-                            <&[f32; NR]>::try_from(sums),
-                        ) {
-                            // A whole panel: fixed-size, inlined, no dispatch.
-                            (Ok(o), Ok(sw), Ok(ws)) => {
-                                output_step_full(acc, sa, c, sw, ws, o, accumulate)
+                    let at = first + r0;
+                    let step = TileStep {
+                        sa: &rows.scales[at..at + mr],
+                        off: &rows.offsets[at..at + mr],
+                        // The i16 path multiplies a wide row's levels whole.
+                        slot: match u8_panels {
+                            Some(_) => &rows.wide_slot[at..at + mr],
+                            None => &[quantize::NARROW; MR],
+                        },
+                        lo_sums: &rows.lo_sums,
+                        lo_width: panels_total * NR,
+                        shift: rows.wide_shift,
+                        sw: scales.try_into().expect("whole panels of scales"),
+                        ws: sums.try_into().expect("whole panels of sums"),
+                        accumulate,
+                        out,
+                        row: r0,
+                        col: panel * NR,
+                        cols,
+                    };
+                    // The block's rows and panels are its own: no other job
+                    // of this product writes them, and the product's caller
+                    // holds the output exclusively while the jobs run
+                    // (`OutRows::new`): the contract of both calls below.
+                    match u8_panels {
+                        Some(w8) => {
+                            let a8 = &rows.q8[at * rows.kq..(at + mr) * rows.kq];
+                            let w8 = &w8[panel * NR * rows.kq..(panel + 1) * NR * rows.kq];
+                            // SAFETY: the tile's outputs are this job's own
+                            // (above).
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                kernel.tile_u8_out(a8, rows.kq, mr, w8, rows.kq / 4, &step)
                             }
-                            _ => output_step(acc, sa, c, scales, sums, o, accumulate),
+                        }
+                        None => {
+                            let a = &rows.q[at * self.kp..(at + mr) * self.kp];
+                            kernel.tile(a, self.kp, mr, w, pairs, &mut tile);
+                            // SAFETY: as for `tile_u8_out`.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                finish_rows(&tile, mr, &step)
+                            }
                         }
                     }
                 }
@@ -495,7 +499,7 @@ mod load;
 mod output;
 #[cfg(test)]
 use kernel::{gemm_i16_portable, gemm_u8_portable};
-use output::{output_step, output_step_full, prefetch, Block, OutRows, TileStep};
+use output::{finish_rows, prefetch, Block, OutRows, TileStep};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

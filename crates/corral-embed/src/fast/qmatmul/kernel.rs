@@ -5,9 +5,9 @@
 use super::super::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::int8_supported;
+use super::output::{finish_rows, TileStep};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, vnni};
-use super::output::{finish_rows, TileStep};
 use super::{MR, NR};
 
 /// Which implementation of the integer tile product runs. All compute the
@@ -185,9 +185,9 @@ impl Kernel {
             _ => {
                 let mut tile = [[0i32; NR]; MR];
                 self.tile_u8(a, lda, mr, w, quads, &mut tile);
-                // SAFETY: `o` was checked by `tile_at` for mr rows of
-                // `cols`, exclusive by this function's contract.
-                unsafe { finish_rows(&tile, mr, step, o) };
+                // SAFETY: the outputs are exclusive by this function's
+                // contract.
+                unsafe { finish_rows(&tile, mr, step) };
             }
         }
     }

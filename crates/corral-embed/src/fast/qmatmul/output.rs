@@ -28,7 +28,7 @@ pub(super) struct OutRows {
 
 // SAFETY: an `OutRows` is only a view of a buffer borrowed mutably for the
 // duration of one product; its jobs write disjoint elements of it (see
-// `OutRows::slice`), so sharing it between the product's threads is sound.
+// `OutRows::tile_at`), so sharing it between the product's threads is sound.
 #[allow(unsafe_code)]
 unsafe impl Send for OutRows {}
 // SAFETY: as for `Send`: shared between one product's jobs, which write
@@ -59,31 +59,14 @@ impl OutRows {
 
     /// Where row `r`'s column `c` is, for `rows` rows of `cols` columns
     /// from there (stride `n`), checked against the view's bounds. Writing
-    /// through it is the caller's to make exclusive, as for
-    /// [`OutRows::slice`].
+    /// through it is the caller's to make exclusive: callers give each job
+    /// of a product its own rows or its own columns.
     pub(super) fn tile_at(&self, r: usize, c: usize, rows: usize, cols: usize) -> *mut f32 {
         assert!(
             rows >= 1 && c + cols <= self.n && (r + rows - 1) * self.n + c + cols <= self.len,
             "output bounds"
         );
         self.ptr.wrapping_add(r * self.n + c)
-    }
-
-    /// Row `r`'s columns `c..c + cols`, checked against the view's bounds.
-    ///
-    /// # Safety
-    /// No other live reference may cover these elements: callers give
-    /// each job of a product its own rows or its own columns.
-    #[allow(unsafe_code)]
-    pub(super) unsafe fn slice<'a>(&self, r: usize, c: usize, cols: usize) -> &'a mut [f32] {
-        let start = r * self.n + c;
-        assert!(
-            c + cols <= self.n && start + cols <= self.len,
-            "output bounds"
-        );
-        // SAFETY: in bounds (asserted), and exclusive by the caller's
-        // contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), cols) }
     }
 }
 
@@ -105,9 +88,9 @@ pub(super) fn prefetch(p: *const f32) {
     let _ = p;
 }
 
-/// What a fused output step (`Kernel::tile_u8_out`) needs beside the
-/// tile's sums: its rows' factors, its panel's columns' factors, and where
-/// its outputs go.
+/// What a tile's output step ([`finish_rows`], or the one fused into
+/// `Kernel::tile_u8_out`) needs beside the tile's sums: its rows' factors,
+/// its panel's columns' factors, and where its outputs go.
 pub(super) struct TileStep<'a> {
     /// Per tile row, its activation scale.
     pub(super) sa: &'a [f32],
@@ -153,16 +136,18 @@ impl TileStep<'_> {
 
 /// The output step of a tile already summed, `mr` rows of it: per row, a
 /// wide row's high sums shifted left by `step.shift` and its low sums added
-/// (wrapping, as the kernels' `i32` lanes do), then [`output_row`]. The
-/// reference the fused kernels (`Kernel::tile_u8_out`) must equal bit for
-/// bit.
+/// (wrapping, as the kernels' `i32` lanes do), then [`output_row`]. Every
+/// kernel's step on the `i16` path, and the reference the fused `u8`
+/// kernels (`Kernel::tile_u8_out`) must equal bit for bit.
 ///
 /// # Safety
-/// `o` is row `step.row`, column `step.col` of `step.out`, checked to hold
-/// `mr` rows of `step.cols` (`OutRows::tile_at`), and no other live
-/// reference covers those elements.
+/// No other live reference covers the tile's outputs (`step.out`'s `mr`
+/// rows from `step.row`, `step.cols` columns from `step.col`; their bounds
+/// are checked here).
+#[inline(always)]
 #[allow(unsafe_code)]
-pub(super) unsafe fn finish_rows(tile: &[[i32; NR]; MR], mr: usize, step: &TileStep<'_>, o: *mut f32) {
+pub(super) unsafe fn finish_rows(tile: &[[i32; NR]; MR], mr: usize, step: &TileStep<'_>) {
+    let o = step.out.tile_at(step.row, step.col, mr, step.cols);
     for (r, acc) in tile.iter().enumerate().take(mr) {
         let mut acc = *acc;
         if let Some(lo) = step.lo(r) {
@@ -170,10 +155,18 @@ pub(super) unsafe fn finish_rows(tile: &[[i32; NR]; MR], mr: usize, step: &TileS
                 *a = (*a << step.shift).wrapping_add(l);
             }
         }
-        // SAFETY: row `r < mr` of the checked tile, exclusive by the
-        // caller's contract.
+        // SAFETY: row `r < mr` of the tile `tile_at` checked, exclusive by
+        // the caller's contract.
         let out = unsafe { std::slice::from_raw_parts_mut(o.add(r * step.out.n), step.cols) };
-        output_row(&acc, step.sa[r], step.off[r], step.sw, step.ws, out, step.accumulate);
+        output_row(
+            &acc,
+            step.sa[r],
+            step.off[r],
+            step.sw,
+            step.ws,
+            out,
+            step.accumulate,
+        );
     }
 }
 
@@ -203,33 +196,156 @@ fn output_row(
     }
 }
 
-multiversion! {
-    /// [`output_row`] for a partial panel (fewer than `NR` columns).
-    pub(super) fn output_step / output_step_on(
-        acc: &[i32; NR],
-        sa: f32,
-        off: f32,
-        sw: &[f32],
-        wsum: &[f32],
-        o: &mut [f32],
-        accumulate: bool,
-    ) {
-        output_row(acc, sa, off, sw, wsum, o, accumulate)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::super::super::test_util::random_vec;
+    use super::super::quantize::NARROW;
+    use super::super::Kernel;
+    use super::*;
 
-/// [`output_row`] for a whole panel of `NR` columns: sizes the compiler
-/// knows, inlined into the caller's loop rather than dispatched per tile
-/// row.
-#[inline(always)]
-pub(super) fn output_step_full(
-    acc: &[i32; NR],
-    sa: f32,
-    off: f32,
-    sw: &[f32; NR],
-    wsum: &[f32; NR],
-    o: &mut [f32; NR],
-    accumulate: bool,
-) {
-    output_row(acc, sa, off, sw, wsum, o, accumulate)
+    /// Every kernel's `u8` tile with its output step — the VNNI ones fused
+    /// on their accumulators, the others through a tile in memory — gives
+    /// [`finish_rows`]'s bits after the portable tile: every row count,
+    /// whole and partial panels (either side of a 256-bit half), wide rows
+    /// among narrow ones, overwriting and accumulating; and it writes
+    /// nothing outside its rows and columns.
+    #[test]
+    fn every_fused_u8_tile_equals_the_tile_then_its_output_step() {
+        let kernels: Vec<Kernel> = crate::fast::Isa::available()
+            .into_iter()
+            .map(Kernel::for_isa)
+            .collect();
+        // The panel is the second of a row of 40 outputs, from row 2.
+        let (n, row, col): (usize, usize, usize) = (40, 2, NR);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        for quads in [1usize, 3, 96] {
+            let lda = 4 * quads + 4;
+            let to_byte = |v: f32| ((v + 1.0) * 127.9) as u8;
+            let a: Vec<u8> = random_vec(MR * lda, 51).into_iter().map(to_byte).collect();
+            let w: Vec<i8> = random_vec(quads * NR * 4, 52)
+                .into_iter()
+                .map(|v| (v * 127.0) as i8)
+                .collect();
+            let sa: Vec<f32> = random_vec(MR, 53).iter().map(|v| v.abs() * 0.01).collect();
+            let off = random_vec(MR, 54);
+            // Rows 1 and 4 wide (slots 1 and 0), the rest narrow.
+            let slot: Vec<u32> = (0..MR as u32)
+                .map(|r| match r {
+                    1 => 1,
+                    4 => 0,
+                    _ => NARROW,
+                })
+                .collect();
+            let lo_sums: Vec<i32> = random_vec(2 * n.next_multiple_of(NR), 55)
+                .iter()
+                .map(|v| (v * 1e6) as i32)
+                .collect();
+            let sw: [f32; NR] = random_vec(NR, 56).try_into().unwrap();
+            let ws: [f32; NR] = random_vec(NR, 57).try_into().unwrap();
+            let init = random_vec((row + MR) * n, 58);
+            for mr in 1..=MR {
+                for cols in [NR, 9, 8, 5, 1] {
+                    for accumulate in [false, true] {
+                        let run = |kernel: Kernel| {
+                            let mut out = init.clone();
+                            let step = TileStep {
+                                sa: &sa[..mr],
+                                off: &off[..mr],
+                                slot: &slot[..mr],
+                                lo_sums: &lo_sums,
+                                lo_width: n.next_multiple_of(NR),
+                                shift: 4,
+                                sw: &sw,
+                                ws: &ws,
+                                accumulate,
+                                out: OutRows::new(&mut out, n),
+                                row,
+                                col,
+                                cols,
+                            };
+                            // SAFETY: `out` is this closure's own.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                kernel.tile_u8_out(&a, lda, mr, &w, quads, &step)
+                            };
+                            out
+                        };
+                        let want = run(Kernel::Portable);
+                        for &kernel in &kernels {
+                            let got = run(kernel);
+                            assert_eq!(
+                                bits(&got),
+                                bits(&want),
+                                "{kernel:?} quads={quads} mr={mr} cols={cols} \
+                                 accumulate={accumulate}"
+                            );
+                        }
+                        // Outside the tile, `init` untouched; inside, changed.
+                        for (i, (&g, &x)) in want.iter().zip(&init).enumerate() {
+                            let (r, c) = (i / n, i % n);
+                            let inside =
+                                (row..row + mr).contains(&r) && (col..col + cols).contains(&c);
+                            assert_eq!(g.to_bits() != x.to_bits(), inside, "({r},{c})");
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("fused u8 tiles ({kernels:?}): the tile then its output step, bit for bit");
+    }
+
+    /// [`finish_rows`] is the output step as the module states it: a wide
+    /// row's sums `(high << b) + low`, then `acc·(s_a·s_w) + off·Σŵ`, added
+    /// to the output when accumulating.
+    #[test]
+    fn finish_rows_is_the_stated_step() {
+        let mut tile = [[0i32; NR]; MR];
+        for (r, row) in tile.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = (r as i32 - 2) * 1000 + c as i32 * 37;
+            }
+        }
+        let lo_sums: Vec<i32> = (0..NR as i32).map(|c| c * 3 - 7).collect();
+        let (sa, off) = ([0.5f32, 0.25, 2.0], [1.0f32, -3.0, 0.0]);
+        let slot = [NARROW, 0, NARROW];
+        let sw: [f32; NR] = std::array::from_fn(|c| 0.01 * (c as f32 + 1.0));
+        let ws: [f32; NR] = std::array::from_fn(|c| c as f32 - 8.0);
+        for accumulate in [false, true] {
+            let init: Vec<f32> = (0..3 * NR).map(|i| i as f32 * 0.5).collect();
+            let mut out = init.clone();
+            let step = TileStep {
+                sa: &sa,
+                off: &off,
+                slot: &slot,
+                lo_sums: &lo_sums,
+                lo_width: NR,
+                shift: 3,
+                sw: &sw,
+                ws: &ws,
+                accumulate,
+                out: OutRows::new(&mut out, NR),
+                row: 0,
+                col: 0,
+                cols: NR,
+            };
+            // SAFETY: `out` is this test's own.
+            #[allow(unsafe_code)]
+            unsafe {
+                finish_rows(&tile, 3, &step)
+            };
+            for r in 0..3 {
+                for c in 0..NR {
+                    let acc = match slot[r] {
+                        NARROW => tile[r][c],
+                        _ => (tile[r][c] << 3) + lo_sums[c],
+                    };
+                    let mut y = acc as f32 * (sa[r] * sw[c]) + off[r] * ws[c];
+                    if accumulate {
+                        y += init[r * NR + c];
+                    }
+                    assert_eq!(out[r * NR + c].to_bits(), y.to_bits(), "({r},{c})");
+                }
+            }
+        }
+    }
 }

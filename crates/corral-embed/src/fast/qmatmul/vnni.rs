@@ -164,7 +164,11 @@ pub(super) unsafe fn tile512_u8_out<const R: usize>(
         )
     };
     let shift = _mm_cvtsi32_si128(step.shift as i32);
-    let mask: __mmask16 = if step.cols >= NR { !0 } else { (1 << step.cols) - 1 };
+    let mask: __mmask16 = if step.cols >= NR {
+        !0
+    } else {
+        (1 << step.cols) - 1
+    };
     for (r, &acc) in acc.iter().enumerate() {
         let mut acc = acc;
         if let Some(lo) = step.lo(r) {
