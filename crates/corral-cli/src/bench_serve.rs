@@ -302,6 +302,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         args.corpus.display()
     );
     let have_infinity = args.url.is_none() && infinity_installed();
+    // Why infinity-emb was not measured, if it was not.
+    let mut unmeasured = if have_infinity {
+        String::new()
+    } else {
+        "infinity_emb is not installed".to_string()
+    };
     // corral_rounds[mode][round]
     let mut corral_rounds: Vec<Vec<Vec<Point>>> = vec![vec![]; modes.len()];
     let mut infinity_rounds: Vec<Vec<Point>> = vec![];
@@ -340,6 +346,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     eprintln!("  could not start infinity_emb ({e:#}); quoting BASELINE.md");
+                    unmeasured = "infinity_emb did not start".to_string();
                     infinity_rounds.clear();
                     break;
                 }
@@ -349,8 +356,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let measured_infinity = (!infinity_rounds.is_empty()
         && infinity_rounds.len() == corral_rounds[0].len())
     .then(|| median_points(&infinity_rounds));
-    let infinity =
-        "quoted from BASELINE.md (infinity_emb is not installed; not measured in this run)";
+    let infinity = format!("quoted from BASELINE.md ({unmeasured}; not measured in this run)");
     if rerank {
         report_rerank(&corral_rounds[0], &infinity_rounds);
         return Ok(());

@@ -95,7 +95,7 @@ impl Infinity {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new("infinity_emb")
+        let mut child = Command::new("infinity_emb")
             .arg("v2")
             .arg("--model-id")
             .arg(&dir)
@@ -115,17 +115,45 @@ impl Infinity {
             ])
             .env("HF_HUB_OFFLINE", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting infinity_emb")?;
-        let me = Self {
+        // Its log, kept (the last lines, bounded) to say why it stopped if
+        // it does; read on a thread of its own so the pipe never fills.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        if let Some(err) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    if log.len() == 20 {
+                        log.pop_front();
+                    }
+                    log.push_back(line);
+                }
+            });
+        }
+        let mut me = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
+        let tail = || {
+            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.iter().cloned().collect::<Vec<_>>().join("\n")
+        };
         let deadline = Instant::now() + Duration::from_secs(180);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = me.child.try_wait()? {
+                // Give the reader a moment to take the last lines.
+                std::thread::sleep(Duration::from_millis(200));
+                bail!(
+                    "infinity_emb exited ({status}) before listening:\n{}",
+                    tail()
+                );
+            }
             if Instant::now() > deadline {
-                bail!("infinity_emb did not listen within 180 s");
+                bail!("infinity_emb did not listen within 180 s:\n{}", tail());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
