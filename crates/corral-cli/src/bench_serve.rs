@@ -3,8 +3,8 @@
 //! and 64 clients sending single sentences from the corpus and 4 clients
 //! sending batches of 32 — then `corral embed`'s in-process throughput with
 //! the same batches, for the server's cost. infinity-emb runs side by side
-//! only when `infinity_emb` is installed; otherwise its figures are quoted
-//! from `BASELINE.md` (and the report says so).
+//! when `infinity_emb` is installed and starts; otherwise its figures are
+//! quoted from `BASELINE.md` (and the report says which of the two it was).
 //!
 //! Each `--quantize` mode (default `none,int8`) is its own `corral serve`
 //! (`--quantize int8` for int8), run in turn within each round, so fp32 and
@@ -437,7 +437,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    for p in points {
+    // The quoted figures stand in only where infinity-emb was not measured.
+    for p in points.iter().filter(|_| measured_infinity.is_none()) {
         if let Some((_, _, quoted, _, _)) = INFINITY_QUOTED
             .iter()
             .find(|q| (q.0, q.1) == (p.clients, p.batch))
