@@ -146,11 +146,10 @@ impl Kernel {
             "row factors"
         );
         assert!(step.cols <= NR, "panel columns");
-        let o = step.out.tile_at(step.row, step.col, mr, step.cols);
         #[cfg(target_arch = "x86_64")]
         macro_rules! by_rows {
-            ($m:ident :: $f:ident) => {{
-                let (a, w) = (a.as_ptr(), w.as_ptr());
+            ($m:ident :: $f:ident, $o:expr) => {{
+                let (a, w, o) = (a.as_ptr(), w.as_ptr(), $o);
                 match mr {
                     1 => $m::$f::<1>(a, lda, w, quads, step, o),
                     2 => $m::$f::<2>(a, lda, w, quads, step, o),
@@ -175,10 +174,11 @@ impl Kernel {
                 // for mr rows; the outputs by `tile_at`), and the outputs
                 // are exclusive by this function's contract.
                 unsafe {
+                    let o = step.out.tile_at(step.row, step.col, mr, step.cols);
                     if self == Self::Vnni512 {
-                        by_rows!(vnni::tile512_u8_out)
+                        by_rows!(vnni::tile512_u8_out, o)
                     } else {
-                        by_rows!(vnni::tile256_u8_out)
+                        by_rows!(vnni::tile256_u8_out, o)
                     }
                 }
             }
