@@ -72,12 +72,7 @@ impl Kernel {
         quads: usize,
         tile: &mut [[i32; NR]; MR],
     ) {
-        assert!((1..=MR).contains(&mr), "tile rows");
-        assert!(
-            lda >= 4 * quads && a.len() >= (mr - 1) * lda + 4 * quads,
-            "lhs"
-        );
-        assert!(w.len() >= quads * NR * 4, "panel");
+        check_u8_operands(a, lda, mr, w, quads);
         #[cfg(target_arch = "x86_64")]
         macro_rules! by_rows {
             ($m:ident :: $f:ident) => {
@@ -135,12 +130,7 @@ impl Kernel {
         quads: usize,
         step: &TileStep<'_>,
     ) {
-        assert!((1..=MR).contains(&mr), "tile rows");
-        assert!(
-            lda >= 4 * quads && a.len() >= (mr - 1) * lda + 4 * quads,
-            "lhs"
-        );
-        assert!(w.len() >= quads * NR * 4, "panel");
+        check_u8_operands(a, lda, mr, w, quads);
         assert!(
             step.sa.len() >= mr && step.off.len() >= mr && step.slot.len() >= mr,
             "row factors"
@@ -255,6 +245,18 @@ impl Kernel {
             }
         }
     }
+}
+
+/// The bounds a `u8 × s8` tile of `mr` rows reads within: `a` holds `mr`
+/// rows of stride `lda`, each `4·quads` bytes; `w` holds `quads` steps of
+/// [`NR`]` · 4` bytes.
+fn check_u8_operands(a: &[u8], lda: usize, mr: usize, w: &[i8], quads: usize) {
+    assert!((1..=MR).contains(&mr), "tile rows");
+    assert!(
+        lda >= 4 * quads && a.len() >= (mr - 1) * lda + 4 * quads,
+        "lhs"
+    );
+    assert!(w.len() >= quads * NR * 4, "panel");
 }
 
 /// The integer tile product in plain Rust: the reference the AVX2 and

@@ -87,6 +87,37 @@ pub(super) unsafe fn tile512<const R: usize>(
     }
 }
 
+/// The `R` rows' `u8 × s8` sums over `quads` steps of four `k` values:
+/// `vpdpbusd` adds the four products of each lane to its `i32`
+/// accumulator, one 512-bit accumulator (16 columns) per row.
+///
+/// # Safety
+/// As [`tile512_u8`].
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn sums512_u8<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    w: *const i8,
+    quads: usize,
+) -> [__m512i; R] {
+    let mut acc = [_mm512_setzero_si512(); R];
+    for t in 0..quads {
+        // SAFETY: t < quads, so the 64 bytes from `w + t·64` lie within
+        // the `quads · 64` the caller promised readable; `loadu` has no
+        // alignment requirement.
+        let wv = unsafe { _mm512_loadu_si512(w.add(t * 64) as *const __m512i) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: r < R and 4·t + 3 < 4·quads, so the four bytes lie
+            // within row `r` as the caller promised it readable; the read
+            // is unaligned.
+            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
+            *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(quad), wv);
+        }
+    }
+    acc
+}
+
 /// The `R × 16` tile over `quads` steps of four `k` values, unsigned
 /// bytes `a` times signed bytes `w`: `vpdpbusd` adds the four products
 /// of each lane to its `i32` accumulator (wrapping; with `a ≤ 255` and
@@ -104,25 +135,46 @@ pub(super) unsafe fn tile512_u8<const R: usize>(
     quads: usize,
     out: &mut [[i32; NR]; MR],
 ) {
-    let mut acc = [_mm512_setzero_si512(); R];
-    for t in 0..quads {
-        // SAFETY: t < quads, so the 64 bytes from `w + t·64` lie within
-        // the `quads · 64` the caller promised readable; `loadu` has no
-        // alignment requirement.
-        let wv = unsafe { _mm512_loadu_si512(w.add(t * 64) as *const __m512i) };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: r < R and 4·t + 3 < 4·quads, so the four bytes lie
-            // within row `r` as the caller promised it readable; the read
-            // is unaligned.
-            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
-            *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(quad), wv);
-        }
-    }
+    // SAFETY: as this function's own contract.
+    let acc = unsafe { sums512_u8::<R>(a, lda, w, quads) };
     for r in 0..R {
         // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
         // borrowed; `storeu` has no alignment requirement.
         unsafe { _mm512_storeu_si512(out[r].as_mut_ptr() as *mut __m512i, acc[r]) };
     }
+}
+
+/// As [`sums512_u8`], two 256-bit accumulators (columns 0–7 and 8–15)
+/// per row.
+///
+/// # Safety
+/// As [`tile512_u8`].
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn sums256_u8<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    w: *const i8,
+    quads: usize,
+) -> [[__m256i; 2]; R] {
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for t in 0..quads {
+        // SAFETY: as in `sums512_u8`: 64 readable bytes from `w + t·64`.
+        let (w0, w1) = unsafe {
+            (
+                _mm256_loadu_si256(w.add(t * 64) as *const __m256i),
+                _mm256_loadu_si256(w.add(t * 64 + 32) as *const __m256i),
+            )
+        };
+        for (r, [lo, hi]) in acc.iter_mut().enumerate() {
+            // SAFETY: as in `sums512_u8`.
+            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
+            let av = _mm256_set1_epi32(quad);
+            *lo = _mm256_dpbusd_epi32(*lo, av, w0);
+            *hi = _mm256_dpbusd_epi32(*hi, av, w1);
+        }
+    }
+    acc
 }
 
 /// [`tile512_u8`] with the output step done on the accumulators where they
@@ -146,16 +198,8 @@ pub(super) unsafe fn tile512_u8_out<const R: usize>(
     step: &TileStep<'_>,
     o: *mut f32,
 ) {
-    let mut acc = [_mm512_setzero_si512(); R];
-    for t in 0..quads {
-        // SAFETY: as in `tile512_u8`.
-        let wv = unsafe { _mm512_loadu_si512(w.add(t * 64) as *const __m512i) };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: as in `tile512_u8`.
-            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
-            *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(quad), wv);
-        }
-    }
+    // SAFETY: as this function's own contract (that of `tile512_u8`).
+    let acc = unsafe { sums512_u8::<R>(a, lda, w, quads) };
     // SAFETY: `sw` and `ws` are 16 readable f32s (`[f32; NR]`).
     let (sw, ws) = unsafe {
         (
@@ -206,23 +250,8 @@ pub(super) unsafe fn tile256_u8_out<const R: usize>(
     step: &TileStep<'_>,
     o: *mut f32,
 ) {
-    let mut acc = [[_mm256_setzero_si256(); 2]; R];
-    for t in 0..quads {
-        // SAFETY: as in `tile512_u8`: 64 readable bytes from `w + t·64`.
-        let (w0, w1) = unsafe {
-            (
-                _mm256_loadu_si256(w.add(t * 64) as *const __m256i),
-                _mm256_loadu_si256(w.add(t * 64 + 32) as *const __m256i),
-            )
-        };
-        for (r, [lo, hi]) in acc.iter_mut().enumerate() {
-            // SAFETY: as in `tile512_u8`.
-            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
-            let av = _mm256_set1_epi32(quad);
-            *lo = _mm256_dpbusd_epi32(*lo, av, w0);
-            *hi = _mm256_dpbusd_epi32(*hi, av, w1);
-        }
-    }
+    // SAFETY: as this function's own contract (that of `tile512_u8`).
+    let acc = unsafe { sums256_u8::<R>(a, lda, w, quads) };
     let shift = _mm_cvtsi32_si128(step.shift as i32);
     for (r, halves) in acc.iter().enumerate() {
         let wide = step.lo(r);
@@ -274,30 +303,14 @@ pub(super) unsafe fn tile256_u8<const R: usize>(
     quads: usize,
     out: &mut [[i32; NR]; MR],
 ) {
-    let mut lo = [_mm256_setzero_si256(); R];
-    let mut hi = [_mm256_setzero_si256(); R];
-    for t in 0..quads {
-        // SAFETY: as in `tile512_u8`: 64 readable bytes from `w + t·64`.
-        let (w0, w1) = unsafe {
-            (
-                _mm256_loadu_si256(w.add(t * 64) as *const __m256i),
-                _mm256_loadu_si256(w.add(t * 64 + 32) as *const __m256i),
-            )
-        };
-        for r in 0..R {
-            // SAFETY: as in `tile512_u8`.
-            let quad = unsafe { (a.add(r * lda + 4 * t) as *const i32).read_unaligned() };
-            let av = _mm256_set1_epi32(quad);
-            lo[r] = _mm256_dpbusd_epi32(lo[r], av, w0);
-            hi[r] = _mm256_dpbusd_epi32(hi[r], av, w1);
-        }
-    }
-    for r in 0..R {
+    // SAFETY: as this function's own contract (that of `tile512_u8`).
+    let acc = unsafe { sums256_u8::<R>(a, lda, w, quads) };
+    for (r, [lo, hi]) in acc.iter().enumerate() {
         // SAFETY: `out[r]` is 16 writable i32s (NR), exclusively
         // borrowed: 8 are written from its start and 8 from its middle.
         unsafe {
-            _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, lo[r]);
-            _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+            _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, *lo);
+            _mm256_storeu_si256(out[r].as_mut_ptr().add(8) as *mut __m256i, *hi);
         }
     }
 }
