@@ -72,9 +72,9 @@
 //! runs 96 steps a tile at `k` = 384, 384 at `k` = 1,536): with
 //! `qmatmul::tests::kernel_timings`, old and new builds alternating on a
 //! Zen 4 core, the `k` = 384 shapes went from 366–389 to 390–419 GOP/s
-//! (+6–9%), the `k` = 1,536 one stayed at 421–433; in the model, where
-//! the residual is added and some rows are wide, the whole `corral embed`
-//! process took 5–8% less CPU time. The `i16` tiles keep the tile in
+//! (+7–9%), the `k` = 1,536 one stayed at 421–433; the whole `corral
+//! embed` process gained about 3–5%, within this machine's drift (see
+//! `docs/benchmarks.md`). The `i16` tiles keep the tile in
 //! memory and the plain-Rust step (`output::finish_rows`, the reference
 //! the fused tiles equal bit for bit).
 //!
