@@ -49,6 +49,13 @@ impl Kernel {
         Self::for_isa(Isa::current())
     }
 
+    /// The kernel of every build this CPU can run, the portable one first
+    /// ([`Isa::available`]): what the tests compare with each other.
+    #[cfg(test)]
+    pub(crate) fn available() -> Vec<Self> {
+        Isa::available().into_iter().map(Self::for_isa).collect()
+    }
+
     /// Whether this kernel has a `u8 × s8` tile ([`Kernel::tile_u8`]):
     /// the AVX-512 VNNI ones.
     pub(crate) fn has_u8(self) -> bool {

@@ -211,10 +211,7 @@ mod tests {
     /// nothing outside its rows and columns.
     #[test]
     fn every_fused_u8_tile_equals_the_tile_then_its_output_step() {
-        let kernels: Vec<Kernel> = crate::fast::Isa::available()
-            .into_iter()
-            .map(Kernel::for_isa)
-            .collect();
+        let kernels = Kernel::available();
         // The panel is the second of a row of 40 outputs, from row 2.
         let (n, row, col): (usize, usize, usize) = (40, 2, NR);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();

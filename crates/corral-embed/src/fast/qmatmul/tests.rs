@@ -115,10 +115,7 @@ fn portable_int8_product_is_within_its_error_bound() {
 /// ran.
 #[test]
 fn every_int8_kernel_is_within_its_bound_and_equals_portable() {
-    let kernels: Vec<Kernel> = crate::fast::Isa::available()
-        .into_iter()
-        .map(Kernel::for_isa)
-        .collect();
+    let kernels = Kernel::available();
     #[cfg(target_arch = "x86_64")]
     {
         assert!(int8_supported(), "this test needs an AVX2 CPU");
@@ -158,10 +155,7 @@ fn every_int8_kernel_is_within_its_bound_and_equals_portable() {
 #[test]
 fn every_int8_tile_is_exact_at_the_extremes() {
     let half = i16::try_from(MAX_ACTIVATION_LEVELS / 2).unwrap();
-    for kernel in crate::fast::Isa::available()
-        .into_iter()
-        .map(Kernel::for_isa)
-    {
+    for kernel in Kernel::available() {
         for pairs in [1usize, 2, 7, 192, 768] {
             let lda = 2 * pairs + 3;
             let a: Vec<i16> = (0..MR * lda)
@@ -418,10 +412,7 @@ fn kernel_timings() {
 /// (`u8 × s8`), the others on the same unsigned levels in `i16` lanes.
 #[test]
 fn every_kernel_with_8_bit_activations_is_within_its_bound_and_equals_portable() {
-    let kernels: Vec<Kernel> = crate::fast::Isa::available()
-        .into_iter()
-        .map(Kernel::for_isa)
-        .collect();
+    let kernels = Kernel::available();
     for &kernel in &kernels {
         for &(m, k, n) in SIZES {
             for (accumulate, threads) in [(false, 1), (true, 1), (true, 2)] {
@@ -460,10 +451,7 @@ fn every_kernel_with_8_bit_activations_is_within_its_bound_and_equals_portable()
 /// the portable tile gives them.
 #[test]
 fn every_u8_tile_is_exact_at_the_extremes() {
-    for kernel in crate::fast::Isa::available()
-        .into_iter()
-        .map(Kernel::for_isa)
-    {
+    for kernel in Kernel::available() {
         for quads in [1usize, 3, 96, 384] {
             let lda = 4 * quads + 4;
             let a: Vec<u8> = (0..MR * lda)
@@ -496,10 +484,7 @@ fn every_u8_tile_is_exact_at_the_extremes() {
 /// of its row's finer scale.
 #[test]
 fn wide_rows_get_finer_levels_and_every_kernel_gives_the_same_bits() {
-    let kernels: Vec<Kernel> = crate::fast::Isa::available()
-        .into_iter()
-        .map(Kernel::for_isa)
-        .collect();
+    let kernels = Kernel::available();
     // One outlier can stretch a row of `k` values to at most about √k
     // deviations, so rows narrower than 256 are never wide at 16.
     for &(m, k, n) in &[(1, 384, 16), (7, 401, 17), (40, 384, 96), (29, 1536, 40)] {
